@@ -1,0 +1,464 @@
+//! A subscriber's bounded outbound queue: a priority lane for control frames and replies, a data lane
+//! for ticks bounded in frames and bytes, and the overflow policy that applies when the data lane is full.
+//!
+//! The writer drains it in wire order: the remainder of a partly written frame, then control, then
+//! data, then conflated ticks. Per topic, ticks leave in seq order under every policy.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tickcast_core::Frame;
+
+use crate::topic::TopicId;
+
+/// What happens when a subscriber's data lane is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowPolicy {
+    /// Keep only the newest pending tick per topic until the client catches up (default: a slow
+    /// dashboard always shows the latest price, with no growing backlog).
+    #[default]
+    Conflate,
+    /// Drop the oldest queued tick to make room for the new one.
+    DropOldest,
+    /// Close the connection with 1008 "slow consumer".
+    Disconnect,
+}
+
+impl std::str::FromStr for OverflowPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "conflate" => Ok(Self::Conflate),
+            "drop_oldest" => Ok(Self::DropOldest),
+            "disconnect" => Ok(Self::Disconnect),
+            other => Err(format!("unknown policy {other:?}; expected conflate, drop_oldest or disconnect")),
+        }
+    }
+}
+
+/// Bounds of one subscriber's data lane.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Most ticks queued before the policy applies.
+    pub max_frames: usize,
+    /// Most tick bytes queued before the policy applies.
+    pub max_bytes: usize,
+    /// What to do on overflow.
+    pub policy: OverflowPolicy,
+    /// A subscriber that stays backlogged this long is disconnected whatever the policy.
+    pub max_lag: Duration,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            max_frames: 1024,
+            max_bytes: 256 * 1024,
+            policy: OverflowPolicy::Conflate,
+            max_lag: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Result of pushing a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued normally.
+    Queued,
+    /// Replaced an older pending tick of the same topic (conflation).
+    Conflated,
+    /// Queued after dropping the oldest queued tick.
+    DroppedOldest,
+    /// The subscriber must be disconnected as a slow consumer; nothing was queued.
+    Disconnect,
+    /// The queue is closed; nothing was queued.
+    Closed,
+}
+
+/// Lifetime counters of one queue, read by the router to batch them into shared metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Ticks replaced by a newer one of the same topic.
+    pub conflated: u64,
+    /// Ticks dropped by `drop_oldest`.
+    pub dropped: u64,
+}
+
+/// The outbound queue of one subscriber.
+#[derive(Debug)]
+pub struct OutQueue {
+    limits: QueueLimits,
+    /// A frame the socket accepted only part of, and how many bytes of it went out. It must finish
+    /// before anything else, so it leaves its lane.
+    current: Option<(Frame, usize)>,
+    /// Control frames and replies: never dropped; the reader stops reading while this is long, which
+    /// bounds it through TCP backpressure instead.
+    control: VecDeque<Frame>,
+    /// Ticks in arrival order; grows lazily, so an idle subscriber costs no buffer.
+    data: VecDeque<(TopicId, Frame)>,
+    /// While conflating: the newest pending tick per topic, sent after `data` drains. At most one
+    /// entry per subscribed topic, so it is bounded by the topics-per-connection limit.
+    conflated: Vec<(TopicId, Frame)>,
+    /// Bytes in `data` and `conflated`.
+    data_bytes: usize,
+    /// Set when the data lane overflowed; cleared when it drains. Drives `max_lag`.
+    lagging_since: Option<Instant>,
+    closed: bool,
+    stats: QueueStats,
+}
+
+impl OutQueue {
+    /// An empty queue; allocates nothing until used.
+    pub fn new(limits: QueueLimits) -> Self {
+        Self {
+            limits,
+            current: None,
+            control: VecDeque::new(),
+            data: VecDeque::new(),
+            conflated: Vec::new(),
+            data_bytes: 0,
+            lagging_since: None,
+            closed: false,
+            stats: QueueStats::default(),
+        }
+    }
+
+    /// Queues a tick for `topic`, applying the overflow policy when the data lane is full.
+    pub fn push_data(&mut self, topic: TopicId, frame: Frame) -> Pushed {
+        if self.closed {
+            return Pushed::Closed;
+        }
+        let fits = self.conflated.is_empty()
+            && self.data.len() < self.limits.max_frames
+            && self.data_bytes + frame.len() <= self.limits.max_bytes;
+        if fits {
+            self.data_bytes += frame.len();
+            self.data.push_back((topic, frame));
+            return Pushed::Queued;
+        }
+        // Overflow: the slow path, where reading the clock is affordable.
+        let now = Instant::now();
+        let since = *self.lagging_since.get_or_insert(now);
+        if now.duration_since(since) > self.limits.max_lag {
+            return Pushed::Disconnect;
+        }
+        match self.limits.policy {
+            OverflowPolicy::Disconnect => Pushed::Disconnect,
+            OverflowPolicy::DropOldest => {
+                let mut dropped = false;
+                while !self.data.is_empty()
+                    && (self.data.len() >= self.limits.max_frames
+                        || self.data_bytes + frame.len() > self.limits.max_bytes)
+                {
+                    if let Some((_, old)) = self.data.pop_front() {
+                        self.data_bytes -= old.len();
+                        self.stats.dropped += 1;
+                        dropped = true;
+                    }
+                }
+                self.data_bytes += frame.len();
+                self.data.push_back((topic, frame));
+                if dropped {
+                    Pushed::DroppedOldest
+                } else {
+                    Pushed::Queued
+                }
+            }
+            OverflowPolicy::Conflate => {
+                if let Some(slot) = self.conflated.iter_mut().find(|(t, _)| *t == topic) {
+                    self.data_bytes = self.data_bytes - slot.1.len() + frame.len();
+                    slot.1 = frame;
+                    self.stats.conflated += 1;
+                    Pushed::Conflated
+                } else {
+                    self.data_bytes += frame.len();
+                    self.conflated.push((topic, frame));
+                    Pushed::Queued
+                }
+            }
+        }
+    }
+
+    /// Queues a control frame or reply on the priority lane.
+    pub fn push_control(&mut self, frame: Frame) {
+        if !self.closed {
+            self.control.push_back(frame);
+        }
+    }
+
+    /// Drops all pending data and queues `close` as the last frame; later pushes are refused.
+    pub fn close_with(&mut self, close: Frame) {
+        if self.closed {
+            return;
+        }
+        self.clear_data();
+        self.control.push_back(close);
+        self.closed = true;
+    }
+
+    /// Removes pending ticks of `topic` (after an unsubscribe, so none arrive after the ack).
+    pub fn purge_topic(&mut self, topic: TopicId) {
+        let mut freed = 0;
+        self.data.retain(|(t, f)| {
+            let keep = *t != topic;
+            if !keep {
+                freed += f.len();
+            }
+            keep
+        });
+        self.conflated.retain(|(t, f)| {
+            let keep = *t != topic;
+            if !keep {
+                freed += f.len();
+            }
+            keep
+        });
+        self.data_bytes -= freed;
+    }
+
+    fn clear_data(&mut self) {
+        self.data.clear();
+        self.conflated.clear();
+        self.data_bytes = 0;
+        self.lagging_since = None;
+    }
+
+    /// True when nothing waits to be written.
+    pub fn is_empty(&self) -> bool {
+        self.current.is_none() && self.control.is_empty() && self.data.is_empty() && self.conflated.is_empty()
+    }
+
+    /// True once a close frame has been queued.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Control frames waiting (the reader pauses while this is high).
+    pub fn control_len(&self) -> usize {
+        self.control.len()
+    }
+
+    /// Ticks waiting (data lane plus conflated).
+    pub fn data_len(&self) -> usize {
+        self.data.len() + self.conflated.len()
+    }
+
+    /// Tick bytes waiting.
+    pub fn data_bytes(&self) -> usize {
+        self.data_bytes
+    }
+
+    /// Lifetime counters.
+    pub fn stats(&self) -> QueueStats {
+        self.stats
+    }
+
+    /// Fills `out` with slices of the next frames in wire order; returns how many were filled.
+    pub fn fill<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        let mut put = |s: &'a [u8]| {
+            if n < out.len() {
+                out[n] = IoSlice::new(s);
+                n += 1;
+                true
+            } else {
+                false
+            }
+        };
+        if let Some((f, off)) = &self.current {
+            put(&f.as_slice()[*off..]);
+        }
+        for f in &self.control {
+            if !put(f.as_slice()) {
+                return n;
+            }
+        }
+        for (_, f) in &self.data {
+            if !put(f.as_slice()) {
+                return n;
+            }
+        }
+        for (_, f) in &self.conflated {
+            if !put(f.as_slice()) {
+                return n;
+            }
+        }
+        n
+    }
+
+    /// Marks `written` bytes as sent, in the order [`fill`](Self::fill) gave them; returns how many
+    /// whole frames left the queue.
+    pub fn advance(&mut self, mut written: usize) -> usize {
+        let mut frames = 0;
+        if let Some((f, off)) = &mut self.current {
+            let rest = f.len() - *off;
+            if written < rest {
+                *off += written;
+                return 0;
+            }
+            written -= rest;
+            self.current = None;
+            frames += 1;
+        }
+        while written > 0 {
+            let (frame, was_data) = if let Some(f) = self.control.pop_front() {
+                (f, false)
+            } else if let Some((_, f)) = self.data.pop_front() {
+                (f, true)
+            } else if !self.conflated.is_empty() {
+                (self.conflated.remove(0).1, true)
+            } else {
+                break;
+            };
+            if was_data {
+                self.data_bytes -= frame.len();
+            }
+            if written < frame.len() {
+                self.current = Some((frame, written));
+                written = 0;
+            } else {
+                written -= frame.len();
+                frames += 1;
+            }
+        }
+        if self.data.is_empty() && self.conflated.is_empty() {
+            self.lagging_since = None;
+        }
+        frames
+    }
+
+    /// Releases buffer memory held by an idle queue (called when it drains after a burst).
+    pub fn shrink_if_idle(&mut self) {
+        if self.is_empty() && (self.data.capacity() > 64 || self.control.capacity() > 16) {
+            self.data = VecDeque::new();
+            self.control = VecDeque::new();
+            self.conflated = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(topic: u32, seq: u64) -> (TopicId, Frame) {
+        (TopicId(topic), Frame::text(format!("{{\"t\":{topic},\"seq\":{seq}}}").as_bytes()))
+    }
+
+    fn limits(policy: OverflowPolicy, max_frames: usize) -> QueueLimits {
+        QueueLimits { max_frames, max_bytes: 1 << 20, policy, max_lag: Duration::from_secs(60) }
+    }
+
+    /// Drains the queue by "writing" everything, returning payloads in wire order.
+    fn drain(q: &mut OutQueue) -> Vec<String> {
+        let mut out = Vec::new();
+        while !q.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 8];
+            let n = q.fill(&mut slices);
+            let bytes: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+            q.advance(bytes.len());
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let len = rest[1] as usize;
+                out.push(String::from_utf8(rest[2..2 + len].to_vec()).unwrap());
+                rest = &rest[2 + len..];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn conflation_keeps_exactly_the_newest_per_topic() {
+        let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 2));
+        let mut results = Vec::new();
+        for seq in 1..=5 {
+            for topic in [1, 2, 3] {
+                let (t, f) = tick(topic, seq);
+                results.push(q.push_data(t, f));
+            }
+        }
+        assert_eq!(q.stats().conflated, 15 - 2 - 3);
+        assert_eq!(q.data_len(), 5);
+        let got = drain(&mut q);
+        assert_eq!(
+            got,
+            vec![
+                r#"{"t":1,"seq":1}"#,
+                r#"{"t":2,"seq":1}"#,
+                r#"{"t":3,"seq":5}"#,
+                r#"{"t":1,"seq":5}"#,
+                r#"{"t":2,"seq":5}"#,
+            ]
+        );
+        assert!(results.contains(&Pushed::Conflated));
+        // Once drained, ticks queue normally again.
+        let (t, f) = tick(1, 6);
+        assert_eq!(q.push_data(t, f), Pushed::Queued);
+    }
+
+    #[test]
+    fn drop_oldest_bounds_the_queue() {
+        let mut q = OutQueue::new(limits(OverflowPolicy::DropOldest, 3));
+        for seq in 1..=10 {
+            let (t, f) = tick(1, seq);
+            q.push_data(t, f);
+        }
+        assert_eq!(q.stats().dropped, 7);
+        assert_eq!(drain(&mut q), vec![r#"{"t":1,"seq":8}"#, r#"{"t":1,"seq":9}"#, r#"{"t":1,"seq":10}"#]);
+    }
+
+    #[test]
+    fn disconnect_policy_and_max_lag() {
+        let mut q = OutQueue::new(limits(OverflowPolicy::Disconnect, 1));
+        let (t, f) = tick(1, 1);
+        assert_eq!(q.push_data(t, f.clone()), Pushed::Queued);
+        assert_eq!(q.push_data(t, f.clone()), Pushed::Disconnect);
+
+        let mut q = OutQueue::new(QueueLimits { max_lag: Duration::ZERO, ..limits(OverflowPolicy::Conflate, 1) });
+        assert_eq!(q.push_data(t, f.clone()), Pushed::Queued);
+        assert_eq!(q.push_data(t, f.clone()), Pushed::Queued, "overflow starts conflating");
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(q.push_data(t, f), Pushed::Disconnect);
+    }
+
+    #[test]
+    fn control_goes_first_and_partial_frames_finish_first() {
+        let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 8));
+        let (t, f) = tick(1, 1);
+        q.push_data(t, f.clone());
+        q.advance(3); // part of the tick went out
+        q.push_control(Frame::text(b"ack"));
+        let mut slices = [IoSlice::new(&[]); 8];
+        let n = q.fill(&mut slices);
+        assert_eq!(n, 2);
+        assert_eq!(slices[0].len(), f.len() - 3);
+        assert_eq!(&*slices[1], Frame::text(b"ack").as_slice());
+        assert_eq!(q.advance(f.len() - 3 + 5), 2);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn close_drops_data_and_refuses_more() {
+        let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 8));
+        let (t, f) = tick(1, 1);
+        q.push_data(t, f.clone());
+        q.close_with(Frame::text(b"bye"));
+        assert_eq!(q.push_data(t, f), Pushed::Closed);
+        assert_eq!(drain(&mut q), vec!["bye"]);
+    }
+
+    #[test]
+    fn purge_removes_a_topic() {
+        let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 8));
+        for topic in [1, 2, 1] {
+            let (t, f) = tick(topic, 1);
+            q.push_data(t, f);
+        }
+        q.purge_topic(TopicId(1));
+        assert_eq!(drain(&mut q), vec![r#"{"t":2,"seq":1}"#]);
+        assert_eq!(q.data_bytes(), 0);
+    }
+}

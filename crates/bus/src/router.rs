@@ -1,0 +1,359 @@
+//! The per-shard router: which of this shard's subscribers want which topic, and the fan-out of each
+//! published tick into their queues. Single-threaded by design (one per worker thread), so the fan-out
+//! loop takes no locks and touches no shared cache lines except the frame's refcount.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Waker;
+
+use tickcast_core::{Seq, Topic};
+
+use crate::bus::{Bus, BusError};
+use crate::queue::{OutQueue, Pushed, QueueLimits};
+use crate::topic::{TopicId, TopicState};
+
+/// Identifies a subscriber within its shard (for logs and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubscriberId(pub u64);
+
+/// One connection's view from the bus: its outbound queue and the writer to wake.
+pub struct Subscriber {
+    id: SubscriberId,
+    /// The outbound queue; borrowed briefly by the router (push) and the writer (drain), same thread.
+    pub queue: RefCell<OutQueue>,
+    writer: Cell<Option<Waker>>,
+    topics: RefCell<Vec<Arc<TopicState>>>,
+    /// Set when the overflow policy decided to disconnect; the writer closes with 1008.
+    slow: Cell<bool>,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber").field("id", &self.id).field("slow", &self.slow.get()).finish()
+    }
+}
+
+impl Subscriber {
+    /// A subscriber with an empty queue.
+    pub fn new(id: SubscriberId, limits: QueueLimits) -> Rc<Subscriber> {
+        Rc::new(Subscriber {
+            id,
+            queue: RefCell::new(OutQueue::new(limits)),
+            writer: Cell::new(None),
+            topics: RefCell::new(Vec::new()),
+            slow: Cell::new(false),
+        })
+    }
+
+    /// Its id.
+    pub fn id(&self) -> SubscriberId {
+        self.id
+    }
+
+    /// Registers the writer task to wake when frames are queued.
+    pub fn set_waker(&self, waker: &Waker) {
+        let current = self.writer.take();
+        match current {
+            Some(w) if w.will_wake(waker) => self.writer.set(Some(w)),
+            _ => self.writer.set(Some(waker.clone())),
+        }
+    }
+
+    /// Wakes the writer, if it waits.
+    pub fn wake(&self) {
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    /// True once the overflow policy declared this subscriber a slow consumer.
+    pub fn is_slow(&self) -> bool {
+        self.slow.get()
+    }
+
+    /// Number of topics subscribed.
+    pub fn topic_count(&self) -> usize {
+        self.topics.borrow().len()
+    }
+
+    /// Whether `topic` is subscribed.
+    pub fn is_subscribed(&self, topic: &Topic) -> bool {
+        self.topics.borrow().iter().any(|t| t.topic() == topic)
+    }
+}
+
+/// A subscription entry in the routing table.
+struct Route {
+    sub: Rc<Subscriber>,
+    /// Ticks with seq at or below this were already delivered as the snapshot.
+    after: Seq,
+}
+
+/// Counters of one shard, plain integers batched into shared metrics by the gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Ticks taken from the inbox.
+    pub ticks: u64,
+    /// Ticks pushed onto subscriber queues (including conflated replacements).
+    pub deliveries: u64,
+    /// Ticks replaced by a newer one of the same topic in a slow subscriber's queue.
+    pub conflated: u64,
+    /// Ticks dropped by the `drop_oldest` policy.
+    pub dropped: u64,
+    /// Subscribers declared slow consumers.
+    pub slow_disconnects: u64,
+    /// Live subscriptions in this shard.
+    pub subscriptions: u64,
+}
+
+/// Routing table and fan-out loop of one shard.
+pub struct ShardRouter {
+    shard: usize,
+    bus: Arc<Bus>,
+    /// Indexed by [`TopicId`]: dense, so lookup is an index, not a hash.
+    routes: Vec<Vec<Route>>,
+    stats: RouterStats,
+}
+
+impl ShardRouter {
+    /// The router of shard `shard` of `bus`.
+    pub fn new(bus: Arc<Bus>, shard: usize) -> Self {
+        Self { shard, bus, routes: Vec::new(), stats: RouterStats::default() }
+    }
+
+    /// The bus this router reads from.
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> RouterStats {
+        self.stats
+    }
+
+    /// Subscribes `sub` to `topics` (already-subscribed ones are skipped) and queues each topic's
+    /// latest tick as a snapshot. Fails without side effects past the first topic that cannot be
+    /// created; topics before it stay subscribed.
+    pub fn subscribe(&mut self, sub: &Rc<Subscriber>, topics: &[Topic]) -> Result<(), BusError> {
+        for topic in topics {
+            if sub.is_subscribed(topic) {
+                continue;
+            }
+            let state = self.bus.topic(topic)?;
+            let idx = state.id().0 as usize;
+            if self.routes.len() <= idx {
+                self.routes.resize_with(idx + 1, Vec::new);
+            }
+            let list = &mut self.routes[idx];
+            if list.is_empty() {
+                // Set the bit before reading the last value; see PublishBatch::publish.
+                state.shard_mask.fetch_or(1 << self.shard, Ordering::SeqCst);
+            }
+            let snapshot = state.last();
+            let after = snapshot.as_ref().map(|l| l.seq).unwrap_or_default();
+            list.push(Route { sub: sub.clone(), after });
+            sub.topics.borrow_mut().push(state.clone());
+            self.stats.subscriptions += 1;
+            if let Some(last) = snapshot {
+                self.deliver(sub, state.id(), last.frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unsubscribes `sub` from `topics` and purges their queued ticks; unknown ones are ignored.
+    pub fn unsubscribe(&mut self, sub: &Rc<Subscriber>, topics: &[Topic]) {
+        for topic in topics {
+            let state = {
+                let mut mine = sub.topics.borrow_mut();
+                let Some(pos) = mine.iter().position(|t| t.topic() == topic) else { continue };
+                mine.swap_remove(pos)
+            };
+            self.remove_route(sub, &state);
+            sub.queue.borrow_mut().purge_topic(state.id());
+        }
+    }
+
+    /// Removes every subscription of `sub` (on disconnect).
+    pub fn remove(&mut self, sub: &Rc<Subscriber>) {
+        let topics = std::mem::take(&mut *sub.topics.borrow_mut());
+        for state in topics {
+            self.remove_route(sub, &state);
+        }
+    }
+
+    fn remove_route(&mut self, sub: &Rc<Subscriber>, state: &TopicState) {
+        let Some(list) = self.routes.get_mut(state.id().0 as usize) else { return };
+        if let Some(pos) = list.iter().position(|r| Rc::ptr_eq(&r.sub, sub)) {
+            list.swap_remove(pos);
+            self.stats.subscriptions -= 1;
+        }
+        if list.is_empty() {
+            state.shard_mask.fetch_and(!(1 << self.shard), Ordering::SeqCst);
+            // Give the memory back: a topic may have had thousands of subscribers.
+            *list = Vec::new();
+        }
+    }
+
+    /// Takes up to `budget` ticks from this shard's inbox and fans each out; returns how many it took.
+    pub fn dispatch(&mut self, budget: usize) -> usize {
+        let bus = self.bus.clone();
+        let inbox = bus.inbox(self.shard);
+        let mut n = 0;
+        while n < budget {
+            let Some(item) = inbox.pop() else { break };
+            n += 1;
+            let Some(routes) = self.routes.get(item.topic.0 as usize) else { continue };
+            for route in routes {
+                if item.seq <= route.after {
+                    continue; // already sent as the snapshot
+                }
+                let pushed = route.sub.queue.borrow_mut().push_data(item.topic, item.frame.clone());
+                self.stats.deliveries += 1;
+                match pushed {
+                    Pushed::Queued => route.sub.wake(),
+                    Pushed::Conflated => self.stats.conflated += 1,
+                    Pushed::DroppedOldest => {
+                        self.stats.dropped += 1;
+                        route.sub.wake();
+                    }
+                    Pushed::Disconnect => {
+                        if !route.sub.slow.replace(true) {
+                            self.stats.slow_disconnects += 1;
+                        }
+                        route.sub.wake();
+                    }
+                    Pushed::Closed => {}
+                }
+            }
+        }
+        self.stats.ticks += n as u64;
+        n
+    }
+
+    fn deliver(&mut self, sub: &Rc<Subscriber>, topic: TopicId, frame: tickcast_core::Frame) {
+        match sub.queue.borrow_mut().push_data(topic, frame) {
+            Pushed::Conflated => self.stats.conflated += 1,
+            Pushed::DroppedOldest => self.stats.dropped += 1,
+            Pushed::Disconnect => {
+                if !sub.slow.replace(true) {
+                    self.stats.slow_disconnects += 1;
+                }
+            }
+            Pushed::Queued | Pushed::Closed => {}
+        }
+        sub.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::BusConfig;
+    use std::io::IoSlice;
+    use tickcast_core::Frame;
+
+    fn payloads(sub: &Subscriber) -> Vec<String> {
+        let mut q = sub.queue.borrow_mut();
+        let mut out = Vec::new();
+        while !q.is_empty() {
+            let mut s = [IoSlice::new(&[]); 1];
+            q.fill(&mut s);
+            let bytes = s[0].to_vec();
+            q.advance(bytes.len());
+            out.push(String::from_utf8(bytes[2..].to_vec()).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn fans_out_to_every_subscriber_of_a_topic_once() {
+        let bus = Bus::new(&BusConfig { shards: 2, ..Default::default() });
+        let mut r0 = ShardRouter::new(bus.clone(), 0);
+        let mut r1 = ShardRouter::new(bus.clone(), 1);
+        let aapl = Topic::new("ticker.AAPL").unwrap();
+        let msft = Topic::new("ticker.MSFT").unwrap();
+        let subs: Vec<_> = (0..3).map(|i| Subscriber::new(SubscriberId(i), QueueLimits::default())).collect();
+        r0.subscribe(&subs[0], &[aapl.clone()]).unwrap();
+        r0.subscribe(&subs[1], &[aapl.clone(), msft.clone()]).unwrap();
+        r1.subscribe(&subs[2], &[msft.clone()]).unwrap();
+
+        let a = bus.topic(&aapl).unwrap();
+        let m = bus.topic(&msft).unwrap();
+        {
+            let mut batch = bus.batch();
+            batch.publish(&a, a.next_seq(), Frame::text(b"a1"));
+            batch.publish(&m, m.next_seq(), Frame::text(b"m1"));
+        }
+        assert_eq!(bus.inbox(0).len(), 2);
+        assert_eq!(bus.inbox(1).len(), 1, "shard 1 only gets MSFT");
+        assert_eq!(r0.dispatch(100), 2);
+        assert_eq!(r1.dispatch(100), 1);
+        assert_eq!(payloads(&subs[0]), vec!["a1"]);
+        assert_eq!(payloads(&subs[1]), vec!["a1", "m1"]);
+        assert_eq!(payloads(&subs[2]), vec!["m1"]);
+        assert_eq!(r0.stats().deliveries, 3);
+    }
+
+    #[test]
+    fn snapshot_on_subscribe_and_no_duplicate_after_it() {
+        let bus = Bus::new(&BusConfig::default());
+        let mut r = ShardRouter::new(bus.clone(), 0);
+        let topic = Topic::new("ticker.AAPL").unwrap();
+        let t = bus.topic(&topic).unwrap();
+        let early = Subscriber::new(SubscriberId(0), QueueLimits::default());
+        r.subscribe(&early, &[topic.clone()]).unwrap();
+        bus.publish(&t, t.next_seq(), Frame::text(b"1"));
+        // A late subscriber joins while seq 1 still sits in the inbox.
+        let late = Subscriber::new(SubscriberId(1), QueueLimits::default());
+        r.subscribe(&late, &[topic.clone()]).unwrap();
+        bus.publish(&t, t.next_seq(), Frame::text(b"2"));
+        r.dispatch(100);
+        assert_eq!(payloads(&early), vec!["1", "2"]);
+        assert_eq!(payloads(&late), vec!["1", "2"], "snapshot 1, then live 2, no duplicate 1");
+    }
+
+    #[test]
+    fn unsubscribe_and_remove_stop_delivery() {
+        let bus = Bus::new(&BusConfig::default());
+        let mut r = ShardRouter::new(bus.clone(), 0);
+        let topic = Topic::new("ticker.AAPL").unwrap();
+        let t = bus.topic(&topic).unwrap();
+        let s = Subscriber::new(SubscriberId(0), QueueLimits::default());
+        r.subscribe(&s, &[topic.clone()]).unwrap();
+        assert!(t.has_subscribers());
+        bus.publish(&t, t.next_seq(), Frame::text(b"1"));
+        r.dispatch(100);
+        r.unsubscribe(&s, &[topic.clone()]);
+        assert!(!t.has_subscribers());
+        assert_eq!(payloads(&s), Vec::<String>::new(), "queued tick purged");
+        bus.publish(&t, t.next_seq(), Frame::text(b"2"));
+        assert_eq!(bus.inbox(0).len(), 0, "no subscriber, no push");
+        r.subscribe(&s, &[topic.clone()]).unwrap();
+        r.remove(&s);
+        assert_eq!(r.stats().subscriptions, 0);
+        assert!(!t.has_subscribers());
+    }
+
+    #[test]
+    fn topic_limit_is_enforced() {
+        let bus = Bus::new(&BusConfig { max_topics: 1, ..Default::default() });
+        let mut r = ShardRouter::new(bus.clone(), 0);
+        let s = Subscriber::new(SubscriberId(0), QueueLimits::default());
+        r.subscribe(&s, &[Topic::new("a.b").unwrap()]).unwrap();
+        let err = r.subscribe(&s, &[Topic::new("a.c").unwrap()]).unwrap_err();
+        assert!(matches!(err, BusError::TopicLimit { limit: 1, .. }));
+    }
+
+    #[test]
+    fn stale_ticks_are_refused() {
+        let bus = Bus::new(&BusConfig::default());
+        let t = bus.topic(&Topic::new("a.b").unwrap()).unwrap();
+        bus.publish(&t, Seq(5), Frame::text(b"5"));
+        bus.publish(&t, Seq(4), Frame::text(b"4"));
+        assert_eq!(bus.stale(), 1);
+        assert_eq!(t.last().unwrap().seq, Seq(5));
+    }
+}

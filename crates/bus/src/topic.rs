@@ -1,0 +1,85 @@
+//! Per-topic shared state: identity, sequence counter, last-value cache and which shards listen.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use tickcast_core::{Frame, Seq, Topic};
+
+/// Dense numeric id of a topic, used to index per-shard tables without hashing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicId(pub u32);
+
+/// The latest tick of a topic, as the exact bytes subscribers receive.
+#[derive(Debug, Clone)]
+pub struct LastTick {
+    /// Its sequence number.
+    pub seq: Seq,
+    /// Its encoded frame.
+    pub frame: Frame,
+}
+
+/// Everything the bus knows about one topic; shared by publishers and shards.
+#[derive(Debug)]
+pub struct TopicState {
+    id: TopicId,
+    topic: Topic,
+    /// Next seq handed out by [`TopicState::next_seq`]; per topic, so several feeds agree.
+    seq: AtomicU64,
+    /// Last-value cache. A mutex rather than an atomic pointer so storing a frame allocates nothing;
+    /// it is held for a refcount bump, by one publisher and the rare subscribe.
+    last: Mutex<Option<LastTick>>,
+    /// Bit i set = shard i has at least one subscriber; publishers skip the others.
+    pub(crate) shard_mask: AtomicU64,
+}
+
+impl TopicState {
+    pub(crate) fn new(id: TopicId, topic: Topic) -> Self {
+        Self {
+            id,
+            topic,
+            seq: AtomicU64::new(0),
+            last: Mutex::new(None),
+            shard_mask: AtomicU64::new(0),
+        }
+    }
+
+    /// The dense id.
+    pub fn id(&self) -> TopicId {
+        self.id
+    }
+
+    /// The topic name.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// Assigns the next per-topic sequence number (1 for the first tick).
+    pub fn next_seq(&self) -> Seq {
+        Seq(self.seq.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Moves the counter forward to at least `seq`, for ticks whose seq was assigned upstream.
+    pub fn observe_seq(&self, seq: Seq) {
+        self.seq.fetch_max(seq.0, Ordering::Relaxed);
+    }
+
+    /// The cached latest tick, if any.
+    pub fn last(&self) -> Option<LastTick> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stores `frame` as the latest tick unless a newer one is there; returns whether it was newer.
+    pub(crate) fn store_last(&self, seq: Seq, frame: &Frame) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_ref().is_some_and(|l| l.seq >= seq) {
+            return false;
+        }
+        *last = Some(LastTick { seq, frame: frame.clone() });
+        true
+    }
+
+    /// Whether any shard has a subscriber.
+    pub fn has_subscribers(&self) -> bool {
+        self.shard_mask.load(Ordering::Relaxed) != 0
+    }
+}
