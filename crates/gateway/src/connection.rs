@@ -1,0 +1,250 @@
+//! One WebSocket session: reading client frames with fastwebsockets, answering protocol v1 requests,
+//! keepalive pings, and the close handshake. Writing belongs to [`crate::writer`].
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::{poll_fn, ready};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use bytes::Bytes;
+use fastwebsockets::{FragmentCollectorRead, OpCode, Role, WebSocketError};
+use tickcast_bus::{BusError, Subscriber, SubscriberId};
+use tickcast_core::frame::OpCode as WireOp;
+use tickcast_core::protocol::ProtocolErrorKind;
+use tickcast_core::{ClientRequest, CloseCode, Frame, ProtocolError, ServerReply};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::inbound::{InboundStream, WireViolation};
+use crate::metrics::CloseReason;
+use crate::shard::ShardCtx;
+use crate::state::SessionSlot;
+use crate::writer::{self, WriterEnd, MAX_PENDING_CONTROL};
+
+/// State shared by a session's reader and writer (same thread).
+pub(crate) struct Session {
+    /// The bus-facing half: queue and subscriptions.
+    pub sub: Rc<Subscriber>,
+    reader: Cell<Option<Waker>>,
+    end: Cell<Option<CloseReason>>,
+}
+
+impl Session {
+    /// Records why the session ends; the first reason wins.
+    pub(crate) fn end_with(&self, reason: CloseReason) {
+        if self.end.get().is_none() {
+            self.end.set(Some(reason));
+        }
+    }
+
+    /// Wakes the reader if it waits for the priority lane to drain.
+    pub(crate) fn wake_reader(&self) {
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// Queues a close frame (dropping pending data) and records the reason.
+    fn close(&self, reason: CloseReason, code: CloseCode, text: &str) {
+        self.end_with(reason);
+        self.sub.queue.borrow_mut().close_with(Frame::close(code, text));
+        self.sub.wake();
+    }
+
+    fn reply(&self, frame: Frame) {
+        self.sub.queue.borrow_mut().push_control(frame);
+        self.sub.wake();
+    }
+}
+
+/// Runs a session on an upgraded socket until it ends; `read_ahead` holds bytes hyper read past the
+/// handshake.
+pub(crate) async fn run(ctx: Rc<ShardCtx>, slot: SessionSlot, stream: TcpStream, read_ahead: Bytes) {
+    let id = ctx.next_subscriber_id();
+    let peer = stream.peer_addr().ok();
+    let span = tracing::debug_span!("session", shard = ctx.index, id = id.0, peer = ?peer);
+    let _live = ctx.session_started();
+    session(ctx, slot, stream, read_ahead, id).instrument(span).await
+}
+
+async fn session(ctx: Rc<ShardCtx>, slot: SessionSlot, stream: TcpStream, read_ahead: Bytes, id: SubscriberId) {
+    let sub = Subscriber::new(id, ctx.state.config.queue);
+    let session = Rc::new(Session { sub: sub.clone(), reader: Cell::new(None), end: Cell::new(None) });
+    let (rd, wr) = stream.into_split();
+    let inbound = InboundStream::new(read_ahead, rd, ctx.state.config.max_message_bytes);
+
+    let writer = writer::run(ctx.clone(), session.clone(), wr);
+    let reader = read_loop(&ctx, &session, inbound);
+    tokio::pin!(writer, reader);
+    tokio::select! {
+        () = &mut reader => {
+            // The reader queued a close (or the peer vanished): let the writer flush it, bounded.
+            if sub.queue.borrow().is_closed() {
+                let _ = tokio::time::timeout(ctx.state.config.shutdown_grace, &mut writer).await;
+            }
+        }
+        end = &mut writer => {
+            if end == WriterEnd::Failed {
+                session.end_with(CloseReason::Io);
+            }
+        }
+    }
+    ctx.router.borrow_mut().remove(&sub);
+    let reason = session.end.get().unwrap_or(CloseReason::Io);
+    ctx.state.metrics.closed(reason);
+    tracing::debug!(reason = reason.label(), "session closed");
+    drop(slot);
+}
+
+/// Reads and answers client frames until the session should close.
+async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: InboundStream) {
+    let config = &ctx.state.config;
+    let (mut ws, _) = fastwebsockets::after_handshake_split(inbound, tokio::io::sink(), Role::Server);
+    // Our tracker enforces the real limit on whole messages; this only has to be above it.
+    ws.set_max_message_size(config.max_message_bytes + 1);
+    let mut ws = FragmentCollectorRead::new(ws);
+    let obligated = session.clone();
+    // fastwebsockets hands us the replies it owes (pong to a ping, close echo); they go out on the
+    // priority lane, which backpressure never drops.
+    let mut send = move |frame: fastwebsockets::Frame<'_>| {
+        match frame.opcode {
+            OpCode::Close => {
+                obligated.end_with(CloseReason::Client);
+                obligated.sub.queue.borrow_mut().close_with(Frame::new(WireOp::Close, &frame.payload));
+            }
+            OpCode::Pong => obligated.sub.queue.borrow_mut().push_control(Frame::pong(&frame.payload)),
+            _ => {}
+        }
+        obligated.sub.wake();
+        ready(Ok::<(), Infallible>(()))
+    };
+    let shutdown = ctx.state.shutdown.clone();
+    let mut deadline = Instant::now() + config.ping_interval;
+    let mut ping_sent = false;
+    loop {
+        // Backpressure on requests: stop reading while replies pile up.
+        poll_fn(|cx| {
+            if session.sub.queue.borrow().control_len() < MAX_PENDING_CONTROL {
+                Poll::Ready(())
+            } else {
+                session.reader.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await;
+
+        let read = ws.read_frame(&mut send);
+        tokio::pin!(read);
+        // `read_frame` is not cancel-safe, so it is never dropped mid-frame: the timer arm only sends
+        // a ping and loops back to the same future.
+        let result = loop {
+            tokio::select! {
+                r = &mut read => break r,
+                _ = shutdown.cancelled() => {
+                    session.close(CloseReason::Shutdown, CloseCode::GoingAway, "server shutting down");
+                    return;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    if ping_sent {
+                        session.close(CloseReason::Idle, CloseCode::GoingAway, "ping timeout");
+                        return;
+                    }
+                    session.reply(Frame::ping(b"tickcast"));
+                    ping_sent = true;
+                    deadline = Instant::now() + config.pong_timeout;
+                }
+            }
+        };
+        ping_sent = false;
+        deadline = Instant::now() + config.ping_interval;
+
+        let mut frame = match result {
+            Ok(frame) => frame,
+            Err(e) => {
+                close_for_error(session, e);
+                return;
+            }
+        };
+        match frame.opcode {
+            OpCode::Text => handle_request(ctx, session, frame.payload.to_mut()),
+            OpCode::Binary => reply_error(ctx, session, ProtocolErrorKind::BinaryNotSupported.into()),
+            OpCode::Close => return,
+            _ => {}
+        }
+        if session.sub.queue.borrow().is_closed() {
+            return;
+        }
+    }
+}
+
+/// Maps a read error to the RFC 6455 close code and queues the close.
+fn close_for_error(session: &Session, e: WebSocketError) {
+    let violation = match &e {
+        WebSocketError::IoError(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<WireViolation>()).copied(),
+        _ => None,
+    };
+    match (violation, &e) {
+        (Some(WireViolation::TooBig(n)), _) => {
+            session.close(CloseReason::Protocol, CloseCode::TooBig, &format!("message of {n} bytes is too big"))
+        }
+        (Some(WireViolation::Unmasked), _) => {
+            session.close(CloseReason::Protocol, CloseCode::Protocol, "client frames must be masked")
+        }
+        (None, WebSocketError::InvalidUTF8) => {
+            session.close(CloseReason::Protocol, CloseCode::InvalidPayload, "invalid UTF-8")
+        }
+        (None, WebSocketError::FrameTooLarge) => {
+            session.close(CloseReason::Protocol, CloseCode::TooBig, "message too big")
+        }
+        (None, WebSocketError::IoError(_) | WebSocketError::UnexpectedEOF | WebSocketError::ConnectionClosed) => {
+            session.end_with(CloseReason::Io);
+        }
+        (None, other) => session.close(CloseReason::Protocol, CloseCode::Protocol, &other.to_string()),
+    }
+}
+
+fn reply_error(ctx: &ShardCtx, session: &Session, err: ProtocolError) {
+    ctx.state.metrics.client_errors.with_label_values(&[err.code()]).inc();
+    session.reply(err.to_frame());
+}
+
+/// Answers one text message.
+fn handle_request(ctx: &ShardCtx, session: &Session, buf: &mut [u8]) {
+    let request = match ClientRequest::parse(buf) {
+        Ok(r) => r,
+        Err(e) => return reply_error(ctx, session, e),
+    };
+    let sub = &session.sub;
+    match request {
+        ClientRequest::Subscribe { topics, id } => {
+            let limit = ctx.state.config.max_topics_per_connection;
+            let wanted = sub.topic_count() + topics.iter().filter(|t| !sub.is_subscribed(t)).count();
+            if wanted > limit {
+                ctx.state.metrics.limit_rejections.with_label_values(&["max_topics_per_connection"]).inc();
+                let kind = ProtocolErrorKind::TooManyTopics { limit, wanted };
+                return reply_error(ctx, session, ProtocolError { kind, id });
+            }
+            // Resolve (create) every topic first, so a refusal leaves nothing half-subscribed.
+            for topic in &topics {
+                if let Err(BusError::TopicLimit { limit, topic }) = ctx.state.bus.topic(topic) {
+                    ctx.state.metrics.limit_rejections.with_label_values(&["max_topics"]).inc();
+                    let kind = ProtocolErrorKind::TopicLimit { limit, topic: topic.to_string() };
+                    return reply_error(ctx, session, ProtocolError { kind, id });
+                }
+            }
+            // The ack goes on the priority lane, the snapshots on the data lane: the ack leaves first.
+            session.reply(ServerReply::Subscribed { topics: &topics, id: id.as_ref() }.to_frame());
+            if let Err(BusError::TopicLimit { limit, topic }) = ctx.router.borrow_mut().subscribe(sub, &topics) {
+                let kind = ProtocolErrorKind::TopicLimit { limit, topic: topic.to_string() };
+                reply_error(ctx, session, ProtocolError { kind, id });
+            }
+        }
+        ClientRequest::Unsubscribe { topics, id } => {
+            ctx.router.borrow_mut().unsubscribe(sub, &topics);
+            session.reply(ServerReply::Unsubscribed { topics: &topics, id: id.as_ref() }.to_frame());
+        }
+        ClientRequest::Ping { id } => session.reply(ServerReply::Pong { id: id.as_ref() }.to_frame()),
+    }
+}

@@ -1,0 +1,155 @@
+//! The HTTP surface of a connection: WebSocket upgrade at `/ws`, health, readiness, topic listing,
+//! metrics and the embedded dashboard.
+
+use std::convert::Infallible;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tickcast_core::json;
+use tokio::net::TcpStream;
+
+use crate::shard::ShardCtx;
+
+type Resp = Response<Full<Bytes>>;
+
+/// Serves HTTP/1.1 on one accepted connection until it closes or upgrades.
+pub(crate) async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
+    let timeout = ctx.state.config.handshake_timeout;
+    let svc_ctx = ctx.clone();
+    let service = service_fn(move |req| {
+        let ctx = svc_ctx.clone();
+        async move { Ok::<_, Infallible>(route(&ctx, req)) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "http connection ended with an error");
+    }
+}
+
+fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>) -> Resp {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
+    }
+    match req.uri().path() {
+        "/ws" => upgrade(ctx, req),
+        "/healthz" => json_response(StatusCode::OK, b"{\"status\":\"ok\"}".to_vec()),
+        "/readyz" => readyz(ctx),
+        "/topics" => topics(ctx),
+        "/metrics" => {
+            let body = ctx.state.metrics.render(&ctx.state);
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r
+        }
+        path => match crate::assets::get(path) {
+            Some(asset) => {
+                let mut r = Response::new(Full::new(Bytes::from_static(asset.body)));
+                let h = r.headers_mut();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(crate::assets::CSP));
+                h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                r
+            }
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
+    }
+}
+
+fn upgrade(ctx: &Rc<ShardCtx>, mut req: Request<Incoming>) -> Resp {
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        return text(StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket\n");
+    }
+    if ctx.state.is_draining() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down\n");
+    }
+    let Some(slot) = ctx.state.try_open_session() else {
+        ctx.state.metrics.limit_rejections.with_label_values(&["max_connections"]).inc();
+        return text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached\n");
+    };
+    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(pair) => pair,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("bad WebSocket handshake: {e}\n")),
+    };
+    let ctx = ctx.clone();
+    tokio::task::spawn_local(async move {
+        let ws = match upgrade.await {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        // Take the raw socket back: we write pre-encoded frames ourselves.
+        let upgraded = ws.into_inner().into_inner();
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => crate::connection::run(ctx, slot, parts.io.into_inner(), parts.read_buf).await,
+            Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
+        }
+    });
+    response.map(|_| Full::new(Bytes::new()))
+}
+
+fn readyz(ctx: &ShardCtx) -> Resp {
+    match ctx.state.readiness() {
+        Ok(()) => json_response(StatusCode::OK, b"{\"ready\":true}".to_vec()),
+        Err(reasons) => {
+            let mut body = b"{\"ready\":false,\"reasons\":[".to_vec();
+            for (i, r) in reasons.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                json::write_str(&mut body, r);
+            }
+            body.extend_from_slice(b"]}");
+            json_response(StatusCode::SERVICE_UNAVAILABLE, body)
+        }
+    }
+}
+
+/// Every known topic with its latest tick (the tick JSON itself), or just its name and seq 0.
+fn topics(ctx: &ShardCtx) -> Resp {
+    let mut body = b"{\"topics\":[".to_vec();
+    for (i, t) in ctx.state.bus.snapshot().iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        match &t.last {
+            Some(frame) => body.extend_from_slice(frame.payload()),
+            None => {
+                body.extend_from_slice(b"{\"topic\":");
+                json::write_str(&mut body, t.topic.as_str());
+                body.extend_from_slice(b",\"seq\":0}");
+            }
+        }
+    }
+    body.extend_from_slice(b"]}");
+    json_response(StatusCode::OK, body)
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn text(status: StatusCode, msg: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(msg.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}

@@ -1,0 +1,203 @@
+//! Prometheus metrics of the gateway, the bus and the feeds, with bounded labels only (no per-client
+//! or per-topic label). Hot-path counts are kept in shard-local plain integers and added here in
+//! batches (see `shard.rs`), so counting costs no shared atomic per message.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::state::ServerState;
+
+/// Why a WebSocket session ended; the `reason` label of `tickcast_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent a close frame or closed the socket.
+    Client,
+    /// The client broke the protocol (1002/1007/1009).
+    Protocol,
+    /// The overflow policy or the lag limit disconnected it (1008).
+    SlowConsumer,
+    /// It did not answer pings.
+    Idle,
+    /// A socket error.
+    Io,
+    /// Server shutdown (1001).
+    Shutdown,
+}
+
+impl CloseReason {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Client => "client",
+            CloseReason::Protocol => "protocol_error",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::Idle => "idle_timeout",
+            CloseReason::Io => "io_error",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// All metrics, registered in one registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket sessions.
+    pub connections_open: IntGauge,
+    /// TCP connections accepted.
+    pub connections_accepted: IntCounter,
+    /// Sessions closed, by reason.
+    pub connections_closed: IntCounterVec,
+    /// Refusals by limit (`max_connections`, `max_topics_per_connection`, `max_topics`, ...).
+    pub limit_rejections: IntCounterVec,
+    /// `error` replies sent, by code.
+    pub client_errors: IntCounterVec,
+    /// Live subscriptions.
+    pub subscriptions: IntGauge,
+    /// Known topics.
+    pub topics: IntGauge,
+    /// Frames written to clients (ticks, replies, control).
+    pub messages_sent: IntCounter,
+    /// Bytes written to clients.
+    pub bytes_sent: IntCounter,
+    /// Ticks replaced by a newer one for a slow client.
+    pub messages_conflated: IntCounter,
+    /// Ticks dropped, by reason (`drop_oldest`, `shard_inbox_full`).
+    pub messages_dropped: IntCounterVec,
+    /// Clients disconnected as slow consumers.
+    pub slow_consumer_disconnects: IntCounter,
+    /// Frames per vectored write: how well writes coalesce.
+    pub frames_per_write: Histogram,
+    /// Ticks accepted by the bus.
+    pub ticks_published: IntCounter,
+    /// Per feed: ticks in.
+    pub feed_ticks: IntCounterVec,
+    /// Per feed: inputs rejected.
+    pub feed_parse_errors: IntCounterVec,
+    /// Per feed: reconnects.
+    pub feed_reconnects: IntCounterVec,
+    /// Per feed: 1 when connected.
+    pub feed_up: IntGaugeVec,
+    /// Process CPU seconds (user + system).
+    pub process_cpu_seconds: prometheus::Gauge,
+    /// Process resident memory.
+    pub process_resident_memory_bytes: IntGauge,
+    /// Process open file descriptors.
+    pub process_open_fds: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    // Names are static and unique, so registration cannot fail except by a programming error.
+    r.register(Box::new(c.clone())).expect("metric registered twice");
+    c
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let counter = |name: &str, help: &str| reg(&r, IntCounter::new(name, help).expect("valid metric"));
+        let gauge = |name: &str, help: &str| reg(&r, IntGauge::new(name, help).expect("valid metric"));
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            reg(&r, IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric"))
+        };
+        let feed_gauge = |name: &str, help: &str| {
+            reg(&r, IntGaugeVec::new(Opts::new(name, help), &["feed"]).expect("valid metric"))
+        };
+        Metrics {
+            connections_open: gauge("tickcast_connections_open", "Open WebSocket sessions."),
+            connections_accepted: counter("tickcast_connections_accepted_total", "TCP connections accepted."),
+            connections_closed: counter_vec(
+                "tickcast_connections_closed_total",
+                "WebSocket sessions closed, by reason.",
+                "reason",
+            ),
+            limit_rejections: counter_vec(
+                "tickcast_limit_rejections_total",
+                "Requests or connections refused by a configured limit, by limit.",
+                "limit",
+            ),
+            client_errors: counter_vec("tickcast_client_errors_total", "Error replies sent to clients, by code.", "code"),
+            subscriptions: gauge("tickcast_subscriptions", "Live topic subscriptions over all connections."),
+            topics: gauge("tickcast_topics", "Topics known to the bus."),
+            messages_sent: counter("tickcast_messages_sent_total", "WebSocket frames written to clients."),
+            bytes_sent: counter("tickcast_bytes_sent_total", "Bytes written to clients."),
+            messages_conflated: counter(
+                "tickcast_messages_conflated_total",
+                "Ticks replaced by a newer tick of the same topic in a slow client's queue.",
+            ),
+            messages_dropped: counter_vec("tickcast_messages_dropped_total", "Ticks dropped, by reason.", "reason"),
+            slow_consumer_disconnects: counter(
+                "tickcast_slow_consumer_disconnects_total",
+                "Clients disconnected because they could not keep up.",
+            ),
+            frames_per_write: reg(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new("tickcast_frames_per_write", "Frames carried by one vectored socket write.")
+                        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+                )
+                .expect("valid metric"),
+            ),
+            ticks_published: counter("tickcast_ticks_published_total", "Ticks accepted by the bus."),
+            feed_ticks: counter_vec("tickcast_feed_ticks_total", "Ticks ingested, per feed.", "feed"),
+            feed_parse_errors: counter_vec(
+                "tickcast_feed_parse_errors_total",
+                "Malformed inputs counted and skipped, per feed.",
+                "feed",
+            ),
+            feed_reconnects: counter_vec("tickcast_feed_reconnects_total", "Reconnects to the source, per feed.", "feed"),
+            feed_up: feed_gauge("tickcast_feed_up", "1 when the feed is connected and running."),
+            process_cpu_seconds: reg(
+                &r,
+                prometheus::Gauge::new("tickcast_process_cpu_seconds", "CPU time used by the process (user + system).")
+                    .expect("valid metric"),
+            ),
+            process_resident_memory_bytes: gauge("tickcast_process_resident_memory_bytes", "Resident memory."),
+            process_open_fds: gauge("tickcast_process_open_fds", "Open file descriptors."),
+            registry: r,
+        }
+    }
+
+    /// Counts a closed session.
+    pub fn closed(&self, reason: CloseReason) {
+        self.connections_closed.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// Renders every metric in the text exposition format, refreshing the sampled ones first.
+    pub fn render(&self, state: &ServerState) -> String {
+        self.topics.set(state.bus.topic_count() as i64);
+        let published = state.bus.published();
+        sync_counter(&self.ticks_published, published);
+        sync_counter(&self.messages_dropped.with_label_values(&["shard_inbox_full"]), state.bus.inbox_overflows());
+        for f in state.feeds.all() {
+            let l = [f.name()];
+            sync_counter(&self.feed_ticks.with_label_values(&l), f.ticks_in());
+            sync_counter(&self.feed_parse_errors.with_label_values(&l), f.parse_errors());
+            sync_counter(&self.feed_reconnects.with_label_values(&l), f.reconnects());
+            self.feed_up.with_label_values(&l).set(f.connected() as i64);
+        }
+        if let Some(p) = crate::process::sample() {
+            self.process_cpu_seconds.set(p.cpu_seconds);
+            self.process_resident_memory_bytes.set(p.rss_bytes as i64);
+            self.process_open_fds.set(p.open_fds as i64);
+        }
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Brings a counter mirrored from a monotonic source up to `total`.
+fn sync_counter(c: &IntCounter, total: u64) {
+    c.inc_by(total.saturating_sub(c.get()));
+}

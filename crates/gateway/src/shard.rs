@@ -1,0 +1,210 @@
+//! Worker shards: one OS thread each, running a single-threaded tokio runtime that owns a slice of the
+//! connections and the bus router for them.
+//!
+//! Why shards: the bus hands each tick to a shard once (one lock-free push), and everything after that
+//! (fan-out to subscribers, waking writers, writing) happens on the shard's own thread with no locks
+//! and no cross-core traffic. Every shard accepts from the same listening socket, so the accept path
+//! never waits behind another thread.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::local::LocalHistogram;
+use tickcast_bus::{RouterStats, ShardRouter, SubscriberId};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::LocalSet;
+
+use crate::state::ServerState;
+
+/// Dispatch at most this many ticks before yielding, so writers and the accept loop get to run and a
+/// burst is written while the next one is routed.
+const DISPATCH_BUDGET: usize = 1024;
+/// How often shard-local counters are added to the shared metrics.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Back-off after an accept error such as EMFILE, so a full fd table does not spin the loop.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Counters kept per shard in plain cells, added to Prometheus every [`FLUSH_EVERY`].
+pub(crate) struct ShardCounters {
+    messages: Cell<u64>,
+    bytes: Cell<u64>,
+    frames_per_write: LocalHistogram,
+}
+
+impl ShardCounters {
+    /// Records one vectored write.
+    pub(crate) fn record_write(&self, frames: usize, bytes: usize) {
+        self.messages.set(self.messages.get() + frames as u64);
+        self.bytes.set(self.bytes.get() + bytes as u64);
+        if frames > 0 {
+            self.frames_per_write.observe(frames as f64);
+        }
+    }
+}
+
+/// What every task on a shard shares.
+pub(crate) struct ShardCtx {
+    /// Shard number.
+    pub index: usize,
+    /// Server-wide state.
+    pub state: Arc<ServerState>,
+    /// This shard's routing table.
+    pub router: RefCell<ShardRouter>,
+    /// Batched counters.
+    pub counters: ShardCounters,
+    /// Router counters as of the last flush, to add only the difference.
+    flushed: Cell<RouterStats>,
+    next_id: Cell<u64>,
+    live: Cell<usize>,
+    idle: Notify,
+}
+
+impl ShardCtx {
+    /// A fresh id for a subscriber on this shard (shard number in the high bits).
+    pub(crate) fn next_subscriber_id(&self) -> SubscriberId {
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        SubscriberId(((self.index as u64) << 48) | n)
+    }
+
+    /// Counts a live session until the guard drops.
+    pub(crate) fn session_started(self: &Rc<Self>) -> LiveGuard {
+        self.live.set(self.live.get() + 1);
+        LiveGuard(self.clone())
+    }
+}
+
+/// Keeps a session counted as live.
+pub(crate) struct LiveGuard(Rc<ShardCtx>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        let n = self.0.live.get() - 1;
+        self.0.live.set(n);
+        if n == 0 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Starts shard `index` on its own thread, accepting from `listener`.
+pub(crate) fn spawn(
+    index: usize,
+    state: Arc<ServerState>,
+    listener: std::net::TcpListener,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("tickcast-shard-{index}")).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(shard = index, error = %e, "cannot start shard runtime");
+                state.shutdown.cancel();
+                return;
+            }
+        };
+        LocalSet::new().block_on(&rt, run(index, state, listener));
+    })
+}
+
+async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListener) {
+    let ctx = Rc::new(ShardCtx {
+        index,
+        router: RefCell::new(ShardRouter::new(state.bus.clone(), index)),
+        counters: ShardCounters {
+            messages: Cell::new(0),
+            bytes: Cell::new(0),
+            frames_per_write: state.metrics.frames_per_write.local(),
+        },
+        state,
+        flushed: Cell::new(RouterStats::default()),
+        next_id: Cell::new(0),
+        live: Cell::new(0),
+        idle: Notify::new(),
+    });
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(shard = index, error = %e, "cannot register listener");
+            ctx.state.shutdown.cancel();
+            return;
+        }
+    };
+    tokio::task::spawn_local(dispatch(ctx.clone()));
+    let flusher = tokio::task::spawn_local(flush_metrics(ctx.clone()));
+    let shutdown = ctx.state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    ctx.state.metrics.connections_accepted.inc();
+                    // Ticks are small and latency-sensitive; never wait for Nagle.
+                    let _ = stream.set_nodelay(true);
+                    tokio::task::spawn_local(crate::http::serve(ctx.clone(), stream));
+                }
+                Err(e) => {
+                    tracing::warn!(shard = index, error = %e, "accept failed; backing off");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    // Sessions saw the same token and are closing with 1001; wait for them, bounded.
+    let grace = ctx.state.config.shutdown_grace + Duration::from_secs(1);
+    let _ = tokio::time::timeout(grace, async {
+        while ctx.live.get() > 0 {
+            let idle = ctx.idle.notified();
+            if ctx.live.get() == 0 {
+                break;
+            }
+            idle.await;
+        }
+    })
+    .await;
+    flusher.abort();
+    flush_once(&ctx);
+}
+
+/// Moves published ticks from this shard's inbox into subscriber queues.
+async fn dispatch(ctx: Rc<ShardCtx>) {
+    let bus = ctx.state.bus.clone();
+    let inbox = bus.inbox(ctx.index);
+    let shutdown = ctx.state.shutdown.clone();
+    loop {
+        let n = ctx.router.borrow_mut().dispatch(DISPATCH_BUDGET);
+        if n == 0 {
+            tokio::select! {
+                _ = inbox.wait() => {}
+                _ = shutdown.cancelled() => return,
+            }
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+async fn flush_metrics(ctx: Rc<ShardCtx>) {
+    let mut timer = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        timer.tick().await;
+        flush_once(&ctx);
+    }
+}
+
+/// Adds what this shard counted since the last flush to the shared metrics.
+fn flush_once(ctx: &ShardCtx) {
+    let m = &ctx.state.metrics;
+    m.messages_sent.inc_by(ctx.counters.messages.replace(0));
+    m.bytes_sent.inc_by(ctx.counters.bytes.replace(0));
+    ctx.counters.frames_per_write.flush();
+    let now = ctx.router.borrow().stats();
+    let last = ctx.flushed.replace(now);
+    m.messages_conflated.inc_by(now.conflated - last.conflated);
+    m.messages_dropped.with_label_values(&["drop_oldest"]).inc_by(now.dropped - last.dropped);
+    m.slow_consumer_disconnects.inc_by(now.slow_disconnects - last.slow_disconnects);
+    m.subscriptions.add(now.subscriptions as i64 - last.subscriptions as i64);
+}

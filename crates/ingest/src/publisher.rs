@@ -1,0 +1,73 @@
+//! Normalizes quotes into ticks, assigns seq and ts, encodes each once and publishes it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tickcast_bus::{Bus, BusError, PublishBatch, TopicState};
+use tickcast_core::frame::TickEncoder;
+use tickcast_core::{Price, Size, Tick, Topic, TsMicros};
+
+use crate::stats::FeedStats;
+
+/// A price update as a source reports it, before the ingester stamps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quote {
+    /// Best bid.
+    pub bid: Price,
+    /// Best ask.
+    pub ask: Price,
+    /// Last trade price.
+    pub last: Price,
+    /// Last trade size.
+    pub size: Size,
+}
+
+/// A feed's handle on the bus. Keeps a local topic cache so the hot path does no shared lookup.
+pub struct Publisher {
+    bus: Arc<Bus>,
+    stats: Arc<FeedStats>,
+    encoder: TickEncoder,
+    topics: HashMap<Topic, Arc<TopicState>>,
+}
+
+impl Publisher {
+    /// A publisher for one feed.
+    pub fn new(bus: Arc<Bus>, stats: Arc<FeedStats>) -> Self {
+        Self { bus, stats, encoder: TickEncoder::new(), topics: HashMap::new() }
+    }
+
+    /// The bus published to.
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
+    }
+
+    /// The feed's stats.
+    pub fn stats(&self) -> &Arc<FeedStats> {
+        &self.stats
+    }
+
+    /// Resolves `topic` once (creating it on the bus if needed) for repeated publishing.
+    pub fn topic(&mut self, topic: &Topic) -> Result<Arc<TopicState>, BusError> {
+        if let Some(t) = self.topics.get(topic) {
+            return Ok(t.clone());
+        }
+        let state = self.bus.topic(topic)?;
+        self.topics.insert(topic.clone(), state.clone());
+        Ok(state)
+    }
+
+    /// Stamps `quote` with the topic's next seq and `ts`, encodes it and adds it to `batch`.
+    pub fn publish(&mut self, batch: &mut PublishBatch<'_>, topic: &TopicState, quote: Quote, ts: TsMicros) {
+        let tick = Tick {
+            topic: topic.topic().clone(),
+            seq: topic.next_seq(),
+            ts,
+            bid: quote.bid,
+            ask: quote.ask,
+            last: quote.last,
+            size: quote.size,
+        };
+        let frame = self.encoder.encode(&tick);
+        batch.publish(topic, tick.seq, frame);
+    }
+}

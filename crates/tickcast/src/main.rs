@@ -1,0 +1,101 @@
+//! The `tickcast` binary: CLI and environment, logging, allocator, signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tickcast::config::{Config, Overrides};
+use tickcast_bus::OverflowPolicy;
+use tickcast_ingest::synthetic::Symbols;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Market-data WebSocket fan-out server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file (see config/tickcast.toml).
+    #[arg(long, env = "TICKCAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TICKCAST_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Synthetic feed symbols: a count N (SYM0000…) or a list AAPL,MSFT,…
+    #[arg(long, env = "TICKCAST_SYMBOLS", value_parser = Symbols::parse)]
+    symbols: Option<Symbols>,
+    /// Synthetic feed total rate in ticks per second.
+    #[arg(long, env = "TICKCAST_RATE")]
+    rate: Option<f64>,
+    /// Worker shards (0 = one per core).
+    #[arg(long, env = "TICKCAST_WORKERS")]
+    workers: Option<usize>,
+    /// Slow-client policy: conflate, drop_oldest or disconnect.
+    #[arg(long, env = "TICKCAST_POLICY")]
+    policy: Option<OverflowPolicy>,
+    /// Log filter, e.g. info or tickcast_gateway=debug [default: from config, info].
+    #[arg(long, env = "TICKCAST_LOG")]
+    log: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    config.apply(Overrides {
+        listen: cli.listen,
+        symbols: cli.symbols,
+        rate: cli.rate,
+        workers: cli.workers,
+        policy: cli.policy,
+    })?;
+    let filter = cli.log.clone().unwrap_or_else(|| config.log.filter.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).context("invalid log filter")?)
+        .init();
+
+    // Feeds and signals run here; connections run on the gateway's shard threads.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("tickcast-control")
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let running = tickcast::start(config).await?;
+        let token = running.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: closing clients with 1001, flushing queues");
+            token.cancel();
+        });
+        running.wait().await
+    })?;
+    tracing::info!("bye");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

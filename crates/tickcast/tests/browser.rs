@@ -1,0 +1,331 @@
+//! Real-browser test of the embedded market board (`dashboards/web/`).
+//!
+//! Spawns the real `tickcast` binary on a free loopback port, then runs
+//! `node dashboards/web/test/board.test.mjs http://127.0.0.1:PORT OUTDIR`, which drives Debian's headless
+//! `/usr/bin/chromium` through `playwright-core`. The restart step is coordinated over the node child's stdio: it
+//! prints `RESTART_SERVER` on stdout and waits for `SERVER_RESTARTED` on stdin; this side stops the server
+//! (SIGTERM, then SIGKILL if it lingers), starts it again on the SAME port, waits for `/healthz` and answers.
+//!
+//! Screenshots land in `target/test-output/browser/` under the workspace root.
+//!
+//! Prerequisites (installing them is the test command's job, not this test's): `/usr/bin/chromium`
+//! (`apt-get install -y chromium`), `node`, and `npm ci` in `dashboards/web/test/`. When one is missing the test is
+//! skipped with a loud message, unless `CI` is set: then it fails.
+//!
+//! Uses only std (threads + channels for bounded waits), so it needs no dev-dependency.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const SYMBOLS: &str = "AAPL,MSFT,GOOGL,AMZN";
+/// Upper bound for the whole node run (its own watchdog is 150 s).
+const NODE_DEADLINE: Duration = Duration::from_secs(180);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+    // dropped here: the server binds it next
+}
+
+/// Kills (and reaps) the child when dropped, so a panic never leaves a server or a browser behind.
+struct Reaped(Option<Child>);
+
+impl Reaped {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child present")
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Server {
+    port: u16,
+    out_dir: PathBuf,
+    generation: u32,
+    proc: Reaped,
+}
+
+impl Server {
+    fn start(port: u16, out_dir: &Path) -> Server {
+        let mut s = Server {
+            port,
+            out_dir: out_dir.to_path_buf(),
+            generation: 0,
+            proc: Reaped(None),
+        };
+        s.spawn_until_healthy();
+        s
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.out_dir.join(format!("server-{}.log", self.generation))
+    }
+
+    fn spawn(&mut self) {
+        self.generation += 1;
+        let log = std::fs::File::create(self.log_path()).expect("create server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--symbols",
+                SYMBOLS,
+                "--rate",
+                "200",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn tickcast");
+        self.proc = Reaped(Some(child));
+    }
+
+    /// Spawns the server and waits for `GET /healthz` to answer 200. Respawns if the process exits early (e.g. the
+    /// port is briefly still held after a restart). Panics, with the server log, when the deadline passes.
+    fn spawn_until_healthy(&mut self) {
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        self.spawn();
+        loop {
+            if healthz(self.port) {
+                return;
+            }
+            if let Ok(Some(status)) = self.proc.child().try_wait() {
+                if Instant::now() >= deadline {
+                    panic!(
+                        "tickcast exited with {status} before /healthz answered\n{}",
+                        self.log_tail()
+                    );
+                }
+                eprintln!("[browser.rs] tickcast exited early ({status}); respawning");
+                thread::sleep(Duration::from_millis(300));
+                self.spawn();
+                continue;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "tickcast did not answer /healthz on port {} within {HEALTH_TIMEOUT:?}\n{}",
+                    self.port,
+                    self.log_tail()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Graceful stop (SIGTERM), then SIGKILL after 5 s.
+    fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.proc.0.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) => return Some(st),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    eprintln!("[browser.rs] tickcast ignored SIGTERM for 5 s; killing it");
+                    let _ = child.kill();
+                    return child.wait().ok();
+                }
+            }
+        }
+    }
+
+    fn restart(&mut self) {
+        let t0 = Instant::now();
+        let st = self.stop();
+        eprintln!("[browser.rs] server stopped ({st:?}); starting it again on the same port");
+        self.spawn_until_healthy();
+        eprintln!("[browser.rs] server back after {:?}", t0.elapsed());
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(40);
+        format!(
+            "--- last lines of {} ---\n{}",
+            self.log_path().display(),
+            lines[from..].join("\n")
+        )
+    }
+}
+
+fn healthz(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+    if s
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let mut got = 0;
+    while got < 12 {
+        match s.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..got]);
+    head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")
+}
+
+fn node_ok() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn market_board_in_headless_chromium() {
+    let root = repo_root();
+    let test_dir = root.join("dashboards/web/test");
+    let script = test_dir.join("board.test.mjs");
+
+    let mut missing = Vec::new();
+    if !Path::new(CHROMIUM).exists() {
+        missing.push(format!("{CHROMIUM} (apt-get install -y chromium)"));
+    }
+    if !node_ok() {
+        missing.push("node on PATH".to_string());
+    }
+    if !test_dir.join("node_modules/playwright-core").exists() {
+        missing.push(format!(
+            "{}/node_modules/playwright-core (run `npm ci` there)",
+            test_dir.display()
+        ));
+    }
+    if !missing.is_empty() {
+        let msg = format!("browser test prerequisites missing: {}", missing.join("; "));
+        if std::env::var_os("CI").is_some() {
+            panic!("{msg} (CI is set, so this is a failure, not a skip)");
+        }
+        eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        eprintln!("!!! SKIPPED market_board_in_headless_chromium: {msg}");
+        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
+        return;
+    }
+
+    let out_dir = root.join("target/test-output/browser");
+    std::fs::create_dir_all(&out_dir).expect("create test output dir");
+    // stale screenshots from an earlier run must not satisfy the checks below
+    for entry in std::fs::read_dir(&out_dir).expect("read test output dir").flatten() {
+        if entry.path().extension().is_some_and(|e| e == "png") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+
+    let port = free_port();
+    let mut server = Server::start(port, &out_dir);
+    let base = format!("http://127.0.0.1:{port}");
+    eprintln!("[browser.rs] tickcast up at {base}; screenshots -> {}", out_dir.display());
+
+    let mut node = Reaped(Some(
+        Command::new("node")
+            .arg(&script)
+            .arg(&base)
+            .arg(&out_dir)
+            .current_dir(&test_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node"),
+    ));
+    let mut node_stdin = node.child().stdin.take().expect("node stdin");
+    let node_stdout = node.child().stdout.take().expect("node stdout");
+
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(node_stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    let deadline = Instant::now() + NODE_DEADLINE;
+    let mut restarts = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.trim() == "RESTART_SERVER" => {
+                restarts += 1;
+                server.restart();
+                writeln!(node_stdin, "SERVER_RESTARTED").expect("write to node stdin");
+                node_stdin.flush().expect("flush node stdin");
+            }
+            Ok(line) => eprintln!("[board.test stdout] {line}"),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("board.test.mjs did not finish within {NODE_DEADLINE:?}\n{}", server.log_tail());
+            }
+        }
+    }
+    let _ = reader.join();
+
+    // stdout closed: the script is exiting; give it a bounded moment.
+    let wait_until = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = node.child().try_wait().expect("wait node") {
+            break st;
+        }
+        assert!(Instant::now() < wait_until, "node did not exit after closing stdout");
+        thread::sleep(Duration::from_millis(50));
+    };
+    drop(node_stdin);
+
+    let server_exit = server.proc.child().try_wait().expect("try_wait server");
+    assert!(
+        server_exit.is_none(),
+        "tickcast died during the browser test: {server_exit:?}\n{}",
+        server.log_tail()
+    );
+    assert!(
+        status.success(),
+        "board.test.mjs failed ({status}); screenshots and server logs in {}\n{}",
+        out_dir.display(),
+        server.log_tail()
+    );
+    assert_eq!(restarts, 1, "the board test should ask for exactly one server restart");
+    for shot in ["01-live.png", "02-errors.png", "03-reconnected.png", "04-phone.png"] {
+        let p = out_dir.join(shot);
+        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 1000, "screenshot {} missing or empty", p.display());
+    }
+    server.stop();
+}
