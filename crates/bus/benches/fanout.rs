@@ -9,7 +9,10 @@ use tickcast_core::{Price, Seq, Size, Tick, Topic, TsMicros};
 const SUBSCRIBERS: usize = 10_000;
 
 fn fanout(c: &mut Criterion) {
-    let bus = Bus::new(&BusConfig { shards: 1, ..Default::default() });
+    let bus = Bus::new(&BusConfig {
+        shards: 1,
+        ..Default::default()
+    });
     let mut router = ShardRouter::new(bus.clone(), 0);
     let topic = Topic::new("ticker.AAPL").unwrap();
     let state = bus.topic(&topic).unwrap();

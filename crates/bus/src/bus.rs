@@ -22,7 +22,11 @@ pub struct BusConfig {
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self { shards: 1, inbox_capacity: 65_536, max_topics: 100_000 }
+        Self {
+            shards: 1,
+            inbox_capacity: 65_536,
+            max_topics: 100_000,
+        }
     }
 }
 
@@ -63,7 +67,9 @@ impl Bus {
         Arc::new(Bus {
             topics: DashMap::new(),
             next_id: AtomicU32::new(0),
-            inboxes: (0..shards).map(|_| ShardInbox::new(config.inbox_capacity)).collect(),
+            inboxes: (0..shards)
+                .map(|_| ShardInbox::new(config.inbox_capacity))
+                .collect(),
             max_topics: config.max_topics,
             published: AtomicU64::new(0),
             stale: AtomicU64::new(0),
@@ -86,7 +92,10 @@ impl Bus {
             return Ok(t.clone());
         }
         if self.topics.len() >= self.max_topics {
-            return Err(BusError::TopicLimit { limit: self.max_topics, topic: topic.clone() });
+            return Err(BusError::TopicLimit {
+                limit: self.max_topics,
+                topic: topic.clone(),
+            });
         }
         let entry = self.topics.entry(topic.clone()).or_insert_with(|| {
             let id = TopicId(self.next_id.fetch_add(1, Ordering::Relaxed));
@@ -130,7 +139,10 @@ impl Bus {
 
     /// Starts a batch of publishes; shards are woken once, when the batch ends.
     pub fn batch(&self) -> PublishBatch<'_> {
-        PublishBatch { bus: self, touched: 0 }
+        PublishBatch {
+            bus: self,
+            touched: 0,
+        }
     }
 
     /// Publishes one tick and wakes the shards at once.
@@ -178,7 +190,11 @@ impl PublishBatch<'_> {
             let shard = mask.trailing_zeros() as usize;
             mask &= mask - 1;
             if let Some(inbox) = self.bus.inboxes.get(shard) {
-                inbox.push(Published { topic: topic.id(), seq, frame: frame.clone() });
+                inbox.push(Published {
+                    topic: topic.id(),
+                    seq,
+                    frame: frame.clone(),
+                });
                 self.touched |= 1 << shard;
             }
         }

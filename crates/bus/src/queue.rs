@@ -34,7 +34,9 @@ impl std::str::FromStr for OverflowPolicy {
             "conflate" => Ok(Self::Conflate),
             "drop_oldest" => Ok(Self::DropOldest),
             "disconnect" => Ok(Self::Disconnect),
-            other => Err(format!("unknown policy {other:?}; expected conflate, drop_oldest or disconnect")),
+            other => Err(format!(
+                "unknown policy {other:?}; expected conflate, drop_oldest or disconnect"
+            )),
         }
     }
 }
@@ -228,7 +230,10 @@ impl OutQueue {
 
     /// True when nothing waits to be written.
     pub fn is_empty(&self) -> bool {
-        self.current.is_none() && self.control.is_empty() && self.data.is_empty() && self.conflated.is_empty()
+        self.current.is_none()
+            && self.control.is_empty()
+            && self.data.is_empty()
+            && self.conflated.is_empty()
     }
 
     /// True once a close frame has been queued.
@@ -345,11 +350,19 @@ mod tests {
     use super::*;
 
     fn tick(topic: u32, seq: u64) -> (TopicId, Frame) {
-        (TopicId(topic), Frame::text(format!("{{\"t\":{topic},\"seq\":{seq}}}").as_bytes()))
+        (
+            TopicId(topic),
+            Frame::text(format!("{{\"t\":{topic},\"seq\":{seq}}}").as_bytes()),
+        )
     }
 
     fn limits(policy: OverflowPolicy, max_frames: usize) -> QueueLimits {
-        QueueLimits { max_frames, max_bytes: 1 << 20, policy, max_lag: Duration::from_secs(60) }
+        QueueLimits {
+            max_frames,
+            max_bytes: 1 << 20,
+            policy,
+            max_lag: Duration::from_secs(60),
+        }
     }
 
     /// Drains the queue by "writing" everything, returning payloads in wire order.
@@ -407,7 +420,14 @@ mod tests {
             q.push_data(t, f);
         }
         assert_eq!(q.stats().dropped, 7);
-        assert_eq!(drain(&mut q), vec![r#"{"t":1,"seq":8}"#, r#"{"t":1,"seq":9}"#, r#"{"t":1,"seq":10}"#]);
+        assert_eq!(
+            drain(&mut q),
+            vec![
+                r#"{"t":1,"seq":8}"#,
+                r#"{"t":1,"seq":9}"#,
+                r#"{"t":1,"seq":10}"#
+            ]
+        );
     }
 
     #[test]
@@ -417,9 +437,16 @@ mod tests {
         assert_eq!(q.push_data(t, f.clone()), Pushed::Queued);
         assert_eq!(q.push_data(t, f.clone()), Pushed::Disconnect);
 
-        let mut q = OutQueue::new(QueueLimits { max_lag: Duration::ZERO, ..limits(OverflowPolicy::Conflate, 1) });
+        let mut q = OutQueue::new(QueueLimits {
+            max_lag: Duration::ZERO,
+            ..limits(OverflowPolicy::Conflate, 1)
+        });
         assert_eq!(q.push_data(t, f.clone()), Pushed::Queued);
-        assert_eq!(q.push_data(t, f.clone()), Pushed::Queued, "overflow starts conflating");
+        assert_eq!(
+            q.push_data(t, f.clone()),
+            Pushed::Queued,
+            "overflow starts conflating"
+        );
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(q.push_data(t, f), Pushed::Disconnect);
     }

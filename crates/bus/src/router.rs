@@ -31,7 +31,10 @@ pub struct Subscriber {
 
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber").field("id", &self.id).field("slow", &self.slow.get()).finish()
+        f.debug_struct("Subscriber")
+            .field("id", &self.id)
+            .field("slow", &self.slow.get())
+            .finish()
     }
 }
 
@@ -120,7 +123,12 @@ pub struct ShardRouter {
 impl ShardRouter {
     /// The router of shard `shard` of `bus`.
     pub fn new(bus: Arc<Bus>, shard: usize) -> Self {
-        Self { shard, bus, routes: Vec::new(), stats: RouterStats::default() }
+        Self {
+            shard,
+            bus,
+            routes: Vec::new(),
+            stats: RouterStats::default(),
+        }
     }
 
     /// The bus this router reads from.
@@ -153,7 +161,10 @@ impl ShardRouter {
             }
             let snapshot = state.last();
             let after = snapshot.as_ref().map(|l| l.seq).unwrap_or_default();
-            list.push(Route { sub: sub.clone(), after });
+            list.push(Route {
+                sub: sub.clone(),
+                after,
+            });
             sub.topics.borrow_mut().push(state.clone());
             self.stats.subscriptions += 1;
             if let Some(last) = snapshot {
@@ -168,7 +179,9 @@ impl ShardRouter {
         for topic in topics {
             let state = {
                 let mut mine = sub.topics.borrow_mut();
-                let Some(pos) = mine.iter().position(|t| t.topic() == topic) else { continue };
+                let Some(pos) = mine.iter().position(|t| t.topic() == topic) else {
+                    continue;
+                };
                 mine.swap_remove(pos)
             };
             self.remove_route(sub, &state);
@@ -185,13 +198,17 @@ impl ShardRouter {
     }
 
     fn remove_route(&mut self, sub: &Rc<Subscriber>, state: &TopicState) {
-        let Some(list) = self.routes.get_mut(state.id().0 as usize) else { return };
+        let Some(list) = self.routes.get_mut(state.id().0 as usize) else {
+            return;
+        };
         if let Some(pos) = list.iter().position(|r| Rc::ptr_eq(&r.sub, sub)) {
             list.swap_remove(pos);
             self.stats.subscriptions -= 1;
         }
         if list.is_empty() {
-            state.shard_mask.fetch_and(!(1 << self.shard), Ordering::SeqCst);
+            state
+                .shard_mask
+                .fetch_and(!(1 << self.shard), Ordering::SeqCst);
             // Give the memory back: a topic may have had thousands of subscribers.
             *list = Vec::new();
         }
@@ -205,12 +222,18 @@ impl ShardRouter {
         while n < budget {
             let Some(item) = inbox.pop() else { break };
             n += 1;
-            let Some(routes) = self.routes.get(item.topic.0 as usize) else { continue };
+            let Some(routes) = self.routes.get(item.topic.0 as usize) else {
+                continue;
+            };
             for route in routes {
                 if item.seq <= route.after {
                     continue; // already sent as the snapshot
                 }
-                let pushed = route.sub.queue.borrow_mut().push_data(item.topic, item.frame.clone());
+                let pushed = route
+                    .sub
+                    .queue
+                    .borrow_mut()
+                    .push_data(item.topic, item.frame.clone());
                 self.stats.deliveries += 1;
                 match pushed {
                     Pushed::Queued => route.sub.wake(),
@@ -270,15 +293,21 @@ mod tests {
 
     #[test]
     fn fans_out_to_every_subscriber_of_a_topic_once() {
-        let bus = Bus::new(&BusConfig { shards: 2, ..Default::default() });
+        let bus = Bus::new(&BusConfig {
+            shards: 2,
+            ..Default::default()
+        });
         let mut r0 = ShardRouter::new(bus.clone(), 0);
         let mut r1 = ShardRouter::new(bus.clone(), 1);
         let aapl = Topic::new("ticker.AAPL").unwrap();
         let msft = Topic::new("ticker.MSFT").unwrap();
-        let subs: Vec<_> = (0..3).map(|i| Subscriber::new(SubscriberId(i), QueueLimits::default())).collect();
-        r0.subscribe(&subs[0], &[aapl.clone()]).unwrap();
-        r0.subscribe(&subs[1], &[aapl.clone(), msft.clone()]).unwrap();
-        r1.subscribe(&subs[2], &[msft.clone()]).unwrap();
+        let subs: Vec<_> = (0..3)
+            .map(|i| Subscriber::new(SubscriberId(i), QueueLimits::default()))
+            .collect();
+        r0.subscribe(&subs[0], std::slice::from_ref(&aapl)).unwrap();
+        r0.subscribe(&subs[1], &[aapl.clone(), msft.clone()])
+            .unwrap();
+        r1.subscribe(&subs[2], std::slice::from_ref(&msft)).unwrap();
 
         let a = bus.topic(&aapl).unwrap();
         let m = bus.topic(&msft).unwrap();
@@ -304,15 +333,19 @@ mod tests {
         let topic = Topic::new("ticker.AAPL").unwrap();
         let t = bus.topic(&topic).unwrap();
         let early = Subscriber::new(SubscriberId(0), QueueLimits::default());
-        r.subscribe(&early, &[topic.clone()]).unwrap();
+        r.subscribe(&early, std::slice::from_ref(&topic)).unwrap();
         bus.publish(&t, t.next_seq(), Frame::text(b"1"));
         // A late subscriber joins while seq 1 still sits in the inbox.
         let late = Subscriber::new(SubscriberId(1), QueueLimits::default());
-        r.subscribe(&late, &[topic.clone()]).unwrap();
+        r.subscribe(&late, std::slice::from_ref(&topic)).unwrap();
         bus.publish(&t, t.next_seq(), Frame::text(b"2"));
         r.dispatch(100);
         assert_eq!(payloads(&early), vec!["1", "2"]);
-        assert_eq!(payloads(&late), vec!["1", "2"], "snapshot 1, then live 2, no duplicate 1");
+        assert_eq!(
+            payloads(&late),
+            vec!["1", "2"],
+            "snapshot 1, then live 2, no duplicate 1"
+        );
     }
 
     #[test]
@@ -322,16 +355,16 @@ mod tests {
         let topic = Topic::new("ticker.AAPL").unwrap();
         let t = bus.topic(&topic).unwrap();
         let s = Subscriber::new(SubscriberId(0), QueueLimits::default());
-        r.subscribe(&s, &[topic.clone()]).unwrap();
+        r.subscribe(&s, std::slice::from_ref(&topic)).unwrap();
         assert!(t.has_subscribers());
         bus.publish(&t, t.next_seq(), Frame::text(b"1"));
         r.dispatch(100);
-        r.unsubscribe(&s, &[topic.clone()]);
+        r.unsubscribe(&s, std::slice::from_ref(&topic));
         assert!(!t.has_subscribers());
         assert_eq!(payloads(&s), Vec::<String>::new(), "queued tick purged");
         bus.publish(&t, t.next_seq(), Frame::text(b"2"));
         assert_eq!(bus.inbox(0).len(), 0, "no subscriber, no push");
-        r.subscribe(&s, &[topic.clone()]).unwrap();
+        r.subscribe(&s, std::slice::from_ref(&topic)).unwrap();
         r.remove(&s);
         assert_eq!(r.stats().subscriptions, 0);
         assert!(!t.has_subscribers());
@@ -339,7 +372,10 @@ mod tests {
 
     #[test]
     fn topic_limit_is_enforced() {
-        let bus = Bus::new(&BusConfig { max_topics: 1, ..Default::default() });
+        let bus = Bus::new(&BusConfig {
+            max_topics: 1,
+            ..Default::default()
+        });
         let mut r = ShardRouter::new(bus.clone(), 0);
         let s = Subscriber::new(SubscriberId(0), QueueLimits::default());
         r.subscribe(&s, &[Topic::new("a.b").unwrap()]).unwrap();

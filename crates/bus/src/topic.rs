@@ -74,7 +74,10 @@ impl TopicState {
         if last.as_ref().is_some_and(|l| l.seq >= seq) {
             return false;
         }
-        *last = Some(LastTick { seq, frame: frame.clone() });
+        *last = Some(LastTick {
+            seq,
+            frame: frame.clone(),
+        });
         true
     }
 

@@ -193,7 +193,9 @@ pub struct TickEncoder {
 impl TickEncoder {
     /// A new encoder.
     pub fn new() -> Self {
-        Self { scratch: Vec::with_capacity(256) }
+        Self {
+            scratch: Vec::with_capacity(256),
+        }
     }
 
     /// Serializes `tick` once into a text frame, the bytes every subscriber will get.
@@ -245,7 +247,10 @@ mod tests {
             let f = Frame::text(&p);
             assert_eq!(f.as_slice()[0], 0x81);
             assert_eq!(f.as_slice()[1], 126);
-            assert_eq!(u16::from_be_bytes([f.as_slice()[2], f.as_slice()[3]]) as usize, len);
+            assert_eq!(
+                u16::from_be_bytes([f.as_slice()[2], f.as_slice()[3]]) as usize,
+                len
+            );
             assert_eq!(f.payload(), &p[..]);
         }
     }

@@ -26,9 +26,15 @@ impl RequestId {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientRequest {
     /// Start receiving these topics (a snapshot of each follows the ack).
-    Subscribe { topics: Vec<Topic>, id: Option<RequestId> },
+    Subscribe {
+        topics: Vec<Topic>,
+        id: Option<RequestId>,
+    },
     /// Stop receiving these topics.
-    Unsubscribe { topics: Vec<Topic>, id: Option<RequestId> },
+    Unsubscribe {
+        topics: Vec<Topic>,
+        id: Option<RequestId>,
+    },
     /// Application-level liveness check, answered with `pong`.
     Ping { id: Option<RequestId> },
 }
@@ -94,8 +100,12 @@ impl ProtocolError {
 
     /// The `error` reply frame for this error.
     pub fn to_frame(&self) -> Frame {
-        ServerReply::Error { code: self.code(), message: &self.kind.to_string(), id: self.id.as_ref() }
-            .to_frame()
+        ServerReply::Error {
+            code: self.code(),
+            message: &self.kind.to_string(),
+            id: self.id.as_ref(),
+        }
+        .to_frame()
     }
 }
 
@@ -117,7 +127,10 @@ impl ClientRequest {
             None => None,
             Some(v) => Some(parse_id(v)?),
         };
-        let with_id = |kind: ProtocolErrorKind| ProtocolError { kind, id: id.clone() };
+        let with_id = |kind: ProtocolErrorKind| ProtocolError {
+            kind,
+            id: id.clone(),
+        };
         let op = match obj.get("op") {
             None => return Err(with_id(ProtocolErrorKind::BadRequest("missing \"op\""))),
             Some(v) => v
@@ -174,7 +187,9 @@ fn parse_id(v: &BorrowedValue<'_>) -> Result<RequestId, ProtocolError> {
 
 fn parse_topics(v: Option<&BorrowedValue<'_>>) -> Result<Vec<Topic>, ProtocolErrorKind> {
     const SHAPE: &str = "\"topics\" must be a non-empty array of strings";
-    let arr = v.and_then(|v| v.as_array()).ok_or(ProtocolErrorKind::BadRequest(SHAPE))?;
+    let arr = v
+        .and_then(|v| v.as_array())
+        .ok_or(ProtocolErrorKind::BadRequest(SHAPE))?;
     if arr.is_empty() {
         return Err(ProtocolErrorKind::BadRequest(SHAPE));
     }
@@ -196,13 +211,23 @@ fn parse_topics(v: Option<&BorrowedValue<'_>>) -> Result<Vec<Topic>, ProtocolErr
 #[derive(Debug)]
 pub enum ServerReply<'a> {
     /// Ack of a subscribe.
-    Subscribed { topics: &'a [Topic], id: Option<&'a RequestId> },
+    Subscribed {
+        topics: &'a [Topic],
+        id: Option<&'a RequestId>,
+    },
     /// Ack of an unsubscribe.
-    Unsubscribed { topics: &'a [Topic], id: Option<&'a RequestId> },
+    Unsubscribed {
+        topics: &'a [Topic],
+        id: Option<&'a RequestId>,
+    },
     /// Answer to an application ping.
     Pong { id: Option<&'a RequestId> },
     /// A request could not be served.
-    Error { code: &'a str, message: &'a str, id: Option<&'a RequestId> },
+    Error {
+        code: &'a str,
+        message: &'a str,
+        id: Option<&'a RequestId>,
+    },
 }
 
 impl ServerReply<'_> {
@@ -268,9 +293,13 @@ mod tests {
 
     #[test]
     fn parses_requests() {
-        let r = parse(r#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT","ticker.AAPL"],"id":1}"#)
-            .unwrap();
-        let ClientRequest::Subscribe { topics, id } = r else { panic!("{r:?}") };
+        let r = parse(
+            r#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT","ticker.AAPL"],"id":1}"#,
+        )
+        .unwrap();
+        let ClientRequest::Subscribe { topics, id } = r else {
+            panic!("{r:?}")
+        };
         assert_eq!(topics.len(), 2, "duplicates collapse");
         assert_eq!(id.unwrap().as_json(), "1");
         assert!(matches!(
@@ -294,20 +323,43 @@ mod tests {
         let e = parse(r#"{"op":"subscribe","topics":["bad topic"],"id":"a"}"#).unwrap_err();
         assert_eq!(e.code(), "invalid_topic");
         assert_eq!(json_of(&e.to_frame())["id"], "a");
-        assert_eq!(parse(r#"{"op":"subscribe","topics":[]}"#).unwrap_err().code(), "bad_request");
-        assert_eq!(parse(r#"{"op":"subscribe","topics":[1]}"#).unwrap_err().code(), "bad_request");
-        assert_eq!(parse(r#"{"op":"subscribe"}"#).unwrap_err().code(), "bad_request");
+        assert_eq!(
+            parse(r#"{"op":"subscribe","topics":[]}"#)
+                .unwrap_err()
+                .code(),
+            "bad_request"
+        );
+        assert_eq!(
+            parse(r#"{"op":"subscribe","topics":[1]}"#)
+                .unwrap_err()
+                .code(),
+            "bad_request"
+        );
+        assert_eq!(
+            parse(r#"{"op":"subscribe"}"#).unwrap_err().code(),
+            "bad_request"
+        );
         assert_eq!(parse(r#"[1,2]"#).unwrap_err().code(), "bad_request");
         assert_eq!(parse(r#"{"topics":[]}"#).unwrap_err().code(), "bad_request");
-        assert_eq!(parse(r#"{"op":"ping","id":{"a":1}}"#).unwrap_err().code(), "bad_request");
+        assert_eq!(
+            parse(r#"{"op":"ping","id":{"a":1}}"#).unwrap_err().code(),
+            "bad_request"
+        );
     }
 
     #[test]
     fn replies_are_protocol_json() {
         let topics = vec![Topic::new("ticker.AAPL").unwrap()];
         let id = parse(r#"{"op":"ping","id":1}"#).unwrap().id().cloned();
-        let f = ServerReply::Subscribed { topics: &topics, id: id.as_ref() }.to_frame();
-        assert_eq!(f.payload(), br#"{"type":"subscribed","topics":["ticker.AAPL"],"id":1}"#);
+        let f = ServerReply::Subscribed {
+            topics: &topics,
+            id: id.as_ref(),
+        }
+        .to_frame();
+        assert_eq!(
+            f.payload(),
+            br#"{"type":"subscribed","topics":["ticker.AAPL"],"id":1}"#
+        );
         let f = ServerReply::Pong { id: None }.to_frame();
         assert_eq!(f.payload(), br#"{"type":"pong"}"#);
     }

@@ -22,7 +22,9 @@ pub struct TsMicros(pub u64);
 impl TsMicros {
     /// The current wall-clock time.
     pub fn now() -> TsMicros {
-        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         TsMicros(d.as_micros() as u64)
     }
 }

@@ -105,7 +105,13 @@ mod tests {
 
     #[test]
     fn accepts_valid_topics() {
-        for t in ["ticker.AAPL", "ticker.BTC-USD", "trade.ES:Z6", "a.b", "ticker.SYM_0001.x"] {
+        for t in [
+            "ticker.AAPL",
+            "ticker.BTC-USD",
+            "trade.ES:Z6",
+            "a.b",
+            "ticker.SYM_0001.x",
+        ] {
             assert_eq!(Topic::new(t).unwrap().as_str(), t);
         }
         let t = Topic::new("ticker.AAPL").unwrap();

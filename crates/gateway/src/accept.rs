@@ -10,7 +10,11 @@ use crate::state::ServerState;
 
 /// Binds `addr` with the configured backlog; the socket is ready for every shard to accept from.
 pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     // Restarting on the same port must not wait for old connections in TIME_WAIT.
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
@@ -30,7 +34,11 @@ impl Gateway {
     pub fn bind(state: Arc<ServerState>) -> std::io::Result<Gateway> {
         let listener = bind(state.config.listen, state.config.backlog)?;
         let shards = state.bus.shard_count();
-        Ok(Gateway { state, listener, shards })
+        Ok(Gateway {
+            state,
+            listener,
+            shards,
+        })
     }
 
     /// The address actually bound (useful with port 0).

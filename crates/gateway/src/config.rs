@@ -12,6 +12,9 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Listen backlog: connections the kernel holds while the accept loop catches up.
     pub backlog: u32,
+    /// SO_SNDBUF for client sockets; `None` keeps the kernel's autotuning. Smaller means a stalled
+    /// client is detected (and conflated) sooner and costs less kernel memory.
+    pub socket_send_buffer: Option<usize>,
     /// Most simultaneous WebSocket sessions; further upgrades get HTTP 503.
     pub max_connections: usize,
     /// Most topics one connection may subscribe to.
@@ -37,6 +40,7 @@ impl Default for GatewayConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             backlog: 4096,
+            socket_send_buffer: None,
             max_connections: 100_000,
             max_topics_per_connection: 1024,
             max_message_bytes: 64 * 1024,

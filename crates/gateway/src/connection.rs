@@ -49,7 +49,10 @@ impl Session {
     /// Queues a close frame (dropping pending data) and records the reason.
     fn close(&self, reason: CloseReason, code: CloseCode, text: &str) {
         self.end_with(reason);
-        self.sub.queue.borrow_mut().close_with(Frame::close(code, text));
+        self.sub
+            .queue
+            .borrow_mut()
+            .close_with(Frame::close(code, text));
         self.sub.wake();
     }
 
@@ -61,17 +64,34 @@ impl Session {
 
 /// Runs a session on an upgraded socket until it ends; `read_ahead` holds bytes hyper read past the
 /// handshake.
-pub(crate) async fn run(ctx: Rc<ShardCtx>, slot: SessionSlot, stream: TcpStream, read_ahead: Bytes) {
+pub(crate) async fn run(
+    ctx: Rc<ShardCtx>,
+    slot: SessionSlot,
+    stream: TcpStream,
+    read_ahead: Bytes,
+) {
     let id = ctx.next_subscriber_id();
     let peer = stream.peer_addr().ok();
     let span = tracing::debug_span!("session", shard = ctx.index, id = id.0, peer = ?peer);
     let _live = ctx.session_started();
-    session(ctx, slot, stream, read_ahead, id).instrument(span).await
+    session(ctx, slot, stream, read_ahead, id)
+        .instrument(span)
+        .await
 }
 
-async fn session(ctx: Rc<ShardCtx>, slot: SessionSlot, stream: TcpStream, read_ahead: Bytes, id: SubscriberId) {
+async fn session(
+    ctx: Rc<ShardCtx>,
+    slot: SessionSlot,
+    stream: TcpStream,
+    read_ahead: Bytes,
+    id: SubscriberId,
+) {
     let sub = Subscriber::new(id, ctx.state.config.queue);
-    let session = Rc::new(Session { sub: sub.clone(), reader: Cell::new(None), end: Cell::new(None) });
+    let session = Rc::new(Session {
+        sub: sub.clone(),
+        reader: Cell::new(None),
+        end: Cell::new(None),
+    });
     let (rd, wr) = stream.into_split();
     let inbound = InboundStream::new(read_ahead, rd, ctx.state.config.max_message_bytes);
 
@@ -101,7 +121,8 @@ async fn session(ctx: Rc<ShardCtx>, slot: SessionSlot, stream: TcpStream, read_a
 /// Reads and answers client frames until the session should close.
 async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: InboundStream) {
     let config = &ctx.state.config;
-    let (mut ws, _) = fastwebsockets::after_handshake_split(inbound, tokio::io::sink(), Role::Server);
+    let (mut ws, _) =
+        fastwebsockets::after_handshake_split(inbound, tokio::io::sink(), Role::Server);
     // Our tracker enforces the real limit on whole messages; this only has to be above it.
     ws.set_max_message_size(config.max_message_bytes + 1);
     let mut ws = FragmentCollectorRead::new(ws);
@@ -112,9 +133,17 @@ async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: InboundSt
         match frame.opcode {
             OpCode::Close => {
                 obligated.end_with(CloseReason::Client);
-                obligated.sub.queue.borrow_mut().close_with(Frame::new(WireOp::Close, &frame.payload));
+                obligated
+                    .sub
+                    .queue
+                    .borrow_mut()
+                    .close_with(Frame::new(WireOp::Close, &frame.payload));
             }
-            OpCode::Pong => obligated.sub.queue.borrow_mut().push_control(Frame::pong(&frame.payload)),
+            OpCode::Pong => obligated
+                .sub
+                .queue
+                .borrow_mut()
+                .push_control(Frame::pong(&frame.payload)),
             _ => {}
         }
         obligated.sub.wake();
@@ -169,7 +198,9 @@ async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: InboundSt
         };
         match frame.opcode {
             OpCode::Text => handle_request(ctx, session, frame.payload.to_mut()),
-            OpCode::Binary => reply_error(ctx, session, ProtocolErrorKind::BinaryNotSupported.into()),
+            OpCode::Binary => {
+                reply_error(ctx, session, ProtocolErrorKind::BinaryNotSupported.into())
+            }
             OpCode::Close => return,
             _ => {}
         }
@@ -182,31 +213,53 @@ async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: InboundSt
 /// Maps a read error to the RFC 6455 close code and queues the close.
 fn close_for_error(session: &Session, e: WebSocketError) {
     let violation = match &e {
-        WebSocketError::IoError(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<WireViolation>()).copied(),
+        WebSocketError::IoError(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<WireViolation>())
+            .copied(),
         _ => None,
     };
     match (violation, &e) {
-        (Some(WireViolation::TooBig(n)), _) => {
-            session.close(CloseReason::Protocol, CloseCode::TooBig, &format!("message of {n} bytes is too big"))
-        }
-        (Some(WireViolation::Unmasked), _) => {
-            session.close(CloseReason::Protocol, CloseCode::Protocol, "client frames must be masked")
-        }
-        (None, WebSocketError::InvalidUTF8) => {
-            session.close(CloseReason::Protocol, CloseCode::InvalidPayload, "invalid UTF-8")
-        }
+        (Some(WireViolation::TooBig(n)), _) => session.close(
+            CloseReason::Protocol,
+            CloseCode::TooBig,
+            &format!("message of {n} bytes is too big"),
+        ),
+        (Some(WireViolation::Unmasked), _) => session.close(
+            CloseReason::Protocol,
+            CloseCode::Protocol,
+            "client frames must be masked",
+        ),
+        (None, WebSocketError::InvalidUTF8) => session.close(
+            CloseReason::Protocol,
+            CloseCode::InvalidPayload,
+            "invalid UTF-8",
+        ),
         (None, WebSocketError::FrameTooLarge) => {
             session.close(CloseReason::Protocol, CloseCode::TooBig, "message too big")
         }
-        (None, WebSocketError::IoError(_) | WebSocketError::UnexpectedEOF | WebSocketError::ConnectionClosed) => {
+        (
+            None,
+            WebSocketError::IoError(_)
+            | WebSocketError::UnexpectedEOF
+            | WebSocketError::ConnectionClosed,
+        ) => {
             session.end_with(CloseReason::Io);
         }
-        (None, other) => session.close(CloseReason::Protocol, CloseCode::Protocol, &other.to_string()),
+        (None, other) => session.close(
+            CloseReason::Protocol,
+            CloseCode::Protocol,
+            &other.to_string(),
+        ),
     }
 }
 
 fn reply_error(ctx: &ShardCtx, session: &Session, err: ProtocolError) {
-    ctx.state.metrics.client_errors.with_label_values(&[err.code()]).inc();
+    ctx.state
+        .metrics
+        .client_errors
+        .with_label_values(&[err.code()])
+        .inc();
     session.reply(err.to_frame());
 }
 
@@ -220,31 +273,62 @@ fn handle_request(ctx: &ShardCtx, session: &Session, buf: &mut [u8]) {
     match request {
         ClientRequest::Subscribe { topics, id } => {
             let limit = ctx.state.config.max_topics_per_connection;
-            let wanted = sub.topic_count() + topics.iter().filter(|t| !sub.is_subscribed(t)).count();
+            let wanted =
+                sub.topic_count() + topics.iter().filter(|t| !sub.is_subscribed(t)).count();
             if wanted > limit {
-                ctx.state.metrics.limit_rejections.with_label_values(&["max_topics_per_connection"]).inc();
+                ctx.state
+                    .metrics
+                    .limit_rejections
+                    .with_label_values(&["max_topics_per_connection"])
+                    .inc();
                 let kind = ProtocolErrorKind::TooManyTopics { limit, wanted };
                 return reply_error(ctx, session, ProtocolError { kind, id });
             }
             // Resolve (create) every topic first, so a refusal leaves nothing half-subscribed.
             for topic in &topics {
                 if let Err(BusError::TopicLimit { limit, topic }) = ctx.state.bus.topic(topic) {
-                    ctx.state.metrics.limit_rejections.with_label_values(&["max_topics"]).inc();
-                    let kind = ProtocolErrorKind::TopicLimit { limit, topic: topic.to_string() };
+                    ctx.state
+                        .metrics
+                        .limit_rejections
+                        .with_label_values(&["max_topics"])
+                        .inc();
+                    let kind = ProtocolErrorKind::TopicLimit {
+                        limit,
+                        topic: topic.to_string(),
+                    };
                     return reply_error(ctx, session, ProtocolError { kind, id });
                 }
             }
             // The ack goes on the priority lane, the snapshots on the data lane: the ack leaves first.
-            session.reply(ServerReply::Subscribed { topics: &topics, id: id.as_ref() }.to_frame());
-            if let Err(BusError::TopicLimit { limit, topic }) = ctx.router.borrow_mut().subscribe(sub, &topics) {
-                let kind = ProtocolErrorKind::TopicLimit { limit, topic: topic.to_string() };
+            session.reply(
+                ServerReply::Subscribed {
+                    topics: &topics,
+                    id: id.as_ref(),
+                }
+                .to_frame(),
+            );
+            if let Err(BusError::TopicLimit { limit, topic }) =
+                ctx.router.borrow_mut().subscribe(sub, &topics)
+            {
+                let kind = ProtocolErrorKind::TopicLimit {
+                    limit,
+                    topic: topic.to_string(),
+                };
                 reply_error(ctx, session, ProtocolError { kind, id });
             }
         }
         ClientRequest::Unsubscribe { topics, id } => {
             ctx.router.borrow_mut().unsubscribe(sub, &topics);
-            session.reply(ServerReply::Unsubscribed { topics: &topics, id: id.as_ref() }.to_frame());
+            session.reply(
+                ServerReply::Unsubscribed {
+                    topics: &topics,
+                    id: id.as_ref(),
+                }
+                .to_frame(),
+            );
         }
-        ClientRequest::Ping { id } => session.reply(ServerReply::Pong { id: id.as_ref() }.to_frame()),
+        ClientRequest::Ping { id } => {
+            session.reply(ServerReply::Pong { id: id.as_ref() }.to_frame())
+        }
     }
 }

@@ -49,18 +49,29 @@ fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>) -> Resp {
         "/metrics" => {
             let body = ctx.state.metrics.render(&ctx.state);
             let mut r = Response::new(Full::new(Bytes::from(body)));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
             r
         }
         path => match crate::assets::get(path) {
             Some(asset) => {
                 let mut r = Response::new(Full::new(Bytes::from_static(asset.body)));
                 let h = r.headers_mut();
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(asset.content_type),
+                );
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(crate::assets::CSP));
-                h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                h.insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(crate::assets::CSP),
+                );
+                h.insert(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                );
                 r
             }
             None => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -70,18 +81,33 @@ fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>) -> Resp {
 
 fn upgrade(ctx: &Rc<ShardCtx>, mut req: Request<Incoming>) -> Resp {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        return text(StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket\n");
+        return text(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket\n",
+        );
     }
     if ctx.state.is_draining() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down\n");
     }
     let Some(slot) = ctx.state.try_open_session() else {
-        ctx.state.metrics.limit_rejections.with_label_values(&["max_connections"]).inc();
-        return text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached\n");
+        ctx.state
+            .metrics
+            .limit_rejections
+            .with_label_values(&["max_connections"])
+            .inc();
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection limit reached\n",
+        );
     };
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("bad WebSocket handshake: {e}\n")),
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("bad WebSocket handshake: {e}\n"),
+            )
+        }
     };
     let ctx = ctx.clone();
     tokio::task::spawn_local(async move {
@@ -95,7 +121,9 @@ fn upgrade(ctx: &Rc<ShardCtx>, mut req: Request<Incoming>) -> Resp {
         // Take the raw socket back: we write pre-encoded frames ourselves.
         let upgraded = ws.into_inner().into_inner();
         match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => crate::connection::run(ctx, slot, parts.io.into_inner(), parts.read_buf).await,
+            Ok(parts) => {
+                crate::connection::run(ctx, slot, parts.io.into_inner(), parts.read_buf).await
+            }
             Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
         }
     });
@@ -142,14 +170,21 @@ fn topics(ctx: &ShardCtx) -> Resp {
 fn json_response(status: StatusCode, body: Vec<u8>) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
 fn text(status: StatusCode, msg: &str) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(msg.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }

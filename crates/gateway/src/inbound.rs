@@ -43,7 +43,14 @@ pub(crate) struct FrameTracker {
 
 impl FrameTracker {
     pub(crate) fn new(max_message: usize) -> Self {
-        Self { state: Track::Header { buf: [0; 14], have: 0 }, message_bytes: 0, max_message: max_message as u64 }
+        Self {
+            state: Track::Header {
+                buf: [0; 14],
+                have: 0,
+            },
+            message_bytes: 0,
+            max_message: max_message as u64,
+        }
     }
 
     /// Feeds bytes that were just read.
@@ -55,7 +62,10 @@ impl FrameTracker {
                     *remaining -= take;
                     bytes = &bytes[take as usize..];
                     if *remaining == 0 {
-                        self.state = Track::Header { buf: [0; 14], have: 0 };
+                        self.state = Track::Header {
+                            buf: [0; 14],
+                            have: 0,
+                        };
                     }
                 }
                 Track::Header { buf, have } => {
@@ -76,7 +86,10 @@ impl FrameTracker {
                             return Err(WireViolation::TooBig(self.message_bytes));
                         }
                         self.state = if payload == 0 {
-                            Track::Header { buf: [0; 14], have: 0 }
+                            Track::Header {
+                                buf: [0; 14],
+                                have: 0,
+                            }
                         } else {
                             Track::Payload { remaining: payload }
                         };
@@ -104,7 +117,9 @@ impl FrameTracker {
         Some(match (ext, len) {
             (_, Some(n)) => n,
             (2, _) => u16::from_be_bytes([buf[2], buf[3]]) as u64,
-            _ => u64::from_be_bytes([buf[2], buf[3], buf[4], buf[5], buf[6], buf[7], buf[8], buf[9]]),
+            _ => u64::from_be_bytes([
+                buf[2], buf[3], buf[4], buf[5], buf[6], buf[7], buf[8], buf[9],
+            ]),
         })
     }
 }
@@ -118,12 +133,20 @@ pub(crate) struct InboundStream {
 
 impl InboundStream {
     pub(crate) fn new(read_ahead: Bytes, socket: OwnedReadHalf, max_message: usize) -> Self {
-        Self { read_ahead, socket, tracker: FrameTracker::new(max_message) }
+        Self {
+            read_ahead,
+            socket,
+            tracker: FrameTracker::new(max_message),
+        }
     }
 }
 
 impl AsyncRead for InboundStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
         if this.read_ahead.has_remaining() {
@@ -181,7 +204,10 @@ mod tests {
     #[test]
     fn rejects_unmasked() {
         let mut t = FrameTracker::new(1000);
-        assert_eq!(t.feed(&frame(true, 1, false, 5)), Err(WireViolation::Unmasked));
+        assert_eq!(
+            t.feed(&frame(true, 1, false, 5)),
+            Err(WireViolation::Unmasked)
+        );
     }
 
     #[test]
@@ -189,8 +215,14 @@ mod tests {
         let mut t = FrameTracker::new(1000);
         t.feed(&frame(false, 1, true, 600)).unwrap();
         t.feed(&frame(true, 9, true, 4)).unwrap(); // a ping between fragments does not count
-        assert_eq!(t.feed(&frame(true, 0, true, 600)), Err(WireViolation::TooBig(1200)));
+        assert_eq!(
+            t.feed(&frame(true, 0, true, 600)),
+            Err(WireViolation::TooBig(1200))
+        );
         let mut t = FrameTracker::new(1000);
-        assert_eq!(t.feed(&frame(true, 2, true, 70_000)[..10]), Err(WireViolation::TooBig(70_000)));
+        assert_eq!(
+            t.feed(&frame(true, 2, true, 70_000)[..10]),
+            Err(WireViolation::TooBig(70_000))
+        );
     }
 }

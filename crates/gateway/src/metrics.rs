@@ -3,8 +3,8 @@
 //! batches (see `shard.rs`), so counting costs no shared atomic per message.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::state::ServerState;
@@ -96,7 +96,8 @@ impl Default for Metrics {
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
     // Names are static and unique, so registration cannot fail except by a programming error.
-    r.register(Box::new(c.clone())).expect("metric registered twice");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered twice");
     c
 }
 
@@ -104,17 +105,28 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let r = Registry::new();
-        let counter = |name: &str, help: &str| reg(&r, IntCounter::new(name, help).expect("valid metric"));
-        let gauge = |name: &str, help: &str| reg(&r, IntGauge::new(name, help).expect("valid metric"));
+        let counter =
+            |name: &str, help: &str| reg(&r, IntCounter::new(name, help).expect("valid metric"));
+        let gauge =
+            |name: &str, help: &str| reg(&r, IntGauge::new(name, help).expect("valid metric"));
         let counter_vec = |name: &str, help: &str, label: &str| {
-            reg(&r, IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric"))
+            reg(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric"),
+            )
         };
         let feed_gauge = |name: &str, help: &str| {
-            reg(&r, IntGaugeVec::new(Opts::new(name, help), &["feed"]).expect("valid metric"))
+            reg(
+                &r,
+                IntGaugeVec::new(Opts::new(name, help), &["feed"]).expect("valid metric"),
+            )
         };
         Metrics {
             connections_open: gauge("tickcast_connections_open", "Open WebSocket sessions."),
-            connections_accepted: counter("tickcast_connections_accepted_total", "TCP connections accepted."),
+            connections_accepted: counter(
+                "tickcast_connections_accepted_total",
+                "TCP connections accepted.",
+            ),
             connections_closed: counter_vec(
                 "tickcast_connections_closed_total",
                 "WebSocket sessions closed, by reason.",
@@ -125,16 +137,30 @@ impl Metrics {
                 "Requests or connections refused by a configured limit, by limit.",
                 "limit",
             ),
-            client_errors: counter_vec("tickcast_client_errors_total", "Error replies sent to clients, by code.", "code"),
-            subscriptions: gauge("tickcast_subscriptions", "Live topic subscriptions over all connections."),
+            client_errors: counter_vec(
+                "tickcast_client_errors_total",
+                "Error replies sent to clients, by code.",
+                "code",
+            ),
+            subscriptions: gauge(
+                "tickcast_subscriptions",
+                "Live topic subscriptions over all connections.",
+            ),
             topics: gauge("tickcast_topics", "Topics known to the bus."),
-            messages_sent: counter("tickcast_messages_sent_total", "WebSocket frames written to clients."),
+            messages_sent: counter(
+                "tickcast_messages_sent_total",
+                "WebSocket frames written to clients.",
+            ),
             bytes_sent: counter("tickcast_bytes_sent_total", "Bytes written to clients."),
             messages_conflated: counter(
                 "tickcast_messages_conflated_total",
                 "Ticks replaced by a newer tick of the same topic in a slow client's queue.",
             ),
-            messages_dropped: counter_vec("tickcast_messages_dropped_total", "Ticks dropped, by reason.", "reason"),
+            messages_dropped: counter_vec(
+                "tickcast_messages_dropped_total",
+                "Ticks dropped, by reason.",
+                "reason",
+            ),
             slow_consumer_disconnects: counter(
                 "tickcast_slow_consumer_disconnects_total",
                 "Clients disconnected because they could not keep up.",
@@ -142,26 +168,49 @@ impl Metrics {
             frames_per_write: reg(
                 &r,
                 Histogram::with_opts(
-                    HistogramOpts::new("tickcast_frames_per_write", "Frames carried by one vectored socket write.")
-                        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+                    HistogramOpts::new(
+                        "tickcast_frames_per_write",
+                        "Frames carried by one vectored socket write.",
+                    )
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
                 )
                 .expect("valid metric"),
             ),
-            ticks_published: counter("tickcast_ticks_published_total", "Ticks accepted by the bus."),
-            feed_ticks: counter_vec("tickcast_feed_ticks_total", "Ticks ingested, per feed.", "feed"),
+            ticks_published: counter(
+                "tickcast_ticks_published_total",
+                "Ticks accepted by the bus.",
+            ),
+            feed_ticks: counter_vec(
+                "tickcast_feed_ticks_total",
+                "Ticks ingested, per feed.",
+                "feed",
+            ),
             feed_parse_errors: counter_vec(
                 "tickcast_feed_parse_errors_total",
                 "Malformed inputs counted and skipped, per feed.",
                 "feed",
             ),
-            feed_reconnects: counter_vec("tickcast_feed_reconnects_total", "Reconnects to the source, per feed.", "feed"),
-            feed_up: feed_gauge("tickcast_feed_up", "1 when the feed is connected and running."),
+            feed_reconnects: counter_vec(
+                "tickcast_feed_reconnects_total",
+                "Reconnects to the source, per feed.",
+                "feed",
+            ),
+            feed_up: feed_gauge(
+                "tickcast_feed_up",
+                "1 when the feed is connected and running.",
+            ),
             process_cpu_seconds: reg(
                 &r,
-                prometheus::Gauge::new("tickcast_process_cpu_seconds", "CPU time used by the process (user + system).")
-                    .expect("valid metric"),
+                prometheus::Gauge::new(
+                    "tickcast_process_cpu_seconds",
+                    "CPU time used by the process (user + system).",
+                )
+                .expect("valid metric"),
             ),
-            process_resident_memory_bytes: gauge("tickcast_process_resident_memory_bytes", "Resident memory."),
+            process_resident_memory_bytes: gauge(
+                "tickcast_process_resident_memory_bytes",
+                "Resident memory.",
+            ),
             process_open_fds: gauge("tickcast_process_open_fds", "Open file descriptors."),
             registry: r,
         }
@@ -169,7 +218,9 @@ impl Metrics {
 
     /// Counts a closed session.
     pub fn closed(&self, reason: CloseReason) {
-        self.connections_closed.with_label_values(&[reason.label()]).inc();
+        self.connections_closed
+            .with_label_values(&[reason.label()])
+            .inc();
     }
 
     /// Renders every metric in the text exposition format, refreshing the sampled ones first.
@@ -177,11 +228,19 @@ impl Metrics {
         self.topics.set(state.bus.topic_count() as i64);
         let published = state.bus.published();
         sync_counter(&self.ticks_published, published);
-        sync_counter(&self.messages_dropped.with_label_values(&["shard_inbox_full"]), state.bus.inbox_overflows());
+        sync_counter(
+            &self
+                .messages_dropped
+                .with_label_values(&["shard_inbox_full"]),
+            state.bus.inbox_overflows(),
+        );
         for f in state.feeds.all() {
             let l = [f.name()];
             sync_counter(&self.feed_ticks.with_label_values(&l), f.ticks_in());
-            sync_counter(&self.feed_parse_errors.with_label_values(&l), f.parse_errors());
+            sync_counter(
+                &self.feed_parse_errors.with_label_values(&l),
+                f.parse_errors(),
+            );
             sync_counter(&self.feed_reconnects.with_label_values(&l), f.reconnects());
             self.feed_up.with_label_values(&l).set(f.connected() as i64);
         }

@@ -18,7 +18,9 @@ pub(crate) fn sample() -> Option<ProcessSample> {
     let rss_pages: u64 = fields.get(21)?.parse().ok()?;
     const TICKS_PER_SECOND: f64 = 100.0; // USER_HZ on Linux
     const PAGE: u64 = 4096;
-    let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+    let open_fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0);
     Some(ProcessSample {
         cpu_seconds: (utime + stime) / TICKS_PER_SECOND,
         rss_bytes: rss_pages * PAGE,

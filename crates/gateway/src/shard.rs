@@ -96,17 +96,22 @@ pub(crate) fn spawn(
     state: Arc<ServerState>,
     listener: std::net::TcpListener,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name(format!("tickcast-shard-{index}")).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(shard = index, error = %e, "cannot start shard runtime");
-                state.shutdown.cancel();
-                return;
-            }
-        };
-        LocalSet::new().block_on(&rt, run(index, state, listener));
-    })
+    std::thread::Builder::new()
+        .name(format!("tickcast-shard-{index}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(shard = index, error = %e, "cannot start shard runtime");
+                    state.shutdown.cancel();
+                    return;
+                }
+            };
+            LocalSet::new().block_on(&rt, run(index, state, listener));
+        })
 }
 
 async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListener) {
@@ -143,6 +148,9 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
                     ctx.state.metrics.connections_accepted.inc();
                     // Ticks are small and latency-sensitive; never wait for Nagle.
                     let _ = stream.set_nodelay(true);
+                    if let Some(size) = ctx.state.config.socket_send_buffer {
+                        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
+                    }
                     tokio::task::spawn_local(crate::http::serve(ctx.clone(), stream));
                 }
                 Err(e) => {
@@ -204,7 +212,11 @@ fn flush_once(ctx: &ShardCtx) {
     let now = ctx.router.borrow().stats();
     let last = ctx.flushed.replace(now);
     m.messages_conflated.inc_by(now.conflated - last.conflated);
-    m.messages_dropped.with_label_values(&["drop_oldest"]).inc_by(now.dropped - last.dropped);
-    m.slow_consumer_disconnects.inc_by(now.slow_disconnects - last.slow_disconnects);
-    m.subscriptions.add(now.subscriptions as i64 - last.subscriptions as i64);
+    m.messages_dropped
+        .with_label_values(&["drop_oldest"])
+        .inc_by(now.dropped - last.dropped);
+    m.slow_consumer_disconnects
+        .inc_by(now.slow_disconnects - last.slow_disconnects);
+    m.subscriptions
+        .add(now.subscriptions as i64 - last.subscriptions as i64);
 }

@@ -55,7 +55,9 @@ impl ServerState {
             return None;
         }
         self.metrics.connections_open.inc();
-        Some(SessionSlot { state: self.clone() })
+        Some(SessionSlot {
+            state: self.clone(),
+        })
     }
 
     /// Live sessions.

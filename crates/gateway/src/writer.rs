@@ -35,7 +35,11 @@ pub(crate) enum WriterEnd {
 }
 
 /// Runs the writer of `session` until the connection closes.
-pub(crate) async fn run(ctx: Rc<ShardCtx>, session: Rc<Session>, mut socket: OwnedWriteHalf) -> WriterEnd {
+pub(crate) async fn run(
+    ctx: Rc<ShardCtx>,
+    session: Rc<Session>,
+    mut socket: OwnedWriteHalf,
+) -> WriterEnd {
     let sub = session.sub.clone();
     let write_timeout = ctx.state.config.write_timeout;
     loop {
@@ -51,7 +55,9 @@ pub(crate) async fn run(ctx: Rc<ShardCtx>, session: Rc<Session>, mut socket: Own
 
         if sub.is_slow() && !sub.queue.borrow().is_closed() {
             session.end_with(CloseReason::SlowConsumer);
-            sub.queue.borrow_mut().close_with(Frame::close(CloseCode::Policy, "slow consumer"));
+            sub.queue
+                .borrow_mut()
+                .close_with(Frame::close(CloseCode::Policy, "slow consumer"));
         }
 
         loop {
@@ -72,13 +78,15 @@ pub(crate) async fn run(ctx: Rc<ShardCtx>, session: Rc<Session>, mut socket: Own
             }
         }
 
-        let mut q = sub.queue.borrow_mut();
-        if q.is_closed() && q.is_empty() {
-            drop(q);
+        let finished = {
+            let q = sub.queue.borrow();
+            q.is_closed() && q.is_empty()
+        };
+        if finished {
             let _ = socket.shutdown().await;
             return WriterEnd::Closed;
         }
-        q.shrink_if_idle();
+        sub.queue.borrow_mut().shrink_if_idle();
     }
 }
 

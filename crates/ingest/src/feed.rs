@@ -18,7 +18,11 @@ pub enum FeedError {
     Config { feed: String, reason: String },
     /// An I/O operation failed (bind, open, connect).
     #[error("feed {feed}: {context}: {source}")]
-    Io { feed: String, context: String, source: std::io::Error },
+    Io {
+        feed: String,
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 /// The future a running feed is.
@@ -35,7 +39,10 @@ pub struct FeedContext {
 impl FeedContext {
     /// A context publishing to `bus` under the stats `stats`.
     pub fn new(bus: Arc<Bus>, stats: Arc<FeedStats>, shutdown: CancellationToken) -> Self {
-        Self { publisher: Publisher::new(bus, stats), shutdown }
+        Self {
+            publisher: Publisher::new(bus, stats),
+            shutdown,
+        }
     }
 }
 

@@ -33,7 +33,12 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher for one feed.
     pub fn new(bus: Arc<Bus>, stats: Arc<FeedStats>) -> Self {
-        Self { bus, stats, encoder: TickEncoder::new(), topics: HashMap::new() }
+        Self {
+            bus,
+            stats,
+            encoder: TickEncoder::new(),
+            topics: HashMap::new(),
+        }
     }
 
     /// The bus published to.
@@ -57,7 +62,13 @@ impl Publisher {
     }
 
     /// Stamps `quote` with the topic's next seq and `ts`, encodes it and adds it to `batch`.
-    pub fn publish(&mut self, batch: &mut PublishBatch<'_>, topic: &TopicState, quote: Quote, ts: TsMicros) {
+    pub fn publish(
+        &mut self,
+        batch: &mut PublishBatch<'_>,
+        topic: &TopicState,
+        quote: Quote,
+        ts: TsMicros,
+    ) {
         let tick = Tick {
             topic: topic.topic().clone(),
             seq: topic.next_seq(),

@@ -100,7 +100,10 @@ pub struct FeedRegistry {
 impl FeedRegistry {
     /// Adds a feed's stats.
     pub fn register(&self, stats: Arc<FeedStats>) {
-        self.feeds.lock().unwrap_or_else(|e| e.into_inner()).push(stats);
+        self.feeds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(stats);
     }
 
     /// All registered feeds.

@@ -17,8 +17,8 @@ use crate::publisher::Quote;
 
 /// Familiar tickers the server shows out of the box.
 pub const DEFAULT_SYMBOLS: &[&str] = &[
-    "AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "XOM", "UNH", "JNJ", "WMT",
-    "PG", "MA", "HD", "KO", "PEP", "COST", "NFLX", "AMD", "INTC", "DIS", "BA",
+    "AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "XOM", "UNH", "JNJ",
+    "WMT", "PG", "MA", "HD", "KO", "PEP", "COST", "NFLX", "AMD", "INTC", "DIS", "BA",
 ];
 
 /// Emission period; also the batching window.
@@ -40,10 +40,17 @@ impl Symbols {
     pub fn parse(s: &str) -> Result<Symbols, String> {
         let s = s.trim();
         if let Ok(n) = s.parse::<usize>() {
-            return if n == 0 { Err("symbol count must be at least 1".into()) } else { Ok(Symbols::Count(n)) };
+            return if n == 0 {
+                Err("symbol count must be at least 1".into())
+            } else {
+                Ok(Symbols::Count(n))
+            };
         }
-        let list: Vec<String> =
-            s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect();
+        let list: Vec<String> = s
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect();
         if list.is_empty() {
             return Err("symbol list is empty".into());
         }
@@ -106,12 +113,19 @@ pub struct SyntheticFeed {
 impl SyntheticFeed {
     /// Validates `config` and builds the feed.
     pub fn new(config: SyntheticConfig) -> Result<Self, FeedError> {
-        let bad = |reason: String| FeedError::Config { feed: config.name.clone(), reason };
+        let bad = |reason: String| FeedError::Config {
+            feed: config.name.clone(),
+            reason,
+        };
         if !(config.rate.is_finite() && config.rate >= 0.0) {
-            return Err(bad(format!("rate must be a non-negative number, got {}", config.rate)));
+            return Err(bad(format!(
+                "rate must be a non-negative number, got {}",
+                config.rate
+            )));
         }
         for s in config.symbols.names() {
-            Topic::from_parts(&config.channel, &s).map_err(|e| bad(format!("symbol {s:?}: {e}")))?;
+            Topic::from_parts(&config.channel, &s)
+                .map_err(|e| bad(format!("symbol {s:?}: {e}")))?;
         }
         Ok(Self { config })
     }
@@ -129,7 +143,9 @@ impl Feed for SyntheticFeed {
 
 /// Starting price of a symbol: stable across runs, spread over 20..=520 dollars.
 fn start_cents(symbol: &str, seed: u64) -> i64 {
-    let h = symbol.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let h = symbol.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     2_000 + (h % 50_000) as i64
 }
 
@@ -150,13 +166,18 @@ async fn run(config: SyntheticConfig, mut ctx: FeedContext) -> Result<(), FeedEr
     let feed = config.name.clone();
     let mut walks = Vec::new();
     for symbol in config.symbols.names() {
-        let topic = Topic::from_parts(&config.channel, &symbol)
-            .map_err(|e| FeedError::Config { feed: feed.clone(), reason: e.to_string() })?;
-        let state = ctx
-            .publisher
-            .topic(&topic)
-            .map_err(|e| FeedError::Config { feed: feed.clone(), reason: e.to_string() })?;
-        walks.push(Walk { topic: state, last_cents: start_cents(&symbol, config.seed) });
+        let topic = Topic::from_parts(&config.channel, &symbol).map_err(|e| FeedError::Config {
+            feed: feed.clone(),
+            reason: e.to_string(),
+        })?;
+        let state = ctx.publisher.topic(&topic).map_err(|e| FeedError::Config {
+            feed: feed.clone(),
+            reason: e.to_string(),
+        })?;
+        walks.push(Walk {
+            topic: state,
+            last_cents: start_cents(&symbol, config.seed),
+        });
     }
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let stats = ctx.publisher.stats().clone();
@@ -211,8 +232,14 @@ mod tests {
 
     #[test]
     fn symbols_parse() {
-        assert_eq!(Symbols::parse("3").unwrap().names(), vec!["SYM0000", "SYM0001", "SYM0002"]);
-        assert_eq!(Symbols::parse("AAPL, MSFT").unwrap().names(), vec!["AAPL", "MSFT"]);
+        assert_eq!(
+            Symbols::parse("3").unwrap().names(),
+            vec!["SYM0000", "SYM0001", "SYM0002"]
+        );
+        assert_eq!(
+            Symbols::parse("AAPL, MSFT").unwrap().names(),
+            vec!["AAPL", "MSFT"]
+        );
         assert!(Symbols::parse("0").is_err());
         assert!(Symbols::parse(" , ").is_err());
         assert_eq!(Symbols::Count(12345).names()[12344], "SYM12344");
@@ -223,9 +250,14 @@ mod tests {
         let bus = Bus::new(&BusConfig::default());
         let topic = bus.topic(&Topic::new("ticker.X").unwrap()).unwrap();
         let run = |seed| {
-            let mut w = Walk { topic: topic.clone(), last_cents: start_cents("X", seed) };
+            let mut w = Walk {
+                topic: topic.clone(),
+                last_cents: start_cents("X", seed),
+            };
             let mut rng = SmallRng::seed_from_u64(seed);
-            (0..1000).map(|_| step(&mut w, &mut rng)).collect::<Vec<_>>()
+            (0..1000)
+                .map(|_| step(&mut w, &mut rng))
+                .collect::<Vec<_>>()
         };
         let a = run(7);
         assert_eq!(a, run(7));
@@ -240,9 +272,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_config() {
-        let bad_rate = SyntheticConfig { rate: f64::NAN, ..Default::default() };
+        let bad_rate = SyntheticConfig {
+            rate: f64::NAN,
+            ..Default::default()
+        };
         assert!(SyntheticFeed::new(bad_rate).is_err());
-        let bad_sym = SyntheticConfig { symbols: Symbols::List(vec!["A B".into()]), ..Default::default() };
+        let bad_sym = SyntheticConfig {
+            symbols: Symbols::List(vec!["A B".into()]),
+            ..Default::default()
+        };
         assert!(SyntheticFeed::new(bad_sym).is_err());
     }
 
@@ -275,7 +313,10 @@ mod tests {
         let total: u64 = snap.iter().map(|t| t.seq.0).sum();
         assert_eq!(total, n, "seq counts every tick per topic");
         for t in &snap {
-            assert!(t.seq.0 >= n / 4 && t.seq.0 <= n / 4 + 1, "round-robin: {t:?}");
+            assert!(
+                t.seq.0 >= n / 4 && t.seq.0 <= n / 4 + 1,
+                "round-robin: {t:?}"
+            );
         }
     }
 }

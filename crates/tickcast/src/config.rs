@@ -15,10 +15,16 @@ use tickcast_ingest::synthetic::{Symbols, SyntheticConfig};
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     /// The file is not valid TOML or has unknown keys.
     #[error("invalid config file {path}: {source}")]
-    Parse { path: String, source: Box<toml::de::Error> },
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
     /// A value is out of range.
     #[error("invalid config: {0}")]
     Invalid(String),
@@ -54,6 +60,8 @@ pub struct ServerSection {
     pub backlog: u32,
     /// Ticks buffered per shard between the feeds and the shard.
     pub shard_inbox_capacity: usize,
+    /// SO_SNDBUF of client sockets in bytes; 0 keeps the kernel's autotuning.
+    pub socket_send_buffer_bytes: usize,
     /// Time given to flush queued frames at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
 }
@@ -65,6 +73,7 @@ impl Default for ServerSection {
             workers: 0,
             backlog: 4096,
             shard_inbox_capacity: 65_536,
+            socket_send_buffer_bytes: 0,
             shutdown_grace_ms: 5_000,
         }
     }
@@ -139,7 +148,10 @@ pub struct KeepaliveSection {
 
 impl Default for KeepaliveSection {
     fn default() -> Self {
-        Self { ping_interval_ms: 20_000, pong_timeout_ms: 20_000 }
+        Self {
+            ping_interval_ms: 20_000,
+            pong_timeout_ms: 20_000,
+        }
     }
 }
 
@@ -153,7 +165,9 @@ pub struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        Self { filter: "info".into() }
+        Self {
+            filter: "info".into(),
+        }
     }
 }
 
@@ -235,18 +249,25 @@ pub struct Overrides {
 impl Config {
     /// Reads and validates a TOML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.display().to_string(), source },
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            },
             other => other,
         })
     }
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: "<text>".into(), source: Box::new(e) })?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<text>".into(),
+            source: Box::new(e),
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -264,11 +285,17 @@ impl Config {
             self.backpressure.policy = p;
         }
         if o.symbols.is_some() || o.rate.is_some() {
-            if !self.feeds.iter().any(|f| matches!(f, FeedSection::Synthetic { .. })) {
+            if !self
+                .feeds
+                .iter()
+                .any(|f| matches!(f, FeedSection::Synthetic { .. }))
+            {
                 self.feeds.push(FeedSection::default_synthetic());
             }
-            if let Some(FeedSection::Synthetic { symbols, rate, .. }) =
-                self.feeds.iter_mut().find(|f| matches!(f, FeedSection::Synthetic { .. }))
+            if let Some(FeedSection::Synthetic { symbols, rate, .. }) = self
+                .feeds
+                .iter_mut()
+                .find(|f| matches!(f, FeedSection::Synthetic { .. }))
             {
                 if let Some(s) = o.symbols {
                     *symbols = Some(match s {
@@ -288,29 +315,46 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.server.workers > 64 {
-            return bad(format!("server.workers is {}, at most 64", self.server.workers));
+            return bad(format!(
+                "server.workers is {}, at most 64",
+                self.server.workers
+            ));
         }
         if self.server.shard_inbox_capacity == 0 {
             return bad("server.shard_inbox_capacity must be at least 1".into());
         }
-        if self.limits.max_connections == 0 || self.limits.max_topics_per_connection == 0 || self.limits.max_topics == 0 {
+        if self.limits.max_connections == 0
+            || self.limits.max_topics_per_connection == 0
+            || self.limits.max_topics == 0
+        {
             return bad("limits.max_connections, max_topics_per_connection and max_topics must be at least 1".into());
         }
         if self.limits.max_message_bytes < 128 {
-            return bad(format!("limits.max_message_bytes is {}, at least 128", self.limits.max_message_bytes));
+            return bad(format!(
+                "limits.max_message_bytes is {}, at least 128",
+                self.limits.max_message_bytes
+            ));
         }
         if self.backpressure.max_queued_frames == 0 || self.backpressure.max_queued_bytes < 1024 {
-            return bad("backpressure.max_queued_frames must be >= 1 and max_queued_bytes >= 1024".into());
+            return bad(
+                "backpressure.max_queued_frames must be >= 1 and max_queued_bytes >= 1024".into(),
+            );
         }
         if self.keepalive.ping_interval_ms < 100 || self.keepalive.pong_timeout_ms < 100 {
             return bad("keepalive intervals must be at least 100 ms".into());
         }
         for f in &self.feeds {
-            let FeedSection::Synthetic { name, rate, symbols, .. } = f;
+            let FeedSection::Synthetic {
+                name,
+                rate,
+                symbols,
+                ..
+            } = f;
             if !(rate.is_finite() && *rate >= 0.0) {
                 return bad(format!("feed {name}: rate must be a non-negative number"));
             }
-            if matches!(symbols, Some(SymbolsSpec::Count(0))) || matches!(symbols, Some(SymbolsSpec::List(l)) if l.is_empty())
+            if matches!(symbols, Some(SymbolsSpec::Count(0)))
+                || matches!(symbols, Some(SymbolsSpec::List(l)) if l.is_empty())
             {
                 return bad(format!("feed {name}: symbols must not be empty"));
             }
@@ -321,7 +365,9 @@ impl Config {
     /// Number of shards after resolving `workers = 0`.
     pub fn shards(&self) -> usize {
         match self.server.workers {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             n => n,
         }
     }
@@ -341,6 +387,8 @@ impl Config {
         GatewayConfig {
             listen: self.server.listen,
             backlog: self.server.backlog,
+            socket_send_buffer: (self.server.socket_send_buffer_bytes > 0)
+                .then_some(self.server.socket_send_buffer_bytes),
             max_connections: self.limits.max_connections,
             max_topics_per_connection: self.limits.max_topics_per_connection,
             max_message_bytes: self.limits.max_message_bytes,
@@ -360,20 +408,32 @@ impl Config {
 
     /// Feed settings, with the default synthetic feed when none is configured.
     pub fn synthetic_feeds(&self) -> Vec<SyntheticConfig> {
-        let feeds = if self.feeds.is_empty() { vec![FeedSection::default_synthetic()] } else { self.feeds.clone() };
+        let feeds = if self.feeds.is_empty() {
+            vec![FeedSection::default_synthetic()]
+        } else {
+            self.feeds.clone()
+        };
         feeds
             .into_iter()
-            .map(|FeedSection::Synthetic { name, channel, symbols, rate, seed }| SyntheticConfig {
-                name,
-                channel,
-                symbols: match symbols {
-                    None => Symbols::default(),
-                    Some(SymbolsSpec::Count(n)) => Symbols::Count(n),
-                    Some(SymbolsSpec::List(l)) => Symbols::List(l),
+            .map(
+                |FeedSection::Synthetic {
+                     name,
+                     channel,
+                     symbols,
+                     rate,
+                     seed,
+                 }| SyntheticConfig {
+                    name,
+                    channel,
+                    symbols: match symbols {
+                        None => Symbols::default(),
+                        Some(SymbolsSpec::Count(n)) => Symbols::Count(n),
+                        Some(SymbolsSpec::List(l)) => Symbols::List(l),
+                    },
+                    rate,
+                    seed,
                 },
-                rate,
-                seed,
-            })
+            )
             .collect()
     }
 }
@@ -392,8 +452,14 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
-        assert!(matches!(Config::from_toml("[server]\nlisen = \"x\""), Err(ConfigError::Parse { .. })));
-        assert!(matches!(Config::from_toml("[limits]\nmax_connections = 0"), Err(ConfigError::Invalid(_))));
+        assert!(matches!(
+            Config::from_toml("[server]\nlisen = \"x\""),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            Config::from_toml("[limits]\nmax_connections = 0"),
+            Err(ConfigError::Invalid(_))
+        ));
         assert!(matches!(
             Config::from_toml("[backpressure]\npolicy = \"explode\""),
             Err(ConfigError::Parse { .. })
@@ -403,11 +469,21 @@ mod tests {
     #[test]
     fn overrides_configure_the_synthetic_feed() {
         let mut c = Config::default();
-        c.apply(Overrides { symbols: Some(Symbols::Count(3)), rate: Some(10.0), ..Default::default() }).unwrap();
+        c.apply(Overrides {
+            symbols: Some(Symbols::Count(3)),
+            rate: Some(10.0),
+            ..Default::default()
+        })
+        .unwrap();
         let feeds = c.synthetic_feeds();
-        assert_eq!(feeds[0].symbols.names(), vec!["SYM0000", "SYM0001", "SYM0002"]);
+        assert_eq!(
+            feeds[0].symbols.names(),
+            vec!["SYM0000", "SYM0001", "SYM0002"]
+        );
         assert_eq!(feeds[0].rate, 10.0);
-        let c = Config::from_toml("[[feeds]]\nkind = \"synthetic\"\nsymbols = [\"AAPL\"]\nrate = 5").unwrap();
+        let c =
+            Config::from_toml("[[feeds]]\nkind = \"synthetic\"\nsymbols = [\"AAPL\"]\nrate = 5")
+                .unwrap();
         assert_eq!(c.synthetic_feeds()[0].symbols.names(), vec!["AAPL"]);
     }
 }

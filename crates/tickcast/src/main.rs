@@ -54,7 +54,9 @@ fn main() -> anyhow::Result<()> {
     })?;
     let filter = cli.log.clone().unwrap_or_else(|| config.log.filter.clone());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).context("invalid log filter")?)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).context("invalid log filter")?,
+        )
         .init();
 
     // Feeds and signals run here; connections run on the gateway's shard threads.

@@ -47,7 +47,10 @@ impl Running {
 
     /// Waits until the server stops (after its token is cancelled).
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.gateway.await.context("gateway task failed")?.context("gateway failed")?;
+        self.gateway
+            .await
+            .context("gateway task failed")?
+            .context("gateway failed")?;
         for f in self.feeds {
             let _ = f.await;
         }
@@ -61,7 +64,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let bus = Bus::new(&config.bus());
     let registry = Arc::new(FeedRegistry::default());
     let shutdown = CancellationToken::new();
-    let state = ServerState::new(config.gateway(), bus.clone(), registry.clone(), shutdown.clone());
+    let state = ServerState::new(
+        config.gateway(),
+        bus.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    );
 
     // Build every feed before binding, so a bad feed fails startup with one clear message.
     let mut feeds: Vec<(Box<dyn Feed>, Arc<FeedStats>)> = Vec::new();
@@ -92,5 +100,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }));
     }
     tracing::info!(%addr, shards = bus.shard_count(), "tickcast listening; WebSocket at ws://{addr}/ws");
-    Ok(Running { addr, state, gateway, feeds: handles })
+    Ok(Running {
+        addr,
+        state,
+        gateway,
+        feeds: handles,
+    })
 }

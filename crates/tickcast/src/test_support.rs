@@ -54,10 +54,16 @@ pub async fn start_server(configure: impl FnOnce(&mut Config)) -> RunningServer 
     let mut config = Config::default();
     config.server.workers = 2;
     config
-        .apply(Overrides { listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))), ..Default::default() })
+        .apply(Overrides {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            ..Default::default()
+        })
         .expect("valid overrides");
     configure(&mut config);
     let running = start(config).await.expect("server starts");
     let addr = running.addr();
-    RunningServer { running: Some(running), addr }
+    RunningServer {
+        running: Some(running),
+        addr,
+    }
 }

@@ -1,0 +1,320 @@
+//! Shared helpers for tickcast's integration tests: an independent WebSocket client
+//! (tokio-tungstenite) and raw-socket tools for protocol violations. Servers are started through
+//! `tickcast::test_support::start_server`, always on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use tickcast::test_support::{start_server, RunningServer};
+
+/// Upper bound for any single wait in these tests; they never depend on timing otherwise.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A test client.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What the client saw next.
+#[derive(Debug)]
+pub enum Event {
+    Json(Value),
+    Closed(Option<CloseFrame>),
+}
+
+impl Client {
+    pub async fn connect(server: &RunningServer) -> Client {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(server.ws_url()))
+            .await
+            .expect("connect in time")
+            .expect("handshake");
+        Client { ws }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.ws
+            .send(Message::text(s.to_string()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn subscribe(&mut self, topics: &[&str], id: u64) -> Value {
+        self.send(json!({"op":"subscribe","topics":topics,"id":id}))
+            .await;
+        self.next_of_type("subscribed").await
+    }
+
+    /// Next JSON message or close, within [`WAIT`].
+    pub async fn next_event(&mut self) -> Event {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("message in time");
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    return Event::Json(serde_json::from_str(&t).expect("server sends JSON"))
+                }
+                Some(Ok(Message::Close(c))) => return Event::Closed(c),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Event::Closed(None),
+            }
+        }
+    }
+
+    /// Next JSON message; panics on close.
+    pub async fn next_json(&mut self) -> Value {
+        match self.next_event().await {
+            Event::Json(v) => v,
+            Event::Closed(c) => panic!("connection closed: {c:?}"),
+        }
+    }
+
+    /// Skips messages until one has `type == ty`.
+    pub async fn next_of_type(&mut self, ty: &str) -> Value {
+        for _ in 0..100_000 {
+            let v = self.next_json().await;
+            if v["type"] == ty {
+                return v;
+            }
+        }
+        panic!("no {ty} message");
+    }
+
+    /// Waits for the close frame, skipping data.
+    pub async fn expect_close(&mut self) -> Option<CloseFrame> {
+        for _ in 0..100_000 {
+            if let Event::Closed(c) = self.next_event().await {
+                return c;
+            }
+        }
+        panic!("no close");
+    }
+}
+
+/// Raises the open-file soft limit for tests that open many sockets.
+pub fn raise_fd_limit() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+}
+
+/// A hand-driven WebSocket client over a raw socket, for sending what tungstenite refuses to send.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    pub async fn connect(server: &RunningServer) -> RawClient {
+        Self::connect_with(server, None).await
+    }
+
+    /// Connects with an optional small receive buffer (to make a slow reader fill up fast).
+    pub async fn connect_with(server: &RunningServer, recv_buf: Option<u32>) -> RawClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        if let Some(size) = recv_buf {
+            socket.set_recv_buffer_size(size).expect("rcvbuf");
+        }
+        let mut stream = socket.connect(server.addr()).await.expect("tcp connect");
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            server.addr()
+        );
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .expect("write handshake");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+                .await
+                .expect("handshake in time")
+                .expect("read");
+            assert!(n > 0, "server closed during handshake");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert!(
+            buf.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+        let rest = buf.split_off(head_end);
+        RawClient { stream, buf: rest }
+    }
+
+    /// Sends one frame; `mask` = None sends it unmasked (a protocol violation from a client).
+    pub async fn send_frame(&mut self, first_byte: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+        let mut f = vec![first_byte];
+        let m = if mask.is_some() { 0x80 } else { 0 };
+        if payload.len() < 126 {
+            f.push(m | payload.len() as u8);
+        } else if payload.len() < 65536 {
+            f.push(m | 126);
+            f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        } else {
+            f.push(m | 127);
+            f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        }
+        match mask {
+            Some(k) => {
+                f.extend_from_slice(&k);
+                f.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+            }
+            None => f.extend_from_slice(payload),
+        }
+        self.stream.write_all(&f).await.expect("send frame");
+    }
+
+    /// Sends a masked final text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.send_frame(0x81, text.as_bytes(), Some([1, 2, 3, 4]))
+            .await;
+    }
+
+    /// Reads one server frame: (opcode, payload). `None` on EOF.
+    pub async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 2 {
+                let (hlen, len) = match self.buf[1] & 0x7f {
+                    126 if self.buf.len() >= 4 => {
+                        (4, u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize)
+                    }
+                    127 if self.buf.len() >= 10 => {
+                        let mut l = [0u8; 8];
+                        l.copy_from_slice(&self.buf[2..10]);
+                        (10, u64::from_be_bytes(l) as usize)
+                    }
+                    126 | 127 => (usize::MAX, 0),
+                    n => (2, n as usize),
+                };
+                if hlen != usize::MAX && self.buf.len() >= hlen + len {
+                    let op = self.buf[0] & 0x0f;
+                    let payload = self.buf[hlen..hlen + len].to_vec();
+                    self.buf.drain(..hlen + len);
+                    return Some((op, payload));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("frame in time")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads frames until a close; returns its code.
+    pub async fn expect_close_code(&mut self) -> u16 {
+        for _ in 0..100_000 {
+            match self.read_frame().await {
+                Some((0x8, p)) if p.len() >= 2 => return u16::from_be_bytes([p[0], p[1]]),
+                Some((0x8, _)) => return 1005,
+                Some(_) => continue,
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+        panic!("no close frame");
+    }
+}
+
+/// The server's view of a topic's latest seq.
+pub fn last_seq(server: &RunningServer, topic: &str) -> u64 {
+    server
+        .running()
+        .state()
+        .bus
+        .get(topic)
+        .and_then(|t| t.last())
+        .map_or(0, |l| l.seq.0)
+}
+
+/// Waits (bounded) until `topic` has published at least `seq`.
+pub async fn wait_for_seq(server: &RunningServer, topic: &str, seq: u64) {
+    for _ in 0..1000 {
+        if last_seq(server, topic) >= seq {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{topic} never reached seq {seq}");
+}
+
+/// Sets the synthetic feed of a test config.
+pub fn feed(config: &mut tickcast::Config, symbols: &[&str], rate: f64) {
+    use tickcast::config::Overrides;
+    use tickcast_ingest::synthetic::Symbols;
+    config
+        .apply(Overrides {
+            symbols: Some(Symbols::List(
+                symbols.iter().map(|s| s.to_string()).collect(),
+            )),
+            rate: Some(rate),
+            ..Default::default()
+        })
+        .expect("valid feed");
+}
+
+/// A plain HTTP/1.1 GET over a raw socket: (status, headers, body).
+pub async fn http_get(server: &RunningServer, path: &str) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.addr()
+    );
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end")
+        + 4;
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head[9..12].parse().expect("status code");
+    let mut body = buf[split..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+}

@@ -1,0 +1,193 @@
+//! Fan-out under load: slow-consumer isolation and many concurrent clients.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Resident memory of this process (the in-process server plus the test clients), in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Reads `count` ticks and checks seq is strictly +1 per topic after the first one seen.
+async fn read_gapless(mut c: Client, count: usize) -> usize {
+    let mut last: HashMap<String, u64> = HashMap::new();
+    let mut n = 0;
+    while n < count {
+        let msg = tokio::time::timeout(WAIT, c.ws.next())
+            .await
+            .expect("tick in time");
+        let Some(Ok(Message::Text(t))) = msg else {
+            panic!("fast client lost its connection: {msg:?}")
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["type"] != "tick" {
+            continue;
+        }
+        let topic = v["topic"].as_str().unwrap().to_string();
+        let seq = v["seq"].as_u64().unwrap();
+        if let Some(prev) = last.insert(topic.clone(), seq) {
+            assert_eq!(seq, prev + 1, "gap on {topic} for a fast client");
+        }
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumer_is_isolated_and_conflated() {
+    raise_fd_limit();
+    let server = start_server(|c| {
+        // Modest rates: the 200 "fast" clients are debug-built test clients sharing two cores.
+        feed(c, &["AAPL", "MSFT"], 400.0);
+        c.backpressure.max_queued_frames = 128;
+        c.server.socket_send_buffer_bytes = 16 * 1024;
+    })
+    .await;
+    // The slow client: tiny receive buffer, subscribes, never reads again.
+    let mut slow = RawClient::connect_with(&server, Some(4096)).await;
+    slow.send_text(r#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT"],"id":1}"#)
+        .await;
+    let baseline = rss_kib();
+
+    // Every fast client reads 400 ticks (~2 s of its topic) with no gap while the slow one stalls.
+    // Each reads from the moment it subscribes, as a real fast client does.
+    let mut readers = Vec::new();
+    for i in 0..200 {
+        let mut c = Client::connect(&server).await;
+        readers.push(tokio::spawn(async move {
+            let topic = if i % 2 == 0 {
+                "ticker.AAPL"
+            } else {
+                "ticker.MSFT"
+            };
+            c.subscribe(&[topic], i).await;
+            read_gapless(c, 400).await
+        }));
+    }
+    for r in readers {
+        assert_eq!(r.await.unwrap(), 400);
+    }
+    // The slow client's queue hit its bound and is being conflated, not grown.
+    let mut conflated = 0.0;
+    for _ in 0..100 {
+        let (_, _, body) = http_get(&server, "/metrics").await;
+        conflated = metric(
+            &String::from_utf8_lossy(&body),
+            "tickcast_messages_conflated_total",
+        );
+        if conflated > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(conflated > 0.0, "the stalled client's ticks are conflated");
+    // Memory stays bounded: a stalled client costs at most its queue bound (128 ticks).
+    let grown = rss_kib().saturating_sub(baseline);
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+    // The slow client, once it reads, gets the newest ticks: conflation kept the latest per topic.
+    drop(slow);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_policy_closes_slow_consumers_with_1008() {
+    let server = start_server(|c| {
+        feed(c, &["AAPL", "MSFT"], 4000.0);
+        c.backpressure.policy = tickcast_bus::OverflowPolicy::Disconnect;
+        c.backpressure.max_queued_frames = 16;
+        c.server.socket_send_buffer_bytes = 16 * 1024;
+    })
+    .await;
+    let mut slow = RawClient::connect_with(&server, Some(4096)).await;
+    slow.send_text(r#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT"],"id":1}"#)
+        .await;
+    // Wait (bounded) for the server to give up on it, then read what it sent: ticks, then close 1008.
+    let mut disconnects = 0.0;
+    for _ in 0..200 {
+        let (_, _, body) = http_get(&server, "/metrics").await;
+        disconnects = metric(
+            &String::from_utf8_lossy(&body),
+            "tickcast_slow_consumer_disconnects_total",
+        );
+        if disconnects > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(disconnects, 1.0);
+    assert_eq!(slow.expect_close_code().await, 1008);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_clients_all_receive() {
+    raise_fd_limit();
+    let server = start_server(|c| feed(c, &["AAPL", "MSFT", "GOOGL", "AMZN"], 100.0)).await;
+    let topics = ["ticker.AAPL", "ticker.MSFT", "ticker.GOOGL", "ticker.AMZN"];
+    // Every client stays connected until all have received, so they are truly concurrent.
+    let all_received = std::sync::Arc::new(tokio::sync::Barrier::new(1001));
+    let release = std::sync::Arc::new(tokio::sync::Barrier::new(1001));
+    let readers: Vec<_> = (0..1000u64)
+        .map(|i| {
+            let url = server.ws_url();
+            let all_received = all_received.clone();
+            let release = release.clone();
+            tokio::spawn(async move {
+                let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+                    .await
+                    .expect("connect in time")
+                    .expect("handshake");
+                let mut c = Client { ws };
+                c.subscribe(&[topics[i as usize % 4]], i).await;
+                let mut last = None;
+                for _ in 0..20 {
+                    let t = c.next_of_type("tick").await;
+                    let seq = t["seq"].as_u64().unwrap();
+                    if let Some(prev) = last {
+                        assert_eq!(seq, prev + 1);
+                    }
+                    last = Some(seq);
+                }
+                all_received.wait().await;
+                release.wait().await;
+                drop(c);
+            })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(60), all_received.wait())
+        .await
+        .expect("all 1,000 received");
+    let (_, _, body) = http_get(&server, "/metrics").await;
+    assert_eq!(
+        metric(&String::from_utf8_lossy(&body), "tickcast_connections_open"),
+        1000.0
+    );
+    release.wait().await;
+    for r in readers {
+        r.await.unwrap();
+    }
+    server.shutdown().await;
+}

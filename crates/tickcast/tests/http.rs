@@ -1,0 +1,90 @@
+//! The HTTP surface: health, readiness, topic listing, metrics, the embedded dashboard.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_ready_topics_metrics_and_dashboard() {
+    let server = start_server(|c| feed(c, &["AAPL", "MSFT"], 200.0)).await;
+    let (status, _, body) = http_get(&server, "/healthz").await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"{\"status\":\"ok\"}"[..])
+    );
+
+    wait_for_seq(&server, "ticker.MSFT", 2).await;
+    let (status, _, body) = http_get(&server, "/readyz").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    let (status, _, body) = http_get(&server, "/topics").await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let topics = v["topics"].as_array().unwrap();
+    assert_eq!(topics.len(), 2);
+    assert_eq!(topics[0]["topic"], "ticker.AAPL");
+    assert!(topics[0]["seq"].as_u64().unwrap() >= 1);
+    assert!(topics[0]["last"].is_number());
+
+    let (status, head, body) = http_get(&server, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("content-type: text/plain; version=0.0.4"));
+    let body = String::from_utf8(body).unwrap();
+    for name in [
+        "tickcast_connections_open",
+        "tickcast_messages_sent_total",
+        "tickcast_feed_ticks_total{feed=\"synthetic\"}",
+    ] {
+        assert!(body.contains(name), "{name} missing");
+    }
+
+    let (status, head, body) = http_get(&server, "/").await;
+    assert_eq!(status, 200);
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("content-type: text/html"));
+    assert!(lower.contains("content-security-policy: default-src 'self'"));
+    assert!(String::from_utf8_lossy(&body).contains("<html"));
+    for (path, ty) in [("/app.js", "text/javascript"), ("/style.css", "text/css")] {
+        let (status, head, _) = http_get(&server, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(head.to_ascii_lowercase().contains(ty), "{path}");
+    }
+    assert_eq!(http_get(&server, "/nope").await.0, 404);
+    assert_eq!(
+        http_get(&server, "/ws").await.0,
+        426,
+        "plain GET on /ws asks for an upgrade"
+    );
+
+    // Once shutdown starts, readiness turns false with a reason.
+    server.running().state().set_draining();
+    let (status, _, body) = http_get(&server, "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(String::from_utf8_lossy(&body).contains("shutting down"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_refuses_upgrades_with_503() {
+    let server = start_server(|c| {
+        feed(c, &["AAPL"], 10.0);
+        c.limits.max_connections = 2;
+    })
+    .await;
+    let _a = Client::connect(&server).await;
+    let _b = Client::connect(&server).await;
+    let err = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect_err("third is refused");
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 503),
+        other => panic!("unexpected {other:?}"),
+    }
+    let (_, _, body) = http_get(&server, "/metrics").await;
+    assert!(String::from_utf8_lossy(&body)
+        .contains("tickcast_limit_rejections_total{limit=\"max_connections\"} 1"));
+    server.shutdown().await;
+}
