@@ -50,8 +50,8 @@ fn fanout(c: &mut Criterion) {
             |_| {
                 tick.seq = state.next_seq();
                 let frame = enc.encode(&tick);
-                bus.publish(&state, tick.seq, frame);
-                router.dispatch(usize::MAX)
+                bus.publish(&state, tick.seq, tick.ts, frame);
+                router.dispatch(usize::MAX, |_| {})
             },
             BatchSize::PerIteration,
         )

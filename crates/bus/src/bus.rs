@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use tickcast_core::{Frame, Seq, Topic};
+use tickcast_core::{Frame, Seq, Topic, TsMicros};
 
 use crate::inbox::{Published, ShardInbox};
 use crate::topic::{TopicId, TopicState};
@@ -146,8 +146,8 @@ impl Bus {
     }
 
     /// Publishes one tick and wakes the shards at once.
-    pub fn publish(&self, topic: &TopicState, seq: Seq, frame: Frame) {
-        self.batch().publish(topic, seq, frame);
+    pub fn publish(&self, topic: &TopicState, seq: Seq, ts: TsMicros, frame: Frame) {
+        self.batch().publish(topic, seq, ts, frame);
     }
 
     /// Ticks accepted by the bus.
@@ -176,11 +176,11 @@ pub struct PublishBatch<'a> {
 impl PublishBatch<'_> {
     /// Publishes `frame` (tick `seq` of `topic`): updates the last-value cache and pushes one entry into
     /// the inbox of each shard that has a subscriber. A tick older than the cached one is dropped.
-    pub fn publish(&mut self, topic: &TopicState, seq: Seq, frame: Frame) {
+    pub fn publish(&mut self, topic: &TopicState, seq: Seq, ts: TsMicros, frame: Frame) {
         // Order matters: store the last value, then read the shard mask. A subscriber sets its shard's
         // bit, then reads the last value; so it either sees this tick in the cache or gets it pushed
         // (or both, and then its seq check drops the duplicate).
-        if !topic.store_last(seq, &frame) {
+        if !topic.store_last(seq, ts, &frame) {
             self.bus.stale.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -193,6 +193,7 @@ impl PublishBatch<'_> {
                 inbox.push(Published {
                     topic: topic.id(),
                     seq,
+                    ts,
                     frame: frame.clone(),
                 });
                 self.touched |= 1 << shard;

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
-use tickcast_core::{Frame, Seq};
+use tickcast_core::{Frame, Seq, TsMicros};
 use tokio::sync::Notify;
 
 use crate::topic::TopicId;
@@ -15,6 +15,8 @@ pub struct Published {
     pub topic: TopicId,
     /// Its seq, so a subscriber that just got the same tick as a snapshot skips it.
     pub seq: Seq,
+    /// Its ingest time, for the tick-to-write latency metric.
+    pub ts: TsMicros,
     /// The encoded frame, shared with every other shard and subscriber.
     pub frame: Frame,
 }

@@ -20,6 +20,6 @@ mod topic;
 
 pub use bus::{Bus, BusConfig, BusError, PublishBatch, TopicSnapshot};
 pub use inbox::{Published, ShardInbox};
-pub use queue::{OutQueue, OverflowPolicy, Pushed, QueueLimits, QueueStats};
+pub use queue::{Advanced, OutQueue, OverflowPolicy, Pushed, QueueLimits, QueueStats};
 pub use router::{RouterStats, ShardRouter, Subscriber, SubscriberId};
 pub use topic::{LastTick, TopicId, TopicState};

@@ -9,7 +9,7 @@ use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tickcast_core::Frame;
+use tickcast_core::{Frame, TsMicros};
 
 use crate::topic::TopicId;
 
@@ -80,6 +80,24 @@ pub enum Pushed {
     Closed,
 }
 
+/// A tick waiting in a queue.
+#[derive(Debug, Clone)]
+struct Queued {
+    topic: TopicId,
+    /// Ingest time, to measure tick-to-write latency when it leaves.
+    ts: TsMicros,
+    frame: Frame,
+}
+
+/// What one [`OutQueue::advance`] moved out of the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Advanced {
+    /// Whole frames written.
+    pub frames: usize,
+    /// Ingest time of the oldest tick among them, if any was a tick.
+    pub oldest_ts: Option<TsMicros>,
+}
+
 /// Lifetime counters of one queue, read by the router to batch them into shared metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
@@ -100,10 +118,10 @@ pub struct OutQueue {
     /// bounds it through TCP backpressure instead.
     control: VecDeque<Frame>,
     /// Ticks in arrival order; grows lazily, so an idle subscriber costs no buffer.
-    data: VecDeque<(TopicId, Frame)>,
+    data: VecDeque<Queued>,
     /// While conflating: the newest pending tick per topic, sent after `data` drains. At most one
     /// entry per subscribed topic, so it is bounded by the topics-per-connection limit.
-    conflated: Vec<(TopicId, Frame)>,
+    conflated: Vec<Queued>,
     /// Bytes in `data` and `conflated`.
     data_bytes: usize,
     /// Set when the data lane overflowed; cleared when it drains. Drives `max_lag`.
@@ -129,7 +147,7 @@ impl OutQueue {
     }
 
     /// Queues a tick for `topic`, applying the overflow policy when the data lane is full.
-    pub fn push_data(&mut self, topic: TopicId, frame: Frame) -> Pushed {
+    pub fn push_data(&mut self, topic: TopicId, ts: TsMicros, frame: Frame) -> Pushed {
         if self.closed {
             return Pushed::Closed;
         }
@@ -138,7 +156,7 @@ impl OutQueue {
             && self.data_bytes + frame.len() <= self.limits.max_bytes;
         if fits {
             self.data_bytes += frame.len();
-            self.data.push_back((topic, frame));
+            self.data.push_back(Queued { topic, ts, frame });
             return Pushed::Queued;
         }
         // Overflow: the slow path, where reading the clock is affordable.
@@ -155,14 +173,14 @@ impl OutQueue {
                     && (self.data.len() >= self.limits.max_frames
                         || self.data_bytes + frame.len() > self.limits.max_bytes)
                 {
-                    if let Some((_, old)) = self.data.pop_front() {
-                        self.data_bytes -= old.len();
+                    if let Some(old) = self.data.pop_front() {
+                        self.data_bytes -= old.frame.len();
                         self.stats.dropped += 1;
                         dropped = true;
                     }
                 }
                 self.data_bytes += frame.len();
-                self.data.push_back((topic, frame));
+                self.data.push_back(Queued { topic, ts, frame });
                 if dropped {
                     Pushed::DroppedOldest
                 } else {
@@ -170,14 +188,14 @@ impl OutQueue {
                 }
             }
             OverflowPolicy::Conflate => {
-                if let Some(slot) = self.conflated.iter_mut().find(|(t, _)| *t == topic) {
-                    self.data_bytes = self.data_bytes - slot.1.len() + frame.len();
-                    slot.1 = frame;
+                if let Some(slot) = self.conflated.iter_mut().find(|q| q.topic == topic) {
+                    self.data_bytes = self.data_bytes - slot.frame.len() + frame.len();
+                    *slot = Queued { topic, ts, frame };
                     self.stats.conflated += 1;
                     Pushed::Conflated
                 } else {
                     self.data_bytes += frame.len();
-                    self.conflated.push((topic, frame));
+                    self.conflated.push(Queued { topic, ts, frame });
                     Pushed::Queued
                 }
             }
@@ -204,20 +222,15 @@ impl OutQueue {
     /// Removes pending ticks of `topic` (after an unsubscribe, so none arrive after the ack).
     pub fn purge_topic(&mut self, topic: TopicId) {
         let mut freed = 0;
-        self.data.retain(|(t, f)| {
-            let keep = *t != topic;
+        let mut keep = |q: &Queued| {
+            let keep = q.topic != topic;
             if !keep {
-                freed += f.len();
+                freed += q.frame.len();
             }
             keep
-        });
-        self.conflated.retain(|(t, f)| {
-            let keep = *t != topic;
-            if !keep {
-                freed += f.len();
-            }
-            keep
-        });
+        };
+        self.data.retain(&mut keep);
+        self.conflated.retain(&mut keep);
         self.data_bytes -= freed;
     }
 
@@ -281,58 +294,54 @@ impl OutQueue {
                 return n;
             }
         }
-        for (_, f) in &self.data {
-            if !put(f.as_slice()) {
-                return n;
-            }
-        }
-        for (_, f) in &self.conflated {
-            if !put(f.as_slice()) {
+        for q in self.data.iter().chain(self.conflated.iter()) {
+            if !put(q.frame.as_slice()) {
                 return n;
             }
         }
         n
     }
 
-    /// Marks `written` bytes as sent, in the order [`fill`](Self::fill) gave them; returns how many
-    /// whole frames left the queue.
-    pub fn advance(&mut self, mut written: usize) -> usize {
-        let mut frames = 0;
+    /// Marks `written` bytes as sent, in the order [`fill`](Self::fill) gave them.
+    pub fn advance(&mut self, mut written: usize) -> Advanced {
+        let mut done = Advanced::default();
         if let Some((f, off)) = &mut self.current {
             let rest = f.len() - *off;
             if written < rest {
                 *off += written;
-                return 0;
+                return done;
             }
             written -= rest;
             self.current = None;
-            frames += 1;
+            done.frames += 1;
         }
         while written > 0 {
-            let (frame, was_data) = if let Some(f) = self.control.pop_front() {
-                (f, false)
-            } else if let Some((_, f)) = self.data.pop_front() {
-                (f, true)
-            } else if !self.conflated.is_empty() {
-                (self.conflated.remove(0).1, true)
+            let frame = if let Some(f) = self.control.pop_front() {
+                f
             } else {
-                break;
+                let q = if let Some(q) = self.data.pop_front() {
+                    q
+                } else if !self.conflated.is_empty() {
+                    self.conflated.remove(0)
+                } else {
+                    break;
+                };
+                self.data_bytes -= q.frame.len();
+                done.oldest_ts = Some(done.oldest_ts.map_or(q.ts, |t| t.min(q.ts)));
+                q.frame
             };
-            if was_data {
-                self.data_bytes -= frame.len();
-            }
             if written < frame.len() {
                 self.current = Some((frame, written));
                 written = 0;
             } else {
                 written -= frame.len();
-                frames += 1;
+                done.frames += 1;
             }
         }
         if self.data.is_empty() && self.conflated.is_empty() {
             self.lagging_since = None;
         }
-        frames
+        done
     }
 
     /// Releases buffer memory held by an idle queue (called when it drains after a burst).
@@ -354,6 +363,16 @@ mod tests {
             TopicId(topic),
             Frame::text(format!("{{\"t\":{topic},\"seq\":{seq}}}").as_bytes()),
         )
+    }
+
+    /// Test shorthand: push a tick with a fixed ts.
+    trait PushTick {
+        fn push(&mut self, t: TopicId, f: Frame) -> Pushed;
+    }
+    impl PushTick for OutQueue {
+        fn push(&mut self, t: TopicId, f: Frame) -> Pushed {
+            self.push_data(t, TsMicros(1), f)
+        }
     }
 
     fn limits(policy: OverflowPolicy, max_frames: usize) -> QueueLimits {
@@ -390,7 +409,7 @@ mod tests {
         for seq in 1..=5 {
             for topic in [1, 2, 3] {
                 let (t, f) = tick(topic, seq);
-                results.push(q.push_data(t, f));
+                results.push(q.push(t, f));
             }
         }
         assert_eq!(q.stats().conflated, 15 - 2 - 3);
@@ -409,7 +428,7 @@ mod tests {
         assert!(results.contains(&Pushed::Conflated));
         // Once drained, ticks queue normally again.
         let (t, f) = tick(1, 6);
-        assert_eq!(q.push_data(t, f), Pushed::Queued);
+        assert_eq!(q.push(t, f), Pushed::Queued);
     }
 
     #[test]
@@ -417,7 +436,7 @@ mod tests {
         let mut q = OutQueue::new(limits(OverflowPolicy::DropOldest, 3));
         for seq in 1..=10 {
             let (t, f) = tick(1, seq);
-            q.push_data(t, f);
+            q.push(t, f);
         }
         assert_eq!(q.stats().dropped, 7);
         assert_eq!(
@@ -434,28 +453,28 @@ mod tests {
     fn disconnect_policy_and_max_lag() {
         let mut q = OutQueue::new(limits(OverflowPolicy::Disconnect, 1));
         let (t, f) = tick(1, 1);
-        assert_eq!(q.push_data(t, f.clone()), Pushed::Queued);
-        assert_eq!(q.push_data(t, f.clone()), Pushed::Disconnect);
+        assert_eq!(q.push(t, f.clone()), Pushed::Queued);
+        assert_eq!(q.push(t, f.clone()), Pushed::Disconnect);
 
         let mut q = OutQueue::new(QueueLimits {
             max_lag: Duration::ZERO,
             ..limits(OverflowPolicy::Conflate, 1)
         });
-        assert_eq!(q.push_data(t, f.clone()), Pushed::Queued);
+        assert_eq!(q.push(t, f.clone()), Pushed::Queued);
         assert_eq!(
-            q.push_data(t, f.clone()),
+            q.push(t, f.clone()),
             Pushed::Queued,
             "overflow starts conflating"
         );
         std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(q.push_data(t, f), Pushed::Disconnect);
+        assert_eq!(q.push(t, f), Pushed::Disconnect);
     }
 
     #[test]
     fn control_goes_first_and_partial_frames_finish_first() {
         let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 8));
         let (t, f) = tick(1, 1);
-        q.push_data(t, f.clone());
+        q.push(t, f.clone());
         q.advance(3); // part of the tick went out
         q.push_control(Frame::text(b"ack"));
         let mut slices = [IoSlice::new(&[]); 8];
@@ -463,7 +482,7 @@ mod tests {
         assert_eq!(n, 2);
         assert_eq!(slices[0].len(), f.len() - 3);
         assert_eq!(&*slices[1], Frame::text(b"ack").as_slice());
-        assert_eq!(q.advance(f.len() - 3 + 5), 2);
+        assert_eq!(q.advance(f.len() - 3 + 5).frames, 2);
         assert!(q.is_empty());
     }
 
@@ -471,9 +490,9 @@ mod tests {
     fn close_drops_data_and_refuses_more() {
         let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 8));
         let (t, f) = tick(1, 1);
-        q.push_data(t, f.clone());
+        q.push(t, f.clone());
         q.close_with(Frame::text(b"bye"));
-        assert_eq!(q.push_data(t, f), Pushed::Closed);
+        assert_eq!(q.push(t, f), Pushed::Closed);
         assert_eq!(drain(&mut q), vec!["bye"]);
     }
 
@@ -482,7 +501,7 @@ mod tests {
         let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 8));
         for topic in [1, 2, 1] {
             let (t, f) = tick(topic, 1);
-            q.push_data(t, f);
+            q.push(t, f);
         }
         q.purge_topic(TopicId(1));
         assert_eq!(drain(&mut q), vec![r#"{"t":2,"seq":1}"#]);

@@ -7,8 +7,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Waker;
+use std::time::{Duration, Instant};
 
-use tickcast_core::{Seq, Topic};
+use tickcast_core::{Frame, Seq, Topic, TsMicros};
 
 use crate::bus::{Bus, BusError};
 use crate::queue::{OutQueue, Pushed, QueueLimits};
@@ -168,7 +169,7 @@ impl ShardRouter {
             sub.topics.borrow_mut().push(state.clone());
             self.stats.subscriptions += 1;
             if let Some(last) = snapshot {
-                self.deliver(sub, state.id(), last.frame);
+                self.deliver(sub, state.id(), last.ts, last.frame);
             }
         }
         Ok(())
@@ -215,7 +216,8 @@ impl ShardRouter {
     }
 
     /// Takes up to `budget` ticks from this shard's inbox and fans each out; returns how many it took.
-    pub fn dispatch(&mut self, budget: usize) -> usize {
+    /// `observe` gets the fan-out time of each tick that had subscribers here.
+    pub fn dispatch(&mut self, budget: usize, mut observe: impl FnMut(Duration)) -> usize {
         let bus = self.bus.clone();
         let inbox = bus.inbox(self.shard);
         let mut n = 0;
@@ -225,15 +227,20 @@ impl ShardRouter {
             let Some(routes) = self.routes.get(item.topic.0 as usize) else {
                 continue;
             };
+            if routes.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
             for route in routes {
                 if item.seq <= route.after {
                     continue; // already sent as the snapshot
                 }
-                let pushed = route
-                    .sub
-                    .queue
-                    .borrow_mut()
-                    .push_data(item.topic, item.frame.clone());
+                let pushed =
+                    route
+                        .sub
+                        .queue
+                        .borrow_mut()
+                        .push_data(item.topic, item.ts, item.frame.clone());
                 self.stats.deliveries += 1;
                 match pushed {
                     Pushed::Queued => route.sub.wake(),
@@ -251,13 +258,14 @@ impl ShardRouter {
                     Pushed::Closed => {}
                 }
             }
+            observe(started.elapsed());
         }
         self.stats.ticks += n as u64;
         n
     }
 
-    fn deliver(&mut self, sub: &Rc<Subscriber>, topic: TopicId, frame: tickcast_core::Frame) {
-        match sub.queue.borrow_mut().push_data(topic, frame) {
+    fn deliver(&mut self, sub: &Rc<Subscriber>, topic: TopicId, ts: TsMicros, frame: Frame) {
+        match sub.queue.borrow_mut().push_data(topic, ts, frame) {
             Pushed::Conflated => self.stats.conflated += 1,
             Pushed::DroppedOldest => self.stats.dropped += 1,
             Pushed::Disconnect => {
@@ -276,7 +284,6 @@ mod tests {
     use super::*;
     use crate::bus::BusConfig;
     use std::io::IoSlice;
-    use tickcast_core::Frame;
 
     fn payloads(sub: &Subscriber) -> Vec<String> {
         let mut q = sub.queue.borrow_mut();
@@ -313,13 +320,13 @@ mod tests {
         let m = bus.topic(&msft).unwrap();
         {
             let mut batch = bus.batch();
-            batch.publish(&a, a.next_seq(), Frame::text(b"a1"));
-            batch.publish(&m, m.next_seq(), Frame::text(b"m1"));
+            batch.publish(&a, a.next_seq(), TsMicros(1), Frame::text(b"a1"));
+            batch.publish(&m, m.next_seq(), TsMicros(1), Frame::text(b"m1"));
         }
         assert_eq!(bus.inbox(0).len(), 2);
         assert_eq!(bus.inbox(1).len(), 1, "shard 1 only gets MSFT");
-        assert_eq!(r0.dispatch(100), 2);
-        assert_eq!(r1.dispatch(100), 1);
+        assert_eq!(r0.dispatch(100, |_| {}), 2);
+        assert_eq!(r1.dispatch(100, |_| {}), 1);
         assert_eq!(payloads(&subs[0]), vec!["a1"]);
         assert_eq!(payloads(&subs[1]), vec!["a1", "m1"]);
         assert_eq!(payloads(&subs[2]), vec!["m1"]);
@@ -334,12 +341,12 @@ mod tests {
         let t = bus.topic(&topic).unwrap();
         let early = Subscriber::new(SubscriberId(0), QueueLimits::default());
         r.subscribe(&early, std::slice::from_ref(&topic)).unwrap();
-        bus.publish(&t, t.next_seq(), Frame::text(b"1"));
+        bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
         // A late subscriber joins while seq 1 still sits in the inbox.
         let late = Subscriber::new(SubscriberId(1), QueueLimits::default());
         r.subscribe(&late, std::slice::from_ref(&topic)).unwrap();
-        bus.publish(&t, t.next_seq(), Frame::text(b"2"));
-        r.dispatch(100);
+        bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"2"));
+        r.dispatch(100, |_| {});
         assert_eq!(payloads(&early), vec!["1", "2"]);
         assert_eq!(
             payloads(&late),
@@ -357,12 +364,12 @@ mod tests {
         let s = Subscriber::new(SubscriberId(0), QueueLimits::default());
         r.subscribe(&s, std::slice::from_ref(&topic)).unwrap();
         assert!(t.has_subscribers());
-        bus.publish(&t, t.next_seq(), Frame::text(b"1"));
-        r.dispatch(100);
+        bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
+        r.dispatch(100, |_| {});
         r.unsubscribe(&s, std::slice::from_ref(&topic));
         assert!(!t.has_subscribers());
         assert_eq!(payloads(&s), Vec::<String>::new(), "queued tick purged");
-        bus.publish(&t, t.next_seq(), Frame::text(b"2"));
+        bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"2"));
         assert_eq!(bus.inbox(0).len(), 0, "no subscriber, no push");
         r.subscribe(&s, std::slice::from_ref(&topic)).unwrap();
         r.remove(&s);
@@ -387,8 +394,8 @@ mod tests {
     fn stale_ticks_are_refused() {
         let bus = Bus::new(&BusConfig::default());
         let t = bus.topic(&Topic::new("a.b").unwrap()).unwrap();
-        bus.publish(&t, Seq(5), Frame::text(b"5"));
-        bus.publish(&t, Seq(4), Frame::text(b"4"));
+        bus.publish(&t, Seq(5), TsMicros(1), Frame::text(b"5"));
+        bus.publish(&t, Seq(4), TsMicros(1), Frame::text(b"4"));
         assert_eq!(bus.stale(), 1);
         assert_eq!(t.last().unwrap().seq, Seq(5));
     }

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use tickcast_core::{Frame, Seq, Topic};
+use tickcast_core::{Frame, Seq, Topic, TsMicros};
 
 /// Dense numeric id of a topic, used to index per-shard tables without hashing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -14,6 +14,8 @@ pub struct TopicId(pub u32);
 pub struct LastTick {
     /// Its sequence number.
     pub seq: Seq,
+    /// Its ingest time.
+    pub ts: TsMicros,
     /// Its encoded frame.
     pub frame: Frame,
 }
@@ -69,13 +71,14 @@ impl TopicState {
     }
 
     /// Stores `frame` as the latest tick unless a newer one is there; returns whether it was newer.
-    pub(crate) fn store_last(&self, seq: Seq, frame: &Frame) -> bool {
+    pub(crate) fn store_last(&self, seq: Seq, ts: TsMicros, frame: &Frame) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if last.as_ref().is_some_and(|l| l.seq >= seq) {
             return false;
         }
         *last = Some(LastTick {
             seq,
+            ts,
             frame: frame.clone(),
         });
         true

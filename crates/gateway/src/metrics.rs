@@ -70,6 +70,12 @@ pub struct Metrics {
     pub slow_consumer_disconnects: IntCounter,
     /// Frames per vectored write: how well writes coalesce.
     pub frames_per_write: Histogram,
+    /// From a tick's ingest `ts` to the socket write that carried it (oldest tick of each write).
+    pub tick_to_write_seconds: Histogram,
+    /// Time one shard takes to fan one tick out to its subscribers' queues.
+    pub fanout_seconds: Histogram,
+    /// Ticks waiting in a connection's queue when its writer runs.
+    pub queue_depth_frames: Histogram,
     /// Ticks accepted by the bus.
     pub ticks_published: IntCounter,
     /// Per feed: ticks in.
@@ -113,6 +119,13 @@ impl Metrics {
             reg(
                 &r,
                 IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric"),
+            )
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            reg(
+                &r,
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                    .expect("valid metric"),
             )
         };
         let feed_gauge = |name: &str, help: &str| {
@@ -175,6 +188,28 @@ impl Metrics {
                     .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
                 )
                 .expect("valid metric"),
+            ),
+            tick_to_write_seconds: histogram(
+                "tickcast_tick_to_write_seconds",
+                "Latency from a tick's ingest timestamp to the socket write that carried it.",
+                vec![
+                    50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3,
+                    250e-3, 1.0, 5.0,
+                ],
+            ),
+            fanout_seconds: histogram(
+                "tickcast_fanout_seconds",
+                "Time a shard takes to fan one tick out to its subscribers' queues.",
+                vec![
+                    1e-6, 2.5e-6, 5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3,
+                ],
+            ),
+            queue_depth_frames: histogram(
+                "tickcast_queue_depth_frames",
+                "Ticks queued for a connection when its writer runs.",
+                vec![
+                    0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+                ],
             ),
             ticks_published: counter(
                 "tickcast_ticks_published_total",

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use prometheus::local::LocalHistogram;
 use tickcast_bus::{RouterStats, ShardRouter, SubscriberId};
+use tickcast_core::TsMicros;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::LocalSet;
@@ -32,16 +33,38 @@ pub(crate) struct ShardCounters {
     messages: Cell<u64>,
     bytes: Cell<u64>,
     frames_per_write: LocalHistogram,
+    tick_to_write: LocalHistogram,
+    fanout: LocalHistogram,
+    queue_depth: LocalHistogram,
 }
 
 impl ShardCounters {
-    /// Records one vectored write.
-    pub(crate) fn record_write(&self, frames: usize, bytes: usize) {
+    /// Records one vectored write: frames and bytes it carried, ticks that were queued before it,
+    /// and the ingest time of the oldest tick it carried.
+    pub(crate) fn record_write(
+        &self,
+        frames: usize,
+        bytes: usize,
+        queued: usize,
+        oldest: Option<TsMicros>,
+    ) {
         self.messages.set(self.messages.get() + frames as u64);
         self.bytes.set(self.bytes.get() + bytes as u64);
         if frames > 0 {
             self.frames_per_write.observe(frames as f64);
         }
+        self.queue_depth.observe(queued as f64);
+        if let Some(ts) = oldest {
+            let age_us = TsMicros::now().0.saturating_sub(ts.0);
+            self.tick_to_write.observe(age_us as f64 / 1e6);
+        }
+    }
+
+    fn flush(&self) {
+        self.frames_per_write.flush();
+        self.tick_to_write.flush();
+        self.fanout.flush();
+        self.queue_depth.flush();
     }
 }
 
@@ -122,6 +145,9 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
             messages: Cell::new(0),
             bytes: Cell::new(0),
             frames_per_write: state.metrics.frames_per_write.local(),
+            tick_to_write: state.metrics.tick_to_write_seconds.local(),
+            fanout: state.metrics.fanout_seconds.local(),
+            queue_depth: state.metrics.queue_depth_frames.local(),
         },
         state,
         flushed: Cell::new(RouterStats::default()),
@@ -183,7 +209,11 @@ async fn dispatch(ctx: Rc<ShardCtx>) {
     let inbox = bus.inbox(ctx.index);
     let shutdown = ctx.state.shutdown.clone();
     loop {
-        let n = ctx.router.borrow_mut().dispatch(DISPATCH_BUDGET);
+        let fanout = &ctx.counters.fanout;
+        let n = ctx
+            .router
+            .borrow_mut()
+            .dispatch(DISPATCH_BUDGET, |d| fanout.observe(d.as_secs_f64()));
         if n == 0 {
             tokio::select! {
                 _ = inbox.wait() => {}
@@ -208,7 +238,7 @@ fn flush_once(ctx: &ShardCtx) {
     let m = &ctx.state.metrics;
     m.messages_sent.inc_by(ctx.counters.messages.replace(0));
     m.bytes_sent.inc_by(ctx.counters.bytes.replace(0));
-    ctx.counters.frames_per_write.flush();
+    ctx.counters.flush();
     let now = ctx.router.borrow().stats();
     let last = ctx.flushed.replace(now);
     m.messages_conflated.inc_by(now.conflated - last.conflated);

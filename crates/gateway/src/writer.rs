@@ -98,11 +98,13 @@ fn write_some(ctx: &ShardCtx, session: &Session, socket: &OwnedWriteHalf) -> io:
     if n == 0 {
         return Ok(false);
     }
+    let queued = q.data_len();
     let written = socket.try_write_vectored(&iov[..n])?;
-    let frames = q.advance(written);
+    let done = q.advance(written);
     let control_left = q.control_len();
     drop(q);
-    ctx.counters.record_write(frames, written);
+    ctx.counters
+        .record_write(done.frames, written, queued, done.oldest_ts);
     if control_left < MAX_PENDING_CONTROL {
         session.wake_reader();
     }

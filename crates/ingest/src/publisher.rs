@@ -79,6 +79,6 @@ impl Publisher {
             size: quote.size,
         };
         let frame = self.encoder.encode(&tick);
-        batch.publish(topic, tick.seq, frame);
+        batch.publish(topic, tick.seq, tick.ts, frame);
     }
 }
