@@ -9,6 +9,7 @@ use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 use fastwebsockets::{FragmentCollectorRead, OpCode, Role, WebSocketError};
+use std::time::Duration;
 use tickcast_bus::{BusError, Subscriber, SubscriberId};
 use tickcast_core::frame::OpCode as WireOp;
 use tickcast_core::protocol::ProtocolErrorKind;
@@ -17,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::inbound::{InboundStream, WireViolation};
+use crate::inbound::{Inbound, WireViolation};
 use crate::metrics::CloseReason;
 use crate::shard::ShardCtx;
 use crate::state::SessionSlot;
@@ -92,10 +93,17 @@ async fn session(
         reader: Cell::new(None),
         end: Cell::new(None),
     });
-    let (rd, wr) = stream.into_split();
-    let inbound = InboundStream::new(read_ahead, rd, ctx.state.config.max_message_bytes);
+    // One socket shared by the reader and the writer: both use `&TcpStream` APIs (readiness +
+    // try_read / try_write_vectored), which needs no split and no extra allocation.
+    let stream = Rc::new(stream);
+    let inbound = Inbound::new(
+        &read_ahead,
+        stream.clone(),
+        ctx.state.config.max_message_bytes,
+    );
+    drop(read_ahead); // may pin hyper's whole read buffer
 
-    let writer = writer::run(ctx.clone(), session.clone(), wr);
+    let writer = writer::run(ctx.clone(), session.clone(), stream);
     let reader = read_loop(&ctx, &session, inbound);
     tokio::pin!(writer, reader);
     tokio::select! {
@@ -118,14 +126,51 @@ async fn session(
     drop(slot);
 }
 
+/// When to ping a silent client and when to give up on it.
+struct Keepalive {
+    deadline: Instant,
+    ping_sent: bool,
+    interval: Duration,
+    pong_timeout: Duration,
+}
+
+impl Keepalive {
+    fn new(interval: Duration, pong_timeout: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + interval,
+            ping_sent: false,
+            interval,
+            pong_timeout,
+        }
+    }
+
+    /// The client sent something.
+    fn heard(&mut self) {
+        self.ping_sent = false;
+        self.deadline = Instant::now() + self.interval;
+    }
+
+    /// The deadline passed: ping, or close a client that did not answer the last ping. Returns
+    /// false when the session must end.
+    fn expired(&mut self, session: &Session) -> bool {
+        if self.ping_sent {
+            session.close(CloseReason::Idle, CloseCode::GoingAway, "ping timeout");
+            return false;
+        }
+        session.reply(Frame::ping(b"tickcast"));
+        self.ping_sent = true;
+        self.deadline = Instant::now() + self.pong_timeout;
+        true
+    }
+}
+
 /// Reads and answers client frames until the session should close.
-async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: InboundStream) {
+///
+/// While the client is silent no frame reader exists (fastwebsockets allocates an 8 KiB buffer per
+/// reader): the loop waits for readability, makes a reader, reads until the stream is at rest again,
+/// and drops it.
+async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: Inbound) {
     let config = &ctx.state.config;
-    let (mut ws, _) =
-        fastwebsockets::after_handshake_split(inbound, tokio::io::sink(), Role::Server);
-    // Our tracker enforces the real limit on whole messages; this only has to be above it.
-    ws.set_max_message_size(config.max_message_bytes + 1);
-    let mut ws = FragmentCollectorRead::new(ws);
     let obligated = session.clone();
     // fastwebsockets hands us the replies it owes (pong to a ping, close echo); they go out on the
     // priority lane, which backpressure never drops.
@@ -150,62 +195,85 @@ async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: InboundSt
         ready(Ok::<(), Infallible>(()))
     };
     let shutdown = ctx.state.shutdown.clone();
-    let mut deadline = Instant::now() + config.ping_interval;
-    let mut ping_sent = false;
+    let mut keepalive = Keepalive::new(config.ping_interval, config.pong_timeout);
     loop {
-        // Backpressure on requests: stop reading while replies pile up.
-        poll_fn(|cx| {
-            if session.sub.queue.borrow().control_len() < MAX_PENDING_CONTROL {
-                Poll::Ready(())
-            } else {
-                session.reader.set(Some(cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await;
-
-        let read = ws.read_frame(&mut send);
-        tokio::pin!(read);
-        // `read_frame` is not cancel-safe, so it is never dropped mid-frame: the timer arm only sends
-        // a ping and loops back to the same future.
-        let result = loop {
-            tokio::select! {
-                r = &mut read => break r,
-                _ = shutdown.cancelled() => {
-                    session.close(CloseReason::Shutdown, CloseCode::GoingAway, "server shutting down");
+        // At rest: wait for bytes without holding a reader. `readable` is cancel-safe.
+        tokio::select! {
+            r = inbound.readable() => {
+                if r.is_err() {
+                    session.end_with(CloseReason::Io);
                     return;
                 }
-                _ = tokio::time::sleep_until(deadline) => {
-                    if ping_sent {
-                        session.close(CloseReason::Idle, CloseCode::GoingAway, "ping timeout");
-                        return;
-                    }
-                    session.reply(Frame::ping(b"tickcast"));
-                    ping_sent = true;
-                    deadline = Instant::now() + config.pong_timeout;
-                }
             }
-        };
-        ping_sent = false;
-        deadline = Instant::now() + config.ping_interval;
-
-        let mut frame = match result {
-            Ok(frame) => frame,
-            Err(e) => {
-                close_for_error(session, e);
+            _ = shutdown.cancelled() => {
+                session.close(CloseReason::Shutdown, CloseCode::GoingAway, "server shutting down");
                 return;
             }
-        };
-        match frame.opcode {
-            OpCode::Text => handle_request(ctx, session, frame.payload.to_mut()),
-            OpCode::Binary => {
-                reply_error(ctx, session, ProtocolErrorKind::BinaryNotSupported.into())
+            _ = tokio::time::sleep_until(keepalive.deadline) => {
+                if !keepalive.expired(session) {
+                    return;
+                }
+                continue;
             }
-            OpCode::Close => return,
-            _ => {}
         }
-        if session.sub.queue.borrow().is_closed() {
-            return;
+        let (mut ws, _) =
+            fastwebsockets::after_handshake_split(inbound.clone(), tokio::io::sink(), Role::Server);
+        // Our tracker enforces the real limit on whole messages; this only has to be above it.
+        ws.set_max_message_size(config.max_message_bytes + 1);
+        let mut ws = FragmentCollectorRead::new(ws);
+        loop {
+            // Backpressure on requests: stop reading while replies pile up.
+            poll_fn(|cx| {
+                if session.sub.queue.borrow().control_len() < MAX_PENDING_CONTROL {
+                    Poll::Ready(())
+                } else {
+                    session.reader.set(Some(cx.waker().clone()));
+                    Poll::Pending
+                }
+            })
+            .await;
+
+            let read = ws.read_frame(&mut send);
+            tokio::pin!(read);
+            // `read_frame` is not cancel-safe, so it is never dropped mid-frame: the timer arm only
+            // sends a ping and loops back to the same future.
+            let result = loop {
+                tokio::select! {
+                    r = &mut read => break r,
+                    _ = shutdown.cancelled() => {
+                        session.close(CloseReason::Shutdown, CloseCode::GoingAway, "server shutting down");
+                        return;
+                    }
+                    _ = tokio::time::sleep_until(keepalive.deadline) => {
+                        if !keepalive.expired(session) {
+                            return;
+                        }
+                    }
+                }
+            };
+            keepalive.heard();
+            let mut frame = match result {
+                Ok(frame) => frame,
+                Err(e) => {
+                    close_for_error(session, e);
+                    return;
+                }
+            };
+            match frame.opcode {
+                OpCode::Text => handle_request(ctx, session, frame.payload.to_mut()),
+                OpCode::Binary => {
+                    reply_error(ctx, session, ProtocolErrorKind::BinaryNotSupported.into())
+                }
+                OpCode::Close => return,
+                _ => {}
+            }
+            if session.sub.queue.borrow().is_closed() {
+                return;
+            }
+            if inbound.at_rest() {
+                inbound.release();
+                break; // drops the reader and its buffer
+            }
         }
     }
 }

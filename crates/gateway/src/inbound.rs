@@ -3,15 +3,25 @@
 //!
 //! The tracker enforces what fastwebsockets 0.10 does not: client frames must be masked (RFC 6455
 //! §5.1, close 1002) and a message reassembled from fragments must fit `max_message_bytes` (1009).
-//! It sees headers as they stream past, so it costs a few comparisons per frame.
+//!
+//! It also keeps idle connections small. Bytes are handed to fastwebsockets one frame at a time, so
+//! when a frame has been read and nothing more is staged, fastwebsockets holds no buffered bytes and
+//! the session can drop its frame reader (and its 8 KiB buffer) until the client sends again. Most
+//! market-data clients send a subscribe and then only read, so most connections hold no read buffer.
 
+use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+
+/// Bytes read from the socket per syscall into the staging buffer.
+const STAGING: usize = 4096;
+/// Longest frame header: 2 bytes, 8 bytes of extended length, 4 bytes of mask key.
+const MAX_HEADER: usize = 14;
 
 /// A violation found by the tracker; carried inside an `io::Error` through fastwebsockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -25,13 +35,18 @@ pub(crate) enum WireViolation {
 }
 
 /// Where the tracker is in the byte stream.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Track {
     /// Collecting a header; `have` bytes of it so far.
-    Header { buf: [u8; 14], have: usize },
-    /// Skipping payload bytes.
+    Header { buf: [u8; MAX_HEADER], have: usize },
+    /// Inside a payload.
     Payload { remaining: u64 },
 }
+
+const FRAME_START: Track = Track::Header {
+    buf: [0; MAX_HEADER],
+    have: 0,
+};
 
 /// Follows frame boundaries in a client byte stream.
 #[derive(Debug)]
@@ -39,21 +54,44 @@ pub(crate) struct FrameTracker {
     state: Track,
     message_bytes: u64,
     max_message: u64,
+    /// A fragmented message has started and not finished.
+    in_message: bool,
 }
 
 impl FrameTracker {
     pub(crate) fn new(max_message: usize) -> Self {
         Self {
-            state: Track::Header {
-                buf: [0; 14],
-                have: 0,
-            },
+            state: FRAME_START,
             message_bytes: 0,
             max_message: max_message as u64,
+            in_message: false,
         }
     }
 
-    /// Feeds bytes that were just read.
+    /// True between frames, outside any fragmented message.
+    pub(crate) fn at_rest(&self) -> bool {
+        matches!(self.state, Track::Header { have: 0, .. }) && !self.in_message
+    }
+
+    /// How many of `staged` bytes belong to the current frame (at least 1 when `staged` is not empty).
+    fn deliverable(&self, staged: &[u8]) -> usize {
+        match self.state {
+            Track::Payload { remaining } => remaining.min(staged.len() as u64) as usize,
+            Track::Header { mut buf, mut have } => {
+                for (i, b) in staged.iter().enumerate() {
+                    buf[have] = *b;
+                    have += 1;
+                    if let Some(payload) = Self::header_complete(&buf, have) {
+                        let frame_rest = (i as u64 + 1).saturating_add(payload);
+                        return frame_rest.min(staged.len() as u64) as usize;
+                    }
+                }
+                staged.len()
+            }
+        }
+    }
+
+    /// Feeds bytes that were just delivered.
     pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Result<(), WireViolation> {
         while !bytes.is_empty() {
             match &mut self.state {
@@ -62,10 +100,7 @@ impl FrameTracker {
                     *remaining -= take;
                     bytes = &bytes[take as usize..];
                     if *remaining == 0 {
-                        self.state = Track::Header {
-                            buf: [0; 14],
-                            have: 0,
-                        };
+                        self.state = FRAME_START;
                     }
                 }
                 Track::Header { buf, have } => {
@@ -73,23 +108,27 @@ impl FrameTracker {
                     *have += 1;
                     bytes = &bytes[1..];
                     if let Some(payload) = Self::header_complete(buf, *have) {
-                        let (opcode, masked) = (buf[0] & 0x0f, buf[1] & 0x80 != 0);
+                        let (fin, opcode, masked) =
+                            (buf[0] & 0x80 != 0, buf[0] & 0x0f, buf[1] & 0x80 != 0);
                         if !masked {
                             return Err(WireViolation::Unmasked);
                         }
                         match opcode {
-                            0x1 | 0x2 => self.message_bytes = payload,
-                            0x0 => self.message_bytes = self.message_bytes.saturating_add(payload),
+                            0x1 | 0x2 => {
+                                self.message_bytes = payload;
+                                self.in_message = !fin;
+                            }
+                            0x0 => {
+                                self.message_bytes = self.message_bytes.saturating_add(payload);
+                                self.in_message = !fin;
+                            }
                             _ => {}
                         }
                         if opcode < 0x8 && self.message_bytes > self.max_message {
                             return Err(WireViolation::TooBig(self.message_bytes));
                         }
                         self.state = if payload == 0 {
-                            Track::Header {
-                                buf: [0; 14],
-                                have: 0,
-                            }
+                            FRAME_START
                         } else {
                             Track::Payload { remaining: payload }
                         };
@@ -101,7 +140,7 @@ impl FrameTracker {
     }
 
     /// The payload length once `have` bytes make a whole header (with mask key), else `None`.
-    fn header_complete(buf: &[u8; 14], have: usize) -> Option<u64> {
+    fn header_complete(buf: &[u8; MAX_HEADER], have: usize) -> Option<u64> {
         if have < 2 {
             return None;
         }
@@ -124,45 +163,99 @@ impl FrameTracker {
     }
 }
 
-/// The session's read stream: read-ahead bytes first, then the socket, all tracked.
-pub(crate) struct InboundStream {
-    read_ahead: Bytes,
-    socket: OwnedReadHalf,
+struct Core {
+    stream: Rc<TcpStream>,
+    /// Bytes read but not yet delivered; no capacity while the connection is at rest.
+    staging: Vec<u8>,
+    pos: usize,
     tracker: FrameTracker,
 }
 
-impl InboundStream {
-    pub(crate) fn new(read_ahead: Bytes, socket: OwnedReadHalf, max_message: usize) -> Self {
-        Self {
-            read_ahead,
-            socket,
+/// The session's read stream: read-ahead bytes first, then the socket, delivered frame by frame and
+/// tracked. Cheap to clone: clones share the same state, so a frame reader can be dropped and made
+/// again without losing bytes.
+#[derive(Clone)]
+pub(crate) struct Inbound(Rc<RefCell<Core>>);
+
+impl Inbound {
+    pub(crate) fn new(read_ahead: &[u8], stream: Rc<TcpStream>, max_message: usize) -> Self {
+        Inbound(Rc::new(RefCell::new(Core {
+            stream,
+            staging: read_ahead.to_vec(),
+            pos: 0,
             tracker: FrameTracker::new(max_message),
+        })))
+    }
+
+    /// True when no byte is staged and the stream is between messages: a frame reader holds nothing.
+    pub(crate) fn at_rest(&self) -> bool {
+        let core = self.0.borrow();
+        core.pos == core.staging.len() && core.tracker.at_rest()
+    }
+
+    /// Gives back the staging buffer of a connection at rest.
+    pub(crate) fn release(&self) {
+        let mut core = self.0.borrow_mut();
+        if core.pos == core.staging.len() {
+            core.staging = Vec::new();
+            core.pos = 0;
         }
+    }
+
+    /// Waits until bytes are staged or the socket is readable. Cancel-safe.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        let stream = {
+            let core = self.0.borrow();
+            if core.pos < core.staging.len() {
+                return Ok(());
+            }
+            core.stream.clone()
+        };
+        stream.readable().await
     }
 }
 
-impl AsyncRead for InboundStream {
+impl AsyncRead for Inbound {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let before = buf.filled().len();
-        if this.read_ahead.has_remaining() {
-            let n = this.read_ahead.len().min(buf.remaining());
-            buf.put_slice(&this.read_ahead[..n]);
-            this.read_ahead.advance(n);
-        } else {
-            match Pin::new(&mut this.socket).poll_read(cx, buf) {
-                Poll::Ready(Ok(())) => {}
-                other => return other,
+        let mut core = self.0.borrow_mut();
+        let core = &mut *core;
+        if core.pos == core.staging.len() {
+            // Refill. `staging` holds only real bytes whenever this returns, Pending included.
+            core.staging.clear();
+            core.pos = 0;
+            loop {
+                ready!(core.stream.poll_read_ready(cx))?;
+                core.staging.resize(STAGING, 0);
+                match core.stream.try_read(&mut core.staging) {
+                    Ok(n) => {
+                        core.staging.truncate(n);
+                        if n == 0 {
+                            return Poll::Ready(Ok(())); // EOF
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        core.staging.clear();
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                }
             }
         }
-        match this.tracker.feed(&buf.filled()[before..]) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(v) => Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, v))),
+        let staged = &core.staging[core.pos..];
+        let n = core.tracker.deliverable(staged).min(buf.remaining());
+        let chunk = &staged[..n];
+        if let Err(v) = core.tracker.feed(chunk) {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, v)));
         }
+        buf.put_slice(chunk);
+        core.pos += n;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -198,7 +291,40 @@ mod tests {
         for chunk in bytes.chunks(3) {
             t.feed(chunk).unwrap();
         }
-        assert!(matches!(t.state, Track::Header { have: 0, .. }));
+        assert!(t.at_rest());
+    }
+
+    #[test]
+    fn delivers_one_frame_at_a_time() {
+        let mut t = FrameTracker::new(100_000);
+        let mut bytes = frame(true, 1, true, 5);
+        let first = bytes.len();
+        bytes.extend(frame(true, 1, true, 300));
+        bytes.extend(frame(true, 9, true, 0));
+        let mut pos = 0;
+        let mut cuts = Vec::new();
+        while pos < bytes.len() {
+            let n = t.deliverable(&bytes[pos..]);
+            assert!(n > 0);
+            t.feed(&bytes[pos..pos + n]).unwrap();
+            pos += n;
+            cuts.push(pos);
+        }
+        assert_eq!(cuts, vec![first, first + 2 + 2 + 4 + 300, bytes.len()]);
+        // A partial header is delivered as is.
+        let mut t = FrameTracker::new(100_000);
+        assert_eq!(t.deliverable(&bytes[..1]), 1);
+        t.feed(&bytes[..1]).unwrap();
+        assert!(!t.at_rest());
+    }
+
+    #[test]
+    fn fragmented_message_is_not_at_rest() {
+        let mut t = FrameTracker::new(1000);
+        t.feed(&frame(false, 1, true, 3)).unwrap();
+        assert!(!t.at_rest());
+        t.feed(&frame(true, 0, true, 3)).unwrap();
+        assert!(t.at_rest());
     }
 
     #[test]
@@ -221,7 +347,7 @@ mod tests {
         );
         let mut t = FrameTracker::new(1000);
         assert_eq!(
-            t.feed(&frame(true, 2, true, 70_000)[..10]),
+            t.feed(&frame(true, 2, true, 70_000)[..14]),
             Err(WireViolation::TooBig(70_000))
         );
     }

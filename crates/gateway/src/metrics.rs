@@ -86,8 +86,8 @@ pub struct Metrics {
     pub feed_reconnects: IntCounterVec,
     /// Per feed: 1 when connected.
     pub feed_up: IntGaugeVec,
-    /// Process CPU seconds (user + system).
-    pub process_cpu_seconds: prometheus::Gauge,
+    /// Process CPU seconds (user + system), a counter mirrored from /proc.
+    pub process_cpu_seconds: prometheus::Counter,
     /// Process resident memory.
     pub process_resident_memory_bytes: IntGauge,
     /// Process open file descriptors.
@@ -236,8 +236,8 @@ impl Metrics {
             ),
             process_cpu_seconds: reg(
                 &r,
-                prometheus::Gauge::new(
-                    "tickcast_process_cpu_seconds",
+                prometheus::Counter::new(
+                    "tickcast_process_cpu_seconds_total",
                     "CPU time used by the process (user + system).",
                 )
                 .expect("valid metric"),
@@ -280,7 +280,8 @@ impl Metrics {
             self.feed_up.with_label_values(&l).set(f.connected() as i64);
         }
         if let Some(p) = crate::process::sample() {
-            self.process_cpu_seconds.set(p.cpu_seconds);
+            let cpu = &self.process_cpu_seconds;
+            cpu.inc_by((p.cpu_seconds - cpu.get()).max(0.0));
             self.process_resident_memory_bytes.set(p.rss_bytes as i64);
             self.process_open_fds.set(p.open_fds as i64);
         }

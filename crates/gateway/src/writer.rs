@@ -10,8 +10,7 @@ use std::rc::Rc;
 use std::task::Poll;
 
 use tickcast_core::{CloseCode, Frame};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 
 use crate::connection::Session;
 use crate::metrics::CloseReason;
@@ -38,7 +37,7 @@ pub(crate) enum WriterEnd {
 pub(crate) async fn run(
     ctx: Rc<ShardCtx>,
     session: Rc<Session>,
-    mut socket: OwnedWriteHalf,
+    socket: Rc<TcpStream>,
 ) -> WriterEnd {
     let sub = session.sub.clone();
     let write_timeout = ctx.state.config.write_timeout;
@@ -83,7 +82,8 @@ pub(crate) async fn run(
             q.is_closed() && q.is_empty()
         };
         if finished {
-            let _ = socket.shutdown().await;
+            // Half-close: the client sees EOF after our close frame and can answer it.
+            let _ = socket2::SockRef::from(&*socket).shutdown(std::net::Shutdown::Write);
             return WriterEnd::Closed;
         }
         sub.queue.borrow_mut().shrink_if_idle();
@@ -91,7 +91,7 @@ pub(crate) async fn run(
 }
 
 /// One vectored write of whatever is queued. `Ok(true)`: wrote something, `Ok(false)`: queue empty.
-fn write_some(ctx: &ShardCtx, session: &Session, socket: &OwnedWriteHalf) -> io::Result<bool> {
+fn write_some(ctx: &ShardCtx, session: &Session, socket: &TcpStream) -> io::Result<bool> {
     let mut q = session.sub.queue.borrow_mut();
     let mut iov = [IoSlice::new(&[]); MAX_IOV];
     let n = q.fill(&mut iov);
