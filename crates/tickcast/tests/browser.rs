@@ -181,8 +181,7 @@ fn healthz(port: u16) -> bool {
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-    if s
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;
@@ -242,7 +241,10 @@ fn market_board_in_headless_chromium() {
     let out_dir = root.join("target/test-output/browser");
     std::fs::create_dir_all(&out_dir).expect("create test output dir");
     // stale screenshots from an earlier run must not satisfy the checks below
-    for entry in std::fs::read_dir(&out_dir).expect("read test output dir").flatten() {
+    for entry in std::fs::read_dir(&out_dir)
+        .expect("read test output dir")
+        .flatten()
+    {
         if entry.path().extension().is_some_and(|e| e == "png") {
             let _ = std::fs::remove_file(entry.path());
         }
@@ -251,7 +253,10 @@ fn market_board_in_headless_chromium() {
     let port = free_port();
     let mut server = Server::start(port, &out_dir);
     let base = format!("http://127.0.0.1:{port}");
-    eprintln!("[browser.rs] tickcast up at {base}; screenshots -> {}", out_dir.display());
+    eprintln!(
+        "[browser.rs] tickcast up at {base}; screenshots -> {}",
+        out_dir.display()
+    );
 
     let mut node = Reaped(Some(
         Command::new("node")
@@ -292,7 +297,10 @@ fn market_board_in_headless_chromium() {
             Ok(line) => eprintln!("[board.test stdout] {line}"),
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
-                panic!("board.test.mjs did not finish within {NODE_DEADLINE:?}\n{}", server.log_tail());
+                panic!(
+                    "board.test.mjs did not finish within {NODE_DEADLINE:?}\n{}",
+                    server.log_tail()
+                );
             }
         }
     }
@@ -304,7 +312,10 @@ fn market_board_in_headless_chromium() {
         if let Some(st) = node.child().try_wait().expect("wait node") {
             break st;
         }
-        assert!(Instant::now() < wait_until, "node did not exit after closing stdout");
+        assert!(
+            Instant::now() < wait_until,
+            "node did not exit after closing stdout"
+        );
         thread::sleep(Duration::from_millis(50));
     };
     drop(node_stdin);
@@ -321,8 +332,16 @@ fn market_board_in_headless_chromium() {
         out_dir.display(),
         server.log_tail()
     );
-    assert_eq!(restarts, 1, "the board test should ask for exactly one server restart");
-    for shot in ["01-live.png", "02-errors.png", "03-reconnected.png", "04-phone.png"] {
+    assert_eq!(
+        restarts, 1,
+        "the board test should ask for exactly one server restart"
+    );
+    for shot in [
+        "01-live.png",
+        "02-errors.png",
+        "03-reconnected.png",
+        "04-phone.png",
+    ] {
         let p = out_dir.join(shot);
         let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
         assert!(len > 1000, "screenshot {} missing or empty", p.display());

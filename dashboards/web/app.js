@@ -1,0 +1,885 @@
+// tickcast market board: the reference browser client for the v1 WebSocket protocol.
+//
+// Design notes
+// - Network handling never touches the DOM: each tick only updates a plain per-row state object and marks the row
+//   dirty. One requestAnimationFrame pass (at most ~30 per second) then writes the changed rows (text nodes, flash
+//   classes; sparklines at most twice a second). Rows are fixed-size containment roots, so a change re-lays out and repaints one row only.
+//   Rows scrolled out of view are not painted until they come back (IntersectionObserver).
+// - Memory is bounded: sparklines are fixed-size ring buffers (one point per time bucket), latency samples live in a
+//   fixed ring, the event log and the toasts keep a fixed number of entries.
+// - Reconnects use exponential backoff with jitter and resubscribe the whole watchlist; the seq baseline of every
+//   topic is reset on each (re)subscribe, so the snapshot that follows a subscribe is never counted as a gap.
+// - Works under `default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'`: no inline
+//   script or style, classes only.
+
+const TOPIC_RE = /^[A-Za-z0-9._:-]{1,64}$/;
+const LS_KEY = 'tickcast.watchlist.v1';
+const DEFAULT_COUNT = 8;
+const PREFERRED = ['AAPL', 'MSFT', 'GOOGL', 'AMZN', 'NVDA', 'META', 'TSLA', 'JPM', 'V', 'XOM'].map((s) => 'ticker.' + s);
+
+const SPARK_POINTS = 120; // ring size per row
+const SPARK_BUCKET_MS = 500; // one point per bucket: 120 x 500 ms = a 60 s window
+const SPARK_REDRAW_MS = 500; // sparkline redraws per row at most twice a second
+const RENDER_MIN_MS = 30; // DOM commits at most ~30 times a second (see queueFrame())
+const SPARK_W = 96;
+const SPARK_H = 24;
+const FLASH_MIN_MS = 800; // flash a row's price at most this often (busy symbols would otherwise stay lit)
+const FLASH_ON_MS = 350; // how long a flash stays on
+
+const BACKOFF_BASE_MS = 250;
+const BACKOFF_MAX_MS = 15000;
+const STABLE_MS = 5000; // a connection open this long resets the backoff
+const PING_EVERY_MS = 15000;
+const PING_TIMEOUT_MS = 10000;
+const CONNECT_TIMEOUT_MS = 10000;
+const SUB_CHUNK = 100; // topics per subscribe request
+
+const LOG_MAX = 100;
+const TOAST_MAX = 4;
+const TOAST_MS = 7000;
+const LAT_RING = 8192;
+
+const CLOSE_TEXT = {
+  1000: 'normal closure',
+  1001: 'going away',
+  1002: 'protocol error',
+  1003: 'unsupported data',
+  1005: 'no status code',
+  1006: 'connection lost',
+  1007: 'invalid payload',
+  1008: 'policy violation (slow consumer)',
+  1009: 'message too big',
+  1011: 'server error',
+  1012: 'service restart',
+  1013: 'try again later',
+  1015: 'TLS failure',
+  4000: 'no pong from server (client timeout)',
+};
+
+// ---------------------------------------------------------------- DOM handles
+const $ = (id) => document.getElementById(id);
+const el = {
+  root: document.documentElement,
+  conn: $('conn'),
+  rate: $('st-rate'),
+  lat: $('st-lat'),
+  gaps: $('st-gaps'),
+  syms: $('st-syms'),
+  form: $('add-form'),
+  input: $('add-input'),
+  datalist: $('topic-list'),
+  rows: $('rows'),
+  empty: $('empty'),
+  log: $('log'),
+  logCount: $('log-count'),
+  toasts: $('toasts'),
+  tpl: $('row-tpl'),
+};
+
+// ---------------------------------------------------------------- state
+/** @type {Map<string, Row>} watchlist in display order */
+const rows = new Map();
+const rowByEl = new WeakMap();
+/** ticks received per topic (diagnostics and test hook) */
+const received = new Map();
+/** outstanding requests: id -> {op, topics} */
+const pending = new Map();
+
+let ws = null;
+let nextId = 1;
+let attempt = 0;
+let reconnectTimer = 0;
+let stableTimer = 0;
+let pingTimer = 0;
+let pongTimer = 0;
+let connectTimer = 0;
+let connects = 0;
+let connState = 'connecting';
+
+let msgCount = 0; // messages since the last stats tick
+let totalMsgs = 0;
+let totalGaps = 0;
+let totalMissed = 0;
+const latRing = new Float64Array(LAT_RING);
+let latN = 0; // samples since the last stats tick (capped at LAT_RING)
+let latHead = 0;
+
+const dirty = new Set();
+let frameQueued = false;
+let lastRenderAt = -Infinity;
+const logQueue = [];
+let logTotal = 0;
+
+
+// ---------------------------------------------------------------- rows
+class Row {
+  constructor(topic) {
+    this.topic = topic;
+    this.seq = -1; // last seq seen (-1: none yet)
+    this.fresh = true; // next tick is a (re)subscribe baseline: no gap check, no latency sample
+    this.bid = NaN;
+    this.ask = NaN;
+    this.last = NaN;
+    this.size = NaN;
+    this.first = NaN; // first price seen this session (for change %)
+    this.latUs = NaN;
+    this.gaps = 0;
+    this.missed = 0;
+    this.dir = 0; // direction of the last price change not yet flashed
+    this.flashAt = 0;
+    this.lit = false;
+    this.errCode = '';
+    this.visible = true;
+    this.shown = {}; // last strings written, to skip no-op DOM writes
+
+    this.ring = new Float64Array(SPARK_POINTS);
+    this.ringHead = -1;
+    this.ringLen = 0;
+    this.bucket = -1;
+    this.sparkDirty = false;
+    this.sparkAt = 0;
+
+    const row = el.tpl.content.firstElementChild.cloneNode(true);
+    row.dataset.topic = topic;
+    row.dataset.seq = '-1';
+    const c = row.children;
+    this.row = row;
+    this.symEl = c[0].querySelector('.sym');
+    this.gapEl = c[0].querySelector('.gap-badge');
+    this.errEl = c[0].querySelector('.err-badge');
+    this.lastEl = c[1];
+    this.t = {
+      last: c[1].firstChild,
+      chg: c[2].firstChild,
+      bid: c[4].firstChild,
+      ask: c[5].firstChild,
+      size: c[6].firstChild,
+      seq: c[7].firstChild,
+      lat: c[8].firstChild,
+    };
+    this.chgEl = c[2];
+    this.path = c[3].querySelector('path');
+    this.pathCls = '';
+    this.symEl.textContent = topic.startsWith('ticker.') ? topic.slice(7) : topic;
+    this.symEl.title = topic;
+    const rm = c[9].firstElementChild;
+    rm.setAttribute('aria-label', 'Remove ' + topic);
+    rm.title = 'Remove ' + topic;
+    rowByEl.set(row, this);
+  }
+
+  pushSpark(price, nowMs) {
+    const b = Math.floor(nowMs / SPARK_BUCKET_MS);
+    if (this.ringLen === 0) {
+      this.ringHead = 0;
+      this.ring[0] = price;
+      this.ringLen = 1;
+    } else if (b === this.bucket) {
+      this.ring[this.ringHead] = price;
+    } else {
+      // carry the previous value across idle buckets so the x axis stays time-linear
+      const prev = this.ring[this.ringHead];
+      const steps = Math.min(SPARK_POINTS, Math.max(1, b - this.bucket));
+      for (let i = 1; i <= steps; i++) {
+        this.ringHead = (this.ringHead + 1) % SPARK_POINTS;
+        this.ring[this.ringHead] = i === steps ? price : prev;
+      }
+      this.ringLen = Math.min(SPARK_POINTS, this.ringLen + steps);
+    }
+    this.bucket = b;
+    this.sparkDirty = true;
+  }
+}
+
+function markDirty(r) {
+  dirty.add(r);
+  queueFrame();
+}
+
+/** Schedules one render pass: on the next animation frame, but no sooner than RENDER_MIN_MS after the last one. */
+function queueFrame() {
+  if (frameQueued) return;
+  frameQueued = true;
+  const wait = lastRenderAt + RENDER_MIN_MS - performance.now();
+  // Waiting with a timer (not by skipping frames) leaves the renderer idle in between.
+  if (wait > 4) setTimeout(() => requestAnimationFrame(frame), wait - 4);
+  else requestAnimationFrame(frame);
+}
+
+const io = 'IntersectionObserver' in window
+  ? new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const r = rowByEl.get(e.target);
+      if (!r) continue;
+      r.visible = e.isIntersecting;
+      if (r.visible) markDirty(r);
+    }
+  }, { rootMargin: '200px 0px' })
+  : null;
+
+function addRow(topic) {
+  const r = new Row(topic);
+  rows.set(topic, r);
+  el.rows.appendChild(r.row);
+  if (io) io.observe(r.row);
+  updateCounts();
+  return r;
+}
+
+function removeRow(topic) {
+  const r = rows.get(topic);
+  if (!r) return;
+  rows.delete(topic);
+  dirty.delete(r);
+  if (io) io.unobserve(r.row);
+  r.row.remove();
+  updateCounts();
+}
+
+function updateCounts() {
+  el.syms.textContent = String(rows.size);
+  el.empty.hidden = rows.size !== 0;
+}
+
+// ---------------------------------------------------------------- formatting
+function fmtPx(v) {
+  if (!Number.isFinite(v)) return '–';
+  const a = Math.abs(v);
+  return v.toFixed(a >= 1 || a === 0 ? 2 : 4);
+}
+
+function fmtChg(last, first) {
+  if (!Number.isFinite(last) || !Number.isFinite(first) || first === 0) return '–';
+  const p = ((last - first) / first) * 100;
+  const s = p.toFixed(2);
+  if (s === '0.00' || s === '-0.00') return '0.00';
+  return p > 0 ? '+' + s : s;
+}
+
+function fmtMs(us) {
+  if (!Number.isFinite(us)) return '–';
+  const ms = us / 1000;
+  return Math.abs(ms) >= 100 ? ms.toFixed(0) : ms.toFixed(1);
+}
+
+function setText(r, key, s) {
+  if (r.shown[key] !== s) {
+    r.shown[key] = s;
+    r.t[key].nodeValue = s;
+  }
+}
+
+// ---------------------------------------------------------------- render (one pass per animation frame)
+// Commits happen at most every RENDER_MIN_MS (see queueFrame): each frame that touches the DOM pays a fixed
+// style/layerize/commit cost, and ~30 updates per second is as fast as anyone reads prices. Flashes and scrolling
+// run on the compositor at full frame rate regardless.
+function frame(now) {
+  frameQueued = false;
+  lastRenderAt = now;
+  let deferred = false;
+  for (const r of dirty) {
+    if (!r.visible) continue; // painted when it scrolls back into view
+    if (renderRow(r, now)) deferred = true;
+    else dirty.delete(r);
+  }
+  if (logQueue.length) flushLog();
+  if (deferred) queueFrame();
+}
+
+/** @returns {boolean} true when the row still needs a later frame (throttled sparkline or flash) */
+function renderRow(r, now) {
+  const row = r.row;
+  if (r.seq >= 0 && row.classList.contains('stale')) row.classList.remove('stale');
+  setText(r, 'last', fmtPx(r.last));
+  setText(r, 'bid', fmtPx(r.bid));
+  setText(r, 'ask', fmtPx(r.ask));
+  setText(r, 'size', Number.isFinite(r.size) ? String(r.size) : '–');
+  setText(r, 'seq', r.seq >= 0 ? String(r.seq) : '–');
+  setText(r, 'lat', fmtMs(r.latUs));
+  const chg = fmtChg(r.last, r.first);
+  if (r.shown.chg !== chg) {
+    setText(r, 'chg', chg);
+    const cls = chg.startsWith('+') ? 'num c-chg pos' : chg.startsWith('-') ? 'num c-chg neg' : 'num c-chg';
+    if (r.chgEl.className !== cls) r.chgEl.className = cls;
+  }
+  const seqStr = String(r.seq);
+  if (row.dataset.seq !== seqStr) row.dataset.seq = seqStr;
+
+  let later = false;
+  if (r.dir !== 0) {
+    // Flash (and colour) the price by the direction of its latest move, at most once per FLASH_MIN_MS per row (a
+    // busy symbol would otherwise stay lit); a move inside that window shows when the window ends. The flash is a
+    // plain on/off class held for FLASH_ON_MS: no per-frame animation work for the renderer.
+    if (now - r.flashAt >= FLASH_MIN_MS) {
+      r.flashAt = now;
+      r.lit = true;
+      r.lastEl.className = r.dir > 0 ? 'num c-last up lit' : 'num c-last down lit';
+      r.dir = 0;
+    } else {
+      later = true;
+    }
+  }
+  if (r.lit) {
+    if (now - r.flashAt >= FLASH_ON_MS) {
+      r.lit = false;
+      r.lastEl.className = r.lastEl.className.replace(' lit', '');
+    } else {
+      later = true;
+    }
+  }
+
+  if (r.gaps && r.shown.gaps !== r.gaps) {
+    r.shown.gaps = r.gaps;
+    r.gapEl.hidden = false;
+    r.gapEl.textContent = 'gap ×' + r.gaps;
+    r.gapEl.title = `${r.gaps} seq gap(s), ${r.missed} tick(s) missed`;
+  }
+  if (r.shown.err !== r.errCode) {
+    r.shown.err = r.errCode;
+    r.errEl.hidden = !r.errCode;
+    r.errEl.textContent = r.errCode;
+    row.classList.toggle('err', !!r.errCode);
+  }
+
+  if (r.sparkDirty) {
+    if (now - r.sparkAt < SPARK_REDRAW_MS) return true;
+    r.sparkAt = now;
+    r.sparkDirty = false;
+    drawSpark(r);
+  }
+  return later;
+}
+
+// Sparklines are inline SVG paths painted with their row: no per-row canvas backing store, no device-pixel-ratio
+// handling, and the colours come from CSS (so they follow the light/dark theme).
+function drawSpark(r) {
+  const n = r.ringLen;
+  if (n < 2) {
+    r.path.setAttribute('d', '');
+    return;
+  }
+  const start = (r.ringHead - n + 1 + SPARK_POINTS) % SPARK_POINTS;
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = r.ring[(start + i) % SPARK_POINTS];
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const pad = 2;
+  const range = max - min;
+  // Until the ring is full the points are spread over the whole width; then it is a sliding 60 s window.
+  const dx = SPARK_W / (n - 1);
+  let d = '';
+  for (let i = 0; i < n; i++) {
+    const v = r.ring[(start + i) % SPARK_POINTS];
+    const y = range === 0 ? SPARK_H / 2 : pad + (1 - (v - min) / range) * (SPARK_H - 2 * pad);
+    d += (i === 0 ? 'M' : 'L') + (i * dx).toFixed(1) + ' ' + y.toFixed(1);
+  }
+  r.path.setAttribute('d', d);
+  const first = r.ring[start];
+  const last = r.ring[r.ringHead];
+  const cls = last > first ? 'up' : last < first ? 'down' : '';
+  if (cls !== r.pathCls) {
+    r.pathCls = cls;
+    r.path.setAttribute('class', cls);
+  }
+}
+
+// ---------------------------------------------------------------- event log and toasts
+function log(level, text) {
+  logTotal++;
+  logQueue.push({ level, text, at: new Date() });
+  if (logQueue.length > LOG_MAX) logQueue.splice(0, logQueue.length - LOG_MAX);
+  queueFrame();
+}
+
+function flushLog() {
+  const frag = document.createDocumentFragment();
+  for (let i = logQueue.length - 1; i >= 0; i--) {
+    const e = logQueue[i];
+    const li = document.createElement('li');
+    li.className = 'lv-' + e.level;
+    const t = document.createElement('time');
+    t.textContent = e.at.toLocaleTimeString([], { hour12: false });
+    li.append(t, ' ', e.text);
+    frag.appendChild(li);
+  }
+  logQueue.length = 0;
+  el.log.prepend(frag);
+  while (el.log.childElementCount > LOG_MAX) el.log.lastElementChild.remove();
+  el.logCount.textContent = String(logTotal);
+}
+
+function toast(level, title, detail) {
+  log(level, detail ? `${title}: ${detail}` : title);
+  const div = document.createElement('div');
+  div.className = 'toast lv-' + level;
+  div.setAttribute('role', level === 'error' ? 'alert' : 'status');
+  const b = document.createElement('strong');
+  b.textContent = title;
+  div.appendChild(b);
+  if (detail) {
+    const s = document.createElement('span');
+    s.textContent = detail;
+    div.appendChild(s);
+  }
+  const close = document.createElement('button');
+  close.type = 'button';
+  close.className = 'toast-x';
+  close.setAttribute('aria-label', 'Dismiss');
+  close.textContent = '×';
+  close.addEventListener('click', () => div.remove());
+  div.appendChild(close);
+  el.toasts.appendChild(div);
+  while (el.toasts.childElementCount > TOAST_MAX) el.toasts.firstElementChild.remove();
+  setTimeout(() => div.remove(), TOAST_MS);
+}
+
+// ---------------------------------------------------------------- connection
+function wsUrl() {
+  const u = new URL('ws', location.href);
+  u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  u.search = '';
+  u.hash = '';
+  return u.href;
+}
+
+function setConn(state, text) {
+  connState = state;
+  el.conn.dataset.state = state;
+  el.conn.textContent = text;
+  el.root.dataset.conn = state;
+}
+
+function connect() {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = 0;
+  if (ws) return;
+  setConn('connecting', attempt ? `reconnecting… (attempt ${attempt + 1})` : 'connecting…');
+  let sock;
+  try {
+    sock = new WebSocket(wsUrl());
+  } catch (e) {
+    toast('error', 'cannot open WebSocket', String(e && e.message || e));
+    scheduleReconnect();
+    return;
+  }
+  sock.binaryType = 'arraybuffer';
+  ws = sock;
+  let opened = false;
+  clearTimeout(connectTimer);
+  connectTimer = setTimeout(() => {
+    if (ws !== sock || opened) return;
+    log('warn', `connect attempt ${attempt + 1} timed out after ${CONNECT_TIMEOUT_MS / 1000}s`);
+    dropSocket();
+    scheduleReconnect();
+  }, CONNECT_TIMEOUT_MS);
+  sock.onopen = () => {
+    if (ws !== sock) return;
+    opened = true;
+    clearTimeout(connectTimer);
+    connects++;
+    el.root.dataset.connects = String(connects);
+    setConn('open', 'live');
+    log('info', connects > 1 ? `reconnected (#${connects})` : 'connected');
+    clearTimeout(stableTimer);
+    stableTimer = setTimeout(() => { attempt = 0; }, STABLE_MS);
+    pending.clear();
+    subscribe([...rows.keys()]);
+    startPing();
+  };
+  sock.onmessage = (ev) => {
+    if (ws !== sock) return;
+    msgCount++;
+    totalMsgs++;
+    if (typeof ev.data !== 'string') {
+      log('warn', `unexpected binary frame (${ev.data.byteLength} bytes) ignored`);
+      return;
+    }
+    let m;
+    try {
+      m = JSON.parse(ev.data);
+    } catch {
+      log('warn', 'unparsable message from server: ' + ev.data.slice(0, 80));
+      return;
+    }
+    onMessage(m);
+  };
+  sock.onclose = (ev) => {
+    if (ws !== sock) return;
+    dropSocket();
+    const what = CLOSE_TEXT[ev.code] || 'closed';
+    const reason = ev.reason ? ` — ${ev.reason}` : '';
+    if (opened) {
+      const level = ev.code === 1000 ? 'info' : ev.code === 1006 ? 'warn' : 'error';
+      toast(level, `closed ${ev.code}`, what + reason);
+    } else {
+      // failed attempts while the server is away: the status pill says so; one toast per outage is enough
+      log('warn', `connect attempt ${attempt + 1} failed (${ev.code} ${what}${reason})`);
+    }
+    scheduleReconnect();
+  };
+  // onerror carries no detail in browsers; the close event that always follows reports it.
+}
+
+function dropSocket() {
+  const s = ws;
+  ws = null;
+  clearTimeout(connectTimer);
+  clearTimeout(stableTimer);
+  stopPing();
+  for (const r of rows.values()) r.fresh = true;
+  if (s) {
+    s.onopen = s.onmessage = s.onclose = null;
+    if (s.readyState <= 1) {
+      try { s.close(4000, 'client timeout'); } catch { /* ignore */ }
+    }
+  }
+}
+
+function scheduleReconnect() {
+  if (reconnectTimer) return;
+  const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt, 16));
+  const delay = Math.round(exp / 2 + Math.random() * (exp / 2)); // "equal jitter"
+  attempt++;
+  setConn('reconnecting', `offline — retry in ${(delay / 1000).toFixed(1)}s`);
+  reconnectTimer = setTimeout(connect, delay);
+}
+
+function reconnectNow() {
+  if (ws) return;
+  clearTimeout(reconnectTimer);
+  reconnectTimer = 0;
+  connect();
+}
+
+/** Keepalive: a ping every PING_EVERY_MS; no pong within PING_TIMEOUT_MS means a dead link: drop and reconnect. */
+function startPing() {
+  stopPing();
+  pingTimer = setInterval(() => {
+    if (!ws || ws.readyState !== 1 || pongTimer) return;
+    send({ op: 'ping' });
+    pongTimer = setTimeout(() => {
+      pongTimer = 0;
+      toast('error', 'closed 4000', CLOSE_TEXT[4000]);
+      dropSocket();
+      scheduleReconnect();
+    }, PING_TIMEOUT_MS);
+  }, PING_EVERY_MS);
+}
+
+function stopPing() {
+  clearInterval(pingTimer);
+  clearTimeout(pongTimer);
+  pingTimer = 0;
+  pongTimer = 0;
+}
+
+function send(obj) {
+  if (!ws || ws.readyState !== 1) return 0;
+  const id = nextId++;
+  obj.id = id;
+  if (obj.op === 'subscribe' || obj.op === 'unsubscribe' || obj.op === 'ping') {
+    pending.set(id, { op: obj.op, topics: obj.topics || [], at: performance.now() });
+    if (pending.size > 1000) pending.delete(pending.keys().next().value);
+  }
+  ws.send(JSON.stringify(obj));
+  return id;
+}
+
+function subscribe(topics) {
+  for (const t of topics) {
+    const r = rows.get(t);
+    if (r) r.fresh = true;
+  }
+  for (let i = 0; i < topics.length; i += SUB_CHUNK) {
+    send({ op: 'subscribe', topics: topics.slice(i, i + SUB_CHUNK) });
+  }
+}
+
+function unsubscribe(topics) {
+  if (topics.length) send({ op: 'unsubscribe', topics });
+}
+
+// ---------------------------------------------------------------- protocol
+function onMessage(m) {
+  switch (m && m.type) {
+    case 'tick':
+      onTick(m);
+      return;
+    case 'subscribed':
+    case 'unsubscribed':
+      pending.delete(m.id);
+      if (m.type === 'subscribed') {
+        for (const t of m.topics || []) {
+          const r = rows.get(t);
+          if (r && r.errCode) { r.errCode = ''; markDirty(r); }
+        }
+      }
+      log('debug', `${m.type} ${(m.topics || []).length} topic(s)`);
+      return;
+    case 'pong': {
+      const p = pending.get(m.id);
+      pending.delete(m.id);
+      clearTimeout(pongTimer);
+      pongTimer = 0;
+      if (p) log('debug', `pong in ${(performance.now() - p.at).toFixed(1)} ms`);
+      return;
+    }
+    case 'error':
+      onError(m);
+      return;
+    default:
+      log('warn', 'unknown message type: ' + String(m && m.type).slice(0, 40));
+  }
+}
+
+function onError(m) {
+  const code = String(m.code || 'error');
+  const p = m.id != null ? pending.get(m.id) : undefined;
+  if (p) pending.delete(m.id);
+  let detail = String(m.message || '');
+  if (m.id != null) detail += ` (request ${m.id}${p ? ' ' + p.op : ''})`;
+  toast('error', code, detail);
+  if (p && p.op === 'subscribe') {
+    for (const t of p.topics) {
+      const r = rows.get(t);
+      if (r && r.seq < 0) { r.errCode = code; markDirty(r); }
+    }
+  }
+}
+
+function onTick(m) {
+  const topic = m.topic;
+  received.set(topic, (received.get(topic) || 0) + 1);
+  const r = rows.get(topic);
+  if (!r) return; // late tick for a topic removed a moment ago
+  const seq = Number(m.seq);
+  const nowMs = Date.now();
+  if (r.fresh || r.seq < 0 || m.snapshot === true) {
+    r.fresh = false; // baseline after (re)subscribe: the snapshot is old, so no gap or latency sample
+  } else if (seq === r.seq) {
+    return; // duplicate
+  } else if (seq < r.seq) {
+    log('warn', `${topic}: seq went back ${r.seq} → ${seq} (feed restarted?)`);
+  } else {
+    if (seq > r.seq + 1) {
+      const missed = seq - r.seq - 1;
+      r.gaps++;
+      r.missed += missed;
+      totalGaps++;
+      totalMissed += missed;
+      log('warn', `gap on ${topic}: seq ${r.seq} → ${seq} (${missed} missed)`);
+    }
+    const lat = nowMs * 1000 - Number(m.ts);
+    if (Number.isFinite(lat)) {
+      r.latUs = lat;
+      latRing[latHead] = lat;
+      latHead = (latHead + 1) % LAT_RING;
+      if (latN < LAT_RING) latN++;
+    }
+  }
+  r.seq = seq;
+  const last = Number(m.last);
+  if (Number.isFinite(last)) {
+    if (Number.isFinite(r.last) && last !== r.last) r.dir = last > r.last ? 1 : -1;
+    if (!Number.isFinite(r.first)) r.first = last;
+    r.last = last;
+    r.pushSpark(last, nowMs);
+  }
+  r.bid = Number(m.bid);
+  r.ask = Number(m.ask);
+  r.size = Number(m.size);
+  markDirty(r);
+}
+
+// ---------------------------------------------------------------- stats, once per second
+let latScratch = new Float64Array(0);
+function statsTick() {
+  el.rate.textContent = String(msgCount);
+  msgCount = 0;
+  if (latN > 0) {
+    if (latScratch.length < latN) latScratch = new Float64Array(LAT_RING);
+    const a = latScratch.subarray(0, latN);
+    for (let i = 0; i < latN; i++) a[i] = latRing[(latHead - 1 - i + LAT_RING) % LAT_RING];
+    a.sort();
+    el.lat.textContent = `${fmtMs(a[a.length >> 1])} / ${fmtMs(a[a.length - 1])} ms`;
+    latN = 0;
+  } else {
+    el.lat.textContent = '–';
+  }
+  el.gaps.textContent = totalGaps ? `${totalGaps} (${totalMissed} missed)` : '0';
+  el.gaps.classList.toggle('warn', totalGaps > 0);
+}
+
+// ---------------------------------------------------------------- watchlist
+function saveWatchlist() {
+  try {
+    localStorage.setItem(LS_KEY, JSON.stringify([...rows.keys()]));
+  } catch { /* private mode or quota: not fatal */ }
+}
+
+function loadWatchlist() {
+  try {
+    const v = JSON.parse(localStorage.getItem(LS_KEY) || 'null');
+    if (Array.isArray(v)) return v.filter((t) => typeof t === 'string' && TOPIC_RE.test(t));
+  } catch { /* ignore */ }
+  return null;
+}
+
+let knownTopics = [];
+let topicsFetchedAt = 0;
+let topicsInflight = null;
+
+async function fetchTopics() {
+  if (topicsInflight) return topicsInflight;
+  topicsInflight = (async () => {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 4000);
+    try {
+      const res = await fetch(new URL('topics', location.href), { signal: ctl.signal, cache: 'no-store' });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const body = await res.json();
+      const list = Array.isArray(body) ? body : body.topics;
+      knownTopics = (Array.isArray(list) ? list : [])
+        .map((t) => (typeof t === 'string' ? { topic: t } : t))
+        .filter((t) => t && typeof t.topic === 'string');
+      topicsFetchedAt = performance.now();
+      fillDatalist();
+      return knownTopics;
+    } finally {
+      clearTimeout(timer);
+      topicsInflight = null;
+    }
+  })();
+  return topicsInflight;
+}
+
+function fillDatalist() {
+  const frag = document.createDocumentFragment();
+  for (const t of knownTopics.slice(0, 2000)) {
+    const o = document.createElement('option');
+    o.value = t.topic;
+    if (Number.isFinite(t.last)) o.label = `${t.topic.replace(/^ticker\./, '')} ${fmtPx(t.last)}`;
+    frag.appendChild(o);
+  }
+  el.datalist.replaceChildren(frag);
+}
+
+function defaultWatchlist(topics) {
+  const names = topics.map((t) => t.topic);
+  const set = new Set(names);
+  const out = PREFERRED.filter((t) => set.has(t));
+  for (const t of [...names].sort()) {
+    if (out.length >= DEFAULT_COUNT) break;
+    if (!out.includes(t)) out.push(t);
+  }
+  return out.slice(0, DEFAULT_COUNT);
+}
+
+/** "aapl, msft ticker.X" -> normalized topics; invalid entries are reported */
+function parseInput(text) {
+  const out = [];
+  for (const raw of text.split(/[\s,;]+/)) {
+    if (!raw) continue;
+    const t = raw.includes('.') ? raw : 'ticker.' + raw.toUpperCase();
+    if (!TOPIC_RE.test(t)) {
+      toast('error', 'invalid_topic', `"${raw.slice(0, 70)}" is not a valid topic (letters, digits and . _ : - up to 64 bytes); not sent`);
+      continue;
+    }
+    if (!out.includes(t)) out.push(t);
+  }
+  return out;
+}
+
+function addTopics(topics) {
+  const added = [];
+  for (const t of topics) {
+    const existing = rows.get(t);
+    if (existing) {
+      existing.row.scrollIntoView({ block: 'nearest' });
+      existing.row.classList.remove('hl');
+      void existing.row.offsetWidth; // restart the highlight animation (user action, not per tick)
+      existing.row.classList.add('hl');
+      continue;
+    }
+    addRow(t);
+    added.push(t);
+  }
+  if (added.length) {
+    saveWatchlist();
+    subscribe(added);
+    log('info', 'added ' + added.join(', '));
+  }
+  return added;
+}
+
+function removeTopic(topic) {
+  if (!rows.has(topic)) return;
+  removeRow(topic);
+  saveWatchlist();
+  unsubscribe([topic]);
+  log('info', 'removed ' + topic);
+}
+
+// ---------------------------------------------------------------- wiring
+el.form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const topics = parseInput(el.input.value);
+  el.input.value = '';
+  addTopics(topics);
+});
+
+el.input.addEventListener('focus', () => {
+  if (performance.now() - topicsFetchedAt > 5000) fetchTopics().catch(() => {});
+});
+
+el.rows.addEventListener('click', (e) => {
+  const btn = e.target.closest('button[data-act="remove"]');
+  if (!btn) return;
+  const row = btn.closest('.row');
+  const r = row && rowByEl.get(row);
+  if (r) removeTopic(r.topic);
+});
+
+window.addEventListener('online', reconnectNow);
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') {
+    reconnectNow();
+    for (const r of rows.values()) if (r.seq >= 0) markDirty(r);
+  }
+});
+
+// Tiny debugging / test hook (also handy from the devtools console).
+window.tickcast = Object.freeze({
+  /** send a request object ({op, ...}); returns the id used, or 0 when offline */
+  send: (obj) => send({ ...obj }),
+  /** send raw text as-is, e.g. to see how the server answers malformed input */
+  sendRaw: (text) => { if (ws && ws.readyState === 1) { ws.send(text); return true; } return false; },
+  received: (topic) => received.get(topic) || 0,
+  state: () => ({ conn: connState, connects, attempt, topics: [...rows.keys()], totalMsgs, gaps: totalGaps, missed: totalMissed }),
+  add: (text) => addTopics(parseInput(String(text))),
+  remove: removeTopic,
+  reconnect: reconnectNow,
+});
+
+async function init() {
+  setInterval(statsTick, 1000);
+  let list = loadWatchlist();
+  if (!list) {
+    try {
+      list = defaultWatchlist(await fetchTopics());
+    } catch (e) {
+      log('warn', 'GET /topics failed: ' + (e && e.message || e));
+    }
+    if (!list || !list.length) list = PREFERRED.slice(0, DEFAULT_COUNT);
+  } else {
+    fetchTopics().catch((e) => log('warn', 'GET /topics failed: ' + (e && e.message || e)));
+  }
+  for (const t of list) if (!rows.has(t)) addRow(t);
+  updateCounts();
+  connect();
+}
+
+init();

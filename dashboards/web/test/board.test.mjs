@@ -1,0 +1,295 @@
+// Real-browser test of the tickcast market board: headless Debian chromium driven by playwright-core.
+//
+//   node board.test.mjs http://127.0.0.1:PORT OUTDIR
+//
+// Normally run by crates/tickcast/tests/browser.rs, which owns the server. The restart step is coordinated over
+// stdio: this script prints the line RESTART_SERVER on stdout and waits for the line SERVER_RESTARTED on stdin
+// (the server must come back on the same address). stdout carries only those protocol lines; all logging goes to
+// stderr. Set BOARD_TEST_SKIP_RESTART=1 to skip that step when running by hand against a server you started.
+//
+// Every wait is bounded, and a watchdog ends the whole run after WATCHDOG_MS.
+
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const WATCHDOG_MS = 150_000;
+const STEP_MS = 15_000;
+
+const [base, outDirArg] = process.argv.slice(2);
+if (!base) {
+  console.error('usage: node board.test.mjs http://127.0.0.1:PORT [OUTDIR]');
+  process.exit(2);
+}
+const outDir = path.resolve(outDirArg || 'test-output');
+fs.mkdirSync(outDir, { recursive: true });
+
+const log = (...a) => console.error('[board.test]', ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const watchdog = setTimeout(() => {
+  log(`FAIL: watchdog: the whole run took longer than ${WATCHDOG_MS} ms`);
+  process.exit(1);
+}, WATCHDOG_MS);
+watchdog.unref();
+
+// ---------------------------------------------------------------- stdin line protocol with the Rust driver
+const stdinLines = [];
+const stdinWaiters = [];
+let stdinClosed = false;
+const rl = readline.createInterface({ input: process.stdin });
+rl.on('line', (line) => {
+  const w = stdinWaiters.shift();
+  if (w) w.resolve(line.trim());
+  else stdinLines.push(line.trim());
+});
+rl.on('close', () => {
+  stdinClosed = true;
+  for (const w of stdinWaiters.splice(0)) w.reject(new Error('stdin closed'));
+});
+// The readline interface must not keep the process alive once the test is over.
+process.stdin.unref?.();
+
+function nextStdinLine(timeoutMs) {
+  if (stdinLines.length) return Promise.resolve(stdinLines.shift());
+  if (stdinClosed) return Promise.reject(new Error('stdin closed'));
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no line on stdin within ${timeoutMs} ms`)), timeoutMs);
+    stdinWaiters.push({
+      resolve: (v) => { clearTimeout(t); resolve(v); },
+      reject: (e) => { clearTimeout(t); reject(e); },
+    });
+  });
+}
+
+// ---------------------------------------------------------------- tiny runner
+const results = [];
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    log(`ok   - ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false, err: e });
+    log(`FAIL - ${name} (${Date.now() - t0} ms): ${e && e.stack || e}`);
+    throw e;
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error('assertion failed: ' + msg);
+}
+
+// ---------------------------------------------------------------- browser
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tickcast-board-'));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: CHROMIUM,
+  headless: true,
+  viewport: { width: 1280, height: 800 },
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--disable-quic',
+    '--no-first-run',
+  ],
+  timeout: 30_000,
+});
+context.setDefaultTimeout(STEP_MS);
+const page = context.pages()[0] || (await context.newPage());
+
+// Everything the console says at error level, plus uncaught exceptions and failed HTTP responses.
+const problems = [];
+let phase = 'load';
+page.on('console', (m) => {
+  if (m.type() === 'error') problems.push({ phase, kind: 'console', text: m.text() });
+});
+page.on('pageerror', (e) => problems.push({ phase, kind: 'pageerror', text: String(e && e.stack || e) }));
+page.on('response', (r) => {
+  if (r.status() >= 400) problems.push({ phase, kind: 'http', text: `${r.status()} ${r.url()}` });
+});
+
+// Browsers log a console error for a WebSocket that cannot connect: expected only while the server is down.
+const expectedWhileDown = (p) => p.kind === 'console' && /WebSocket connection to .* failed/i.test(p.text);
+
+// ---------------------------------------------------------------- page helpers
+const seqs = () => page.$$eval('#rows [data-topic]', (els) =>
+  Object.fromEntries(els.map((e) => [e.dataset.topic, Number(e.dataset.seq)])));
+
+async function waitSeqsAdvance(topics, label, timeoutMs = STEP_MS) {
+  // Every listed row must have data, then its seq must grow past the value seen once data was there.
+  await page.waitForFunction((ts) => ts.every((t) => {
+    const row = document.querySelector(`#rows [data-topic="${t}"]`);
+    return row && Number(row.dataset.seq) >= 0;
+  }), topics, { timeout: timeoutMs });
+  const before = await seqs();
+  await page.waitForFunction(([ts, b]) => ts.every((t) => {
+    const row = document.querySelector(`#rows [data-topic="${t}"]`);
+    return row && Number(row.dataset.seq) > b[t];
+  }), [topics, before], { timeout: timeoutMs });
+  const after = await seqs();
+  log(`${label}: ` + topics.map((t) => `${t} ${before[t]}→${after[t]}`).join(', '));
+  return after;
+}
+
+async function shot(name, opts = {}) {
+  const file = path.join(outDir, name);
+  await page.screenshot({ path: file, fullPage: true, ...opts });
+  log('screenshot', file);
+}
+
+const toastTexts = () => page.$$eval('#toasts .toast', (ts) => ts.map((t) => t.textContent));
+const logText = () => page.$eval('#log', (l) => l.textContent);
+
+let exitCode = 0;
+try {
+  let topics = [];
+
+  await step('page loads, connects and shows the default watchlist with no console error', async () => {
+    const res = await page.goto(base + '/', { waitUntil: 'load', timeout: STEP_MS });
+    assert(res && res.ok(), `GET / answered ${res && res.status()}`);
+    const csp = res.headers()['content-security-policy'];
+    if (!csp) log('warning: GET / carries no Content-Security-Policy header');
+    else log('CSP:', csp);
+    await page.waitForSelector('html[data-conn="open"]', { timeout: STEP_MS });
+    await page.waitForFunction(() => document.querySelectorAll('#rows [data-topic]').length > 0);
+    topics = Object.keys(await seqs());
+    log('rows:', topics.join(', '));
+    for (const t of ['ticker.AAPL', 'ticker.MSFT', 'ticker.GOOGL', 'ticker.AMZN']) {
+      assert(topics.includes(t), `default watchlist includes ${t} (has ${topics.join(',')})`);
+    }
+    await page.waitForFunction(() => document.querySelectorAll('#topic-list option').length >= 4);
+  });
+
+  await step('rows show data and their seq increases', async () => {
+    await waitSeqsAdvance(topics, 'initial');
+    // bid/ask/last are rendered as numbers, and the header stats come alive (updated once a second)
+    const last = (await page.textContent('#rows [data-topic="ticker.AAPL"] .c-last')).trim();
+    assert(/^\d+\.\d+$/.test(last), `AAPL last is a price (got ${last})`);
+    await page.waitForFunction(() => Number(document.getElementById('st-rate').textContent) > 0);
+    await page.waitForFunction(() => /ms$/.test(document.getElementById('st-lat').textContent));
+    const stats = await page.$eval('.stats', (s) => s.textContent.replace(/\s+/g, ' ').trim());
+    log('stats:', stats);
+    assert(problems.length === 0, 'no console error so far: ' + JSON.stringify(problems));
+    await sleep(1500); // let the sparklines fill a bit for the screenshot
+    await shot('01-live.png');
+  });
+
+  await step('removing a row unsubscribes: the row goes and its updates stop', async () => {
+    const victim = 'ticker.MSFT';
+    await page.click(`#rows [data-topic="${victim}"] button[data-act="remove"]`);
+    await page.waitForSelector(`#rows [data-topic="${victim}"]`, { state: 'detached' });
+    await page.waitForFunction(() => /unsubscribed 1 topic/.test(document.getElementById('log').textContent));
+    await sleep(300); // ticks already in flight before the server processed the unsubscribe
+    const n0 = await page.evaluate((t) => window.tickcast.received(t), victim);
+    const others = topics.filter((t) => t !== victim);
+    await waitSeqsAdvance(others, 'others keep flowing');
+    await sleep(1000);
+    const n1 = await page.evaluate((t) => window.tickcast.received(t), victim);
+    assert(n1 === n0, `no ${victim} tick after unsubscribe (received ${n0} then ${n1})`);
+    const wl = await page.evaluate(() => JSON.parse(localStorage.getItem('tickcast.watchlist.v1')));
+    assert(Array.isArray(wl) && !wl.includes(victim), 'watchlist in localStorage no longer has ' + victim);
+  });
+
+  await step('subscribing through the symbol input adds a row whose seq increases', async () => {
+    await page.fill('#add-input', 'msft');
+    await page.press('#add-input', 'Enter');
+    await page.waitForSelector('#rows [data-topic="ticker.MSFT"]');
+    await waitSeqsAdvance(['ticker.MSFT'], 're-added');
+    assert((await page.inputValue('#add-input')) === '', 'input cleared after adding');
+  });
+
+  await step('error replies from the server are shown', async () => {
+    const id = await page.evaluate(() => window.tickcast.send({ op: 'subscribe', topics: ['bad topic!'] }));
+    assert(id > 0, 'request sent');
+    await page.waitForFunction((rid) => [...document.querySelectorAll('#toasts .toast')]
+      .some((t) => t.textContent.includes('invalid_topic') && t.textContent.includes(`request ${rid}`)), id);
+    await page.evaluate(() => window.tickcast.sendRaw('this is not json'));
+    await page.waitForFunction(() => [...document.querySelectorAll('#toasts .toast')]
+      .some((t) => t.textContent.includes('bad_json')));
+    await page.evaluate(() => window.tickcast.sendRaw('{"op":"frobnicate","id":424242}'));
+    await page.waitForFunction(() => [...document.querySelectorAll('#toasts .toast')]
+      .some((t) => t.textContent.includes('unknown_op')));
+    // a symbol the client itself rejects is reported too (and never sent)
+    await page.fill('#add-input', 'B@D');
+    await page.press('#add-input', 'Enter');
+    await page.waitForFunction(() => /not a valid topic/.test(document.getElementById('toasts').textContent));
+    log('toasts:', JSON.stringify(await toastTexts()));
+    const lt = await logText();
+    assert(lt.includes('invalid_topic') && lt.includes('bad_json') && lt.includes('unknown_op'), 'errors are in the event log too');
+    // the connection survives error replies
+    assert(await page.$('html[data-conn="open"]'), 'still connected after error replies');
+    await page.click('#log-box summary');
+    await shot('02-errors.png');
+    await page.click('#log-box summary');
+  });
+
+  await step('no console error before the restart', async () => {
+    assert(problems.length === 0, JSON.stringify(problems));
+  });
+
+  if (process.env.BOARD_TEST_SKIP_RESTART === '1') {
+    log('BOARD_TEST_SKIP_RESTART=1: skipping the server restart step');
+  } else {
+    await step('after a server restart the page reconnects, resubscribes and data flows again', async () => {
+      const connects0 = await page.evaluate(() => window.tickcast.state().connects);
+      phase = 'restart';
+      process.stdout.write('RESTART_SERVER\n');
+      // The page must notice the outage (the server is killed), then come back by itself.
+      await page.waitForFunction(() => document.documentElement.dataset.conn !== 'open', null, { timeout: 30_000 });
+      const reply = await nextStdinLine(90_000);
+      assert(reply === 'SERVER_RESTARTED', `driver answered ${JSON.stringify(reply)}`);
+      await page.waitForFunction((c) => window.tickcast.state().connects > c
+        && document.documentElement.dataset.conn === 'open', connects0, { timeout: 30_000 });
+      phase = 'after-restart';
+      const st = await page.evaluate(() => window.tickcast.state());
+      log('state after reconnect:', JSON.stringify(st));
+      const cur = Object.keys(await seqs());
+      for (const t of topics) assert(cur.includes(t), `row ${t} kept across the restart`);
+      await waitSeqsAdvance(topics, 'after restart', 20_000);
+      const toasts = await toastTexts();
+      log('toasts:', JSON.stringify(toasts));
+      const lt = await logText();
+      assert(/closed 10\d\d/.test(lt), 'the close code is shown in the event log');
+      assert(/reconnected/.test(lt), 'the reconnect is shown in the event log');
+      await sleep(1200);
+      await shot('03-reconnected.png');
+    });
+  }
+
+  await step('no unexpected console error, page error or failed request', async () => {
+    const unexpected = problems.filter((p) => !(p.phase === 'restart' && expectedWhileDown(p)));
+    const expected = problems.length - unexpected.length;
+    if (expected) log(`${expected} expected WebSocket connection error(s) while the server was down`);
+    assert(unexpected.length === 0, JSON.stringify(unexpected, null, 1));
+  });
+
+  await step('phone-sized viewport renders the board', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await sleep(800);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(overflow <= 0, `no horizontal page overflow on a phone (overflow ${overflow}px)`);
+    await shot('04-phone.png', { fullPage: false });
+  });
+} catch (e) {
+  exitCode = 1;
+  try { await shot('failure.png'); } catch { /* ignore */ }
+  try { log('event log:\n' + (await logText())); } catch { /* ignore */ }
+  if (problems.length) log('console problems:', JSON.stringify(problems, null, 1));
+} finally {
+  await context.close().catch(() => {});
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+  rl.close();
+}
+
+const passed = results.filter((r) => r.ok).length;
+const failed = results.length - passed;
+log(failed === 0 && exitCode === 0 ? `PASS: all ${passed} checks passed` : `FAIL: ${passed} checks passed, ${failed} failed`);
+clearTimeout(watchdog);
+process.exit(exitCode || (failed ? 1 : 0));

@@ -1,0 +1,429 @@
+//! Zero-allocation scanner for the server's JSON messages.
+//!
+//! Every received frame goes through [`scan`], so it must cost far less than the socket read:
+//! it walks the top-level object once, keeps slices into the frame for the string fields it
+//! cares about, parses `seq`/`ts` as integers, skips everything else, and stops as soon as a
+//! tick's `type`, `topic`, `seq` and `ts` are known (tickcast sends them first).
+
+use memchr::memchr2;
+
+/// What kind of server message a frame carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `{"type":"tick",...}`: market data.
+    Tick,
+    /// Subscription acknowledged.
+    Subscribed,
+    /// Unsubscription acknowledged.
+    Unsubscribed,
+    /// Answer to an application-level ping.
+    Pong,
+    /// The server rejected a request.
+    Error,
+    /// Any other `type` (for example `gap`), counted but not interpreted.
+    Other,
+    /// No `type` field, or not a JSON object at all.
+    Malformed,
+}
+
+impl Kind {
+    /// Number of kinds, for per-kind counters.
+    pub const COUNT: usize = 7;
+
+    /// Stable index for per-kind counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Tick => "tick",
+            Kind::Subscribed => "subscribed",
+            Kind::Unsubscribed => "unsubscribed",
+            Kind::Pong => "pong",
+            Kind::Error => "error",
+            Kind::Other => "other",
+            Kind::Malformed => "malformed",
+        }
+    }
+
+    /// All kinds in index order.
+    pub const ALL: [Kind; Kind::COUNT] = [
+        Kind::Tick,
+        Kind::Subscribed,
+        Kind::Unsubscribed,
+        Kind::Pong,
+        Kind::Error,
+        Kind::Other,
+        Kind::Malformed,
+    ];
+}
+
+/// The fields of one message the load generator uses; slices borrow the frame payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Msg<'a> {
+    /// Message type.
+    pub kind: Kind,
+    /// `topic` (ticks), raw bytes between the quotes.
+    pub topic: &'a [u8],
+    /// `seq` (ticks).
+    pub seq: Option<u64>,
+    /// `ts`, unix microseconds at ingest (ticks).
+    pub ts: Option<u64>,
+    /// `code` (errors), raw bytes between the quotes.
+    pub code: &'a [u8],
+}
+
+/// What every tickcast tick starts with (the server writes fields in a fixed order).
+const TICK_PREFIX: &[u8] = b"{\"type\":\"tick\",\"topic\":\"";
+
+/// Scans one text frame. Never fails: anything unreadable is [`Kind::Malformed`], and a tick
+/// missing `topic` or `seq` is reported as a tick with those fields absent.
+#[inline]
+pub fn scan(b: &[u8]) -> Msg<'_> {
+    match scan_tick_fast(b) {
+        Some(m) => m,
+        None => scan_general(b),
+    }
+}
+
+/// Fast path for ticks in tickcast's exact field order: a prefix compare, one memchr and two
+/// integer parses. Anything else (other order, whitespace, escapes) returns `None` and goes
+/// through the general scanner, so the result never depends on which path ran.
+#[inline]
+fn scan_tick_fast(b: &[u8]) -> Option<Msg<'_>> {
+    let rest = b.strip_prefix(TICK_PREFIX)?;
+    let q = memchr2(b'"', b'\\', rest)?;
+    if rest[q] != b'"' {
+        return None;
+    }
+    let topic = &rest[..q];
+    let rest = rest.get(q + 1..)?.strip_prefix(b",\"seq\":")?;
+    let (seq, n) = leading_uint(rest)?;
+    let rest = rest.get(n..)?.strip_prefix(b",\"ts\":")?;
+    let (ts, n) = leading_uint(rest)?;
+    if !matches!(rest.get(n), Some(b',' | b'}')) {
+        return None;
+    }
+    Some(Msg {
+        kind: Kind::Tick,
+        topic,
+        seq: Some(seq),
+        ts: Some(ts),
+        code: b"",
+    })
+}
+
+/// A non-empty run of ASCII digits at the start of `b`: (value, length); `None` on overflow.
+#[inline]
+fn leading_uint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    let mut n = 0;
+    while let Some(&c) = b.get(n) {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        n += 1;
+    }
+    (n > 0).then_some((v, n))
+}
+
+fn scan_general(b: &[u8]) -> Msg<'_> {
+    let mut m = Msg {
+        kind: Kind::Malformed,
+        topic: b"",
+        seq: None,
+        ts: None,
+        code: b"",
+    };
+    let mut typed = false;
+    let mut p = Parser { b, i: 0 };
+    p.ws();
+    if !p.eat(b'{') {
+        return m;
+    }
+    loop {
+        p.ws();
+        if p.eat(b'}') {
+            break;
+        }
+        let Some(key) = p.string() else {
+            return malformed(m);
+        };
+        p.ws();
+        if !p.eat(b':') {
+            return malformed(m);
+        }
+        p.ws();
+        match key {
+            b"type" => {
+                let Some(v) = p.string() else {
+                    return malformed(m);
+                };
+                typed = true;
+                m.kind = match v {
+                    b"tick" => Kind::Tick,
+                    b"subscribed" => Kind::Subscribed,
+                    b"unsubscribed" => Kind::Unsubscribed,
+                    b"pong" => Kind::Pong,
+                    b"error" => Kind::Error,
+                    _ => Kind::Other,
+                };
+            }
+            b"topic" => match p.string() {
+                Some(v) => m.topic = v,
+                None => {
+                    if !p.skip_value() {
+                        return malformed(m);
+                    }
+                }
+            },
+            b"code" => match p.string() {
+                Some(v) => m.code = v,
+                None => {
+                    if !p.skip_value() {
+                        return malformed(m);
+                    }
+                }
+            },
+            b"seq" => match p.uint() {
+                Some(v) => m.seq = Some(v),
+                None => {
+                    if !p.skip_value() {
+                        return malformed(m);
+                    }
+                }
+            },
+            b"ts" => match p.uint() {
+                Some(v) => m.ts = Some(v),
+                None => {
+                    if !p.skip_value() {
+                        return malformed(m);
+                    }
+                }
+            },
+            _ => {
+                if !p.skip_value() {
+                    return malformed(m);
+                }
+            }
+        }
+        // A tick needs nothing past these four; the remaining fields are prices.
+        if m.kind == Kind::Tick && !m.topic.is_empty() && m.seq.is_some() && m.ts.is_some() {
+            return m;
+        }
+        // Non-ticks need only their type (and an error its code, which comes right after).
+        if typed && !matches!(m.kind, Kind::Tick | Kind::Error) {
+            return m;
+        }
+        p.ws();
+        if p.eat(b',') {
+            continue;
+        }
+        if p.eat(b'}') {
+            break;
+        }
+        return malformed(m);
+    }
+    if !typed {
+        m.kind = Kind::Malformed;
+    }
+    m
+}
+
+fn malformed(mut m: Msg<'_>) -> Msg<'_> {
+    m.kind = Kind::Malformed;
+    m
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                break;
+            }
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8) -> bool {
+        if self.b.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A string's raw bytes (escapes left as they are); `None` (position unchanged) if the
+    /// value is not a string.
+    #[inline]
+    fn string(&mut self) -> Option<&'a [u8]> {
+        if self.b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        let start = self.i + 1;
+        let mut j = start;
+        loop {
+            let rest = self.b.get(j..)?;
+            let k = memchr2(b'"', b'\\', rest)?;
+            if rest[k] == b'"' {
+                self.i = j + k + 1;
+                return self.b.get(start..j + k);
+            }
+            j += k + 2; // skip the escaped character
+        }
+    }
+
+    /// A non-negative integer; `None` (position unchanged) if the value is anything else.
+    #[inline]
+    fn uint(&mut self) -> Option<u64> {
+        let start = self.i;
+        let mut v: u64 = 0;
+        let mut j = start;
+        while let Some(&c) = self.b.get(j) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            j += 1;
+        }
+        if j == start || matches!(self.b.get(j), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.i = j;
+        Some(v)
+    }
+
+    /// Skips any JSON value (nested arrays/objects by bracket depth, bounded by the input).
+    fn skip_value(&mut self) -> bool {
+        match self.b.get(self.i) {
+            Some(b'"') => self.string().is_some(),
+            Some(b'[' | b'{') => {
+                let mut depth = 0usize;
+                while let Some(&c) = self.b.get(self.i) {
+                    match c {
+                        b'"' => {
+                            if self.string().is_none() {
+                                return false;
+                            }
+                            continue;
+                        }
+                        b'[' | b'{' => depth += 1,
+                        b']' | b'}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return true;
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+                false
+            }
+            Some(_) => {
+                // number, true, false, null
+                let start = self.i;
+                while let Some(&c) = self.b.get(self.i) {
+                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        break;
+                    }
+                    self.i += 1;
+                }
+                self.i > start
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_tickcast_tick() {
+        let m = scan(
+            br#"{"type":"tick","topic":"ticker.AAPL","seq":123,"ts":1763700000000000,"bid":189.12,"ask":189.14,"last":189.13,"size":200}"#,
+        );
+        assert_eq!(m.kind, Kind::Tick);
+        assert_eq!(m.topic, b"ticker.AAPL");
+        assert_eq!(m.seq, Some(123));
+        assert_eq!(m.ts, Some(1763700000000000));
+    }
+
+    #[test]
+    fn fast_and_general_paths_agree() {
+        for s in [
+            &br#"{"type":"tick","topic":"ticker.SYM0001","seq":7,"ts":17,"bid":1.5}"#[..],
+            br#"{"type":"tick","topic":"ticker.SYM0001","seq":7,"ts":17}"#,
+            br#"{"type":"tick","topic":"a"b","seq":7,"ts":17}"#,
+            br#"{"type":"tick","topic":"t","seq":7.5,"ts":17}"#,
+            br#"{"type":"tick","topic":"t","seq":99999999999999999999,"ts":17}"#,
+            br#"{"type":"tick","topic":"t","seq":1,"ts":2x}"#,
+            br#"{"type":"tick","topic":"t","ts":2,"seq":1}"#,
+            br#"{"type":"tick","topic":"t""#,
+        ] {
+            let general = scan_general(s);
+            if let Some(fast) = scan_tick_fast(s) {
+                assert_eq!(fast, general, "{}", String::from_utf8_lossy(s));
+            }
+            assert_eq!(scan(s).kind, general.kind);
+        }
+        assert!(scan_tick_fast(br#"{"type":"tick","topic":"t","seq":1,"ts":2}"#).is_some());
+    }
+
+    #[test]
+    fn scans_any_key_order_and_whitespace() {
+        let m = scan(br#" { "bid" : 1.5e3, "x":[1,{"a":"]"}], "topic" : "ticker.SYM0007", "ts": 17, "type" : "tick", "seq" : 5 } "#);
+        assert_eq!(m.kind, Kind::Tick);
+        assert_eq!(m.topic, b"ticker.SYM0007");
+        assert_eq!((m.seq, m.ts), (Some(5), Some(17)));
+    }
+
+    #[test]
+    fn scans_acks_and_errors() {
+        assert_eq!(
+            scan(br#"{"type":"subscribed","topics":["ticker.SYM0001"],"id":1}"#).kind,
+            Kind::Subscribed
+        );
+        assert_eq!(scan(br#"{"type":"pong","id":3}"#).kind, Kind::Pong);
+        let e = scan(br#"{"type":"error","code":"bad_request","message":"x \"y\"","id":2}"#);
+        assert_eq!(e.kind, Kind::Error);
+        assert_eq!(e.code, b"bad_request");
+        assert_eq!(scan(br#"{"type":"gap","topic":"t"}"#).kind, Kind::Other);
+    }
+
+    #[test]
+    fn malformed_input_never_panics() {
+        for s in [
+            &b""[..],
+            b"{",
+            b"[1,2]",
+            b"{\"type\"",
+            b"{\"type\":",
+            b"{\"type\":\"tick\",\"seq\":-1",
+            b"{\"seq\":99999999999999999999999}",
+            b"{\"a\":\"\\",
+            b"{\"topic\":1,\"type\":\"tick\"}",
+            b"{\"x\":]}",
+        ] {
+            let _ = scan(s);
+        }
+        assert_eq!(scan(b"{}").kind, Kind::Malformed);
+        assert_eq!(scan(b"not json").kind, Kind::Malformed);
+        let m = scan(br#"{"type":"tick","topic":"t","seq":1.5,"ts":2}"#);
+        assert_eq!((m.kind, m.seq), (Kind::Tick, None));
+    }
+}

@@ -1,0 +1,616 @@
+//! The run's results: the JSON report (every figure plus the parameters) and the human table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::message::Kind;
+use crate::procstat::Sample;
+use crate::publish::PublishStats;
+use crate::run::Marks;
+use crate::scenario::Settings;
+use crate::stats::{Class, ClassCounters, LatencySummary};
+
+/// The whole report; `--json-out` writes it as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Always `tickcast-loadgen`.
+    pub tool: &'static str,
+    /// Load generator version.
+    pub version: &'static str,
+    /// Scenario name or path, if one was used.
+    pub scenario: Option<String>,
+    /// Unix time the run started, seconds.
+    pub started_unix_s: f64,
+    /// Every setting the run used (scenario merged with flags).
+    pub params: Settings,
+    /// Size of the topic universe.
+    pub topics_total: usize,
+    /// Opening connections.
+    pub ramp: RampReport,
+    /// Length of the measured window, seconds.
+    pub window_s: f64,
+    /// Subscriber results (absent in publish-only runs).
+    pub subscribe: Option<SubscribeReport>,
+    /// Publisher results (absent in subscribe-only runs).
+    pub publish: Option<PublishReport>,
+    /// The server process over the window (when `--server-pid` was given).
+    pub server: Option<ServerReport>,
+    /// The load generator's own CPU over the window: near 100% per receive thread means the
+    /// load generator, not the server, was the limit.
+    pub loadgen: LoadgenReport,
+    /// One point per second over the whole run.
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// Connection opening.
+#[derive(Debug, Clone, Serialize)]
+pub struct RampReport {
+    /// Connections planned.
+    pub target: u64,
+    /// Connections opened and subscribed.
+    pub connected: u64,
+    /// Failed attempts by stage.
+    pub failed: BTreeMap<&'static str, u64>,
+    /// Never tried because the ramp timed out.
+    pub not_started: u64,
+    /// Seconds from start until every connection settled (or the ramp timed out).
+    pub ramp_s: f64,
+    /// TCP connect + upgrade time, microseconds.
+    pub handshake_us: Option<LatencySummary>,
+    /// First few connection errors.
+    pub error_samples: Vec<String>,
+}
+
+/// Subscriber results over the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscribeReport {
+    /// Ticks received in the window, all connections.
+    pub messages: u64,
+    /// Ticks per second.
+    pub msgs_per_s: f64,
+    /// Wire bytes per second.
+    pub bytes_per_s: f64,
+    /// What the feed rate and the subscriptions predict (when the feed rate is known).
+    pub expected_msgs_per_s: Option<f64>,
+    /// Connections still open at the end.
+    pub conns_open_end: u64,
+    /// Receive threads that did not send their final report in time (their latency is missing).
+    pub missing_thread_reports: usize,
+    /// Connections reading at full speed.
+    pub fast: ClassReport,
+    /// Simulated slow readers (absent when there are none).
+    pub slow: Option<ClassReport>,
+}
+
+/// Results of one class of connections.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassReport {
+    /// Connections of this class planned.
+    pub conns: u64,
+    /// Connections opened.
+    pub connected: u64,
+    /// Disconnects after opening, by close code or cause.
+    pub disconnects: BTreeMap<String, u64>,
+    /// Ticks received in the window.
+    pub messages: u64,
+    /// Ticks per second in the window.
+    pub msgs_per_s: f64,
+    /// Wire bytes in the window.
+    pub bytes: u64,
+    /// Missing sequence numbers in the window (per topic per connection).
+    pub gaps: u64,
+    /// Forward jumps in the window.
+    pub gap_events: u64,
+    /// Missing sequence numbers over the whole run (ramp and warm-up included).
+    pub gaps_all_phases: u64,
+    /// Duplicate or reordered ticks over the whole run.
+    pub reorders: u64,
+    /// First tick per topic per connection (snapshot or first live tick), whole run.
+    pub baselines: u64,
+    /// Ticks for topics not subscribed.
+    pub unexpected_topic: u64,
+    /// Ticks without topic or seq.
+    pub bad_ticks: u64,
+    /// Non-tick messages by type (`subscribed`, `error`, `other`, ...), whole run.
+    pub other_messages: BTreeMap<&'static str, u64>,
+    /// Tick age on receipt (now − ts), microseconds, window only, baselines excluded.
+    pub latency_us: Option<LatencySummary>,
+    /// Latency distribution: `[upper bound µs, count]`, log-spaced.
+    pub latency_buckets: Vec<[f64; 2]>,
+}
+
+/// Publisher results over the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishReport {
+    /// Requested ticks/s.
+    pub target_rate: f64,
+    /// Ticks/s actually written in the window.
+    pub achieved_rate: f64,
+    /// Ticks written in the window.
+    pub sent_window: u64,
+    /// Ticks written over the run.
+    pub sent_total: u64,
+    /// Bytes/s in the window.
+    pub bytes_per_s: f64,
+    /// Publisher connections open at the end.
+    pub connected: u64,
+    /// Connect/write failures.
+    pub errors: u64,
+    /// Largest backlog on one connection, milliseconds of schedule.
+    pub max_behind_ms: f64,
+    /// First error.
+    pub first_error: Option<String>,
+}
+
+/// Server process figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerReport {
+    /// PID sampled.
+    pub pid: u32,
+    /// CPU seconds in the window (all threads).
+    pub cpu_s: Option<f64>,
+    /// CPU share of one core in the window, percent.
+    pub cpu_pct: Option<f64>,
+    /// CPU microseconds per delivered message.
+    pub cpu_us_per_msg: Option<f64>,
+    /// RSS before the first connection, KiB.
+    pub rss_kib_base: Option<u64>,
+    /// RSS at the end of the window, KiB.
+    pub rss_kib_end: Option<u64>,
+    /// (end − base) / connections, KiB.
+    pub rss_kib_per_conn: Option<f64>,
+    /// Time its threads waited for a CPU in the window, percent of the window (summed over
+    /// threads). Well above a few percent means the machine was oversubscribed and latency
+    /// figures include that wait.
+    pub runq_wait_pct: Option<f64>,
+}
+
+/// Load generator figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadgenReport {
+    /// Receive threads.
+    pub threads: usize,
+    /// CPU seconds in the window.
+    pub cpu_s: Option<f64>,
+    /// CPU share of one core in the window, percent (all threads).
+    pub cpu_pct: Option<f64>,
+    /// Microseconds of load generator CPU per received message.
+    pub cpu_us_per_msg: Option<f64>,
+    /// Time its threads waited for a CPU in the window, percent of the window (see
+    /// [`ServerReport::runq_wait_pct`]).
+    pub runq_wait_pct: Option<f64>,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    /// Seconds since the start.
+    pub t_s: f64,
+    /// Phase at the end of the second.
+    pub phase: &'static str,
+    /// Subscriber connections open.
+    pub conns_open: u64,
+    /// Ticks received per second (all classes).
+    pub msgs_per_s: f64,
+    /// Ticks published per second.
+    pub published_per_s: f64,
+    /// Fast-class latency percentiles this second, microseconds.
+    pub p50_us: Option<f64>,
+    /// See `p50_us`.
+    pub p90_us: Option<f64>,
+    /// See `p50_us`.
+    pub p99_us: Option<f64>,
+    /// See `p50_us`.
+    pub p999_us: Option<f64>,
+    /// See `p50_us`.
+    pub max_us: Option<f64>,
+    /// Missing seqs seen this second.
+    pub gaps: u64,
+    /// Disconnects this second.
+    pub disconnects: u64,
+    /// Server CPU share of one core this second, percent.
+    pub server_cpu_pct: Option<f64>,
+    /// Load generator CPU share of one core this second, percent.
+    pub loadgen_cpu_pct: Option<f64>,
+}
+
+/// What [`build`] needs.
+pub struct Inputs<'a> {
+    /// Settings used.
+    pub settings: &'a Settings,
+    /// Scenario name/path.
+    pub scenario: Option<String>,
+    /// Unix start time.
+    pub started_unix_s: f64,
+    /// Topic universe size.
+    pub topics_total: usize,
+    /// Expected ticks/s, if known.
+    pub expected_msgs_per_s: Option<f64>,
+    /// Summed counters per class.
+    pub totals: &'a [ClassCounters; 2],
+    /// Window latency per class.
+    pub window_latency: &'a [Histogram<u64>; 2],
+    /// Handshake summary.
+    pub handshake: Option<LatencySummary>,
+    /// Connection error samples.
+    pub error_samples: Vec<String>,
+    /// Threads without a final report.
+    pub missing_finals: usize,
+    /// Phase marks and window samples.
+    pub marks: &'a Marks,
+    /// Server PID.
+    pub server_pid: Option<u32>,
+    /// Server sample before the run.
+    pub server_base: Option<Sample>,
+    /// Publisher counters.
+    pub publish: Option<&'a PublishStats>,
+    /// Timeline.
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// Assembles the report.
+pub fn build(i: Inputs<'_>) -> Report {
+    let s = i.settings;
+    let m = i.marks;
+    let w = m.window_s.max(1e-9);
+    let t = i.totals;
+    let messages: u64 = t.iter().map(|c| c.ticks_window).sum();
+    let bytes: u64 = t.iter().map(|c| c.bytes_window).sum();
+    let class = |cl: Class| class_report(&t[cl as usize], &i.window_latency[cl as usize], w);
+    let subscribe = s.mode.subscribes().then(|| SubscribeReport {
+        messages,
+        msgs_per_s: messages as f64 / w,
+        bytes_per_s: bytes as f64 / w,
+        expected_msgs_per_s: i.expected_msgs_per_s,
+        conns_open_end: t.iter().map(|c| c.open()).sum(),
+        missing_thread_reports: i.missing_finals,
+        fast: class(Class::Fast),
+        slow: (t[1].planned > 0).then(|| class(Class::Slow)),
+    });
+    let publish = i.publish.map(|p| {
+        let sent_window = m.published.1.saturating_sub(m.published.0);
+        PublishReport {
+            target_rate: s.publish.rate,
+            achieved_rate: sent_window as f64 / w,
+            sent_window,
+            sent_total: p.sent.load(Ordering::Relaxed),
+            bytes_per_s: m.published_bytes.1.saturating_sub(m.published_bytes.0) as f64 / w,
+            connected: p.connected.load(Ordering::Relaxed),
+            errors: p.errors.load(Ordering::Relaxed),
+            max_behind_ms: p.max_behind_us.load(Ordering::Relaxed) as f64 / 1e3,
+            first_error: p.first_error.lock().ok().and_then(|e| e.clone()),
+        }
+    });
+    let cpu = |a: Option<Sample>, b: Option<Sample>| match (a, b) {
+        (Some(a), Some(b)) => Some((b.cpu_s - a.cpu_s).max(0.0)),
+        _ => None,
+    };
+    let waited = |a: Option<Sample>, b: Option<Sample>| match (
+        a.and_then(|x| x.runq_wait_s),
+        b.and_then(|x| x.runq_wait_s),
+    ) {
+        (Some(a), Some(b)) => Some(100.0 * (b - a).max(0.0) / w),
+        _ => None,
+    };
+    let per_msg =
+        |c: Option<f64>| c.and_then(|c| (messages > 0).then(|| c * 1e6 / messages as f64));
+    let connected: u64 = t.iter().map(|c| c.connected).sum();
+    let server = i.server_pid.map(|pid| {
+        let cpu_s = cpu(m.server_start, m.server_end);
+        let base = i.server_base.map(|x| x.rss_kib);
+        let end = m.server_end.map(|x| x.rss_kib);
+        ServerReport {
+            pid,
+            cpu_s,
+            cpu_pct: cpu_s.map(|c| 100.0 * c / w),
+            cpu_us_per_msg: per_msg(cpu_s),
+            rss_kib_base: base,
+            rss_kib_end: end,
+            rss_kib_per_conn: match (base, end) {
+                (Some(b), Some(e)) if connected > 0 => {
+                    Some((e as f64 - b as f64) / connected as f64)
+                }
+                _ => None,
+            },
+            runq_wait_pct: waited(m.server_start, m.server_end),
+        }
+    });
+    let self_cpu = cpu(m.self_start, m.self_end);
+    Report {
+        tool: "tickcast-loadgen",
+        version: env!("CARGO_PKG_VERSION"),
+        scenario: i.scenario,
+        started_unix_s: i.started_unix_s,
+        params: s.clone(),
+        topics_total: i.topics_total,
+        ramp: RampReport {
+            target: t.iter().map(|c| c.planned).sum(),
+            connected,
+            failed: {
+                let mut f = t[0].failed.clone();
+                for (k, v) in &t[1].failed {
+                    *f.entry(k).or_default() += v;
+                }
+                f
+            },
+            not_started: t.iter().map(|c| c.not_started).sum(),
+            ramp_s: m.ramp_s,
+            handshake_us: i.handshake,
+            error_samples: i.error_samples,
+        },
+        window_s: m.window_s,
+        subscribe,
+        publish,
+        server,
+        loadgen: LoadgenReport {
+            threads: if s.mode.subscribes() { s.threads } else { 0 },
+            cpu_s: self_cpu,
+            cpu_pct: self_cpu.map(|c| 100.0 * c / w),
+            cpu_us_per_msg: per_msg(self_cpu),
+            runq_wait_pct: waited(m.self_start, m.self_end),
+        },
+        timeline: i.timeline,
+    }
+}
+
+fn class_report(c: &ClassCounters, h: &Histogram<u64>, w: f64) -> ClassReport {
+    ClassReport {
+        conns: c.planned,
+        connected: c.connected,
+        disconnects: c.disconnects.clone(),
+        messages: c.ticks_window,
+        msgs_per_s: c.ticks_window as f64 / w,
+        bytes: c.bytes_window,
+        gaps: c.gaps_window,
+        gap_events: c.gap_events_window,
+        gaps_all_phases: c.gaps,
+        reorders: c.reorders,
+        baselines: c.baselines,
+        unexpected_topic: c.unexpected_topic,
+        bad_ticks: c.bad_ticks,
+        other_messages: Kind::ALL
+            .iter()
+            .filter(|k| **k != Kind::Tick && c.kinds[k.index()] > 0)
+            .map(|k| (k.name(), c.kinds[k.index()]))
+            .collect(),
+        latency_us: LatencySummary::of(h),
+        latency_buckets: log_buckets(h),
+    }
+}
+
+/// Log-spaced latency buckets (factor 2^(1/4), from 1 µs), empty buckets left out.
+pub fn log_buckets(h: &Histogram<u64>) -> Vec<[f64; 2]> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    h.iter_log(1, 2f64.powf(0.25))
+        .filter(|v| v.count_since_last_iteration() > 0)
+        .map(|v| {
+            [
+                v.value_iterated_to() as f64,
+                v.count_since_last_iteration() as f64,
+            ]
+        })
+        .collect()
+}
+
+/// `1234567.0` → `1.23M`.
+pub fn fmt_rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Microseconds as `850µs`, `1.23ms` or `2.5s`.
+pub fn fmt_us(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}s", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.2}ms", v / 1e3)
+    } else {
+        format!("{v:.0}µs")
+    }
+}
+
+fn fmt_map<K: std::fmt::Display, V: std::fmt::Display>(
+    m: impl IntoIterator<Item = (K, V)>,
+) -> String {
+    let v: Vec<String> = m.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(" ")
+    }
+}
+
+/// The human-readable summary printed at the end of a run.
+pub fn table(r: &Report) -> String {
+    let mut o = String::new();
+    let p = &r.params;
+    let _ = writeln!(
+        o,
+        "tickcast-loadgen {}{}  mode {:?}  window {:.2}s  topics {}",
+        r.version,
+        r.scenario
+            .as_deref()
+            .map(|s| format!("  scenario {s}"))
+            .unwrap_or_default(),
+        p.mode,
+        r.window_s,
+        r.topics_total
+    );
+    if let Some(sub) = &r.subscribe {
+        let _ = writeln!(
+            o,
+            "target {}  conns {}  per-conn {}  threads {}",
+            p.url, p.conns, p.per_conn, p.threads
+        );
+        let hs = r.ramp.handshake_us;
+        let _ = writeln!(
+            o,
+            "ramp   {}/{} connected in {:.2}s, failed {}, not started {}, handshake p50 {} p99 {} max {}",
+            r.ramp.connected,
+            r.ramp.target,
+            r.ramp.ramp_s,
+            fmt_map(r.ramp.failed.iter()),
+            r.ramp.not_started,
+            hs.map_or("-".into(), |h| fmt_us(h.p50)),
+            hs.map_or("-".into(), |h| fmt_us(h.p99)),
+            hs.map_or("-".into(), |h| fmt_us(h.max)),
+        );
+        let _ = writeln!(
+            o,
+            "total  {} msg/s ({:.1} MB/s){}, open at end {}",
+            fmt_rate(sub.msgs_per_s),
+            sub.bytes_per_s / 1e6,
+            sub.expected_msgs_per_s
+                .map(|e| format!(
+                    ", expected {} msg/s ({:.1}%)",
+                    fmt_rate(e),
+                    if e > 0.0 {
+                        100.0 * sub.msgs_per_s / e
+                    } else {
+                        0.0
+                    }
+                ))
+                .unwrap_or_default(),
+            sub.conns_open_end
+        );
+        let classes: Vec<(&str, &ClassReport)> = std::iter::once(("fast", &sub.fast))
+            .chain(sub.slow.iter().map(|s| ("slow", s)))
+            .collect();
+        let _ = write!(o, "{:<22}", "");
+        for (n, _) in &classes {
+            let _ = write!(o, "{n:>16}");
+        }
+        o.push('\n');
+        type Row = (&'static str, fn(&ClassReport) -> String);
+        let rows: [Row; 14] = [
+            ("connections", |c| format!("{}/{}", c.connected, c.conns)),
+            ("messages/s", |c| fmt_rate(c.msgs_per_s)),
+            ("latency p50", |c| {
+                c.latency_us.map_or("-".into(), |l| fmt_us(l.p50))
+            }),
+            ("latency p90", |c| {
+                c.latency_us.map_or("-".into(), |l| fmt_us(l.p90))
+            }),
+            ("latency p99", |c| {
+                c.latency_us.map_or("-".into(), |l| fmt_us(l.p99))
+            }),
+            ("latency p99.9", |c| {
+                c.latency_us.map_or("-".into(), |l| fmt_us(l.p999))
+            }),
+            ("latency max", |c| {
+                c.latency_us.map_or("-".into(), |l| fmt_us(l.max))
+            }),
+            ("latency samples", |c| {
+                c.latency_us.map_or("0".into(), |l| l.samples.to_string())
+            }),
+            ("gaps (window)", |c| {
+                format!("{} in {}", c.gaps, c.gap_events)
+            }),
+            ("gaps (all phases)", |c| c.gaps_all_phases.to_string()),
+            ("reorders/dups", |c| c.reorders.to_string()),
+            ("snapshots/baselines", |c| c.baselines.to_string()),
+            ("unexpected/bad", |c| {
+                format!("{}/{}", c.unexpected_topic, c.bad_ticks)
+            }),
+            ("disconnects", |c| fmt_map(c.disconnects.iter())),
+        ];
+        for (label, f) in rows {
+            let _ = write!(o, "{label:<22}");
+            for (_, c) in &classes {
+                let _ = write!(o, "{:>16}", f(c));
+            }
+            o.push('\n');
+        }
+        let others: Vec<String> = classes
+            .iter()
+            .map(|(n, c)| format!("{n}: {}", fmt_map(c.other_messages.iter())))
+            .collect();
+        let _ = writeln!(o, "{:<22}{}", "other messages", others.join("  "));
+        if !r.ramp.error_samples.is_empty() {
+            let _ = writeln!(
+                o,
+                "first connection errors: {}",
+                r.ramp.error_samples.join(" | ")
+            );
+        }
+    }
+    if let Some(pb) = &r.publish {
+        let _ = writeln!(
+            o,
+            "publish {} -> {}/s target, {}/s achieved ({:.1} MB/s), max behind {:.1} ms, conns {}, errors {}{}",
+            p.publish.addr,
+            fmt_rate(pb.target_rate),
+            fmt_rate(pb.achieved_rate),
+            pb.bytes_per_s / 1e6,
+            pb.max_behind_ms,
+            pb.connected,
+            pb.errors,
+            pb.first_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        );
+    }
+    if let Some(sv) = &r.server {
+        let _ = writeln!(
+            o,
+            "server pid {}: cpu {} ({}/msg), waited for cpu {}, rss {} -> {} KiB ({} KiB/conn)",
+            sv.pid,
+            sv.cpu_pct.map_or("-".into(), |c| format!("{c:.1}%")),
+            sv.cpu_us_per_msg
+                .map_or("-".into(), |c| format!("{c:.3}µs")),
+            sv.runq_wait_pct.map_or("-".into(), |c| format!("{c:.1}%")),
+            sv.rss_kib_base.map_or("-".into(), |v| v.to_string()),
+            sv.rss_kib_end.map_or("-".into(), |v| v.to_string()),
+            sv.rss_kib_per_conn
+                .map_or("-".into(), |v| format!("{v:.1}")),
+        );
+    }
+    let _ = writeln!(
+        o,
+        "loadgen: cpu {} of one core over {} receive thread(s) ({}/msg), waited for cpu {}",
+        r.loadgen.cpu_pct.map_or("-".into(), |c| format!("{c:.1}%")),
+        r.loadgen.threads,
+        r.loadgen
+            .cpu_us_per_msg
+            .map_or("-".into(), |c| format!("{c:.3}µs")),
+        r.loadgen
+            .runq_wait_pct
+            .map_or("-".into(), |c| format!("{c:.1}%")),
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt_rate(1_234_567.0), "1.23M");
+        assert_eq!(fmt_rate(4_100.0), "4.1k");
+        assert_eq!(fmt_rate(12.0), "12");
+        assert_eq!(fmt_us(850.0), "850µs");
+        assert_eq!(fmt_us(1_230.0), "1.23ms");
+        assert_eq!(fmt_us(2_500_000.0), "2.50s");
+    }
+
+    #[test]
+    fn buckets_cover_all_samples() {
+        let mut h = crate::stats::latency_histogram();
+        for v in [1u64, 5, 50, 500, 5_000, 50_000] {
+            h.record_n(v, 3).unwrap();
+        }
+        let b = log_buckets(&h);
+        assert_eq!(b.iter().map(|x| x[1]).sum::<f64>(), 18.0);
+        assert!(b.windows(2).all(|w| w[0][0] < w[1][0]));
+    }
+}

@@ -1,0 +1,479 @@
+//! Run settings: their defaults, named scenario files (`loadtest/scenarios/*.toml`, also built
+//! into the binary), and the checks that turn bad combinations into one clear error.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::topics::Assign;
+
+/// Scenarios shipped with the tool, embedded so the binary works from any directory.
+const BUNDLED: &[(&str, &str)] = &[
+    ("smoke", include_str!("../scenarios/smoke.toml")),
+    ("fanout-1k", include_str!("../scenarios/fanout-1k.toml")),
+    ("fanout-10k", include_str!("../scenarios/fanout-10k.toml")),
+    (
+        "slow-consumers",
+        include_str!("../scenarios/slow-consumers.toml"),
+    ),
+    ("c50k", include_str!("../scenarios/c50k.toml")),
+];
+
+/// Ephemeral ports Linux hands out per source address by default (32768..=60999); used when
+/// /proc/sys/net/ipv4/ip_local_port_range cannot be read.
+const DEFAULT_EPHEMERAL_PORTS: usize = 28_232;
+
+/// Upper bounds that keep every loop of a run bounded.
+const MAX_CONNS: usize = 1_000_000;
+const MAX_PER_CONN: usize = 10_000;
+const MAX_SECONDS: f64 = 3_600.0;
+const MAX_THREADS: usize = 64;
+const MAX_PUBLISH_RATE: f64 = 50_000_000.0;
+const MAX_PUBLISH_CONNS: usize = 1_024;
+
+/// A setting or scenario that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A name that is neither a bundled scenario nor a file.
+    #[error(
+        "unknown scenario {name:?}: known scenarios are {known}, or give a path to a .toml file"
+    )]
+    UnknownScenario {
+        /// What was asked for.
+        name: String,
+        /// Bundled names, comma separated.
+        known: String,
+    },
+    /// A scenario file could not be read.
+    #[error("cannot read scenario {path}: {err}")]
+    Read {
+        /// File path.
+        path: String,
+        /// I/O error.
+        err: std::io::Error,
+    },
+    /// A scenario file is not valid TOML for [`Settings`].
+    #[error("scenario {name}: {err}")]
+    Parse {
+        /// Scenario name or path.
+        name: String,
+        /// TOML error, flattened to one line.
+        err: String,
+    },
+    /// A value out of range or a contradiction between values.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What the run drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// WebSocket subscribers only.
+    Subscribe,
+    /// NDJSON publishers only.
+    Publish,
+    /// Both in one run: publishers feed what subscribers measure.
+    Both,
+}
+
+impl Mode {
+    /// True when subscribers run.
+    pub fn subscribes(self) -> bool {
+        matches!(self, Mode::Subscribe | Mode::Both)
+    }
+
+    /// True when publishers run.
+    pub fn publishes(self) -> bool {
+        matches!(self, Mode::Publish | Mode::Both)
+    }
+}
+
+/// How slow connections misbehave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SlowMode {
+    /// Read at most `slow_rate` messages per second.
+    Cap,
+    /// Stop reading after the subscription ack until the window ends, then drain to see
+    /// whether the server dropped us.
+    Stall,
+}
+
+/// Publisher settings (`[publish]` in a scenario).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishSettings {
+    /// tickcast's TCP/NDJSON feed input, `HOST:PORT` (loopback).
+    pub addr: String,
+    /// Total ticks per second over all publisher connections (open loop).
+    pub rate: f64,
+    /// How many of the run's topics to publish to (0 = all of them).
+    pub symbols: usize,
+    /// Publisher TCP connections; the rate is split evenly.
+    pub conns: usize,
+}
+
+impl Default for PublishSettings {
+    fn default() -> Self {
+        Self {
+            addr: String::new(),
+            rate: 10_000.0,
+            symbols: 0,
+            conns: 4,
+        }
+    }
+}
+
+/// What the server under test is started with (`[server]`): used by `run.sh` to start
+/// tickcast and by the report to compute the expected delivery rate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// `--symbols` of tickcast's synthetic feed (0 = no synthetic feed / unknown).
+    pub symbols: usize,
+    /// `--rate` of tickcast's synthetic feed in ticks/s over all symbols (0 = unknown).
+    pub rate: f64,
+}
+
+/// Every knob of a run. Scenario files set any subset; command-line flags override them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// One line saying what the scenario shows.
+    pub description: String,
+    /// Subscribe, publish or both.
+    pub mode: Mode,
+    /// Server WebSocket URL (loopback only).
+    pub url: String,
+    /// Subscriber connections.
+    pub conns: usize,
+    /// Topics per connection (K).
+    pub per_conn: usize,
+    /// Size of the `topic_prefix{:04}` topic set (T).
+    pub topics: usize,
+    /// Prefix of pattern topics.
+    pub topic_prefix: String,
+    /// Explicit topics; when set, replaces the pattern.
+    pub topic_list: Vec<String>,
+    /// Take the topic set from the server's `GET /topics`.
+    pub topics_from_server: bool,
+    /// How connections choose their topics.
+    pub assign: Assign,
+    /// Seed for random assignment and slow-connection choice.
+    pub seed: u64,
+    /// Receive threads (each a single-threaded runtime owning a share of the connections).
+    pub threads: usize,
+    /// New connections per second during the ramp (0 = as fast as `ramp_parallel` allows).
+    pub ramp_rate: f64,
+    /// Handshakes in flight at once; keep below the server's listen backlog.
+    pub ramp_parallel: usize,
+    /// Longest ramp; the window then starts with whatever connected.
+    pub ramp_timeout_s: f64,
+    /// Limit for one connect + upgrade.
+    pub connect_timeout_s: f64,
+    /// Time between the end of the ramp and the measured window.
+    pub warmup_s: f64,
+    /// Length of the measured window.
+    pub duration_s: f64,
+    /// Take a latency sample every Nth tick per receive thread (rounded up to a power of two).
+    pub sample_every: u32,
+    /// Local source addresses used round-robin (127.x.y.z); needed beyond ~28k connections.
+    pub src_ips: Vec<String>,
+    /// Share of connections (0..1) that are slow readers.
+    pub slow_share: f64,
+    /// How slow readers behave.
+    pub slow_mode: SlowMode,
+    /// Messages per second a `cap` slow reader reads.
+    pub slow_rate: f64,
+    /// SO_RCVBUF of slow readers in bytes (0 = system default, which on Linux autotunes up to
+    /// megabytes and hides backpressure for minutes).
+    pub slow_recv_buffer: u32,
+    /// Publisher settings.
+    pub publish: PublishSettings,
+    /// Server settings (informational for the load generator).
+    pub server: ServerSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            description: String::new(),
+            mode: Mode::Subscribe,
+            url: "ws://127.0.0.1:8080/ws".into(),
+            conns: 100,
+            per_conn: 10,
+            topics: 100,
+            topic_prefix: "ticker.SYM".into(),
+            topic_list: Vec::new(),
+            topics_from_server: false,
+            assign: Assign::Sequential,
+            seed: 1,
+            threads: 1,
+            ramp_rate: 0.0,
+            ramp_parallel: 100,
+            ramp_timeout_s: 60.0,
+            connect_timeout_s: 10.0,
+            warmup_s: 3.0,
+            duration_s: 10.0,
+            sample_every: 1,
+            src_ips: Vec::new(),
+            slow_share: 0.0,
+            slow_mode: SlowMode::Cap,
+            slow_rate: 100.0,
+            slow_recv_buffer: 4096,
+            publish: PublishSettings::default(),
+            server: ServerSettings::default(),
+        }
+    }
+}
+
+/// Names of the bundled scenarios.
+pub fn bundled_names() -> Vec<&'static str> {
+    BUNDLED.iter().map(|(n, _)| *n).collect()
+}
+
+/// Loads a scenario by bundled name or by path (anything with `/` or ending in `.toml`).
+pub fn load(name_or_path: &str) -> Result<Settings, ConfigError> {
+    let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".toml");
+    let text = if looks_like_path {
+        std::fs::read_to_string(Path::new(name_or_path)).map_err(|err| ConfigError::Read {
+            path: name_or_path.to_string(),
+            err,
+        })?
+    } else {
+        BUNDLED
+            .iter()
+            .find(|(n, _)| *n == name_or_path)
+            .map(|(_, t)| t.to_string())
+            .ok_or_else(|| ConfigError::UnknownScenario {
+                name: name_or_path.to_string(),
+                known: bundled_names().join(", "),
+            })?
+    };
+    parse(name_or_path, &text)
+}
+
+/// Parses scenario TOML.
+pub fn parse(name: &str, text: &str) -> Result<Settings, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        name: name.to_string(),
+        // toml's messages span several lines with a source excerpt; keep the error one line.
+        err: e.message().replace('\n', " "),
+    })
+}
+
+impl Settings {
+    /// Rejects values that cannot make a sensible, bounded run.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let secs = |name: &str, v: f64, min_excl: bool| -> Result<(), ConfigError> {
+            let ok = v.is_finite() && v <= MAX_SECONDS && if min_excl { v > 0.0 } else { v >= 0.0 };
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "--{name} must be {} and at most {MAX_SECONDS} s (got {v})",
+                    if min_excl { "> 0" } else { ">= 0" }
+                )))
+            }
+        };
+        secs("duration", self.duration_s, true)?;
+        secs("warmup", self.warmup_s, false)?;
+        secs("ramp-timeout", self.ramp_timeout_s, true)?;
+        secs("connect-timeout", self.connect_timeout_s, true)?;
+        if self.mode.subscribes() {
+            if self.conns == 0 {
+                return bad(
+                    "--conns must be at least 1 (got 0); use --mode publish to only publish".into(),
+                );
+            }
+            if self.conns > MAX_CONNS {
+                return bad(format!(
+                    "--conns must be at most {MAX_CONNS} (got {})",
+                    self.conns
+                ));
+            }
+            if self.per_conn == 0 || self.per_conn > MAX_PER_CONN {
+                return bad(format!(
+                    "--per-conn must be between 1 and {MAX_PER_CONN} (got {})",
+                    self.per_conn
+                ));
+            }
+            if !self.topics_from_server && self.topic_list.is_empty() {
+                if self.topics == 0 {
+                    return bad("--topics must be at least 1 (got 0)".into());
+                }
+                if self.per_conn > self.topics {
+                    return bad(format!(
+                        "--per-conn ({}) cannot exceed --topics ({}): topics per connection are distinct",
+                        self.per_conn, self.topics
+                    ));
+                }
+            }
+            if self.threads == 0 || self.threads > MAX_THREADS {
+                return bad(format!(
+                    "--threads must be between 1 and {MAX_THREADS} (got {})",
+                    self.threads
+                ));
+            }
+            if self.ramp_parallel == 0 {
+                return bad("--ramp-parallel must be at least 1".into());
+            }
+            if !(self.ramp_rate.is_finite() && self.ramp_rate >= 0.0) {
+                return bad(format!("--ramp-rate must be >= 0 (got {})", self.ramp_rate));
+            }
+            if self.sample_every == 0 {
+                return bad("--sample-every must be at least 1".into());
+            }
+            if !(0.0..=1.0).contains(&self.slow_share) {
+                return bad(format!(
+                    "--slow-share must be between 0 and 1 (got {})",
+                    self.slow_share
+                ));
+            }
+            if self.slow_share > 0.0
+                && self.slow_mode == SlowMode::Cap
+                && !(self.slow_rate.is_finite() && self.slow_rate > 0.0)
+            {
+                return bad(format!("--slow-rate must be > 0 (got {})", self.slow_rate));
+            }
+            let ips = self.src_ips.len().max(1);
+            let ports = ephemeral_ports();
+            if self.conns.div_ceil(ips) > ports {
+                return bad(format!(
+                    "{} connections over {ips} source address(es) need more than the {ports} ephemeral \
+                     ports one address has: add --src-ips 127.0.0.1,127.0.0.2,... (at least {} addresses)",
+                    self.conns,
+                    self.conns.div_ceil(ports)
+                ));
+            }
+        }
+        if self.mode.publishes() {
+            if self.publish.addr.is_empty() {
+                return bad(
+                    "publish mode needs --publish-addr HOST:PORT (tickcast's NDJSON feed input)"
+                        .into(),
+                );
+            }
+            if !(self.publish.rate.is_finite()
+                && self.publish.rate > 0.0
+                && self.publish.rate <= MAX_PUBLISH_RATE)
+            {
+                return bad(format!(
+                    "--publish-rate must be > 0 and at most {MAX_PUBLISH_RATE} (got {})",
+                    self.publish.rate
+                ));
+            }
+            if self.publish.conns == 0 || self.publish.conns > MAX_PUBLISH_CONNS {
+                return bad(format!(
+                    "--publish-conns must be between 1 and {MAX_PUBLISH_CONNS} (got {})",
+                    self.publish.conns
+                ));
+            }
+            if self.topics_from_server && !self.mode.subscribes() {
+                return bad("--topics-from-server needs subscribers; publishers need a topic pattern or list".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Latency sampling interval as a mask (interval rounded up to a power of two).
+    pub fn sample_mask(&self) -> u64 {
+        u64::from(self.sample_every.max(1)).next_power_of_two() - 1
+    }
+
+    /// Server flags for `run.sh`: `--symbols N --rate R`.
+    pub fn server_args(&self) -> String {
+        let symbols = if self.server.symbols > 0 {
+            self.server.symbols
+        } else {
+            self.topics
+        };
+        format!("--symbols {} --rate {}", symbols, self.server.rate)
+    }
+}
+
+/// Size of the local ephemeral port range.
+fn ephemeral_ports() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<usize>().ok());
+            let lo = it.next()??;
+            let hi = it.next()??;
+            (hi >= lo).then(|| hi - lo + 1)
+        })
+        .unwrap_or(DEFAULT_EPHEMERAL_PORTS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_scenarios_parse_and_validate() {
+        for name in bundled_names() {
+            let s = load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            s.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!s.description.is_empty(), "{name} has a description");
+            assert!(s.server.rate > 0.0, "{name} says what feed rate it expects");
+        }
+    }
+
+    #[test]
+    fn unknown_scenario_is_one_clear_error() {
+        let e = load("nope").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown scenario \"nope\"") && e.contains("smoke"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = parse("x", "conns = 5\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn validation_catches_bad_values() {
+        let s = Settings {
+            conns: 0,
+            ..Settings::default()
+        };
+        assert!(s.validate().unwrap_err().to_string().contains("--conns"));
+        let s = Settings {
+            per_conn: 200,
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err());
+        let s = Settings {
+            conns: 100_000,
+            ..Settings::default()
+        };
+        assert!(s.validate().unwrap_err().to_string().contains("--src-ips"));
+        let s = Settings {
+            mode: Mode::Publish,
+            ..Settings::default()
+        };
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--publish-addr"));
+        assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn sample_mask_is_power_of_two_minus_one() {
+        let mut s = Settings::default();
+        assert_eq!(s.sample_mask(), 0);
+        s.sample_every = 10;
+        assert_eq!(s.sample_mask(), 15);
+    }
+}

@@ -1,0 +1,266 @@
+//! Counters and latency histograms: what each receive thread records, and how the
+//! orchestrator adds the threads' reports together.
+//!
+//! Threads never share counters. Each keeps its own plain numbers and sends cumulative copies
+//! (plus the latency samples since its last report) over a channel, so the receive path has no
+//! atomics or locks, and a lost or late report cannot skew totals.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::message::Kind;
+
+/// Highest latency a histogram holds, in microseconds (a minute); larger values saturate.
+pub const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// Connections are either fast (read everything) or slow (simulated lagging readers); their
+/// figures are kept apart so backpressure on slow readers does not hide in the totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Reads as fast as it can.
+    Fast = 0,
+    /// Reads at a capped rate or stalls.
+    Slow = 1,
+}
+
+impl Class {
+    /// Both classes, in index order.
+    pub const ALL: [Class; 2] = [Class::Fast, Class::Slow];
+
+    /// Name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Fast => "fast",
+            Class::Slow => "slow",
+        }
+    }
+}
+
+/// A histogram for microsecond latencies.
+pub fn latency_histogram() -> Histogram<u64> {
+    // Bounds are constants that hdrhistogram accepts (low >= 1, high >= 2*low, sigfig <= 5).
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("constant histogram bounds are valid")
+}
+
+/// Counters of one class of connections (cumulative since the start of the run).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClassCounters {
+    /// Connections planned for this class.
+    pub planned: u64,
+    /// Connections that completed the upgrade and sent their subscription.
+    pub connected: u64,
+    /// Connections that failed to open, by stage (`refused`, `timeout`, ...).
+    pub failed: BTreeMap<&'static str, u64>,
+    /// Connections planned but never tried because the ramp timed out.
+    pub not_started: u64,
+    /// Connections closed or broken after opening, by close code or cause (`1008`, `eof`, ...).
+    pub disconnects: BTreeMap<String, u64>,
+    /// Ticks received, all phases.
+    pub ticks: u64,
+    /// Ticks received inside the measured window.
+    pub ticks_window: u64,
+    /// Wire bytes (frame headers + payloads) inside the window.
+    pub bytes_window: u64,
+    /// First tick per topic per connection (the snapshot, or the first live tick when the topic
+    /// had no data yet): sets the sequence baseline, not checked, no latency sample.
+    pub baselines: u64,
+    /// Missing sequence numbers, all phases.
+    pub gaps: u64,
+    /// Missing sequence numbers inside the window.
+    pub gaps_window: u64,
+    /// Times a jump forward was seen inside the window (one gap event may miss many seqs).
+    pub gap_events_window: u64,
+    /// Ticks whose seq was <= the last one seen (duplicate or reordered), all phases.
+    pub reorders: u64,
+    /// Ticks for a topic this connection did not subscribe to.
+    pub unexpected_topic: u64,
+    /// Ticks missing `topic` or `seq`.
+    pub bad_ticks: u64,
+    /// Non-tick messages by kind ([`Kind::index`]).
+    pub kinds: [u64; Kind::COUNT],
+}
+
+impl ClassCounters {
+    /// Adds another thread's counters.
+    pub fn add(&mut self, o: &ClassCounters) {
+        self.planned += o.planned;
+        self.connected += o.connected;
+        for (k, v) in &o.failed {
+            *self.failed.entry(k).or_default() += v;
+        }
+        self.not_started += o.not_started;
+        for (k, v) in &o.disconnects {
+            *self.disconnects.entry(k.clone()).or_default() += v;
+        }
+        self.ticks += o.ticks;
+        self.ticks_window += o.ticks_window;
+        self.bytes_window += o.bytes_window;
+        self.baselines += o.baselines;
+        self.gaps += o.gaps;
+        self.gaps_window += o.gaps_window;
+        self.gap_events_window += o.gap_events_window;
+        self.reorders += o.reorders;
+        self.unexpected_topic += o.unexpected_topic;
+        self.bad_ticks += o.bad_ticks;
+        for (a, b) in self.kinds.iter_mut().zip(o.kinds.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Failed connection attempts of all stages.
+    pub fn failed_total(&self) -> u64 {
+        self.failed.values().sum()
+    }
+
+    /// Disconnects of all causes.
+    pub fn disconnects_total(&self) -> u64 {
+        self.disconnects.values().sum()
+    }
+
+    /// Connections that are (as far as we know) still open.
+    pub fn open(&self) -> u64 {
+        self.connected.saturating_sub(self.disconnects_total())
+    }
+
+    /// Connections whose opening has finished one way or the other.
+    pub fn settled(&self) -> u64 {
+        self.connected + self.failed_total() + self.not_started
+    }
+}
+
+/// One receive thread's report to the orchestrator.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    /// Which thread.
+    pub worker: usize,
+    /// Cumulative counters per [`Class`].
+    pub counters: [ClassCounters; 2],
+    /// Fast-class latency samples since the previous report (all phases), for the timeline.
+    pub interval_latency: Histogram<u64>,
+    /// The thread's first connection error, if any (for an early, specific error message).
+    pub first_error: Option<String>,
+    /// Set on the thread's last report.
+    pub last: Option<Box<FinalHistograms>>,
+}
+
+/// Histograms sent once, at the end.
+#[derive(Debug, Clone)]
+pub struct FinalHistograms {
+    /// Window latency per [`Class`], microseconds.
+    pub window_latency: [Histogram<u64>; 2],
+    /// Time from starting TCP connect to the 101 response, microseconds.
+    pub handshake: Histogram<u64>,
+    /// First few connection error messages, for the report.
+    pub error_samples: Vec<String>,
+}
+
+/// Percentiles of a latency histogram, in microseconds.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
+pub struct LatencySummary {
+    /// Number of samples.
+    pub samples: u64,
+    /// Smallest sample.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest sample.
+    pub max: f64,
+}
+
+impl LatencySummary {
+    /// Summarises a histogram; `None` when it holds no samples.
+    pub fn of(h: &Histogram<u64>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        // hdrhistogram reports a bucket's highest equivalent value; clamp so p50 <= ... <= max
+        // holds exactly even when the top samples share a bucket with max.
+        let max = h.max() as f64;
+        let q = |p: f64| (h.value_at_quantile(p) as f64).min(max);
+        Some(Self {
+            samples: h.len(),
+            min: h.min() as f64,
+            mean: h.mean(),
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            p999: q(0.999),
+            max,
+        })
+    }
+}
+
+/// Bytes a server→client frame of `payload` bytes takes on the wire (unmasked header + payload).
+#[inline]
+pub fn wire_len(payload: usize) -> u64 {
+    let head = if payload < 126 {
+        2
+    } else if payload < 65_536 {
+        4
+    } else {
+        10
+    };
+    (payload + head) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_counters() {
+        let mut a = ClassCounters {
+            connected: 2,
+            ticks: 10,
+            ..Default::default()
+        };
+        a.disconnects.insert("1008".into(), 1);
+        a.failed.insert("refused", 1);
+        let mut b = a.clone();
+        b.kinds[Kind::Pong.index()] = 3;
+        a.add(&b);
+        assert_eq!(a.connected, 4);
+        assert_eq!(a.ticks, 20);
+        assert_eq!(a.disconnects["1008"], 2);
+        assert_eq!(a.failed_total(), 2);
+        assert_eq!(a.open(), 2);
+        assert_eq!(a.settled(), 6);
+        assert_eq!(a.kinds[Kind::Pong.index()], 3);
+    }
+
+    #[test]
+    fn summary_is_ordered() {
+        let mut h = latency_histogram();
+        for v in 1..=10_000u64 {
+            h.record(v * 37 % 5_000 + 1).unwrap();
+        }
+        h.record(123_457).unwrap();
+        let s = LatencySummary::of(&h).unwrap();
+        assert!(
+            s.min <= s.p50
+                && s.p50 <= s.p90
+                && s.p90 <= s.p99
+                && s.p99 <= s.p999
+                && s.p999 <= s.max
+        );
+        assert_eq!(s.samples, 10_001);
+        assert!(LatencySummary::of(&latency_histogram()).is_none());
+    }
+
+    #[test]
+    fn wire_lengths() {
+        assert_eq!(wire_len(125), 127);
+        assert_eq!(wire_len(126), 130);
+        assert_eq!(wire_len(70_000), 70_010);
+    }
+}

@@ -1,0 +1,620 @@
+//! Subscribe mode: receive threads that open WebSocket connections, subscribe each to K topics,
+//! and account for every message they get (rate, latency, sequence gaps, disconnects).
+//!
+//! Each thread runs a single-threaded tokio runtime and owns every `threads`-th connection, so
+//! the hot path (read frame → scan → count) touches only thread-local state. The thread sends
+//! cumulative reports to the orchestrator every [`REPORT_EVERY`].
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
+use hdrhistogram::Histogram;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::control::{Control, Phase, MAX_RUN};
+use crate::message::{scan, Kind};
+use crate::scenario::{Settings, SlowMode};
+use crate::stats::{self, Class, ClassCounters, FinalHistograms, WorkerReport};
+use crate::target::WsTarget;
+use crate::topics::{Assign, TopicTable};
+use crate::ws::{self, Stream};
+
+/// How often a receive thread reports to the orchestrator. Short enough that the ramp's end is
+/// noticed quickly, long enough that reporting costs nothing next to receiving.
+pub const REPORT_EVERY: Duration = Duration::from_millis(100);
+
+/// Connection error messages kept per thread for the report (the rest are only counted).
+const MAX_ERROR_SAMPLES: usize = 5;
+
+/// A capped slow reader may catch up on at most this much unused budget after an idle spell.
+const SLOW_BURST: Duration = Duration::from_millis(100);
+
+/// Frames a connection handles before yielding to the thread's other tasks. fastwebsockets
+/// returns buffered frames without touching the socket, and its buffer grows to whatever the
+/// socket holds, so without this one busy connection can hold the thread for seconds and
+/// starve the reporter and the other connections.
+const YIELD_EVERY: u32 = 64;
+
+/// Sequence value meaning "no tick seen yet for this topic".
+const NO_SEQ: u64 = u64::MAX;
+
+/// Everything a receive thread needs to know about the run, shared read-only.
+#[derive(Debug)]
+pub struct SubscribePlan {
+    /// Server WebSocket endpoint.
+    pub target: WsTarget,
+    /// Topic universe.
+    pub topics: Arc<TopicTable>,
+    /// Total subscriber connections.
+    pub conns: usize,
+    /// Topics per connection.
+    pub per_conn: usize,
+    /// Topic choice.
+    pub assign: Assign,
+    /// Seed for random choices.
+    pub seed: u64,
+    /// Receive threads.
+    pub threads: usize,
+    /// Source addresses, round-robin (empty: let the kernel choose).
+    pub src_ips: Vec<IpAddr>,
+    /// Connections per second over all threads (0: unpaced).
+    pub ramp_rate: f64,
+    /// Handshakes in flight over all threads.
+    pub ramp_parallel: usize,
+    /// Ramp deadline from the run start.
+    pub ramp_timeout: Duration,
+    /// Limit for one connect + upgrade.
+    pub connect_timeout: Duration,
+    /// Latency sample mask (sample when `counter & mask == 0`).
+    pub sample_mask: u64,
+    /// Share of slow connections.
+    pub slow_share: f64,
+    /// Slow reader behaviour.
+    pub slow_mode: SlowMode,
+    /// Slow reader cap, messages per second.
+    pub slow_rate: f64,
+    /// SO_RCVBUF of slow readers in bytes (0: system default).
+    pub slow_recv_buffer: u32,
+}
+
+impl SubscribePlan {
+    /// Builds the plan from validated settings.
+    pub fn new(
+        s: &Settings,
+        target: WsTarget,
+        topics: Arc<TopicTable>,
+        src_ips: Vec<IpAddr>,
+    ) -> Self {
+        Self {
+            target,
+            topics,
+            conns: s.conns,
+            per_conn: s.per_conn,
+            assign: s.assign,
+            seed: s.seed,
+            threads: s.threads.max(1),
+            src_ips,
+            ramp_rate: s.ramp_rate,
+            ramp_parallel: s.ramp_parallel.max(1),
+            ramp_timeout: Duration::from_secs_f64(s.ramp_timeout_s),
+            connect_timeout: Duration::from_secs_f64(s.connect_timeout_s),
+            sample_mask: s.sample_mask(),
+            slow_share: s.slow_share,
+            slow_mode: s.slow_mode,
+            slow_rate: s.slow_rate,
+            slow_recv_buffer: s.slow_recv_buffer,
+        }
+    }
+
+    /// Class of connection `c`: slow connections are spread evenly, exactly
+    /// `floor(conns * slow_share)` of them.
+    pub fn class_of(&self, c: usize) -> Class {
+        let share = self.slow_share;
+        if share > 0.0 && ((c + 1) as f64 * share).floor() > (c as f64 * share).floor() {
+            Class::Slow
+        } else {
+            Class::Fast
+        }
+    }
+
+    /// The connections thread `worker` owns.
+    fn conns_of(&self, worker: usize) -> impl Iterator<Item = usize> {
+        (worker..self.conns).step_by(self.threads)
+    }
+}
+
+/// Starts receive thread `worker`; it reports on `tx` until the phase reaches [`Phase::Stop`].
+pub fn spawn_worker(
+    plan: Arc<SubscribePlan>,
+    worker: usize,
+    control: Arc<Control>,
+    tx: Sender<WorkerReport>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(format!("recv-{worker}"))
+        .spawn(move || {
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, worker_main(plan, worker, control, tx));
+            // Dropping the LocalSet and runtime here drops every connection task, which
+            // closes their sockets: shutdown is bounded no matter what the server does.
+        })
+}
+
+/// Thread-local state of one receive thread.
+struct WorkerState {
+    counters: [ClassCounters; 2],
+    window_latency: [Histogram<u64>; 2],
+    interval_latency: Histogram<u64>,
+    handshake: Histogram<u64>,
+    sample_ctr: u64,
+    error_samples: Vec<String>,
+}
+
+impl WorkerState {
+    fn new() -> Self {
+        Self {
+            counters: Default::default(),
+            window_latency: [stats::latency_histogram(), stats::latency_histogram()],
+            interval_latency: stats::latency_histogram(),
+            handshake: stats::latency_histogram(),
+            sample_ctr: 0,
+            error_samples: Vec::new(),
+        }
+    }
+
+    fn report(&mut self, worker: usize, last: bool) -> WorkerReport {
+        let fresh = stats::latency_histogram();
+        let interval_latency = std::mem::replace(&mut self.interval_latency, fresh);
+        let last = last.then(|| {
+            Box::new(FinalHistograms {
+                window_latency: self.window_latency.clone(),
+                handshake: self.handshake.clone(),
+                error_samples: self.error_samples.clone(),
+            })
+        });
+        WorkerReport {
+            worker,
+            counters: self.counters.clone(),
+            interval_latency,
+            first_error: self.error_samples.first().cloned(),
+            last,
+        }
+    }
+
+    fn note_error(&mut self, msg: String) {
+        if self.error_samples.len() < MAX_ERROR_SAMPLES {
+            self.error_samples.push(msg);
+        }
+    }
+}
+
+/// What every connection task of a thread shares.
+struct Ctx {
+    plan: Arc<SubscribePlan>,
+    control: Arc<Control>,
+    st: RefCell<WorkerState>,
+}
+
+async fn worker_main(
+    plan: Arc<SubscribePlan>,
+    worker: usize,
+    control: Arc<Control>,
+    tx: Sender<WorkerReport>,
+) {
+    let ctx = Rc::new(Ctx {
+        plan: plan.clone(),
+        control: control.clone(),
+        st: RefCell::new(WorkerState::new()),
+    });
+    let mine: Vec<usize> = plan.conns_of(worker).collect();
+    {
+        let mut st = ctx.st.borrow_mut();
+        for &c in &mine {
+            st.counters[plan.class_of(c) as usize].planned += 1;
+        }
+    }
+    tokio::task::spawn_local(reporter(ctx.clone(), worker, tx.clone()));
+
+    // Ramp: this thread's share of the rate and of the handshakes in flight.
+    let threads = plan.threads as f64;
+    let rate = plan.ramp_rate / threads;
+    let parallel = plan.ramp_parallel.div_ceil(plan.threads).max(1);
+    let sem = Arc::new(Semaphore::new(parallel));
+    let ramp_start = tokio::time::Instant::now();
+    let deadline = tokio::time::Instant::from_std(control.start + plan.ramp_timeout);
+    for (i, &c) in mine.iter().enumerate() {
+        if rate > 0.0 {
+            let at = ramp_start + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(at.min(deadline)).await;
+        }
+        let permit = match tokio::time::timeout_at(deadline, sem.clone().acquire_owned()).await {
+            Ok(Ok(p))
+                if tokio::time::Instant::now() < deadline && control.phase() < Phase::Stop =>
+            {
+                p
+            }
+            _ => {
+                // Ramp over: the rest are never tried.
+                let mut st = ctx.st.borrow_mut();
+                for &rest in &mine[i..] {
+                    st.counters[plan.class_of(rest) as usize].not_started += 1;
+                }
+                break;
+            }
+        };
+        tokio::task::spawn_local(conn_task(ctx.clone(), c, permit));
+    }
+
+    control.wait_for(Phase::Stop, MAX_RUN).await;
+    let last = ctx.st.borrow_mut().report(worker, true);
+    // The orchestrator may have stopped listening; nothing to do about it.
+    let _ = tx.send(last);
+}
+
+async fn reporter(ctx: Rc<Ctx>, worker: usize, tx: Sender<WorkerReport>) {
+    let mut tick = tokio::time::interval(REPORT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // No await between this check and the send: the final report (sent by worker_main
+        // after it sees Stop) is always the last one on the channel.
+        if ctx.control.phase() >= Phase::Stop {
+            return;
+        }
+        let r = ctx.st.borrow_mut().report(worker, false);
+        if tx.send(r).is_err() {
+            return;
+        }
+    }
+}
+
+/// Per-connection sequence state: subscribed topic ids (sorted) and the last seq of each.
+struct SeqTrack {
+    ids: Vec<u32>,
+    last: Vec<u64>,
+}
+
+impl SeqTrack {
+    #[inline]
+    fn slot(&self, id: u32) -> Option<usize> {
+        if self.ids.len() <= 16 {
+            self.ids.iter().position(|&x| x == id)
+        } else {
+            self.ids.binary_search(&id).ok()
+        }
+    }
+}
+
+async fn conn_task(ctx: Rc<Ctx>, c: usize, permit: OwnedSemaphorePermit) {
+    let plan = &ctx.plan;
+    let class = plan.class_of(c);
+    let ci = class as usize;
+    let src = (!plan.src_ips.is_empty()).then(|| plan.src_ips[c % plan.src_ips.len()]);
+    let t0 = Instant::now();
+    let opts = ws::SocketOpts {
+        src,
+        recv_buffer: (class == Class::Slow && plan.slow_recv_buffer > 0)
+            .then_some(plan.slow_recv_buffer),
+    };
+    let mut ws = match ws::connect(&plan.target, opts, plan.connect_timeout).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            let mut st = ctx.st.borrow_mut();
+            *st.counters[ci].failed.entry(e.label()).or_default() += 1;
+            st.note_error(format!("conn {c}: {e}"));
+            return;
+        }
+    };
+    let hs_us = t0.elapsed().as_micros() as u64;
+    let ids = plan.topics.assign(c, plan.per_conn, plan.assign, plan.seed);
+    let req = subscribe_request(&plan.topics, &ids);
+    if let Err(e) = ws.write_frame(Frame::text(Payload::Owned(req))).await {
+        let mut st = ctx.st.borrow_mut();
+        *st.counters[ci].failed.entry("subscribe").or_default() += 1;
+        st.note_error(format!("conn {c}: sending subscribe: {e}"));
+        return;
+    }
+    {
+        let mut st = ctx.st.borrow_mut();
+        st.counters[ci].connected += 1;
+        st.handshake.saturating_record(hs_us);
+    }
+    drop(permit);
+
+    let n = ids.len();
+    let mut seqs = SeqTrack {
+        ids,
+        last: vec![NO_SEQ; n],
+    };
+    let cause = match class {
+        Class::Fast => read_loop(&ctx, &mut ws, &mut seqs, ci, None).await,
+        Class::Slow => match plan.slow_mode {
+            SlowMode::Cap => {
+                let every = Duration::from_secs_f64(1.0 / plan.slow_rate);
+                read_loop(&ctx, &mut ws, &mut seqs, ci, Some(every)).await
+            }
+            SlowMode::Stall => {
+                // Read nothing while the server keeps sending: its buffers for us fill up.
+                ctx.control.wait_for(Phase::Drain, MAX_RUN).await;
+                read_loop(&ctx, &mut ws, &mut seqs, ci, None).await
+            }
+        },
+    };
+    let mut st = ctx.st.borrow_mut();
+    *st.counters[ci].disconnects.entry(cause).or_default() += 1;
+}
+
+/// Reads until the connection ends; returns the cause (`"1008"`, `"eof"`, ...). Paced to one
+/// message per `pace` when given.
+async fn read_loop(
+    ctx: &Ctx,
+    ws: &mut WebSocket<Stream>,
+    seqs: &mut SeqTrack,
+    ci: usize,
+    pace: Option<Duration>,
+) -> String {
+    let mut next_read = tokio::time::Instant::now();
+    let mut since_yield: u32 = 0;
+    // Bounded by the connection's life: the thread drops this task at Stop.
+    loop {
+        since_yield += 1;
+        if since_yield >= YIELD_EVERY {
+            since_yield = 0;
+            tokio::task::yield_now().await;
+        }
+        if let Some(every) = pace {
+            let now = tokio::time::Instant::now();
+            // Unused budget older than SLOW_BURST is forfeited, so the cap holds after idle spells.
+            let floor = now.checked_sub(SLOW_BURST).unwrap_or(now);
+            next_read = next_read.max(floor) + every;
+            if next_read > now {
+                tokio::time::sleep_until(next_read).await;
+            }
+        }
+        let frame = match ws.read_frame().await {
+            Ok(f) => f,
+            Err(e) => return error_cause(&e).to_string(),
+        };
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary => on_message(ctx, seqs, ci, &frame.payload),
+            OpCode::Close => return close_cause(&frame.payload),
+            _ => {}
+        }
+    }
+}
+
+/// Accounts for one data message. This is the hot path: no allocation, one RefCell borrow.
+#[inline]
+fn on_message(ctx: &Ctx, seqs: &mut SeqTrack, ci: usize, payload: &[u8]) {
+    let m = scan(payload);
+    let phase = ctx.control.phase();
+    let in_window = phase == Phase::Window;
+    let mut st = ctx.st.borrow_mut();
+    let st = &mut *st;
+    if m.kind != Kind::Tick {
+        st.counters[ci].kinds[m.kind.index()] += 1;
+        return;
+    }
+    let cnt = &mut st.counters[ci];
+    cnt.ticks += 1;
+    if in_window {
+        cnt.ticks_window += 1;
+        cnt.bytes_window += stats::wire_len(payload.len());
+    }
+    let (Some(seq), false) = (m.seq, m.topic.is_empty()) else {
+        cnt.bad_ticks += 1;
+        return;
+    };
+    let Some(slot) = ctx.plan.topics.id(m.topic).and_then(|id| seqs.slot(id)) else {
+        cnt.unexpected_topic += 1;
+        return;
+    };
+    let last = &mut seqs.last[slot];
+    if *last == NO_SEQ {
+        // Snapshot (or first live tick): the baseline. Its ts may be old, so no latency sample.
+        *last = seq;
+        cnt.baselines += 1;
+        return;
+    }
+    if seq <= *last {
+        cnt.reorders += 1;
+        return;
+    }
+    if seq > *last + 1 {
+        let missing = seq - *last - 1;
+        cnt.gaps += missing;
+        if in_window {
+            cnt.gaps_window += missing;
+            cnt.gap_events_window += 1;
+        }
+    }
+    *last = seq;
+
+    let Some(ts) = m.ts else { return };
+    st.sample_ctr = st.sample_ctr.wrapping_add(1);
+    if st.sample_ctr & ctx.plan.sample_mask != 0 {
+        return;
+    }
+    let lat = latency_us(ts, now_us());
+    if ci == Class::Fast as usize {
+        st.interval_latency.saturating_record(lat);
+    }
+    if in_window {
+        st.window_latency[ci].saturating_record(lat);
+    }
+}
+
+/// Now as unix microseconds (CLOCK_REALTIME, the clock the server stamps `ts` with).
+#[inline]
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Latency of a tick stamped `ts`: tickcast sends microseconds; the peers rig's servers send
+/// nanoseconds, told apart by magnitude (µs since 1970 stay below 1e17 until the year 5138).
+#[inline]
+fn latency_us(ts: u64, now_us: u64) -> u64 {
+    let ts_us = if ts >= 100_000_000_000_000_000 {
+        ts / 1_000
+    } else {
+        ts
+    };
+    now_us.saturating_sub(ts_us)
+}
+
+/// `{"op":"subscribe","topics":[...],"id":1}`.
+fn subscribe_request(topics: &TopicTable, ids: &[u32]) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Sub<'a> {
+        op: &'static str,
+        topics: Vec<&'a str>,
+        id: u64,
+    }
+    let sub = Sub {
+        op: "subscribe",
+        topics: ids.iter().map(|&i| topics.name(i)).collect(),
+        id: 1,
+    };
+    // Serializing strings and integers into a Vec cannot fail.
+    serde_json::to_vec(&sub).unwrap_or_default()
+}
+
+/// Disconnect cause from a close frame payload: the code, or `close` when it has none.
+fn close_cause(payload: &[u8]) -> String {
+    match payload {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]).to_string(),
+        _ => "close".to_string(),
+    }
+}
+
+/// Disconnect cause from a read error.
+fn error_cause(e: &WebSocketError) -> &'static str {
+    match e {
+        WebSocketError::UnexpectedEOF | WebSocketError::ConnectionClosed => "eof",
+        WebSocketError::IoError(_) => "io-error",
+        WebSocketError::FrameTooLarge => "frame-too-large",
+        WebSocketError::InvalidUTF8 => "invalid-utf8",
+        _ => "protocol-error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conns: usize, share: f64) -> SubscribePlan {
+        let s = Settings {
+            conns,
+            slow_share: share,
+            ..Settings::default()
+        };
+        let topics = Arc::new(TopicTable::pattern("ticker.SYM", 100).unwrap());
+        SubscribePlan::new(
+            &s,
+            WsTarget::parse("ws://127.0.0.1:1/ws").unwrap(),
+            topics,
+            vec![],
+        )
+    }
+
+    #[test]
+    fn slow_share_is_exact_and_spread() {
+        let p = plan(1000, 0.1);
+        let slow: Vec<usize> = (0..1000)
+            .filter(|&c| p.class_of(c) == Class::Slow)
+            .collect();
+        assert_eq!(slow.len(), 100);
+        assert!(slow.windows(2).all(|w| w[1] - w[0] == 10));
+        let p = plan(10, 0.0);
+        assert!((0..10).all(|c| p.class_of(c) == Class::Fast));
+        let p = plan(10, 1.0);
+        assert!((0..10).all(|c| p.class_of(c) == Class::Slow));
+    }
+
+    #[test]
+    fn subscribe_request_shape() {
+        let t = TopicTable::pattern("ticker.SYM", 100).unwrap();
+        let r = subscribe_request(&t, &[1, 2]);
+        assert_eq!(
+            std::str::from_utf8(&r).unwrap(),
+            r#"{"op":"subscribe","topics":["ticker.SYM0001","ticker.SYM0002"],"id":1}"#
+        );
+    }
+
+    #[test]
+    fn latency_units() {
+        assert_eq!(latency_us(1_000_000, 1_000_250), 250);
+        assert_eq!(
+            latency_us(1_700_000_000_000_000_000, 1_700_000_000_000_100),
+            100
+        );
+        assert_eq!(latency_us(2_000, 1_000), 0);
+    }
+
+    #[test]
+    fn close_causes() {
+        assert_eq!(close_cause(&[0x03, 0xF0, b's']), "1008");
+        assert_eq!(close_cause(&[]), "close");
+    }
+
+    fn ctx() -> Ctx {
+        let p = plan(1, 0.0);
+        let control = Arc::new(Control::new());
+        control.set(Phase::Window);
+        Ctx {
+            plan: Arc::new(p),
+            control,
+            st: RefCell::new(WorkerState::new()),
+        }
+    }
+
+    fn tick(sym: u32, seq: u64) -> Vec<u8> {
+        format!(
+            r#"{{"type":"tick","topic":"ticker.SYM{sym:04}","seq":{seq},"ts":{},"bid":1.0,"ask":1.1,"last":1.05,"size":1}}"#,
+            now_us()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn sequence_accounting() {
+        let ctx = ctx();
+        let mut seqs = SeqTrack {
+            ids: vec![3, 4],
+            last: vec![NO_SEQ; 2],
+        };
+        for (sym, seq) in [(3, 10), (3, 11), (4, 1), (3, 14), (3, 12), (4, 2), (9, 1)] {
+            on_message(&ctx, &mut seqs, 0, &tick(sym, seq));
+        }
+        on_message(
+            &ctx,
+            &mut seqs,
+            0,
+            br#"{"type":"subscribed","topics":[],"id":1}"#,
+        );
+        on_message(&ctx, &mut seqs, 0, br#"{"type":"gap","topic":"x"}"#);
+        let st = ctx.st.borrow();
+        let c = &st.counters[0];
+        assert_eq!(c.ticks, 7);
+        assert_eq!(c.baselines, 2);
+        assert_eq!(c.gaps_window, 2);
+        assert_eq!(c.gap_events_window, 1);
+        assert_eq!(c.reorders, 1);
+        assert_eq!(c.unexpected_topic, 1);
+        assert_eq!(c.kinds[Kind::Subscribed.index()], 1);
+        assert_eq!(c.kinds[Kind::Other.index()], 1);
+        // 11, 14, 2 are checked live ticks with a latency sample each (sample_every = 1).
+        assert_eq!(st.window_latency[0].len(), 3);
+    }
+}

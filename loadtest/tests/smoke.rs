@@ -1,0 +1,149 @@
+//! End to end: a short subscribe run of the real `tickcast-loadgen` binary against a real
+//! in-process tickcast, checked through its JSON report.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use tickcast::config::Overrides;
+use tickcast_ingest::synthetic::Symbols;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tickcast-loadgen");
+
+/// Feed used by the test: 100 symbols (ticker.SYM0000..0099) at 2,000 ticks/s in total.
+const SYMBOLS: usize = 100;
+const RATE: f64 = 2_000.0;
+
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("tickcast-loadgen-{}-{name}", std::process::id()))
+}
+
+/// Runs the binary to completion (bounded by its own settings plus a watchdog).
+async fn run_loadgen(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn tickcast-loadgen");
+        // Watchdog: the run takes ~5 s; never let a hang stall the suite.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("tickcast-loadgen did not finish in 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("collect output")
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_run_reports_rate_latency_and_no_gaps() {
+    let server = tickcast::test_support::start_server(|c| {
+        c.apply(Overrides {
+            symbols: Some(Symbols::Count(SYMBOLS)),
+            rate: Some(RATE),
+            ..Default::default()
+        })
+        .expect("valid feed overrides");
+    })
+    .await;
+    let json = temp_path("smoke.json");
+    let svg = temp_path("smoke.svg");
+    let args: Vec<String> = [
+        "--url",
+        &server.ws_url(),
+        "--conns",
+        "20",
+        "--per-conn",
+        "5",
+        "--topics",
+        &SYMBOLS.to_string(),
+        "--feed-rate",
+        &RATE.to_string(),
+        "--warmup",
+        "1",
+        "--duration",
+        "3",
+        "--server-pid",
+        &std::process::id().to_string(),
+        "--no-progress",
+        "--json-out",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = run_loadgen(args).await;
+    server.shutdown().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "loadgen failed: {stderr}\n{stdout}");
+    assert!(
+        stdout.contains("latency p99"),
+        "human table printed: {stdout}"
+    );
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report written"))
+            .expect("report is JSON");
+    let sub = &report["subscribe"];
+    let fast = &sub["fast"];
+    assert_eq!(report["ramp"]["connected"], 20, "all connected: {report:#}");
+    assert!(
+        sub["messages"].as_u64().unwrap() > 0,
+        "messages received: {sub:#}"
+    );
+    assert!(sub["msgs_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(fast["gaps"], 0, "fast clients see no gaps: {fast:#}");
+    assert_eq!(fast["gaps_all_phases"], 0, "{fast:#}");
+    assert_eq!(fast["reorders"], 0, "{fast:#}");
+    assert_eq!(fast["unexpected_topic"], 0, "{fast:#}");
+    assert_eq!(
+        fast["baselines"], 100,
+        "one baseline per subscribed topic: {fast:#}"
+    );
+    assert_eq!(fast["other_messages"]["subscribed"], 20, "{fast:#}");
+    assert!(sub["slow"].is_null());
+    let lat = &fast["latency_us"];
+    let (p50, p99, max) = (
+        lat["p50"].as_f64().expect("p50"),
+        lat["p99"].as_f64().expect("p99"),
+        lat["max"].as_f64().expect("max"),
+    );
+    assert!(lat["samples"].as_u64().unwrap() > 0);
+    assert!(
+        p50 <= p99 && p99 <= max,
+        "ordered: p50 {p50} p99 {p99} max {max}"
+    );
+    // Loose sanity on delivery: the feed offers RATE * 20 * 5 / SYMBOLS = 2,000 msgs/s; a
+    // debug-built client sharing two cores with the server should still get most of it.
+    let expected = sub["expected_msgs_per_s"]
+        .as_f64()
+        .expect("expected rate known");
+    assert!((expected - 2_000.0).abs() < 1.0, "expected {expected}");
+    let got = sub["msgs_per_s"].as_f64().unwrap();
+    assert!(
+        got > expected * 0.5 && got < expected * 1.5,
+        "delivered {got} vs {expected}"
+    );
+    assert!(
+        report["server"]["cpu_s"].as_f64().is_some(),
+        "server /proc sampled"
+    );
+    assert!(!report["timeline"].as_array().unwrap().is_empty());
+    assert_eq!(report["params"]["conns"], 20);
+
+    let svg_text = std::fs::read_to_string(&svg).expect("plot written");
+    assert!(svg_text.starts_with("<svg") && svg_text.contains("latency"));
+    let _ = std::fs::remove_file(json);
+    let _ = std::fs::remove_file(svg);
+}
