@@ -103,9 +103,10 @@ async fn session(
     );
     drop(read_ahead); // may pin hyper's whole read buffer
 
-    let writer = writer::run(ctx.clone(), session.clone(), stream);
-    let reader = read_loop(&ctx, &session, inbound);
-    tokio::pin!(writer, reader);
+    // Pinned in place: `tokio::pin!` after a `let` would give each future two slots in this state
+    // machine, nearly doubling the per-connection task.
+    let mut writer = std::pin::pin!(writer::run(ctx.clone(), session.clone(), stream));
+    let mut reader = std::pin::pin!(read_loop(&ctx, &session, inbound));
     tokio::select! {
         () = &mut reader => {
             // The reader queued a close (or the peer vanished): let the writer flush it, bounded.
@@ -167,39 +168,16 @@ impl Keepalive {
 /// Reads and answers client frames until the session should close.
 ///
 /// While the client is silent no frame reader exists (fastwebsockets allocates an 8 KiB buffer per
-/// reader): the loop waits for readability, makes a reader, reads until the stream is at rest again,
-/// and drops it.
+/// reader) and the reading state machine is not allocated either: the loop waits for bytes, then
+/// runs a boxed [`read_burst`] that reads until the stream is at rest again and frees everything.
 async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: Inbound) {
     let config = &ctx.state.config;
-    let obligated = session.clone();
-    // fastwebsockets hands us the replies it owes (pong to a ping, close echo); they go out on the
-    // priority lane, which backpressure never drops.
-    let mut send = move |frame: fastwebsockets::Frame<'_>| {
-        match frame.opcode {
-            OpCode::Close => {
-                obligated.end_with(CloseReason::Client);
-                obligated
-                    .sub
-                    .queue
-                    .borrow_mut()
-                    .close_with(Frame::new(WireOp::Close, &frame.payload));
-            }
-            OpCode::Pong => obligated
-                .sub
-                .queue
-                .borrow_mut()
-                .push_control(Frame::pong(&frame.payload)),
-            _ => {}
-        }
-        obligated.sub.wake();
-        ready(Ok::<(), Infallible>(()))
-    };
     let shutdown = ctx.state.shutdown.clone();
     let mut keepalive = Keepalive::new(config.ping_interval, config.pong_timeout);
     loop {
-        // At rest: wait for bytes without holding a reader. `readable` is cancel-safe.
+        // At rest: wait for bytes without holding a reader. `fill` is cancel-safe.
         tokio::select! {
-            r = inbound.readable() => {
+            r = inbound.fill() => {
                 if r.is_err() {
                     session.end_with(CloseReason::Io);
                     return;
@@ -216,64 +194,100 @@ async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: Inbound) 
                 continue;
             }
         }
-        let (mut ws, _) =
-            fastwebsockets::after_handshake_split(inbound.clone(), tokio::io::sink(), Role::Server);
-        // Our tracker enforces the real limit on whole messages; this only has to be above it.
-        ws.set_max_message_size(config.max_message_bytes + 1);
-        let mut ws = FragmentCollectorRead::new(ws);
-        loop {
-            // Backpressure on requests: stop reading while replies pile up.
-            poll_fn(|cx| {
-                if session.sub.queue.borrow().control_len() < MAX_PENDING_CONTROL {
-                    Poll::Ready(())
-                } else {
-                    session.reader.set(Some(cx.waker().clone()));
-                    Poll::Pending
-                }
-            })
-            .await;
+        if !Box::pin(read_burst(ctx, session, &inbound, &mut keepalive)).await {
+            return;
+        }
+    }
+}
 
-            let read = ws.read_frame(&mut send);
-            tokio::pin!(read);
-            // `read_frame` is not cancel-safe, so it is never dropped mid-frame: the timer arm only
-            // sends a ping and loops back to the same future.
-            let result = loop {
-                tokio::select! {
-                    r = &mut read => break r,
-                    _ = shutdown.cancelled() => {
-                        session.close(CloseReason::Shutdown, CloseCode::GoingAway, "server shutting down");
-                        return;
+/// Reads frames until the stream is at rest; false when the session must end.
+async fn read_burst(
+    ctx: &Rc<ShardCtx>,
+    session: &Rc<Session>,
+    inbound: &Inbound,
+    keepalive: &mut Keepalive,
+) -> bool {
+    let config = &ctx.state.config;
+    let shutdown = &ctx.state.shutdown;
+    // fastwebsockets hands us the replies it owes (pong to a ping, close echo); they go out on the
+    // priority lane, which backpressure never drops.
+    let mut send = |frame: fastwebsockets::Frame<'_>| {
+        match frame.opcode {
+            OpCode::Close => {
+                session.end_with(CloseReason::Client);
+                session
+                    .sub
+                    .queue
+                    .borrow_mut()
+                    .close_with(Frame::new(WireOp::Close, &frame.payload));
+            }
+            OpCode::Pong => session
+                .sub
+                .queue
+                .borrow_mut()
+                .push_control(Frame::pong(&frame.payload)),
+            _ => {}
+        }
+        session.sub.wake();
+        ready(Ok::<(), Infallible>(()))
+    };
+    let (mut ws, _) =
+        fastwebsockets::after_handshake_split(inbound.clone(), tokio::io::sink(), Role::Server);
+    // Our tracker enforces the real limit on whole messages; this only has to be above it.
+    ws.set_max_message_size(config.max_message_bytes + 1);
+    let mut ws = FragmentCollectorRead::new(ws);
+    loop {
+        // Backpressure on requests: stop reading while replies pile up.
+        poll_fn(|cx| {
+            if session.sub.queue.borrow().control_len() < MAX_PENDING_CONTROL {
+                Poll::Ready(())
+            } else {
+                session.reader.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await;
+
+        let read = ws.read_frame(&mut send);
+        tokio::pin!(read);
+        // `read_frame` is not cancel-safe, so it is never dropped mid-frame: the timer arm only
+        // sends a ping and loops back to the same future.
+        let result = loop {
+            tokio::select! {
+                r = &mut read => break r,
+                _ = shutdown.cancelled() => {
+                    session.close(CloseReason::Shutdown, CloseCode::GoingAway, "server shutting down");
+                    return false;
+                }
+                _ = tokio::time::sleep_until(keepalive.deadline) => {
+                    if !keepalive.expired(session) {
+                        return false;
                     }
-                    _ = tokio::time::sleep_until(keepalive.deadline) => {
-                        if !keepalive.expired(session) {
-                            return;
-                        }
-                    }
                 }
-            };
-            keepalive.heard();
-            let mut frame = match result {
-                Ok(frame) => frame,
-                Err(e) => {
-                    close_for_error(session, e);
-                    return;
-                }
-            };
-            match frame.opcode {
-                OpCode::Text => handle_request(ctx, session, frame.payload.to_mut()),
-                OpCode::Binary => {
-                    reply_error(ctx, session, ProtocolErrorKind::BinaryNotSupported.into())
-                }
-                OpCode::Close => return,
-                _ => {}
             }
-            if session.sub.queue.borrow().is_closed() {
-                return;
+        };
+        keepalive.heard();
+        let mut frame = match result {
+            Ok(frame) => frame,
+            Err(e) => {
+                close_for_error(session, e);
+                return false;
             }
-            if inbound.at_rest() {
-                inbound.release();
-                break; // drops the reader and its buffer
+        };
+        match frame.opcode {
+            OpCode::Text => handle_request(ctx, session, frame.payload.to_mut()),
+            OpCode::Binary => {
+                reply_error(ctx, session, ProtocolErrorKind::BinaryNotSupported.into())
             }
+            OpCode::Close => return false,
+            _ => {}
+        }
+        if session.sub.queue.borrow().is_closed() {
+            return false;
+        }
+        if inbound.at_rest() {
+            inbound.release();
+            return true; // drops the reader and its buffer
         }
     }
 }

@@ -169,6 +169,8 @@ struct Core {
     staging: Vec<u8>,
     pos: usize,
     tracker: FrameTracker,
+    /// The peer closed its side; reads return end-of-stream.
+    eof: bool,
 }
 
 /// The session's read stream: read-ahead bytes first, then the socket, delivered frame by frame and
@@ -184,6 +186,7 @@ impl Inbound {
             staging: read_ahead.to_vec(),
             pos: 0,
             tracker: FrameTracker::new(max_message),
+            eof: false,
         })))
     }
 
@@ -202,16 +205,43 @@ impl Inbound {
         }
     }
 
-    /// Waits until bytes are staged or the socket is readable. Cancel-safe.
-    pub(crate) async fn readable(&self) -> io::Result<()> {
-        let stream = {
-            let core = self.0.borrow();
-            if core.pos < core.staging.len() {
-                return Ok(());
+    /// Waits until bytes are staged (or the peer closed), reading them from the socket. Cancel-safe:
+    /// bytes read are kept in the staging buffer. A reader made after this returns has data to read
+    /// and does not sit on its buffer waiting (tokio reports readiness until a read would block, so
+    /// readiness alone is not proof of data).
+    pub(crate) async fn fill(&self) -> io::Result<()> {
+        loop {
+            let stream = {
+                let core = self.0.borrow();
+                if core.pos < core.staging.len() || core.eof {
+                    return Ok(());
+                }
+                core.stream.clone()
+            };
+            stream.readable().await?;
+            let mut core = self.0.borrow_mut();
+            let core = &mut *core;
+            core.pos = 0;
+            core.staging.clear();
+            core.staging.resize(STAGING, 0);
+            match core.stream.try_read(&mut core.staging) {
+                Ok(0) => {
+                    core.staging = Vec::new();
+                    core.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    core.staging.truncate(n);
+                    return Ok(());
+                }
+                Err(e) => {
+                    core.staging = Vec::new();
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        return Err(e);
+                    }
+                }
             }
-            core.stream.clone()
-        };
-        stream.readable().await
+        }
     }
 }
 
@@ -223,6 +253,9 @@ impl AsyncRead for Inbound {
     ) -> Poll<io::Result<()>> {
         let mut core = self.0.borrow_mut();
         let core = &mut *core;
+        if core.eof {
+            return Poll::Ready(Ok(()));
+        }
         if core.pos == core.staging.len() {
             // Refill. `staging` holds only real bytes whenever this returns, Pending included.
             core.staging.clear();
@@ -234,7 +267,8 @@ impl AsyncRead for Inbound {
                     Ok(n) => {
                         core.staging.truncate(n);
                         if n == 0 {
-                            return Poll::Ready(Ok(())); // EOF
+                            core.eof = true;
+                            return Poll::Ready(Ok(()));
                         }
                         break;
                     }
