@@ -344,6 +344,15 @@ impl OutQueue {
         done
     }
 
+    /// Frees every buffer of an empty queue; an idle subscriber then costs no queue memory.
+    pub fn release_memory(&mut self) {
+        if self.is_empty() {
+            self.data = VecDeque::new();
+            self.control = VecDeque::new();
+            self.conflated = Vec::new();
+        }
+    }
+
     /// Releases buffer memory held by an idle queue (called when it drains after a burst).
     pub fn shrink_if_idle(&mut self) {
         if self.is_empty() && (self.data.capacity() > 64 || self.control.capacity() > 16) {

@@ -1,21 +1,22 @@
 //! One WebSocket session: reading client frames with fastwebsockets, answering protocol v1 requests,
-//! keepalive pings, and the close handshake. Writing belongs to [`crate::writer`].
+//! and the close handshake. Writing belongs to [`crate::writer`]; keepalive, dead-client detection
+//! and shutdown closes are done for all sessions of a shard at once by [`crate::sweep`], so a session
+//! carries no timer of its own.
 
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::{poll_fn, ready};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 use bytes::Bytes;
 use fastwebsockets::{FragmentCollectorRead, OpCode, Role, WebSocketError};
-use std::time::Duration;
 use tickcast_bus::{BusError, Subscriber, SubscriberId};
 use tickcast_core::frame::OpCode as WireOp;
 use tickcast_core::protocol::ProtocolErrorKind;
 use tickcast_core::{ClientRequest, CloseCode, Frame, ProtocolError, ServerReply};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::inbound::{Inbound, WireViolation};
@@ -24,12 +25,22 @@ use crate::shard::ShardCtx;
 use crate::state::SessionSlot;
 use crate::writer::{self, WriterEnd, MAX_PENDING_CONTROL};
 
-/// State shared by a session's reader and writer (same thread).
+/// State shared by a session's reader, writer and the shard's sweep (same thread).
 pub(crate) struct Session {
     /// The bus-facing half: queue and subscriptions.
     pub sub: Rc<Subscriber>,
     reader: Cell<Option<Waker>>,
     end: Cell<Option<CloseReason>>,
+    /// Last time the client sent anything (any frame, pongs included).
+    pub heard: Cell<Instant>,
+    /// When the sweep pinged this client, if it has not answered since.
+    pub pinged: Cell<Option<Instant>>,
+    /// Since when the socket has refused writes, while it does.
+    pub stalled_since: Cell<Option<Instant>>,
+    /// Set by the sweep to end the session at once (the writer watches it).
+    killed: Cell<bool>,
+    /// Position in the shard's session list, for O(1) removal.
+    pub slot: Cell<usize>,
 }
 
 impl Session {
@@ -48,7 +59,7 @@ impl Session {
     }
 
     /// Queues a close frame (dropping pending data) and records the reason.
-    fn close(&self, reason: CloseReason, code: CloseCode, text: &str) {
+    pub(crate) fn close(&self, reason: CloseReason, code: CloseCode, text: &str) {
         self.end_with(reason);
         self.sub
             .queue
@@ -57,27 +68,33 @@ impl Session {
         self.sub.wake();
     }
 
-    fn reply(&self, frame: Frame) {
+    /// Ends the session now, without waiting for the close frame to be written.
+    pub(crate) fn kill(&self, reason: CloseReason) {
+        self.end_with(reason);
+        self.killed.set(true);
+        self.sub.wake();
+    }
+
+    /// True once [`kill`](Self::kill) was called.
+    pub(crate) fn is_killed(&self) -> bool {
+        self.killed.get()
+    }
+
+    /// Queues a reply or control frame on the priority lane.
+    pub(crate) fn reply(&self, frame: Frame) {
         self.sub.queue.borrow_mut().push_control(frame);
         self.sub.wake();
     }
 }
 
-/// Runs a session on an upgraded socket until it ends; `read_ahead` holds bytes hyper read past the
-/// handshake.
-pub(crate) async fn run(
-    ctx: Rc<ShardCtx>,
-    slot: SessionSlot,
-    stream: TcpStream,
-    read_ahead: Bytes,
-) {
+/// Starts a session on an upgraded socket as a task of its own; `read_ahead` holds bytes hyper read
+/// past the handshake. (Spawned directly rather than from another async fn, whose argument slots
+/// would stay in the task for the whole life of the connection.)
+pub(crate) fn start(ctx: Rc<ShardCtx>, slot: SessionSlot, stream: TcpStream, read_ahead: Bytes) {
     let id = ctx.next_subscriber_id();
     let peer = stream.peer_addr().ok();
     let span = tracing::debug_span!("session", shard = ctx.index, id = id.0, peer = ?peer);
-    let _live = ctx.session_started();
-    session(ctx, slot, stream, read_ahead, id)
-        .instrument(span)
-        .await
+    tokio::task::spawn_local(session(ctx, slot, stream, read_ahead, id).instrument(span));
 }
 
 async fn session(
@@ -88,11 +105,18 @@ async fn session(
     id: SubscriberId,
 ) {
     let sub = Subscriber::new(id, ctx.state.config.queue);
+    let now = Instant::now();
     let session = Rc::new(Session {
         sub: sub.clone(),
         reader: Cell::new(None),
         end: Cell::new(None),
+        heard: Cell::new(now),
+        pinged: Cell::new(None),
+        stalled_since: Cell::new(None),
+        killed: Cell::new(false),
+        slot: Cell::new(0),
     });
+    let _registered = ctx.register(&session);
     // One socket shared by the reader and the writer: both use `&TcpStream` APIs (readiness +
     // try_read / try_write_vectored), which needs no split and no extra allocation.
     let stream = Rc::new(stream);
@@ -106,12 +130,13 @@ async fn session(
     // Pinned in place: `tokio::pin!` after a `let` would give each future two slots in this state
     // machine, nearly doubling the per-connection task.
     let mut writer = std::pin::pin!(writer::run(ctx.clone(), session.clone(), stream));
-    let mut reader = std::pin::pin!(read_loop(&ctx, &session, inbound));
+    let reader = std::pin::pin!(read_loop(&ctx, &session, inbound));
     tokio::select! {
-        () = &mut reader => {
-            // The reader queued a close (or the peer vanished): let the writer flush it, bounded.
+        () = reader => {
+            // The reader queued a close (or the peer vanished): let the writer flush it. The sweep
+            // bounds this: a socket that stops taking bytes is killed after `write_timeout`.
             if sub.queue.borrow().is_closed() {
-                let _ = tokio::time::timeout(ctx.state.config.shutdown_grace, &mut writer).await;
+                writer.await;
             }
         }
         end = &mut writer => {
@@ -127,88 +152,27 @@ async fn session(
     drop(slot);
 }
 
-/// When to ping a silent client and when to give up on it.
-struct Keepalive {
-    deadline: Instant,
-    ping_sent: bool,
-    interval: Duration,
-    pong_timeout: Duration,
-}
-
-impl Keepalive {
-    fn new(interval: Duration, pong_timeout: Duration) -> Self {
-        Self {
-            deadline: Instant::now() + interval,
-            ping_sent: false,
-            interval,
-            pong_timeout,
-        }
-    }
-
-    /// The client sent something.
-    fn heard(&mut self) {
-        self.ping_sent = false;
-        self.deadline = Instant::now() + self.interval;
-    }
-
-    /// The deadline passed: ping, or close a client that did not answer the last ping. Returns
-    /// false when the session must end.
-    fn expired(&mut self, session: &Session) -> bool {
-        if self.ping_sent {
-            session.close(CloseReason::Idle, CloseCode::GoingAway, "ping timeout");
-            return false;
-        }
-        session.reply(Frame::ping(b"tickcast"));
-        self.ping_sent = true;
-        self.deadline = Instant::now() + self.pong_timeout;
-        true
-    }
-}
-
 /// Reads and answers client frames until the session should close.
 ///
 /// While the client is silent no frame reader exists (fastwebsockets allocates an 8 KiB buffer per
 /// reader) and the reading state machine is not allocated either: the loop waits for bytes, then
 /// runs a boxed [`read_burst`] that reads until the stream is at rest again and frees everything.
 async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: Inbound) {
-    let config = &ctx.state.config;
-    let shutdown = ctx.state.shutdown.clone();
-    let mut keepalive = Keepalive::new(config.ping_interval, config.pong_timeout);
     loop {
-        // At rest: wait for bytes without holding a reader. `fill` is cancel-safe.
-        tokio::select! {
-            r = inbound.fill() => {
-                if r.is_err() {
-                    session.end_with(CloseReason::Io);
-                    return;
-                }
-            }
-            _ = shutdown.cancelled() => {
-                session.close(CloseReason::Shutdown, CloseCode::GoingAway, "server shutting down");
-                return;
-            }
-            _ = tokio::time::sleep_until(keepalive.deadline) => {
-                if !keepalive.expired(session) {
-                    return;
-                }
-                continue;
-            }
+        // At rest: wait for bytes without holding a reader.
+        if inbound.fill().await.is_err() {
+            session.end_with(CloseReason::Io);
+            return;
         }
-        if !Box::pin(read_burst(ctx, session, &inbound, &mut keepalive)).await {
+        if !Box::pin(read_burst(ctx, session, &inbound)).await {
             return;
         }
     }
 }
 
 /// Reads frames until the stream is at rest; false when the session must end.
-async fn read_burst(
-    ctx: &Rc<ShardCtx>,
-    session: &Rc<Session>,
-    inbound: &Inbound,
-    keepalive: &mut Keepalive,
-) -> bool {
+async fn read_burst(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: &Inbound) -> bool {
     let config = &ctx.state.config;
-    let shutdown = &ctx.state.shutdown;
     // fastwebsockets hands us the replies it owes (pong to a ping, close echo); they go out on the
     // priority lane, which backpressure never drops.
     let mut send = |frame: fastwebsockets::Frame<'_>| {
@@ -248,25 +212,10 @@ async fn read_burst(
         })
         .await;
 
-        let read = ws.read_frame(&mut send);
-        tokio::pin!(read);
-        // `read_frame` is not cancel-safe, so it is never dropped mid-frame: the timer arm only
-        // sends a ping and loops back to the same future.
-        let result = loop {
-            tokio::select! {
-                r = &mut read => break r,
-                _ = shutdown.cancelled() => {
-                    session.close(CloseReason::Shutdown, CloseCode::GoingAway, "server shutting down");
-                    return false;
-                }
-                _ = tokio::time::sleep_until(keepalive.deadline) => {
-                    if !keepalive.expired(session) {
-                        return false;
-                    }
-                }
-            }
-        };
-        keepalive.heard();
+        // `read_frame` is not cancel-safe; it is only ever dropped with the whole session.
+        let result = ws.read_frame(&mut send).await;
+        session.heard.set(Instant::now());
+        session.pinged.set(None);
         let mut frame = match result {
             Ok(frame) => frame,
             Err(e) => {

@@ -1,11 +1,11 @@
 //! The HTTP surface of a connection: WebSocket upgrade at `/ws`, health, readiness, topic listing,
-//! metrics and the embedded dashboard.
+//! metrics, the embedded dashboard, and `POST /publish` when an HTTP feed is configured.
 
 use std::convert::Infallible;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -23,9 +23,15 @@ type Resp = Response<Full<Bytes>>;
 pub(crate) async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
     let timeout = ctx.state.config.handshake_timeout;
     let svc_ctx = ctx.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: Request<Incoming>| {
         let ctx = svc_ctx.clone();
-        async move { Ok::<_, Infallible>(route(&ctx, req)) }
+        async move {
+            // The one route that reads a body, hence async; every other route is GET-only.
+            if req.uri().path() == "/publish" {
+                return Ok::<_, Infallible>(publish(&ctx, req).await);
+            }
+            Ok::<_, Infallible>(route(&ctx, req))
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -121,13 +127,71 @@ fn upgrade(ctx: &Rc<ShardCtx>, mut req: Request<Incoming>) -> Resp {
         // Take the raw socket back: we write pre-encoded frames ourselves.
         let upgraded = ws.into_inner().into_inner();
         match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                crate::connection::run(ctx, slot, parts.io.into_inner(), parts.read_buf).await
-            }
+            // A task of its own, so the session does not carry this handshake task's state.
+            Ok(parts) => crate::connection::start(ctx, slot, parts.io.into_inner(), parts.read_buf),
             Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
         }
     });
     response.map(|_| Full::new(Bytes::new()))
+}
+
+/// `POST /publish`: one JSON tick (`Content-Type: application/json`) or NDJSON lines for the HTTP
+/// feed. 404 without an HTTP feed, 413 over its `max_body_bytes`, else 200 with what was accepted.
+async fn publish(ctx: &ShardCtx, req: Request<Incoming>) -> Resp {
+    let Some(hook) = ctx.state.publish_hook().cloned() else {
+        return text(StatusCode::NOT_FOUND, "no http feed is configured\n");
+    };
+    if req.method() != Method::POST {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST a JSON tick or NDJSON tick lines here\n",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    let limit = hook.max_body_bytes();
+    let too_large = || {
+        ctx.state
+            .metrics
+            .limit_rejections
+            .with_label_values(&["max_body_bytes"])
+            .inc();
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body is larger than {limit} bytes\n"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let single = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    // The header timeout does not cover the body: bound it with the same budget.
+    let read = Limited::new(req.into_body(), limit).collect();
+    let body = match tokio::time::timeout(ctx.state.config.handshake_timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
+        Ok(Err(e)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the body: {e}\n"),
+            )
+        }
+        Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "body not received in time\n"),
+    };
+    // Parsing is in place: the body must be ours to scribble on (no copy when hyper's buffer is unique).
+    let mut body = Vec::from(body);
+    let report = hook.publish(&mut body, single);
+    json_response(StatusCode::OK, report.to_json())
 }
 
 fn readyz(ctx: &ShardCtx) -> Resp {

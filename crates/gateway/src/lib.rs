@@ -21,6 +21,7 @@ pub mod metrics;
 mod process;
 pub mod shard;
 mod state;
+mod sweep;
 mod writer;
 
 pub use accept::{bind, Gateway};

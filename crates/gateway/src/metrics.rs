@@ -80,8 +80,12 @@ pub struct Metrics {
     pub ticks_published: IntCounter,
     /// Per feed: ticks in.
     pub feed_ticks: IntCounterVec,
-    /// Per feed: inputs rejected.
+    /// Per feed and reason (a fixed set, `RejectReason::ALL`): inputs rejected.
     pub feed_parse_errors: IntCounterVec,
+    /// Per feed: seconds since its last tick (absent until the first one).
+    pub feed_last_tick_age_seconds: prometheus::GaugeVec,
+    /// Per feed: upstream sequence gaps and resets seen.
+    pub feed_upstream_gaps: IntCounterVec,
     /// Per feed: reconnects.
     pub feed_reconnects: IntCounterVec,
     /// Per feed: 1 when connected.
@@ -220,9 +224,31 @@ impl Metrics {
                 "Ticks ingested, per feed.",
                 "feed",
             ),
-            feed_parse_errors: counter_vec(
-                "tickcast_feed_parse_errors_total",
-                "Malformed inputs counted and skipped, per feed.",
+            feed_parse_errors: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tickcast_feed_parse_errors_total",
+                        "Malformed inputs counted and skipped, per feed and reason.",
+                    ),
+                    &["feed", "reason"],
+                )
+                .expect("valid metric"),
+            ),
+            feed_last_tick_age_seconds: reg(
+                &r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "tickcast_feed_last_tick_age_seconds",
+                        "Seconds since the feed's last tick.",
+                    ),
+                    &["feed"],
+                )
+                .expect("valid metric"),
+            ),
+            feed_upstream_gaps: counter_vec(
+                "tickcast_feed_upstream_gaps_total",
+                "Upstream sequence jumps and resets seen by the feed (ticks the source lost).",
                 "feed",
             ),
             feed_reconnects: counter_vec(
@@ -272,10 +298,24 @@ impl Metrics {
         for f in state.feeds.all() {
             let l = [f.name()];
             sync_counter(&self.feed_ticks.with_label_values(&l), f.ticks_in());
+            for reason in tickcast_ingest::RejectReason::ALL {
+                sync_counter(
+                    &self
+                        .feed_parse_errors
+                        .with_label_values(&[f.name(), reason.label()]),
+                    f.parse_errors_for(reason),
+                );
+            }
             sync_counter(
-                &self.feed_parse_errors.with_label_values(&l),
-                f.parse_errors(),
+                &self.feed_upstream_gaps.with_label_values(&l),
+                f.upstream_gaps(),
             );
+            if let Some(last) = f.last_tick() {
+                let age_us = tickcast_core::TsMicros::now().0.saturating_sub(last.0);
+                self.feed_last_tick_age_seconds
+                    .with_label_values(&l)
+                    .set(age_us as f64 / 1e6);
+            }
             sync_counter(&self.feed_reconnects.with_label_values(&l), f.reconnects());
             self.feed_up.with_label_values(&l).set(f.connected() as i64);
         }

@@ -18,7 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::LocalSet;
 
+use crate::connection::Session;
 use crate::state::ServerState;
+use crate::sweep;
 
 /// Dispatch at most this many ticks before yielding, so writers and the accept loop get to run and a
 /// burst is written while the next one is routed.
@@ -81,7 +83,8 @@ pub(crate) struct ShardCtx {
     /// Router counters as of the last flush, to add only the difference.
     flushed: Cell<RouterStats>,
     next_id: Cell<u64>,
-    live: Cell<usize>,
+    /// Live sessions, for the sweep and shutdown.
+    pub sessions: RefCell<Vec<Rc<Session>>>,
     idle: Notify,
 }
 
@@ -93,22 +96,36 @@ impl ShardCtx {
         SubscriberId(((self.index as u64) << 48) | n)
     }
 
-    /// Counts a live session until the guard drops.
-    pub(crate) fn session_started(self: &Rc<Self>) -> LiveGuard {
-        self.live.set(self.live.get() + 1);
-        LiveGuard(self.clone())
+    /// Adds `session` to the shard's list until the guard drops.
+    pub(crate) fn register(self: &Rc<Self>, session: &Rc<Session>) -> Registration {
+        let mut list = self.sessions.borrow_mut();
+        session.slot.set(list.len());
+        list.push(session.clone());
+        Registration {
+            ctx: self.clone(),
+            session: session.clone(),
+        }
     }
 }
 
-/// Keeps a session counted as live.
-pub(crate) struct LiveGuard(Rc<ShardCtx>);
+/// Keeps a session in its shard's list; removes it (O(1)) on drop.
+pub(crate) struct Registration {
+    ctx: Rc<ShardCtx>,
+    session: Rc<Session>,
+}
 
-impl Drop for LiveGuard {
+impl Drop for Registration {
     fn drop(&mut self) {
-        let n = self.0.live.get() - 1;
-        self.0.live.set(n);
-        if n == 0 {
-            self.0.idle.notify_waiters();
+        let mut list = self.ctx.sessions.borrow_mut();
+        let i = self.session.slot.get();
+        if i < list.len() && Rc::ptr_eq(&list[i], &self.session) {
+            list.swap_remove(i);
+            if let Some(moved) = list.get(i) {
+                moved.slot.set(i);
+            }
+        }
+        if list.is_empty() {
+            self.ctx.idle.notify_waiters();
         }
     }
 }
@@ -152,7 +169,7 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
         state,
         flushed: Cell::new(RouterStats::default()),
         next_id: Cell::new(0),
-        live: Cell::new(0),
+        sessions: RefCell::new(Vec::new()),
         idle: Notify::new(),
     });
     let listener = match TcpListener::from_std(listener) {
@@ -165,6 +182,7 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
     };
     tokio::task::spawn_local(dispatch(ctx.clone()));
     let flusher = tokio::task::spawn_local(flush_metrics(ctx.clone()));
+    let sweeper = tokio::task::spawn_local(sweep_sessions(ctx.clone()));
     let shutdown = ctx.state.shutdown.clone();
     loop {
         tokio::select! {
@@ -187,18 +205,20 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
         }
     }
     drop(listener);
-    // Sessions saw the same token and are closing with 1001; wait for them, bounded.
-    let grace = ctx.state.config.shutdown_grace + Duration::from_secs(1);
-    let _ = tokio::time::timeout(grace, async {
-        while ctx.live.get() > 0 {
+    // Every client gets 1001; queued frames get `shutdown_grace` to flush, then the runtime drops
+    // whatever is left.
+    sweep::close_all(&ctx);
+    let _ = tokio::time::timeout(ctx.state.config.shutdown_grace, async {
+        loop {
             let idle = ctx.idle.notified();
-            if ctx.live.get() == 0 {
+            if ctx.sessions.borrow().is_empty() {
                 break;
             }
             idle.await;
         }
     })
     .await;
+    sweeper.abort();
     flusher.abort();
     flush_once(&ctx);
 }
@@ -222,6 +242,15 @@ async fn dispatch(ctx: Rc<ShardCtx>) {
         } else {
             tokio::task::yield_now().await;
         }
+    }
+}
+
+async fn sweep_sessions(ctx: Rc<ShardCtx>) {
+    let mut timer = tokio::time::interval(sweep::period(&ctx));
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        timer.tick().await;
+        sweep::sweep(&ctx, std::time::Instant::now());
     }
 }
 

@@ -1,10 +1,11 @@
 //! State shared by every shard and the accept loop.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tickcast_bus::Bus;
-use tickcast_ingest::FeedRegistry;
+use tickcast_core::TsMicros;
+use tickcast_ingest::{FeedRegistry, PublishHook};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::GatewayConfig;
@@ -26,6 +27,8 @@ pub struct ServerState {
     /// Live WebSocket sessions, for the connection limit.
     sessions: AtomicUsize,
     draining: AtomicBool,
+    /// What `POST /publish` calls; set once at startup when an HTTP feed is configured, else 404.
+    publish_hook: OnceLock<Arc<dyn PublishHook>>,
 }
 
 impl ServerState {
@@ -44,7 +47,18 @@ impl ServerState {
             shutdown,
             sessions: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            publish_hook: OnceLock::new(),
         })
+    }
+
+    /// Enables `POST /publish` through `hook`; only the first call takes effect.
+    pub fn set_publish_hook(&self, hook: Arc<dyn PublishHook>) {
+        let _ = self.publish_hook.set(hook);
+    }
+
+    /// The `POST /publish` handler, if an HTTP feed is configured.
+    pub fn publish_hook(&self) -> Option<&Arc<dyn PublishHook>> {
+        self.publish_hook.get()
     }
 
     /// Takes a session slot, or `None` at the connection limit.
@@ -75,15 +89,17 @@ impl ServerState {
         self.draining.load(Ordering::Acquire) || self.shutdown.is_cancelled()
     }
 
-    /// Readiness: not shutting down and every feed connected. `Err` says why not.
+    /// Readiness: not shutting down and every required feed connected (and live, when it has a
+    /// `max_idle`). `Err` says why not.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         let mut why = Vec::new();
         if self.is_draining() {
             why.push("shutting down".to_string());
         }
+        let now = TsMicros::now();
         for f in self.feeds.all() {
-            if !f.connected() {
-                why.push(format!("feed {} is not connected", f.name()));
+            if let Some(reason) = f.not_ready_reason(now).filter(|_| f.required()) {
+                why.push(reason);
             }
         }
         if why.is_empty() {

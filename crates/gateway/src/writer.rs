@@ -40,10 +40,9 @@ pub(crate) async fn run(
     socket: Rc<TcpStream>,
 ) -> WriterEnd {
     let sub = session.sub.clone();
-    let write_timeout = ctx.state.config.write_timeout;
     loop {
         poll_fn(|cx| {
-            if sub.is_slow() || !sub.queue.borrow().is_empty() {
+            if session.is_killed() || sub.is_slow() || !sub.queue.borrow().is_empty() {
                 Poll::Ready(())
             } else {
                 sub.set_waker(cx.waker());
@@ -52,6 +51,9 @@ pub(crate) async fn run(
         })
         .await;
 
+        if session.is_killed() {
+            return WriterEnd::Stalled;
+        }
         if sub.is_slow() && !sub.queue.borrow().is_closed() {
             session.end_with(CloseReason::SlowConsumer);
             sub.queue
@@ -64,13 +66,22 @@ pub(crate) async fn run(
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match tokio::time::timeout(write_timeout, socket.writable()).await {
-                        Ok(Ok(())) => continue,
-                        Ok(Err(_)) => return WriterEnd::Failed,
-                        Err(_) => {
-                            session.end_with(CloseReason::SlowConsumer);
-                            return WriterEnd::Stalled;
+                    // The socket is full. The shard's sweep kills the session if this lasts longer
+                    // than `write_timeout`; until then wait for room, or for that kill.
+                    if session.stalled_since.get().is_none() {
+                        session.stalled_since.set(Some(std::time::Instant::now()));
+                    }
+                    let killed = poll_fn(|cx| {
+                        if session.is_killed() {
+                            Poll::Ready(())
+                        } else {
+                            sub.set_waker(cx.waker());
+                            Poll::Pending
                         }
+                    });
+                    tokio::select! {
+                        r = socket.writable() => if r.is_err() { return WriterEnd::Failed },
+                        () = killed => return WriterEnd::Stalled,
                     }
                 }
                 Err(_) => return WriterEnd::Failed,
@@ -100,6 +111,7 @@ fn write_some(ctx: &ShardCtx, session: &Session, socket: &TcpStream) -> io::Resu
     }
     let queued = q.data_len();
     let written = socket.try_write_vectored(&iov[..n])?;
+    session.stalled_since.set(None);
     let done = q.advance(written);
     let control_left = q.control_len();
     drop(q);

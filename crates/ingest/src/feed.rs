@@ -16,12 +16,13 @@ pub enum FeedError {
     /// The feed's configuration is unusable.
     #[error("feed {feed}: invalid configuration: {reason}")]
     Config { feed: String, reason: String },
-    /// An I/O operation failed (bind, open, connect).
-    #[error("feed {feed}: {context}: {source}")]
+    /// An I/O operation failed (bind, open, connect). The I/O error is part of the message rather
+    /// than a `source`, so the startup failure reads as one line.
+    #[error("feed {feed}: {context}: {error}")]
     Io {
         feed: String,
         context: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 

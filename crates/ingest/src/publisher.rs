@@ -51,6 +51,11 @@ impl Publisher {
         &self.stats
     }
 
+    /// The topic named `name` if this publisher resolved it before; no allocation, no shared lookup.
+    pub fn cached(&self, name: &str) -> Option<&Arc<TopicState>> {
+        self.topics.get(name)
+    }
+
     /// Resolves `topic` once (creating it on the bus if needed) for repeated publishing.
     pub fn topic(&mut self, topic: &Topic) -> Result<Arc<TopicState>, BusError> {
         if let Some(t) = self.topics.get(topic) {

@@ -1,9 +1,13 @@
 //! Per-feed counters and liveness, shared with metrics and readiness.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tickcast_core::TsMicros;
+
+use crate::reject::{LogLimiter, Reject, RejectReason};
 
 /// What operators want to know about one feed.
 #[derive(Debug)]
@@ -11,10 +15,21 @@ pub struct FeedStats {
     name: String,
     kind: &'static str,
     ticks_in: AtomicU64,
-    parse_errors: AtomicU64,
+    /// Rejected inputs, indexed by [`RejectReason`]; a fixed array keeps the label set bounded.
+    rejects: [AtomicU64; RejectReason::ALL.len()],
     reconnects: AtomicU64,
+    /// Upstream sequence discontinuities (jumps forward or back) seen in sources that carry a seq.
+    upstream_gaps: AtomicU64,
     last_tick_us: AtomicU64,
     connected: AtomicBool,
+    /// Whether `/readyz` waits for this feed.
+    required: AtomicBool,
+    /// With a non-zero value, a feed whose last tick is older than this (ms) is not live.
+    max_idle_ms: AtomicU64,
+    /// Bounds the rate of reject warnings.
+    reject_log: LogLimiter,
+    /// Bounds the rate of upstream-gap warnings.
+    gap_log: LogLimiter,
 }
 
 impl FeedStats {
@@ -24,11 +39,57 @@ impl FeedStats {
             name: name.into(),
             kind,
             ticks_in: AtomicU64::new(0),
-            parse_errors: AtomicU64::new(0),
+            rejects: Default::default(),
             reconnects: AtomicU64::new(0),
+            upstream_gaps: AtomicU64::new(0),
             last_tick_us: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            required: AtomicBool::new(true),
+            max_idle_ms: AtomicU64::new(0),
+            reject_log: LogLimiter::default(),
+            gap_log: LogLimiter::default(),
         })
+    }
+
+    /// Sets how readiness treats this feed: whether it is `required`, and after how long without a
+    /// tick it stops counting as live (`None`: silence is fine).
+    pub fn set_readiness(&self, required: bool, max_idle: Option<Duration>) {
+        self.required.store(required, Ordering::Relaxed);
+        self.max_idle_ms.store(
+            max_idle.map_or(0, |d| d.as_millis().max(1) as u64),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether `/readyz` waits for this feed.
+    pub fn required(&self) -> bool {
+        self.required.load(Ordering::Relaxed)
+    }
+
+    /// Why this feed is not ready at `now` (not connected, or silent for longer than its
+    /// `max_idle`), or `None` when it is.
+    pub fn not_ready_reason(&self, now: TsMicros) -> Option<String> {
+        if !self.connected() {
+            return Some(format!("feed {} is not connected", self.name));
+        }
+        let max_idle_ms = self.max_idle_ms.load(Ordering::Relaxed);
+        if max_idle_ms > 0 {
+            let idle = self
+                .last_tick()
+                .map(|t| Duration::from_micros(now.0.saturating_sub(t.0)));
+            match idle {
+                None => return Some(format!("feed {} has not published a tick yet", self.name)),
+                Some(d) if d.as_millis() as u64 > max_idle_ms => {
+                    return Some(format!(
+                        "feed {} has published no tick for {:.1} s",
+                        self.name,
+                        d.as_secs_f64()
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        None
     }
 
     /// The feed's name.
@@ -47,9 +108,33 @@ impl FeedStats {
         self.last_tick_us.store(at.0, Ordering::Relaxed);
     }
 
-    /// Counts one input that could not be parsed.
-    pub fn record_parse_error(&self) {
-        self.parse_errors.fetch_add(1, Ordering::Relaxed);
+    /// Counts one input that could not be used.
+    pub fn record_parse_error(&self, reason: RejectReason) {
+        self.rejects[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a rejected input and logs it (with where it came from and its line number, 0 when
+    /// inputs have no lines) at most once per [`crate::reject::LOG_INTERVAL`].
+    pub fn record_reject(&self, origin: &dyn fmt::Display, line: u64, reject: &Reject) {
+        self.record_parse_error(reject.reason());
+        if let Some(suppressed) = self.reject_log.admit() {
+            tracing::warn!(
+                feed = %self.name,
+                %origin,
+                line,
+                reason = reject.reason().label(),
+                suppressed,
+                "input skipped: {reject}"
+            );
+        }
+    }
+
+    /// Counts an upstream sequence discontinuity on `topic` and logs it at a bounded rate.
+    pub fn record_upstream_gap(&self, topic: &str, detail: fmt::Arguments<'_>) {
+        self.upstream_gaps.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.gap_log.admit() {
+            tracing::warn!(feed = %self.name, topic, suppressed, "upstream sequence gap: {detail}");
+        }
     }
 
     /// Counts one reconnect to the source.
@@ -67,9 +152,19 @@ impl FeedStats {
         self.ticks_in.load(Ordering::Relaxed)
     }
 
-    /// Inputs rejected.
+    /// Inputs rejected, all reasons.
     pub fn parse_errors(&self) -> u64 {
-        self.parse_errors.load(Ordering::Relaxed)
+        self.rejects.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Inputs rejected for `reason`.
+    pub fn parse_errors_for(&self, reason: RejectReason) -> u64 {
+        self.rejects[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Upstream sequence discontinuities seen.
+    pub fn upstream_gaps(&self) -> u64 {
+        self.upstream_gaps.load(Ordering::Relaxed)
     }
 
     /// Reconnects so far.

@@ -2,13 +2,18 @@
 //! Precedence: built-in defaults < the file given with `--config` < `TICKCAST_*` env < CLI flags.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use tickcast_bus::{BusConfig, OverflowPolicy, QueueLimits};
 use tickcast_gateway::GatewayConfig;
+use tickcast_ingest::http::HttpConfig;
+use tickcast_ingest::replay::{ReplayConfig, ReplayFormat};
 use tickcast_ingest::synthetic::{Symbols, SyntheticConfig};
+use tickcast_ingest::tcp::TcpConfig;
+use tickcast_ingest::upstream::{AdapterKind, UpstreamConfig};
+use tickcast_ingest::{FeedPlan, FeedSpec};
 
 /// Why a configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +186,30 @@ pub enum SymbolsSpec {
     List(Vec<String>),
 }
 
-/// One `[[feeds]]` entry.
+/// Format of a replay file as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayFormatSpec {
+    /// One JSON tick per line.
+    Jsonl,
+    /// Header row, then one tick per row.
+    Csv,
+}
+
+/// Upstream protocol as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdapterSpec {
+    /// Another tickcast (protocol v1).
+    Tickcast,
+    /// Coinbase `ticker` channel.
+    Coinbase,
+    /// Binance `bookTicker` + `trade` streams.
+    Binance,
+}
+
+/// One `[[feeds]]` entry. Every kind also takes `required` (readiness waits for it, default true)
+/// and `max_idle_ms` (a required feed silent this long is not ready; 0 = off, the default).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FeedSection {
@@ -202,11 +230,157 @@ pub enum FeedSection {
         /// Random-walk seed.
         #[serde(default = "default_seed")]
         seed: u64,
+        /// Readiness waits for this feed.
+        #[serde(default = "default_true")]
+        required: bool,
+        /// Not ready after this long without a tick (ms); 0 = off.
+        #[serde(default)]
+        max_idle_ms: u64,
+    },
+    /// NDJSON publishers over TCP.
+    Tcp {
+        /// Name in logs and metrics.
+        #[serde(default = "default_tcp_name")]
+        name: String,
+        /// Address to listen on.
+        listen: SocketAddr,
+        /// Longest line in bytes.
+        #[serde(default = "default_max_line_bytes")]
+        max_line_bytes: usize,
+        /// Publisher connections at once.
+        #[serde(default = "default_tcp_max_connections")]
+        max_connections: usize,
+        /// Readiness waits for this feed (connected = at least one publisher connected).
+        #[serde(default = "default_true")]
+        required: bool,
+        /// Not ready after this long without a tick (ms); 0 = off.
+        #[serde(default)]
+        max_idle_ms: u64,
+    },
+    /// A JSONL or CSV file played back.
+    Replay {
+        /// Name in logs and metrics.
+        #[serde(default = "default_replay_name")]
+        name: String,
+        /// The file (relative to the working directory).
+        path: PathBuf,
+        /// `jsonl` or `csv`; default: `csv` for a `.csv` file, else `jsonl`.
+        #[serde(default)]
+        format: Option<ReplayFormatSpec>,
+        /// Pacing factor; 0 = as fast as possible.
+        #[serde(default = "default_speed")]
+        speed: f64,
+        /// Start over at the end.
+        #[serde(default, rename = "loop")]
+        looping: bool,
+        /// Longest line in bytes.
+        #[serde(default = "default_max_line_bytes")]
+        max_line_bytes: usize,
+        /// Readiness waits for this feed (connected while playing).
+        #[serde(default = "default_true")]
+        required: bool,
+        /// Not ready after this long without a tick (ms); 0 = off.
+        #[serde(default)]
+        max_idle_ms: u64,
+    },
+    /// A WebSocket client of another tickcast or an exchange.
+    Upstream {
+        /// Name in logs and metrics.
+        #[serde(default = "default_upstream_name")]
+        name: String,
+        /// `ws://host:port/path`.
+        url: String,
+        /// `tickcast`, `coinbase` or `binance`.
+        #[serde(default = "default_adapter")]
+        adapter: AdapterSpec,
+        /// Topics (tickcast), product ids (coinbase) or symbols (binance) to subscribe to.
+        subscribe: Vec<String>,
+        /// Channel of the republished topics; default: upstream's (tickcast) or `ticker`.
+        #[serde(default)]
+        channel: Option<String>,
+        /// First reconnect delay (ms).
+        #[serde(default = "default_backoff_min_ms")]
+        backoff_min_ms: u64,
+        /// Longest reconnect delay (ms).
+        #[serde(default = "default_backoff_max_ms")]
+        backoff_max_ms: u64,
+        /// Largest upstream message in bytes.
+        #[serde(default = "default_upstream_max_message_bytes")]
+        max_message_bytes: usize,
+        /// Silence before a ping; twice this without data and the connection is dropped (ms).
+        #[serde(default = "default_idle_timeout_ms")]
+        idle_timeout_ms: u64,
+        /// Readiness waits for this feed (connected = subscribed upstream).
+        #[serde(default = "default_true")]
+        required: bool,
+        /// Not ready after this long without a tick (ms); 0 = off.
+        #[serde(default)]
+        max_idle_ms: u64,
+    },
+    /// `POST /publish` on the gateway.
+    Http {
+        /// Name in logs and metrics.
+        #[serde(default = "default_http_name")]
+        name: String,
+        /// Largest request body in bytes.
+        #[serde(default = "default_max_body_bytes")]
+        max_body_bytes: usize,
+        /// Longest NDJSON line in bytes.
+        #[serde(default = "default_max_line_bytes")]
+        max_line_bytes: usize,
+        /// Readiness waits for this feed (up while the server runs).
+        #[serde(default = "default_true")]
+        required: bool,
+        /// Not ready after this long without a tick (ms); 0 = off.
+        #[serde(default)]
+        max_idle_ms: u64,
     },
 }
 
 fn default_synthetic_name() -> String {
     "synthetic".into()
+}
+fn default_tcp_name() -> String {
+    "tcp".into()
+}
+fn default_replay_name() -> String {
+    "replay".into()
+}
+fn default_upstream_name() -> String {
+    "upstream".into()
+}
+fn default_http_name() -> String {
+    "http".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_line_bytes() -> usize {
+    4096
+}
+fn default_tcp_max_connections() -> usize {
+    64
+}
+fn default_speed() -> f64 {
+    1.0
+}
+fn default_adapter() -> AdapterSpec {
+    AdapterSpec::Tickcast
+}
+fn default_backoff_min_ms() -> u64 {
+    100
+}
+fn default_backoff_max_ms() -> u64 {
+    30_000
+}
+fn default_upstream_max_message_bytes() -> usize {
+    65_536
+}
+fn default_idle_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_body_bytes() -> usize {
+    1 << 20
 }
 fn default_channel() -> String {
     "ticker".into()
@@ -227,6 +401,244 @@ impl FeedSection {
             symbols: None,
             rate: default_rate(),
             seed: default_seed(),
+            required: true,
+            max_idle_ms: 0,
+        }
+    }
+
+    /// A looping real-time replay of `path` (the `--replay FILE` flag).
+    pub fn replay_file(path: PathBuf) -> Self {
+        FeedSection::Replay {
+            name: default_replay_name(),
+            path,
+            format: None,
+            speed: default_speed(),
+            looping: true,
+            max_line_bytes: default_max_line_bytes(),
+            required: true,
+            max_idle_ms: 0,
+        }
+    }
+
+    /// The feed's name.
+    pub fn name(&self) -> &str {
+        match self {
+            FeedSection::Synthetic { name, .. }
+            | FeedSection::Tcp { name, .. }
+            | FeedSection::Replay { name, .. }
+            | FeedSection::Upstream { name, .. }
+            | FeedSection::Http { name, .. } => name,
+        }
+    }
+
+    /// `required` and `max_idle_ms`.
+    fn readiness(&self) -> (bool, u64) {
+        match self {
+            FeedSection::Synthetic {
+                required,
+                max_idle_ms,
+                ..
+            }
+            | FeedSection::Tcp {
+                required,
+                max_idle_ms,
+                ..
+            }
+            | FeedSection::Replay {
+                required,
+                max_idle_ms,
+                ..
+            }
+            | FeedSection::Upstream {
+                required,
+                max_idle_ms,
+                ..
+            }
+            | FeedSection::Http {
+                required,
+                max_idle_ms,
+                ..
+            } => (*required, *max_idle_ms),
+        }
+    }
+
+    /// Range checks of one entry; the message names the feed.
+    fn validate(&self) -> Result<(), String> {
+        let name = self.name();
+        let fail = |m: &str| Err(format!("feed {name}: {m}"));
+        if name.is_empty() {
+            return Err("a feed has an empty name".into());
+        }
+        match self {
+            FeedSection::Synthetic { rate, symbols, .. } => {
+                if !(rate.is_finite() && *rate >= 0.0) {
+                    return fail("rate must be a non-negative number");
+                }
+                if matches!(symbols, Some(SymbolsSpec::Count(0)))
+                    || matches!(symbols, Some(SymbolsSpec::List(l)) if l.is_empty())
+                {
+                    return fail("symbols must not be empty");
+                }
+            }
+            FeedSection::Tcp {
+                max_line_bytes,
+                max_connections,
+                ..
+            } => {
+                if *max_line_bytes < 64 || *max_connections == 0 {
+                    return fail("max_line_bytes must be >= 64 and max_connections >= 1");
+                }
+            }
+            FeedSection::Replay {
+                speed,
+                max_line_bytes,
+                ..
+            } => {
+                if !(speed.is_finite() && *speed >= 0.0) {
+                    return fail("speed must be a non-negative number (0 = as fast as possible)");
+                }
+                if *max_line_bytes < 64 {
+                    return fail("max_line_bytes must be >= 64");
+                }
+            }
+            FeedSection::Upstream {
+                url,
+                subscribe,
+                backoff_min_ms,
+                backoff_max_ms,
+                max_message_bytes,
+                idle_timeout_ms,
+                ..
+            } => {
+                if !url.starts_with("ws://") {
+                    return fail("url must start with ws:// (wss:// is not supported)");
+                }
+                if subscribe.is_empty() {
+                    return fail("subscribe must list at least one topic, product or symbol");
+                }
+                if *backoff_min_ms == 0 || backoff_min_ms > backoff_max_ms {
+                    return fail("backoff_min_ms must be >= 1 and <= backoff_max_ms");
+                }
+                if *max_message_bytes < 64 || *idle_timeout_ms < 100 {
+                    return fail("max_message_bytes must be >= 64 and idle_timeout_ms >= 100");
+                }
+            }
+            FeedSection::Http {
+                max_body_bytes,
+                max_line_bytes,
+                ..
+            } => {
+                if *max_body_bytes < 64 || *max_line_bytes < 64 {
+                    return fail("max_body_bytes and max_line_bytes must be >= 64");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The ingest-side settings of this entry.
+    pub fn plan(&self) -> FeedPlan {
+        let ms = Duration::from_millis;
+        let (required, max_idle_ms) = self.readiness();
+        let spec = match self.clone() {
+            FeedSection::Synthetic {
+                name,
+                channel,
+                symbols,
+                rate,
+                seed,
+                ..
+            } => FeedSpec::Synthetic(SyntheticConfig {
+                name,
+                channel,
+                symbols: match symbols {
+                    None => Symbols::default(),
+                    Some(SymbolsSpec::Count(n)) => Symbols::Count(n),
+                    Some(SymbolsSpec::List(l)) => Symbols::List(l),
+                },
+                rate,
+                seed,
+            }),
+            FeedSection::Tcp {
+                name,
+                listen,
+                max_line_bytes,
+                max_connections,
+                ..
+            } => FeedSpec::Tcp(TcpConfig {
+                name,
+                listen,
+                max_line_bytes,
+                max_connections,
+            }),
+            FeedSection::Replay {
+                name,
+                path,
+                format,
+                speed,
+                looping,
+                max_line_bytes,
+                ..
+            } => {
+                let csv_ext = path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+                let format = match format {
+                    Some(ReplayFormatSpec::Csv) => ReplayFormat::Csv,
+                    Some(ReplayFormatSpec::Jsonl) => ReplayFormat::Jsonl,
+                    None if csv_ext => ReplayFormat::Csv,
+                    None => ReplayFormat::Jsonl,
+                };
+                FeedSpec::Replay(ReplayConfig {
+                    name,
+                    path,
+                    format,
+                    speed,
+                    looping,
+                    max_line_bytes,
+                })
+            }
+            FeedSection::Upstream {
+                name,
+                url,
+                adapter,
+                subscribe,
+                channel,
+                backoff_min_ms,
+                backoff_max_ms,
+                max_message_bytes,
+                idle_timeout_ms,
+                ..
+            } => FeedSpec::Upstream(UpstreamConfig {
+                name,
+                url,
+                adapter: match adapter {
+                    AdapterSpec::Tickcast => AdapterKind::Tickcast,
+                    AdapterSpec::Coinbase => AdapterKind::Coinbase,
+                    AdapterSpec::Binance => AdapterKind::Binance,
+                },
+                symbols: subscribe,
+                channel,
+                backoff_min: ms(backoff_min_ms),
+                backoff_max: ms(backoff_max_ms),
+                max_message_bytes,
+                idle_timeout: ms(idle_timeout_ms),
+            }),
+            FeedSection::Http {
+                name,
+                max_body_bytes,
+                max_line_bytes,
+                ..
+            } => FeedSpec::Http(HttpConfig {
+                name,
+                max_body_bytes,
+                max_line_bytes,
+            }),
+        };
+        FeedPlan {
+            spec,
+            required,
+            max_idle: (max_idle_ms > 0).then(|| ms(max_idle_ms)),
         }
     }
 }
@@ -244,6 +656,8 @@ pub struct Overrides {
     pub workers: Option<usize>,
     /// `--policy`
     pub policy: Option<OverflowPolicy>,
+    /// `--replay FILE`: adds a looping real-time replay feed of FILE.
+    pub replay: Option<PathBuf>,
 }
 
 impl Config {
@@ -283,6 +697,9 @@ impl Config {
         }
         if let Some(p) = o.policy {
             self.backpressure.policy = p;
+        }
+        if let Some(path) = o.replay {
+            self.feeds.push(FeedSection::replay_file(path));
         }
         if o.symbols.is_some() || o.rate.is_some() {
             if !self
@@ -343,21 +760,25 @@ impl Config {
         if self.keepalive.ping_interval_ms < 100 || self.keepalive.pong_timeout_ms < 100 {
             return bad("keepalive intervals must be at least 100 ms".into());
         }
+        let mut names = std::collections::HashSet::new();
         for f in &self.feeds {
-            let FeedSection::Synthetic {
-                name,
-                rate,
-                symbols,
-                ..
-            } = f;
-            if !(rate.is_finite() && *rate >= 0.0) {
-                return bad(format!("feed {name}: rate must be a non-negative number"));
+            f.validate().map_err(ConfigError::Invalid)?;
+            if !names.insert(f.name()) {
+                return bad(format!(
+                    "feed name {:?} is used twice; names label metrics and must be unique",
+                    f.name()
+                ));
             }
-            if matches!(symbols, Some(SymbolsSpec::Count(0)))
-                || matches!(symbols, Some(SymbolsSpec::List(l)) if l.is_empty())
-            {
-                return bad(format!("feed {name}: symbols must not be empty"));
-            }
+        }
+        let http = self
+            .feeds
+            .iter()
+            .filter(|f| matches!(f, FeedSection::Http { .. }))
+            .count();
+        if http > 1 {
+            return bad(format!(
+                "{http} http feeds configured; POST /publish can feed only one"
+            ));
         }
         Ok(())
     }
@@ -406,35 +827,12 @@ impl Config {
         }
     }
 
-    /// Feed settings, with the default synthetic feed when none is configured.
-    pub fn synthetic_feeds(&self) -> Vec<SyntheticConfig> {
-        let feeds = if self.feeds.is_empty() {
-            vec![FeedSection::default_synthetic()]
-        } else {
-            self.feeds.clone()
-        };
-        feeds
-            .into_iter()
-            .map(
-                |FeedSection::Synthetic {
-                     name,
-                     channel,
-                     symbols,
-                     rate,
-                     seed,
-                 }| SyntheticConfig {
-                    name,
-                    channel,
-                    symbols: match symbols {
-                        None => Symbols::default(),
-                        Some(SymbolsSpec::Count(n)) => Symbols::Count(n),
-                        Some(SymbolsSpec::List(l)) => Symbols::List(l),
-                    },
-                    rate,
-                    seed,
-                },
-            )
-            .collect()
+    /// Every feed's plan, with the default synthetic feed when none is configured.
+    pub fn feed_plans(&self) -> Vec<FeedPlan> {
+        if self.feeds.is_empty() {
+            return vec![FeedSection::default_synthetic().plan()];
+        }
+        self.feeds.iter().map(FeedSection::plan).collect()
     }
 }
 
@@ -447,7 +845,10 @@ mod tests {
         let text = include_str!("../../../config/tickcast.toml");
         let c = Config::from_toml(text).unwrap();
         assert_eq!(c.server.listen.port(), 8080);
-        assert_eq!(c.synthetic_feeds().len(), 1);
+        assert_eq!(c.feed_plans().len(), 1);
+        // The sample configs the README shows parse too.
+        let replay = Config::from_toml(include_str!("../../../config/replay.toml")).unwrap();
+        assert!(matches!(replay.feed_plans()[0].spec, FeedSpec::Replay(_)));
     }
 
     #[test]
@@ -475,15 +876,79 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let feeds = c.synthetic_feeds();
-        assert_eq!(
-            feeds[0].symbols.names(),
-            vec!["SYM0000", "SYM0001", "SYM0002"]
-        );
-        assert_eq!(feeds[0].rate, 10.0);
+        let synthetic = |c: &Config| match c.feed_plans().remove(0).spec {
+            FeedSpec::Synthetic(s) => s,
+            other => panic!("{other:?}"),
+        };
+        let feed = synthetic(&c);
+        assert_eq!(feed.symbols.names(), vec!["SYM0000", "SYM0001", "SYM0002"]);
+        assert_eq!(feed.rate, 10.0);
         let c =
             Config::from_toml("[[feeds]]\nkind = \"synthetic\"\nsymbols = [\"AAPL\"]\nrate = 5")
                 .unwrap();
-        assert_eq!(c.synthetic_feeds()[0].symbols.names(), vec!["AAPL"]);
+        assert_eq!(synthetic(&c).symbols.names(), vec!["AAPL"]);
+    }
+
+    #[test]
+    fn feed_kinds_parse_with_defaults_and_are_checked() {
+        let c = Config::from_toml(
+            r#"
+            [[feeds]]
+            kind = "tcp"
+            listen = "127.0.0.1:0"
+            required = false
+            [[feeds]]
+            kind = "replay"
+            path = "ticks.CSV"
+            speed = 0
+            loop = true
+            [[feeds]]
+            kind = "upstream"
+            url = "ws://127.0.0.1:1/ws"
+            adapter = "binance"
+            subscribe = ["BTCUSDT"]
+            max_idle_ms = 5000
+            [[feeds]]
+            kind = "http"
+            "#,
+        )
+        .unwrap();
+        let plans = c.feed_plans();
+        assert_eq!(plans.len(), 4);
+        assert!(!plans[0].required && plans[1].required);
+        match &plans[1].spec {
+            FeedSpec::Replay(r) => {
+                assert_eq!(r.format, ReplayFormat::Csv, "format from the extension");
+                assert!(r.looping && r.speed == 0.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &plans[2].spec {
+            FeedSpec::Upstream(u) => {
+                assert_eq!(u.adapter, AdapterKind::Binance);
+                assert_eq!(u.backoff_min, Duration::from_millis(100));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(plans[2].max_idle, Some(Duration::from_millis(5000)));
+
+        let invalid = |toml: &str| match Config::from_toml(toml) {
+            Err(ConfigError::Invalid(m)) => m,
+            other => panic!("{toml}: {other:?}"),
+        };
+        assert!(
+            invalid("[[feeds]]\nkind = \"http\"\n[[feeds]]\nkind = \"http\"\nname = \"h2\"")
+                .contains("POST /publish")
+        );
+        assert!(invalid("[[feeds]]\nkind = \"http\"\n[[feeds]]\nkind = \"tcp\"\nname = \"http\"\nlisten = \"127.0.0.1:0\"")
+            .contains("used twice"));
+        assert!(invalid(
+            "[[feeds]]\nkind = \"upstream\"\nname = \"up\"\nurl = \"wss://x\"\nsubscribe = [\"a\"]"
+        )
+        .contains("feed up"));
+        assert!(matches!(
+            Config::from_toml("[[feeds]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:0\"\nbogus = 1"),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 }

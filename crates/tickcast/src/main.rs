@@ -34,6 +34,9 @@ struct Cli {
     /// Slow-client policy: conflate, drop_oldest or disconnect.
     #[arg(long, env = "TICKCAST_POLICY")]
     policy: Option<OverflowPolicy>,
+    /// Replay a JSONL or CSV tick file in real time, looping (adds a feed named "replay").
+    #[arg(long, env = "TICKCAST_REPLAY")]
+    replay: Option<PathBuf>,
     /// Log filter, e.g. info or tickcast_gateway=debug [default: from config, info].
     #[arg(long, env = "TICKCAST_LOG")]
     log: Option<String>,
@@ -51,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         rate: cli.rate,
         workers: cli.workers,
         policy: cli.policy,
+        replay: cli.replay.clone(),
     })?;
     let filter = cli.log.clone().unwrap_or_else(|| config.log.filter.clone());
     tracing_subscriber::fmt()

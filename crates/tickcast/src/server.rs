@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use tickcast_bus::Bus;
 use tickcast_gateway::{Gateway, ServerState};
-use tickcast_ingest::synthetic::SyntheticFeed;
 use tickcast_ingest::{Feed, FeedContext, FeedRegistry, FeedStats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +18,8 @@ pub struct Running {
     state: Arc<ServerState>,
     gateway: JoinHandle<std::io::Result<()>>,
     feeds: Vec<JoinHandle<()>>,
+    /// Addresses feeds listen on (TCP feeds), by feed name.
+    feed_addrs: Vec<(String, SocketAddr)>,
 }
 
 impl Running {
@@ -30,6 +31,14 @@ impl Running {
     /// Shared server state (bus, metrics), for tests and embedding.
     pub fn state(&self) -> &Arc<ServerState> {
         &self.state
+    }
+
+    /// The address feed `name` listens on (TCP feeds; resolves port 0), if any.
+    pub fn feed_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.feed_addrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
     }
 
     /// The token that stops everything when cancelled.
@@ -71,12 +80,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
     );
 
-    // Build every feed before binding, so a bad feed fails startup with one clear message.
+    // Build every feed before binding, so a bad feed (busy port, missing file, bad URL) fails
+    // startup with one clear message naming it. Nothing runs until all are built.
     let mut feeds: Vec<(Box<dyn Feed>, Arc<FeedStats>)> = Vec::new();
-    for fc in config.synthetic_feeds() {
-        let stats = FeedStats::new(fc.name.clone(), "synthetic");
-        let feed = SyntheticFeed::new(fc)?;
-        feeds.push((Box::new(feed), stats));
+    let mut feed_addrs = Vec::new();
+    for plan in config.feed_plans() {
+        let built = tickcast_ingest::build(plan, &bus)?;
+        if let Some(addr) = built.local_addr {
+            feed_addrs.push((built.feed.name().to_string(), addr));
+        }
+        if let Some(hook) = built.publish_hook {
+            state.set_publish_hook(hook);
+        }
+        feeds.push((built.feed, built.stats));
     }
 
     let gateway = Gateway::bind(state.clone())
@@ -105,5 +121,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         state,
         gateway,
         feeds: handles,
+        feed_addrs,
     })
 }

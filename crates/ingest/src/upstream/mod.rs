@@ -1,0 +1,354 @@
+//! The upstream feed: a WebSocket client of another tickcast (an edge relay tier) or of an
+//! exchange-style feed, through an [`Adapter`] per protocol.
+//!
+//! It subscribes after every connect, reconnects with exponential backoff and jitter when the
+//! connection fails, drops or goes silent, and marks what it lost: reconnects and upstream sequence
+//! gaps are counted and logged. tickcast assigns its own seq to everything it republishes, so
+//! subscribers downstream see a dense seq; the upstream's gaps are visible in metrics and logs.
+//! Only `ws://` is supported (no TLS backend is built in).
+
+pub mod adapters;
+mod backoff;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tickcast_core::{Price, Size, TsMicros};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+pub use adapters::{Adapter, AdapterKind, Update, UpstreamSeq};
+pub use backoff::Backoff;
+
+use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
+use crate::publisher::Quote;
+use crate::reject::Reject;
+use crate::sink::TickSink;
+
+/// Time allowed for TCP connect plus the WebSocket handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time given to a close handshake at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Settings of an upstream feed.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Feed name for logs and metrics.
+    pub name: String,
+    /// `ws://host:port/path`.
+    pub url: String,
+    /// The upstream's protocol.
+    pub adapter: AdapterKind,
+    /// What to subscribe to: topics (tickcast), product ids (coinbase) or symbols (binance).
+    pub symbols: Vec<String>,
+    /// Channel of the republished topics (`<channel>.<symbol>`). `None`: the upstream's channel for
+    /// tickcast, `ticker` for exchanges.
+    pub channel: Option<String>,
+    /// First reconnect delay.
+    pub backoff_min: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+    /// Largest upstream message in bytes; a larger one fails the connection (then reconnect).
+    pub max_message_bytes: usize,
+    /// Silence after which the connection is pinged, and after twice which it is dropped.
+    pub idle_timeout: Duration,
+}
+
+/// The upstream feed.
+pub struct UpstreamFeed {
+    config: UpstreamConfig,
+}
+
+impl UpstreamFeed {
+    /// Validates `config`: a parseable `ws://` URL, something to subscribe, sane delays.
+    pub fn new(config: UpstreamConfig) -> Result<Self, FeedError> {
+        let bad = |reason: String| FeedError::Config {
+            feed: config.name.clone(),
+            reason,
+        };
+        if config.url.starts_with("wss://") {
+            return Err(bad(format!(
+                "url {}: wss:// is not supported (no TLS built in); use ws:// or a local TLS terminator",
+                config.url
+            )));
+        }
+        if !config.url.starts_with("ws://") {
+            return Err(bad(format!("url {:?} must start with ws://", config.url)));
+        }
+        config
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| bad(format!("url {:?}: {e}", config.url)))?;
+        if config.symbols.is_empty() {
+            return Err(bad("nothing to subscribe: symbols is empty".into()));
+        }
+        if config.backoff_min.is_zero() || config.backoff_min > config.backoff_max {
+            return Err(bad(
+                "backoff_min_ms must be at least 1 and at most backoff_max_ms".into(),
+            ));
+        }
+        if config.max_message_bytes < 64 || config.idle_timeout < Duration::from_millis(100) {
+            return Err(bad(
+                "max_message_bytes must be >= 64 and idle_timeout_ms >= 100".into(),
+            ));
+        }
+        if let Some(c) = &config.channel {
+            crate::parse::validate_topic(&format!("{c}.X"))
+                .map_err(|e| bad(format!("channel {c:?}: {e}")))?;
+        }
+        Ok(Self { config })
+    }
+}
+
+impl Feed for UpstreamFeed {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn run(self: Box<Self>, ctx: FeedContext) -> FeedFuture {
+        Box::pin(run(self.config, ctx))
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How a session ended.
+enum End {
+    Shutdown,
+    Lost(String),
+}
+
+async fn run(config: UpstreamConfig, ctx: FeedContext) -> Result<(), FeedError> {
+    let stats = ctx.publisher.stats().clone();
+    let mut sink = TickSink::new(ctx.publisher, config.max_message_bytes);
+    let seed = config
+        .name
+        .bytes()
+        .fold(TsMicros::now().0, |h, b| h.rotate_left(5) ^ u64::from(b));
+    let mut backoff = Backoff::new(config.backoff_min, config.backoff_max, seed);
+    let mut session = Session::new(&config);
+    let mut connected_before = false;
+    loop {
+        let connect = tokio::time::timeout(CONNECT_TIMEOUT, connect(&config));
+        let ws = tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            r = connect => r,
+        };
+        match ws {
+            Ok(Ok(ws)) => {
+                if connected_before {
+                    stats.record_reconnect();
+                }
+                connected_before = true;
+                tracing::info!(feed = %config.name, url = %config.url, adapter = config.adapter.label(), "upstream connected");
+                let end = session.run(ws, &mut sink, &ctx.shutdown).await;
+                stats.set_connected(false);
+                if session.received > 0 {
+                    backoff.reset();
+                }
+                match end {
+                    End::Shutdown => break,
+                    End::Lost(why) => {
+                        tracing::warn!(feed = %config.name, url = %config.url, reason = %why, "upstream connection lost; reconnecting")
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(feed = %config.name, url = %config.url, error = %e, "upstream connect failed")
+            }
+            Err(_) => {
+                tracing::warn!(feed = %config.name, url = %config.url, "upstream connect timed out")
+            }
+        }
+        let delay = backoff.next_delay();
+        tracing::debug!(feed = %config.name, delay_ms = delay.as_millis() as u64, "reconnecting after backoff");
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    stats.set_connected(false);
+    Ok(())
+}
+
+async fn connect(config: &UpstreamConfig) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(config.max_message_bytes))
+        .max_frame_size(Some(config.max_message_bytes));
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(config.url.as_str(), Some(ws_config), true)
+            .await?;
+    Ok(ws)
+}
+
+/// A partially known quote: exchanges send book and trade updates separately.
+#[derive(Debug, Default, Clone, Copy)]
+struct Merged {
+    bid: Option<f64>,
+    ask: Option<f64>,
+    last: Option<f64>,
+    size: Option<f64>,
+}
+
+impl Merged {
+    fn apply(&mut self, u: &Update<'_>) {
+        self.bid = u.bid.or(self.bid);
+        self.ask = u.ask.or(self.ask);
+        self.last = u.last.or(self.last);
+        self.size = u.size.or(self.size);
+    }
+
+    /// The full quote once every field is known.
+    fn quote(&self) -> Option<Quote> {
+        Some(Quote {
+            bid: Price(self.bid?),
+            ask: Price(self.ask?),
+            last: Price(self.last?),
+            size: Size(self.size?),
+        })
+    }
+}
+
+/// State that outlives one connection: merged quotes and scratch buffers.
+struct Session<'c> {
+    config: &'c UpstreamConfig,
+    adapter: Box<dyn Adapter>,
+    merged: HashMap<u32, Merged>,
+    buf: Vec<u8>,
+    buffers: simd_json::Buffers,
+    topic: String,
+    /// Messages received on the current connection (numbers them in reject logs).
+    received: u64,
+}
+
+impl<'c> Session<'c> {
+    fn new(config: &'c UpstreamConfig) -> Self {
+        Self {
+            config,
+            adapter: config.adapter.build(),
+            merged: HashMap::new(),
+            buf: Vec::new(),
+            buffers: simd_json::Buffers::default(),
+            topic: String::new(),
+            received: 0,
+        }
+    }
+
+    /// Subscribes and republishes until the connection ends or shutdown.
+    async fn run(&mut self, mut ws: Ws, sink: &mut TickSink, shutdown: &CancellationToken) -> End {
+        self.received = 0;
+        for m in self.adapter.subscribe(&self.config.symbols) {
+            if let Err(e) = ws.send(Message::text(m)).await {
+                return End::Lost(format!("subscribe failed: {e}"));
+            }
+        }
+        sink.stats().set_connected(true);
+        let idle = self.config.idle_timeout;
+        let mut last_heard = Instant::now();
+        let mut pinged = false;
+        loop {
+            let deadline = last_heard + if pinged { idle * 2 } else { idle };
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
+                    return End::Shutdown;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    if pinged {
+                        return End::Lost(format!("no data for {} ms", (idle * 2).as_millis()));
+                    }
+                    // Silent upstreams may be alive with nothing to say: a ping tells.
+                    pinged = true;
+                    if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                        return End::Lost(format!("ping failed: {e}"));
+                    }
+                    continue;
+                }
+                m = ws.next() => m,
+            };
+            last_heard = Instant::now();
+            pinged = false;
+            match msg {
+                None => return End::Lost("connection closed".into()),
+                Some(Err(e)) => return End::Lost(e.to_string()),
+                Some(Ok(Message::Text(t))) => {
+                    self.received += 1;
+                    self.handle(t.as_bytes(), sink);
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    self.received += 1;
+                    sink.stats().record_reject(
+                        &self.config.url,
+                        self.received,
+                        &Reject::Unsupported("binary message"),
+                    );
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let why = frame.map_or_else(
+                        || "closed by upstream".to_string(),
+                        |f| format!("closed by upstream: {} {}", f.code, f.reason),
+                    );
+                    return End::Lost(why);
+                }
+                Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
+            }
+        }
+    }
+
+    /// Decodes one message and publishes the complete quotes it yields, in one bus batch.
+    fn handle(&mut self, text: &[u8], sink: &mut TickSink) {
+        let Session {
+            config,
+            adapter,
+            merged,
+            buf,
+            buffers,
+            topic,
+            received,
+        } = self;
+        buf.clear();
+        buf.extend_from_slice(text);
+        let bus = sink.bus().clone();
+        let mut batch = bus.batch();
+        let ts = TsMicros::now();
+        let mut published = 0u64;
+        let origin = config.url.as_str();
+        let msg_no = *received;
+        let decoded = adapter.decode(buf, buffers, &mut |u: Update<'_>| {
+            topic.clear();
+            let channel = config.channel.as_deref().or(u.channel).unwrap_or("ticker");
+            topic.push_str(channel);
+            topic.push('.');
+            topic.push_str(u.symbol);
+            let state = match sink.resolve(topic) {
+                Ok(s) => s,
+                Err(e) => return sink.stats().record_reject(&origin, msg_no, &e),
+            };
+            if let Some(seq) = u.seq {
+                if !sink.check_upstream_seq(&state, seq.stream, seq.value, seq.mode) {
+                    return;
+                }
+            }
+            let m = merged.entry(state.id().0).or_default();
+            m.apply(&u);
+            if let Some(q) = m.quote() {
+                sink.publish(&mut batch, &state, q, ts);
+                published += 1;
+            }
+        });
+        drop(batch);
+        if let Err(e) = decoded {
+            sink.stats().record_reject(&origin, msg_no, &e);
+        }
+        if published > 0 {
+            sink.stats().record_ticks(published, ts);
+        }
+    }
+}
