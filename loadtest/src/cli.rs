@@ -17,7 +17,7 @@ use crate::topics::Assign;
 #[derive(Debug, Parser)]
 #[command(name = "tickcast-loadgen", version, max_term_width = 100)]
 pub struct Cli {
-    /// Bundled scenario name (smoke, fanout-1k, fanout-10k, slow-consumers, c50k) or a .toml path.
+    /// Bundled scenario name (smoke, fanout-1k, fanout-10k, slow-consumers, c50k, soak) or a .toml path.
     #[arg(long, short = 's')]
     pub scenario: Option<String>,
     /// What to drive [default: subscribe, or both when --publish-addr is given].
@@ -89,6 +89,10 @@ pub struct Cli {
     /// SO_RCVBUF of slow readers in bytes, 0 = system default [default: 4096].
     #[arg(long)]
     pub slow_recv_buffer: Option<u32>,
+    /// Churn: mean connection lifetime in seconds; each connection then unsubscribes, closes and
+    /// reconnects until the run ends (0 = off)
+    #[arg(long)]
+    pub churn: Option<f64>,
     /// tickcast's TCP/NDJSON feed input HOST:PORT (enables publishing).
     #[arg(long)]
     pub publish_addr: Option<String>,
@@ -145,7 +149,7 @@ impl Cli {
             ramp_timeout => ramp_timeout_s, connect_timeout => connect_timeout_s,
             warmup => warmup_s, duration => duration_s, sample_every => sample_every,
             src_ips => src_ips, slow_share => slow_share, slow_mode => slow_mode,
-            slow_rate => slow_rate, slow_recv_buffer => slow_recv_buffer, publish_addr => publish.addr, publish_rate => publish.rate,
+            slow_rate => slow_rate, slow_recv_buffer => slow_recv_buffer, churn => churn_s, publish_addr => publish.addr, publish_rate => publish.rate,
             publish_symbols => publish.symbols, publish_conns => publish.conns,
             feed_rate => server.rate, feed_symbols => server.symbols,
         );

@@ -17,6 +17,7 @@ const BUNDLED: &[(&str, &str)] = &[
         include_str!("../scenarios/slow-consumers.toml"),
     ),
     ("c50k", include_str!("../scenarios/c50k.toml")),
+    ("soak", include_str!("../scenarios/soak.toml")),
 ];
 
 /// Ephemeral ports Linux hands out per source address by default (32768..=60999); used when
@@ -189,6 +190,9 @@ pub struct Settings {
     /// SO_RCVBUF of slow readers in bytes (0 = system default, which on Linux autotunes up to
     /// megabytes and hides backpressure for minutes).
     pub slow_recv_buffer: u32,
+    /// Churn: mean seconds a connection lives before it unsubscribes, closes and reconnects
+    /// (each lifetime drawn from 0.5..1.5 of it); 0 = connections live for the whole run.
+    pub churn_s: f64,
     /// Publisher settings.
     pub publish: PublishSettings,
     /// Server settings (informational for the load generator).
@@ -222,6 +226,7 @@ impl Default for Settings {
             slow_mode: SlowMode::Cap,
             slow_rate: 100.0,
             slow_recv_buffer: 4096,
+            churn_s: 0.0,
             publish: PublishSettings::default(),
             server: ServerSettings::default(),
         }
@@ -282,6 +287,7 @@ impl Settings {
         secs("warmup", self.warmup_s, false)?;
         secs("ramp-timeout", self.ramp_timeout_s, true)?;
         secs("connect-timeout", self.connect_timeout_s, true)?;
+        secs("churn", self.churn_s, false)?;
         if self.mode.subscribes() {
             if self.conns == 0 {
                 return bad(

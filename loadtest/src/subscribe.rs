@@ -80,6 +80,8 @@ pub struct SubscribePlan {
     pub slow_rate: f64,
     /// SO_RCVBUF of slow readers in bytes (0: system default).
     pub slow_recv_buffer: u32,
+    /// Mean connection lifetime under churn (`None`: connections live for the whole run).
+    pub churn: Option<Duration>,
 }
 
 impl SubscribePlan {
@@ -108,6 +110,7 @@ impl SubscribePlan {
             slow_mode: s.slow_mode,
             slow_rate: s.slow_rate,
             slow_recv_buffer: s.slow_recv_buffer,
+            churn: (s.churn_s > 0.0).then(|| Duration::from_secs_f64(s.churn_s)),
         }
     }
 
@@ -294,6 +297,30 @@ impl SeqTrack {
 }
 
 async fn conn_task(ctx: Rc<Ctx>, c: usize, permit: OwnedSemaphorePermit) {
+    let mut permit = Some(permit);
+    // Under churn a connection lives a while, leaves and comes back until the window is over.
+    for life in 0u64.. {
+        let lifetime = ctx.plan.churn.map(|mean| {
+            // A lifetime in 0.5..1.5 of the mean, different per connection and per life.
+            let mut x = (c as u64) << 32 ^ life ^ ctx.plan.seed.rotate_left(17);
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
+            mean.mul_f64(0.5 + (x >> 11) as f64 / (1u64 << 53) as f64)
+        });
+        if !conn_life(&ctx, c, permit.take(), lifetime).await || ctx.control.phase() >= Phase::Drain
+        {
+            return;
+        }
+    }
+}
+
+/// One connection from connect to disconnect; true when it left by churn (and should come back).
+async fn conn_life(
+    ctx: &Rc<Ctx>,
+    c: usize,
+    permit: Option<OwnedSemaphorePermit>,
+    lifetime: Option<Duration>,
+) -> bool {
     let plan = &ctx.plan;
     let class = plan.class_of(c);
     let ci = class as usize;
@@ -310,7 +337,7 @@ async fn conn_task(ctx: Rc<Ctx>, c: usize, permit: OwnedSemaphorePermit) {
             let mut st = ctx.st.borrow_mut();
             *st.counters[ci].failed.entry(e.label()).or_default() += 1;
             st.note_error(format!("conn {c}: {e}"));
-            return;
+            return false;
         }
     };
     let hs_us = t0.elapsed().as_micros() as u64;
@@ -320,7 +347,7 @@ async fn conn_task(ctx: Rc<Ctx>, c: usize, permit: OwnedSemaphorePermit) {
         let mut st = ctx.st.borrow_mut();
         *st.counters[ci].failed.entry("subscribe").or_default() += 1;
         st.note_error(format!("conn {c}: sending subscribe: {e}"));
-        return;
+        return false;
     }
     {
         let mut st = ctx.st.borrow_mut();
@@ -334,22 +361,43 @@ async fn conn_task(ctx: Rc<Ctx>, c: usize, permit: OwnedSemaphorePermit) {
         ids,
         last: vec![NO_SEQ; n],
     };
-    let cause = match class {
-        Class::Fast => read_loop(&ctx, &mut ws, &mut seqs, ci, None).await,
-        Class::Slow => match plan.slow_mode {
-            SlowMode::Cap => {
-                let every = Duration::from_secs_f64(1.0 / plan.slow_rate);
-                read_loop(&ctx, &mut ws, &mut seqs, ci, Some(every)).await
+    let reading = async {
+        match class {
+            Class::Fast => read_loop(ctx, &mut ws, &mut seqs, ci, None).await,
+            Class::Slow => match plan.slow_mode {
+                SlowMode::Cap => {
+                    let every = Duration::from_secs_f64(1.0 / plan.slow_rate);
+                    read_loop(ctx, &mut ws, &mut seqs, ci, Some(every)).await
+                }
+                SlowMode::Stall => {
+                    // Read nothing while the server keeps sending: its buffers for us fill up.
+                    ctx.control.wait_for(Phase::Drain, MAX_RUN).await;
+                    read_loop(ctx, &mut ws, &mut seqs, ci, None).await
+                }
+            },
+        }
+    };
+    let (cause, churned) = match lifetime {
+        None => (reading.await, false),
+        Some(life) => {
+            let read = tokio::time::timeout(life, reading).await;
+            match read {
+                Ok(cause) => (cause, false),
+                Err(_) => {
+                    // Churn: unsubscribe everything, close, and let the caller reconnect.
+                    let unsub = serde_json::json!({"op": "unsubscribe", "topics": seqs.ids.iter().map(|&i| plan.topics.name(i)).collect::<Vec<_>>(), "id": 2});
+                    let _ = ws
+                        .write_frame(Frame::text(Payload::Owned(unsub.to_string().into_bytes())))
+                        .await;
+                    let _ = ws.write_frame(Frame::close(1000, b"churn")).await;
+                    ("churn".to_string(), true)
+                }
             }
-            SlowMode::Stall => {
-                // Read nothing while the server keeps sending: its buffers for us fill up.
-                ctx.control.wait_for(Phase::Drain, MAX_RUN).await;
-                read_loop(&ctx, &mut ws, &mut seqs, ci, None).await
-            }
-        },
+        }
     };
     let mut st = ctx.st.borrow_mut();
     *st.counters[ci].disconnects.entry(cause).or_default() += 1;
+    churned
 }
 
 /// Reads until the connection ends; returns the cause (`"1008"`, `"eof"`, ...). Paced to one

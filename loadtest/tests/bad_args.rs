@@ -76,7 +76,14 @@ fn help_and_scenarios_succeed() {
     let out = Command::new(BIN).arg("--list-scenarios").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in ["smoke", "fanout-1k", "fanout-10k", "slow-consumers", "c50k"] {
+    for name in [
+        "smoke",
+        "fanout-1k",
+        "fanout-10k",
+        "slow-consumers",
+        "c50k",
+        "soak",
+    ] {
         assert!(text.contains(name), "{name} listed: {text}");
     }
     let out = Command::new(BIN)

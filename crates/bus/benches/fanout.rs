@@ -1,60 +1,140 @@
-//! Publish one tick to 10,000 subscribers: the per-subscriber cost of the fan-out path.
+//! Publish one tick to 10,000 subscribers: the per-subscriber cost of the fan-out path (encode once,
+//! publish, route into every queue, list the subscribers to flush), and the allocations it makes.
+//!
+//! Run: `cargo bench -p tickcast-bus --bench fanout`. Besides criterion's time, it prints the heap
+//! allocations of one publish, counted by a wrapping global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use std::io::IoSlice;
 use tickcast_bus::{Bus, BusConfig, QueueLimits, ShardRouter, Subscriber, SubscriberId};
 use tickcast_core::frame::TickEncoder;
 use tickcast_core::{Price, Seq, Size, Tick, Topic, TsMicros};
 
 const SUBSCRIBERS: usize = 10_000;
 
+/// Counts allocations so the bench can report allocations per publish.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+struct Fixture {
+    bus: std::sync::Arc<Bus>,
+    router: ShardRouter,
+    state: std::sync::Arc<tickcast_bus::TopicState>,
+    subs: Vec<std::rc::Rc<Subscriber>>,
+    dirty: Vec<std::rc::Rc<Subscriber>>,
+    enc: TickEncoder,
+    tick: Tick,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let bus = Bus::new(&BusConfig {
+            shards: 1,
+            ..Default::default()
+        });
+        let mut router = ShardRouter::new(bus.clone(), 0);
+        let topic = Topic::new("ticker.AAPL").expect("valid topic");
+        let state = bus.topic(&topic).expect("topic");
+        let subs: Vec<_> = (0..SUBSCRIBERS)
+            .map(|i| {
+                let s = Subscriber::new(SubscriberId(i as u64), QueueLimits::default());
+                router
+                    .subscribe(&s, std::slice::from_ref(&topic))
+                    .expect("subscribe");
+                s
+            })
+            .collect();
+        let tick = Tick {
+            topic,
+            seq: Seq(0),
+            ts: TsMicros::now(),
+            bid: Price(189.12),
+            ask: Price(189.14),
+            last: Price(189.13),
+            size: Size(200.0),
+        };
+        Fixture {
+            bus,
+            router,
+            state,
+            subs,
+            dirty: Vec::new(),
+            enc: TickEncoder::new(),
+            tick,
+        }
+    }
+
+    /// Empties every queue, as the writers would.
+    fn drain(&self) {
+        drain(&self.subs)
+    }
+
+    /// The measured path: encode once, publish, fan out, collect the subscribers to flush.
+    fn publish(&mut self) -> usize {
+        self.tick.seq = self.state.next_seq();
+        let frame = self.enc.encode(&self.tick);
+        self.bus
+            .publish(&self.state, self.tick.seq, self.tick.ts, frame);
+        let n = self.router.dispatch(usize::MAX, |_| {});
+        self.router.take_dirty(&mut self.dirty);
+        n
+    }
+}
+
+/// Empties every queue, as the writers would.
+fn drain(subs: &[std::rc::Rc<Subscriber>]) {
+    for s in subs {
+        let mut q = s.queue.borrow_mut();
+        let mut sl = [IoSlice::new(&[]); 4];
+        let n = q.fill(&mut sl);
+        let len: usize = sl[..n].iter().map(|s| s.len()).sum();
+        q.advance(len);
+    }
+}
+
 fn fanout(c: &mut Criterion) {
-    let bus = Bus::new(&BusConfig {
-        shards: 1,
-        ..Default::default()
-    });
-    let mut router = ShardRouter::new(bus.clone(), 0);
-    let topic = Topic::new("ticker.AAPL").unwrap();
-    let state = bus.topic(&topic).unwrap();
-    let subs: Vec<_> = (0..SUBSCRIBERS)
-        .map(|i| {
-            let s = Subscriber::new(SubscriberId(i as u64), QueueLimits::default());
-            router.subscribe(&s, std::slice::from_ref(&topic)).unwrap();
-            s
-        })
-        .collect();
-    let mut enc = TickEncoder::new();
-    let mut tick = Tick {
-        topic: topic.clone(),
-        seq: Seq(0),
-        ts: TsMicros::now(),
-        bid: Price(189.12),
-        ask: Price(189.14),
-        last: Price(189.13),
-        size: Size(200.0),
-    };
+    let mut f = Fixture::new();
+    // Warm up so queues have grown, then count the allocations of one publish.
+    for _ in 0..3 {
+        f.publish();
+        f.drain();
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    f.publish();
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    f.drain();
+    println!("allocations per publish to {SUBSCRIBERS} subscribers: {allocations}");
+
     let mut g = c.benchmark_group("fanout");
     g.throughput(Throughput::Elements(SUBSCRIBERS as u64));
     g.bench_function("publish_1_tick_to_10k_subscribers", |b| {
-        b.iter_batched(
-            || {
-                // Empty the queues outside the measurement, as writers would.
-                for s in &subs {
-                    let mut q = s.queue.borrow_mut();
-                    let mut sl = [IoSlice::new(&[]); 4];
-                    let n = q.fill(&mut sl);
-                    let len: usize = sl[..n].iter().map(|s| s.len()).sum();
-                    q.advance(len);
-                }
-            },
-            |_| {
-                tick.seq = state.next_seq();
-                let frame = enc.encode(&tick);
-                bus.publish(&state, tick.seq, tick.ts, frame);
-                router.dispatch(usize::MAX, |_| {})
-            },
-            BatchSize::PerIteration,
-        )
+        let subs = f.subs.clone();
+        b.iter_batched(|| drain(&subs), |_| f.publish(), BatchSize::PerIteration)
     });
     g.finish();
 }

@@ -1,12 +1,13 @@
 //! The topic registry and the publish path.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use tickcast_core::{Frame, Seq, Topic, TsMicros};
 
 use crate::inbox::{Published, ShardInbox};
+use crate::tap::BusTap;
 use crate::topic::{TopicId, TopicState};
 
 /// Sizes of the bus; see `config/tickcast.toml` for the operator-facing documentation.
@@ -58,6 +59,9 @@ pub struct Bus {
     max_topics: usize,
     published: AtomicU64,
     stale: AtomicU64,
+    /// Sees every accepted tick (set once, by an ingest node's NATS sink); a `OnceLock` so the
+    /// publish path pays one atomic load when there is none.
+    tap: OnceLock<Arc<dyn BusTap>>,
 }
 
 impl Bus {
@@ -73,6 +77,7 @@ impl Bus {
             max_topics: config.max_topics,
             published: AtomicU64::new(0),
             stale: AtomicU64::new(0),
+            tap: OnceLock::new(),
         })
     }
 
@@ -150,6 +155,11 @@ impl Bus {
         self.batch().publish(topic, seq, ts, frame);
     }
 
+    /// Installs `tap`, which then sees every accepted tick; `false` if a tap is already installed.
+    pub fn set_tap(&self, tap: Arc<dyn BusTap>) -> bool {
+        self.tap.set(tap).is_ok()
+    }
+
     /// Ticks accepted by the bus.
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
@@ -185,6 +195,9 @@ impl PublishBatch<'_> {
             return;
         }
         self.bus.published.fetch_add(1, Ordering::Relaxed);
+        if let Some(tap) = self.bus.tap.get() {
+            tap.published(topic, seq, ts, &frame);
+        }
         let mut mask = topic.shard_mask.load(Ordering::SeqCst);
         while mask != 0 {
             let shard = mask.trailing_zeros() as usize;

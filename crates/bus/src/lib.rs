@@ -16,10 +16,12 @@ mod bus;
 mod inbox;
 mod queue;
 mod router;
+mod tap;
 mod topic;
 
 pub use bus::{Bus, BusConfig, BusError, PublishBatch, TopicSnapshot};
 pub use inbox::{Published, ShardInbox};
 pub use queue::{Advanced, OutQueue, OverflowPolicy, Pushed, QueueLimits, QueueStats};
 pub use router::{RouterStats, ShardRouter, Subscriber, SubscriberId};
+pub use tap::BusTap;
 pub use topic::{LastTick, TopicId, TopicState};

@@ -28,6 +28,11 @@ pub struct Subscriber {
     topics: RefCell<Vec<Arc<TopicState>>>,
     /// Set when the overflow policy decided to disconnect; the writer closes with 1008.
     slow: Cell<bool>,
+    /// Queued since the last flush: the router lists it once per dispatch round.
+    dirty: Cell<bool>,
+    /// An index the embedding code uses to find its own state for this subscriber (the gateway's
+    /// session slot); the bus never interprets it.
+    owner: Cell<usize>,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -48,6 +53,8 @@ impl Subscriber {
             writer: Cell::new(None),
             topics: RefCell::new(Vec::new()),
             slow: Cell::new(false),
+            dirty: Cell::new(false),
+            owner: Cell::new(usize::MAX),
         })
     }
 
@@ -63,6 +70,16 @@ impl Subscriber {
             Some(w) if w.will_wake(waker) => self.writer.set(Some(w)),
             _ => self.writer.set(Some(waker.clone())),
         }
+    }
+
+    /// The embedding code's index for this subscriber.
+    pub fn owner(&self) -> usize {
+        self.owner.get()
+    }
+
+    /// Sets the embedding code's index for this subscriber.
+    pub fn set_owner(&self, owner: usize) {
+        self.owner.set(owner);
     }
 
     /// Wakes the writer, if it waits.
@@ -119,6 +136,8 @@ pub struct ShardRouter {
     /// Indexed by [`TopicId`]: dense, so lookup is an index, not a hash.
     routes: Vec<Vec<Route>>,
     stats: RouterStats,
+    /// Subscribers that got ticks in the current dispatch round.
+    dirty: Vec<Rc<Subscriber>>,
 }
 
 impl ShardRouter {
@@ -129,6 +148,7 @@ impl ShardRouter {
             bus,
             routes: Vec::new(),
             stats: RouterStats::default(),
+            dirty: Vec::new(),
         }
     }
 
@@ -243,7 +263,13 @@ impl ShardRouter {
                         .push_data(item.topic, item.ts, item.frame.clone());
                 self.stats.deliveries += 1;
                 match pushed {
-                    Pushed::Queued => route.sub.wake(),
+                    Pushed::Queued => {
+                        // Listed for the caller to flush right after this round (see
+                        // `take_dirty`), so a round's frames leave in one tight burst of writes.
+                        if !route.sub.dirty.replace(true) {
+                            self.dirty.push(route.sub.clone());
+                        }
+                    }
                     Pushed::Conflated => self.stats.conflated += 1,
                     Pushed::DroppedOldest => {
                         self.stats.dropped += 1;
@@ -262,6 +288,16 @@ impl ShardRouter {
         }
         self.stats.ticks += n as u64;
         n
+    }
+
+    /// Moves the subscribers that got ticks since the last call into `out` (cleared first), for the
+    /// caller to flush. Reusing `out` keeps this allocation-free.
+    pub fn take_dirty(&mut self, out: &mut Vec<Rc<Subscriber>>) {
+        out.clear();
+        std::mem::swap(out, &mut self.dirty);
+        for s in out.iter() {
+            s.dirty.set(false);
+        }
     }
 
     fn deliver(&mut self, sub: &Rc<Subscriber>, topic: TopicId, ts: TsMicros, frame: Frame) {

@@ -66,6 +66,25 @@ pub enum ProtocolErrorKind {
     /// The client sends requests faster than its allowance.
     #[error("too many requests: at most {per_second} messages per second")]
     RateLimited { per_second: u32 },
+    /// The connection's credential does not entitle it to these topics (the others in the request
+    /// were subscribed).
+    #[error("not entitled to {}", forbidden_list(.topics))]
+    Forbidden { topics: Vec<String> },
+}
+
+/// Names at most 10 topics, then how many more, so the message stays small.
+fn forbidden_list(topics: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut s = topics
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if topics.len() > SHOWN {
+        s.push_str(&format!(" and {} more", topics.len() - SHOWN));
+    }
+    s
 }
 
 /// A [`ProtocolErrorKind`] plus the request id, when one could be read.
@@ -95,6 +114,7 @@ impl ProtocolError {
             ProtocolErrorKind::TopicLimit { .. } => "topic_limit",
             ProtocolErrorKind::BinaryNotSupported => "binary_not_supported",
             ProtocolErrorKind::RateLimited { .. } => "rate_limited",
+            ProtocolErrorKind::Forbidden { .. } => "forbidden",
         }
     }
 
@@ -345,6 +365,19 @@ mod tests {
             parse(r#"{"op":"ping","id":{"a":1}}"#).unwrap_err().code(),
             "bad_request"
         );
+    }
+
+    #[test]
+    fn forbidden_names_the_topics() {
+        let e = ProtocolError::new(ProtocolErrorKind::Forbidden {
+            topics: vec!["ticker.MSFT".into(), "ticker.NVDA".into()],
+        });
+        assert_eq!(e.code(), "forbidden");
+        let v = json_of(&e.to_frame());
+        assert_eq!(v["message"], "not entitled to ticker.MSFT, ticker.NVDA");
+        let many = (0..12).map(|i| format!("t.{i}")).collect();
+        let e = ProtocolError::new(ProtocolErrorKind::Forbidden { topics: many });
+        assert!(e.to_string().ends_with("t.9 and 2 more"), "{e}");
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! The gateway's limits and timings; `config/tickcast.toml` documents each for operators.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tickcast_bus::QueueLimits;
+
+use crate::auth::Authenticator;
+use crate::limits::RateLimit;
 
 /// Everything the gateway needs to know, already validated by the binary.
 #[derive(Debug, Clone)]
@@ -15,8 +19,15 @@ pub struct GatewayConfig {
     /// SO_SNDBUF for client sockets; `None` keeps the kernel's autotuning. Smaller means a stalled
     /// client is detected (and conflated) sooner and costs less kernel memory.
     pub socket_send_buffer: Option<usize>,
+    /// How often queued ticks are written; zero writes as soon as a dispatch round ends (lowest
+    /// latency). A few milliseconds gives fewer, fuller writes for less CPU per message.
+    pub flush_interval: Duration,
     /// Most simultaneous WebSocket sessions; further upgrades get HTTP 503.
     pub max_connections: usize,
+    /// Most simultaneous sessions from one source IP (0 = no limit); further upgrades get HTTP 429.
+    pub max_connections_per_ip: usize,
+    /// Inbound message rate per connection.
+    pub rate_limit: RateLimit,
     /// Most topics one connection may subscribe to.
     pub max_topics_per_connection: usize,
     /// Largest client message (after reassembling fragments); larger closes with 1009.
@@ -33,6 +44,10 @@ pub struct GatewayConfig {
     pub handshake_timeout: Duration,
     /// How long shutdown waits for queued frames to flush.
     pub shutdown_grace: Duration,
+    /// Verifies credentials at the upgrade; `None` = authentication off (every topic allowed).
+    pub auth: Option<Arc<Authenticator>>,
+    /// Browser origins allowed to open a WebSocket (403 otherwise); empty = any.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -41,7 +56,10 @@ impl Default for GatewayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             backlog: 4096,
             socket_send_buffer: None,
+            flush_interval: Duration::ZERO,
             max_connections: 100_000,
+            max_connections_per_ip: 0,
+            rate_limit: RateLimit::default(),
             max_topics_per_connection: 1024,
             max_message_bytes: 64 * 1024,
             queue: QueueLimits::default(),
@@ -50,6 +68,8 @@ impl Default for GatewayConfig {
             write_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            auth: None,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -19,7 +19,9 @@ use tickcast_core::{ClientRequest, CloseCode, Frame, ProtocolError, ServerReply}
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
+use crate::entitlements::Entitlements;
 use crate::inbound::{Inbound, WireViolation};
+use crate::limits::{Bucket, Verdict};
 use crate::metrics::CloseReason;
 use crate::shard::ShardCtx;
 use crate::state::SessionSlot;
@@ -39,8 +41,14 @@ pub(crate) struct Session {
     pub stalled_since: Cell<Option<Instant>>,
     /// Set by the sweep to end the session at once (the writer watches it).
     killed: Cell<bool>,
-    /// Position in the shard's session list, for O(1) removal.
-    pub slot: Cell<usize>,
+    /// Topics this connection may subscribe to; `None` when authentication is off.
+    entitlements: Option<Entitlements>,
+    /// When the credential expires; the sweep closes the session with 1008 then.
+    pub expires_at: Option<Instant>,
+    /// Inbound message rate limit state.
+    rate: Cell<Bucket>,
+    /// The socket, shared with the reader; the shard's dispatcher writes through it too.
+    pub stream: Rc<TcpStream>,
 }
 
 impl Session {
@@ -87,24 +95,43 @@ impl Session {
     }
 }
 
+/// What authentication granted a session (all default when it is off).
+#[derive(Debug, Default)]
+pub(crate) struct SessionAuth {
+    /// Allowed topic patterns; `None` = every topic.
+    pub entitlements: Option<Entitlements>,
+    /// When the credential expires.
+    pub expires_at: Option<Instant>,
+}
+
 /// Starts a session on an upgraded socket as a task of its own; `read_ahead` holds bytes hyper read
 /// past the handshake. (Spawned directly rather than from another async fn, whose argument slots
 /// would stay in the task for the whole life of the connection.)
-pub(crate) fn start(ctx: Rc<ShardCtx>, slot: SessionSlot, stream: TcpStream, read_ahead: Bytes) {
+pub(crate) fn start(
+    ctx: Rc<ShardCtx>,
+    slot: SessionSlot,
+    auth: SessionAuth,
+    stream: TcpStream,
+    read_ahead: Bytes,
+) {
     let id = ctx.next_subscriber_id();
     let peer = stream.peer_addr().ok();
     let span = tracing::debug_span!("session", shard = ctx.index, id = id.0, peer = ?peer);
-    tokio::task::spawn_local(session(ctx, slot, stream, read_ahead, id).instrument(span));
+    tokio::task::spawn_local(session(ctx, slot, auth, stream, read_ahead, id).instrument(span));
 }
 
 async fn session(
     ctx: Rc<ShardCtx>,
     slot: SessionSlot,
+    auth: SessionAuth,
     stream: TcpStream,
     read_ahead: Bytes,
     id: SubscriberId,
 ) {
     let sub = Subscriber::new(id, ctx.state.config.queue);
+    // One socket shared by the reader and the writer: both use `&TcpStream` APIs (readiness +
+    // try_read / try_write_vectored), which needs no split and no extra allocation.
+    let stream = Rc::new(stream);
     let now = Instant::now();
     let session = Rc::new(Session {
         sub: sub.clone(),
@@ -114,12 +141,12 @@ async fn session(
         pinged: Cell::new(None),
         stalled_since: Cell::new(None),
         killed: Cell::new(false),
-        slot: Cell::new(0),
+        entitlements: auth.entitlements,
+        expires_at: auth.expires_at,
+        rate: Cell::new(Bucket::new(&ctx.state.config.rate_limit, now)),
+        stream: stream.clone(),
     });
     let _registered = ctx.register(&session);
-    // One socket shared by the reader and the writer: both use `&TcpStream` APIs (readiness +
-    // try_read / try_write_vectored), which needs no split and no extra allocation.
-    let stream = Rc::new(stream);
     let inbound = Inbound::new(
         &read_ahead,
         stream.clone(),
@@ -223,9 +250,12 @@ async fn read_burst(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: &Inbound
                 return false;
             }
         };
+        // Data messages spend a rate-limit token; refused ones are answered (or closed) there.
+        let serve =
+            !matches!(frame.opcode, OpCode::Text | OpCode::Binary) || within_rate(ctx, session);
         match frame.opcode {
-            OpCode::Text => handle_request(ctx, session, frame.payload.to_mut()),
-            OpCode::Binary => {
+            OpCode::Text if serve => handle_request(ctx, session, frame.payload.to_mut()),
+            OpCode::Binary if serve => {
                 reply_error(ctx, session, ProtocolErrorKind::BinaryNotSupported.into())
             }
             OpCode::Close => return false,
@@ -285,6 +315,37 @@ fn close_for_error(session: &Session, e: WebSocketError) {
     }
 }
 
+/// Takes a token for one client message; false (after answering `rate_limited` or queueing close
+/// 1008) when the message must not be served.
+fn within_rate(ctx: &ShardCtx, session: &Session) -> bool {
+    let limit = &ctx.state.config.rate_limit;
+    let mut bucket = session.rate.get();
+    let verdict = bucket.take(limit, Instant::now());
+    session.rate.set(bucket);
+    if verdict == Verdict::Allow {
+        return true;
+    }
+    ctx.state
+        .metrics
+        .limit_rejections
+        .with_label_values(&["message_rate"])
+        .inc();
+    match verdict {
+        Verdict::Close => session.close(
+            CloseReason::RateLimited,
+            CloseCode::Policy,
+            "message rate limit exceeded",
+        ),
+        _ => {
+            let kind = ProtocolErrorKind::RateLimited {
+                per_second: limit.per_second,
+            };
+            reply_error(ctx, session, kind.into());
+        }
+    }
+    false
+}
+
 fn reply_error(ctx: &ShardCtx, session: &Session, err: ProtocolError) {
     ctx.state
         .metrics
@@ -302,7 +363,29 @@ fn handle_request(ctx: &ShardCtx, session: &Session, buf: &mut [u8]) {
     };
     let sub = &session.sub;
     match request {
-        ClientRequest::Subscribe { topics, id } => {
+        ClientRequest::Subscribe { mut topics, id } => {
+            // Topics outside the credential's entitlements get `forbidden`; the rest go ahead.
+            if let Some(allowed) = &session.entitlements {
+                let (granted, refused): (Vec<_>, Vec<_>) =
+                    topics.into_iter().partition(|t| allowed.allows(t.as_str()));
+                topics = granted;
+                if !refused.is_empty() {
+                    let kind = ProtocolErrorKind::Forbidden {
+                        topics: refused.iter().map(|t| t.as_str().to_string()).collect(),
+                    };
+                    reply_error(
+                        ctx,
+                        session,
+                        ProtocolError {
+                            kind,
+                            id: id.clone(),
+                        },
+                    );
+                }
+                if topics.is_empty() {
+                    return;
+                }
+            }
             let limit = ctx.state.config.max_topics_per_connection;
             let wanted =
                 sub.topic_count() + topics.iter().filter(|t| !sub.is_subscribed(t)).count();

@@ -2,7 +2,9 @@
 //! metrics, the embedded dashboard, and `POST /publish` when an HTTP feed is configured.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::rc::Rc;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -15,13 +17,18 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tickcast_core::json;
 use tokio::net::TcpStream;
 
+use crate::auth::AuthError;
+use crate::connection::SessionAuth;
+use crate::credentials;
 use crate::shard::ShardCtx;
+use crate::state::SlotRefused;
 
 type Resp = Response<Full<Bytes>>;
 
 /// Serves HTTP/1.1 on one accepted connection until it closes or upgrades.
 pub(crate) async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
     let timeout = ctx.state.config.handshake_timeout;
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let svc_ctx = ctx.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let ctx = svc_ctx.clone();
@@ -30,7 +37,7 @@ pub(crate) async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
             if req.uri().path() == "/publish" {
                 return Ok::<_, Infallible>(publish(&ctx, req).await);
             }
-            Ok::<_, Infallible>(route(&ctx, req))
+            Ok::<_, Infallible>(route(&ctx, req, peer))
         }
     });
     let conn = http1::Builder::new()
@@ -43,12 +50,12 @@ pub(crate) async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
     }
 }
 
-fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>) -> Resp {
+fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>, peer: Option<IpAddr>) -> Resp {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
     }
     match req.uri().path() {
-        "/ws" => upgrade(ctx, req),
+        "/ws" => upgrade(ctx, req, peer),
         "/healthz" => json_response(StatusCode::OK, b"{\"status\":\"ok\"}".to_vec()),
         "/readyz" => readyz(ctx),
         "/topics" => topics(ctx),
@@ -85,7 +92,7 @@ fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>) -> Resp {
     }
 }
 
-fn upgrade(ctx: &Rc<ShardCtx>, mut req: Request<Incoming>) -> Resp {
+fn upgrade(ctx: &Rc<ShardCtx>, mut req: Request<Incoming>, peer: Option<IpAddr>) -> Resp {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return text(
             StatusCode::UPGRADE_REQUIRED,
@@ -95,18 +102,54 @@ fn upgrade(ctx: &Rc<ShardCtx>, mut req: Request<Incoming>) -> Resp {
     if ctx.state.is_draining() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down\n");
     }
-    let Some(slot) = ctx.state.try_open_session() else {
-        ctx.state
-            .metrics
-            .limit_rejections
-            .with_label_values(&["max_connections"])
-            .inc();
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "connection limit reached\n",
-        );
+    // Who may connect is decided before a session slot is taken, so refused clients hold none.
+    let config = &ctx.state.config;
+    if !credentials::origin_allowed(&config.allowed_origins, req.headers()) {
+        return auth_refusal(ctx, StatusCode::FORBIDDEN, &AuthError::Origin);
+    }
+    let auth = match &config.auth {
+        None => SessionAuth::default(),
+        Some(authenticator) => {
+            let grant = credentials::credential(req.headers(), req.uri())
+                .and_then(|c| c.ok_or(AuthError::Missing))
+                .and_then(|c| authenticator.authenticate(c.expose(), SystemTime::now()));
+            match grant {
+                Ok(g) => SessionAuth {
+                    entitlements: Some(g.entitlements),
+                    // The sweep works with Instants: turn the wall-clock deadline into one now.
+                    expires_at: g.expires_at.map(|at| {
+                        Instant::now() + at.duration_since(SystemTime::now()).unwrap_or_default()
+                    }),
+                },
+                Err(e) => return auth_refusal(ctx, StatusCode::UNAUTHORIZED, &e),
+            }
+        }
     };
-    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+    let slot = match ctx.state.try_open_session(peer) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            let (limit, status, msg) = match refused {
+                SlotRefused::Global => (
+                    "max_connections",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "connection limit reached\n",
+                ),
+                SlotRefused::PerIp => (
+                    "max_connections_per_ip",
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from your address\n",
+                ),
+            };
+            ctx.state
+                .metrics
+                .limit_rejections
+                .with_label_values(&[limit])
+                .inc();
+            return text(status, msg);
+        }
+    };
+    let subprotocol = credentials::offers_subprotocol(req.headers());
+    let (mut response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
         Err(e) => {
             return text(
@@ -115,6 +158,13 @@ fn upgrade(ctx: &Rc<ShardCtx>, mut req: Request<Incoming>) -> Resp {
             )
         }
     };
+    if subprotocol {
+        // Select ours; a `bearer.<token>` the client also offered is never echoed.
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(credentials::SUBPROTOCOL),
+        );
+    }
     let ctx = ctx.clone();
     tokio::task::spawn_local(async move {
         let ws = match upgrade.await {
@@ -128,11 +178,33 @@ fn upgrade(ctx: &Rc<ShardCtx>, mut req: Request<Incoming>) -> Resp {
         let upgraded = ws.into_inner().into_inner();
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             // A task of its own, so the session does not carry this handshake task's state.
-            Ok(parts) => crate::connection::start(ctx, slot, parts.io.into_inner(), parts.read_buf),
+            Ok(parts) => {
+                crate::connection::start(ctx, slot, auth, parts.io.into_inner(), parts.read_buf)
+            }
             Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
         }
     });
     response.map(|_| Full::new(Bytes::new()))
+}
+
+/// A refused upgrade (401 or 403): counted by reason, with a JSON body saying why.
+fn auth_refusal(ctx: &ShardCtx, status: StatusCode, e: &AuthError) -> Resp {
+    ctx.state
+        .metrics
+        .auth_failures
+        .with_label_values(&[e.reason()])
+        .inc();
+    let mut body = b"{\"error\":".to_vec();
+    json::write_str(&mut body, e.reason());
+    body.extend_from_slice(b",\"message\":");
+    json::write_str(&mut body, &e.to_string());
+    body.push(b'}');
+    let mut r = json_response(status, body);
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    r
 }
 
 /// `POST /publish`: one JSON tick (`Content-Type: application/json`) or NDJSON lines for the HTTP

@@ -74,7 +74,7 @@ impl FrameTracker {
     }
 
     /// How many of `staged` bytes belong to the current frame (at least 1 when `staged` is not empty).
-    fn deliverable(&self, staged: &[u8]) -> usize {
+    pub(crate) fn deliverable(&self, staged: &[u8]) -> usize {
         match self.state {
             Track::Payload { remaining } => remaining.min(staged.len() as u64) as usize,
             Track::Header { mut buf, mut have } => {

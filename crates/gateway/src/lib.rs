@@ -13,10 +13,16 @@
 
 pub mod accept;
 mod assets;
+pub mod auth;
 mod config;
 mod connection;
+mod credentials;
+pub mod entitlements;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod inbound;
+pub mod limits;
 pub mod metrics;
 mod process;
 pub mod shard;
@@ -25,6 +31,8 @@ mod sweep;
 mod writer;
 
 pub use accept::{bind, Gateway};
+pub use auth::{AuthConfig, Authenticator};
 pub use config::GatewayConfig;
+pub use limits::RateLimit;
 pub use metrics::Metrics;
 pub use state::ServerState;

@@ -24,6 +24,10 @@ pub enum CloseReason {
     Io,
     /// Server shutdown (1001).
     Shutdown,
+    /// It kept sending over its message rate (1008).
+    RateLimited,
+    /// Its token expired while connected (1008).
+    TokenExpired,
 }
 
 impl CloseReason {
@@ -36,6 +40,8 @@ impl CloseReason {
             CloseReason::Idle => "idle_timeout",
             CloseReason::Io => "io_error",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::RateLimited => "rate_limited",
+            CloseReason::TokenExpired => "token_expired",
         }
     }
 }
@@ -52,6 +58,8 @@ pub struct Metrics {
     pub connections_closed: IntCounterVec,
     /// Refusals by limit (`max_connections`, `max_topics_per_connection`, `max_topics`, ...).
     pub limit_rejections: IntCounterVec,
+    /// Upgrades refused by authentication or the Origin allowlist, by reason (`AuthError::REASONS`).
+    pub auth_failures: IntCounterVec,
     /// `error` replies sent, by code.
     pub client_errors: IntCounterVec,
     /// Live subscriptions.
@@ -153,6 +161,11 @@ impl Metrics {
                 "tickcast_limit_rejections_total",
                 "Requests or connections refused by a configured limit, by limit.",
                 "limit",
+            ),
+            auth_failures: counter_vec(
+                "tickcast_auth_failures_total",
+                "WebSocket upgrades refused by authentication or the Origin allowlist, by reason.",
+                "reason",
             ),
             client_errors: counter_vec(
                 "tickcast_client_errors_total",

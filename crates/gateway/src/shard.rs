@@ -21,6 +21,7 @@ use tokio::task::LocalSet;
 use crate::connection::Session;
 use crate::state::ServerState;
 use crate::sweep;
+use crate::writer;
 
 /// Dispatch at most this many ticks before yielding, so writers and the accept loop get to run and a
 /// burst is written while the next one is routed.
@@ -99,7 +100,9 @@ impl ShardCtx {
     /// Adds `session` to the shard's list until the guard drops.
     pub(crate) fn register(self: &Rc<Self>, session: &Rc<Session>) -> Registration {
         let mut list = self.sessions.borrow_mut();
-        session.slot.set(list.len());
+        // The subscriber's owner index is its slot in this list, so the dispatcher finds the
+        // session of a subscriber that got ticks.
+        session.sub.set_owner(list.len());
         list.push(session.clone());
         Registration {
             ctx: self.clone(),
@@ -117,11 +120,11 @@ pub(crate) struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut list = self.ctx.sessions.borrow_mut();
-        let i = self.session.slot.get();
+        let i = self.session.sub.owner();
         if i < list.len() && Rc::ptr_eq(&list[i], &self.session) {
             list.swap_remove(i);
             if let Some(moved) = list.get(i) {
-                moved.slot.set(i);
+                moved.sub.set_owner(i);
             }
         }
         if list.is_empty() {
@@ -183,6 +186,9 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
     tokio::task::spawn_local(dispatch(ctx.clone()));
     let flusher = tokio::task::spawn_local(flush_metrics(ctx.clone()));
     let sweeper = tokio::task::spawn_local(sweep_sessions(ctx.clone()));
+    let interval = ctx.state.config.flush_interval;
+    let batcher =
+        (!interval.is_zero()).then(|| tokio::task::spawn_local(flush_every(ctx.clone(), interval)));
     let shutdown = ctx.state.shutdown.clone();
     loop {
         tokio::select! {
@@ -219,21 +225,48 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
     })
     .await;
     sweeper.abort();
+    if let Some(b) = batcher {
+        b.abort();
+    }
     flusher.abort();
     flush_once(&ctx);
 }
 
-/// Moves published ticks from this shard's inbox into subscriber queues.
+/// Writes every subscriber that got ticks since the last flush, in one tight burst of writes
+/// (instead of waking a task per connection): fewer wake-ups here, and clients get their bytes
+/// together. `dirty` is a reused buffer.
+fn flush_dirty(ctx: &ShardCtx, dirty: &mut Vec<Rc<tickcast_bus::Subscriber>>) {
+    ctx.router.borrow_mut().take_dirty(dirty);
+    for sub in dirty.drain(..) {
+        let session = ctx
+            .sessions
+            .borrow()
+            .get(sub.owner())
+            .filter(|s| Rc::ptr_eq(&s.sub, &sub))
+            .cloned();
+        if let Some(session) = session {
+            writer::flush_now(ctx, &session);
+        }
+    }
+}
+
+/// Moves published ticks from this shard's inbox into subscriber queues, and writes them out at once
+/// (`flush_interval` zero) or leaves that to [`flush_every`].
 async fn dispatch(ctx: Rc<ShardCtx>) {
     let bus = ctx.state.bus.clone();
     let inbox = bus.inbox(ctx.index);
     let shutdown = ctx.state.shutdown.clone();
+    let immediate = ctx.state.config.flush_interval.is_zero();
+    let mut dirty = Vec::new();
     loop {
         let fanout = &ctx.counters.fanout;
         let n = ctx
             .router
             .borrow_mut()
             .dispatch(DISPATCH_BUDGET, |d| fanout.observe(d.as_secs_f64()));
+        if immediate {
+            flush_dirty(&ctx, &mut dirty);
+        }
         if n == 0 {
             tokio::select! {
                 _ = inbox.wait() => {}
@@ -242,6 +275,18 @@ async fn dispatch(ctx: Rc<ShardCtx>) {
         } else {
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// With a non-zero `flush_interval`: writes queued ticks every interval, trading up to that much
+/// latency for fewer, fuller writes (the kernel's cost is per write, not per frame).
+async fn flush_every(ctx: Rc<ShardCtx>, interval: Duration) {
+    let mut timer = tokio::time::interval(interval);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = Vec::new();
+    loop {
+        timer.tick().await;
+        flush_dirty(&ctx, &mut dirty);
     }
 }
 

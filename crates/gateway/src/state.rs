@@ -1,8 +1,10 @@
 //! State shared by every shard and the accept loop.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use dashmap::DashMap;
 use tickcast_bus::Bus;
 use tickcast_core::TsMicros;
 use tickcast_ingest::{FeedRegistry, PublishHook};
@@ -26,6 +28,9 @@ pub struct ServerState {
     pub shutdown: CancellationToken,
     /// Live WebSocket sessions, for the connection limit.
     sessions: AtomicUsize,
+    /// Live sessions per source IP, kept only while `max_connections_per_ip` is set; an entry is
+    /// removed when its count drops to zero, so the map holds only connected addresses.
+    per_ip: DashMap<IpAddr, u32>,
     draining: AtomicBool,
     /// What `POST /publish` calls; set once at startup when an HTTP feed is configured, else 404.
     publish_hook: OnceLock<Arc<dyn PublishHook>>,
@@ -46,6 +51,7 @@ impl ServerState {
             metrics: Metrics::new(),
             shutdown,
             sessions: AtomicUsize::new(0),
+            per_ip: DashMap::new(),
             draining: AtomicBool::new(false),
             publish_hook: OnceLock::new(),
         })
@@ -61,17 +67,42 @@ impl ServerState {
         self.publish_hook.get()
     }
 
-    /// Takes a session slot, or `None` at the connection limit.
-    pub(crate) fn try_open_session(self: &Arc<Self>) -> Option<SessionSlot> {
+    /// Takes a session slot for a client at `peer`, or says which limit refused it.
+    pub(crate) fn try_open_session(
+        self: &Arc<Self>,
+        peer: Option<IpAddr>,
+    ) -> Result<SessionSlot, SlotRefused> {
         let prev = self.sessions.fetch_add(1, Ordering::AcqRel);
         if prev >= self.config.max_connections {
             self.sessions.fetch_sub(1, Ordering::AcqRel);
-            return None;
+            return Err(SlotRefused::Global);
+        }
+        let per_ip_limit = self.config.max_connections_per_ip;
+        // IPv4-mapped IPv6 addresses count as the IPv4 address they are.
+        let ip = peer
+            .map(|ip| ip.to_canonical())
+            .filter(|_| per_ip_limit > 0);
+        if let Some(ip) = ip {
+            // The entry guard locks the shard of the map, so check-and-increment is atomic.
+            let mut count = self.per_ip.entry(ip).or_insert(0);
+            // `per_ip_limit >= 1`, so a refused entry is never a fresh zero left behind.
+            if *count as usize >= per_ip_limit {
+                drop(count);
+                self.sessions.fetch_sub(1, Ordering::AcqRel);
+                return Err(SlotRefused::PerIp);
+            }
+            *count += 1;
         }
         self.metrics.connections_open.inc();
-        Some(SessionSlot {
+        Ok(SessionSlot {
             state: self.clone(),
+            ip,
         })
+    }
+
+    /// Live sessions from `ip` (counted only while `max_connections_per_ip` is set).
+    pub fn sessions_from(&self, ip: IpAddr) -> u32 {
+        self.per_ip.get(&ip.to_canonical()).map_or(0, |n| *n)
     }
 
     /// Live sessions.
@@ -110,14 +141,31 @@ impl ServerState {
     }
 }
 
-/// A held session slot; releases it on drop.
+/// Which limit refused a session slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotRefused {
+    /// `max_connections` (HTTP 503).
+    Global,
+    /// `max_connections_per_ip` (HTTP 429).
+    PerIp,
+}
+
+/// A held session slot; releases it (and its per-IP count) on drop.
 #[derive(Debug)]
 pub(crate) struct SessionSlot {
     state: Arc<ServerState>,
+    /// The address counted in `per_ip`, if one was.
+    ip: Option<IpAddr>,
 }
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            if let Some(mut n) = self.state.per_ip.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+            }
+            self.state.per_ip.remove_if(&ip, |_, n| *n == 0);
+        }
         self.state.sessions.fetch_sub(1, Ordering::AcqRel);
         self.state.metrics.connections_open.dec();
     }

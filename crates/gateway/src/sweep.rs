@@ -1,5 +1,6 @@
 //! The shard's periodic sweep over its sessions: keepalive pings, closing clients that stopped
-//! answering, killing sessions whose socket refuses writes, and closing everyone at shutdown.
+//! answering, killing sessions whose socket refuses writes, closing sessions whose token expired
+//! (1008, within one sweep period), and closing everyone at shutdown.
 //!
 //! One timer per shard instead of one per connection: a connection then carries no timer state, and
 //! checking ten thousand sessions once a second costs microseconds.
@@ -30,6 +31,14 @@ pub(crate) fn sweep(ctx: &ShardCtx, now: Instant) {
             continue;
         }
         s.sub.queue.borrow_mut().release_memory();
+        if s.expires_at.is_some_and(|at| now >= at) {
+            s.close(
+                CloseReason::TokenExpired,
+                CloseCode::Policy,
+                "token expired",
+            );
+            continue;
+        }
         if let Some(since) = s.stalled_since.get() {
             if now.duration_since(since) >= c.write_timeout {
                 s.kill(CloseReason::SlowConsumer);

@@ -101,6 +101,21 @@ pub(crate) async fn run(
     }
 }
 
+/// Writes what `session` has queued, from the dispatcher, without waiting: on a full socket (or any
+/// error) it wakes the session's writer task, which waits for room or reports the error.
+pub(crate) fn flush_now(ctx: &ShardCtx, session: &Session) {
+    loop {
+        match write_some(ctx, session, &session.stream) {
+            Ok(true) => continue,
+            Ok(false) => return,
+            Err(_) => {
+                session.sub.wake();
+                return;
+            }
+        }
+    }
+}
+
 /// One vectored write of whatever is queued. `Ok(true)`: wrote something, `Ok(false)`: queue empty.
 fn write_some(ctx: &ShardCtx, session: &Session, socket: &TcpStream) -> io::Result<bool> {
     let mut q = session.sub.queue.borrow_mut();

@@ -59,6 +59,18 @@ impl GapTracker {
             SeqCheck::InOrder
         }
     }
+
+    /// Like [`GapTracker::check`] for a contiguous stream that may replay older messages (a NATS
+    /// gateway reading JetStream's last message per subject while live messages already flow):
+    /// a seq at or below the last one is reported but not recorded, so the stream's position never
+    /// moves back and the next live seq is not mistaken for a gap.
+    pub fn check_forward(&mut self, key: u64, seq: u64) -> SeqCheck {
+        match self.last.get(&key) {
+            Some(&last) if seq == last => SeqCheck::Duplicate,
+            Some(&last) if seq < last => SeqCheck::Backwards { last },
+            _ => self.check(key, seq, SeqMode::Contiguous),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -86,5 +98,15 @@ mod tests {
             g.check(2, 150, SeqMode::Increasing),
             SeqCheck::Backwards { last: 190 }
         );
+    }
+
+    #[test]
+    fn check_forward_never_moves_back() {
+        let mut g = GapTracker::default();
+        assert_eq!(g.check_forward(1, 5), SeqCheck::First);
+        assert_eq!(g.check_forward(1, 9), SeqCheck::Gap { missed: 3 });
+        assert_eq!(g.check_forward(1, 7), SeqCheck::Backwards { last: 9 });
+        assert_eq!(g.check_forward(1, 9), SeqCheck::Duplicate);
+        assert_eq!(g.check_forward(1, 10), SeqCheck::InOrder);
     }
 }

@@ -4,7 +4,8 @@
 //! [`Publisher`] that normalizes a quote into a [`Tick`](tickcast_core::Tick) (assigning the per-topic
 //! `seq` and the ingest `ts`), encodes it once and hands it to the bus, and the sources themselves:
 //! [`synthetic`], [`tcp`] (NDJSON publishers), [`replay`] (JSONL/CSV files), [`upstream`] (WebSocket
-//! client of another tickcast or an exchange, via adapters) and [`http`] (`POST /publish`). Text
+//! client of another tickcast or an exchange, via adapters), [`http`] (`POST /publish`) and [`nats`]
+//! (scale-out: the sink of an ingest node and the feed of a gateway node). Text
 //! inputs share one parser ([`parse`], simd-json in place), one line splitter ([`line`]) and one
 //! path to the bus ([`sink`]), so bad input is counted per reason ([`RejectReason`]) the same way
 //! everywhere. [`spec`] builds feeds from configuration.
@@ -17,6 +18,7 @@ mod feed;
 pub mod gaps;
 pub mod http;
 pub mod line;
+pub mod nats;
 pub mod parse;
 mod publisher;
 pub mod reject;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tickcast_bus::{Bus, BusError, PublishBatch, TopicState};
 use tickcast_core::frame::TickEncoder;
-use tickcast_core::{Price, Size, Tick, Topic, TsMicros};
+use tickcast_core::{Price, Seq, Size, Tick, Topic, TsMicros};
 
 use crate::stats::FeedStats;
 
@@ -85,5 +85,31 @@ impl Publisher {
         };
         let frame = self.encoder.encode(&tick);
         batch.publish(topic, tick.seq, tick.ts, frame);
+    }
+
+    /// Publishes `quote` on `topic` with a `seq` and `ts` assigned upstream (by the ingest node of a
+    /// NATS scale-out) instead of new ones, so every gateway serves the same numbers. The topic's
+    /// counter moves forward to `seq`; a `seq` not newer than the cached tick is dropped by the bus
+    /// and counted as stale.
+    pub fn publish_assigned(
+        &mut self,
+        batch: &mut PublishBatch<'_>,
+        topic: &TopicState,
+        seq: Seq,
+        ts: TsMicros,
+        quote: Quote,
+    ) {
+        topic.observe_seq(seq);
+        let tick = Tick {
+            topic: topic.topic().clone(),
+            seq,
+            ts,
+            bid: quote.bid,
+            ask: quote.ask,
+            last: quote.last,
+            size: quote.size,
+        };
+        let frame = self.encoder.encode(&tick);
+        batch.publish(topic, seq, ts, frame);
     }
 }

@@ -10,6 +10,7 @@ use tickcast_bus::Bus;
 
 use crate::feed::{Feed, FeedError};
 use crate::http::{HttpConfig, HttpFeed, PublishHook};
+use crate::nats::feed::{NatsFeed, NatsFeedConfig};
 use crate::replay::{ReplayConfig, ReplayFeed};
 use crate::stats::FeedStats;
 use crate::synthetic::{SyntheticConfig, SyntheticFeed};
@@ -29,6 +30,8 @@ pub enum FeedSpec {
     Upstream(UpstreamConfig),
     /// `POST /publish`.
     Http(HttpConfig),
+    /// The ingest tier over NATS (gateway node of a scale-out).
+    Nats(NatsFeedConfig),
 }
 
 impl FeedSpec {
@@ -40,6 +43,7 @@ impl FeedSpec {
             FeedSpec::Replay(c) => &c.name,
             FeedSpec::Upstream(c) => &c.name,
             FeedSpec::Http(c) => &c.name,
+            FeedSpec::Nats(c) => &c.name,
         }
     }
 
@@ -51,6 +55,7 @@ impl FeedSpec {
             FeedSpec::Replay(_) => "replay",
             FeedSpec::Upstream(_) => "upstream",
             FeedSpec::Http(_) => "http",
+            FeedSpec::Nats(_) => "nats",
         }
     }
 }
@@ -98,6 +103,7 @@ pub fn build(plan: FeedPlan, bus: &Arc<Bus>) -> Result<BuiltFeed, FeedError> {
         }
         FeedSpec::Replay(c) => Box::new(ReplayFeed::new(c)?),
         FeedSpec::Upstream(c) => Box::new(UpstreamFeed::new(c)?),
+        FeedSpec::Nats(c) => Box::new(NatsFeed::new(c)?),
         FeedSpec::Http(c) => {
             let feed = HttpFeed::new(c, bus.clone(), stats.clone())?;
             publish_hook = Some(feed.hook());

@@ -3,12 +3,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tickcast_bus::{BusConfig, OverflowPolicy, QueueLimits};
-use tickcast_gateway::GatewayConfig;
+use tickcast_gateway::auth::{ApiKey, AuthConfig, Authenticator, Secret};
+use tickcast_gateway::{GatewayConfig, RateLimit};
 use tickcast_ingest::http::HttpConfig;
+use tickcast_ingest::nats::feed::NatsFeedConfig;
+use tickcast_ingest::nats::sink::{NatsSinkConfig, StreamStorage};
 use tickcast_ingest::replay::{ReplayConfig, ReplayFormat};
 use tickcast_ingest::synthetic::{Symbols, SyntheticConfig};
 use tickcast_ingest::tcp::TcpConfig;
@@ -49,6 +53,10 @@ pub struct Config {
     pub keepalive: KeepaliveSection,
     /// Logging.
     pub log: LogSection,
+    /// Authentication, topic entitlements and the Origin allowlist.
+    pub auth: AuthSection,
+    /// The NATS sink of an ingest node (`server.role = "ingest"`).
+    pub nats: NatsSection,
     /// Sources of ticks.
     pub feeds: Vec<FeedSection>,
 }
@@ -57,6 +65,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
+    /// `standalone` (default) or `ingest` (also publish every tick to NATS, see `[nats]`).
+    pub role: Role,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Worker shards (threads serving connections); 0 = one per CPU core.
@@ -67,6 +77,8 @@ pub struct ServerSection {
     pub shard_inbox_capacity: usize,
     /// SO_SNDBUF of client sockets in bytes; 0 keeps the kernel's autotuning.
     pub socket_send_buffer_bytes: usize,
+    /// Write queued ticks every this many milliseconds; 0 = as soon as they are routed.
+    pub flush_interval_ms: u64,
     /// Time given to flush queued frames at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
 }
@@ -74,12 +86,68 @@ pub struct ServerSection {
 impl Default for ServerSection {
     fn default() -> Self {
         Self {
+            role: Role::Standalone,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
             backlog: 4096,
             shard_inbox_capacity: 65_536,
             socket_send_buffer_bytes: 0,
+            flush_interval_ms: 0,
             shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+/// What a node does in a NATS scale-out. A gateway node is a `standalone` node whose feed is
+/// `kind = "nats"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Feeds and gateway in one process.
+    #[default]
+    Standalone,
+    /// Feeds, plus every tick published to NATS for gateway nodes; the listener still serves
+    /// `/healthz`, `/readyz`, `/metrics` (and `/ws`, for debugging).
+    Ingest,
+}
+
+/// Where JetStream keeps the last-value stream, as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageSpec {
+    /// On disk: survives a NATS restart.
+    File,
+    /// In memory: lost when NATS restarts (the sink recreates the stream, empty).
+    Memory,
+}
+
+/// `[nats]`: the sink of an ingest node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSection {
+    /// `nats://host:port` (comma-separated for several servers).
+    pub url: String,
+    /// Subjects are `<subject_prefix>.<topic>`.
+    pub subject_prefix: String,
+    /// JetStream stream holding the last tick per subject (created if missing).
+    pub stream: String,
+    /// `file` or `memory`.
+    pub stream_storage: StorageSpec,
+    /// Ticks queued for NATS before new ones are dropped (and counted).
+    pub queue_capacity: usize,
+    /// Time allowed to connect at startup, in milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for NatsSection {
+    fn default() -> Self {
+        Self {
+            url: default_nats_url(),
+            subject_prefix: default_subject_prefix(),
+            stream: default_nats_stream(),
+            stream_storage: StorageSpec::File,
+            queue_capacity: 65_536,
+            connect_timeout_ms: default_nats_connect_timeout_ms(),
         }
     }
 }
@@ -98,6 +166,14 @@ pub struct LimitsSection {
     pub max_message_bytes: usize,
     /// Time allowed for an HTTP request head, in milliseconds.
     pub handshake_timeout_ms: u64,
+    /// Simultaneous WebSocket sessions from one source IP; 0 = no limit.
+    pub max_connections_per_ip: usize,
+    /// Client messages per second per connection (token bucket rate); 0 = no limit.
+    pub max_messages_per_second: u32,
+    /// Client messages a connection may send at once (token bucket size).
+    pub message_burst: u32,
+    /// Over-limit messages in a row answered with `rate_limited` before closing with 1008.
+    pub max_rate_violations: u32,
 }
 
 impl Default for LimitsSection {
@@ -108,7 +184,96 @@ impl Default for LimitsSection {
             max_topics: 100_000,
             max_message_bytes: 64 * 1024,
             handshake_timeout_ms: 10_000,
+            max_connections_per_ip: 0,
+            max_messages_per_second: RateLimit::default().per_second,
+            message_burst: RateLimit::default().burst,
+            max_rate_violations: RateLimit::default().max_violations,
         }
+    }
+}
+
+/// `[auth]`: off unless `enabled`; `allowed_origins` applies either way.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Require a credential (API key or JWT) at the WebSocket upgrade.
+    pub enabled: bool,
+    /// Accepted API keys and what each grants.
+    pub api_keys: Vec<ApiKeySection>,
+    /// Shared secret for HS256 JWTs (at least 32 bytes).
+    pub hs256_secret: Option<Secret>,
+    /// PEM file with the RSA public key for RS256 JWTs.
+    pub rs256_public_key_file: Option<PathBuf>,
+    /// JWT claim holding the topic patterns.
+    pub topics_claim: String,
+    /// Required JWT `iss`, if set.
+    pub issuer: Option<String>,
+    /// Required JWT `aud`, if set.
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp`, in seconds.
+    pub leeway_secs: u64,
+    /// Browser origins allowed to open a WebSocket; empty = any.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            api_keys: Vec::new(),
+            hs256_secret: None,
+            rs256_public_key_file: None,
+            topics_claim: AuthConfig::default().topics_claim,
+            issuer: None,
+            audience: None,
+            leeway_secs: AuthConfig::default().leeway.as_secs(),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// One `[[auth.api_keys]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySection {
+    /// The key as clients send it (masked in logs).
+    pub key: Secret,
+    /// Topic glob patterns it grants (`*` is the only wildcard).
+    pub topics: Vec<String>,
+}
+
+impl AuthSection {
+    /// The authenticator, or `None` when auth is off. Reads the RS256 key file.
+    pub fn authenticator(&self) -> Result<Option<Arc<Authenticator>>, ConfigError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let rs256_public_key_pem = match &self.rs256_public_key_file {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?),
+        };
+        let config = AuthConfig {
+            api_keys: self
+                .api_keys
+                .iter()
+                .map(|k| ApiKey {
+                    key: k.key.clone(),
+                    topics: k.topics.clone(),
+                })
+                .collect(),
+            hs256_secret: self.hs256_secret.clone(),
+            rs256_public_key_pem,
+            topics_claim: self.topics_claim.clone(),
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            leeway: Duration::from_secs(self.leeway_secs),
+        };
+        Authenticator::new(&config)
+            .map(|a| Some(Arc::new(a)))
+            .map_err(|e| ConfigError::Invalid(format!("auth: {e}")))
     }
 }
 
@@ -335,6 +500,39 @@ pub enum FeedSection {
         #[serde(default)]
         max_idle_ms: u64,
     },
+    /// The ingest tier over NATS (a gateway node of a scale-out).
+    Nats {
+        /// Name in logs and metrics.
+        #[serde(default = "default_nats_name")]
+        name: String,
+        /// `nats://host:port` (comma-separated for several servers).
+        #[serde(default = "default_nats_url")]
+        url: String,
+        /// Subjects to subscribe to, wildcards allowed.
+        #[serde(default = "default_nats_subjects")]
+        subjects: Vec<String>,
+        /// The ingest node's subject prefix.
+        #[serde(default = "default_subject_prefix")]
+        subject_prefix: String,
+        /// JetStream stream to warm the cache from on (re)connect; "" = no warm-up.
+        #[serde(default = "default_nats_stream")]
+        stream: String,
+        /// Messages buffered per subscription before NATS drops them (slow consumer).
+        #[serde(default = "default_subscription_capacity")]
+        subscription_capacity: usize,
+        /// Largest message body in bytes.
+        #[serde(default = "default_max_line_bytes")]
+        max_message_bytes: usize,
+        /// Time allowed per connection attempt (ms).
+        #[serde(default = "default_nats_connect_timeout_ms")]
+        connect_timeout_ms: u64,
+        /// Readiness waits for this feed (connected to NATS and warmed).
+        #[serde(default = "default_true")]
+        required: bool,
+        /// Not ready after this long without a tick (ms); 0 = off.
+        #[serde(default)]
+        max_idle_ms: u64,
+    },
 }
 
 fn default_synthetic_name() -> String {
@@ -351,6 +549,30 @@ fn default_upstream_name() -> String {
 }
 fn default_http_name() -> String {
     "http".into()
+}
+fn default_nats_name() -> String {
+    "nats".into()
+}
+fn default_nats_url() -> String {
+    "nats://127.0.0.1:4222".into()
+}
+fn default_subject_prefix() -> String {
+    tickcast_ingest::nats::DEFAULT_SUBJECT_PREFIX.into()
+}
+fn default_nats_subjects() -> Vec<String> {
+    vec![format!(
+        "{}.>",
+        tickcast_ingest::nats::DEFAULT_SUBJECT_PREFIX
+    )]
+}
+fn default_nats_stream() -> String {
+    tickcast_ingest::nats::DEFAULT_STREAM.into()
+}
+fn default_subscription_capacity() -> usize {
+    65_536
+}
+fn default_nats_connect_timeout_ms() -> u64 {
+    5_000
 }
 fn default_true() -> bool {
     true
@@ -427,7 +649,8 @@ impl FeedSection {
             | FeedSection::Tcp { name, .. }
             | FeedSection::Replay { name, .. }
             | FeedSection::Upstream { name, .. }
-            | FeedSection::Http { name, .. } => name,
+            | FeedSection::Http { name, .. }
+            | FeedSection::Nats { name, .. } => name,
         }
     }
 
@@ -455,6 +678,11 @@ impl FeedSection {
                 ..
             }
             | FeedSection::Http {
+                required,
+                max_idle_ms,
+                ..
+            }
+            | FeedSection::Nats {
                 required,
                 max_idle_ms,
                 ..
@@ -530,6 +758,24 @@ impl FeedSection {
             } => {
                 if *max_body_bytes < 64 || *max_line_bytes < 64 {
                     return fail("max_body_bytes and max_line_bytes must be >= 64");
+                }
+            }
+            FeedSection::Nats {
+                url,
+                subjects,
+                subscription_capacity,
+                max_message_bytes,
+                connect_timeout_ms,
+                ..
+            } => {
+                if url.trim().is_empty() || subjects.is_empty() {
+                    return fail("url and subjects must not be empty");
+                }
+                if *subscription_capacity == 0 || *max_message_bytes < 64 {
+                    return fail("subscription_capacity must be >= 1 and max_message_bytes >= 64");
+                }
+                if *connect_timeout_ms < 100 {
+                    return fail("connect_timeout_ms must be >= 100");
                 }
             }
         }
@@ -634,6 +880,26 @@ impl FeedSection {
                 max_body_bytes,
                 max_line_bytes,
             }),
+            FeedSection::Nats {
+                name,
+                url,
+                subjects,
+                subject_prefix,
+                stream,
+                subscription_capacity,
+                max_message_bytes,
+                connect_timeout_ms,
+                ..
+            } => FeedSpec::Nats(NatsFeedConfig {
+                name,
+                url,
+                subjects,
+                subject_prefix,
+                stream: (!stream.is_empty()).then_some(stream),
+                subscription_capacity,
+                max_message_bytes,
+                connect_timeout: ms(connect_timeout_ms),
+            }),
         };
         FeedPlan {
             spec,
@@ -658,6 +924,12 @@ pub struct Overrides {
     pub policy: Option<OverflowPolicy>,
     /// `--replay FILE`: adds a looping real-time replay feed of FILE.
     pub replay: Option<PathBuf>,
+    /// `--role`
+    pub role: Option<Role>,
+    /// `--nats-url`: the `[nats]` url (ingest role).
+    pub nats_url: Option<String>,
+    /// `--flush-interval-ms`
+    pub flush_interval_ms: Option<u64>,
 }
 
 impl Config {
@@ -698,8 +970,17 @@ impl Config {
         if let Some(p) = o.policy {
             self.backpressure.policy = p;
         }
+        if let Some(ms) = o.flush_interval_ms {
+            self.server.flush_interval_ms = ms;
+        }
         if let Some(path) = o.replay {
             self.feeds.push(FeedSection::replay_file(path));
+        }
+        if let Some(role) = o.role {
+            self.server.role = role;
+        }
+        if let Some(url) = o.nats_url {
+            self.nats.url = url;
         }
         if o.symbols.is_some() || o.rate.is_some() {
             if !self
@@ -746,6 +1027,15 @@ impl Config {
         {
             return bad("limits.max_connections, max_topics_per_connection and max_topics must be at least 1".into());
         }
+        if self.limits.max_messages_per_second > 0 && self.limits.message_burst == 0 {
+            return bad(
+                "limits.message_burst must be at least 1 when a message rate is set".into(),
+            );
+        }
+        if self.auth.topics_claim.is_empty() {
+            return bad("auth.topics_claim must not be empty".into());
+        }
+        self.auth.authenticator()?;
         if self.limits.max_message_bytes < 128 {
             return bad(format!(
                 "limits.max_message_bytes is {}, at least 128",
@@ -768,6 +1058,19 @@ impl Config {
                     "feed name {:?} is used twice; names label metrics and must be unique",
                     f.name()
                 ));
+            }
+        }
+        if self.server.role == Role::Ingest {
+            let n = &self.nats;
+            if n.url.trim().is_empty() {
+                return bad("nats.url must be set for server.role = \"ingest\"".into());
+            }
+            tickcast_ingest::nats::validate_names(&n.subject_prefix, &n.stream)
+                .map_err(|e| ConfigError::Invalid(format!("nats: {e}")))?;
+            if n.queue_capacity == 0 || n.connect_timeout_ms < 100 {
+                return bad(
+                    "nats.queue_capacity must be >= 1 and connect_timeout_ms >= 100".into(),
+                );
             }
         }
         let http = self
@@ -802,15 +1105,22 @@ impl Config {
         }
     }
 
-    /// The gateway settings.
-    pub fn gateway(&self) -> GatewayConfig {
+    /// The gateway settings; fails when the auth keys cannot be loaded.
+    pub fn gateway(&self) -> Result<GatewayConfig, ConfigError> {
         let ms = Duration::from_millis;
-        GatewayConfig {
+        Ok(GatewayConfig {
             listen: self.server.listen,
             backlog: self.server.backlog,
+            flush_interval: Duration::from_millis(self.server.flush_interval_ms),
             socket_send_buffer: (self.server.socket_send_buffer_bytes > 0)
                 .then_some(self.server.socket_send_buffer_bytes),
             max_connections: self.limits.max_connections,
+            max_connections_per_ip: self.limits.max_connections_per_ip,
+            rate_limit: RateLimit {
+                per_second: self.limits.max_messages_per_second,
+                burst: self.limits.message_burst,
+                max_violations: self.limits.max_rate_violations,
+            },
             max_topics_per_connection: self.limits.max_topics_per_connection,
             max_message_bytes: self.limits.max_message_bytes,
             queue: QueueLimits {
@@ -824,6 +1134,23 @@ impl Config {
             write_timeout: ms(self.backpressure.write_timeout_ms),
             handshake_timeout: ms(self.limits.handshake_timeout_ms),
             shutdown_grace: ms(self.server.shutdown_grace_ms),
+            auth: self.auth.authenticator()?,
+            allowed_origins: self.auth.allowed_origins.clone(),
+        })
+    }
+
+    /// The NATS sink settings, for `server.role = "ingest"`.
+    pub fn nats_sink(&self) -> NatsSinkConfig {
+        NatsSinkConfig {
+            url: self.nats.url.clone(),
+            subject_prefix: self.nats.subject_prefix.clone(),
+            stream: self.nats.stream.clone(),
+            storage: match self.nats.stream_storage {
+                StorageSpec::File => StreamStorage::File,
+                StorageSpec::Memory => StreamStorage::Memory,
+            },
+            queue_capacity: self.nats.queue_capacity,
+            connect_timeout: Duration::from_millis(self.nats.connect_timeout_ms),
         }
     }
 
@@ -864,6 +1191,53 @@ mod tests {
         assert!(matches!(
             Config::from_toml("[backpressure]\npolicy = \"explode\""),
             Err(ConfigError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn auth_and_rate_limits_parse_and_are_checked() {
+        let c = Config::from_toml(
+            r#"
+            [limits]
+            max_connections_per_ip = 8
+            max_messages_per_second = 5
+            [auth]
+            enabled = true
+            hs256_secret = "0123456789abcdef0123456789abcdef"
+            allowed_origins = ["https://board.example"]
+            [[auth.api_keys]]
+            key = "k-123"
+            topics = ["ticker.*"]
+            "#,
+        )
+        .unwrap();
+        let g = c.gateway().unwrap();
+        assert_eq!(g.max_connections_per_ip, 8);
+        assert_eq!(g.rate_limit.per_second, 5);
+        assert!(g.auth.is_some());
+        assert_eq!(g.allowed_origins, ["https://board.example"]);
+        let shown = format!("{c:?} {g:?}");
+        assert!(
+            !shown.contains("k-123") && !shown.contains("0123456789abcdef"),
+            "{shown}"
+        );
+        assert!(Config::default().gateway().unwrap().auth.is_none());
+
+        let invalid = |toml: &str| match Config::from_toml(toml) {
+            Err(ConfigError::Invalid(m)) => m,
+            other => panic!("{toml}: {other:?}"),
+        };
+        assert!(invalid("[auth]\nenabled = true").contains("no api key"));
+        assert!(invalid("[auth]\nenabled = true\nhs256_secret = \"short\"").contains("32 bytes"));
+        assert!(invalid(
+            "[auth]\nenabled = true\n[[auth.api_keys]]\nkey = \"k\"\ntopics = [\"bad topic\"]"
+        )
+        .contains("api key #0"));
+        assert!(matches!(
+            Config::from_toml(
+                "[auth]\nenabled = true\nrs256_public_key_file = \"/nonexistent.pem\""
+            ),
+            Err(ConfigError::Read { .. })
         ));
     }
 

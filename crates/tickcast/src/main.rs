@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use tickcast::config::{Config, Overrides};
+use tickcast::config::{Config, Overrides, Role};
 use tickcast_bus::OverflowPolicy;
 use tickcast_ingest::synthetic::Symbols;
 
@@ -34,9 +34,18 @@ struct Cli {
     /// Slow-client policy: conflate, drop_oldest or disconnect.
     #[arg(long, env = "TICKCAST_POLICY")]
     policy: Option<OverflowPolicy>,
+    /// Write queued ticks every N ms instead of at once (0): less CPU per message, N ms more latency.
+    #[arg(long, env = "TICKCAST_FLUSH_INTERVAL_MS")]
+    flush_interval_ms: Option<u64>,
     /// Replay a JSONL or CSV tick file in real time, looping (adds a feed named "replay").
     #[arg(long, env = "TICKCAST_REPLAY")]
     replay: Option<PathBuf>,
+    /// Node role: standalone, or ingest (also publish every tick to NATS; see `[nats]`).
+    #[arg(long, env = "TICKCAST_ROLE", value_enum)]
+    role: Option<Role>,
+    /// NATS server of the ingest role, e.g. nats://127.0.0.1:4222.
+    #[arg(long, env = "TICKCAST_NATS_URL")]
+    nats_url: Option<String>,
     /// Log filter, e.g. info or tickcast_gateway=debug [default: from config, info].
     #[arg(long, env = "TICKCAST_LOG")]
     log: Option<String>,
@@ -55,6 +64,9 @@ fn main() -> anyhow::Result<()> {
         workers: cli.workers,
         policy: cli.policy,
         replay: cli.replay.clone(),
+        role: cli.role,
+        nats_url: cli.nats_url.clone(),
+        flush_interval_ms: cli.flush_interval_ms,
     })?;
     let filter = cli.log.clone().unwrap_or_else(|| config.log.filter.clone());
     tracing_subscriber::fmt()

@@ -10,7 +10,7 @@ use tickcast_ingest::{Feed, FeedContext, FeedRegistry, FeedStats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 
 /// A started server.
 pub struct Running {
@@ -74,7 +74,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let registry = Arc::new(FeedRegistry::default());
     let shutdown = CancellationToken::new();
     let state = ServerState::new(
-        config.gateway(),
+        config.gateway()?,
         bus.clone(),
         registry.clone(),
         shutdown.clone(),
@@ -95,12 +95,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         feeds.push((built.feed, built.stats));
     }
 
+    // The ingest role's NATS sink starts before any feed publishes (and before the listener, so a
+    // failure leaves nothing running): it resumes every topic's seq from JetStream first, so a
+    // restarted ingest node continues the sequences gateways know.
+    let mut sink_task = None;
+    if config.server.role == Role::Ingest {
+        let sink = tickcast_ingest::nats::sink::start(config.nats_sink(), &bus, shutdown.clone())
+            .await
+            .context("cannot start the NATS sink")?;
+        registry.register(sink.stats.clone());
+        sink_task = Some(sink.task);
+    }
+
     let gateway = Gateway::bind(state.clone())
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = gateway.local_addr()?;
     let gateway = tokio::spawn(gateway.run());
 
     let mut handles = Vec::new();
+    handles.extend(sink_task);
     for (feed, stats) in feeds {
         registry.register(stats.clone());
         let name = feed.name().to_string();

@@ -1,0 +1,356 @@
+//! The NATS feed of a gateway node: subscribes to the ingest tier's subjects and publishes every
+//! tick into the local bus with its upstream seq and ts unchanged.
+//!
+//! On every (re)connect it reads JetStream's last message per subject while the live subscription
+//! already delivers, and only then reports itself connected, so `/readyz` turns ready with a warm
+//! cache. Both paths meet in the bus, which keeps the newest seq per topic and drops (and counts as
+//! stale) anything older, so their interleaving does not matter. A disconnect keeps every client:
+//! the feed is marked not connected (not ready), async-nats reconnects and resubscribes, the
+//! reconnect is counted, and the ticks missed meanwhile show up as upstream gaps.
+
+use std::time::Duration;
+
+use async_nats::{ConnectOptions, Event};
+use bytes::Bytes;
+use futures_util::stream::select_all;
+use futures_util::{FutureExt, StreamExt};
+use tickcast_core::{Seq, Topic, TsMicros};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{decode, validate_prefix, validate_stream, LastPerSubject, NatsError};
+use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
+use crate::gaps::{GapTracker, SeqCheck};
+use crate::parse::{validate_topic, TickParser};
+use crate::publisher::Publisher;
+use crate::reject::Reject;
+
+/// Most messages published into the bus per batch (one shard wake-up per batch).
+const BATCH: usize = 256;
+/// Warm-up messages buffered between the JetStream reader and the feed loop.
+const WARM_QUEUE: usize = 1024;
+
+/// Settings of a NATS feed.
+#[derive(Debug, Clone)]
+pub struct NatsFeedConfig {
+    /// Feed name for logs and metrics.
+    pub name: String,
+    /// `nats://host:port` (comma-separated for several servers).
+    pub url: String,
+    /// Subjects to subscribe to, wildcards allowed (`tickcast.>`, `tickcast.ticker.>`).
+    pub subjects: Vec<String>,
+    /// The ingest node's subject prefix, stripped to get the topic.
+    pub subject_prefix: String,
+    /// JetStream stream to warm the cache from on every (re)connect; `None` = no warm-up.
+    pub stream: Option<String>,
+    /// Messages async-nats buffers per subscription; beyond this it drops them (slow consumer).
+    pub subscription_capacity: usize,
+    /// Largest message body accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Time allowed for one connection attempt.
+    pub connect_timeout: Duration,
+}
+
+/// The NATS feed.
+pub struct NatsFeed {
+    config: NatsFeedConfig,
+}
+
+impl NatsFeed {
+    /// Validates `config`.
+    pub fn new(config: NatsFeedConfig) -> Result<Self, FeedError> {
+        let bad = |reason: String| FeedError::Config {
+            feed: config.name.clone(),
+            reason,
+        };
+        if config.url.trim().is_empty() {
+            return Err(bad("url is empty".into()));
+        }
+        if config.subjects.is_empty() {
+            return Err(bad("subjects is empty".into()));
+        }
+        for s in &config.subjects {
+            let under_prefix = s
+                .strip_prefix(config.subject_prefix.as_str())
+                .is_some_and(|rest| rest.starts_with('.'));
+            if !under_prefix || s.bytes().any(|b| !b.is_ascii_graphic()) {
+                return Err(bad(format!(
+                    "subject {s:?} must start with \"{}.\" and have no spaces",
+                    config.subject_prefix
+                )));
+            }
+        }
+        validate_prefix(&config.subject_prefix).map_err(bad)?;
+        if let Some(stream) = &config.stream {
+            validate_stream(stream).map_err(bad)?;
+        }
+        if config.subscription_capacity == 0 || config.max_message_bytes < 64 {
+            return Err(bad(
+                "subscription_capacity must be >= 1 and max_message_bytes >= 64".into(),
+            ));
+        }
+        Ok(Self { config })
+    }
+}
+
+impl Feed for NatsFeed {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn run(self: Box<Self>, ctx: FeedContext) -> FeedFuture {
+        Box::pin(run(self.config, ctx))
+    }
+}
+
+/// From the warm-up reader to the feed loop.
+enum Warm {
+    Tick(String, Bytes),
+    Done(Result<u64, NatsError>),
+}
+
+/// The feed loop's publishing state.
+struct Ingest {
+    publisher: Publisher,
+    parser: TickParser,
+    gaps: GapTracker,
+    scratch: Vec<u8>,
+    prefix: String,
+    max_message_bytes: usize,
+}
+
+impl Ingest {
+    /// Publishes one message into `batch`; returns whether it was a valid tick.
+    fn handle(
+        &mut self,
+        batch: &mut tickcast_bus::PublishBatch<'_>,
+        subject: &str,
+        body: &[u8],
+    ) -> bool {
+        let result = self.try_handle(batch, subject, body);
+        if let Err(e) = &result {
+            self.publisher.stats().record_reject(&subject, 0, e);
+        }
+        result.is_ok()
+    }
+
+    fn try_handle(
+        &mut self,
+        batch: &mut tickcast_bus::PublishBatch<'_>,
+        subject: &str,
+        body: &[u8],
+    ) -> Result<(), Reject> {
+        if body.len() > self.max_message_bytes {
+            return Err(Reject::TooLong {
+                max: self.max_message_bytes,
+            });
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(body);
+        let tick = decode(&mut self.parser, &self.prefix, subject, &mut self.scratch)?;
+        let topic = match self.publisher.cached(&tick.topic) {
+            Some(t) => t.clone(),
+            None => {
+                validate_topic(&tick.topic)?;
+                let name = Topic::new(&tick.topic).map_err(|e| Reject::BadTopic(e.to_string()))?;
+                self.publisher
+                    .topic(&name)
+                    .map_err(|e| Reject::TopicLimit(e.to_string()))?
+            }
+        };
+        let key = u64::from(topic.id().0);
+        if let SeqCheck::Gap { missed } = self.gaps.check_forward(key, tick.seq) {
+            self.publisher.stats().record_upstream_gap(
+                topic.topic().as_str(),
+                format_args!(
+                    "seq {} follows {}: {missed} missed",
+                    tick.seq,
+                    tick.seq - missed - 1
+                ),
+            );
+        }
+        // Older or duplicate seqs (warm-up racing live data, overlapping subjects) go to the bus
+        // anyway: it keeps the newest per topic and counts the rest as stale.
+        self.publisher.publish_assigned(
+            batch,
+            &topic,
+            Seq(tick.seq),
+            TsMicros(tick.ts),
+            tick.quote,
+        );
+        Ok(())
+    }
+}
+
+async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> {
+    let stats = ctx.publisher.stats().clone();
+    let name = config.name.clone();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    // Background connect: a gateway starting before NATS keeps serving (not ready) and connects
+    // when NATS comes up; reconnects never give up.
+    let client = ConnectOptions::new()
+        .name(format!("tickcast-gateway/{name}"))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(config.connect_timeout)
+        .subscription_capacity(config.subscription_capacity)
+        .event_callback(move |event| {
+            let _ = events_tx.send(event);
+            std::future::ready(())
+        })
+        .connect(config.url.as_str())
+        .await
+        .map_err(|e| FeedError::Config {
+            feed: name.clone(),
+            reason: format!("url {:?}: {e}", config.url),
+        })?;
+    let mut subs = Vec::new();
+    for subject in &config.subjects {
+        let sub = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| FeedError::Config {
+                feed: name.clone(),
+                reason: format!("subject {subject:?}: {e}"),
+            })?;
+        subs.push(sub);
+    }
+    let mut live = select_all(subs);
+    let js = async_nats::jetstream::new(client.clone());
+    let (warm_tx, mut warm_rx) = mpsc::channel::<(u64, Warm)>(WARM_QUEUE);
+    let mut warm_task: Option<JoinHandle<()>> = None;
+    // Warm-ups are numbered so a late message of an aborted one is recognised and ignored for
+    // readiness (its ticks are still valid data).
+    let mut warm_round = 0u64;
+    let mut connected_before = false;
+    let mut ingest = Ingest {
+        publisher: ctx.publisher,
+        parser: TickParser::default(),
+        gaps: GapTracker::default(),
+        scratch: Vec::with_capacity(512),
+        prefix: config.subject_prefix.clone(),
+        max_message_bytes: config.max_message_bytes,
+    };
+    let bus = ingest.publisher.bus().clone();
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            Some(event) = events.recv() => match event {
+                Event::Connected => {
+                    if connected_before {
+                        stats.record_reconnect();
+                        tracing::info!(feed = %name, url = %config.url, "NATS reconnected");
+                    } else {
+                        tracing::info!(feed = %name, url = %config.url, "NATS connected");
+                    }
+                    connected_before = true;
+                    match &config.stream {
+                        None => stats.set_connected(true),
+                        Some(stream) => {
+                            if let Some(t) = warm_task.take() {
+                                t.abort();
+                            }
+                            warm_round += 1;
+                            warm_task = Some(tokio::spawn(warm_up(
+                                js.clone(),
+                                stream.clone(),
+                                config.subjects.clone(),
+                                warm_round,
+                                warm_tx.clone(),
+                            )));
+                        }
+                    }
+                }
+                Event::Disconnected => {
+                    stats.set_connected(false);
+                    tracing::warn!(feed = %name, url = %config.url, "NATS disconnected; clients kept, reconnecting");
+                }
+                Event::SlowConsumer(sid) => {
+                    tracing::warn!(feed = %name, sid, "NATS subscription overflowed (slow consumer): messages dropped, seen as gaps");
+                }
+                other => tracing::info!(feed = %name, event = %other, "NATS event"),
+            },
+            Some(msg) = live.next() => {
+                let mut batch = bus.batch();
+                let mut n = u64::from(ingest.handle(&mut batch, msg.subject.as_str(), &msg.payload));
+                // Drain what is already buffered into the same batch: one shard wake-up per burst.
+                for _ in 1..BATCH {
+                    match live.next().now_or_never() {
+                        Some(Some(m)) => n += u64::from(ingest.handle(&mut batch, m.subject.as_str(), &m.payload)),
+                        _ => break,
+                    }
+                }
+                drop(batch);
+                if n > 0 {
+                    stats.record_ticks(n, TsMicros::now());
+                }
+            }
+            Some((round, warm)) = warm_rx.recv() => match warm {
+                Warm::Tick(subject, body) => {
+                    let mut batch = bus.batch();
+                    ingest.handle(&mut batch, &subject, &body);
+                }
+                Warm::Done(result) if round == warm_round => {
+                    match result {
+                        Ok(n) => tracing::info!(feed = %name, topics = n, "cache warmed from JetStream"),
+                        // No stream yet (ingest not started) or JetStream trouble: live data still
+                        // flows, so the feed counts as connected.
+                        Err(e) => tracing::warn!(feed = %name, error = %e, "no JetStream warm-up; live data only"),
+                    }
+                    if client.connection_state() == async_nats::connection::State::Connected {
+                        stats.set_connected(true);
+                    }
+                }
+                Warm::Done(_) => {}
+            },
+        }
+    }
+    if let Some(t) = warm_task {
+        t.abort();
+    }
+    stats.set_connected(false);
+    Ok(())
+}
+
+/// Reads the last message per subject of every filter and sends them, then `Done`.
+async fn warm_up(
+    js: async_nats::jetstream::Context,
+    stream: String,
+    filters: Vec<String>,
+    round: u64,
+    tx: mpsc::Sender<(u64, Warm)>,
+) {
+    let mut n = 0;
+    let mut result = Ok(());
+    for filter in &filters {
+        let mut last = match LastPerSubject::open(&js, &stream, filter).await {
+            Ok(l) => l,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        loop {
+            match last.next().await {
+                Ok(Some((subject, body))) => {
+                    n += 1;
+                    if tx.send((round, Warm::Tick(subject, body))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    result = Err(NatsError::Stream {
+                        stream: stream.clone(),
+                        error,
+                    });
+                    break;
+                }
+            }
+        }
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = tx.send((round, Warm::Done(result.map(|()| n)))).await;
+}

@@ -1,0 +1,242 @@
+//! Scale-out over NATS: one ingest tier, many gateway nodes, the same seq everywhere.
+//!
+//! An ingest node runs its feeds as usual and the [`sink`]: every tick its bus accepts is published
+//! to the NATS subject `<prefix>.<topic>` with the encoded tick JSON as the body (seq and ts
+//! included), and a JetStream stream capturing `<prefix>.>` with one message per subject keeps the
+//! latest tick of every topic. Gateway nodes run the [`feed`]: it subscribes to those subjects, warms
+//! the last-value cache from the stream on every (re)connect, and publishes into the local bus with
+//! the ingest node's seq and ts unchanged, so a client that moves to another gateway sees one
+//! consistent sequence.
+
+pub mod feed;
+pub mod sink;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::Context;
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::parse::TickParser;
+use crate::publisher::Quote;
+use crate::reject::Reject;
+
+/// Subject prefix when none is configured: `tickcast.ticker.AAPL`.
+pub const DEFAULT_SUBJECT_PREFIX: &str = "tickcast";
+/// JetStream stream holding the last tick per subject when none is configured.
+pub const DEFAULT_STREAM: &str = "TICKCAST";
+/// Longest wait for one message while reading the last-per-subject snapshot; a stalled read gives
+/// up (live data keeps flowing) rather than holding readiness back forever.
+const WARM_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the NATS side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// The server could not be reached or refused the connection.
+    #[error("cannot connect to NATS at {url}: {error}")]
+    Connect {
+        /// The configured URL.
+        url: String,
+        /// The client's message.
+        error: String,
+    },
+    /// The JetStream stream could not be created or read.
+    #[error("NATS JetStream stream {stream}: {error}")]
+    Stream {
+        /// The stream name.
+        stream: String,
+        /// The client's message.
+        error: String,
+    },
+    /// A bus tap is already installed (one sink per server).
+    #[error("a bus tap is already installed; only one NATS sink per server")]
+    TapInUse,
+}
+
+/// A tick as the ingest node stamped it.
+#[derive(Debug)]
+pub(crate) struct Assigned<'a> {
+    pub topic: Cow<'a, str>,
+    pub seq: u64,
+    pub ts: u64,
+    pub quote: Quote,
+}
+
+/// Parses a NATS message body (an encoded tick) and checks it against its `subject`: the subject
+/// is the routing key, so a body naming another topic is refused rather than filed elsewhere.
+pub(crate) fn decode<'a>(
+    parser: &mut TickParser,
+    prefix: &str,
+    subject: &str,
+    payload: &'a mut [u8],
+) -> Result<Assigned<'a>, Reject> {
+    let line = parser.parse(payload)?;
+    let seq = line.seq.ok_or(Reject::MissingField("seq"))?;
+    if seq == 0 {
+        return Err(Reject::BadNumber("seq"));
+    }
+    let ts = line.ts.ok_or(Reject::MissingField("ts"))?;
+    let topic_of_subject = subject
+        .strip_prefix(prefix)
+        .and_then(|s| s.strip_prefix('.'));
+    if topic_of_subject != Some(&*line.topic) {
+        return Err(Reject::BadTopic(format!(
+            "subject {:?} does not carry topic {:?}",
+            subject.chars().take(80).collect::<String>(),
+            line.topic
+        )));
+    }
+    Ok(Assigned {
+        topic: line.topic,
+        seq,
+        ts,
+        quote: line.quote,
+    })
+}
+
+/// The subject ticks of `topic` go to.
+pub(crate) fn subject_of(prefix: &str, topic: &str) -> String {
+    format!("{prefix}.{topic}")
+}
+
+/// Checks a subject prefix: one or more NATS tokens, no wildcards or spaces.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<(), String> {
+    let ok = !prefix.is_empty()
+        && prefix.split('.').all(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_graphic() && !matches!(b, b'*' | b'>'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "subject prefix {prefix:?} must be dot-separated tokens without wildcards or spaces"
+        ))
+    }
+}
+
+/// Checks a JetStream stream name.
+pub(crate) fn validate_stream(name: &str) -> Result<(), String> {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'.' | b'*' | b'>' | b'/' | b'\\'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "stream name {name:?} must be printable without . * > / \\ or spaces"
+        ))
+    }
+}
+
+/// Checks a subject prefix and a stream name as configured (for config validation at startup).
+pub fn validate_names(subject_prefix: &str, stream: &str) -> Result<(), String> {
+    validate_prefix(subject_prefix)?;
+    validate_stream(stream)
+}
+
+/// The last message of every subject matching a filter in a JetStream stream, read once: the
+/// snapshot size is taken when the consumer is created and reading stops there, so a busy stream
+/// cannot keep the reader going forever (newer messages arrive live anyway).
+pub(crate) struct LastPerSubject {
+    messages: Ordered,
+    remaining: u64,
+}
+
+impl LastPerSubject {
+    /// Opens an ordered (ephemeral, unacknowledged) consumer delivering the last message per
+    /// subject of `filter` in `stream`.
+    pub(crate) async fn open(js: &Context, stream: &str, filter: &str) -> Result<Self, NatsError> {
+        let err = |e: &dyn std::fmt::Display| NatsError::Stream {
+            stream: stream.to_string(),
+            error: e.to_string(),
+        };
+        let s = js.get_stream(stream).await.map_err(|e| err(&e))?;
+        let consumer = s
+            .create_consumer(OrderedConfig {
+                filter_subject: filter.to_string(),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(&e))?;
+        let remaining = consumer.cached_info().num_pending;
+        let messages = consumer.messages().await.map_err(|e| err(&e))?;
+        Ok(Self {
+            messages,
+            remaining,
+        })
+    }
+
+    /// The next (subject, body), `None` once the snapshot is read.
+    pub(crate) async fn next(&mut self) -> Result<Option<(String, Bytes)>, String> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let msg = match tokio::time::timeout(WARM_MESSAGE_TIMEOUT, self.messages.next()).await {
+            Err(_) => {
+                return Err(format!(
+                    "{} messages still expected, none came",
+                    self.remaining
+                ))
+            }
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(Some(Ok(m))) => m,
+        };
+        // `pending` is what the consumer still holds; it also counts messages published since the
+        // snapshot, so take whichever ends sooner.
+        let pending = msg.info().map(|i| i.pending).unwrap_or(u64::MAX);
+        self.remaining = (self.remaining - 1).min(pending);
+        Ok(Some((
+            msg.message.subject.to_string(),
+            msg.message.payload.clone(),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_checks_seq_ts_and_subject() {
+        let mut p = TickParser::default();
+        let body = r#"{"type":"tick","topic":"ticker.A","seq":7,"ts":1763700000000000,"bid":1.5,"ask":2,"last":1.75,"size":10}"#;
+        let t = decode(
+            &mut p,
+            "tickcast",
+            "tickcast.ticker.A",
+            &mut body.as_bytes().to_vec(),
+        )
+        .expect("valid");
+        assert_eq!((&*t.topic, t.seq, t.ts), ("ticker.A", 7, 1763700000000000));
+        assert!(matches!(
+            decode(
+                &mut p,
+                "tickcast",
+                "tickcast.ticker.B",
+                &mut body.as_bytes().to_vec()
+            ),
+            Err(Reject::BadTopic(_))
+        ));
+        let no_seq = r#"{"topic":"ticker.A","ts":1,"bid":1,"ask":2,"last":1,"size":1}"#;
+        assert!(matches!(
+            decode(
+                &mut p,
+                "tickcast",
+                "tickcast.ticker.A",
+                &mut no_seq.as_bytes().to_vec()
+            ),
+            Err(Reject::MissingField("seq"))
+        ));
+        assert!(validate_prefix("tickcast").is_ok() && validate_prefix("a.b").is_ok());
+        assert!(validate_prefix("a.>").is_err() && validate_prefix("a b").is_err());
+        assert!(validate_stream("TICKCAST").is_ok() && validate_stream("A.B").is_err());
+    }
+}

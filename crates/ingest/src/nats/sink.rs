@@ -1,0 +1,285 @@
+//! The NATS sink of an ingest node: every tick the bus accepts goes to `<prefix>.<topic>`, body =
+//! the encoded tick JSON (the frame payload, not re-serialized), through a bounded queue so a slow
+//! or absent NATS never blocks the feeds (overflow drops the tick and counts it).
+//!
+//! At start it creates (or reuses) the JetStream stream capturing `<prefix>.>` with one message per
+//! subject, which is what gateways warm their cache from, and resumes every topic's seq from it, so
+//! a restarted ingest node continues the sequence instead of starting over at 1 (which every
+//! gateway would drop as stale).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::{Client, ConnectOptions, Event, Subject};
+use bytes::Bytes;
+use tickcast_bus::{Bus, BusTap, TopicState};
+use tickcast_core::{Frame, Seq, Topic, TsMicros};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{decode, subject_of, LastPerSubject, NatsError};
+use crate::parse::TickParser;
+use crate::publisher::Publisher;
+use crate::reject::LogLimiter;
+use crate::stats::FeedStats;
+
+/// Most messages handed to the NATS client per wake-up of the forwarding task.
+const FORWARD_BATCH: usize = 256;
+/// Time given to flush what is queued when the server shuts down.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where JetStream keeps the last-value stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStorage {
+    /// On disk: survives a NATS restart (needs `-sd`/`store_dir`).
+    File,
+    /// In memory: faster, lost when NATS restarts.
+    Memory,
+}
+
+/// Settings of the sink.
+#[derive(Debug, Clone)]
+pub struct NatsSinkConfig {
+    /// `nats://host:port` (comma-separated for several servers).
+    pub url: String,
+    /// Subjects are `<subject_prefix>.<topic>`.
+    pub subject_prefix: String,
+    /// The JetStream stream keeping the last tick per subject.
+    pub stream: String,
+    /// Where that stream lives.
+    pub storage: StreamStorage,
+    /// Ticks queued between the bus and the NATS client; beyond this, ticks are dropped and counted.
+    pub queue_capacity: usize,
+    /// Time allowed to connect at startup (a NATS that cannot be reached fails startup).
+    pub connect_timeout: Duration,
+}
+
+/// A running sink.
+pub struct NatsSink {
+    /// `connected`, ticks forwarded and reconnects, under the name `nats-sink`.
+    pub stats: Arc<FeedStats>,
+    /// The forwarding task; ends after shutdown, once queued ticks are flushed.
+    pub task: JoinHandle<()>,
+    tap: Arc<QueueTap>,
+}
+
+impl NatsSink {
+    /// Ticks dropped because the queue to NATS was full.
+    pub fn dropped(&self) -> u64 {
+        self.tap.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// What the bus tap hands to the forwarding task.
+type Forward = (Topic, Bytes);
+
+/// The bus tap: a non-blocking push onto the bounded queue.
+#[derive(Debug)]
+struct QueueTap {
+    tx: mpsc::Sender<Forward>,
+    dropped: AtomicU64,
+    drop_log: LogLimiter,
+}
+
+impl BusTap for QueueTap {
+    fn published(&self, topic: &TopicState, _seq: Seq, _ts: TsMicros, frame: &Frame) {
+        // The body is the frame's payload: a slice of the same bytes, no copy, no re-encoding.
+        let header = frame.len() - frame.payload().len();
+        let body = frame.bytes().slice(header..);
+        if self.tx.try_send((topic.topic().clone(), body)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = self.drop_log.admit() {
+                tracing::warn!(
+                    suppressed,
+                    "NATS sink queue full (NATS slow or unreachable): tick dropped"
+                );
+            }
+        }
+    }
+}
+
+/// Connects, prepares the stream, resumes seqs into `bus`, then installs the tap and starts
+/// forwarding. Call before the feeds start, so no tick is published with a seq from scratch.
+pub async fn start(
+    config: NatsSinkConfig,
+    bus: &Arc<Bus>,
+    shutdown: CancellationToken,
+) -> Result<NatsSink, NatsError> {
+    let stats = FeedStats::new("nats-sink", "nats_sink");
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let connected_once = Arc::new(AtomicBool::new(false));
+    let client = {
+        let stats = stats.clone();
+        let connected_once = connected_once.clone();
+        ConnectOptions::new()
+            .name("tickcast-ingest")
+            .connection_timeout(config.connect_timeout)
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                match &event {
+                    Event::Connected => {
+                        if connected_once.swap(true, Ordering::Relaxed) {
+                            stats.record_reconnect();
+                        }
+                        stats.set_connected(true);
+                    }
+                    Event::Disconnected => stats.set_connected(false),
+                    _ => {}
+                }
+                let _ = events_tx.send(event);
+                std::future::ready(())
+            })
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| NatsError::Connect {
+                url: config.url.clone(),
+                error: e.to_string(),
+            })?
+    };
+    connected_once.store(true, Ordering::Relaxed);
+    stats.set_connected(true);
+    let js = async_nats::jetstream::new(client.clone());
+    ensure_stream(&js, &config).await?;
+    let resumed = resume(&js, &config, bus, &stats).await?;
+    tracing::info!(url = %config.url, stream = %config.stream, topics = resumed, "NATS sink ready; seqs resumed from the stream");
+
+    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    let tap = Arc::new(QueueTap {
+        tx,
+        dropped: AtomicU64::new(0),
+        drop_log: LogLimiter::default(),
+    });
+    if !bus.set_tap(tap.clone()) {
+        return Err(NatsError::TapInUse);
+    }
+    let task = tokio::spawn(forward(
+        client,
+        js,
+        config,
+        rx,
+        events_rx,
+        stats.clone(),
+        shutdown,
+    ));
+    Ok(NatsSink { stats, task, tap })
+}
+
+/// Creates the last-value stream, or keeps the one that exists.
+async fn ensure_stream(
+    js: &async_nats::jetstream::Context,
+    config: &NatsSinkConfig,
+) -> Result<(), NatsError> {
+    js.get_or_create_stream(StreamConfig {
+        name: config.stream.clone(),
+        subjects: vec![format!("{}.>", config.subject_prefix)],
+        // Only the latest tick of each topic matters: older ones are superseded.
+        max_messages_per_subject: 1,
+        storage: match config.storage {
+            StreamStorage::File => StorageType::File,
+            StreamStorage::Memory => StorageType::Memory,
+        },
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| NatsError::Stream {
+        stream: config.stream.clone(),
+        error: e.to_string(),
+    })?;
+    Ok(())
+}
+
+/// Loads the stream's last tick of every topic into `bus` (its cache and seq counter); returns how
+/// many topics it found.
+async fn resume(
+    js: &async_nats::jetstream::Context,
+    config: &NatsSinkConfig,
+    bus: &Arc<Bus>,
+    stats: &Arc<FeedStats>,
+) -> Result<u64, NatsError> {
+    let filter = format!("{}.>", config.subject_prefix);
+    let mut last = LastPerSubject::open(js, &config.stream, &filter).await?;
+    let mut publisher = Publisher::new(bus.clone(), stats.clone());
+    let mut parser = TickParser::default();
+    let mut scratch = Vec::new();
+    let mut n = 0;
+    while let Some((subject, body)) = last.next().await.map_err(|error| NatsError::Stream {
+        stream: config.stream.clone(),
+        error,
+    })? {
+        scratch.clear();
+        scratch.extend_from_slice(&body);
+        let Ok(tick) = decode(&mut parser, &config.subject_prefix, &subject, &mut scratch) else {
+            continue;
+        };
+        let Ok(topic) = Topic::new(&tick.topic) else {
+            continue;
+        };
+        let Ok(state) = publisher.topic(&topic) else {
+            continue;
+        };
+        publisher.publish_assigned(
+            &mut bus.batch(),
+            &state,
+            Seq(tick.seq),
+            TsMicros(tick.ts),
+            tick.quote,
+        );
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Moves queued ticks to NATS until shutdown, then flushes.
+async fn forward(
+    client: Client,
+    js: async_nats::jetstream::Context,
+    config: NatsSinkConfig,
+    mut rx: mpsc::Receiver<Forward>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    stats: Arc<FeedStats>,
+    shutdown: CancellationToken,
+) {
+    // Subject per topic, built once: bounded by the bus's max_topics.
+    let mut subjects: HashMap<Topic, Subject> = HashMap::new();
+    let mut buf = Vec::with_capacity(FORWARD_BATCH);
+    let mut seen_connect = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(event) = events.recv() => match event {
+                Event::Connected if seen_connect => {
+                    tracing::info!(url = %config.url, "NATS sink reconnected");
+                    // A NATS restarted without its store lost the stream: create it again.
+                    if let Err(e) = ensure_stream(&js, &config).await {
+                        tracing::warn!(error = %e, "cannot recreate the last-value stream");
+                    }
+                }
+                Event::Connected => seen_connect = true,
+                Event::Disconnected => tracing::warn!(url = %config.url, "NATS sink disconnected; ticks queue, then drop"),
+                other => tracing::debug!(event = %other, "NATS sink event"),
+            },
+            n = rx.recv_many(&mut buf, FORWARD_BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                for (topic, body) in buf.drain(..) {
+                    let subject = subjects
+                        .entry(topic)
+                        .or_insert_with_key(|t| Subject::from(subject_of(&config.subject_prefix, t.as_str())))
+                        .clone();
+                    // Errors only when the client is closed, which happens at shutdown.
+                    if client.publish(subject, body).await.is_err() {
+                        break;
+                    }
+                }
+                stats.record_ticks(n as u64, TsMicros::now());
+            }
+        }
+    }
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
+    stats.set_connected(false);
+}

@@ -1,0 +1,365 @@
+//! Scale-out over NATS end to end, with a real `nats-server` (Debian's package) started on a free
+//! loopback port: one ingest node (synthetic or TCP feed, NATS sink) and gateway nodes (NATS feed),
+//! all real servers on 127.0.0.1:0 in this process, talked to by independent WebSocket clients.
+//! Every wait is bounded and nothing asserts on timing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpStream as StdTcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use tickcast::config::Role;
+use tokio::io::AsyncWriteExt;
+
+/// A `nats-server -js` on a loopback port with its store in a temp dir; killed on drop.
+struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl NatsServer {
+    fn start() -> NatsServer {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tickcast-nats-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("nats store dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut s = NatsServer {
+            child: None,
+            port,
+            dir,
+        };
+        s.spawn();
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process on the same port and store; waits (bounded) until it accepts.
+    fn spawn(&mut self) {
+        let bin = [
+            "nats-server",
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok())
+        .expect("nats-server installed (apt-get install nats-server; see .ci/test-all)");
+        let child = Command::new(bin)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        for _ in 0..500 {
+            if StdTcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("nats-server did not listen on {}", self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `cond` every 10 ms, at most [`WAIT`] in total.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..(WAIT.as_millis() / 10) {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn feed_stats(server: &RunningServer, name: &str) -> Arc<tickcast_ingest::FeedStats> {
+    server
+        .running()
+        .state()
+        .feeds
+        .all()
+        .into_iter()
+        .find(|f| f.name() == name)
+        .unwrap_or_else(|| panic!("no feed {name}"))
+}
+
+/// An ingest node: the synthetic feed over `symbols` at `rate`, every tick to NATS.
+async fn ingest(nats: &NatsServer, symbols: &[&str], rate: f64) -> RunningServer {
+    let url = nats.url();
+    start_server(|c| {
+        feed(c, symbols, rate);
+        c.server.role = Role::Ingest;
+        c.nats.url = url;
+    })
+    .await
+}
+
+/// A gateway node fed by NATS; returns once its feed is connected and warmed (ready).
+async fn gateway(nats: &NatsServer) -> RunningServer {
+    let toml = format!(
+        "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.ticker.>\"]\n",
+        nats.url()
+    );
+    let feeds = tickcast::Config::from_toml(&toml)
+        .expect("valid nats feed")
+        .feeds;
+    let g = start_server(|c| c.feeds = feeds).await;
+    let stats = feed_stats(&g, "nats");
+    wait_until("the gateway's NATS feed is connected", || stats.connected()).await;
+    g
+}
+
+/// (topic, seq) → (ts, last price) of the ticks a client received.
+type Seen = BTreeMap<(String, u64), (u64, f64)>;
+
+/// Reads ticks until every topic in `topics` reached at least `seq`; checks seq only goes up.
+async fn collect(client: &mut Client, topics: &[&str], seq: u64) -> Seen {
+    let mut seen = Seen::new();
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    while topics
+        .iter()
+        .any(|t| last.get(*t).copied().unwrap_or(0) < seq)
+    {
+        let t = client.next_of_type("tick").await;
+        let topic = t["topic"].as_str().expect("topic").to_string();
+        let s = t["seq"].as_u64().expect("seq");
+        let prev = last.insert(topic.clone(), s).unwrap_or(0);
+        assert!(s > prev, "seq went from {prev} to {s} on {topic}");
+        seen.insert(
+            (topic, s),
+            (
+                t["ts"].as_u64().expect("ts"),
+                t["last"].as_f64().expect("last"),
+            ),
+        );
+    }
+    seen
+}
+
+#[test]
+fn shipped_gateway_config_parses() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/scaleout/gateway.toml"
+    );
+    let c = tickcast::Config::from_file(std::path::Path::new(path)).expect("gateway.toml");
+    assert!(matches!(
+        c.feed_plans()[0].spec,
+        tickcast_ingest::FeedSpec::Nats(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_two_gateways_receive_identical_streams() {
+    let nats = NatsServer::start();
+    let ingest = ingest(&nats, &["AAPL", "MSFT"], 400.0).await;
+    let g1 = gateway(&nats).await;
+    let g2 = gateway(&nats).await;
+    let topics = ["ticker.AAPL", "ticker.MSFT"];
+    let mut c1 = Client::connect(&g1).await;
+    let mut c2 = Client::connect(&g2).await;
+    c1.subscribe(&topics, 1).await;
+    c2.subscribe(&topics, 1).await;
+    let start = last_seq(&ingest, "ticker.AAPL").max(last_seq(&ingest, "ticker.MSFT"));
+    let target = start + 100;
+    let s1 = collect(&mut c1, &topics, target).await;
+    let s2 = collect(&mut c2, &topics, target).await;
+    // Both saw every seq from shortly after subscribing to the target, with the same ts and
+    // price: one sequence, assigned once at ingest.
+    let mut common = 0;
+    for topic in topics {
+        for seq in start + 1..=target {
+            let key = (topic.to_string(), seq);
+            let (a, b) = (s1.get(&key), s2.get(&key));
+            assert!(
+                a.is_some() && b.is_some(),
+                "{topic} seq {seq}: {a:?} vs {b:?}"
+            );
+            assert_eq!(a, b, "{topic} seq {seq}");
+            common += 1;
+        }
+    }
+    assert_eq!(common, 200);
+    // The ingest node's own cache agrees with what the gateways hold.
+    wait_for_seq(&g1, "ticker.AAPL", target).await;
+    assert!(last_seq(&ingest, "ticker.AAPL") >= last_seq(&g1, "ticker.AAPL"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_gateway_serves_the_latest_tick_as_snapshot() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let feeds = tickcast::Config::from_toml(
+        "[[feeds]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:0\"\nrequired = false\n",
+    )
+    .expect("tcp feed")
+    .feeds;
+    let ingest = start_server(|c| {
+        c.feeds = feeds;
+        c.server.role = Role::Ingest;
+        c.nats.url = url;
+    })
+    .await;
+    // An early gateway witnesses that the ticks went through NATS.
+    let early = gateway(&nats).await;
+    let mut publisher = tokio::net::TcpStream::connect(ingest.running().feed_addr("tcp").unwrap())
+        .await
+        .expect("connect tcp feed");
+    for (i, price) in [10.5, 11.25, 12.125].iter().enumerate() {
+        let line = format!(
+            "{{\"topic\":\"ticker.LATE\",\"bid\":{},\"ask\":{},\"last\":{price},\"size\":{}}}\n",
+            price - 0.5,
+            price + 0.5,
+            i + 1
+        );
+        publisher.write_all(line.as_bytes()).await.expect("write");
+    }
+    wait_for_seq(&early, "ticker.LATE", 3).await;
+
+    let late = gateway(&nats).await;
+    let mut c = Client::connect(&late).await;
+    c.subscribe(&["ticker.LATE"], 1).await;
+    let t = c.next_of_type("tick").await;
+    let cached = ingest
+        .running()
+        .state()
+        .bus
+        .get("ticker.LATE")
+        .and_then(|t| t.last())
+        .expect("ingest has the tick");
+    let ingest_json: Value = serde_json::from_slice(cached.frame.payload()).expect("json");
+    assert_eq!(t, ingest_json, "the snapshot is the ingest node's tick");
+    assert_eq!(t["seq"], 3);
+    assert_eq!(t["last"].as_f64(), Some(12.125));
+    assert_eq!(t["size"].as_f64(), Some(3.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_recover_when_nats_restarts() {
+    let mut nats = NatsServer::start();
+    let ingest = ingest(&nats, &["AAPL"], 200.0).await;
+    let g1 = gateway(&nats).await;
+    let g2 = gateway(&nats).await;
+    let mut clients = Vec::new();
+    for g in [&g1, &g2] {
+        let mut c = Client::connect(g).await;
+        c.subscribe(&["ticker.AAPL"], 1).await;
+        c.next_of_type("tick").await;
+        clients.push(c);
+    }
+
+    nats.kill();
+    for g in [&g1, &g2] {
+        let stats = feed_stats(g, "nats");
+        wait_until("the feed notices NATS is gone", || !stats.connected()).await;
+        let (status, _, body) = http_get(g, "/readyz").await;
+        assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    }
+    // Clients are kept through the outage.
+    for c in &mut clients {
+        c.send(json!({"op":"ping","id":7})).await;
+        assert_eq!(c.next_of_type("pong").await["id"], 7);
+    }
+    let before = last_seq(&g1, "ticker.AAPL");
+
+    nats.spawn();
+    for (g, c) in [&g1, &g2].into_iter().zip(&mut clients) {
+        let stats = feed_stats(g, "nats");
+        wait_until("the feed reconnects", || stats.connected()).await;
+        assert!(stats.reconnects() >= 1);
+        // Data flows again, past where it stopped.
+        loop {
+            let t = c.next_of_type("tick").await;
+            if t["seq"].as_u64().unwrap() > before + 20 {
+                break;
+            }
+        }
+        let (status, _, body) = http_get(g, "/metrics").await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8(body).unwrap();
+        let reconnects: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("tickcast_feed_reconnects_total{feed=\"nats\"} ")?
+                    .parse()
+                    .ok()
+            })
+            .expect("reconnects metric");
+        assert!(reconnects >= 1.0, "{reconnects}");
+        eprintln!(
+            "after the NATS restart: reconnects {reconnects}, upstream gaps {}, stale {}",
+            stats.upstream_gaps(),
+            g.running().state().bus.stale()
+        );
+    }
+    drop(ingest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moves_to_the_other_gateway_without_seq_going_back() {
+    let nats = NatsServer::start();
+    let _ingest = ingest(&nats, &["AAPL"], 200.0).await;
+    let g1 = gateway(&nats).await;
+    let g2 = gateway(&nats).await;
+    let mut c = Client::connect(&g1).await;
+    c.subscribe(&["ticker.AAPL"], 1).await;
+    let mut last = 0;
+    for _ in 0..20 {
+        let s = c.next_of_type("tick").await["seq"].as_u64().unwrap();
+        assert!(s > last);
+        last = s;
+    }
+    g1.shutdown().await;
+    c.expect_close().await;
+
+    let mut c = Client::connect(&g2).await;
+    c.subscribe(&["ticker.AAPL"], 1).await;
+    // The snapshot may repeat the last tick seen (nothing newer yet), never an older one.
+    let first = c.next_of_type("tick").await["seq"].as_u64().unwrap();
+    assert!(first >= last, "seq went back from {last} to {first}");
+    let mut prev = first;
+    for _ in 0..20 {
+        let s = c.next_of_type("tick").await["seq"].as_u64().unwrap();
+        assert!(s > prev, "seq went from {prev} to {s}");
+        prev = s;
+    }
+}
