@@ -208,13 +208,8 @@ mod tests {
     fn decode_checks_seq_ts_and_subject() {
         let mut p = TickParser::default();
         let body = r#"{"type":"tick","topic":"ticker.A","seq":7,"ts":1763700000000000,"bid":1.5,"ask":2,"last":1.75,"size":10}"#;
-        let t = decode(
-            &mut p,
-            "tickcast",
-            "tickcast.ticker.A",
-            &mut body.as_bytes().to_vec(),
-        )
-        .expect("valid");
+        let mut buf = body.as_bytes().to_vec();
+        let t = decode(&mut p, "tickcast", "tickcast.ticker.A", &mut buf).expect("valid");
         assert_eq!((&*t.topic, t.seq, t.ts), ("ticker.A", 7, 1763700000000000));
         assert!(matches!(
             decode(
