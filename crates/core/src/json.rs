@@ -48,6 +48,18 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Appends `items` as a JSON array of strings.
+pub fn write_str_array<S: AsRef<str>>(out: &mut Vec<u8>, items: &[S]) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, item.as_ref());
+    }
+    out.push(b']');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

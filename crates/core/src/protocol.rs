@@ -263,14 +263,8 @@ impl ServerReply<'_> {
                 };
                 out.extend_from_slice(b"{\"type\":\"");
                 out.extend_from_slice(ty.as_bytes());
-                out.extend_from_slice(b"\",\"topics\":[");
-                for (i, t) in topics.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    json::write_str(&mut out, t.as_str());
-                }
-                out.push(b']');
+                out.extend_from_slice(b"\",\"topics\":");
+                json::write_str_array(&mut out, topics);
                 id
             }
             ServerReply::Pong { id } => {

@@ -86,6 +86,12 @@ impl fmt::Debug for Topic {
     }
 }
 
+impl AsRef<str> for Topic {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::borrow::Borrow<str> for Topic {
     fn borrow(&self) -> &str {
         &self.0

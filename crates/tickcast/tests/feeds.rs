@@ -9,7 +9,6 @@ mod common;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -25,28 +24,6 @@ fn feeds(toml: &str) -> Vec<tickcast::config::FeedSection> {
     tickcast::Config::from_toml(toml)
         .expect("valid feeds")
         .feeds
-}
-
-/// Polls `cond` every 10 ms, at most [`WAIT`] in total.
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..(WAIT.as_millis() / 10) {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-fn feed_stats(server: &RunningServer, name: &str) -> Arc<tickcast_ingest::FeedStats> {
-    server
-        .running()
-        .state()
-        .feeds
-        .all()
-        .into_iter()
-        .find(|f| f.name() == name)
-        .unwrap_or_else(|| panic!("no feed {name}"))
 }
 
 /// The value of one sample in `/metrics`, e.g. `tickcast_feed_up{feed="tcp"}`.

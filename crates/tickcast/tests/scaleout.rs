@@ -10,7 +10,6 @@ use std::net::TcpStream as StdTcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -98,28 +97,6 @@ impl Drop for NatsServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Polls `cond` every 10 ms, at most [`WAIT`] in total.
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..(WAIT.as_millis() / 10) {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-fn feed_stats(server: &RunningServer, name: &str) -> Arc<tickcast_ingest::FeedStats> {
-    server
-        .running()
-        .state()
-        .feeds
-        .all()
-        .into_iter()
-        .find(|f| f.name() == name)
-        .unwrap_or_else(|| panic!("no feed {name}"))
 }
 
 /// An ingest node: the synthetic feed over `symbols` at `rate`, every tick to NATS.

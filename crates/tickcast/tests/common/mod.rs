@@ -318,3 +318,29 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[eol + 2 + size + 2..];
     }
 }
+
+/// Polls `cond` every 10 ms, at most [`WAIT`] in total.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..(WAIT.as_millis() / 10) {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// The stats of the server's feed called `name`.
+pub fn feed_stats(
+    server: &RunningServer,
+    name: &str,
+) -> std::sync::Arc<tickcast_ingest::FeedStats> {
+    server
+        .running()
+        .state()
+        .feeds
+        .all()
+        .into_iter()
+        .find(|f| f.name() == name)
+        .unwrap_or_else(|| panic!("no feed {name}"))
+}

@@ -16,14 +16,9 @@ pub struct Coinbase;
 
 impl Adapter for Coinbase {
     fn subscribe(&self, symbols: &[String]) -> Vec<String> {
-        let mut out = b"{\"type\":\"subscribe\",\"product_ids\":[".to_vec();
-        for (i, s) in symbols.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            tickcast_core::json::write_str(&mut out, s);
-        }
-        out.extend_from_slice(b"],\"channels\":[\"ticker\"]}");
+        let mut out = b"{\"type\":\"subscribe\",\"product_ids\":".to_vec();
+        tickcast_core::json::write_str_array(&mut out, symbols);
+        out.extend_from_slice(b",\"channels\":[\"ticker\"]}");
         vec![String::from_utf8_lossy(&out).into_owned()]
     }
 

@@ -12,14 +12,9 @@ pub struct Tickcast;
 
 impl Adapter for Tickcast {
     fn subscribe(&self, symbols: &[String]) -> Vec<String> {
-        let mut out = b"{\"op\":\"subscribe\",\"topics\":[".to_vec();
-        for (i, t) in symbols.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            tickcast_core::json::write_str(&mut out, t);
-        }
-        out.extend_from_slice(b"],\"id\":1}");
+        let mut out = b"{\"op\":\"subscribe\",\"topics\":".to_vec();
+        tickcast_core::json::write_str_array(&mut out, symbols);
+        out.extend_from_slice(b",\"id\":1}");
         vec![String::from_utf8_lossy(&out).into_owned()]
     }
 
