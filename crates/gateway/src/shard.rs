@@ -9,6 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use prometheus::local::LocalHistogram;
@@ -28,6 +29,8 @@ use crate::writer;
 const DISPATCH_BUDGET: usize = 1024;
 /// How often shard-local counters are added to the shared metrics.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Most connections taken from the backlog per turn of the accept loop.
+const ACCEPT_BATCH: usize = 256;
 /// Back-off after an accept error such as EMFILE, so a full fd table does not spin the loop.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -195,13 +198,17 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    ctx.state.metrics.connections_accepted.inc();
-                    // Ticks are small and latency-sensitive; never wait for Nagle.
-                    let _ = stream.set_nodelay(true);
-                    if let Some(size) = ctx.state.config.socket_send_buffer {
-                        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
+                    admit(&ctx, stream);
+                    // Drain the backlog while this task has the thread: under a busy fan-out the
+                    // accept task gets one turn in many, and one connection per turn starves a
+                    // reconnect storm.
+                    let mut cx = Context::from_waker(Waker::noop());
+                    for _ in 0..ACCEPT_BATCH {
+                        match listener.poll_accept(&mut cx) {
+                            Poll::Ready(Ok((stream, _))) => admit(&ctx, stream),
+                            _ => break,
+                        }
                     }
-                    tokio::task::spawn_local(crate::http::serve(ctx.clone(), stream));
                 }
                 Err(e) => {
                     tracing::warn!(shard = index, error = %e, "accept failed; backing off");
@@ -230,6 +237,17 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
     }
     flusher.abort();
     flush_once(&ctx);
+}
+
+/// Sets up an accepted connection and starts serving HTTP on it.
+fn admit(ctx: &Rc<ShardCtx>, stream: tokio::net::TcpStream) {
+    ctx.state.metrics.connections_accepted.inc();
+    // Ticks are small and latency-sensitive; never wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    if let Some(size) = ctx.state.config.socket_send_buffer {
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
+    }
+    tokio::task::spawn_local(crate::http::serve(ctx.clone(), stream));
 }
 
 /// Writes every subscriber that got ticks since the last flush, in one tight burst of writes
