@@ -3,13 +3,11 @@
 //! in-process tickcast whose only feed is that TCP input, checked through the JSON report.
 //! Loopback only; every wait is bounded; timing bounds are generous.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
-
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tickcast-loadgen");
+mod support;
+
+use support::{run_loadgen, temp_path};
 
 /// Topics published and subscribed: ticker.SYM0000..0009.
 const TOPICS: usize = 10;
@@ -17,34 +15,6 @@ const TOPICS: usize = 10;
 const PUBLISH_RATE: f64 = 2_000.0;
 const CONNS: u64 = 8;
 const PER_CONN: u64 = 5;
-
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("tickcast-loadgen-{}-{name}", std::process::id()))
-}
-
-/// Runs the binary to completion (bounded by its own settings plus a watchdog).
-async fn run_loadgen(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn tickcast-loadgen");
-        // Watchdog: the run takes ~4 s; never let a hang stall the suite.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while child.try_wait().expect("wait").is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("tickcast-loadgen did not finish in 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.wait_with_output().expect("collect output")
-    })
-    .await
-    .expect("join")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn combined_publish_and_subscribe_over_tcp_feed() {

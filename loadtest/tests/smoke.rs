@@ -1,47 +1,17 @@
 //! End to end: a short subscribe run of the real `tickcast-loadgen` binary against a real
 //! in-process tickcast, checked through its JSON report.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
-
 use serde_json::Value;
 use tickcast::config::Overrides;
 use tickcast_ingest::synthetic::Symbols;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tickcast-loadgen");
+mod support;
+
+use support::{run_loadgen, temp_path};
 
 /// Feed used by the test: 100 symbols (ticker.SYM0000..0099) at 2,000 ticks/s in total.
 const SYMBOLS: usize = 100;
 const RATE: f64 = 2_000.0;
-
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("tickcast-loadgen-{}-{name}", std::process::id()))
-}
-
-/// Runs the binary to completion (bounded by its own settings plus a watchdog).
-async fn run_loadgen(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn tickcast-loadgen");
-        // Watchdog: the run takes ~5 s; never let a hang stall the suite.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while child.try_wait().expect("wait").is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("tickcast-loadgen did not finish in 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.wait_with_output().expect("collect output")
-    })
-    .await
-    .expect("join")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_run_reports_rate_latency_and_no_gaps() {
