@@ -302,6 +302,49 @@ impl OutQueue {
         n
     }
 
+    /// Appends the next frames in wire order to `out` while they fit in `max_bytes` in all; returns
+    /// how many it appended. Appends nothing when the first frame alone is larger: write that one
+    /// from [`front`](Self::front) instead of copying it.
+    pub fn gather(&self, out: &mut Vec<u8>, max_bytes: usize) -> usize {
+        let mut n = 0;
+        let mut put = |s: &[u8]| {
+            if out.len() + s.len() > max_bytes {
+                return false;
+            }
+            out.extend_from_slice(s);
+            n += 1;
+            true
+        };
+        if let Some((f, off)) = &self.current {
+            if !put(&f.as_slice()[*off..]) {
+                return n;
+            }
+        }
+        for f in &self.control {
+            if !put(f.as_slice()) {
+                return n;
+            }
+        }
+        for q in self.data.iter().chain(self.conflated.iter()) {
+            if !put(q.frame.as_slice()) {
+                return n;
+            }
+        }
+        n
+    }
+
+    /// The unsent bytes of the next frame in wire order, if any.
+    pub fn front(&self) -> Option<&[u8]> {
+        if let Some((f, off)) = &self.current {
+            return Some(&f.as_slice()[*off..]);
+        }
+        self.control
+            .front()
+            .or_else(|| self.data.front().map(|q| &q.frame))
+            .or_else(|| self.conflated.first().map(|q| &q.frame))
+            .map(|f| f.as_slice())
+    }
+
     /// Marks `written` bytes as sent, in the order [`fill`](Self::fill) gave them.
     pub fn advance(&mut self, mut written: usize) -> Advanced {
         let mut done = Advanced::default();
@@ -477,6 +520,34 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(q.push(t, f), Pushed::Disconnect);
+    }
+
+    #[test]
+    fn gather_copies_what_fill_would_send_up_to_the_cap() {
+        let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 8));
+        for seq in 1..=4 {
+            let (t, f) = tick(1, seq);
+            q.push(t, f);
+        }
+        q.advance(3);
+        q.push_control(Frame::text(b"ack"));
+        let mut slices = [IoSlice::new(&[]); 8];
+        let n = q.fill(&mut slices);
+        let wire: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(q.front(), Some(&*slices[0]));
+
+        let mut out = Vec::new();
+        assert_eq!(q.gather(&mut out, usize::MAX), n);
+        assert_eq!(out, wire);
+        // A cap that cuts the third frame keeps only the first two, whole.
+        let cap = slices[0].len() + slices[1].len() + 1;
+        out.clear();
+        assert_eq!(q.gather(&mut out, cap), 2);
+        assert_eq!(out.len(), cap - 1);
+        // A first frame larger than the cap is left for a direct write.
+        out.clear();
+        assert_eq!(q.gather(&mut out, 1), 0);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -290,6 +290,11 @@ impl ShardRouter {
         n
     }
 
+    /// Whether some subscriber got ticks since the last [`take_dirty`](Self::take_dirty).
+    pub fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
     /// Moves the subscribers that got ticks since the last call into `out` (cleared first), for the
     /// caller to flush. Reusing `out` keeps this allocation-free.
     pub fn take_dirty(&mut self, out: &mut Vec<Rc<Subscriber>>) {

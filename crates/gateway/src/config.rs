@@ -22,6 +22,10 @@ pub struct GatewayConfig {
     /// How often queued ticks are written; zero writes as soon as a dispatch round ends (lowest
     /// latency). A few milliseconds gives fewer, fuller writes for less CPU per message.
     pub flush_interval: Duration,
+    /// With `flush_interval` zero: after a write pass that took D, the next pass waits min(D, this)
+    /// so that under load each connection's frames gather into fewer writes; idle, passes take
+    /// microseconds and nothing waits. Zero: every pass right after routing.
+    pub adaptive_flush_max: Duration,
     /// Most simultaneous WebSocket sessions; further upgrades get HTTP 503.
     pub max_connections: usize,
     /// Most simultaneous sessions from one source IP (0 = no limit); further upgrades get HTTP 429.
@@ -57,6 +61,7 @@ impl Default for GatewayConfig {
             backlog: 4096,
             socket_send_buffer: None,
             flush_interval: Duration::ZERO,
+            adaptive_flush_max: Duration::from_millis(1),
             max_connections: 100_000,
             max_connections_per_ip: 0,
             rate_limit: RateLimit::default(),

@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::local::LocalHistogram;
 use tickcast_bus::{RouterStats, ShardRouter, SubscriberId};
@@ -89,6 +89,8 @@ pub(crate) struct ShardCtx {
     next_id: Cell<u64>,
     /// Live sessions, for the sweep and shutdown.
     pub sessions: RefCell<Vec<Rc<Session>>>,
+    /// Reused buffer into which the writer gathers a connection's queued frames for one write.
+    pub cork: RefCell<Vec<u8>>,
     idle: Notify,
 }
 
@@ -176,6 +178,7 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
         flushed: Cell::new(RouterStats::default()),
         next_id: Cell::new(0),
         sessions: RefCell::new(Vec::new()),
+        cork: RefCell::new(Vec::with_capacity(writer::CORK_BYTES)),
         idle: Notify::new(),
     });
     let listener = match TcpListener::from_std(listener) {
@@ -255,39 +258,57 @@ fn admit(ctx: &Rc<ShardCtx>, stream: tokio::net::TcpStream) {
 /// together. `dirty` is a reused buffer.
 fn flush_dirty(ctx: &ShardCtx, dirty: &mut Vec<Rc<tickcast_bus::Subscriber>>) {
     ctx.router.borrow_mut().take_dirty(dirty);
+    // Writing never adds or removes sessions (a failed write only wakes the session's task), so
+    // the list stays borrowed for the whole pass.
+    let sessions = ctx.sessions.borrow();
     for sub in dirty.drain(..) {
-        let session = ctx
-            .sessions
-            .borrow()
+        if let Some(session) = sessions
             .get(sub.owner())
             .filter(|s| Rc::ptr_eq(&s.sub, &sub))
-            .cloned();
-        if let Some(session) = session {
-            writer::flush_now(ctx, &session);
+        {
+            writer::flush_now(ctx, session);
         }
     }
 }
 
-/// Moves published ticks from this shard's inbox into subscriber queues, and writes them out at once
+/// Moves published ticks from this shard's inbox into subscriber queues, and writes them out
 /// (`flush_interval` zero) or leaves that to [`flush_every`].
+///
+/// Adaptive coalescing: a write pass that took D is followed by at least min(D,
+/// `adaptive_flush_max`) of routing only. The kernel's cost is per write, so when passes get long
+/// (many busy clients) waiting that long makes each client's next write carry more frames; when the
+/// server is idle a pass takes microseconds and the wait is nil.
 async fn dispatch(ctx: Rc<ShardCtx>) {
     let bus = ctx.state.bus.clone();
     let inbox = bus.inbox(ctx.index);
     let shutdown = ctx.state.shutdown.clone();
     let immediate = ctx.state.config.flush_interval.is_zero();
+    let max_wait = ctx.state.config.adaptive_flush_max;
     let mut dirty = Vec::new();
+    let mut next_pass = Instant::now();
+    let pause = tokio::time::sleep_until(next_pass.into());
+    tokio::pin!(pause);
     loop {
         let fanout = &ctx.counters.fanout;
         let n = ctx
             .router
             .borrow_mut()
             .dispatch(DISPATCH_BUDGET, |d| fanout.observe(d.as_secs_f64()));
-        if immediate {
+        let mut now = Instant::now();
+        if immediate && now >= next_pass && ctx.router.borrow().has_dirty() {
             flush_dirty(&ctx, &mut dirty);
+            let started = now;
+            now = Instant::now();
+            next_pass = now + (now - started).min(max_wait);
         }
         if n == 0 {
+            let waiting = immediate && next_pass > now && ctx.router.borrow().has_dirty();
+            if waiting {
+                pause.as_mut().reset(next_pass.into());
+            }
             tokio::select! {
                 _ = inbox.wait() => {}
+                _ = &mut pause, if waiting => {}
                 _ = shutdown.cancelled() => return,
             }
         } else {

@@ -1,11 +1,14 @@
 //! The per-connection writer: the only code that writes to a session's socket.
 //!
-//! It sleeps until the router or the reader queues something, then drains the queue with vectored
-//! writes, as many queued frames per syscall as the socket takes (the kernel's ~2 µs per write is the
-//! dominant cost of fan-out, so frames per write is the lever). It never waits while holding the queue.
+//! It sleeps until the router or the reader queues something, then drains the queue with as many
+//! queued frames per syscall as the socket takes (the kernel's cost per write is the dominant cost
+//! of fan-out, so frames per write is the lever). Several small frames are first copied into the
+//! shard's cork buffer and sent as one contiguous write, as uWebSockets does: the kernel copies one
+//! segment instead of walking an iovec per 120-byte frame (measured: `_copy_from_iter` and
+//! `vfs_writev` were ~10% of server CPU with writev). It never waits while holding the queue.
 
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::rc::Rc;
 use std::task::Poll;
 
@@ -16,8 +19,9 @@ use crate::connection::Session;
 use crate::metrics::CloseReason;
 use crate::shard::ShardCtx;
 
-/// Most frames gathered into one vectored write (Linux allows 1024 iovecs).
-const MAX_IOV: usize = 256;
+/// Capacity of a shard's cork buffer: the most bytes gathered into one write. A frame larger than
+/// this is written straight from its own buffer.
+pub(crate) const CORK_BYTES: usize = 64 * 1024;
 /// Control frames queued beyond this make the reader stop reading until the writer catches up, so a
 /// client flooding pings or requests is slowed by TCP instead of growing the priority lane.
 pub(crate) const MAX_PENDING_CONTROL: usize = 64;
@@ -116,16 +120,21 @@ pub(crate) fn flush_now(ctx: &ShardCtx, session: &Session) {
     }
 }
 
-/// One vectored write of whatever is queued. `Ok(true)`: wrote something, `Ok(false)`: queue empty.
+/// One write of whatever is queued. `Ok(true)`: wrote something, `Ok(false)`: queue empty.
 fn write_some(ctx: &ShardCtx, session: &Session, socket: &TcpStream) -> io::Result<bool> {
     let mut q = session.sub.queue.borrow_mut();
-    let mut iov = [IoSlice::new(&[]); MAX_IOV];
-    let n = q.fill(&mut iov);
-    if n == 0 {
+    let mut cork = ctx.cork.borrow_mut();
+    cork.clear();
+    q.gather(&mut cork, CORK_BYTES);
+    let written = if !cork.is_empty() {
+        socket.try_write(&cork)?
+    } else if let Some(big) = q.front() {
+        socket.try_write(big)?
+    } else {
         return Ok(false);
-    }
+    };
+    drop(cork);
     let queued = q.data_len();
-    let written = socket.try_write_vectored(&iov[..n])?;
     session.stalled_since.set(None);
     let done = q.advance(written);
     let control_left = q.control_len();

@@ -79,6 +79,9 @@ pub struct ServerSection {
     pub socket_send_buffer_bytes: usize,
     /// Write queued ticks every this many milliseconds; 0 = as soon as they are routed.
     pub flush_interval_ms: u64,
+    /// With `flush_interval_ms = 0`: longest a write pass waits behind the previous one, which it
+    /// waits as long as that one took; 0 = no waiting.
+    pub adaptive_flush_max_ms: u64,
     /// Time given to flush queued frames at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
 }
@@ -93,6 +96,7 @@ impl Default for ServerSection {
             shard_inbox_capacity: 65_536,
             socket_send_buffer_bytes: 0,
             flush_interval_ms: 0,
+            adaptive_flush_max_ms: 1,
             shutdown_grace_ms: 5_000,
         }
     }
@@ -930,6 +934,8 @@ pub struct Overrides {
     pub nats_url: Option<String>,
     /// `--flush-interval-ms`
     pub flush_interval_ms: Option<u64>,
+    /// `--adaptive-flush-max-ms`
+    pub adaptive_flush_max_ms: Option<u64>,
 }
 
 impl Config {
@@ -972,6 +978,9 @@ impl Config {
         }
         if let Some(ms) = o.flush_interval_ms {
             self.server.flush_interval_ms = ms;
+        }
+        if let Some(ms) = o.adaptive_flush_max_ms {
+            self.server.adaptive_flush_max_ms = ms;
         }
         if let Some(path) = o.replay {
             self.feeds.push(FeedSection::replay_file(path));
@@ -1112,6 +1121,7 @@ impl Config {
             listen: self.server.listen,
             backlog: self.server.backlog,
             flush_interval: Duration::from_millis(self.server.flush_interval_ms),
+            adaptive_flush_max: Duration::from_millis(self.server.adaptive_flush_max_ms),
             socket_send_buffer: (self.server.socket_send_buffer_bytes > 0)
                 .then_some(self.server.socket_send_buffer_bytes),
             max_connections: self.limits.max_connections,

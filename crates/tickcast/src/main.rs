@@ -37,6 +37,9 @@ struct Cli {
     /// Write queued ticks every N ms instead of at once (0): less CPU per message, N ms more latency.
     #[arg(long, env = "TICKCAST_FLUSH_INTERVAL_MS")]
     flush_interval_ms: Option<u64>,
+    /// Adaptive coalescing cap: a write pass waits up to N ms behind a long previous one (0 = off).
+    #[arg(long, env = "TICKCAST_ADAPTIVE_FLUSH_MAX_MS")]
+    adaptive_flush_max_ms: Option<u64>,
     /// Replay a JSONL or CSV tick file in real time, looping (adds a feed named "replay").
     #[arg(long, env = "TICKCAST_REPLAY")]
     replay: Option<PathBuf>,
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         role: cli.role,
         nats_url: cli.nats_url.clone(),
         flush_interval_ms: cli.flush_interval_ms,
+        adaptive_flush_max_ms: cli.adaptive_flush_max_ms,
     })?;
     let filter = cli.log.clone().unwrap_or_else(|| config.log.filter.clone());
     tracing_subscriber::fmt()
