@@ -50,6 +50,8 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// Verifies credentials at the upgrade; `None` = authentication off (every topic allowed).
     pub auth: Option<Arc<Authenticator>>,
+    /// Serve https/wss with this TLS config; `None` = plain http/ws.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Browser origins allowed to open a WebSocket (403 otherwise); empty = any.
     pub allowed_origins: Vec<String>,
 }
@@ -74,6 +76,7 @@ impl Default for GatewayConfig {
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             auth: None,
+            tls: None,
             allowed_origins: Vec::new(),
         }
     }

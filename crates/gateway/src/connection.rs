@@ -12,19 +12,19 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use fastwebsockets::{FragmentCollectorRead, OpCode, Role, WebSocketError};
-use tickcast_bus::{BusError, Subscriber, SubscriberId};
+use tickcast_bus::{BusError, Subscriber};
 use tickcast_core::frame::OpCode as WireOp;
 use tickcast_core::protocol::ProtocolErrorKind;
 use tickcast_core::{ClientRequest, CloseCode, Frame, ProtocolError, ServerReply};
-use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use crate::entitlements::Entitlements;
 use crate::inbound::{Inbound, WireViolation};
 use crate::limits::{Bucket, Verdict};
 use crate::metrics::CloseReason;
-use crate::shard::ShardCtx;
+use crate::shard::{Registration, ShardCtx};
 use crate::state::SessionSlot;
+use crate::transport::Transport;
 use crate::writer::{self, WriterEnd, MAX_PENDING_CONTROL};
 
 /// State shared by a session's reader, writer and the shard's sweep (same thread).
@@ -48,7 +48,7 @@ pub(crate) struct Session {
     /// Inbound message rate limit state.
     rate: Cell<Bucket>,
     /// The socket, shared with the reader; the shard's dispatcher writes through it too.
-    pub stream: Rc<TcpStream>,
+    pub stream: Rc<Transport>,
 }
 
 impl Session {
@@ -105,36 +105,26 @@ pub(crate) struct SessionAuth {
 }
 
 /// Starts a session on an upgraded socket as a task of its own; `read_ahead` holds bytes hyper read
-/// past the handshake. (Spawned directly rather than from another async fn, whose argument slots
-/// would stay in the task for the whole life of the connection.)
+/// past the handshake. Everything that does not wait is set up here, outside the task: an async
+/// fn keeps its arguments in its state for the whole life of the connection, so the task gets only
+/// the few handles it needs (the per-connection memory is what limits connections per node).
 pub(crate) fn start(
     ctx: Rc<ShardCtx>,
     slot: SessionSlot,
     auth: SessionAuth,
-    stream: TcpStream,
+    stream: Transport,
     read_ahead: Bytes,
 ) {
     let id = ctx.next_subscriber_id();
     let peer = stream.peer_addr().ok();
     let span = tracing::debug_span!("session", shard = ctx.index, id = id.0, peer = ?peer);
-    tokio::task::spawn_local(session(ctx, slot, auth, stream, read_ahead, id).instrument(span));
-}
-
-async fn session(
-    ctx: Rc<ShardCtx>,
-    slot: SessionSlot,
-    auth: SessionAuth,
-    stream: TcpStream,
-    read_ahead: Bytes,
-    id: SubscriberId,
-) {
     let sub = Subscriber::new(id, ctx.state.config.queue);
-    // One socket shared by the reader and the writer: both use `&TcpStream` APIs (readiness +
-    // try_read / try_write_vectored), which needs no split and no extra allocation.
+    // One socket shared by the reader and the writer: both use `&Transport` (readiness + try_read /
+    // try_write), which needs no split and no extra allocation.
     let stream = Rc::new(stream);
     let now = Instant::now();
     let session = Rc::new(Session {
-        sub: sub.clone(),
+        sub,
         reader: Cell::new(None),
         end: Cell::new(None),
         heard: Cell::new(now),
@@ -146,23 +136,32 @@ async fn session(
         rate: Cell::new(Bucket::new(&ctx.state.config.rate_limit, now)),
         stream: stream.clone(),
     });
-    let _registered = ctx.register(&session);
-    let inbound = Inbound::new(
-        &read_ahead,
-        stream.clone(),
-        ctx.state.config.max_message_bytes,
-    );
+    let inbound = Inbound::new(&read_ahead, stream, ctx.state.config.max_message_bytes);
     drop(read_ahead); // may pin hyper's whole read buffer
+    let held = Held {
+        _registered: ctx.register(&session),
+        slot,
+    };
+    tokio::task::spawn_local(run(ctx, session, inbound, held).instrument(span));
+}
 
+/// What a session holds only to release when it ends.
+struct Held {
+    _registered: Registration,
+    slot: SessionSlot,
+}
+
+async fn run(ctx: Rc<ShardCtx>, session: Rc<Session>, inbound: Inbound, held: Held) {
     // Pinned in place: `tokio::pin!` after a `let` would give each future two slots in this state
     // machine, nearly doubling the per-connection task.
+    let stream = session.stream.clone();
     let mut writer = std::pin::pin!(writer::run(ctx.clone(), session.clone(), stream));
     let reader = std::pin::pin!(read_loop(&ctx, &session, inbound));
     tokio::select! {
         () = reader => {
             // The reader queued a close (or the peer vanished): let the writer flush it. The sweep
             // bounds this: a socket that stops taking bytes is killed after `write_timeout`.
-            if sub.queue.borrow().is_closed() {
+            if session.sub.queue.borrow().is_closed() {
                 writer.await;
             }
         }
@@ -172,11 +171,11 @@ async fn session(
             }
         }
     }
-    ctx.router.borrow_mut().remove(&sub);
+    ctx.router.borrow_mut().remove(&session.sub);
     let reason = session.end.get().unwrap_or(CloseReason::Io);
     ctx.state.metrics.closed(reason);
     tracing::debug!(reason = reason.label(), "session closed");
-    drop(slot);
+    drop(held.slot);
 }
 
 /// Reads and answers client frames until the session should close.

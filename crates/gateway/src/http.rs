@@ -15,20 +15,26 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tickcast_core::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use crate::auth::AuthError;
 use crate::connection::SessionAuth;
 use crate::credentials;
 use crate::shard::ShardCtx;
 use crate::state::SlotRefused;
+use crate::transport::Transport;
 
 type Resp = Response<Full<Bytes>>;
 
-/// Serves HTTP/1.1 on one accepted connection until it closes or upgrades.
-pub(crate) async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
+/// Serves HTTP/1.1 on one accepted connection (plain TCP, or TLS after its handshake) until it
+/// closes or upgrades.
+pub(crate) async fn serve<IO>(ctx: Rc<ShardCtx>, stream: IO, peer: Option<IpAddr>)
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let timeout = ctx.state.config.handshake_timeout;
-    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let svc_ctx = ctx.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let ctx = svc_ctx.clone();
@@ -174,14 +180,23 @@ fn upgrade(ctx: &Rc<ShardCtx>, mut req: Request<Incoming>, peer: Option<IpAddr>)
                 return;
             }
         };
-        // Take the raw socket back: we write pre-encoded frames ourselves.
+        // Take the raw socket (and its TLS state) back: we write pre-encoded frames ourselves.
+        // The session is a task of its own, so it does not carry this handshake task's state.
         let upgraded = ws.into_inner().into_inner();
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            // A task of its own, so the session does not carry this handshake task's state.
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
-                crate::connection::start(ctx, slot, auth, parts.io.into_inner(), parts.read_buf)
+                let transport = Transport::plain(parts.io.into_inner());
+                return crate::connection::start(ctx, slot, auth, transport, parts.read_buf);
             }
-            Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
+            Err(other) => other,
+        };
+        match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => {
+                let (tcp, conn) = parts.io.into_inner().into_inner();
+                let transport = Transport::tls(tcp, conn);
+                crate::connection::start(ctx, slot, auth, transport, parts.read_buf)
+            }
+            Err(_) => tracing::error!("upgraded connection is neither TCP nor TLS over TCP"),
         }
     });
     response.map(|_| Full::new(Bytes::new()))

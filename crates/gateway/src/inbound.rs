@@ -16,7 +16,8 @@ use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::transport::Transport;
 
 /// Bytes read from the socket per syscall into the staging buffer.
 const STAGING: usize = 4096;
@@ -164,7 +165,7 @@ impl FrameTracker {
 }
 
 struct Core {
-    stream: Rc<TcpStream>,
+    stream: Rc<Transport>,
     /// Bytes read but not yet delivered; no capacity while the connection is at rest.
     staging: Vec<u8>,
     pos: usize,
@@ -180,7 +181,7 @@ struct Core {
 pub(crate) struct Inbound(Rc<RefCell<Core>>);
 
 impl Inbound {
-    pub(crate) fn new(read_ahead: &[u8], stream: Rc<TcpStream>, max_message: usize) -> Self {
+    pub(crate) fn new(read_ahead: &[u8], stream: Rc<Transport>, max_message: usize) -> Self {
         Inbound(Rc::new(RefCell::new(Core {
             stream,
             staging: read_ahead.to_vec(),
@@ -218,7 +219,7 @@ impl Inbound {
                 }
                 core.stream.clone()
             };
-            stream.readable().await?;
+            std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
             let mut core = self.0.borrow_mut();
             let core = &mut *core;
             core.pos = 0;

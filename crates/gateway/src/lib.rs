@@ -4,7 +4,8 @@
 //! runtime with their slice of connections and their bus router ([`shard`]), the HTTP surface
 //! (`/ws`, `/healthz`, `/readyz`, `/topics`, `/metrics`, the embedded dashboard: [`http`]), the
 //! WebSocket session (reading and answering client requests: [`connection`]), the per-connection
-//! writer that drains the outbound queue with vectored writes ([`writer`]), and the gateway metrics.
+//! writer that drains the outbound queue in gathered writes ([`writer`]), TLS for https/wss
+//! ([`tls`], `transport`), and the gateway metrics.
 //!
 //! It does not make ticks (feeds do) or decide routing (the bus does). Reading WebSocket frames is
 //! fastwebsockets' job (unmasking, UTF-8 and close checks); writing is ours, because every tick is
@@ -28,6 +29,8 @@ mod process;
 pub mod shard;
 mod state;
 mod sweep;
+pub mod tls;
+mod transport;
 mod writer;
 
 pub use accept::{bind, Gateway};
@@ -36,3 +39,4 @@ pub use config::GatewayConfig;
 pub use limits::RateLimit;
 pub use metrics::Metrics;
 pub use state::ServerState;
+pub use tls::{server_config as tls_server_config, TlsError};

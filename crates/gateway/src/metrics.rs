@@ -54,6 +54,8 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     /// TCP connections accepted.
     pub connections_accepted: IntCounter,
+    /// TLS handshakes that failed or timed out (wss/https listeners only).
+    pub tls_handshake_failures: IntCounter,
     /// Sessions closed, by reason.
     pub connections_closed: IntCounterVec,
     /// Refusals by limit (`max_connections`, `max_topics_per_connection`, `max_topics`, ...).
@@ -151,6 +153,10 @@ impl Metrics {
             connections_accepted: counter(
                 "tickcast_connections_accepted_total",
                 "TCP connections accepted.",
+            ),
+            tls_handshake_failures: counter(
+                "tickcast_tls_handshake_failures_total",
+                "TLS handshakes that failed or did not finish within the handshake timeout.",
             ),
             connections_closed: counter_vec(
                 "tickcast_connections_closed_total",
@@ -266,7 +272,7 @@ impl Metrics {
             ),
             feed_reconnects: counter_vec(
                 "tickcast_feed_reconnects_total",
-                "Reconnects to the source, per feed.",
+                "Reconnect attempts to the source after the first connection, successful or not, per feed.",
                 "feed",
             ),
             feed_up: feed_gauge(

@@ -250,7 +250,38 @@ fn admit(ctx: &Rc<ShardCtx>, stream: tokio::net::TcpStream) {
     if let Some(size) = ctx.state.config.socket_send_buffer {
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
     }
-    tokio::task::spawn_local(crate::http::serve(ctx.clone(), stream));
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    match &ctx.state.config.tls {
+        None => {
+            tokio::task::spawn_local(crate::http::serve(ctx.clone(), stream, peer));
+        }
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+            tokio::task::spawn_local(serve_tls(ctx.clone(), acceptor, stream, peer));
+        }
+    }
+}
+
+/// Completes the TLS handshake (bounded by the handshake timeout, like a slow HTTP head), then
+/// serves HTTP on the encrypted stream.
+async fn serve_tls(
+    ctx: Rc<ShardCtx>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: Option<std::net::IpAddr>,
+) {
+    let timeout = ctx.state.config.handshake_timeout;
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => crate::http::serve(ctx, tls, peer).await,
+        Ok(Err(e)) => {
+            ctx.state.metrics.tls_handshake_failures.inc();
+            tracing::debug!(error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            ctx.state.metrics.tls_handshake_failures.inc();
+            tracing::debug!("TLS handshake timed out");
+        }
+    }
 }
 
 /// Writes every subscriber that got ticks since the last flush, in one tight burst of writes

@@ -7,6 +7,7 @@
 //! backpressure on the publishers instead of memory growth.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -23,11 +24,14 @@ use crate::reject::{LogLimiter, Reject};
 use crate::sink::TickSink;
 use crate::stats::FeedStats;
 
-/// Runs of lines queued between the connections and the publishing loop. At ~64 KiB per run this
-/// bounds the feed's buffered input to a few MiB; when full, connections stop reading.
-const CHUNK_QUEUE: usize = 64;
-/// Bytes requested per socket read.
-const READ_SIZE: usize = 64 * 1024;
+/// Default of [`TcpConfig::queue_chunks`]: with 64 KiB reads, a few MiB of buffered input.
+pub const DEFAULT_QUEUE_CHUNKS: usize = 64;
+/// Accepted [`TcpConfig::queue_chunks`].
+pub const QUEUE_CHUNKS_RANGE: RangeInclusive<usize> = 1..=65_536;
+/// Default of [`TcpConfig::read_buffer_bytes`].
+pub const DEFAULT_READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Accepted [`TcpConfig::read_buffer_bytes`]: 1 KiB to 16 MiB.
+pub const READ_BUFFER_BYTES_RANGE: RangeInclusive<usize> = 1024..=16 << 20;
 
 /// Settings of a TCP feed.
 #[derive(Debug, Clone)]
@@ -40,6 +44,13 @@ pub struct TcpConfig {
     pub max_line_bytes: usize,
     /// Publisher connections held at once; more are closed on accept and logged.
     pub max_connections: usize,
+    /// Bytes requested per socket read: larger reads mean fewer wakeups and larger runs of lines
+    /// per hand-off at a high rate, at the cost of memory per connection.
+    pub read_buffer_bytes: usize,
+    /// Runs of lines (each up to about one read) queued between the connections and the feed's
+    /// publishing loop. It bounds the feed's buffered input to about `queue_chunks` ×
+    /// `read_buffer_bytes`; when full, connections stop reading and TCP slows the publishers.
+    pub queue_chunks: usize,
 }
 
 /// A bound TCP feed (binding happens at build time so a busy port fails startup).
@@ -56,6 +67,22 @@ impl TcpFeed {
                 feed: config.name.clone(),
                 reason: "max_line_bytes and max_connections must be at least 1".into(),
             });
+        }
+        let out_of = |key: &str, value: usize, range: &RangeInclusive<usize>| FeedError::Config {
+            feed: config.name.clone(),
+            reason: format!(
+                "{key} is {value}, must be {} to {}",
+                range.start(),
+                range.end()
+            ),
+        };
+        if !READ_BUFFER_BYTES_RANGE.contains(&config.read_buffer_bytes) {
+            let value = config.read_buffer_bytes;
+            return Err(out_of("read_buffer_bytes", value, &READ_BUFFER_BYTES_RANGE));
+        }
+        if !QUEUE_CHUNKS_RANGE.contains(&config.queue_chunks) {
+            let value = config.queue_chunks;
+            return Err(out_of("queue_chunks", value, &QUEUE_CHUNKS_RANGE));
         }
         let io = |context: String| {
             let feed = config.name.clone();
@@ -105,7 +132,7 @@ async fn run(feed: TcpFeed, ctx: FeedContext) -> Result<(), FeedError> {
     })?;
     let stats = ctx.publisher.stats().clone();
     let mut sink = TickSink::new(ctx.publisher, config.max_line_bytes);
-    let (tx, mut rx) = mpsc::channel::<Chunk>(CHUNK_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Chunk>(config.queue_chunks);
     let open = Arc::new(AtomicUsize::new(0));
     let tracker = TaskTracker::new();
     let refused_log = LogLimiter::default();
@@ -138,6 +165,7 @@ async fn run(feed: TcpFeed, ctx: FeedContext) -> Result<(), FeedError> {
                     tx: tx.clone(),
                     stats: stats.clone(),
                     max_line: config.max_line_bytes,
+                    read_size: config.read_buffer_bytes,
                     shutdown: ctx.shutdown.clone(),
                 };
                 let (open, stats) = (open.clone(), stats.clone());
@@ -167,6 +195,7 @@ struct Conn {
     tx: mpsc::Sender<Chunk>,
     stats: Arc<FeedStats>,
     max_line: usize,
+    read_size: usize,
     shutdown: CancellationToken,
 }
 
@@ -177,7 +206,7 @@ impl Conn {
         loop {
             let read = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                r = stream.read_buf(framer.read_buf(READ_SIZE)) => r,
+                r = stream.read_buf(framer.read_buf(self.read_size)) => r,
             };
             match read {
                 Ok(0) => break,
@@ -220,5 +249,37 @@ impl Conn {
                 true
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(read_buffer_bytes: usize, queue_chunks: usize) -> TcpConfig {
+        TcpConfig {
+            name: "t".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_line_bytes: 4096,
+            max_connections: 4,
+            read_buffer_bytes,
+            queue_chunks,
+        }
+    }
+
+    #[test]
+    fn read_buffer_and_queue_depth_are_range_checked() {
+        let reason = |c: TcpConfig| match TcpFeed::bind(c) {
+            Err(FeedError::Config { feed, reason }) => {
+                assert_eq!(feed, "t");
+                reason
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(reason(config(512, 64)).contains("read_buffer_bytes is 512"));
+        assert!(reason(config(DEFAULT_READ_BUFFER_BYTES, 0)).contains("queue_chunks is 0"));
+        let feed = TcpFeed::bind(config(1024, 1)).expect("smallest values are fine");
+        assert_eq!(feed.config.queue_chunks, 1);
     }
 }

@@ -57,8 +57,37 @@ pub struct Config {
     pub auth: AuthSection,
     /// The NATS sink of an ingest node (`server.role = "ingest"`).
     pub nats: NatsSection,
+    /// https/wss on the listener.
+    pub tls: TlsSection,
     /// Sources of ticks.
     pub feeds: Vec<FeedSection>,
+}
+
+/// `[tls]`: serve https/wss when both paths are set; plain http/ws otherwise.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM certificate chain, leaf first.
+    pub cert_path: Option<PathBuf>,
+    /// PEM private key of the leaf certificate.
+    pub key_path: Option<PathBuf>,
+}
+
+impl TlsSection {
+    /// The rustls config, if TLS is on; fails when the files cannot be used.
+    pub fn server_config(
+        &self,
+    ) -> Result<Option<Arc<tickcast_gateway::tls::ServerConfig>>, ConfigError> {
+        match (&self.cert_path, &self.key_path) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => tickcast_gateway::tls_server_config(cert, key)
+                .map(Some)
+                .map_err(|e| ConfigError::Invalid(format!("tls: {e}"))),
+            _ => Err(ConfigError::Invalid(
+                "tls: set both cert_path and key_path, or neither".into(),
+            )),
+        }
+    }
 }
 
 /// `[server]`
@@ -419,6 +448,12 @@ pub enum FeedSection {
         /// Publisher connections at once.
         #[serde(default = "default_tcp_max_connections")]
         max_connections: usize,
+        /// Bytes requested per socket read.
+        #[serde(default = "default_read_buffer_bytes")]
+        read_buffer_bytes: usize,
+        /// Runs of lines queued between the connections and the publishing loop.
+        #[serde(default = "default_queue_chunks")]
+        queue_chunks: usize,
         /// Readiness waits for this feed (connected = at least one publisher connected).
         #[serde(default = "default_true")]
         required: bool,
@@ -457,8 +492,11 @@ pub enum FeedSection {
         /// Name in logs and metrics.
         #[serde(default = "default_upstream_name")]
         name: String,
-        /// `ws://host:port/path`.
+        /// `ws://host:port/path` or `wss://host:port/path`.
         url: String,
+        /// For wss://: PEM CA certificates trusted besides the system's roots (a private CA).
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
         /// `tickcast`, `coinbase` or `binance`.
         #[serde(default = "default_adapter")]
         adapter: AdapterSpec,
@@ -479,6 +517,9 @@ pub enum FeedSection {
         /// Silence before a ping; twice this without data and the connection is dropped (ms).
         #[serde(default = "default_idle_timeout_ms")]
         idle_timeout_ms: u64,
+        /// Time allowed per connection attempt: TCP, TLS and WebSocket handshakes (ms).
+        #[serde(default = "default_upstream_connect_timeout_ms")]
+        connect_timeout_ms: u64,
         /// Readiness waits for this feed (connected = subscribed upstream).
         #[serde(default = "default_true")]
         required: bool,
@@ -586,6 +627,15 @@ fn default_max_line_bytes() -> usize {
 }
 fn default_tcp_max_connections() -> usize {
     64
+}
+fn default_read_buffer_bytes() -> usize {
+    tickcast_ingest::tcp::DEFAULT_READ_BUFFER_BYTES
+}
+fn default_queue_chunks() -> usize {
+    tickcast_ingest::tcp::DEFAULT_QUEUE_CHUNKS
+}
+fn default_upstream_connect_timeout_ms() -> u64 {
+    tickcast_ingest::upstream::DEFAULT_CONNECT_TIMEOUT.as_millis() as u64
 }
 fn default_speed() -> f64 {
     1.0
@@ -715,10 +765,26 @@ impl FeedSection {
             FeedSection::Tcp {
                 max_line_bytes,
                 max_connections,
+                read_buffer_bytes,
+                queue_chunks,
                 ..
             } => {
+                use tickcast_ingest::tcp::{QUEUE_CHUNKS_RANGE, READ_BUFFER_BYTES_RANGE};
                 if *max_line_bytes < 64 || *max_connections == 0 {
                     return fail("max_line_bytes must be >= 64 and max_connections >= 1");
+                }
+                for (key, value, range) in [
+                    (
+                        "read_buffer_bytes",
+                        read_buffer_bytes,
+                        READ_BUFFER_BYTES_RANGE,
+                    ),
+                    ("queue_chunks", queue_chunks, QUEUE_CHUNKS_RANGE),
+                ] {
+                    if !range.contains(value) {
+                        let (lo, hi) = range.into_inner();
+                        return fail(&format!("{key} is {value}, must be {lo} to {hi}"));
+                    }
                 }
             }
             FeedSection::Replay {
@@ -740,10 +806,28 @@ impl FeedSection {
                 backoff_max_ms,
                 max_message_bytes,
                 idle_timeout_ms,
+                connect_timeout_ms,
+                ca_file,
                 ..
             } => {
-                if !url.starts_with("ws://") {
-                    return fail("url must start with ws:// (wss:// is not supported)");
+                let secure = url.starts_with("wss://");
+                if !secure && !url.starts_with("ws://") {
+                    return fail("url must start with ws:// or wss://");
+                }
+                match ca_file {
+                    Some(_) if !secure => {
+                        return fail("ca_file is only used with a wss:// url");
+                    }
+                    Some(p) if p.as_os_str().is_empty() => {
+                        return fail("ca_file must not be empty (leave it out: system roots only)");
+                    }
+                    _ => {}
+                }
+                let min_connect = tickcast_ingest::upstream::MIN_CONNECT_TIMEOUT.as_millis();
+                if u128::from(*connect_timeout_ms) < min_connect {
+                    return fail(&format!(
+                        "connect_timeout_ms is {connect_timeout_ms}, must be >= {min_connect}"
+                    ));
                 }
                 if subscribe.is_empty() {
                     return fail("subscribe must list at least one topic, product or symbol");
@@ -814,12 +898,16 @@ impl FeedSection {
                 listen,
                 max_line_bytes,
                 max_connections,
+                read_buffer_bytes,
+                queue_chunks,
                 ..
             } => FeedSpec::Tcp(TcpConfig {
                 name,
                 listen,
                 max_line_bytes,
                 max_connections,
+                read_buffer_bytes,
+                queue_chunks,
             }),
             FeedSection::Replay {
                 name,
@@ -858,6 +946,8 @@ impl FeedSection {
                 backoff_max_ms,
                 max_message_bytes,
                 idle_timeout_ms,
+                connect_timeout_ms,
+                ca_file,
                 ..
             } => FeedSpec::Upstream(UpstreamConfig {
                 name,
@@ -873,6 +963,8 @@ impl FeedSection {
                 backoff_max: ms(backoff_max_ms),
                 max_message_bytes,
                 idle_timeout: ms(idle_timeout_ms),
+                connect_timeout: ms(connect_timeout_ms),
+                ca_file,
             }),
             FeedSection::Http {
                 name,
@@ -1145,6 +1237,7 @@ impl Config {
             handshake_timeout: ms(self.limits.handshake_timeout_ms),
             shutdown_grace: ms(self.server.shutdown_grace_ms),
             auth: self.auth.authenticator()?,
+            tls: self.tls.server_config()?,
             allowed_origins: self.auth.allowed_origins.clone(),
         })
     }
@@ -1327,11 +1420,88 @@ mod tests {
         assert!(invalid("[[feeds]]\nkind = \"http\"\n[[feeds]]\nkind = \"tcp\"\nname = \"http\"\nlisten = \"127.0.0.1:0\"")
             .contains("used twice"));
         assert!(invalid(
-            "[[feeds]]\nkind = \"upstream\"\nname = \"up\"\nurl = \"wss://x\"\nsubscribe = [\"a\"]"
+            "[[feeds]]\nkind = \"upstream\"\nname = \"up\"\nurl = \"http://x\"\nsubscribe = [\"a\"]"
         )
         .contains("feed up"));
         assert!(matches!(
             Config::from_toml("[[feeds]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:0\"\nbogus = 1"),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn feed_tuning_and_tls_keys_have_defaults_and_are_checked() {
+        let tcp = |extra: &str| {
+            format!("[[feeds]]\nkind = \"tcp\"\nname = \"t\"\nlisten = \"127.0.0.1:0\"\n{extra}")
+        };
+        let up = |url: &str, extra: &str| {
+            format!("[[feeds]]\nkind = \"upstream\"\nname = \"u\"\nurl = \"{url}\"\nsubscribe = [\"a\"]\n{extra}")
+        };
+        let plan = |toml: &str| Config::from_toml(toml).unwrap().feed_plans().remove(0).spec;
+        let invalid = |toml: &str| match Config::from_toml(toml) {
+            Err(ConfigError::Invalid(m)) => m,
+            other => panic!("{toml}: {other:?}"),
+        };
+
+        // Defaults are the former constants.
+        match plan(&tcp("")) {
+            FeedSpec::Tcp(t) => assert_eq!((t.read_buffer_bytes, t.queue_chunks), (65_536, 64)),
+            other => panic!("{other:?}"),
+        }
+        match plan(&up("ws://127.0.0.1:1/ws", "")) {
+            FeedSpec::Upstream(u) => {
+                assert_eq!(u.connect_timeout, Duration::from_millis(10_000));
+                assert_eq!(u.ca_file, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Set values arrive in the feed's settings.
+        match plan(&tcp("read_buffer_bytes = 4096\nqueue_chunks = 8")) {
+            FeedSpec::Tcp(t) => assert_eq!((t.read_buffer_bytes, t.queue_chunks), (4096, 8)),
+            other => panic!("{other:?}"),
+        }
+        match plan(&up(
+            "wss://feed.example:8443/ws",
+            "connect_timeout_ms = 2500\nca_file = \"/etc/tickcast/ca.pem\"",
+        )) {
+            FeedSpec::Upstream(u) => {
+                assert_eq!(u.connect_timeout, Duration::from_millis(2500));
+                assert_eq!(u.ca_file, Some(PathBuf::from("/etc/tickcast/ca.pem")));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Out of range: the message names the feed, the key, the value and the range.
+        let m = invalid(&tcp("read_buffer_bytes = 100"));
+        assert!(
+            m.contains("feed t") && m.contains("read_buffer_bytes is 100"),
+            "{m}"
+        );
+        assert!(m.contains("1024 to 16777216"), "{m}");
+        let m = invalid(&tcp("read_buffer_bytes = 1073741824"));
+        assert!(m.contains("read_buffer_bytes"), "{m}");
+        let m = invalid(&tcp("queue_chunks = 0"));
+        assert!(
+            m.contains("feed t") && m.contains("queue_chunks is 0, must be 1 to 65536"),
+            "{m}"
+        );
+        let m = invalid(&up("ws://127.0.0.1:1/ws", "connect_timeout_ms = 99"));
+        assert!(
+            m.contains("feed u") && m.contains("connect_timeout_ms is 99, must be >= 100"),
+            "{m}"
+        );
+        let m = invalid(&up("ws://127.0.0.1:1/ws", "ca_file = \"ca.pem\""));
+        assert!(
+            m.contains("feed u") && m.contains("only used with a wss:// url"),
+            "{m}"
+        );
+        let m = invalid(&up("wss://127.0.0.1:1/ws", "ca_file = \"\""));
+        assert!(m.contains("ca_file must not be empty"), "{m}");
+        let m = invalid(&up("https://127.0.0.1:1/ws", ""));
+        assert!(m.contains("ws:// or wss://"), "{m}");
+        // Wrong types are parse errors.
+        assert!(matches!(
+            Config::from_toml(&tcp("queue_chunks = -1")),
             Err(ConfigError::Parse { .. })
         ));
     }

@@ -1,22 +1,25 @@
 //! Feeds end to end: ticks published over TCP, HTTP, replay and upstream WebSocket (another tickcast,
-//! and local servers replaying Coinbase and Binance sample messages) reach a real WebSocket subscriber
-//! through the real gateway with the right fields and seq; bad input is counted per reason while the
-//! good input around it arrives; the upstream feed survives its server being killed and restarted.
+//! and local servers replaying Coinbase and Binance sample messages, over ws:// and wss://) reach a
+//! real WebSocket subscriber through the real gateway with the right fields and seq; bad input is
+//! counted per reason while the good input around it arrives; the upstream feed survives its server
+//! being killed and restarted, and refuses a wss:// server whose certificate it does not trust.
 //! Loopback only; every wait is bounded and nothing asserts on timing.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The `[[feeds]]` of a TOML snippet, so tests read like the config file.
@@ -490,6 +493,21 @@ async fn a_feed_that_cannot_start_fails_startup_naming_it() {
         msg.contains("feed day") && msg.contains("/nonexistent/day.jsonl"),
         "{msg}"
     );
+
+    let mut c = base();
+    c.feeds = feeds(
+        "[[feeds]]\nkind = \"upstream\"\nname = \"tls\"\nurl = \"wss://127.0.0.1:1/ws\"\n\
+         subscribe = [\"a\"]\nca_file = \"/nonexistent/ca.pem\"",
+    );
+    let err = tickcast::start(c)
+        .await
+        .err()
+        .expect("missing ca_file fails startup");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("feed tls") && msg.contains("ca_file /nonexistent/ca.pem"),
+        "{msg}"
+    );
 }
 
 /// Starts a tickcast with a TCP feed named `src` on `listen` (port 0 = any).
@@ -611,47 +629,81 @@ async fn relay_tier_republishes_another_tickcast_and_survives_its_restart() {
 }
 
 /// A local WebSocket server that replays fixture messages to each connection, after recording the
-/// client's subscribe message. With `gate`, it waits for the test's go before sending.
+/// client's subscribe message. With `gate`, it waits for the test's go before sending. With a TLS
+/// acceptor it serves wss:// and counts the TLS handshakes that failed (a client refusing its
+/// certificate).
 struct FixtureServer {
     addr: SocketAddr,
     task: JoinHandle<()>,
     subscribes: tokio::sync::mpsc::UnboundedReceiver<String>,
+    tls_failures: Arc<AtomicUsize>,
 }
 
 impl FixtureServer {
     async fn start(addr: SocketAddr, messages: Vec<String>, gate: Option<Arc<Notify>>) -> Self {
+        Self::start_with(addr, messages, gate, None).await
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        messages: Vec<String>,
+        gate: Option<Arc<Notify>>,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind fixture server");
         let addr = listener.local_addr().unwrap();
         let (tx, subscribes) = tokio::sync::mpsc::unbounded_channel();
+        let tls_failures = Arc::new(AtomicUsize::new(0));
+        let failures = tls_failures.clone();
         let task = tokio::spawn(async move {
             // One connection at a time, like an exchange that serves this client.
             while let Ok((stream, _)) = listener.accept().await {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                let Some(acceptor) = &tls else {
+                    Self::serve(stream, &messages, &tx, gate.as_deref()).await;
                     continue;
                 };
-                match ws.next().await {
-                    Some(Ok(Message::Text(t))) => {
-                        let _ = tx.send(t.to_string());
-                    }
-                    _ => continue,
-                }
-                if let Some(g) = &gate {
-                    g.notified().await;
-                }
-                for m in &messages {
-                    if ws.send(Message::text(m.clone())).await.is_err() {
-                        break;
+                match tokio::time::timeout(WAIT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => Self::serve(stream, &messages, &tx, gate.as_deref()).await,
+                    _ => {
+                        failures.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                // Hold the connection until the client leaves (or the task is aborted).
-                while let Some(Ok(_)) = ws.next().await {}
             }
         });
         Self {
             addr,
             task,
             subscribes,
+            tls_failures,
         }
+    }
+
+    /// One client: WebSocket handshake, its subscribe, the messages, then hold until it leaves.
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        stream: S,
+        messages: &[String],
+        subscribes: &tokio::sync::mpsc::UnboundedSender<String>,
+        gate: Option<&Notify>,
+    ) {
+        let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+            return;
+        };
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let _ = subscribes.send(t.to_string());
+            }
+            _ => return,
+        }
+        if let Some(g) = gate {
+            g.notified().await;
+        }
+        for m in messages {
+            if ws.send(Message::text(m.clone())).await.is_err() {
+                return;
+            }
+        }
+        // Hold the connection until the client leaves (or the task is aborted).
+        while let Some(Ok(_)) = ws.next().await {}
     }
 
     /// Kills the server: listener and connection close at once.
@@ -676,19 +728,24 @@ fn num(v: &Value, key: &str) -> f64 {
     v[key].as_str().expect(key).parse().expect(key)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn coinbase_ticker_messages_are_republished_and_the_feed_survives_a_restart() {
-    let messages = fixture("coinbase_ticker.jsonl");
-    let gate = Arc::new(Notify::new());
-    let mut exchange = FixtureServer::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        messages.clone(),
-        Some(gate.clone()),
-    )
-    .await;
+/// The coinbase fixture replayed to feed `up` of `relay`: every well-formed ticker message reaches
+/// `client` in order, each topic with its own seq from 1; the truncated line is counted as bad
+/// JSON and the out-of-order sequence as an upstream discontinuity.
+/// What the coinbase adapter sends to subscribe to ETH-USD and BTC-USD.
+const COINBASE_SUBSCRIBE: &str =
+    r#"{"type":"subscribe","product_ids":["ETH-USD","BTC-USD"],"channels":["ticker"]}"#;
+
+/// Starts a relay whose upstream feed (`url_and_options`, TOML lines) subscribes to ETH-USD and
+/// BTC-USD at `exchange`, opens the gate once the exchange saw the Coinbase subscribe, and checks
+/// the whole fixture reaches a client of the relay.
+async fn coinbase_relay(
+    exchange: &mut FixtureServer,
+    gate: &Notify,
+    messages: &[String],
+    url_and_options: String,
+) -> (RunningServer, Client) {
     let relay = start_relay(format!(
-        "url = \"ws://{}/ws\"\nadapter = \"coinbase\"\nsubscribe = [\"ETH-USD\", \"BTC-USD\"]",
-        exchange.addr
+        "{url_and_options}\nadapter = \"coinbase\"\nsubscribe = [\"ETH-USD\", \"BTC-USD\"]"
     ))
     .await;
     let mut client = Client::connect(&relay).await;
@@ -698,14 +755,18 @@ async fn coinbase_ticker_messages_are_republished_and_the_feed_survives_a_restar
     let sub = tokio::time::timeout(WAIT, exchange.subscribes.recv())
         .await
         .expect("subscribe in time")
-        .unwrap();
-    assert_eq!(
-        sub,
-        r#"{"type":"subscribe","product_ids":["ETH-USD","BTC-USD"],"channels":["ticker"]}"#
-    );
+        .expect("a subscribe message");
+    assert_eq!(sub, COINBASE_SUBSCRIBE);
     gate.notify_one();
+    assert_coinbase_fixture_arrives(&mut client, &relay, messages).await;
+    (relay, client)
+}
 
-    // Every well-formed ticker message arrives, in order, each topic with its own seq.
+async fn assert_coinbase_fixture_arrives(
+    client: &mut Client,
+    relay: &RunningServer,
+    messages: &[String],
+) {
     let tickers: Vec<Value> = messages
         .iter()
         .filter_map(|m| serde_json::from_str::<Value>(m).ok())
@@ -728,13 +789,27 @@ async fn coinbase_ticker_messages_are_republished_and_the_feed_survives_a_restar
             num(expected, "last_size"),
         );
     }
-    let up = feed_stats(&relay, "up");
-    // The truncated line is bad JSON; the out-of-order sequence is a counted discontinuity.
+    let up = feed_stats(relay, "up");
     assert_eq!(
         up.parse_errors_for(tickcast_ingest::RejectReason::BadJson),
         1
     );
     assert_eq!(up.upstream_gaps(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_ticker_messages_are_republished_and_the_feed_survives_a_restart() {
+    let messages = fixture("coinbase_ticker.jsonl");
+    let gate = Arc::new(Notify::new());
+    let mut exchange = FixtureServer::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        messages.clone(),
+        Some(gate.clone()),
+    )
+    .await;
+    let url = format!("url = \"ws://{}/ws\"", exchange.addr);
+    let (relay, mut client) = coinbase_relay(&mut exchange, &gate, &messages, url).await;
+    let up = feed_stats(&relay, "up");
 
     // Kill the exchange and restart it on the same port; the feed reconnects and resubscribes.
     let addr = exchange.addr;
@@ -746,7 +821,7 @@ async fn coinbase_ticker_messages_are_republished_and_the_feed_survives_a_restar
         .await
         .expect("resubscribe in time")
         .unwrap();
-    assert_eq!(sub2, sub);
+    assert_eq!(sub2, COINBASE_SUBSCRIBE);
     let t = client.next_of_type("tick").await;
     assert_eq!(t["topic"], "ticker.ETH-USD");
     assert_eq!(t["last"], 1290.01);
@@ -803,4 +878,107 @@ async fn binance_book_ticker_and_trade_messages_merge_into_ticks() {
     );
     relay.shutdown().await;
     exchange.kill().await;
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, as a TLS acceptor for a fixture
+/// server, and its PEM written to a temp file (the feed's `ca_file`).
+fn self_signed_tls(name: &str) -> (TlsAcceptor, PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("generate certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("server certificate");
+    let ca_file = temp_file(name, &certified.cert.pem());
+    (TlsAcceptor::from(Arc::new(config)), ca_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_over_wss_trusting_a_ca_file_republishes_coinbase_ticks() {
+    let (acceptor, ca_file) = self_signed_tls("wss-ca.pem");
+    let messages = fixture("coinbase_ticker.jsonl");
+    let gate = Arc::new(Notify::new());
+    let mut exchange = FixtureServer::start_with(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        messages.clone(),
+        Some(gate.clone()),
+        Some(acceptor),
+    )
+    .await;
+    // By name: the certificate is checked against "localhost", which is also the SNI.
+    let url = format!(
+        "url = \"wss://localhost:{}/ws\"\nca_file = {:?}\nconnect_timeout_ms = 5000",
+        exchange.addr.port(),
+        ca_file.display().to_string()
+    );
+    let (relay, _client) = coinbase_relay(&mut exchange, &gate, &messages, url).await;
+    let up = feed_stats(&relay, "up");
+    assert!(up.connected());
+    assert_eq!(exchange.tls_failures.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        metric(&relay, "tickcast_feed_up{feed=\"up\"}").await,
+        Some(1.0)
+    );
+    relay.shutdown().await;
+    exchange.kill().await;
+    let _ = std::fs::remove_file(ca_file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_over_wss_refuses_an_untrusted_certificate_and_keeps_retrying() {
+    // The server's self-signed certificate is in no trusted store: the feed trusts the system's
+    // roots plus another self-signed certificate (so the test does not depend on the machine
+    // having system roots).
+    let (acceptor, ca_file) = self_signed_tls("wss-untrusted.pem");
+    let (_, other_ca) = self_signed_tls("wss-other-ca.pem");
+    let mut exchange = FixtureServer::start_with(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        fixture("coinbase_ticker.jsonl"),
+        None,
+        Some(acceptor),
+    )
+    .await;
+    let relay = start_relay(format!(
+        "url = \"wss://127.0.0.1:{}/ws\"\nadapter = \"coinbase\"\nsubscribe = [\"ETH-USD\"]\nca_file = {:?}",
+        exchange.addr.port(),
+        other_ca.display().to_string()
+    ))
+    .await;
+    let up = feed_stats(&relay, "up");
+    // Each attempt reaches the server and is refused during the TLS handshake; after the first,
+    // each one counts as a reconnect.
+    wait_until("three refused TLS handshakes", || {
+        exchange.tls_failures.load(Ordering::Relaxed) >= 3 && up.reconnects() >= 2
+    })
+    .await;
+    assert!(!up.connected());
+    assert_eq!(up.ticks_in(), 0);
+    assert_eq!(
+        last_seq(&relay, "ticker.ETH-USD"),
+        0,
+        "no tick was published"
+    );
+    assert!(
+        exchange.subscribes.try_recv().is_err(),
+        "no WebSocket session was opened over the refused TLS"
+    );
+    assert!(metric(&relay, "tickcast_feed_reconnects_total{feed=\"up\"}").await >= Some(2.0));
+    assert_eq!(
+        metric(&relay, "tickcast_feed_up{feed=\"up\"}").await,
+        Some(0.0)
+    );
+    let (status, _, _) = http_get(&relay, "/readyz").await;
+    assert_eq!(
+        status, 503,
+        "a required upstream that cannot connect is not ready"
+    );
+    relay.shutdown().await;
+    exchange.kill().await;
+    let _ = std::fs::remove_file(ca_file);
+    let _ = std::fs::remove_file(other_ca);
 }

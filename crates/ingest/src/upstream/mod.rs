@@ -5,22 +5,24 @@
 //! connection fails, drops or goes silent, and marks what it lost: reconnects and upstream sequence
 //! gaps are counted and logged. tickcast assigns its own seq to everything it republishes, so
 //! subscribers downstream see a dense seq; the upstream's gaps are visible in metrics and logs.
-//! Only `ws://` is supported (no TLS backend is built in).
+//! `ws://` and `wss://` URLs are supported; TLS (rustls, system roots plus an optional CA file) is
+//! in the `tls` module.
 
 pub mod adapters;
 mod backoff;
+mod tls;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tickcast_core::{Price, Size, TsMicros};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 pub use adapters::{Adapter, AdapterKind, Update, UpstreamSeq};
@@ -30,10 +32,14 @@ use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::publisher::Quote;
 use crate::reject::Reject;
 use crate::sink::TickSink;
+use tls::{Endpoint, UpstreamStream};
 
-/// Time allowed for TCP connect plus the WebSocket handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time given to a close handshake at shutdown.
+/// Default of [`UpstreamConfig::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shortest [`UpstreamConfig::connect_timeout`] accepted.
+pub const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+/// Time given to a close handshake at shutdown. Left fixed: it only bounds how long shutdown waits
+/// for a polite close, and the connection is dropped either way.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Settings of an upstream feed.
@@ -41,7 +47,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct UpstreamConfig {
     /// Feed name for logs and metrics.
     pub name: String,
-    /// `ws://host:port/path`.
+    /// `ws://host:port/path` or `wss://host:port/path`.
     pub url: String,
     /// The upstream's protocol.
     pub adapter: AdapterKind,
@@ -58,34 +64,36 @@ pub struct UpstreamConfig {
     pub max_message_bytes: usize,
     /// Silence after which the connection is pinged, and after twice which it is dropped.
     pub idle_timeout: Duration,
+    /// Time allowed for one connection attempt: TCP connect, TLS handshake (`wss://`) and the
+    /// WebSocket handshake. At least [`MIN_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// For `wss://`: a PEM file of CA certificates trusted besides the system's roots (a private
+    /// CA). Only valid with a `wss://` URL.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The upstream feed.
 pub struct UpstreamFeed {
     config: UpstreamConfig,
+    endpoint: Endpoint,
 }
 
 impl UpstreamFeed {
-    /// Validates `config`: a parseable `ws://` URL, something to subscribe, sane delays.
+    /// Validates `config`: a parseable `ws://` or `wss://` URL (for `wss://`, loads the trusted
+    /// roots and `ca_file` now), something to subscribe, sane delays.
     pub fn new(config: UpstreamConfig) -> Result<Self, FeedError> {
         let bad = |reason: String| FeedError::Config {
             feed: config.name.clone(),
             reason,
         };
-        if config.url.starts_with("wss://") {
+        if config.connect_timeout < MIN_CONNECT_TIMEOUT {
             return Err(bad(format!(
-                "url {}: wss:// is not supported (no TLS built in); use ws:// or a local TLS terminator",
-                config.url
+                "connect_timeout_ms must be at least {}",
+                MIN_CONNECT_TIMEOUT.as_millis()
             )));
         }
-        if !config.url.starts_with("ws://") {
-            return Err(bad(format!("url {:?} must start with ws://", config.url)));
-        }
-        config
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| bad(format!("url {:?}: {e}", config.url)))?;
+        let endpoint =
+            Endpoint::new(&config.name, &config.url, config.ca_file.as_deref()).map_err(bad)?;
         if config.symbols.is_empty() {
             return Err(bad("nothing to subscribe: symbols is empty".into()));
         }
@@ -103,7 +111,7 @@ impl UpstreamFeed {
             crate::parse::validate_topic(&format!("{c}.X"))
                 .map_err(|e| bad(format!("channel {c:?}: {e}")))?;
         }
-        Ok(Self { config })
+        Ok(Self { config, endpoint })
     }
 }
 
@@ -113,11 +121,11 @@ impl Feed for UpstreamFeed {
     }
 
     fn run(self: Box<Self>, ctx: FeedContext) -> FeedFuture {
-        Box::pin(run(self.config, ctx))
+        Box::pin(run(*self, ctx))
     }
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<UpstreamStream>;
 
 /// How a session ended.
 enum End {
@@ -125,7 +133,8 @@ enum End {
     Lost(String),
 }
 
-async fn run(config: UpstreamConfig, ctx: FeedContext) -> Result<(), FeedError> {
+async fn run(feed: UpstreamFeed, ctx: FeedContext) -> Result<(), FeedError> {
+    let UpstreamFeed { config, endpoint } = feed;
     let stats = ctx.publisher.stats().clone();
     let mut sink = TickSink::new(ctx.publisher, config.max_message_bytes);
     let seed = config
@@ -134,19 +143,21 @@ async fn run(config: UpstreamConfig, ctx: FeedContext) -> Result<(), FeedError> 
         .fold(TsMicros::now().0, |h, b| h.rotate_left(5) ^ u64::from(b));
     let mut backoff = Backoff::new(config.backoff_min, config.backoff_max, seed);
     let mut session = Session::new(&config);
-    let mut connected_before = false;
+    let mut attempted_before = false;
     loop {
-        let connect = tokio::time::timeout(CONNECT_TIMEOUT, connect(&config));
+        let connect = tokio::time::timeout(config.connect_timeout, connect(&config, &endpoint));
         let ws = tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
             r = connect => r,
         };
+        // Every attempt after the first, successful or not, is a reconnect: a feed that keeps
+        // failing (refused, TLS, handshake, timeout) shows in tickcast_feed_reconnects_total.
+        if attempted_before {
+            stats.record_reconnect();
+        }
+        attempted_before = true;
         match ws {
             Ok(Ok(ws)) => {
-                if connected_before {
-                    stats.record_reconnect();
-                }
-                connected_before = true;
                 tracing::info!(feed = %config.name, url = %config.url, adapter = config.adapter.label(), "upstream connected");
                 let end = session.run(ws, &mut sink, &ctx.shutdown).await;
                 stats.set_connected(false);
@@ -164,7 +175,8 @@ async fn run(config: UpstreamConfig, ctx: FeedContext) -> Result<(), FeedError> 
                 tracing::warn!(feed = %config.name, url = %config.url, error = %e, "upstream connect failed")
             }
             Err(_) => {
-                tracing::warn!(feed = %config.name, url = %config.url, "upstream connect timed out")
+                let timeout_ms = config.connect_timeout.as_millis() as u64;
+                tracing::warn!(feed = %config.name, url = %config.url, timeout_ms, "upstream connect timed out")
             }
         }
         let delay = backoff.next_delay();
@@ -178,13 +190,22 @@ async fn run(config: UpstreamConfig, ctx: FeedContext) -> Result<(), FeedError> 
     Ok(())
 }
 
-async fn connect(config: &UpstreamConfig) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+/// One connection attempt: TCP, TLS for `wss://`, then the WebSocket handshake over either.
+/// The error says which step failed and why.
+async fn connect(config: &UpstreamConfig, endpoint: &Endpoint) -> Result<Ws, String> {
+    // A new request per attempt: it carries a fresh Sec-WebSocket-Key.
+    let request = config
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("url {:?}: {e}", config.url))?;
+    let stream = endpoint.connect().await?;
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes));
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(config.url.as_str(), Some(ws_config), true)
-            .await?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
+        .await
+        .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
     Ok(ws)
 }
 
