@@ -63,7 +63,7 @@ impl Default for GatewayConfig {
             backlog: 4096,
             socket_send_buffer: None,
             flush_interval: Duration::ZERO,
-            adaptive_flush_max: Duration::from_millis(1),
+            adaptive_flush_max: Duration::ZERO,
             max_connections: 100_000,
             max_connections_per_ip: 0,
             rate_limit: RateLimit::default(),

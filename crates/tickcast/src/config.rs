@@ -125,7 +125,7 @@ impl Default for ServerSection {
             shard_inbox_capacity: 65_536,
             socket_send_buffer_bytes: 0,
             flush_interval_ms: 0,
-            adaptive_flush_max_ms: 1,
+            adaptive_flush_max_ms: 0,
             shutdown_grace_ms: 5_000,
         }
     }
