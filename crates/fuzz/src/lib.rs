@@ -367,14 +367,16 @@ pub fn inbound_frames(data: &[u8]) {
                 !ends.iter().any(|e| *e > pos && *e < end),
                 "delivery {pos}..{end} crosses a frame end"
             );
+            if let Err(v) = t.feed(&stream[pos..end]) {
+                // A frame whose header breaks the rules may be delivered up to its claimed end:
+                // the violation is found in this delivery and nothing of it reaches the parser.
+                outcome = Some((v, pos, end));
+                break 'outer;
+            }
             assert!(
                 end == staged_end || ends.contains(&end),
                 "delivery stops at {end}"
             );
-            if let Err(v) = t.feed(&stream[pos..end]) {
-                outcome = Some((v, pos, end));
-                break 'outer;
-            }
             pos = end;
         }
     }

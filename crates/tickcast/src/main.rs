@@ -9,8 +9,7 @@ use tickcast::config::{Config, Overrides, Role};
 use tickcast_bus::OverflowPolicy;
 use tickcast_ingest::synthetic::Symbols;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
 
 /// Market-data WebSocket fan-out server.
 #[derive(Debug, Parser)]
@@ -55,6 +54,7 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    allocator::tune();
     let cli = Cli::parse();
     let mut config = match &cli.config {
         Some(path) => Config::from_file(path)?,
