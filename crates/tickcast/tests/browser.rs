@@ -12,12 +12,16 @@
 //! (`apt-get install -y chromium`), `node`, and `npm ci` in `dashboards/web/test/`. When one is missing the test is
 //! skipped with a loud message, unless `CI` is set: then it fails.
 //!
-//! Uses only std (threads + channels for bounded waits), so it needs no dev-dependency.
+//! Uses std threads + channels for bounded waits; the free port and the child guard come from
+//! `common`.
 
+mod common;
+
+use common::{free_port, Reaped};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -33,30 +37,6 @@ fn repo_root() -> PathBuf {
         .join("../..")
         .canonicalize()
         .expect("workspace root")
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-    // dropped here: the server binds it next
-}
-
-/// Kills (and reaps) the child when dropped, so a panic never leaves a server or a browser behind.
-struct Reaped(Option<Child>);
-
-impl Reaped {
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("child present")
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 struct Server {

@@ -1,8 +1,9 @@
 //! Shared helpers for tickcast's integration tests: an independent WebSocket client
 //! (tokio-tungstenite) and raw-socket tools for protocol violations. Servers are started through
 //! `tickcast::test_support::start_server`, always on 127.0.0.1:0.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -106,6 +107,30 @@ impl Client {
     }
 }
 
+/// A free loopback port: bound, then released for the process under test to take.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Kills (and reaps) a child process when dropped, so a failing test leaves nothing running.
+pub struct Reaped(pub Option<std::process::Child>);
+
+impl Reaped {
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("child present")
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Raises the open-file soft limit for tests that open many sockets.
 pub fn raise_fd_limit() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
@@ -124,15 +149,19 @@ impl RawClient {
 
     /// Connects with an optional small receive buffer (to make a slow reader fill up fast).
     pub async fn connect_with(server: &RunningServer, recv_buf: Option<u32>) -> RawClient {
+        Self::connect_addr(server.addr(), recv_buf).await
+    }
+
+    /// Connects to a server at `addr` (e.g. a spawned binary).
+    pub async fn connect_addr(addr: SocketAddr, recv_buf: Option<u32>) -> RawClient {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         if let Some(size) = recv_buf {
             socket.set_recv_buffer_size(size).expect("rcvbuf");
         }
-        let mut stream = socket.connect(server.addr()).await.expect("tcp connect");
+        let mut stream = socket.connect(addr).await.expect("tcp connect");
         let req = format!(
-            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            server.addr()
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         stream
             .write_all(req.as_bytes())
@@ -275,11 +304,13 @@ pub fn feed(config: &mut tickcast::Config, symbols: &[&str], rate: f64) {
 
 /// A plain HTTP/1.1 GET over a raw socket: (status, headers, body).
 pub async fn http_get(server: &RunningServer, path: &str) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        server.addr()
-    );
+    http_get_addr(server.addr(), path).await
+}
+
+/// [`http_get`] to a server at `addr` (e.g. a spawned binary).
+pub async fn http_get_addr(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut buf))

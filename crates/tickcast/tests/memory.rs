@@ -1,0 +1,131 @@
+//! Memory given back by the real binary (mimalloc with the settings of `src/allocator.rs`) after
+//! 2,000 subscribed clients disconnect at once. The in-process tests cannot show this: they run on
+//! the test harness's allocator.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::AsyncWriteExt;
+
+const CLIENTS: usize = 2000;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// The value of an unlabelled metric from the server's /metrics.
+async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    let (_, _, body) = http_get_addr(addr, "/metrics").await;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn wait_for_open(addr: SocketAddr, n: f64) {
+    let deadline = Instant::now() + 3 * WAIT;
+    while metric(addr, "tickcast_connections_open").await != Some(n) {
+        assert!(Instant::now() < deadline, "never {n} open connections");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A masked subscribe frame for the four feed topics.
+fn subscribe_frame() -> Vec<u8> {
+    let payload =
+        br#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT","ticker.NVDA","ticker.TSLA"]}"#;
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let mut f = vec![0x81, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+async fn connect_subscribed(addr: SocketAddr, n: usize) -> Vec<RawClient> {
+    let sub = subscribe_frame();
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n / 200 {
+        let batch: Vec<_> = (0..200)
+            .map(|_| {
+                let sub = &sub;
+                async move {
+                    let mut raw = RawClient::connect_addr(addr, None).await;
+                    raw.stream.write_all(sub).await.expect("subscribe");
+                    raw
+                }
+            })
+            .collect();
+        clients.extend(futures_util::future::join_all(batch).await);
+    }
+    clients
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_is_given_back_after_a_mass_disconnect() {
+    raise_fd_limit();
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut server = Reaped(Some(
+        Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .args(["--listen", &addr.to_string()])
+            .args(["--symbols", "AAPL,MSFT,NVDA,TSLA", "--rate", "400"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tickcast"),
+    ));
+    let pid = server.child().id();
+    let deadline = Instant::now() + 3 * WAIT;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "tickcast never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Warm up with one round (thread stacks, pools, the topics' queues), then take the baseline.
+    drop(connect_subscribed(addr, 200).await);
+    wait_for_open(addr, 0.0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base = rss_kib(pid);
+
+    let clients = connect_subscribed(addr, CLIENTS).await;
+    wait_for_open(addr, CLIENTS as f64).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // ticks flowing to all of them
+    let peak = rss_kib(pid);
+    drop(clients);
+    wait_for_open(addr, 0.0).await;
+
+    // Bounded wait for the allocator to hand pages back (its purge runs on a short delay).
+    let returned = |now: u64| now.saturating_sub(base) <= peak.saturating_sub(base) / 2;
+    let deadline = Instant::now() + WAIT;
+    let mut after = rss_kib(pid);
+    while !returned(after) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = rss_kib(pid);
+    }
+    eprintln!(
+        "RSS: baseline {base} KiB, {CLIENTS} clients {peak} KiB, after they left {after} KiB"
+    );
+    assert!(
+        peak > base,
+        "the connections must have cost memory ({base} -> {peak} KiB)"
+    );
+    assert!(
+        returned(after),
+        "RSS {after} KiB kept more than half of what {CLIENTS} clients took ({base} -> {peak} KiB)"
+    );
+
+    // And the server still serves.
+    let mut fresh = connect_subscribed(addr, 200).await;
+    let frame = fresh[0].read_frame().await.expect("a frame");
+    assert_eq!(frame.0 & 0x0f, 0x1, "a text frame (ack or tick)");
+    drop(fresh);
+}
