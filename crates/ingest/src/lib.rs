@@ -6,7 +6,7 @@
 //! [`synthetic`], [`tcp`] (NDJSON publishers), [`replay`] (JSONL/CSV files), [`upstream`] (WebSocket
 //! client of another tickcast or an exchange, via adapters), [`http`] (`POST /publish`) and [`nats`]
 //! (scale-out: the sink of an ingest node and the feed of a gateway node). Text
-//! inputs share one parser ([`parse`], simd-json in place), one line splitter ([`line`]) and one
+//! inputs share one parser ([`parse`], simd-json in place), one line splitter ([`mod@line`]) and one
 //! path to the bus ([`sink`]), so bad input is counted per reason ([`RejectReason`]) the same way
 //! everywhere. [`spec`] builds feeds from configuration.
 //!
