@@ -22,13 +22,7 @@ static TURN: Mutex<()> = Mutex::const_new(());
 const RSS_SLACK: u64 = 48 << 20;
 
 fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kb * 1024
+    rss_kib("self") * 1024
 }
 
 /// A masked client frame.

@@ -10,19 +10,6 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Resident memory of this process (the in-process server plus the test clients), in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.to_string())
-        })
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
 fn metric(body: &str, name: &str) -> f64 {
     body.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
@@ -70,7 +57,7 @@ async fn slow_consumer_is_isolated_and_conflated() {
     let mut slow = RawClient::connect_with(&server, Some(4096)).await;
     slow.send_text(r#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT"],"id":1}"#)
         .await;
-    let baseline = rss_kib();
+    let baseline = rss_kib("self");
 
     // Every fast client reads 400 ticks (~2 s of its topic) with no gap while the slow one stalls.
     // Each reads from the moment it subscribes, as a real fast client does.
@@ -105,7 +92,7 @@ async fn slow_consumer_is_isolated_and_conflated() {
     }
     assert!(conflated > 0.0, "the stalled client's ticks are conflated");
     // Memory stays bounded: a stalled client costs at most its queue bound (128 ticks).
-    let grown = rss_kib().saturating_sub(baseline);
+    let grown = rss_kib("self").saturating_sub(baseline);
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
     // The slow client, once it reads, gets the newest ticks: conflation kept the latest per topic.
     drop(slow);

@@ -13,15 +13,6 @@ use tokio::io::AsyncWriteExt;
 
 const CLIENTS: usize = 2000;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// The value of an unlabelled metric from the server's /metrics.
 async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
     let (_, _, body) = http_get_addr(addr, "/metrics").await;
@@ -94,22 +85,22 @@ async fn memory_is_given_back_after_a_mass_disconnect() {
     drop(connect_subscribed(addr, 200).await);
     wait_for_open(addr, 0.0).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let base = rss_kib(pid);
+    let base = rss_kib(&pid.to_string());
 
     let clients = connect_subscribed(addr, CLIENTS).await;
     wait_for_open(addr, CLIENTS as f64).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // ticks flowing to all of them
-    let peak = rss_kib(pid);
+    let peak = rss_kib(&pid.to_string());
     drop(clients);
     wait_for_open(addr, 0.0).await;
 
     // Bounded wait for the allocator to hand pages back (its purge runs on a short delay).
     let returned = |now: u64| now.saturating_sub(base) <= peak.saturating_sub(base) / 2;
     let deadline = Instant::now() + WAIT;
-    let mut after = rss_kib(pid);
+    let mut after = rss_kib(&pid.to_string());
     while !returned(after) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        after = rss_kib(pid);
+        after = rss_kib(&pid.to_string());
     }
     eprintln!(
         "RSS: baseline {base} KiB, {CLIENTS} clients {peak} KiB, after they left {after} KiB"

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Upper bound for one external tool run.
 const TOOL_WAIT: Duration = Duration::from_secs(60);
@@ -293,9 +295,24 @@ async fn grafana_dashboard_queries_name_exported_metrics() {
     let server = start_server(|c| {
         feed(c, &["AAPL", "MSFT"], 200.0);
         c.limits.max_topics_per_connection = 2;
+        c.auth.allowed_origins = vec!["https://board.example".into()];
     })
     .await;
-    let exported = exported_series(&exercised_metrics(&server).await);
+    let mut exported = exported_series(&exercised_metrics(&server).await);
+    // An upgrade from a foreign origin, so the labelled auth-failure counter exists too.
+    let mut raw = TcpStream::connect(server.addr()).await.expect("connect");
+    raw.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut head = [0u8; 12];
+    raw.read_exact(&mut head).await.expect("response");
+    assert_eq!(&head, b"HTTP/1.1 403");
+    let (_, _, body) = http_get(&server, "/metrics").await;
+    exported.extend(exported_series(&String::from_utf8_lossy(&body)));
     server.shutdown().await;
 
     let raw = std::fs::read_to_string(root.join("dashboards/grafana/tickcast.json")).unwrap();

@@ -107,6 +107,17 @@ impl Client {
     }
 }
 
+/// Resident memory (VmRSS) of process `pid` ("self" for this one: the in-process server plus the
+/// test clients), in KiB.
+pub fn rss_kib(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
 /// A free loopback port: bound, then released for the process under test to take.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
