@@ -96,6 +96,8 @@ pub struct Metrics {
     pub feed_last_tick_age_seconds: prometheus::GaugeVec,
     /// Per feed: upstream sequence gaps and resets seen.
     pub feed_upstream_gaps: IntCounterVec,
+    /// Ticks a feed or sink dropped (e.g. the NATS sink's queue full), per feed.
+    pub feed_dropped: IntCounterVec,
     /// Per feed: reconnects.
     pub feed_reconnects: IntCounterVec,
     /// Per feed: 1 when connected.
@@ -270,6 +272,11 @@ impl Metrics {
                 "Upstream sequence jumps and resets seen by the feed (ticks the source lost).",
                 "feed",
             ),
+            feed_dropped: counter_vec(
+                "tickcast_feed_dropped_total",
+                "Ticks a feed or sink had to drop (e.g. the NATS sink's queue was full), per feed.",
+                "feed",
+            ),
             feed_reconnects: counter_vec(
                 "tickcast_feed_reconnects_total",
                 "Reconnect attempts to the source after the first connection, successful or not, per feed.",
@@ -329,6 +336,7 @@ impl Metrics {
                 &self.feed_upstream_gaps.with_label_values(&l),
                 f.upstream_gaps(),
             );
+            sync_counter(&self.feed_dropped.with_label_values(&l), f.dropped());
             if let Some(last) = f.last_tick() {
                 let age_us = tickcast_core::TsMicros::now().0.saturating_sub(last.0);
                 self.feed_last_tick_age_seconds

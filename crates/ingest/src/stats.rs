@@ -20,6 +20,8 @@ pub struct FeedStats {
     reconnects: AtomicU64,
     /// Upstream sequence discontinuities (jumps forward or back) seen in sources that carry a seq.
     upstream_gaps: AtomicU64,
+    /// Ticks this feed (or sink) had to drop, e.g. the NATS sink's queue being full.
+    dropped: AtomicU64,
     last_tick_us: AtomicU64,
     connected: AtomicBool,
     /// Whether `/readyz` waits for this feed.
@@ -42,6 +44,7 @@ impl FeedStats {
             rejects: Default::default(),
             reconnects: AtomicU64::new(0),
             upstream_gaps: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             last_tick_us: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             required: AtomicBool::new(true),
@@ -135,6 +138,16 @@ impl FeedStats {
         if let Some(suppressed) = self.gap_log.admit() {
             tracing::warn!(feed = %self.name, topic, suppressed, "upstream sequence gap: {detail}");
         }
+    }
+
+    /// Counts one tick dropped by this feed or sink.
+    pub fn record_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ticks dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Counts one reconnect to the source.

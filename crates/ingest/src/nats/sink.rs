@@ -8,7 +8,7 @@
 //! gateway would drop as stale).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ pub struct NatsSink {
 impl NatsSink {
     /// Ticks dropped because the queue to NATS was full.
     pub fn dropped(&self) -> u64 {
-        self.tap.dropped.load(Ordering::Relaxed)
+        self.tap.stats.dropped()
     }
 }
 
@@ -81,7 +81,8 @@ type Forward = (Topic, Bytes);
 #[derive(Debug)]
 struct QueueTap {
     tx: mpsc::Sender<Forward>,
-    dropped: AtomicU64,
+    /// The sink's stats: drops count there, so they reach `/metrics` (`tickcast_feed_dropped_total`).
+    stats: Arc<FeedStats>,
     drop_log: LogLimiter,
 }
 
@@ -91,7 +92,7 @@ impl BusTap for QueueTap {
         let header = frame.len() - frame.payload().len();
         let body = frame.bytes().slice(header..);
         if self.tx.try_send((topic.topic().clone(), body)).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats.record_dropped();
             if let Some(suppressed) = self.drop_log.admit() {
                 tracing::warn!(
                     suppressed,
@@ -150,7 +151,7 @@ pub async fn start(
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
     let tap = Arc::new(QueueTap {
         tx,
-        dropped: AtomicU64::new(0),
+        stats: stats.clone(),
         drop_log: LogLimiter::default(),
     });
     if !bus.set_tap(tap.clone()) {
@@ -282,4 +283,41 @@ async fn forward(
     }
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
     stats.set_connected(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickcast_bus::BusConfig;
+
+    #[test]
+    fn a_full_queue_drops_ticks_and_counts_them_in_the_sink_stats() {
+        let bus = Bus::new(&BusConfig {
+            shards: 1,
+            inbox_capacity: 16,
+            max_topics: 16,
+        });
+        let topic = bus
+            .topic(&Topic::new("ticker.AAPL").expect("topic"))
+            .expect("topic state");
+        let stats = FeedStats::new("nats-sink", "nats_sink");
+        let (tx, mut rx) = mpsc::channel(1);
+        let tap = QueueTap {
+            tx,
+            stats: stats.clone(),
+            drop_log: LogLimiter::default(),
+        };
+        let frame = Frame::text(br#"{"type":"tick"}"#);
+        for seq in 1..=3 {
+            tap.published(&topic, Seq(seq), TsMicros(seq), &frame);
+        }
+        assert_eq!(stats.dropped(), 2, "one queued, two dropped");
+        let (t, body) = rx.try_recv().expect("the first tick was queued");
+        assert_eq!(t.as_str(), "ticker.AAPL");
+        assert_eq!(
+            &body[..],
+            br#"{"type":"tick"}"#,
+            "the body is the frame's payload"
+        );
+    }
 }
