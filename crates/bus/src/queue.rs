@@ -274,30 +274,24 @@ impl OutQueue {
         self.stats
     }
 
+    /// The unsent bytes of every queued frame, in wire order: the partly written frame, then the
+    /// priority lane, then ticks. [`advance`](Self::advance) consumes in this same order.
+    fn wire_order(&self) -> impl Iterator<Item = &[u8]> {
+        let current = self.current.as_ref().map(|(f, off)| &f.as_slice()[*off..]);
+        let control = self.control.iter().map(Frame::as_slice);
+        let data = self.data.iter().chain(self.conflated.iter());
+        current
+            .into_iter()
+            .chain(control)
+            .chain(data.map(|q| q.frame.as_slice()))
+    }
+
     /// Fills `out` with slices of the next frames in wire order; returns how many were filled.
     pub fn fill<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        let mut put = |s: &'a [u8]| {
-            if n < out.len() {
-                out[n] = IoSlice::new(s);
-                n += 1;
-                true
-            } else {
-                false
-            }
-        };
-        if let Some((f, off)) = &self.current {
-            put(&f.as_slice()[*off..]);
-        }
-        for f in &self.control {
-            if !put(f.as_slice()) {
-                return n;
-            }
-        }
-        for q in self.data.iter().chain(self.conflated.iter()) {
-            if !put(q.frame.as_slice()) {
-                return n;
-            }
+        for (slot, s) in out.iter_mut().zip(self.wire_order()) {
+            *slot = IoSlice::new(s);
+            n += 1;
         }
         n
     }
@@ -307,42 +301,19 @@ impl OutQueue {
     /// from [`front`](Self::front) instead of copying it.
     pub fn gather(&self, out: &mut Vec<u8>, max_bytes: usize) -> usize {
         let mut n = 0;
-        let mut put = |s: &[u8]| {
+        for s in self.wire_order() {
             if out.len() + s.len() > max_bytes {
-                return false;
+                break;
             }
             out.extend_from_slice(s);
             n += 1;
-            true
-        };
-        if let Some((f, off)) = &self.current {
-            if !put(&f.as_slice()[*off..]) {
-                return n;
-            }
-        }
-        for f in &self.control {
-            if !put(f.as_slice()) {
-                return n;
-            }
-        }
-        for q in self.data.iter().chain(self.conflated.iter()) {
-            if !put(q.frame.as_slice()) {
-                return n;
-            }
         }
         n
     }
 
     /// The unsent bytes of the next frame in wire order, if any.
     pub fn front(&self) -> Option<&[u8]> {
-        if let Some((f, off)) = &self.current {
-            return Some(&f.as_slice()[*off..]);
-        }
-        self.control
-            .front()
-            .or_else(|| self.data.front().map(|q| &q.frame))
-            .or_else(|| self.conflated.first().map(|q| &q.frame))
-            .map(|f| f.as_slice())
+        self.wire_order().next()
     }
 
     /// Marks `written` bytes as sent, in the order [`fill`](Self::fill) gave them.
