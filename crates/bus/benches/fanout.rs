@@ -62,7 +62,10 @@ impl Fixture {
         let state = bus.topic(&topic).expect("topic");
         let subs: Vec<_> = (0..SUBSCRIBERS)
             .map(|i| {
-                let s = Subscriber::new(SubscriberId(i as u64), QueueLimits::default());
+                let s = Subscriber::new(
+                    SubscriberId(i as u64),
+                    std::rc::Rc::new(QueueLimits::default()),
+                );
                 router
                     .subscribe(&s, std::slice::from_ref(&topic))
                     .expect("subscribe");

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -72,8 +73,8 @@ pub enum Pushed {
     Queued,
     /// Replaced an older pending tick of the same topic (conflation).
     Conflated,
-    /// Queued after dropping the oldest queued tick.
-    DroppedOldest,
+    /// Queued after dropping this many of the oldest queued ticks.
+    DroppedOldest(u32),
     /// The subscriber must be disconnected as a slow consumer; nothing was queued.
     Disconnect,
     /// The queue is closed; nothing was queued.
@@ -98,19 +99,13 @@ pub struct Advanced {
     pub oldest_ts: Option<TsMicros>,
 }
 
-/// Lifetime counters of one queue, read by the router to batch them into shared metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueueStats {
-    /// Ticks replaced by a newer one of the same topic.
-    pub conflated: u64,
-    /// Ticks dropped by `drop_oldest`.
-    pub dropped: u64,
-}
-
-/// The outbound queue of one subscriber.
+/// The outbound queue of one subscriber. Every connection has one, so it is kept small: the limits
+/// are shared, and what it dropped or conflated is told to the caller by [`Pushed`] instead of being
+/// counted here.
 #[derive(Debug)]
 pub struct OutQueue {
-    limits: QueueLimits,
+    /// Shared by all queues of a shard.
+    limits: Rc<QueueLimits>,
     /// A frame the socket accepted only part of, and how many bytes of it went out. It must finish
     /// before anything else, so it leaves its lane.
     current: Option<(Frame, usize)>,
@@ -122,17 +117,16 @@ pub struct OutQueue {
     /// While conflating: the newest pending tick per topic, sent after `data` drains. At most one
     /// entry per subscribed topic, so it is bounded by the topics-per-connection limit.
     conflated: Vec<Queued>,
-    /// Bytes in `data` and `conflated`.
-    data_bytes: usize,
+    /// Bytes in `data` and `conflated` (`max_bytes` is validated to fit in `u32`).
+    data_bytes: u32,
     /// Set when the data lane overflowed; cleared when it drains. Drives `max_lag`.
     lagging_since: Option<Instant>,
     closed: bool,
-    stats: QueueStats,
 }
 
 impl OutQueue {
     /// An empty queue; allocates nothing until used.
-    pub fn new(limits: QueueLimits) -> Self {
+    pub fn new(limits: Rc<QueueLimits>) -> Self {
         Self {
             limits,
             current: None,
@@ -142,7 +136,6 @@ impl OutQueue {
             data_bytes: 0,
             lagging_since: None,
             closed: false,
-            stats: QueueStats::default(),
         }
     }
 
@@ -153,9 +146,9 @@ impl OutQueue {
         }
         let fits = self.conflated.is_empty()
             && self.data.len() < self.limits.max_frames
-            && self.data_bytes + frame.len() <= self.limits.max_bytes;
+            && self.data_bytes() + frame.len() <= self.limits.max_bytes;
         if fits {
-            self.data_bytes += frame.len();
+            self.data_bytes += frame.len() as u32;
             self.data.push_back(Queued { topic, ts, frame });
             return Pushed::Queued;
         }
@@ -168,33 +161,32 @@ impl OutQueue {
         match self.limits.policy {
             OverflowPolicy::Disconnect => Pushed::Disconnect,
             OverflowPolicy::DropOldest => {
-                let mut dropped = false;
+                let mut dropped = 0;
                 while !self.data.is_empty()
                     && (self.data.len() >= self.limits.max_frames
-                        || self.data_bytes + frame.len() > self.limits.max_bytes)
+                        || self.data_bytes() + frame.len() > self.limits.max_bytes)
                 {
                     if let Some(old) = self.data.pop_front() {
-                        self.data_bytes -= old.frame.len();
-                        self.stats.dropped += 1;
-                        dropped = true;
+                        self.data_bytes -= old.frame.len() as u32;
+                        dropped += 1;
                     }
                 }
-                self.data_bytes += frame.len();
+                self.data_bytes += frame.len() as u32;
                 self.data.push_back(Queued { topic, ts, frame });
-                if dropped {
-                    Pushed::DroppedOldest
+                if dropped > 0 {
+                    Pushed::DroppedOldest(dropped)
                 } else {
                     Pushed::Queued
                 }
             }
             OverflowPolicy::Conflate => {
                 if let Some(slot) = self.conflated.iter_mut().find(|q| q.topic == topic) {
-                    self.data_bytes = self.data_bytes - slot.frame.len() + frame.len();
+                    self.data_bytes =
+                        self.data_bytes - slot.frame.len() as u32 + frame.len() as u32;
                     *slot = Queued { topic, ts, frame };
-                    self.stats.conflated += 1;
                     Pushed::Conflated
                 } else {
-                    self.data_bytes += frame.len();
+                    self.data_bytes += frame.len() as u32;
                     self.conflated.push(Queued { topic, ts, frame });
                     Pushed::Queued
                 }
@@ -231,7 +223,7 @@ impl OutQueue {
         };
         self.data.retain(&mut keep);
         self.conflated.retain(&mut keep);
-        self.data_bytes -= freed;
+        self.data_bytes -= freed as u32;
     }
 
     fn clear_data(&mut self) {
@@ -266,12 +258,7 @@ impl OutQueue {
 
     /// Tick bytes waiting.
     pub fn data_bytes(&self) -> usize {
-        self.data_bytes
-    }
-
-    /// Lifetime counters.
-    pub fn stats(&self) -> QueueStats {
-        self.stats
+        self.data_bytes as usize
     }
 
     /// The unsent bytes of every queued frame, in wire order: the partly written frame, then the
@@ -340,7 +327,7 @@ impl OutQueue {
                 } else {
                     break;
                 };
-                self.data_bytes -= q.frame.len();
+                self.data_bytes -= q.frame.len() as u32;
                 done.oldest_ts = Some(done.oldest_ts.map_or(q.ts, |t| t.min(q.ts)));
                 q.frame
             };
@@ -358,11 +345,16 @@ impl OutQueue {
         done
     }
 
-    /// Frees every buffer of an empty queue; an idle subscriber then costs no queue memory.
+    /// Frees the buffer of every empty lane, so a subscriber that gets ticks now and then holds no
+    /// buffer for the replies it got once (the next push allocates again: once per call, not per tick).
     pub fn release_memory(&mut self) {
-        if self.is_empty() {
-            self.data = VecDeque::new();
+        if self.control.is_empty() {
             self.control = VecDeque::new();
+        }
+        if self.data.is_empty() {
+            self.data = VecDeque::new();
+        }
+        if self.conflated.is_empty() {
             self.conflated = Vec::new();
         }
     }
@@ -398,13 +390,13 @@ mod tests {
         }
     }
 
-    fn limits(policy: OverflowPolicy, max_frames: usize) -> QueueLimits {
-        QueueLimits {
+    fn limits(policy: OverflowPolicy, max_frames: usize) -> Rc<QueueLimits> {
+        Rc::new(QueueLimits {
             max_frames,
             max_bytes: 1 << 20,
             policy,
             max_lag: Duration::from_secs(60),
-        }
+        })
     }
 
     /// Drains the queue by "writing" everything, returning payloads in wire order.
@@ -435,7 +427,8 @@ mod tests {
                 results.push(q.push(t, f));
             }
         }
-        assert_eq!(q.stats().conflated, 15 - 2 - 3);
+        let conflated = results.iter().filter(|&&p| p == Pushed::Conflated).count();
+        assert_eq!(conflated, 15 - 2 - 3);
         assert_eq!(q.data_len(), 5);
         let got = drain(&mut q);
         assert_eq!(
@@ -457,11 +450,14 @@ mod tests {
     #[test]
     fn drop_oldest_bounds_the_queue() {
         let mut q = OutQueue::new(limits(OverflowPolicy::DropOldest, 3));
+        let mut dropped = 0;
         for seq in 1..=10 {
             let (t, f) = tick(1, seq);
-            q.push(t, f);
+            if let Pushed::DroppedOldest(n) = q.push(t, f) {
+                dropped += n;
+            }
         }
-        assert_eq!(q.stats().dropped, 7);
+        assert_eq!(dropped, 7);
         assert_eq!(
             drain(&mut q),
             vec![
@@ -479,10 +475,10 @@ mod tests {
         assert_eq!(q.push(t, f.clone()), Pushed::Queued);
         assert_eq!(q.push(t, f.clone()), Pushed::Disconnect);
 
-        let mut q = OutQueue::new(QueueLimits {
+        let mut q = OutQueue::new(Rc::new(QueueLimits {
             max_lag: Duration::ZERO,
-            ..limits(OverflowPolicy::Conflate, 1)
-        });
+            ..*limits(OverflowPolicy::Conflate, 1)
+        }));
         assert_eq!(q.push(t, f.clone()), Pushed::Queued);
         assert_eq!(
             q.push(t, f.clone()),

@@ -46,7 +46,7 @@ impl std::fmt::Debug for Subscriber {
 
 impl Subscriber {
     /// A subscriber with an empty queue.
-    pub fn new(id: SubscriberId, limits: QueueLimits) -> Rc<Subscriber> {
+    pub fn new(id: SubscriberId, limits: Rc<QueueLimits>) -> Rc<Subscriber> {
         Rc::new(Subscriber {
             id,
             queue: RefCell::new(OutQueue::new(limits)),
@@ -166,6 +166,17 @@ impl ShardRouter {
     /// latest tick as a snapshot. Fails without side effects past the first topic that cannot be
     /// created; topics before it stay subscribed.
     pub fn subscribe(&mut self, sub: &Rc<Subscriber>, topics: &[Topic]) -> Result<(), BusError> {
+        {
+            // Exactly what is asked for: this list lives as long as the connection, and doubling
+            // would hold up to twice its size (topics per connection are limited, so growing one
+            // request at a time stays cheap).
+            let mut mine = sub.topics.borrow_mut();
+            let need = mine.len() + topics.len();
+            if mine.capacity() < need {
+                let extra = need - mine.len();
+                mine.reserve_exact(extra);
+            }
+        }
         for topic in topics {
             if sub.is_subscribed(topic) {
                 continue;
@@ -271,8 +282,8 @@ impl ShardRouter {
                         }
                     }
                     Pushed::Conflated => self.stats.conflated += 1,
-                    Pushed::DroppedOldest => {
-                        self.stats.dropped += 1;
+                    Pushed::DroppedOldest(n) => {
+                        self.stats.dropped += u64::from(n);
                         route.sub.wake();
                     }
                     Pushed::Disconnect => {
@@ -308,7 +319,7 @@ impl ShardRouter {
     fn deliver(&mut self, sub: &Rc<Subscriber>, topic: TopicId, ts: TsMicros, frame: Frame) {
         match sub.queue.borrow_mut().push_data(topic, ts, frame) {
             Pushed::Conflated => self.stats.conflated += 1,
-            Pushed::DroppedOldest => self.stats.dropped += 1,
+            Pushed::DroppedOldest(n) => self.stats.dropped += u64::from(n),
             Pushed::Disconnect => {
                 if !sub.slow.replace(true) {
                     self.stats.slow_disconnects += 1;
@@ -323,6 +334,13 @@ impl ShardRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every connection has one, behind an `Rc` (16 bytes more): 256 is an allocation size class.
+    #[test]
+    fn a_subscriber_fits_in_256_bytes() {
+        let size = std::mem::size_of::<Subscriber>();
+        assert!(size + 16 <= 256, "Subscriber is {size} bytes");
+    }
     use crate::bus::BusConfig;
     use std::io::IoSlice;
 
@@ -350,7 +368,7 @@ mod tests {
         let aapl = Topic::new("ticker.AAPL").unwrap();
         let msft = Topic::new("ticker.MSFT").unwrap();
         let subs: Vec<_> = (0..3)
-            .map(|i| Subscriber::new(SubscriberId(i), QueueLimits::default()))
+            .map(|i| Subscriber::new(SubscriberId(i), Rc::default()))
             .collect();
         r0.subscribe(&subs[0], std::slice::from_ref(&aapl)).unwrap();
         r0.subscribe(&subs[1], &[aapl.clone(), msft.clone()])
@@ -380,11 +398,11 @@ mod tests {
         let mut r = ShardRouter::new(bus.clone(), 0);
         let topic = Topic::new("ticker.AAPL").unwrap();
         let t = bus.topic(&topic).unwrap();
-        let early = Subscriber::new(SubscriberId(0), QueueLimits::default());
+        let early = Subscriber::new(SubscriberId(0), Rc::default());
         r.subscribe(&early, std::slice::from_ref(&topic)).unwrap();
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
         // A late subscriber joins while seq 1 still sits in the inbox.
-        let late = Subscriber::new(SubscriberId(1), QueueLimits::default());
+        let late = Subscriber::new(SubscriberId(1), Rc::default());
         r.subscribe(&late, std::slice::from_ref(&topic)).unwrap();
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"2"));
         r.dispatch(100, |_| {});
@@ -402,7 +420,7 @@ mod tests {
         let mut r = ShardRouter::new(bus.clone(), 0);
         let topic = Topic::new("ticker.AAPL").unwrap();
         let t = bus.topic(&topic).unwrap();
-        let s = Subscriber::new(SubscriberId(0), QueueLimits::default());
+        let s = Subscriber::new(SubscriberId(0), Rc::default());
         r.subscribe(&s, std::slice::from_ref(&topic)).unwrap();
         assert!(t.has_subscribers());
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
@@ -425,7 +443,7 @@ mod tests {
             ..Default::default()
         });
         let mut r = ShardRouter::new(bus.clone(), 0);
-        let s = Subscriber::new(SubscriberId(0), QueueLimits::default());
+        let s = Subscriber::new(SubscriberId(0), Rc::default());
         r.subscribe(&s, &[Topic::new("a.b").unwrap()]).unwrap();
         let err = r.subscribe(&s, &[Topic::new("a.c").unwrap()]).unwrap_err();
         assert!(matches!(err, BusError::TopicLimit { limit: 1, .. }));

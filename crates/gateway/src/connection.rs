@@ -5,9 +5,10 @@
 
 use std::cell::Cell;
 use std::convert::Infallible;
-use std::future::{poll_fn, ready};
+use std::future::{poll_fn, ready, Future};
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -16,7 +17,6 @@ use tickcast_bus::{BusError, Subscriber};
 use tickcast_core::frame::OpCode as WireOp;
 use tickcast_core::protocol::ProtocolErrorKind;
 use tickcast_core::{ClientRequest, CloseCode, Frame, ProtocolError, ServerReply};
-use tracing::Instrument;
 
 use crate::entitlements::Entitlements;
 use crate::inbound::{Inbound, WireViolation};
@@ -117,8 +117,10 @@ pub(crate) fn start(
 ) {
     let id = ctx.next_subscriber_id();
     let peer = stream.peer_addr().ok();
-    let span = tracing::debug_span!("session", shard = ctx.index, id = id.0, peer = ?peer);
-    let sub = Subscriber::new(id, ctx.state.config.queue);
+    // Events instead of a span around the task: a span would be stored in every session's task (40
+    // bytes, enough to push the task into the next allocation size class).
+    tracing::debug!(shard = ctx.index, id = id.0, peer = ?peer, "session opened");
+    let sub = Subscriber::new(id, ctx.queue_limits.clone());
     // One socket shared by the reader and the writer: both use `&Transport` (readiness + try_read /
     // try_write), which needs no split and no extra allocation.
     let stream = Rc::new(stream);
@@ -140,64 +142,121 @@ pub(crate) fn start(
     drop(read_ahead); // may pin hyper's whole read buffer
     let held = Held {
         _registered: ctx.register(&session),
-        slot,
+        _slot: slot,
     };
-    tokio::task::spawn_local(run(ctx, session, inbound, held).instrument(span));
+    tokio::task::spawn_local(SessionTask {
+        ctx,
+        session,
+        inbound,
+        burst: None,
+        reading: true,
+        held: Some(held),
+    });
 }
 
 /// What a session holds only to release when it ends.
 struct Held {
     _registered: Registration,
-    slot: SessionSlot,
+    _slot: SessionSlot,
 }
 
-async fn run(ctx: Rc<ShardCtx>, session: Rc<Session>, inbound: Inbound, held: Held) {
-    // Pinned in place: `tokio::pin!` after a `let` would give each future two slots in this state
-    // machine, nearly doubling the per-connection task.
-    let stream = session.stream.clone();
-    let mut writer = std::pin::pin!(writer::run(ctx.clone(), session.clone(), stream));
-    let reader = std::pin::pin!(read_loop(&ctx, &session, inbound));
-    tokio::select! {
-        () = reader => {
-            // The reader queued a close (or the peer vanished): let the writer flush it. The sweep
-            // bounds this: a socket that stops taking bytes is killed after `write_timeout`.
-            if session.sub.queue.borrow().is_closed() {
-                writer.await;
+/// A read burst in progress: boxed, so it costs memory only while the client is talking.
+type Burst = Pin<Box<dyn Future<Output = bool>>>;
+
+/// The one task of a session: reads and answers client frames, and writes what the router and the
+/// reader queue (the dispatcher also writes directly; this half waits for room when the socket is
+/// full). A hand-written future rather than two async fns under `select!`: its state is these few
+/// handles, which keeps the task of an idle connection in a small allocation (every connection has
+/// one, and their size is what limits connections per node).
+struct SessionTask {
+    ctx: Rc<ShardCtx>,
+    session: Rc<Session>,
+    inbound: Inbound,
+    /// The reading half, while the client talks; `None` while it is silent.
+    burst: Option<Burst>,
+    /// False once the reading half ended (peer gone, close received or sent, read error).
+    reading: bool,
+    held: Option<Held>,
+}
+
+impl SessionTask {
+    /// Polls the reading half; `Ready` when it ended.
+    ///
+    /// While the client is silent no frame reader exists (fastwebsockets allocates an 8 KiB buffer
+    /// per reader): this waits for bytes, then runs a boxed [`read_burst`] that reads until the
+    /// stream is at rest again and frees everything.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if let Some(burst) = &mut self.burst {
+                let go_on = ready!(burst.as_mut().poll(cx));
+                self.burst = None;
+                if !go_on {
+                    return Poll::Ready(());
+                }
             }
-        }
-        end = &mut writer => {
-            if end == WriterEnd::Failed {
-                session.end_with(CloseReason::Io);
+            if ready!(self.inbound.poll_fill(cx)).is_err() {
+                self.session.end_with(CloseReason::Io);
+                return Poll::Ready(());
             }
+            self.burst = Some(Box::pin(read_burst(
+                self.ctx.clone(),
+                self.session.clone(),
+                self.inbound.clone(),
+            )));
         }
     }
-    ctx.router.borrow_mut().remove(&session.sub);
-    let reason = session.end.get().unwrap_or(CloseReason::Io);
-    ctx.state.metrics.closed(reason);
-    tracing::debug!(reason = reason.label(), "session closed");
-    drop(held.slot);
+
+    /// Unsubscribes, counts the close, and releases the connection's slot.
+    fn finish(&mut self) {
+        let (ctx, session) = (&self.ctx, &self.session);
+        ctx.router.borrow_mut().remove(&session.sub);
+        let reason = session.end.get().unwrap_or(CloseReason::Io);
+        ctx.state.metrics.closed(reason);
+        tracing::debug!(
+            shard = ctx.index,
+            id = session.sub.id().0,
+            reason = reason.label(),
+            "session closed"
+        );
+        self.burst = None;
+        self.held = None;
+    }
 }
 
-/// Reads and answers client frames until the session should close.
-///
-/// While the client is silent no frame reader exists (fastwebsockets allocates an 8 KiB buffer per
-/// reader) and the reading state machine is not allocated either: the loop waits for bytes, then
-/// runs a boxed [`read_burst`] that reads until the stream is at rest again and frees everything.
-async fn read_loop(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: Inbound) {
-    loop {
-        // At rest: wait for bytes without holding a reader.
-        if inbound.fill().await.is_err() {
-            session.end_with(CloseReason::Io);
-            return;
+impl Future for SessionTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.held.is_none() {
+            return Poll::Ready(());
         }
-        if !Box::pin(read_burst(ctx, session, &inbound)).await {
-            return;
+        if this.reading && this.poll_read(cx).is_ready() {
+            this.reading = false;
+            // The reader queued a close (or the peer vanished): in the first case the writer
+            // flushes it before the session ends. The sweep bounds this: a socket that stops
+            // taking bytes is killed after `write_timeout`.
+            if !this.session.sub.queue.borrow().is_closed() {
+                this.finish();
+                return Poll::Ready(());
+            }
+        }
+        match writer::poll_write(&this.ctx, &this.session, cx) {
+            Poll::Ready(end) => {
+                if end == WriterEnd::Failed {
+                    this.session.end_with(CloseReason::Io);
+                }
+                this.finish();
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
 
 /// Reads frames until the stream is at rest; false when the session must end.
-async fn read_burst(ctx: &Rc<ShardCtx>, session: &Rc<Session>, inbound: &Inbound) -> bool {
+async fn read_burst(ctx: Rc<ShardCtx>, session: Rc<Session>, inbound: Inbound) -> bool {
+    let (ctx, session, inbound) = (&ctx, &session, &inbound);
     let config = &ctx.state.config;
     // fastwebsockets hands us the replies it owes (pong to a ping, close echo); they go out on the
     // priority lane, which backpressure never drops.
@@ -443,5 +502,22 @@ fn handle_request(ctx: &ShardCtx, session: &Session, buf: &mut [u8]) {
         ClientRequest::Ping { id } => {
             session.reply(ServerReply::Pong { id: id.as_ref() }.to_frame())
         }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    /// Every connection has one of each; the bounds are allocation size classes (an `Rc` adds 16
+    /// bytes), so a field added here that crosses one shows up as memory per connection.
+    #[test]
+    fn per_connection_state_stays_within_its_size_classes() {
+        assert!(
+            size_of::<super::Session>() + 16 <= 160,
+            "{}",
+            size_of::<super::Session>()
+        );
+        let task = size_of::<super::SessionTask>();
+        assert!(task <= 96, "session task state is {task} bytes");
     }
 }

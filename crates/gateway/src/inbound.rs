@@ -206,22 +206,18 @@ impl Inbound {
         }
     }
 
-    /// Waits until bytes are staged (or the peer closed), reading them from the socket. Cancel-safe:
-    /// bytes read are kept in the staging buffer. A reader made after this returns has data to read
-    /// and does not sit on its buffer waiting (tokio reports readiness until a read would block, so
-    /// readiness alone is not proof of data).
-    pub(crate) async fn fill(&self) -> io::Result<()> {
+    /// Ready once bytes are staged (or the peer closed), reading them from the socket; bytes read
+    /// are kept in the staging buffer. A reader made after this is ready has data to read and does
+    /// not sit on its buffer waiting (tokio reports readiness until a read would block, so readiness
+    /// alone is not proof of data).
+    pub(crate) fn poll_fill(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut core = self.0.borrow_mut();
+        let core = &mut *core;
         loop {
-            let stream = {
-                let core = self.0.borrow();
-                if core.pos < core.staging.len() || core.eof {
-                    return Ok(());
-                }
-                core.stream.clone()
-            };
-            std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
-            let mut core = self.0.borrow_mut();
-            let core = &mut *core;
+            if core.pos < core.staging.len() || core.eof {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(core.stream.poll_read_ready(cx))?;
             core.pos = 0;
             core.staging.clear();
             core.staging.resize(STAGING, 0);
@@ -229,16 +225,16 @@ impl Inbound {
                 Ok(0) => {
                     core.staging = Vec::new();
                     core.eof = true;
-                    return Ok(());
+                    return Poll::Ready(Ok(()));
                 }
                 Ok(n) => {
                     core.staging.truncate(n);
-                    return Ok(());
+                    return Poll::Ready(Ok(()));
                 }
                 Err(e) => {
                     core.staging = Vec::new();
                     if e.kind() != io::ErrorKind::WouldBlock {
-                        return Err(e);
+                        return Poll::Ready(Err(e));
                     }
                 }
             }

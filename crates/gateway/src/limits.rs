@@ -44,7 +44,8 @@ pub(crate) enum Verdict {
 /// One connection's bucket; `Copy` so it lives in a `Cell` in the session.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bucket {
-    tokens: f64,
+    /// `f32`, so the bucket and its session stay in a smaller allocation size class.
+    tokens: f32,
     last: Instant,
     violations: u32,
 }
@@ -53,7 +54,7 @@ impl Bucket {
     /// A full bucket.
     pub(crate) fn new(limit: &RateLimit, now: Instant) -> Self {
         Self {
-            tokens: f64::from(limit.burst.max(1)),
+            tokens: limit.burst.max(1) as f32,
             last: now,
             violations: 0,
         }
@@ -67,9 +68,10 @@ impl Bucket {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         let cap = f64::from(limit.burst.max(1));
-        self.tokens = (self.tokens + elapsed * f64::from(limit.per_second)).min(cap);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let tokens = (f64::from(self.tokens) + elapsed * f64::from(limit.per_second)).min(cap);
+        self.tokens = tokens as f32;
+        if tokens >= 1.0 {
+            self.tokens = (tokens - 1.0) as f32;
             self.violations = 0;
             return Verdict::Allow;
         }

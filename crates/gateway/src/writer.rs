@@ -7,10 +7,8 @@
 //! segment instead of walking an iovec per 120-byte frame (measured: `_copy_from_iter` and
 //! `vfs_writev` were ~10% of server CPU with writev). It never waits while holding the queue.
 
-use std::future::poll_fn;
 use std::io;
-use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use tickcast_core::{CloseCode, Frame};
 
@@ -37,26 +35,24 @@ pub(crate) enum WriterEnd {
     Failed,
 }
 
-/// Runs the writer of `session` until the connection closes.
-pub(crate) async fn run(
-    ctx: Rc<ShardCtx>,
-    session: Rc<Session>,
-    socket: Rc<Transport>,
-) -> WriterEnd {
-    let sub = session.sub.clone();
+/// Drives the writer of `session`: writes whatever is queued and returns `Pending` (with the task's
+/// waker registered with the subscriber, and with the socket when it is full) until the connection
+/// is done writing. A poll function rather than an async fn so that it adds no state to the
+/// session's task: everything it needs to remember lives in the session.
+pub(crate) fn poll_write(
+    ctx: &ShardCtx,
+    session: &Session,
+    cx: &mut Context<'_>,
+) -> Poll<WriterEnd> {
+    let sub = &session.sub;
+    let socket = &*session.stream;
     loop {
-        poll_fn(|cx| {
-            if session.is_killed() || sub.is_slow() || !sub.queue.borrow().is_empty() {
-                Poll::Ready(())
-            } else {
-                sub.set_waker(cx.waker());
-                Poll::Pending
-            }
-        })
-        .await;
-
         if session.is_killed() {
-            return WriterEnd::Stalled;
+            return Poll::Ready(WriterEnd::Stalled);
+        }
+        if !sub.is_slow() && sub.queue.borrow().is_empty() {
+            sub.set_waker(cx.waker());
+            return Poll::Pending;
         }
         if sub.is_slow() && !sub.queue.borrow().is_closed() {
             session.end_with(CloseReason::SlowConsumer);
@@ -66,32 +62,24 @@ pub(crate) async fn run(
         }
 
         loop {
-            match write_some(&ctx, &session, &socket) {
+            match write_some(ctx, session, socket) {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // The socket is full. The shard's sweep kills the session if this lasts longer
-                    // than `write_timeout`; until then wait for room, or for that kill.
+                    // than `write_timeout`; until then wait for room, or for that kill (which
+                    // wakes the subscriber's waker).
                     if session.stalled_since.get().is_none() {
                         session.stalled_since.set(Some(std::time::Instant::now()));
                     }
-                    // Poll-style readiness keeps no waiter node in this task's state: an idle
-                    // connection's task stays small (see the S3 memory figures in the README).
-                    let room = poll_fn(|cx| {
-                        if session.is_killed() {
-                            return Poll::Ready(None);
-                        }
-                        sub.set_waker(cx.waker());
-                        socket.poll_write_ready(cx).map(Some)
-                    })
-                    .await;
-                    match room {
-                        None => return WriterEnd::Stalled,
-                        Some(Err(_)) => return WriterEnd::Failed,
-                        Some(Ok(())) => {}
+                    sub.set_waker(cx.waker());
+                    match socket.poll_write_ready(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(_)) => return Poll::Ready(WriterEnd::Failed),
+                        Poll::Ready(Ok(())) => {}
                     }
                 }
-                Err(_) => return WriterEnd::Failed,
+                Err(_) => return Poll::Ready(WriterEnd::Failed),
             }
         }
 
@@ -102,7 +90,7 @@ pub(crate) async fn run(
         if finished {
             // Half-close: the client sees EOF after our close frame and can answer it.
             socket.shutdown_write();
-            return WriterEnd::Closed;
+            return Poll::Ready(WriterEnd::Closed);
         }
         sub.queue.borrow_mut().shrink_if_idle();
     }

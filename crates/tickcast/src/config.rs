@@ -326,6 +326,10 @@ pub struct BackpressureSection {
     pub write_timeout_ms: u64,
 }
 
+/// Largest `max_queued_bytes`: a queue counts its bytes in a `u32`, and a 1 GiB backlog per client
+/// is already far past anything useful.
+const MAX_QUEUED_BYTES: usize = 1 << 30;
+
 impl Default for BackpressureSection {
     fn default() -> Self {
         let q = QueueLimits::default();
@@ -1143,10 +1147,12 @@ impl Config {
                 self.limits.max_message_bytes
             ));
         }
-        if self.backpressure.max_queued_frames == 0 || self.backpressure.max_queued_bytes < 1024 {
-            return bad(
-                "backpressure.max_queued_frames must be >= 1 and max_queued_bytes >= 1024".into(),
-            );
+        if self.backpressure.max_queued_frames == 0
+            || !(1024..=MAX_QUEUED_BYTES).contains(&self.backpressure.max_queued_bytes)
+        {
+            return bad(format!(
+                "backpressure.max_queued_frames must be >= 1 and max_queued_bytes within 1024..={MAX_QUEUED_BYTES}"
+            ));
         }
         if self.keepalive.ping_interval_ms < 100 || self.keepalive.pong_timeout_ms < 100 {
             return bad("keepalive intervals must be at least 100 ms".into());
