@@ -9,11 +9,17 @@
 //   fixed ring, the event log and the toasts keep a fixed number of entries.
 // - Reconnects use exponential backoff with jitter and resubscribe the whole watchlist; the seq baseline of every
 //   topic is reset on each (re)subscribe, so the snapshot that follows a subscribe is never counted as a gap.
+// - Authentication: a token from the page's `#token=` fragment (then removed from the address bar) or typed into the
+//   form the board shows when the server is up but refuses the WebSocket is sent as the subprotocol pair
+//   `tickcast.v1, bearer.<token>` (browsers cannot set headers) and kept in this tab's sessionStorage only.
 // - Works under `default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'`: no inline
 //   script or style, classes only.
 
 const TOPIC_RE = /^[A-Za-z0-9._:-]{1,64}$/;
 const LS_KEY = 'tickcast.watchlist.v1';
+const TOKEN_KEY = 'tickcast.token.v1'; // sessionStorage: gone when the tab closes
+// What a browser may send in Sec-WebSocket-Protocol (an RFC 7230 token); JWTs and hex/base64url keys fit.
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,4000}$/;
 const DEFAULT_COUNT = 8;
 const PREFERRED = ['AAPL', 'MSFT', 'GOOGL', 'AMZN', 'NVDA', 'META', 'TSLA', 'JPM', 'V', 'XOM'].map((s) => 'ticker.' + s);
 
@@ -74,6 +80,10 @@ const el = {
   logCount: $('log-count'),
   toasts: $('toasts'),
   tpl: $('row-tpl'),
+  authForm: $('auth-form'),
+  authInput: $('auth-input'),
+  authMsg: $('auth-msg'),
+  authForget: $('auth-forget'),
 };
 
 // ---------------------------------------------------------------- state
@@ -459,7 +469,7 @@ function connect() {
   setConn('connecting', attempt ? `reconnecting… (attempt ${attempt + 1})` : 'connecting…');
   let sock;
   try {
-    sock = new WebSocket(wsUrl());
+    sock = new WebSocket(wsUrl(), token ? ['tickcast.v1', 'bearer.' + token] : []);
   } catch (e) {
     toast('error', 'cannot open WebSocket', String(e && e.message || e));
     scheduleReconnect();
@@ -482,6 +492,8 @@ function connect() {
     connects++;
     el.root.dataset.connects = String(connects);
     setConn('open', 'live');
+    refused = 0;
+    hideAuth();
     log('info', connects > 1 ? `reconnected (#${connects})` : 'connected');
     clearTimeout(stableTimer);
     stableTimer = setTimeout(() => { attempt = 0; }, STABLE_MS);
@@ -517,11 +529,88 @@ function connect() {
     } else {
       // failed attempts while the server is away: the status pill says so; one toast per outage is enough
       log('warn', `connect attempt ${attempt + 1} failed (${ev.code} ${what}${reason})`);
+      checkRefusal();
     }
     scheduleReconnect();
   };
   // onerror carries no detail in browsers; the close event that always follows reports it.
 }
+
+// ---------------------------------------------------------------- authentication
+/** The credential sent with every connection attempt ('' = none). */
+let token = [tokenFromFragment(), sessionStorage.getItem(TOKEN_KEY)].find((t) => t && TOKEN_RE.test(t)) ?? '';
+/** Consecutive attempts refused while the server answered /healthz. */
+let refused = 0;
+
+/** Takes `#token=...` from the address (a fragment never reaches the server or its logs) and removes it. */
+function tokenFromFragment() {
+  const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+  if (!m) return null;
+  let t = '';
+  try { t = decodeURIComponent(m[1]).trim(); } catch { /* malformed escape: ignore */ }
+  history.replaceState(null, '', location.pathname + location.search);
+  if (t) sessionStorage.setItem(TOKEN_KEY, t);
+  return t || null;
+}
+
+/** A connection attempt failed before opening: if the server itself is up, it refused us (401/403 at the upgrade,
+ *  or a connection limit), which a browser cannot see directly; offer the credential form. */
+async function checkRefusal() {
+  let up = false;
+  try {
+    up = (await fetch('healthz', { cache: 'no-store' })).ok;
+  } catch { /* server away: the reconnect loop handles it */ }
+  if (!up || ws) return;
+  refused++;
+  setConn('refused', token ? 'refused — check the token' : 'refused — sign in?');
+  showAuth(token
+    ? 'The server refused the connection with this token (expired, unknown, or not allowed from this page?).'
+    : 'The server is up but refused the connection: it may require an API key or token.');
+}
+
+function showAuth(message) {
+  el.authMsg.textContent = message;
+  if (el.authForm.hidden) {
+    el.authForm.hidden = false;
+    el.authInput.value = '';
+    el.authInput.focus();
+    log('warn', message);
+  }
+}
+
+function hideAuth() {
+  el.authForm.hidden = true;
+  el.authInput.value = '';
+}
+
+function setToken(t) {
+  token = t;
+  if (t) sessionStorage.setItem(TOKEN_KEY, t);
+  else sessionStorage.removeItem(TOKEN_KEY);
+  attempt = 0;
+  dropSocket();
+  reconnectNow();
+}
+
+el.authForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const t = el.authInput.value.trim();
+  if (!TOKEN_RE.test(t)) {
+    el.authMsg.textContent = t
+      ? 'That token has characters a browser cannot send in Sec-WebSocket-Protocol.'
+      : 'Enter an API key or token.';
+    return;
+  }
+  el.authForm.hidden = true;
+  log('info', 'connecting with a new token');
+  setToken(t);
+});
+
+el.authForget.addEventListener('click', () => {
+  hideAuth();
+  log('info', 'token forgotten');
+  setToken('');
+});
 
 function dropSocket() {
   const s = ws;

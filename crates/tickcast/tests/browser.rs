@@ -42,15 +42,18 @@ fn repo_root() -> PathBuf {
 struct Server {
     port: u16,
     out_dir: PathBuf,
+    /// Arguments after the defaults (e.g. `--config auth.toml`).
+    extra_args: Vec<String>,
     generation: u32,
     proc: Reaped,
 }
 
 impl Server {
-    fn start(port: u16, out_dir: &Path) -> Server {
+    fn start(port: u16, out_dir: &Path, extra_args: &[&str]) -> Server {
         let mut s = Server {
             port,
             out_dir: out_dir.to_path_buf(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             generation: 0,
             proc: Reaped(None),
         };
@@ -74,6 +77,7 @@ impl Server {
                 "--rate",
                 "200",
             ])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
@@ -154,28 +158,25 @@ impl Server {
     }
 }
 
-fn healthz(port: u16) -> bool {
+/// `GET path` with `Connection: close`; the whole response, or `None` when the server is not there.
+fn http_get(port: u16, path: &str) -> Option<String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 64];
-    let mut got = 0;
-    while got < 12 {
-        match s.read(&mut buf[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
-        }
-    }
-    let head = String::from_utf8_lossy(&buf[..got]);
-    head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = Vec::new();
+    // Bounded by the read timeout; a partial response is returned as it is.
+    let _ = s.read_to_end(&mut body);
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn healthz(port: u16) -> bool {
+    http_get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
 }
 
 fn node_ok() -> bool {
@@ -188,12 +189,10 @@ fn node_ok() -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn market_board_in_headless_chromium() {
-    let root = repo_root();
-    let test_dir = root.join("dashboards/web/test");
-    let script = test_dir.join("board.test.mjs");
-
+/// The node test directory when every prerequisite is there; `None` (test skipped, loudly) when one is
+/// missing, unless `CI` is set: then it panics.
+fn prerequisites(test: &str) -> Option<PathBuf> {
+    let test_dir = repo_root().join("dashboards/web/test");
     let mut missing = Vec::new();
     if !Path::new(CHROMIUM).exists() {
         missing.push(format!("{CHROMIUM} (apt-get install -y chromium)"));
@@ -207,21 +206,23 @@ fn market_board_in_headless_chromium() {
             test_dir.display()
         ));
     }
-    if !missing.is_empty() {
-        let msg = format!("browser test prerequisites missing: {}", missing.join("; "));
-        if std::env::var_os("CI").is_some() {
-            panic!("{msg} (CI is set, so this is a failure, not a skip)");
-        }
-        eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        eprintln!("!!! SKIPPED market_board_in_headless_chromium: {msg}");
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
-        return;
+    if missing.is_empty() {
+        return Some(test_dir);
     }
+    let msg = format!("browser test prerequisites missing: {}", missing.join("; "));
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg} (CI is set, so this is a failure, not a skip)");
+    }
+    eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    eprintln!("!!! SKIPPED {test}: {msg}");
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
+    None
+}
 
-    let out_dir = root.join("target/test-output/browser");
-    std::fs::create_dir_all(&out_dir).expect("create test output dir");
-    // stale screenshots from an earlier run must not satisfy the checks below
-    for entry in std::fs::read_dir(&out_dir)
+/// A fresh output directory: stale screenshots from an earlier run must not satisfy the checks.
+fn clean_out_dir(out_dir: &Path) {
+    std::fs::create_dir_all(out_dir).expect("create test output dir");
+    for entry in std::fs::read_dir(out_dir)
         .expect("read test output dir")
         .flatten()
     {
@@ -229,21 +230,28 @@ fn market_board_in_headless_chromium() {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
 
-    let port = free_port();
-    let mut server = Server::start(port, &out_dir);
-    let base = format!("http://127.0.0.1:{port}");
+/// Runs `board.test.mjs` against `server` with `env`, restarting the server whenever the script asks;
+/// returns how many restarts it asked for. Panics when the script fails or the server died.
+fn run_board_script(
+    test_dir: &Path,
+    out_dir: &Path,
+    server: &mut Server,
+    env: &[(&str, &str)],
+) -> u32 {
+    let base = format!("http://127.0.0.1:{}", server.port);
     eprintln!(
         "[browser.rs] tickcast up at {base}; screenshots -> {}",
         out_dir.display()
     );
-
     let mut node = Reaped(Some(
         Command::new("node")
-            .arg(&script)
+            .arg(test_dir.join("board.test.mjs"))
             .arg(&base)
-            .arg(&out_dir)
-            .current_dir(&test_dir)
+            .arg(out_dir)
+            .envs(env.iter().copied())
+            .current_dir(test_dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -312,19 +320,80 @@ fn market_board_in_headless_chromium() {
         out_dir.display(),
         server.log_tail()
     );
+    restarts
+}
+
+fn assert_screenshots(out_dir: &Path, shots: &[&str]) {
+    for shot in shots {
+        let p = out_dir.join(shot);
+        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 1000, "screenshot {} missing or empty", p.display());
+    }
+}
+
+#[test]
+fn market_board_in_headless_chromium() {
+    let Some(test_dir) = prerequisites("market_board_in_headless_chromium") else {
+        return;
+    };
+    let out_dir = repo_root().join("target/test-output/browser");
+    clean_out_dir(&out_dir);
+    let mut server = Server::start(free_port(), &out_dir, &[]);
+    let restarts = run_board_script(&test_dir, &out_dir, &mut server, &[]);
     assert_eq!(
         restarts, 1,
         "the board test should ask for exactly one server restart"
     );
-    for shot in [
-        "01-live.png",
-        "02-errors.png",
-        "03-reconnected.png",
-        "04-phone.png",
-    ] {
-        let p = out_dir.join(shot);
-        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-        assert!(len > 1000, "screenshot {} missing or empty", p.display());
+    assert_screenshots(
+        &out_dir,
+        &[
+            "01-live.png",
+            "02-errors.png",
+            "03-reconnected.png",
+            "04-phone.png",
+        ],
+    );
+    server.stop();
+}
+
+/// With authentication on, the board shows a sign-in form when the server refuses it, connects with
+/// the key typed there (sent as the `bearer.` subprotocol), and a `#token=` link signs a tab in.
+#[test]
+fn market_board_signs_in_when_the_server_requires_a_key() {
+    let Some(test_dir) = prerequisites("market_board_signs_in_when_the_server_requires_a_key")
+    else {
+        return;
+    };
+    let out_dir = repo_root().join("target/test-output/browser/auth");
+    clean_out_dir(&out_dir);
+    let key = "board-test-key-7f3a9c2e41d8";
+    let config = out_dir.join("auth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nenabled = true\n\n[[auth.api_keys]]\nkey = \"{key}\"\ntopics = [\"ticker.*\"]\n"
+        ),
+    )
+    .expect("write auth config");
+    let config = config.to_string_lossy().into_owned();
+    let mut server = Server::start(free_port(), &out_dir, &["--config", &config]);
+    let restarts = run_board_script(
+        &test_dir,
+        &out_dir,
+        &mut server,
+        &[("BOARD_TEST_AUTH_KEY", key)],
+    );
+    assert_eq!(restarts, 0);
+    assert_screenshots(&out_dir, &["05-sign-in.png", "06-signed-in.png"]);
+    // The server saw what the page did: refusals without and with a wrong credential.
+    let metrics = http_get(server.port, "/metrics").expect("GET /metrics");
+    for reason in ["missing_credentials", "invalid_api_key"] {
+        let line = format!("tickcast_auth_failures_total{{reason=\"{reason}\"}}");
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&line)
+                && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) >= Some(1.0)),
+            "{line} >= 1 expected"
+        );
     }
     server.stop();
 }

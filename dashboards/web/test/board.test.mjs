@@ -7,6 +7,9 @@
 // (the server must come back on the same address). stdout carries only those protocol lines; all logging goes to
 // stderr. Set BOARD_TEST_SKIP_RESTART=1 to skip that step when running by hand against a server you started.
 //
+// With BOARD_TEST_AUTH_KEY set, the server is expected to require authentication with that API key, and the script
+// runs the sign-in scenario instead (the form shown on refusal, a wrong key, the right key, `#token=` links).
+//
 // Every wait is bounded, and a watchdog ends the whole run after WATCHDOG_MS.
 
 import { chromium } from 'playwright-core';
@@ -20,6 +23,7 @@ const WATCHDOG_MS = 150_000;
 const STEP_MS = 15_000;
 
 const [base, outDirArg] = process.argv.slice(2);
+const authKey = process.env.BOARD_TEST_AUTH_KEY || '';
 if (!base) {
   console.error('usage: node board.test.mjs http://127.0.0.1:PORT [OUTDIR]');
   process.exit(2);
@@ -147,136 +151,213 @@ async function shot(name, opts = {}) {
 const toastTexts = () => page.$$eval('#toasts .toast', (ts) => ts.map((t) => t.textContent));
 const logText = () => page.$eval('#log', (l) => l.textContent);
 
-let exitCode = 0;
-try {
-  let topics = [];
+// ---------------------------------------------------------------- sign-in scenario (BOARD_TEST_AUTH_KEY)
+const authShown = () => page.evaluate(() => !document.getElementById('auth-form').hidden);
+const authMsg = () => page.textContent('#auth-msg');
 
-  await step('page loads, connects and shows the default watchlist with no console error', async () => {
+async function authScenario(key) {
+  let topics = [];
+  phase = 'refused';
+  await step('without a token the board says it was refused and offers the sign-in form', async () => {
     const res = await page.goto(base + '/', { waitUntil: 'load', timeout: STEP_MS });
     assert(res && res.ok(), `GET / answered ${res && res.status()}`);
-    const csp = res.headers()['content-security-policy'];
-    if (!csp) log('warning: GET / carries no Content-Security-Policy header');
-    else log('CSP:', csp);
-    await page.waitForSelector('html[data-conn="open"]', { timeout: STEP_MS });
+    await page.waitForSelector('#auth-form:not([hidden])');
+    await page.waitForSelector('html[data-conn="refused"]');
+    assert(/API key or token/.test(await authMsg()), 'the form says what it wants: ' + (await authMsg()));
+    assert((await page.evaluate(() => window.tickcast.state().connects)) === 0, 'never connected');
+    await shot('05-sign-in.png');
+  });
+
+  await step('a wrong key is refused and the form says so', async () => {
+    await page.fill('#auth-input', 'not-the-key');
+    await page.click('#auth-form button[type="submit"]');
+    await page.waitForFunction(() => !document.getElementById('auth-form').hidden
+      && /with this token/.test(document.getElementById('auth-msg').textContent));
+    assert((await page.evaluate(() => window.tickcast.state().connects)) === 0, 'still never connected');
+  });
+
+  await step('the right key connects, subscribes and data flows; the form goes away', async () => {
+    await page.fill('#auth-input', key);
+    await page.click('#auth-form button[type="submit"]');
+    phase = 'signed-in';
+    await page.waitForSelector('html[data-conn="open"]');
+    assert(!(await authShown()), 'the sign-in form is hidden once connected');
     await page.waitForFunction(() => document.querySelectorAll('#rows [data-topic]').length > 0);
-    topics = Object.keys(await seqs());
-    log('rows:', topics.join(', '));
-    for (const t of ['ticker.AAPL', 'ticker.MSFT', 'ticker.GOOGL', 'ticker.AMZN']) {
-      assert(topics.includes(t), `default watchlist includes ${t} (has ${topics.join(',')})`);
+    topics = Object.keys(await seqs()).slice(0, 4);
+    await waitSeqsAdvance(topics, 'signed in');
+    assert(!(await page.evaluate(() => location.href)).includes(key), 'the key is not in the address');
+    await shot('06-signed-in.png');
+  });
+
+  await step('a reload keeps the key for this tab', async () => {
+    await page.reload({ waitUntil: 'load' });
+    await page.waitForSelector('html[data-conn="open"]');
+    assert(!(await authShown()), 'no sign-in form after a reload');
+    await waitSeqsAdvance(topics, 'after reload');
+  });
+
+  await step('a #token= link signs a new tab in and the token leaves the address bar', async () => {
+    const tab = await context.newPage();
+    try {
+      await tab.goto(base + '/#token=' + encodeURIComponent(key), { waitUntil: 'load' });
+      await tab.waitForSelector('html[data-conn="open"]');
+      const href = await tab.evaluate(() => location.href);
+      assert(!href.includes('token'), `the fragment was removed (${href})`);
+    } finally {
+      await tab.close();
     }
-    await page.waitForFunction(() => document.querySelectorAll('#topic-list option').length >= 4);
   });
 
-  await step('rows show data and their seq increases', async () => {
-    await waitSeqsAdvance(topics, 'initial');
-    // bid/ask/last are rendered as numbers, and the header stats come alive (updated once a second)
-    const last = (await page.textContent('#rows [data-topic="ticker.AAPL"] .c-last')).trim();
-    assert(/^\d+\.\d+$/.test(last), `AAPL last is a price (got ${last})`);
-    await page.waitForFunction(() => Number(document.getElementById('st-rate').textContent) > 0);
-    await page.waitForFunction(() => /ms$/.test(document.getElementById('st-lat').textContent));
-    const stats = await page.$eval('.stats', (s) => s.textContent.replace(/\s+/g, ' ').trim());
-    log('stats:', stats);
-    assert(problems.length === 0, 'no console error so far: ' + JSON.stringify(problems));
-    await sleep(1500); // let the sparklines fill a bit for the screenshot
-    await shot('01-live.png');
+  await step('"Forget" drops the key: the next connection is refused again', async () => {
+    // The form is hidden while connected; reach it the way a user would after a refusal.
+    await page.evaluate(() => document.getElementById('auth-forget').click());
+    phase = 'forgotten';
+    await page.waitForSelector('#auth-form:not([hidden])');
+    await page.waitForSelector('html[data-conn="refused"]');
+    assert(await page.evaluate(() => sessionStorage.getItem('tickcast.token.v1') === null), 'key removed from storage');
   });
 
-  await step('removing a row unsubscribes: the row goes and its updates stop', async () => {
-    const victim = 'ticker.MSFT';
-    await page.click(`#rows [data-topic="${victim}"] button[data-act="remove"]`);
-    await page.waitForSelector(`#rows [data-topic="${victim}"]`, { state: 'detached' });
-    await page.waitForFunction(() => /unsubscribed 1 topic/.test(document.getElementById('log').textContent));
-    await sleep(300); // ticks already in flight before the server processed the unsubscribe
-    const n0 = await page.evaluate((t) => window.tickcast.received(t), victim);
-    const others = topics.filter((t) => t !== victim);
-    await waitSeqsAdvance(others, 'others keep flowing');
-    await sleep(1000);
-    const n1 = await page.evaluate((t) => window.tickcast.received(t), victim);
-    assert(n1 === n0, `no ${victim} tick after unsubscribe (received ${n0} then ${n1})`);
-    const wl = await page.evaluate(() => JSON.parse(localStorage.getItem('tickcast.watchlist.v1')));
-    assert(Array.isArray(wl) && !wl.includes(victim), 'watchlist in localStorage no longer has ' + victim);
-  });
-
-  await step('subscribing through the symbol input adds a row whose seq increases', async () => {
-    await page.fill('#add-input', 'msft');
-    await page.press('#add-input', 'Enter');
-    await page.waitForSelector('#rows [data-topic="ticker.MSFT"]');
-    await waitSeqsAdvance(['ticker.MSFT'], 're-added');
-    assert((await page.inputValue('#add-input')) === '', 'input cleared after adding');
-  });
-
-  await step('error replies from the server are shown', async () => {
-    const id = await page.evaluate(() => window.tickcast.send({ op: 'subscribe', topics: ['bad topic!'] }));
-    assert(id > 0, 'request sent');
-    await page.waitForFunction((rid) => [...document.querySelectorAll('#toasts .toast')]
-      .some((t) => t.textContent.includes('invalid_topic') && t.textContent.includes(`request ${rid}`)), id);
-    await page.evaluate(() => window.tickcast.sendRaw('this is not json'));
-    await page.waitForFunction(() => [...document.querySelectorAll('#toasts .toast')]
-      .some((t) => t.textContent.includes('bad_json')));
-    await page.evaluate(() => window.tickcast.sendRaw('{"op":"frobnicate","id":424242}'));
-    await page.waitForFunction(() => [...document.querySelectorAll('#toasts .toast')]
-      .some((t) => t.textContent.includes('unknown_op')));
-    // a symbol the client itself rejects is reported too (and never sent)
-    await page.fill('#add-input', 'B@D');
-    await page.press('#add-input', 'Enter');
-    await page.waitForFunction(() => /not a valid topic/.test(document.getElementById('toasts').textContent));
-    log('toasts:', JSON.stringify(await toastTexts()));
-    const lt = await logText();
-    assert(lt.includes('invalid_topic') && lt.includes('bad_json') && lt.includes('unknown_op'), 'errors are in the event log too');
-    // the connection survives error replies
-    assert(await page.$('html[data-conn="open"]'), 'still connected after error replies');
-    await page.click('#log-box summary');
-    await shot('02-errors.png');
-    await page.click('#log-box summary');
-  });
-
-  await step('no console error before the restart', async () => {
-    assert(problems.length === 0, JSON.stringify(problems));
-  });
-
-  if (process.env.BOARD_TEST_SKIP_RESTART === '1') {
-    log('BOARD_TEST_SKIP_RESTART=1: skipping the server restart step');
-  } else {
-    await step('after a server restart the page reconnects, resubscribes and data flows again', async () => {
-      const connects0 = await page.evaluate(() => window.tickcast.state().connects);
-      phase = 'restart';
-      process.stdout.write('RESTART_SERVER\n');
-      // The page must notice the outage (the server is killed), then come back by itself.
-      await page.waitForFunction(() => document.documentElement.dataset.conn !== 'open', null, { timeout: 30_000 });
-      const reply = await nextStdinLine(90_000);
-      assert(reply === 'SERVER_RESTARTED', `driver answered ${JSON.stringify(reply)}`);
-      await page.waitForFunction((c) => window.tickcast.state().connects > c
-        && document.documentElement.dataset.conn === 'open', connects0, { timeout: 30_000 });
-      phase = 'after-restart';
-      const st = await page.evaluate(() => window.tickcast.state());
-      log('state after reconnect:', JSON.stringify(st));
-      const cur = Object.keys(await seqs());
-      for (const t of topics) assert(cur.includes(t), `row ${t} kept across the restart`);
-      await waitSeqsAdvance(topics, 'after restart', 20_000);
-      const toasts = await toastTexts();
-      log('toasts:', JSON.stringify(toasts));
-      const lt = await logText();
-      assert(/closed 10\d\d/.test(lt), 'the close code is shown in the event log');
-      assert(/reconnected/.test(lt), 'the reconnect is shown in the event log');
-      await sleep(1200);
-      await shot('03-reconnected.png');
-    });
-  }
-
-  await step('no unexpected console error, page error or failed request', async () => {
-    const unexpected = problems.filter((p) => !(p.phase === 'restart' && expectedWhileDown(p)));
-    const expected = problems.length - unexpected.length;
-    if (expected) log(`${expected} expected WebSocket connection error(s) while the server was down`);
+  await step('no console error except the refused WebSocket attempts', async () => {
+    const unexpected = problems.filter((p) => !expectedWhileDown(p));
+    log(`${problems.length - unexpected.length} expected WebSocket connection error(s) while refused`);
     assert(unexpected.length === 0, JSON.stringify(unexpected, null, 1));
   });
+}
 
-  await step('phone-sized viewport renders the board', async () => {
-    await page.setViewportSize({ width: 390, height: 844 });
-    await sleep(800);
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    assert(overflow <= 0, `no horizontal page overflow on a phone (overflow ${overflow}px)`);
-    await shot('04-phone.png', { fullPage: false });
-  });
+let exitCode = 0;
+try {
+  if (authKey) {
+    await authScenario(authKey);
+  } else {
+    let topics = [];
+
+    await step('page loads, connects and shows the default watchlist with no console error', async () => {
+      const res = await page.goto(base + '/', { waitUntil: 'load', timeout: STEP_MS });
+      assert(res && res.ok(), `GET / answered ${res && res.status()}`);
+      const csp = res.headers()['content-security-policy'];
+      if (!csp) log('warning: GET / carries no Content-Security-Policy header');
+      else log('CSP:', csp);
+      await page.waitForSelector('html[data-conn="open"]', { timeout: STEP_MS });
+      await page.waitForFunction(() => document.querySelectorAll('#rows [data-topic]').length > 0);
+      topics = Object.keys(await seqs());
+      log('rows:', topics.join(', '));
+      for (const t of ['ticker.AAPL', 'ticker.MSFT', 'ticker.GOOGL', 'ticker.AMZN']) {
+        assert(topics.includes(t), `default watchlist includes ${t} (has ${topics.join(',')})`);
+      }
+      await page.waitForFunction(() => document.querySelectorAll('#topic-list option').length >= 4);
+    });
+
+    await step('rows show data and their seq increases', async () => {
+      await waitSeqsAdvance(topics, 'initial');
+      // bid/ask/last are rendered as numbers, and the header stats come alive (updated once a second)
+      const last = (await page.textContent('#rows [data-topic="ticker.AAPL"] .c-last')).trim();
+      assert(/^\d+\.\d+$/.test(last), `AAPL last is a price (got ${last})`);
+      await page.waitForFunction(() => Number(document.getElementById('st-rate').textContent) > 0);
+      await page.waitForFunction(() => /ms$/.test(document.getElementById('st-lat').textContent));
+      const stats = await page.$eval('.stats', (s) => s.textContent.replace(/\s+/g, ' ').trim());
+      log('stats:', stats);
+      assert(problems.length === 0, 'no console error so far: ' + JSON.stringify(problems));
+      await sleep(1500); // let the sparklines fill a bit for the screenshot
+      await shot('01-live.png');
+    });
+
+    await step('removing a row unsubscribes: the row goes and its updates stop', async () => {
+      const victim = 'ticker.MSFT';
+      await page.click(`#rows [data-topic="${victim}"] button[data-act="remove"]`);
+      await page.waitForSelector(`#rows [data-topic="${victim}"]`, { state: 'detached' });
+      await page.waitForFunction(() => /unsubscribed 1 topic/.test(document.getElementById('log').textContent));
+      await sleep(300); // ticks already in flight before the server processed the unsubscribe
+      const n0 = await page.evaluate((t) => window.tickcast.received(t), victim);
+      const others = topics.filter((t) => t !== victim);
+      await waitSeqsAdvance(others, 'others keep flowing');
+      await sleep(1000);
+      const n1 = await page.evaluate((t) => window.tickcast.received(t), victim);
+      assert(n1 === n0, `no ${victim} tick after unsubscribe (received ${n0} then ${n1})`);
+      const wl = await page.evaluate(() => JSON.parse(localStorage.getItem('tickcast.watchlist.v1')));
+      assert(Array.isArray(wl) && !wl.includes(victim), 'watchlist in localStorage no longer has ' + victim);
+    });
+
+    await step('subscribing through the symbol input adds a row whose seq increases', async () => {
+      await page.fill('#add-input', 'msft');
+      await page.press('#add-input', 'Enter');
+      await page.waitForSelector('#rows [data-topic="ticker.MSFT"]');
+      await waitSeqsAdvance(['ticker.MSFT'], 're-added');
+      assert((await page.inputValue('#add-input')) === '', 'input cleared after adding');
+    });
+
+    await step('error replies from the server are shown', async () => {
+      const id = await page.evaluate(() => window.tickcast.send({ op: 'subscribe', topics: ['bad topic!'] }));
+      assert(id > 0, 'request sent');
+      await page.waitForFunction((rid) => [...document.querySelectorAll('#toasts .toast')]
+        .some((t) => t.textContent.includes('invalid_topic') && t.textContent.includes(`request ${rid}`)), id);
+      await page.evaluate(() => window.tickcast.sendRaw('this is not json'));
+      await page.waitForFunction(() => [...document.querySelectorAll('#toasts .toast')]
+        .some((t) => t.textContent.includes('bad_json')));
+      await page.evaluate(() => window.tickcast.sendRaw('{"op":"frobnicate","id":424242}'));
+      await page.waitForFunction(() => [...document.querySelectorAll('#toasts .toast')]
+        .some((t) => t.textContent.includes('unknown_op')));
+      // a symbol the client itself rejects is reported too (and never sent)
+      await page.fill('#add-input', 'B@D');
+      await page.press('#add-input', 'Enter');
+      await page.waitForFunction(() => /not a valid topic/.test(document.getElementById('toasts').textContent));
+      log('toasts:', JSON.stringify(await toastTexts()));
+      const lt = await logText();
+      assert(lt.includes('invalid_topic') && lt.includes('bad_json') && lt.includes('unknown_op'), 'errors are in the event log too');
+      // the connection survives error replies
+      assert(await page.$('html[data-conn="open"]'), 'still connected after error replies');
+      await page.click('#log-box summary');
+      await shot('02-errors.png');
+      await page.click('#log-box summary');
+    });
+
+    await step('no console error before the restart', async () => {
+      assert(problems.length === 0, JSON.stringify(problems));
+    });
+
+    if (process.env.BOARD_TEST_SKIP_RESTART === '1') {
+      log('BOARD_TEST_SKIP_RESTART=1: skipping the server restart step');
+    } else {
+      await step('after a server restart the page reconnects, resubscribes and data flows again', async () => {
+        const connects0 = await page.evaluate(() => window.tickcast.state().connects);
+        phase = 'restart';
+        process.stdout.write('RESTART_SERVER\n');
+        // The page must notice the outage (the server is killed), then come back by itself.
+        await page.waitForFunction(() => document.documentElement.dataset.conn !== 'open', null, { timeout: 30_000 });
+        const reply = await nextStdinLine(90_000);
+        assert(reply === 'SERVER_RESTARTED', `driver answered ${JSON.stringify(reply)}`);
+        await page.waitForFunction((c) => window.tickcast.state().connects > c
+          && document.documentElement.dataset.conn === 'open', connects0, { timeout: 30_000 });
+        phase = 'after-restart';
+        const st = await page.evaluate(() => window.tickcast.state());
+        log('state after reconnect:', JSON.stringify(st));
+        const cur = Object.keys(await seqs());
+        for (const t of topics) assert(cur.includes(t), `row ${t} kept across the restart`);
+        await waitSeqsAdvance(topics, 'after restart', 20_000);
+        const toasts = await toastTexts();
+        log('toasts:', JSON.stringify(toasts));
+        const lt = await logText();
+        assert(/closed 10\d\d/.test(lt), 'the close code is shown in the event log');
+        assert(/reconnected/.test(lt), 'the reconnect is shown in the event log');
+        await sleep(1200);
+        await shot('03-reconnected.png');
+      });
+    }
+
+    await step('no unexpected console error, page error or failed request', async () => {
+      const unexpected = problems.filter((p) => !(p.phase === 'restart' && expectedWhileDown(p)));
+      const expected = problems.length - unexpected.length;
+      if (expected) log(`${expected} expected WebSocket connection error(s) while the server was down`);
+      assert(unexpected.length === 0, JSON.stringify(unexpected, null, 1));
+    });
+
+    await step('phone-sized viewport renders the board', async () => {
+      await page.setViewportSize({ width: 390, height: 844 });
+      await sleep(800);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert(overflow <= 0, `no horizontal page overflow on a phone (overflow ${overflow}px)`);
+      await shot('04-phone.png', { fullPage: false });
+    });
+  }
 } catch (e) {
   exitCode = 1;
   try { await shot('failure.png'); } catch { /* ignore */ }
