@@ -54,6 +54,11 @@ pub struct GatewayConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Browser origins allowed to open a WebSocket (403 otherwise); empty = any.
     pub allowed_origins: Vec<String>,
+    /// Called on a shard's thread after many of its sessions closed at once, to hand the memory
+    /// they freed back to the OS (the binary passes its allocator's collect; `None`: nothing). An
+    /// allocator returns memory lazily, as its threads allocate again: a shard that went quiet after
+    /// a mass disconnect would otherwise keep it.
+    pub heap_trim: Option<fn()>,
 }
 
 impl Default for GatewayConfig {
@@ -78,6 +83,7 @@ impl Default for GatewayConfig {
             auth: None,
             tls: None,
             allowed_origins: Vec::new(),
+            heap_trim: None,
         }
     }
 }

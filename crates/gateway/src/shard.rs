@@ -27,6 +27,14 @@ use crate::writer;
 /// Dispatch at most this many ticks before yielding, so writers and the accept loop get to run and a
 /// burst is written while the next one is routed.
 const DISPATCH_BUDGET: usize = 1024;
+/// Longest the dispatcher writes before it lets the shard's other tasks run (accepts, handshakes,
+/// client requests): about a hundred writes here.
+const WRITE_SLICE: Duration = Duration::from_millis(1);
+/// Connections written between two looks at the clock.
+const WRITE_CHUNK: usize = 16;
+/// Sessions that must close between two sweeps (and an eighth of the shard's) before the heap is
+/// trimmed: a mass disconnect, not the usual churn.
+const TRIM_AFTER_CLOSED: usize = 256;
 /// How often shard-local counters are added to the shared metrics.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Most connections taken from the backlog per turn of the accept loop.
@@ -288,22 +296,39 @@ async fn serve_tls(
     }
 }
 
-/// Writes every subscriber that got ticks since the last flush, in one tight burst of writes
-/// (instead of waking a task per connection): fewer wake-ups here, and clients get their bytes
-/// together. `dirty` is a reused buffer.
-fn flush_dirty(ctx: &ShardCtx, dirty: &mut Vec<Rc<tickcast_bus::Subscriber>>) {
+/// Writes every subscriber that got ticks since the last flush, from here rather than by waking a
+/// task per connection (fewer wake-ups), yielding every [`WRITE_SLICE`]. `dirty` is a
+/// reused buffer.
+async fn flush_dirty(ctx: &ShardCtx, dirty: &mut Vec<Rc<tickcast_bus::Subscriber>>) {
     ctx.router.borrow_mut().take_dirty(dirty);
-    // Writing never adds or removes sessions (a failed write only wakes the session's task), so
-    // the list stays borrowed for the whole pass.
-    let sessions = ctx.sessions.borrow();
-    for sub in dirty.drain(..) {
-        if let Some(session) = sessions
-            .get(sub.owner())
-            .filter(|s| Rc::ptr_eq(&s.sub, &sub))
+    let mut turn = Instant::now();
+    let mut done = 0;
+    while done < dirty.len() {
+        let end = (done + WRITE_CHUNK).min(dirty.len());
         {
-            writer::flush_now(ctx, session);
+            // Writing never adds or removes sessions (a failed write only wakes the session's
+            // task), so the list stays borrowed for this chunk.
+            let sessions = ctx.sessions.borrow();
+            for sub in &dirty[done..end] {
+                match sessions
+                    .get(sub.owner())
+                    .filter(|s| Rc::ptr_eq(&s.sub, sub))
+                {
+                    Some(session) => writer::flush_now(ctx, session),
+                    // Ended during a yield (or not registered yet): its own task takes over.
+                    None => sub.wake(),
+                }
+            }
+        }
+        done = end;
+        if done < dirty.len() && turn.elapsed() >= WRITE_SLICE {
+            // A fan-out to thousands of clients takes milliseconds: let accepts, handshakes and
+            // client requests (and the I/O driver) in between, so none waits for the whole pass.
+            tokio::task::yield_now().await;
+            turn = Instant::now();
         }
     }
+    dirty.clear();
 }
 
 /// Moves published ticks from this shard's inbox into subscriber queues, and writes them out
@@ -331,7 +356,7 @@ async fn dispatch(ctx: Rc<ShardCtx>) {
             .dispatch(DISPATCH_BUDGET, |d| fanout.observe(d.as_secs_f64()));
         let mut now = Instant::now();
         if immediate && now >= next_pass && ctx.router.borrow().has_dirty() {
-            flush_dirty(&ctx, &mut dirty);
+            flush_dirty(&ctx, &mut dirty).await;
             let started = now;
             now = Instant::now();
             next_pass = now + (now - started).min(max_wait);
@@ -360,16 +385,25 @@ async fn flush_every(ctx: Rc<ShardCtx>, interval: Duration) {
     let mut dirty = Vec::new();
     loop {
         timer.tick().await;
-        flush_dirty(&ctx, &mut dirty);
+        flush_dirty(&ctx, &mut dirty).await;
     }
 }
 
 async fn sweep_sessions(ctx: Rc<ShardCtx>) {
     let mut timer = tokio::time::interval(sweep::period(&ctx));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut open_before: usize = 0;
     loop {
         timer.tick().await;
         sweep::sweep(&ctx, std::time::Instant::now());
+        let open = ctx.sessions.borrow().len();
+        let closed = open_before.saturating_sub(open);
+        if closed >= TRIM_AFTER_CLOSED.max(open_before / 8) {
+            if let Some(trim) = ctx.state.config.heap_trim {
+                trim();
+            }
+        }
+        open_before = open;
     }
 }
 

@@ -61,6 +61,10 @@ pub struct Config {
     pub tls: TlsSection,
     /// Sources of ticks.
     pub feeds: Vec<FeedSection>,
+    /// Set by the binary, not by the file: hands memory freed by closed connections back to the OS
+    /// (see `GatewayConfig::heap_trim`).
+    #[serde(skip)]
+    pub heap_trim: Option<fn()>,
 }
 
 /// `[tls]`: serve https/wss when both paths are set; plain http/ws otherwise.
@@ -1245,6 +1249,7 @@ impl Config {
             auth: self.auth.authenticator()?,
             tls: self.tls.server_config()?,
             allowed_origins: self.auth.allowed_origins.clone(),
+            heap_trim: self.heap_trim,
         })
     }
 

@@ -72,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         flush_interval_ms: cli.flush_interval_ms,
         adaptive_flush_max_ms: cli.adaptive_flush_max_ms,
     })?;
+    config.heap_trim = Some(allocator::collect);
     let filter = cli.log.clone().unwrap_or_else(|| config.log.filter.clone());
     tracing_subscriber::fmt()
         .with_env_filter(
