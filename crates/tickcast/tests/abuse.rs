@@ -96,47 +96,6 @@ async fn recovered(server: &RunningServer, topic: &str, base: u64, what: &str) {
     );
 }
 
-/// Reads server frames off a raw socket: (opcode, payload length), `None` at EOF or error.
-struct FrameReader<R> {
-    r: R,
-    buf: Vec<u8>,
-}
-
-impl<R: AsyncReadExt + Unpin> FrameReader<R> {
-    fn new(r: R) -> Self {
-        Self { r, buf: Vec::new() }
-    }
-
-    async fn next(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            if self.buf.len() >= 2 {
-                let (hlen, len) = match self.buf[1] & 0x7f {
-                    126 if self.buf.len() >= 4 => {
-                        (4, u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize)
-                    }
-                    126 | 127 => (usize::MAX, 0),
-                    n => (2, n as usize),
-                };
-                if hlen != usize::MAX && self.buf.len() >= hlen + len {
-                    let op = self.buf[0] & 0x0f;
-                    let payload = self.buf[hlen..hlen + len].to_vec();
-                    self.buf.drain(..hlen + len);
-                    return Some((op, payload));
-                }
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = tokio::time::timeout(WAIT, self.r.read(&mut chunk))
-                .await
-                .expect("frame in time")
-                .ok()?;
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_flood_is_answered_without_growing_memory() {
     let _turn = TURN.lock().await;
@@ -171,10 +130,10 @@ async fn ping_flood_is_answered_without_growing_memory() {
     assert_eq!(sessions(&server), 1, "the flooding client is still served");
 
     // Now read: every ping gets its pong, in order, and then the session still answers requests.
-    let mut reader = FrameReader::new(rd);
+    let (mut rd, mut buf) = (rd, Vec::new());
     let mut pongs = 0;
     while pongs < PINGS {
-        let (op, payload) = reader.next().await.expect("a pong");
+        let (op, payload) = read_frame_from(&mut rd, &mut buf).await.expect("a pong");
         assert_eq!((op, payload.as_slice()), (0xA, &b"ping"[..]));
         pongs += 1;
     }
@@ -185,14 +144,16 @@ async fn ping_flood_is_answered_without_growing_memory() {
     wr.write_all(&masked(0x81, br#"{"op":"ping","id":5}"#))
         .await
         .unwrap();
-    let (op, payload) = reader.next().await.expect("the pong reply");
+    let (op, payload) = read_frame_from(&mut rd, &mut buf)
+        .await
+        .expect("the pong reply");
     assert_eq!(op, 0x1);
     let v: Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(
         (v["type"].as_str(), v["id"].as_u64()),
         (Some("pong"), Some(5))
     );
-    drop((reader, wr));
+    drop((rd, wr));
     recovered(&server, "ticker.AAPL", base, "ping flood").await;
     server.shutdown().await;
 }

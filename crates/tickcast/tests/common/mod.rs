@@ -229,37 +229,7 @@ impl RawClient {
 
     /// Reads one server frame: (opcode, payload). `None` on EOF.
     pub async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            if self.buf.len() >= 2 {
-                let (hlen, len) = match self.buf[1] & 0x7f {
-                    126 if self.buf.len() >= 4 => {
-                        (4, u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize)
-                    }
-                    127 if self.buf.len() >= 10 => {
-                        let mut l = [0u8; 8];
-                        l.copy_from_slice(&self.buf[2..10]);
-                        (10, u64::from_be_bytes(l) as usize)
-                    }
-                    126 | 127 => (usize::MAX, 0),
-                    n => (2, n as usize),
-                };
-                if hlen != usize::MAX && self.buf.len() >= hlen + len {
-                    let op = self.buf[0] & 0x0f;
-                    let payload = self.buf[hlen..hlen + len].to_vec();
-                    self.buf.drain(..hlen + len);
-                    return Some((op, payload));
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
-                .await
-                .expect("frame in time")
-                .ok()?;
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+        read_frame_from(&mut self.stream, &mut self.buf).await
     }
 
     /// Reads frames until a close; returns its code.
@@ -273,6 +243,43 @@ impl RawClient {
             }
         }
         panic!("no close frame");
+    }
+}
+
+/// Reads one unmasked server frame from `r`: (opcode, payload); `buf` keeps what was read past it.
+/// `None` on EOF or a read error. For tests that read one half of a split socket.
+pub async fn read_frame_from<R: AsyncReadExt + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> Option<(u8, Vec<u8>)> {
+    loop {
+        if buf.len() >= 2 {
+            let (hlen, len) = match buf[1] & 0x7f {
+                126 if buf.len() >= 4 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
+                127 if buf.len() >= 10 => {
+                    let mut l = [0u8; 8];
+                    l.copy_from_slice(&buf[2..10]);
+                    (10, u64::from_be_bytes(l) as usize)
+                }
+                126 | 127 => (usize::MAX, 0),
+                n => (2, n as usize),
+            };
+            if hlen != usize::MAX && buf.len() >= hlen + len {
+                let op = buf[0] & 0x0f;
+                let payload = buf[hlen..hlen + len].to_vec();
+                buf.drain(..hlen + len);
+                return Some((op, payload));
+            }
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = tokio::time::timeout(WAIT, r.read(&mut chunk))
+            .await
+            .expect("frame in time")
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
