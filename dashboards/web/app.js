@@ -492,7 +492,6 @@ function connect() {
     connects++;
     el.root.dataset.connects = String(connects);
     setConn('open', 'live');
-    refused = 0;
     hideAuth();
     log('info', connects > 1 ? `reconnected (#${connects})` : 'connected');
     clearTimeout(stableTimer);
@@ -539,8 +538,6 @@ function connect() {
 // ---------------------------------------------------------------- authentication
 /** The credential sent with every connection attempt ('' = none). */
 let token = [tokenFromFragment(), sessionStorage.getItem(TOKEN_KEY)].find((t) => t && TOKEN_RE.test(t)) ?? '';
-/** Consecutive attempts refused while the server answered /healthz. */
-let refused = 0;
 
 /** Takes `#token=...` from the address (a fragment never reaches the server or its logs) and removes it. */
 function tokenFromFragment() {
@@ -561,7 +558,6 @@ async function checkRefusal() {
     up = (await fetch('healthz', { cache: 'no-store' })).ok;
   } catch { /* server away: the reconnect loop handles it */ }
   if (!up || ws) return;
-  refused++;
   setConn('refused', token ? 'refused — check the token' : 'refused — sign in?');
   showAuth(token
     ? 'The server refused the connection with this token (expired, unknown, or not allowed from this page?).'

@@ -166,17 +166,10 @@ impl ShardRouter {
     /// latest tick as a snapshot. Fails without side effects past the first topic that cannot be
     /// created; topics before it stay subscribed.
     pub fn subscribe(&mut self, sub: &Rc<Subscriber>, topics: &[Topic]) -> Result<(), BusError> {
-        {
-            // Exactly what is asked for: this list lives as long as the connection, and doubling
-            // would hold up to twice its size (topics per connection are limited, so growing one
-            // request at a time stays cheap).
-            let mut mine = sub.topics.borrow_mut();
-            let need = mine.len() + topics.len();
-            if mine.capacity() < need {
-                let extra = need - mine.len();
-                mine.reserve_exact(extra);
-            }
-        }
+        // Exactly what is asked for: this list lives as long as the connection, and doubling would
+        // hold up to twice its size (topics per connection are limited, so growing one request at
+        // a time stays cheap).
+        sub.topics.borrow_mut().reserve_exact(topics.len());
         for topic in topics {
             if sub.is_subscribed(topic) {
                 continue;
@@ -334,6 +327,8 @@ impl ShardRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::BusConfig;
+    use std::io::IoSlice;
 
     /// Every connection has one, behind an `Rc` (16 bytes more): 256 is an allocation size class.
     #[test]
@@ -341,8 +336,6 @@ mod tests {
         let size = std::mem::size_of::<Subscriber>();
         assert!(size + 16 <= 256, "Subscriber is {size} bytes");
     }
-    use crate::bus::BusConfig;
-    use std::io::IoSlice;
 
     fn payloads(sub: &Subscriber) -> Vec<String> {
         let mut q = sub.queue.borrow_mut();

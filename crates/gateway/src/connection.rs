@@ -504,6 +504,7 @@ fn handle_request(ctx: &ShardCtx, session: &Session, buf: &mut [u8]) {
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use std::mem::size_of;

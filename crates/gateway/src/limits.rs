@@ -69,9 +69,9 @@ impl Bucket {
         self.last = now;
         let cap = f64::from(limit.burst.max(1));
         let tokens = (f64::from(self.tokens) + elapsed * f64::from(limit.per_second)).min(cap);
-        self.tokens = tokens as f32;
-        if tokens >= 1.0 {
-            self.tokens = (tokens - 1.0) as f32;
+        let allowed = tokens >= 1.0;
+        self.tokens = (if allowed { tokens - 1.0 } else { tokens }) as f32;
+        if allowed {
             self.violations = 0;
             return Verdict::Allow;
         }

@@ -31,11 +31,7 @@ fn feeds(toml: &str) -> Vec<tickcast::config::FeedSection> {
 
 /// The value of one sample in `/metrics`, e.g. `tickcast_feed_up{feed="tcp"}`.
 async fn metric(server: &RunningServer, sample: &str) -> Option<f64> {
-    let (status, _, body) = http_get(server, "/metrics").await;
-    assert_eq!(status, 200);
-    let text = String::from_utf8(body).expect("utf-8 metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+    metric_at(server.addr(), sample).await
 }
 
 /// A raw HTTP/1.1 request: (status, body).

@@ -98,7 +98,7 @@ fn snapshot() -> Snapshot {
 
 /// Waits until only the warm-up clients are connected and a sweep has passed; the heap then.
 async fn settle_after_close(server: &RunningServer) -> Snapshot {
-    wait_for_open(server, WARM).await;
+    wait_for_open(server.addr(), WARM).await;
     tokio::time::sleep(SETTLE).await;
     snapshot()
 }
@@ -116,23 +116,6 @@ fn print_classes(title: &str, from: &Snapshot, to: &Snapshot) {
             };
             println!("  {upto}: {added:>6.2}");
         }
-    }
-}
-
-/// Waits (bounded) until the server reports `n` open connections.
-async fn wait_for_open(server: &RunningServer, n: usize) {
-    let want = format!("tickcast_connections_open {n}");
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let (_, _, body) = http_get(server, "/metrics").await;
-        if String::from_utf8_lossy(&body).lines().any(|l| l == want) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never {n} open connections"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

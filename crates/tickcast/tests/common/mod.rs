@@ -283,6 +283,32 @@ pub async fn read_frame_from<R: AsyncReadExt + Unpin>(
     }
 }
 
+/// The value of one sample in the `/metrics` of the server at `addr`, e.g.
+/// `tickcast_feed_up{feed="tcp"}`; `None` when it is not exported.
+pub async fn metric_at(addr: SocketAddr, sample: &str) -> Option<f64> {
+    let (status, _, body) = http_get_addr(addr, "/metrics").await;
+    assert_eq!(status, 200, "GET /metrics");
+    String::from_utf8_lossy(&body).lines().find_map(|l| {
+        l.strip_prefix(sample)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Waits (bounded) until the server at `addr` reports `n` open WebSocket connections.
+pub async fn wait_for_open(addr: SocketAddr, n: usize) {
+    let deadline = std::time::Instant::now() + 3 * WAIT;
+    while metric_at(addr, "tickcast_connections_open").await != Some(n as f64) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {n} open connections"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The server's view of a topic's latest seq.
 pub fn last_seq(server: &RunningServer, topic: &str) -> u64 {
     server
