@@ -112,6 +112,7 @@ impl Fixture {
 /// Empties every queue, as the writers would.
 fn drain(subs: &[std::rc::Rc<Subscriber>]) {
     for s in subs {
+        s.unlist();
         let mut q = s.queue.borrow_mut();
         let mut sl = [IoSlice::new(&[]); 4];
         let n = q.fill(&mut sl);

@@ -63,6 +63,12 @@ impl Subscriber {
         self.id
     }
 
+    /// Clears the mark [`ShardRouter::take_dirty`] left, right before its queue is written: ticks
+    /// routed from now on list it again.
+    pub fn unlist(&self) {
+        self.dirty.set(false);
+    }
+
     /// Registers the writer task to wake when frames are queued.
     pub fn set_waker(&self, waker: &Waker) {
         let current = self.writer.take();
@@ -301,12 +307,13 @@ impl ShardRouter {
 
     /// Moves the subscribers that got ticks since the last call into `out` (cleared first), for the
     /// caller to flush. Reusing `out` keeps this allocation-free.
+    ///
+    /// Each stays marked until the caller calls [`Subscriber::unlist`] just before writing it, so
+    /// ticks routed while a long write pass is under way ride along in that subscriber's write
+    /// instead of waiting for the next pass; the caller must unlist every subscriber it took.
     pub fn take_dirty(&mut self, out: &mut Vec<Rc<Subscriber>>) {
         out.clear();
         std::mem::swap(out, &mut self.dirty);
-        for s in out.iter() {
-            s.dirty.set(false);
-        }
     }
 
     fn deliver(&mut self, sub: &Rc<Subscriber>, topic: TopicId, ts: TsMicros, frame: Frame) {
@@ -383,6 +390,34 @@ mod tests {
         assert_eq!(payloads(&subs[1]), vec!["a1", "m1"]);
         assert_eq!(payloads(&subs[2]), vec!["m1"]);
         assert_eq!(r0.stats().deliveries, 3);
+    }
+
+    #[test]
+    fn a_taken_subscriber_is_listed_again_only_after_it_is_unlisted() {
+        let bus = Bus::new(&BusConfig::default());
+        let mut r = ShardRouter::new(bus.clone(), 0);
+        let topic = Topic::new("ticker.AAPL").unwrap();
+        let t = bus.topic(&topic).unwrap();
+        let sub = Subscriber::new(SubscriberId(0), Rc::default());
+        r.subscribe(&sub, std::slice::from_ref(&topic)).unwrap();
+        let mut taken = Vec::new();
+        let mut tick = |r: &mut ShardRouter, body: &'static [u8]| {
+            bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(body));
+            r.dispatch(100, |_| {});
+        };
+
+        tick(&mut r, b"1");
+        r.take_dirty(&mut taken);
+        assert_eq!(taken.len(), 1);
+        // Routed while a write pass holds it: rides along in the write the pass is about to make.
+        tick(&mut r, b"2");
+        assert!(!r.has_dirty(), "not listed twice");
+        sub.unlist();
+        assert_eq!(payloads(&sub), vec!["1", "2"]);
+        // Once written, the next tick lists it again.
+        tick(&mut r, b"3");
+        r.take_dirty(&mut taken);
+        assert_eq!(taken.len(), 1);
     }
 
     #[test]
