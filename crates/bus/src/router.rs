@@ -401,7 +401,7 @@ mod tests {
         let sub = Subscriber::new(SubscriberId(0), Rc::default());
         r.subscribe(&sub, std::slice::from_ref(&topic)).unwrap();
         let mut taken = Vec::new();
-        let mut tick = |r: &mut ShardRouter, body: &'static [u8]| {
+        let tick = |r: &mut ShardRouter, body: &'static [u8]| {
             bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(body));
             r.dispatch(100, |_| {});
         };
