@@ -53,14 +53,15 @@ pub(crate) struct ShardCounters {
 }
 
 impl ShardCounters {
-    /// Records one vectored write: frames and bytes it carried, ticks that were queued before it,
-    /// and the ingest time of the oldest tick it carried.
+    /// Records one vectored write made at `now`: frames and bytes it carried, ticks that were queued
+    /// before it, and the ingest time of the oldest tick it carried.
     pub(crate) fn record_write(
         &self,
         frames: usize,
         bytes: usize,
         queued: usize,
         oldest: Option<TsMicros>,
+        now: TsMicros,
     ) {
         self.messages.set(self.messages.get() + frames as u64);
         self.bytes.set(self.bytes.get() + bytes as u64);
@@ -69,7 +70,7 @@ impl ShardCounters {
         }
         self.queue_depth.observe(queued as f64);
         if let Some(ts) = oldest {
-            let age_us = TsMicros::now().0.saturating_sub(ts.0);
+            let age_us = now.0.saturating_sub(ts.0);
             self.tick_to_write.observe(age_us as f64 / 1e6);
         }
     }
@@ -312,13 +313,14 @@ async fn flush_dirty(ctx: &ShardCtx, dirty: &mut Vec<Rc<tickcast_bus::Subscriber
             // Writing never adds or removes sessions (a failed write only wakes the session's
             // task), so the list stays borrowed for this chunk.
             let sessions = ctx.sessions.borrow();
+            let now = TsMicros::now();
             for sub in &dirty[done..end] {
                 sub.unlist();
                 match sessions
                     .get(sub.owner())
                     .filter(|s| Rc::ptr_eq(&s.sub, sub))
                 {
-                    Some(session) => writer::flush_now(ctx, session),
+                    Some(session) => writer::flush_now(ctx, session, now),
                     // Ended during a yield (or not registered yet): its own task takes over.
                     None => sub.wake(),
                 }

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use rustls::ServerConnection;
+use socket2::SockRef;
 use tokio::net::TcpStream;
 
 /// Plaintext the writer may hand rustls beyond what the socket has taken; past it `try_write`
@@ -117,9 +118,20 @@ impl Transport {
     /// Writes `buf` (or a prefix of it) without waiting; returns how many bytes of `buf` were taken.
     /// For TLS "taken" means encrypted and owned by rustls: [`flush`](Self::flush) must then report
     /// `Ok` before the connection counts as drained.
+    /// Whether this is plain TCP (no TLS records held back between writes).
+    pub(crate) fn is_plain(&self) -> bool {
+        self.tls.is_none()
+    }
+
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         let Some(tls) = &self.tls else {
-            return self.tcp.try_write(buf);
+            // Straight to send(2): tokio's try_write first reads its readiness state, one more
+            // cache line per connection on the fan-out path. A full socket goes through tokio once,
+            // so it learns the socket is full and `poll_write_ready` really waits.
+            return match SockRef::from(&self.tcp).send_with_flags(buf, libc::MSG_NOSIGNAL) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.tcp.try_write(buf),
+                r => r,
+            };
         };
         let mut conn = tls.conn.borrow_mut();
         drain_tls(&mut conn, &self.tcp)?;
@@ -149,7 +161,7 @@ impl Transport {
             conn.send_close_notify();
             let _ = drain_tls(&mut conn, &self.tcp);
         }
-        let _ = socket2::SockRef::from(&self.tcp).shutdown(std::net::Shutdown::Write);
+        let _ = SockRef::from(&self.tcp).shutdown(std::net::Shutdown::Write);
     }
 }
 

@@ -10,7 +10,7 @@
 use std::io;
 use std::task::{Context, Poll};
 
-use tickcast_core::{CloseCode, Frame};
+use tickcast_core::{CloseCode, Frame, TsMicros};
 
 use crate::connection::Session;
 use crate::metrics::CloseReason;
@@ -46,6 +46,7 @@ pub(crate) fn poll_write(
 ) -> Poll<WriterEnd> {
     let sub = &session.sub;
     let socket = &*session.stream;
+    let now = TsMicros::now();
     loop {
         if session.is_killed() {
             return Poll::Ready(WriterEnd::Stalled);
@@ -62,7 +63,7 @@ pub(crate) fn poll_write(
         }
 
         loop {
-            match write_some(ctx, session, socket) {
+            match write_some(ctx, session, socket, now) {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -98,9 +99,14 @@ pub(crate) fn poll_write(
 
 /// Writes what `session` has queued, from the dispatcher, without waiting: on a full socket (or any
 /// error) it wakes the session's writer task, which waits for room or reports the error.
-pub(crate) fn flush_now(ctx: &ShardCtx, session: &Session) {
+pub(crate) fn flush_now(ctx: &ShardCtx, session: &Session, now: TsMicros) {
     loop {
-        match write_some(ctx, session, &session.stream) {
+        match write_some(ctx, session, &session.stream, now) {
+            // Plain TCP holds nothing back once the queue is empty; TLS may, so it takes one more
+            // turn to push its records.
+            Ok(true) if session.stream.is_plain() && session.sub.queue.borrow().is_empty() => {
+                return;
+            }
             Ok(true) => continue,
             Ok(false) => return,
             Err(_) => {
@@ -111,8 +117,14 @@ pub(crate) fn flush_now(ctx: &ShardCtx, session: &Session) {
     }
 }
 
-/// One write of whatever is queued. `Ok(true)`: wrote something, `Ok(false)`: queue empty.
-fn write_some(ctx: &ShardCtx, session: &Session, socket: &Transport) -> io::Result<bool> {
+/// One write of whatever is queued. `Ok(true)`: wrote something, `Ok(false)`: queue empty. `now`
+/// dates the write for the tick-to-write histogram (one clock read per batch of writes).
+fn write_some(
+    ctx: &ShardCtx,
+    session: &Session,
+    socket: &Transport,
+    now: TsMicros,
+) -> io::Result<bool> {
     let mut q = session.sub.queue.borrow_mut();
     let mut cork = ctx.cork.borrow_mut();
     cork.clear();
@@ -133,7 +145,7 @@ fn write_some(ctx: &ShardCtx, session: &Session, socket: &Transport) -> io::Resu
     let control_left = q.control_len();
     drop(q);
     ctx.counters
-        .record_write(done.frames, written, queued, done.oldest_ts);
+        .record_write(done.frames, written, queued, done.oldest_ts, now);
     if control_left < MAX_PENDING_CONTROL {
         session.wake_reader();
     }

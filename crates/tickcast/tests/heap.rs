@@ -225,7 +225,9 @@ async fn a_subscribed_connection_costs_the_server_a_bounded_number_of_heap_bytes
     drop(again);
     let second = settle_after_close(&server).await;
     // Counted in allocations, not bytes: a few long-lived buffers (the dispatcher swaps two lists
-    // of subscribers to flush) may still grow in the second round; a per-connection object left
+    // of subscribers to flush) may still grow in the second round, and each of the warm-up clients'
+    // queue lanes may or may not be allocated at the moment of a snapshot (the sweep frees empty
+    // ones, the next tick allocates again: up to WARM either way). A per-connection object left
     // behind would add a thousand.
     let count = |s: &Snapshot| s.by_class.iter().sum::<i64>();
     let extra = count(&second) - count(&first);
@@ -235,7 +237,7 @@ async fn a_subscribed_connection_costs_the_server_a_bounded_number_of_heap_bytes
     );
     print_classes("left per connection, by size class:", &first, &second);
     assert!(
-        extra.abs() <= MEASURED as i64 / 20,
+        extra.abs() <= MEASURED as i64 / 4,
         "{extra} allocations stayed after a second round of {MEASURED} connections closed"
     );
     drop(warm);
