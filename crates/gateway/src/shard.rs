@@ -301,8 +301,8 @@ async fn serve_tls(
 /// task per connection (fewer wake-ups), yielding every [`WRITE_SLICE`]. `dirty` is a
 /// reused buffer.
 ///
-/// Ticks that arrive during a long pass are routed between slices, so subscribers not yet written
-/// in this pass carry them in the same write: a tick waits about half a pass, not a whole one.
+/// Ticks that arrive during a long pass are routed between chunks of writes, so subscribers not yet
+/// written in this pass carry them in the same write: a tick waits about half a pass, not a whole one.
 async fn flush_dirty(ctx: &ShardCtx, dirty: &mut Vec<Rc<tickcast_bus::Subscriber>>) {
     ctx.router.borrow_mut().take_dirty(dirty);
     let mut turn = Instant::now();

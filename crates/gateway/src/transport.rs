@@ -115,14 +115,14 @@ impl Transport {
         }
     }
 
-    /// Writes `buf` (or a prefix of it) without waiting; returns how many bytes of `buf` were taken.
-    /// For TLS "taken" means encrypted and owned by rustls: [`flush`](Self::flush) must then report
-    /// `Ok` before the connection counts as drained.
     /// Whether this is plain TCP (no TLS records held back between writes).
     pub(crate) fn is_plain(&self) -> bool {
         self.tls.is_none()
     }
 
+    /// Writes `buf` (or a prefix of it) without waiting; returns how many bytes of `buf` were taken.
+    /// For TLS "taken" means encrypted and owned by rustls: [`flush`](Self::flush) must then report
+    /// `Ok` before the connection counts as drained.
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         let Some(tls) = &self.tls else {
             // Straight to send(2): tokio's try_write first reads its readiness state, one more
