@@ -81,13 +81,18 @@ pub enum Pushed {
     Closed,
 }
 
+/// A tick's frame as the queues of one shard hold it: the router wraps each tick's frame once per
+/// shard, so a subscriber's copy is a plain (non-atomic) count bump, not an atomic one on the
+/// shared `Bytes` for every subscriber.
+pub type SharedFrame = Rc<Frame>;
+
 /// A tick waiting in a queue.
 #[derive(Debug, Clone)]
 struct Queued {
     topic: TopicId,
     /// Ingest time, to measure tick-to-write latency when it leaves.
     ts: TsMicros,
-    frame: Frame,
+    frame: SharedFrame,
 }
 
 /// What one [`OutQueue::advance`] moved out of the queue.
@@ -140,7 +145,7 @@ impl OutQueue {
     }
 
     /// Queues a tick for `topic`, applying the overflow policy when the data lane is full.
-    pub fn push_data(&mut self, topic: TopicId, ts: TsMicros, frame: Frame) -> Pushed {
+    pub fn push_data(&mut self, topic: TopicId, ts: TsMicros, frame: SharedFrame) -> Pushed {
         if self.closed {
             return Pushed::Closed;
         }
@@ -329,7 +334,13 @@ impl OutQueue {
                 };
                 self.data_bytes -= q.frame.len() as u32;
                 done.oldest_ts = Some(done.oldest_ts.map_or(q.ts, |t| t.min(q.ts)));
-                q.frame
+                if written >= q.frame.len() {
+                    written -= q.frame.len();
+                    done.frames += 1;
+                    continue;
+                }
+                // Partly written (the socket is full): keep this subscriber's own handle.
+                Rc::unwrap_or_clone(q.frame)
             };
             if written < frame.len() {
                 self.current = Some((frame, written));
@@ -386,7 +397,7 @@ mod tests {
     }
     impl PushTick for OutQueue {
         fn push(&mut self, t: TopicId, f: Frame) -> Pushed {
-            self.push_data(t, TsMicros(1), f)
+            self.push_data(t, TsMicros(1), Rc::new(f))
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tickcast_core::{Frame, Seq, Topic, TsMicros};
 
 use crate::bus::{Bus, BusError};
-use crate::queue::{OutQueue, Pushed, QueueLimits};
+use crate::queue::{OutQueue, Pushed, QueueLimits, SharedFrame};
 use crate::topic::{TopicId, TopicState};
 
 /// Identifies a subscriber within its shard (for logs and metrics).
@@ -261,6 +261,7 @@ impl ShardRouter {
                 continue;
             }
             let started = Instant::now();
+            let frame = SharedFrame::new(item.frame);
             for route in routes {
                 if item.seq <= route.after {
                     continue; // already sent as the snapshot
@@ -270,7 +271,7 @@ impl ShardRouter {
                         .sub
                         .queue
                         .borrow_mut()
-                        .push_data(item.topic, item.ts, item.frame.clone());
+                        .push_data(item.topic, item.ts, frame.clone());
                 self.stats.deliveries += 1;
                 match pushed {
                     Pushed::Queued => {
@@ -317,7 +318,11 @@ impl ShardRouter {
     }
 
     fn deliver(&mut self, sub: &Rc<Subscriber>, topic: TopicId, ts: TsMicros, frame: Frame) {
-        match sub.queue.borrow_mut().push_data(topic, ts, frame) {
+        match sub
+            .queue
+            .borrow_mut()
+            .push_data(topic, ts, SharedFrame::new(frame))
+        {
             Pushed::Conflated => self.stats.conflated += 1,
             Pushed::DroppedOldest(n) => self.stats.dropped += u64::from(n),
             Pushed::Disconnect => {
