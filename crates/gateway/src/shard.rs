@@ -406,14 +406,20 @@ async fn sweep_sessions(ctx: Rc<ShardCtx>) {
     let mut timer = tokio::time::interval(sweep::period(&ctx));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut open_before: usize = 0;
+    let mut trimmed = false;
     loop {
         timer.tick().await;
         sweep::sweep(&ctx, std::time::Instant::now());
         let open = ctx.sessions.borrow().len();
         let closed = open_before.saturating_sub(open);
-        if closed >= TRIM_AFTER_CLOSED.max(open_before / 8) {
+        // Once more at the sweep after a trim: a disconnect storm often spans two sweeps, and a
+        // shard left without clients allocates nothing that would make the allocator purge later.
+        let trim_now = closed >= TRIM_AFTER_CLOSED.max(open_before / 8) || trimmed;
+        trimmed = false;
+        if trim_now {
             if let Some(trim) = ctx.state.config.heap_trim {
                 trim();
+                trimmed = closed > 0;
             }
         }
         open_before = open;
