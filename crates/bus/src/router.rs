@@ -362,6 +362,15 @@ mod tests {
         out
     }
 
+    /// A one-shard bus with `ticker.AAPL` registered, and shard 0's router.
+    fn one_topic() -> (Arc<Bus>, ShardRouter, Topic, Arc<TopicState>) {
+        let bus = Bus::new(&BusConfig::default());
+        let router = ShardRouter::new(bus.clone(), 0);
+        let topic = Topic::new("ticker.AAPL").unwrap();
+        let state = bus.topic(&topic).unwrap();
+        (bus, router, topic, state)
+    }
+
     #[test]
     fn fans_out_to_every_subscriber_of_a_topic_once() {
         let bus = Bus::new(&BusConfig {
@@ -399,10 +408,7 @@ mod tests {
 
     #[test]
     fn a_taken_subscriber_is_listed_again_only_after_it_is_unlisted() {
-        let bus = Bus::new(&BusConfig::default());
-        let mut r = ShardRouter::new(bus.clone(), 0);
-        let topic = Topic::new("ticker.AAPL").unwrap();
-        let t = bus.topic(&topic).unwrap();
+        let (bus, mut r, topic, t) = one_topic();
         let sub = Subscriber::new(SubscriberId(0), Rc::default());
         r.subscribe(&sub, std::slice::from_ref(&topic)).unwrap();
         let mut taken = Vec::new();
@@ -427,10 +433,7 @@ mod tests {
 
     #[test]
     fn snapshot_on_subscribe_and_no_duplicate_after_it() {
-        let bus = Bus::new(&BusConfig::default());
-        let mut r = ShardRouter::new(bus.clone(), 0);
-        let topic = Topic::new("ticker.AAPL").unwrap();
-        let t = bus.topic(&topic).unwrap();
+        let (bus, mut r, topic, t) = one_topic();
         let early = Subscriber::new(SubscriberId(0), Rc::default());
         r.subscribe(&early, std::slice::from_ref(&topic)).unwrap();
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
@@ -449,10 +452,7 @@ mod tests {
 
     #[test]
     fn unsubscribe_and_remove_stop_delivery() {
-        let bus = Bus::new(&BusConfig::default());
-        let mut r = ShardRouter::new(bus.clone(), 0);
-        let topic = Topic::new("ticker.AAPL").unwrap();
-        let t = bus.topic(&topic).unwrap();
+        let (bus, mut r, topic, t) = one_topic();
         let s = Subscriber::new(SubscriberId(0), Rc::default());
         r.subscribe(&s, std::slice::from_ref(&topic)).unwrap();
         assert!(t.has_subscribers());

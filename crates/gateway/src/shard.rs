@@ -327,13 +327,13 @@ async fn flush_dirty(ctx: &ShardCtx, dirty: &mut Vec<Rc<tickcast_bus::Subscriber
             }
         }
         done = end;
-        if done < dirty.len() && turn.elapsed() >= WRITE_SLICE {
-            // A fan-out to thousands of clients takes milliseconds: let accepts, handshakes and
-            // client requests (and the I/O driver) in between, so none waits for the whole pass.
-            tokio::task::yield_now().await;
-            turn = Instant::now();
-        }
         if done < dirty.len() {
+            if turn.elapsed() >= WRITE_SLICE {
+                // A fan-out to thousands of clients takes milliseconds: let accepts, handshakes and
+                // client requests (and the I/O driver) in between, so none waits for the whole pass.
+                tokio::task::yield_now().await;
+                turn = Instant::now();
+            }
             route(ctx);
         }
     }
@@ -406,22 +406,21 @@ async fn sweep_sessions(ctx: Rc<ShardCtx>) {
     let mut timer = tokio::time::interval(sweep::period(&ctx));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut open_before: usize = 0;
-    let mut trimmed = false;
+    let mut after_storm = false;
     loop {
         timer.tick().await;
         sweep::sweep(&ctx, std::time::Instant::now());
         let open = ctx.sessions.borrow().len();
         let closed = open_before.saturating_sub(open);
-        // Once more at the sweep after a trim: a disconnect storm often spans two sweeps, and a
-        // shard left without clients allocates nothing that would make the allocator purge later.
-        let trim_now = closed >= TRIM_AFTER_CLOSED.max(open_before / 8) || trimmed;
-        trimmed = false;
-        if trim_now {
+        let storm = closed >= TRIM_AFTER_CLOSED.max(open_before / 8);
+        // Once more at the sweep after a storm: a storm often spans two sweeps, and a shard left
+        // without clients allocates nothing that would make the allocator purge later.
+        if storm || after_storm {
             if let Some(trim) = ctx.state.config.heap_trim {
                 trim();
-                trimmed = closed > 0;
             }
         }
+        after_storm = storm;
         open_before = open;
     }
 }

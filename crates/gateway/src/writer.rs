@@ -102,11 +102,6 @@ pub(crate) fn poll_write(
 pub(crate) fn flush_now(ctx: &ShardCtx, session: &Session, now: TsMicros) {
     loop {
         match write_some(ctx, session, &session.stream, now) {
-            // Plain TCP holds nothing back once the queue is empty; TLS may, so it takes one more
-            // turn to push its records.
-            Ok(true) if session.stream.is_plain() && session.sub.queue.borrow().is_empty() => {
-                return;
-            }
             Ok(true) => continue,
             Ok(false) => return,
             Err(_) => {
@@ -117,8 +112,9 @@ pub(crate) fn flush_now(ctx: &ShardCtx, session: &Session, now: TsMicros) {
     }
 }
 
-/// One write of whatever is queued. `Ok(true)`: wrote something, `Ok(false)`: queue empty. `now`
-/// dates the write for the tick-to-write histogram (one clock read per batch of writes).
+/// One write of whatever is queued. `Ok(true)`: call again (frames remain, or a TLS connection may
+/// hold records back), `Ok(false)`: all written. `now` dates the write for the tick-to-write
+/// histogram (one clock read per batch of writes).
 fn write_some(
     ctx: &ShardCtx,
     session: &Session,
@@ -143,11 +139,13 @@ fn write_some(
     session.stalled_since.set(None);
     let done = q.advance(written);
     let control_left = q.control_len();
+    // Plain TCP holds nothing back once the queue is empty; TLS takes one more turn to push records.
+    let again = !q.is_empty() || !socket.is_plain();
     drop(q);
     ctx.counters
         .record_write(done.frames, written, queued, done.oldest_ts, now);
     if control_left < MAX_PENDING_CONTROL {
         session.wake_reader();
     }
-    Ok(true)
+    Ok(again)
 }
