@@ -2,7 +2,8 @@
 //! publish, route into every queue, list the subscribers to flush), and the allocations it makes.
 //!
 //! Run: `cargo bench -p tickcast-bus --bench fanout`. Besides criterion's time, it prints the heap
-//! allocations of one publish, counted by a wrapping global allocator.
+//! allocations of one publish, counted by a wrapping global allocator. Two cases: subscribers in the
+//! core's caches, and pushed out of them first (what the kernel's network path does between ticks).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::IoSlice;
@@ -49,6 +50,8 @@ struct Fixture {
     dirty: Vec<std::rc::Rc<Subscriber>>,
     enc: TickEncoder,
     tick: Tick,
+    /// The other allocations that sit between subscribers.
+    _others: Vec<Vec<u8>>,
 }
 
 impl Fixture {
@@ -60,18 +63,27 @@ impl Fixture {
         let mut router = ShardRouter::new(bus.clone(), 0);
         let topic = Topic::new("ticker.AAPL").expect("valid topic");
         let state = bus.topic(&topic).expect("topic");
+        // As in a server that has run a while, subscribers are neither next to each other in
+        // memory (a connection's other state is allocated between them) nor routed in the order
+        // they were allocated (clients come and go), so the CPU's stride prefetcher cannot guess
+        // the next one: every step is the cache miss it is in production.
+        let mut others = Vec::with_capacity(SUBSCRIBERS);
         let subs: Vec<_> = (0..SUBSCRIBERS)
             .map(|i| {
-                let s = Subscriber::new(
+                others.push(vec![0u8; 1024]);
+                Subscriber::new(
                     SubscriberId(i as u64),
                     std::rc::Rc::new(QueueLimits::default()),
-                );
-                router
-                    .subscribe(&s, std::slice::from_ref(&topic))
-                    .expect("subscribe");
-                s
+                )
             })
             .collect();
+        // A fixed permutation (7919 is prime, so coprime with the count).
+        for i in 0..SUBSCRIBERS {
+            let s = &subs[i * 7919 % SUBSCRIBERS];
+            router
+                .subscribe(s, std::slice::from_ref(&topic))
+                .expect("subscribe");
+        }
         let tick = Tick {
             topic,
             seq: Seq(0),
@@ -89,6 +101,7 @@ impl Fixture {
             dirty: Vec::new(),
             enc: TickEncoder::new(),
             tick,
+            _others: others,
         }
     }
 
@@ -107,6 +120,19 @@ impl Fixture {
         self.router.take_dirty(&mut self.dirty);
         n
     }
+}
+
+/// Several times a core's private caches (L1 + L2, about 1 MiB on the machines here), far less than
+/// the shared L3: roughly what the kernel's network path runs through between two ticks of a topic.
+const EVICT_BYTES: usize = 4 << 20;
+
+/// Pushes the subscribers out of the core's private caches, as the kernel's network path does
+/// between two ticks in a real server, so the publish starts as cold as it does there.
+fn evict_caches(buf: &mut [u8]) {
+    for line in buf.chunks_mut(64) {
+        line[0] = line[0].wrapping_add(1);
+    }
+    std::hint::black_box(buf);
 }
 
 /// Empties every queue, as the writers would.
@@ -136,9 +162,24 @@ fn fanout(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("fanout");
     g.throughput(Throughput::Elements(SUBSCRIBERS as u64));
+    // Warm: the subscribers are in the core's caches, as when ticks come faster than the kernel's
+    // work between them can evict them.
     g.bench_function("publish_1_tick_to_10k_subscribers", |b| {
         let subs = f.subs.clone();
         b.iter_batched(|| drain(&subs), |_| f.publish(), BatchSize::PerIteration)
+    });
+    // Cold: the core's private caches were overwritten since the last tick.
+    g.bench_function("publish_1_tick_to_10k_cold_subscribers", |b| {
+        let subs = f.subs.clone();
+        let mut evict = vec![0u8; EVICT_BYTES];
+        b.iter_batched(
+            || {
+                drain(&subs);
+                evict_caches(&mut evict);
+            },
+            |_| f.publish(),
+            BatchSize::PerIteration,
+        )
     });
     g.finish();
 }

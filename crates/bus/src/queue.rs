@@ -10,9 +10,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use tickcast_core::prefetch::prefetch;
 use tickcast_core::{Frame, TsMicros};
 
 use crate::topic::TopicId;
+
+/// How much of the queue's front [`OutQueue::prefetch_front`] loads: the entries of a typical write.
+const FRONT_PREFETCH_BYTES: usize = 256;
 
 /// What happens when a subscriber's data lane is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -254,6 +258,16 @@ impl OutQueue {
     /// Control frames waiting (the reader pauses while this is high).
     pub fn control_len(&self) -> usize {
         self.control.len()
+    }
+
+    /// Starts loading the first queued ticks' entries into cache, for a write a step or two later.
+    #[inline]
+    pub fn prefetch_front(&self) {
+        let (front, _) = self.data.as_slices();
+        prefetch(
+            front.as_ptr(),
+            std::mem::size_of_val(front).min(FRONT_PREFETCH_BYTES),
+        );
     }
 
     /// Ticks waiting (data lane plus conflated).

@@ -6,10 +6,11 @@
 //!
 //! It does no I/O and knows nothing about sockets, subscribers or feeds: the bus, the ingesters and the
 //! gateway build on it, and it can be tested and fuzzed on bytes alone.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod frame;
 pub mod json;
+pub mod prefetch;
 pub mod protocol;
 pub mod tick;
 pub mod topic;
