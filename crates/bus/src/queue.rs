@@ -112,7 +112,18 @@ pub struct Advanced {
 /// are shared, and what it dropped or conflated is told to the caller by [`Pushed`] instead of being
 /// counted here.
 #[derive(Debug)]
+#[repr(C)]
 pub struct OutQueue {
+    // What a push reads and writes comes first, so that with the subscriber's flags in front of it
+    // routing a tick touches two cache lines of the subscriber (see `Subscriber`).
+    closed: bool,
+    /// Bytes in `data` and `conflated` (`max_bytes` is validated to fit in `u32`).
+    data_bytes: u32,
+    /// Ticks in arrival order; grows lazily, so an idle subscriber costs no buffer.
+    data: VecDeque<Queued>,
+    /// While conflating: the newest pending tick per topic, sent after `data` drains. At most one
+    /// entry per subscribed topic, so it is bounded by the topics-per-connection limit.
+    conflated: Vec<Queued>,
     /// Shared by all queues of a shard.
     limits: Rc<QueueLimits>,
     /// A frame the socket accepted only part of, and how many bytes of it went out. It must finish
@@ -121,16 +132,8 @@ pub struct OutQueue {
     /// Control frames and replies: never dropped; the reader stops reading while this is long, which
     /// bounds it through TCP backpressure instead.
     control: VecDeque<Frame>,
-    /// Ticks in arrival order; grows lazily, so an idle subscriber costs no buffer.
-    data: VecDeque<Queued>,
-    /// While conflating: the newest pending tick per topic, sent after `data` drains. At most one
-    /// entry per subscribed topic, so it is bounded by the topics-per-connection limit.
-    conflated: Vec<Queued>,
-    /// Bytes in `data` and `conflated` (`max_bytes` is validated to fit in `u32`).
-    data_bytes: u32,
     /// Set when the data lane overflowed; cleared when it drains. Drives `max_lag`.
     lagging_since: Option<Instant>,
-    closed: bool,
 }
 
 impl OutQueue {
