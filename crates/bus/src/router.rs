@@ -23,9 +23,9 @@ pub struct SubscriberId(pub u64);
 /// One connection's view from the bus: its outbound queue and the writer to wake.
 ///
 /// `repr(C)`, hot fields first: routing a tick touches the `Rc` counts, the flags and the head of the
-/// queue, which then share two cache lines (an `Rc<Subscriber>` is a 256-byte block, which the
-/// allocator places on a cache-line boundary); a write pass touches everything up to the end of the
-/// queue, which [`Subscriber::prefetch`] loads ahead.
+/// queue, which then share two cache lines (an `Rc<Subscriber>` is a 256-byte block, which mimalloc
+/// places on a cache-line boundary); a write pass touches everything up to the owner index, which
+/// [`Subscriber::prefetch`] loads ahead.
 #[repr(C)]
 pub struct Subscriber {
     /// Queued since the last flush: the router lists it once per dispatch round.

@@ -1,9 +1,9 @@
-//! Software prefetch: start loading a cache line the fan-out loops will touch a few steps later.
+//! Software prefetch: start loading cache lines a loop will touch a few steps later.
 //!
-//! The fan-out loops walk subscribers scattered over the heap, and each step's first touch of a
-//! subscriber is a cache miss that the CPU cannot start early, because the address comes from the
-//! step before. Issuing the load one or two subscribers ahead overlaps those misses with useful work
-//! (or with the previous subscriber's `send`, which takes microseconds).
+//! The gateway's write pass walks connections scattered over the heap, and each write's first touch
+//! of a connection's state is a cache miss the CPU cannot start early, because the address comes
+//! from the object before. Issuing the loads a few connections ahead lets them land while the
+//! current connection's `send` runs in the kernel (microseconds).
 #![allow(unsafe_code)]
 
 /// Hints the CPU to load the cache lines holding the `len` bytes at `p` into all cache levels.
