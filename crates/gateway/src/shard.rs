@@ -308,22 +308,20 @@ async fn serve_tls(
 async fn flush_dirty(ctx: &ShardCtx, dirty: &mut Vec<Rc<tickcast_bus::Subscriber>>) {
     ctx.router.borrow_mut().take_dirty(dirty);
     let mut turn = Instant::now();
-    // Each handle is dropped right after its write, while the subscriber is still cached; dropping
-    // them all after the pass would cost one more cache miss per subscriber.
-    let mut pending = dirty.drain(..);
-    while !pending.as_slice().is_empty() {
+    let mut done = 0;
+    while done < dirty.len() {
+        let end = (done + WRITE_CHUNK).min(dirty.len());
         {
             // Writing never adds or removes sessions (a failed write only wakes the session's
             // task), so the list stays borrowed for this chunk.
             let sessions = ctx.sessions.borrow();
             let now = TsMicros::now();
-            for _ in 0..WRITE_CHUNK {
-                let Some(sub) = pending.next() else { break };
-                prefetch_ahead(&sessions, pending.as_slice());
+            for (i, sub) in dirty.iter().enumerate().take(end).skip(done) {
+                prefetch_ahead(&sessions, dirty, i);
                 sub.unlist();
                 match sessions
                     .get(sub.owner())
-                    .filter(|s| Rc::ptr_eq(&s.sub, &sub))
+                    .filter(|s| Rc::ptr_eq(&s.sub, sub))
                 {
                     Some(session) => writer::flush_now(ctx, session, now),
                     // Ended during a yield (or not registered yet): its own task takes over.
@@ -331,7 +329,8 @@ async fn flush_dirty(ctx: &ShardCtx, dirty: &mut Vec<Rc<tickcast_bus::Subscriber
                 }
             }
         }
-        if !pending.as_slice().is_empty() {
+        done = end;
+        if done < dirty.len() {
             if turn.elapsed() >= WRITE_SLICE {
                 // A fan-out to thousands of clients takes milliseconds: let accepts, handshakes and
                 // client requests (and the I/O driver) in between, so none waits for the whole pass.
@@ -341,19 +340,19 @@ async fn flush_dirty(ctx: &ShardCtx, dirty: &mut Vec<Rc<tickcast_bus::Subscriber
             route(ctx);
         }
     }
+    dirty.clear();
 }
 
-/// Starts loading what writing the next subscribers (`upcoming`, in order) will touch, in stages
-/// because each address comes from an object the previous stage loaded: the subscriber three ahead;
-/// the session and queue front two ahead; the socket state one ahead. The loads land while the
-/// current subscriber's `send` runs (microseconds) instead of stalling each write on a chain of
-/// cache misses.
-fn prefetch_ahead(sessions: &[Rc<Session>], upcoming: &[Rc<tickcast_bus::Subscriber>]) {
+/// Starts loading what writing the next subscribers will touch, in stages because each address
+/// comes from an object the previous stage loaded: the subscriber three ahead; the session and queue
+/// front two ahead; the socket state one ahead. The loads land while this subscriber's `send` runs
+/// (microseconds) instead of stalling each write on a chain of cache misses.
+fn prefetch_ahead(sessions: &[Rc<Session>], dirty: &[Rc<tickcast_bus::Subscriber>], i: usize) {
     let session_of = |sub: &tickcast_bus::Subscriber| sessions.get(sub.owner());
-    if let Some(sub) = upcoming.get(2) {
+    if let Some(sub) = dirty.get(i + 3) {
         tickcast_bus::Subscriber::prefetch(sub);
     }
-    if let Some(sub) = upcoming.get(1) {
+    if let Some(sub) = dirty.get(i + 2) {
         if let Some(session) = session_of(sub) {
             prefetch(Rc::as_ptr(session), std::mem::size_of::<Session>());
         }
@@ -361,7 +360,7 @@ fn prefetch_ahead(sessions: &[Rc<Session>], upcoming: &[Rc<tickcast_bus::Subscri
             q.prefetch_front();
         }
     }
-    if let Some(session) = upcoming.first().and_then(|sub| session_of(sub)) {
+    if let Some(session) = dirty.get(i + 1).and_then(|sub| session_of(sub)) {
         prefetch(
             Rc::as_ptr(&session.stream),
             std::mem::size_of::<Transport>(),
