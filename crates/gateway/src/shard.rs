@@ -55,8 +55,8 @@ pub(crate) struct ShardCounters {
 }
 
 impl ShardCounters {
-    /// Records one vectored write made at `now`: frames and bytes it carried, ticks that were queued
-    /// before it, and the ingest time of the oldest tick it carried.
+    /// Records one write made at `now`: frames and bytes it carried, ticks that were queued before
+    /// it, and the ingest time of the oldest tick it carried.
     pub(crate) fn record_write(
         &self,
         frames: usize,
@@ -348,6 +348,8 @@ async fn flush_dirty(ctx: &ShardCtx, dirty: &mut Vec<Rc<tickcast_bus::Subscriber
 /// front two ahead; the socket state one ahead. The loads land while this subscriber's `send` runs
 /// (microseconds) instead of stalling each write on a chain of cache misses.
 fn prefetch_ahead(sessions: &[Rc<Session>], dirty: &[Rc<tickcast_bus::Subscriber>], i: usize) {
+    // No ownership check as the write path makes: it would load the very line being prefetched,
+    // and a wrong guess (a session that ended during a yield) only wastes the hint.
     let session_of = |sub: &tickcast_bus::Subscriber| sessions.get(sub.owner());
     if let Some(sub) = dirty.get(i + 3) {
         tickcast_bus::Subscriber::prefetch(sub);
