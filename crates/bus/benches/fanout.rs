@@ -60,7 +60,7 @@ impl Fixture {
             shards: 1,
             ..Default::default()
         });
-        let mut router = ShardRouter::new(bus.clone(), 0);
+        let mut router = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
         let topic = Topic::new("ticker.AAPL").expect("valid topic");
         let state = bus.topic(&topic).expect("topic");
         // As in a server that has run a while, subscribers are neither next to each other in
@@ -71,10 +71,7 @@ impl Fixture {
         let subs: Vec<_> = (0..SUBSCRIBERS)
             .map(|i| {
                 others.push(vec![0u8; 1024]);
-                Subscriber::new(
-                    SubscriberId(i as u64),
-                    std::rc::Rc::new(QueueLimits::default()),
-                )
+                Subscriber::new(SubscriberId(i as u64))
             })
             .collect();
         // A fixed permutation (7919 is prime, so coprime with the count).

@@ -21,7 +21,7 @@ mod topic;
 
 pub use bus::{Bus, BusConfig, BusError, PublishBatch, TopicSnapshot};
 pub use inbox::{Published, ShardInbox};
-pub use queue::{Advanced, OutQueue, OverflowPolicy, Pushed, QueueLimits, SharedFrame};
+pub use queue::{Advanced, OutQueue, OverflowPolicy, Pushed, QueueLimits, RoutedTick, SharedTick};
 pub use router::{RouterStats, ShardRouter, Subscriber, SubscriberId};
 pub use tap::BusTap;
 pub use topic::{LastTick, TopicId, TopicState};

@@ -85,18 +85,31 @@ pub enum Pushed {
     Closed,
 }
 
-/// A tick's frame as the queues of one shard hold it: the router wraps each tick's frame once per
-/// shard, so a subscriber's copy is a plain (non-atomic) count bump, not an atomic one on the
-/// shared `Bytes` for every subscriber.
-pub type SharedFrame = Rc<Frame>;
-
-/// A tick waiting in a queue.
-#[derive(Debug, Clone)]
-struct Queued {
-    topic: TopicId,
+/// A tick as the router hands it to the queues of one shard: wrapped once per shard with what a
+/// queue needs to know of it, so each subscriber's entry is one pointer (a plain, non-atomic count
+/// bump) instead of a copy of the topic, the timestamp and an atomic bump of the shared `Bytes`.
+#[derive(Debug)]
+pub struct RoutedTick {
+    /// Its topic, for conflation and purging.
+    pub topic: TopicId,
     /// Ingest time, to measure tick-to-write latency when it leaves.
-    ts: TsMicros,
-    frame: SharedFrame,
+    pub ts: TsMicros,
+    /// The frame, serialized once.
+    pub frame: Frame,
+}
+
+/// A queue entry: one shard's shared handle on a [`RoutedTick`].
+pub type SharedTick = Rc<RoutedTick>;
+
+impl RoutedTick {
+    /// Wraps a tick for the queues of one shard.
+    pub fn shared(topic: TopicId, ts: TsMicros, frame: Frame) -> SharedTick {
+        Rc::new(RoutedTick { topic, ts, frame })
+    }
+
+    fn len(&self) -> usize {
+        self.frame.len()
+    }
 }
 
 /// What one [`OutQueue::advance`] moved out of the queue.
@@ -109,23 +122,25 @@ pub struct Advanced {
 }
 
 /// The outbound queue of one subscriber. Every connection has one, so it is kept small: the limits
-/// are shared, and what it dropped or conflated is told to the caller by [`Pushed`] instead of being
-/// counted here.
+/// are the shard's (passed in by the router), and what it dropped or conflated is told to the caller
+/// by [`Pushed`] instead of being counted here.
 #[derive(Debug)]
 #[repr(C)]
 pub struct OutQueue {
-    // What a push reads and writes comes first, so that with the subscriber's flags in front of it
-    // routing a tick touches two cache lines of the subscriber (see `Subscriber`).
+    // Everything a push reads comes first: with the `Rc` counts and the `RefCell` flag in front of
+    // it, routing a tick to a subscriber touches one cache line of it (plus the slot it stores to).
     closed: bool,
+    /// Listed for the current write pass (see [`ShardRouter::take_dirty`](crate::ShardRouter)).
+    listed: bool,
+    /// `conflated` is not empty: checked on every push without loading that vector.
+    conflating: bool,
     /// Bytes in `data` and `conflated` (`max_bytes` is validated to fit in `u32`).
     data_bytes: u32,
     /// Ticks in arrival order; grows lazily, so an idle subscriber costs no buffer.
-    data: VecDeque<Queued>,
+    data: VecDeque<SharedTick>,
     /// While conflating: the newest pending tick per topic, sent after `data` drains. At most one
     /// entry per subscribed topic, so it is bounded by the topics-per-connection limit.
-    conflated: Vec<Queued>,
-    /// Shared by all queues of a shard.
-    limits: Rc<QueueLimits>,
+    conflated: Vec<SharedTick>,
     /// A frame the socket accepted only part of, and how many bytes of it went out. It must finish
     /// before anything else, so it leaves its lane.
     current: Option<(Frame, usize)>,
@@ -136,55 +151,67 @@ pub struct OutQueue {
     lagging_since: Option<Instant>,
 }
 
+impl Default for OutQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl OutQueue {
+    /// The leading bytes of a queue that a push reads: flags, byte count and the ring's header.
+    #[cfg(test)]
+    pub(crate) const HEAD_BYTES: usize =
+        std::mem::offset_of!(OutQueue, data) + std::mem::size_of::<VecDeque<SharedTick>>();
+
     /// An empty queue; allocates nothing until used.
-    pub fn new(limits: Rc<QueueLimits>) -> Self {
+    pub fn new() -> Self {
         Self {
-            limits,
-            current: None,
-            control: VecDeque::new(),
+            closed: false,
+            listed: false,
+            conflating: false,
+            data_bytes: 0,
             data: VecDeque::new(),
             conflated: Vec::new(),
-            data_bytes: 0,
+            current: None,
+            control: VecDeque::new(),
             lagging_since: None,
-            closed: false,
         }
     }
 
-    /// Queues a tick for `topic`, applying the overflow policy when the data lane is full.
-    pub fn push_data(&mut self, topic: TopicId, ts: TsMicros, frame: SharedFrame) -> Pushed {
+    /// Queues a tick, applying the overflow policy of `limits` when the data lane is full.
+    pub fn push_data(&mut self, limits: &QueueLimits, tick: SharedTick) -> Pushed {
         if self.closed {
             return Pushed::Closed;
         }
-        let fits = self.conflated.is_empty()
-            && self.data.len() < self.limits.max_frames
-            && self.data_bytes() + frame.len() <= self.limits.max_bytes;
+        let fits = !self.conflating
+            && self.data.len() < limits.max_frames
+            && self.data_bytes() + tick.len() <= limits.max_bytes;
         if fits {
-            self.data_bytes += frame.len() as u32;
-            self.data.push_back(Queued { topic, ts, frame });
+            self.data_bytes += tick.len() as u32;
+            self.data.push_back(tick);
             return Pushed::Queued;
         }
         // Overflow: the slow path, where reading the clock is affordable.
         let now = Instant::now();
         let since = *self.lagging_since.get_or_insert(now);
-        if now.duration_since(since) > self.limits.max_lag {
+        if now.duration_since(since) > limits.max_lag {
             return Pushed::Disconnect;
         }
-        match self.limits.policy {
+        match limits.policy {
             OverflowPolicy::Disconnect => Pushed::Disconnect,
             OverflowPolicy::DropOldest => {
                 let mut dropped = 0;
                 while !self.data.is_empty()
-                    && (self.data.len() >= self.limits.max_frames
-                        || self.data_bytes() + frame.len() > self.limits.max_bytes)
+                    && (self.data.len() >= limits.max_frames
+                        || self.data_bytes() + tick.len() > limits.max_bytes)
                 {
                     if let Some(old) = self.data.pop_front() {
-                        self.data_bytes -= old.frame.len() as u32;
+                        self.data_bytes -= old.len() as u32;
                         dropped += 1;
                     }
                 }
-                self.data_bytes += frame.len() as u32;
-                self.data.push_back(Queued { topic, ts, frame });
+                self.data_bytes += tick.len() as u32;
+                self.data.push_back(tick);
                 if dropped > 0 {
                     Pushed::DroppedOldest(dropped)
                 } else {
@@ -192,18 +219,30 @@ impl OutQueue {
                 }
             }
             OverflowPolicy::Conflate => {
-                if let Some(slot) = self.conflated.iter_mut().find(|q| q.topic == topic) {
-                    self.data_bytes =
-                        self.data_bytes - slot.frame.len() as u32 + frame.len() as u32;
-                    *slot = Queued { topic, ts, frame };
+                self.conflating = true;
+                if let Some(slot) = self.conflated.iter_mut().find(|q| q.topic == tick.topic) {
+                    self.data_bytes = self.data_bytes - slot.len() as u32 + tick.len() as u32;
+                    *slot = tick;
                     Pushed::Conflated
                 } else {
-                    self.data_bytes += frame.len() as u32;
-                    self.conflated.push(Queued { topic, ts, frame });
+                    self.data_bytes += tick.len() as u32;
+                    self.conflated.push(tick);
                     Pushed::Queued
                 }
             }
         }
+    }
+
+    /// Marks the queue listed for the next write pass; false if it already was.
+    #[inline]
+    pub fn list(&mut self) -> bool {
+        !std::mem::replace(&mut self.listed, true)
+    }
+
+    /// Clears the mark [`list`](Self::list) set, right before the queue is written.
+    #[inline]
+    pub fn unlist(&mut self) {
+        self.listed = false;
     }
 
     /// Queues a control frame or reply on the priority lane.
@@ -226,21 +265,23 @@ impl OutQueue {
     /// Removes pending ticks of `topic` (after an unsubscribe, so none arrive after the ack).
     pub fn purge_topic(&mut self, topic: TopicId) {
         let mut freed = 0;
-        let mut keep = |q: &Queued| {
+        let mut keep = |q: &SharedTick| {
             let keep = q.topic != topic;
             if !keep {
-                freed += q.frame.len();
+                freed += q.len();
             }
             keep
         };
         self.data.retain(&mut keep);
         self.conflated.retain(&mut keep);
+        self.conflating = !self.conflated.is_empty();
         self.data_bytes -= freed as u32;
     }
 
     fn clear_data(&mut self) {
         self.data.clear();
         self.conflated.clear();
+        self.conflating = false;
         self.data_bytes = 0;
         self.lagging_since = None;
     }
@@ -345,19 +386,21 @@ impl OutQueue {
                 let q = if let Some(q) = self.data.pop_front() {
                     q
                 } else if !self.conflated.is_empty() {
-                    self.conflated.remove(0)
+                    let q = self.conflated.remove(0);
+                    self.conflating = !self.conflated.is_empty();
+                    q
                 } else {
                     break;
                 };
-                self.data_bytes -= q.frame.len() as u32;
+                self.data_bytes -= q.len() as u32;
                 done.oldest_ts = Some(done.oldest_ts.map_or(q.ts, |t| t.min(q.ts)));
-                if written >= q.frame.len() {
-                    written -= q.frame.len();
+                if written >= q.len() {
+                    written -= q.len();
                     done.frames += 1;
                     continue;
                 }
                 // Partly written (the socket is full): keep this subscriber's own handle.
-                Rc::unwrap_or_clone(q.frame)
+                Rc::try_unwrap(q).map_or_else(|shared| shared.frame.clone(), |tick| tick.frame)
             };
             if written < frame.len() {
                 self.current = Some((frame, written));
@@ -408,23 +451,47 @@ mod tests {
         )
     }
 
-    /// Test shorthand: push a tick with a fixed ts.
-    trait PushTick {
-        fn push(&mut self, t: TopicId, f: Frame) -> Pushed;
+    /// A queue with its limits, as the router would push to it.
+    struct Limited {
+        q: OutQueue,
+        limits: QueueLimits,
     }
-    impl PushTick for OutQueue {
+
+    impl Limited {
+        /// Test shorthand: push a tick with a fixed ts.
         fn push(&mut self, t: TopicId, f: Frame) -> Pushed {
-            self.push_data(t, TsMicros(1), Rc::new(f))
+            self.q
+                .push_data(&self.limits, RoutedTick::shared(t, TsMicros(1), f))
         }
     }
 
-    fn limits(policy: OverflowPolicy, max_frames: usize) -> Rc<QueueLimits> {
-        Rc::new(QueueLimits {
+    impl std::ops::Deref for Limited {
+        type Target = OutQueue;
+        fn deref(&self) -> &OutQueue {
+            &self.q
+        }
+    }
+
+    impl std::ops::DerefMut for Limited {
+        fn deref_mut(&mut self) -> &mut OutQueue {
+            &mut self.q
+        }
+    }
+
+    fn limits(policy: OverflowPolicy, max_frames: usize) -> QueueLimits {
+        QueueLimits {
             max_frames,
             max_bytes: 1 << 20,
             policy,
             max_lag: Duration::from_secs(60),
-        })
+        }
+    }
+
+    fn queue(limits: QueueLimits) -> Limited {
+        Limited {
+            q: OutQueue::new(),
+            limits,
+        }
     }
 
     /// Drains the queue by "writing" everything, returning payloads in wire order.
@@ -447,7 +514,7 @@ mod tests {
 
     #[test]
     fn conflation_keeps_exactly_the_newest_per_topic() {
-        let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 2));
+        let mut q = queue(limits(OverflowPolicy::Conflate, 2));
         let mut results = Vec::new();
         for seq in 1..=5 {
             for topic in [1, 2, 3] {
@@ -477,7 +544,7 @@ mod tests {
 
     #[test]
     fn drop_oldest_bounds_the_queue() {
-        let mut q = OutQueue::new(limits(OverflowPolicy::DropOldest, 3));
+        let mut q = queue(limits(OverflowPolicy::DropOldest, 3));
         let mut dropped = 0;
         for seq in 1..=10 {
             let (t, f) = tick(1, seq);
@@ -498,15 +565,15 @@ mod tests {
 
     #[test]
     fn disconnect_policy_and_max_lag() {
-        let mut q = OutQueue::new(limits(OverflowPolicy::Disconnect, 1));
+        let mut q = queue(limits(OverflowPolicy::Disconnect, 1));
         let (t, f) = tick(1, 1);
         assert_eq!(q.push(t, f.clone()), Pushed::Queued);
         assert_eq!(q.push(t, f.clone()), Pushed::Disconnect);
 
-        let mut q = OutQueue::new(Rc::new(QueueLimits {
+        let mut q = queue(QueueLimits {
             max_lag: Duration::ZERO,
-            ..*limits(OverflowPolicy::Conflate, 1)
-        }));
+            ..limits(OverflowPolicy::Conflate, 1)
+        });
         assert_eq!(q.push(t, f.clone()), Pushed::Queued);
         assert_eq!(
             q.push(t, f.clone()),
@@ -519,7 +586,7 @@ mod tests {
 
     #[test]
     fn gather_copies_what_fill_would_send_up_to_the_cap() {
-        let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 8));
+        let mut q = queue(limits(OverflowPolicy::Conflate, 8));
         for seq in 1..=4 {
             let (t, f) = tick(1, seq);
             q.push(t, f);
@@ -547,7 +614,7 @@ mod tests {
 
     #[test]
     fn control_goes_first_and_partial_frames_finish_first() {
-        let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 8));
+        let mut q = queue(limits(OverflowPolicy::Conflate, 8));
         let (t, f) = tick(1, 1);
         q.push(t, f.clone());
         q.advance(3); // part of the tick went out
@@ -563,7 +630,7 @@ mod tests {
 
     #[test]
     fn close_drops_data_and_refuses_more() {
-        let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 8));
+        let mut q = queue(limits(OverflowPolicy::Conflate, 8));
         let (t, f) = tick(1, 1);
         q.push(t, f.clone());
         q.close_with(Frame::text(b"bye"));
@@ -573,7 +640,7 @@ mod tests {
 
     #[test]
     fn purge_removes_a_topic() {
-        let mut q = OutQueue::new(limits(OverflowPolicy::Conflate, 8));
+        let mut q = queue(limits(OverflowPolicy::Conflate, 8));
         for topic in [1, 2, 1] {
             let (t, f) = tick(topic, 1);
             q.push(t, f);

@@ -13,7 +13,7 @@ use tickcast_core::prefetch::prefetch;
 use tickcast_core::{Frame, Seq, Topic, TsMicros};
 
 use crate::bus::{Bus, BusError};
-use crate::queue::{OutQueue, Pushed, QueueLimits, SharedFrame};
+use crate::queue::{OutQueue, Pushed, QueueLimits, RoutedTick};
 use crate::topic::{TopicId, TopicState};
 
 /// Identifies a subscriber within its shard (for logs and metrics).
@@ -22,18 +22,16 @@ pub struct SubscriberId(pub u64);
 
 /// One connection's view from the bus: its outbound queue and the writer to wake.
 ///
-/// `repr(C)`, hot fields first: routing a tick touches the `Rc` counts, the flags and the head of the
-/// queue, which then share two cache lines (an `Rc<Subscriber>` is a 256-byte block, which mimalloc
-/// places on a cache-line boundary); a write pass touches everything up to the owner index, which
-/// [`Subscriber::prefetch`] loads ahead.
+/// `repr(C)`, hot fields first: routing a tick touches the `Rc` counts, the `RefCell` flag and the
+/// head of the queue (its flags, byte count and ring), which then fill exactly the first cache line
+/// (an `Rc<Subscriber>` is a 256-byte block, which mimalloc places on a cache-line boundary); a
+/// write pass touches everything up to the owner index, which [`Subscriber::prefetch`] loads ahead.
 #[repr(C)]
 pub struct Subscriber {
-    /// Queued since the last flush: the router lists it once per dispatch round.
-    dirty: Cell<bool>,
-    /// Set when the overflow policy decided to disconnect; the writer closes with 1008.
-    slow: Cell<bool>,
     /// The outbound queue; borrowed briefly by the router (push) and the writer (drain), same thread.
     pub queue: RefCell<OutQueue>,
+    /// Set when the overflow policy decided to disconnect; the writer closes with 1008.
+    slow: Cell<bool>,
     /// An index the embedding code uses to find its own state for this subscriber (the gateway's
     /// session slot); the bus never interprets it.
     owner: Cell<usize>,
@@ -53,14 +51,13 @@ impl std::fmt::Debug for Subscriber {
 
 impl Subscriber {
     /// A subscriber with an empty queue.
-    pub fn new(id: SubscriberId, limits: Rc<QueueLimits>) -> Rc<Subscriber> {
+    pub fn new(id: SubscriberId) -> Rc<Subscriber> {
         Rc::new(Subscriber {
             id,
-            queue: RefCell::new(OutQueue::new(limits)),
+            queue: RefCell::new(OutQueue::new()),
             writer: Cell::new(None),
             topics: RefCell::new(Vec::new()),
             slow: Cell::new(false),
-            dirty: Cell::new(false),
             owner: Cell::new(usize::MAX),
         })
     }
@@ -83,7 +80,7 @@ impl Subscriber {
     /// Clears the mark [`ShardRouter::take_dirty`] left, right before its queue is written: ticks
     /// routed from now on list it again.
     pub fn unlist(&self) {
-        self.dirty.set(false);
+        self.queue.borrow_mut().unlist();
     }
 
     /// Registers the writer task to wake when frames are queued.
@@ -164,6 +161,8 @@ pub struct RouterStats {
 pub struct ShardRouter {
     shard: usize,
     bus: Arc<Bus>,
+    /// Bounds of every queue of this shard.
+    limits: QueueLimits,
     /// Indexed by [`TopicId`]: dense, so lookup is an index, not a hash.
     routes: Vec<Vec<Route>>,
     stats: RouterStats,
@@ -172,11 +171,12 @@ pub struct ShardRouter {
 }
 
 impl ShardRouter {
-    /// The router of shard `shard` of `bus`.
-    pub fn new(bus: Arc<Bus>, shard: usize) -> Self {
+    /// The router of shard `shard` of `bus`, queueing under `limits`.
+    pub fn new(bus: Arc<Bus>, shard: usize, limits: QueueLimits) -> Self {
         Self {
             shard,
             bus,
+            limits,
             routes: Vec::new(),
             stats: RouterStats::default(),
             dirty: Vec::new(),
@@ -286,23 +286,22 @@ impl ShardRouter {
                 continue;
             }
             let started = Instant::now();
-            let frame = SharedFrame::new(item.frame);
+            let tick = RoutedTick::shared(item.topic, item.ts, item.frame);
             for route in routes {
                 if item.seq <= route.after {
                     continue; // already sent as the snapshot
                 }
-                let pushed =
-                    route
-                        .sub
-                        .queue
-                        .borrow_mut()
-                        .push_data(item.topic, item.ts, frame.clone());
+                let (pushed, newly_listed) = {
+                    let mut queue = route.sub.queue.borrow_mut();
+                    let pushed = queue.push_data(&self.limits, tick.clone());
+                    (pushed, pushed == Pushed::Queued && queue.list())
+                };
                 self.stats.deliveries += 1;
                 match pushed {
                     Pushed::Queued => {
                         // Listed for the caller to flush right after this round (see
                         // `take_dirty`), so a round's frames leave in one tight burst of writes.
-                        if !route.sub.dirty.replace(true) {
+                        if newly_listed {
                             self.dirty.push(route.sub.clone());
                         }
                     }
@@ -343,11 +342,11 @@ impl ShardRouter {
     }
 
     fn deliver(&mut self, sub: &Rc<Subscriber>, topic: TopicId, ts: TsMicros, frame: Frame) {
-        match sub
+        let pushed = sub
             .queue
             .borrow_mut()
-            .push_data(topic, ts, SharedFrame::new(frame))
-        {
+            .push_data(&self.limits, RoutedTick::shared(topic, ts, frame));
+        match pushed {
             Pushed::Conflated => self.stats.conflated += 1,
             Pushed::DroppedOldest(n) => self.stats.dropped += u64::from(n),
             Pushed::Disconnect => {
@@ -374,6 +373,17 @@ mod tests {
         assert!(size + 16 <= 256, "Subscriber is {size} bytes");
     }
 
+    /// Routing a tick to a subscriber reads one cache line of its block, not two: the `Rc` counts,
+    /// the `RefCell` flag and the queue's head.
+    #[test]
+    fn what_routing_reads_fits_one_cache_line() {
+        let sub = Subscriber::new(SubscriberId(0));
+        let block = Rc::as_ptr(&sub) as usize - RC_COUNTS;
+        let queue = &*sub.queue.borrow() as *const OutQueue as usize;
+        let read = queue - block + OutQueue::HEAD_BYTES;
+        assert!(read <= 64, "routing reads the first {read} bytes");
+    }
+
     fn payloads(sub: &Subscriber) -> Vec<String> {
         let mut q = sub.queue.borrow_mut();
         let mut out = Vec::new();
@@ -390,7 +400,7 @@ mod tests {
     /// A one-shard bus with `ticker.AAPL` registered, and shard 0's router.
     fn one_topic() -> (Arc<Bus>, ShardRouter, Topic, Arc<TopicState>) {
         let bus = Bus::new(&BusConfig::default());
-        let router = ShardRouter::new(bus.clone(), 0);
+        let router = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
         let topic = Topic::new("ticker.AAPL").unwrap();
         let state = bus.topic(&topic).unwrap();
         (bus, router, topic, state)
@@ -402,13 +412,11 @@ mod tests {
             shards: 2,
             ..Default::default()
         });
-        let mut r0 = ShardRouter::new(bus.clone(), 0);
-        let mut r1 = ShardRouter::new(bus.clone(), 1);
+        let mut r0 = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
+        let mut r1 = ShardRouter::new(bus.clone(), 1, QueueLimits::default());
         let aapl = Topic::new("ticker.AAPL").unwrap();
         let msft = Topic::new("ticker.MSFT").unwrap();
-        let subs: Vec<_> = (0..3)
-            .map(|i| Subscriber::new(SubscriberId(i), Rc::default()))
-            .collect();
+        let subs: Vec<_> = (0..3).map(|i| Subscriber::new(SubscriberId(i))).collect();
         r0.subscribe(&subs[0], std::slice::from_ref(&aapl)).unwrap();
         r0.subscribe(&subs[1], &[aapl.clone(), msft.clone()])
             .unwrap();
@@ -434,7 +442,7 @@ mod tests {
     #[test]
     fn a_taken_subscriber_is_listed_again_only_after_it_is_unlisted() {
         let (bus, mut r, topic, t) = one_topic();
-        let sub = Subscriber::new(SubscriberId(0), Rc::default());
+        let sub = Subscriber::new(SubscriberId(0));
         r.subscribe(&sub, std::slice::from_ref(&topic)).unwrap();
         let mut taken = Vec::new();
         let tick = |r: &mut ShardRouter, body: &'static [u8]| {
@@ -459,11 +467,11 @@ mod tests {
     #[test]
     fn snapshot_on_subscribe_and_no_duplicate_after_it() {
         let (bus, mut r, topic, t) = one_topic();
-        let early = Subscriber::new(SubscriberId(0), Rc::default());
+        let early = Subscriber::new(SubscriberId(0));
         r.subscribe(&early, std::slice::from_ref(&topic)).unwrap();
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
         // A late subscriber joins while seq 1 still sits in the inbox.
-        let late = Subscriber::new(SubscriberId(1), Rc::default());
+        let late = Subscriber::new(SubscriberId(1));
         r.subscribe(&late, std::slice::from_ref(&topic)).unwrap();
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"2"));
         r.dispatch(100, |_| {});
@@ -478,7 +486,7 @@ mod tests {
     #[test]
     fn unsubscribe_and_remove_stop_delivery() {
         let (bus, mut r, topic, t) = one_topic();
-        let s = Subscriber::new(SubscriberId(0), Rc::default());
+        let s = Subscriber::new(SubscriberId(0));
         r.subscribe(&s, std::slice::from_ref(&topic)).unwrap();
         assert!(t.has_subscribers());
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
@@ -500,8 +508,8 @@ mod tests {
             max_topics: 1,
             ..Default::default()
         });
-        let mut r = ShardRouter::new(bus.clone(), 0);
-        let s = Subscriber::new(SubscriberId(0), Rc::default());
+        let mut r = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
+        let s = Subscriber::new(SubscriberId(0));
         r.subscribe(&s, &[Topic::new("a.b").unwrap()]).unwrap();
         let err = r.subscribe(&s, &[Topic::new("a.c").unwrap()]).unwrap_err();
         assert!(matches!(err, BusError::TopicLimit { limit: 1, .. }));

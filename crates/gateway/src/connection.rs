@@ -120,7 +120,7 @@ pub(crate) fn start(
     // Events instead of a span around the task: a span would be stored in every session's task (40
     // bytes, enough to push the task into the next allocation size class).
     tracing::debug!(shard = ctx.index, id = id.0, peer = ?peer, "session opened");
-    let sub = Subscriber::new(id, ctx.queue_limits.clone());
+    let sub = Subscriber::new(id);
     // One socket shared by the reader and the writer: both use `&Transport` (readiness + try_read /
     // try_write), which needs no split and no extra allocation.
     let stream = Rc::new(stream);

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use prometheus::local::LocalHistogram;
-use tickcast_bus::{QueueLimits, RouterStats, ShardRouter, SubscriberId};
+use tickcast_bus::{RouterStats, ShardRouter, SubscriberId};
 use tickcast_core::prefetch::prefetch;
 use tickcast_core::TsMicros;
 use tokio::net::TcpListener;
@@ -102,8 +102,6 @@ pub(crate) struct ShardCtx {
     pub sessions: RefCell<Vec<Rc<Session>>>,
     /// Reused buffer into which the writer gathers a connection's queued frames for one write.
     pub cork: RefCell<Vec<u8>>,
-    /// The outbound queue limits, shared by every queue of the shard.
-    pub queue_limits: Rc<QueueLimits>,
     idle: Notify,
 }
 
@@ -176,10 +174,13 @@ pub(crate) fn spawn(
 }
 
 async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListener) {
-    let queue_limits = Rc::new(state.config.queue);
     let ctx = Rc::new(ShardCtx {
         index,
-        router: RefCell::new(ShardRouter::new(state.bus.clone(), index)),
+        router: RefCell::new(ShardRouter::new(
+            state.bus.clone(),
+            index,
+            state.config.queue,
+        )),
         counters: ShardCounters {
             messages: Cell::new(0),
             bytes: Cell::new(0),
@@ -193,7 +194,6 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
         next_id: Cell::new(0),
         sessions: RefCell::new(Vec::new()),
         cork: RefCell::new(Vec::with_capacity(writer::CORK_BYTES)),
-        queue_limits,
         idle: Notify::new(),
     });
     let listener = match TcpListener::from_std(listener) {
