@@ -51,6 +51,12 @@ pub(crate) fn poll_write(
         if session.is_killed() {
             return Poll::Ready(WriterEnd::Stalled);
         }
+        if is_done(sub) {
+            // The close frame is out, maybe written by the dispatcher's pass rather than by this
+            // task: half-close so the client sees EOF after it and can answer.
+            socket.shutdown_write();
+            return Poll::Ready(WriterEnd::Closed);
+        }
         if !sub.is_slow() && sub.queue.borrow().is_empty() {
             sub.set_waker(cx.waker());
             return Poll::Pending;
@@ -84,11 +90,7 @@ pub(crate) fn poll_write(
             }
         }
 
-        let finished = {
-            let q = sub.queue.borrow();
-            q.is_closed() && q.is_empty()
-        };
-        if finished {
+        if is_done(sub) {
             // Half-close: the client sees EOF after our close frame and can answer it.
             socket.shutdown_write();
             return Poll::Ready(WriterEnd::Closed);
@@ -97,13 +99,26 @@ pub(crate) fn poll_write(
     }
 }
 
+/// Whether the close frame and everything before it was written: the write side is done.
+fn is_done(sub: &tickcast_bus::Subscriber) -> bool {
+    let q = sub.queue.borrow();
+    q.is_closed() && q.is_empty()
+}
+
 /// Writes what `session` has queued, from the dispatcher, without waiting: on a full socket (or any
 /// error) it wakes the session's writer task, which waits for room or reports the error.
 pub(crate) fn flush_now(ctx: &ShardCtx, session: &Session, now: TsMicros) {
     loop {
         match write_some(ctx, session, &session.stream, now) {
             Ok(true) => continue,
-            Ok(false) => return,
+            Ok(false) => {
+                if is_done(&session.sub) {
+                    // This pass wrote the close frame: the session's task must end the session,
+                    // and nothing else would wake it.
+                    session.sub.wake();
+                }
+                return;
+            }
             Err(_) => {
                 session.sub.wake();
                 return;
