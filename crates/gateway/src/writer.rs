@@ -52,8 +52,8 @@ pub(crate) fn poll_write(
             return Poll::Ready(WriterEnd::Stalled);
         }
         if is_done(sub) {
-            // The close frame is out, maybe written by the dispatcher's pass rather than by this
-            // task: half-close so the client sees EOF after it and can answer.
+            // The close frame is out, written by this task or by the dispatcher's pass: half-close
+            // so the client sees EOF after it and can answer.
             socket.shutdown_write();
             return Poll::Ready(WriterEnd::Closed);
         }
@@ -90,11 +90,7 @@ pub(crate) fn poll_write(
             }
         }
 
-        if is_done(sub) {
-            // Half-close: the client sees EOF after our close frame and can answer it.
-            socket.shutdown_write();
-            return Poll::Ready(WriterEnd::Closed);
-        }
+        // Back to the top, which ends the session once the close frame is out.
         sub.queue.borrow_mut().shrink_if_idle();
     }
 }
