@@ -179,17 +179,27 @@ impl OutQueue {
     }
 
     /// Queues a tick, applying the overflow policy of `limits` when the data lane is full.
+    #[inline]
     pub fn push_data(&mut self, limits: &QueueLimits, tick: SharedTick) -> Pushed {
-        if self.closed {
-            return Pushed::Closed;
-        }
-        let fits = !self.conflating
+        // Inlined into the router's loop: the common case is a few compares and a store.
+        let fits = !self.closed
+            && !self.conflating
             && self.data.len() < limits.max_frames
             && self.data_bytes() + tick.len() <= limits.max_bytes;
         if fits {
             self.data_bytes += tick.len() as u32;
             self.data.push_back(tick);
             return Pushed::Queued;
+        }
+        self.push_data_slow(limits, tick)
+    }
+
+    /// [`push_data`](Self::push_data) when the queue is closed or its data lane is full.
+    #[cold]
+    #[inline(never)]
+    fn push_data_slow(&mut self, limits: &QueueLimits, tick: SharedTick) -> Pushed {
+        if self.closed {
+            return Pushed::Closed;
         }
         // Overflow: the slow path, where reading the clock is affordable.
         let now = Instant::now();
