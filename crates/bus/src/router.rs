@@ -297,26 +297,14 @@ impl ShardRouter {
                     (pushed, pushed == Pushed::Queued && queue.list())
                 };
                 self.stats.deliveries += 1;
-                match pushed {
-                    Pushed::Queued => {
-                        // Listed for the caller to flush right after this round (see
-                        // `take_dirty`), so a round's frames leave in one tight burst of writes.
-                        if newly_listed {
-                            self.dirty.push(route.sub.clone());
-                        }
+                if pushed == Pushed::Queued {
+                    // Listed for the caller to flush right after this round (see `take_dirty`),
+                    // so a round's frames leave in one tight burst of writes.
+                    if newly_listed {
+                        self.dirty.push(route.sub.clone());
                     }
-                    Pushed::Conflated => self.stats.conflated += 1,
-                    Pushed::DroppedOldest(n) => {
-                        self.stats.dropped += u64::from(n);
-                        route.sub.wake();
-                    }
-                    Pushed::Disconnect => {
-                        if !route.sub.slow.replace(true) {
-                            self.stats.slow_disconnects += 1;
-                        }
-                        route.sub.wake();
-                    }
-                    Pushed::Closed => {}
+                } else if account(&mut self.stats, &route.sub, pushed) {
+                    route.sub.wake();
                 }
             }
             observe(started.elapsed());
@@ -346,17 +334,30 @@ impl ShardRouter {
             .queue
             .borrow_mut()
             .push_data(&self.limits, RoutedTick::shared(topic, ts, frame));
-        match pushed {
-            Pushed::Conflated => self.stats.conflated += 1,
-            Pushed::DroppedOldest(n) => self.stats.dropped += u64::from(n),
-            Pushed::Disconnect => {
-                if !sub.slow.replace(true) {
-                    self.stats.slow_disconnects += 1;
-                }
-            }
-            Pushed::Queued | Pushed::Closed => {}
-        }
+        account(&mut self.stats, sub, pushed);
         sub.wake();
+    }
+}
+
+/// Counts what the overflow policy did to a push and marks a subscriber it disconnects as slow;
+/// true when its writer must be woken to act on that (ticks dropped, or a disconnect decided).
+fn account(stats: &mut RouterStats, sub: &Subscriber, pushed: Pushed) -> bool {
+    match pushed {
+        Pushed::Queued | Pushed::Closed => false,
+        Pushed::Conflated => {
+            stats.conflated += 1;
+            false
+        }
+        Pushed::DroppedOldest(n) => {
+            stats.dropped += u64::from(n);
+            true
+        }
+        Pushed::Disconnect => {
+            if !sub.slow.replace(true) {
+                stats.slow_disconnects += 1;
+            }
+            true
+        }
     }
 }
 
