@@ -823,7 +823,9 @@ async function fetchTopics() {
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), 4000);
     try {
-      const res = await fetch(new URL('topics', location.href), { signal: ctl.signal, cache: 'no-store' });
+      // With auth on, /topics needs the same credential as the WebSocket and lists only what it grants.
+      const headers = token ? { Authorization: 'Bearer ' + token } : {};
+      const res = await fetch(new URL('topics', location.href), { signal: ctl.signal, cache: 'no-store', headers });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const body = await res.json();
       const list = Array.isArray(body) ? body : body.topics;

@@ -1,7 +1,8 @@
 //! The topic registry and the publish path.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use tickcast_core::{Frame, Seq, Topic, TsMicros};
@@ -17,8 +18,12 @@ pub struct BusConfig {
     pub shards: usize,
     /// Capacity of each shard's inbox, in ticks. Full = the tick is dropped for that shard and counted.
     pub inbox_capacity: usize,
-    /// Most topics the bus will hold; creating more (by a feed or a subscribe) is refused.
+    /// Most topics feeds may create; a feed's new topic past it is refused. Topics that only
+    /// subscribers asked for never count here, so clients cannot lock a feed out.
     pub max_topics: usize,
+    /// Most topics that exist only because subscribers asked for them (no feed has claimed them
+    /// yet); a subscribe that would create one more is refused.
+    pub max_requested_topics: usize,
 }
 
 impl Default for BusConfig {
@@ -27,16 +32,34 @@ impl Default for BusConfig {
             shards: 1,
             inbox_capacity: 65_536,
             max_topics: 100_000,
+            max_requested_topics: 10_000,
         }
     }
+}
+
+/// Who is asking for a topic: decides which limit a new topic counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicOrigin {
+    /// A feed about to publish: the topic becomes (or stays) a feed's topic.
+    Feed,
+    /// A subscriber: a new topic is "requested" until a feed claims it, and is reaped once unused.
+    Subscriber,
 }
 
 /// Why the bus refused something.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BusError {
-    /// Creating the topic would exceed `max_topics`.
+    /// Creating the topic would exceed `max_topics` (a feed's) or `max_requested_topics` (a
+    /// subscriber's).
     #[error("topic limit of {limit} reached; cannot create {topic}")]
-    TopicLimit { limit: usize, topic: Topic },
+    TopicLimit {
+        /// The limit that was reached.
+        limit: usize,
+        /// The topic that could not be created.
+        topic: Topic,
+        /// Whose limit it was.
+        origin: TopicOrigin,
+    },
 }
 
 /// Point-in-time view of one topic, for `/topics` and tests.
@@ -55,8 +78,17 @@ pub struct TopicSnapshot {
 pub struct Bus {
     topics: DashMap<Topic, Arc<TopicState>>,
     next_id: AtomicU32,
+    /// Ids of reaped topics, reused so that per-shard tables indexed by id stay as small as the
+    /// number of live topics, however many made-up topics clients churn through.
+    free_ids: Mutex<Vec<u32>>,
     inboxes: Box<[ShardInbox]>,
     max_topics: usize,
+    max_requested: usize,
+    /// Topics a feed has claimed.
+    fed_count: AtomicUsize,
+    /// Topics only subscribers asked for.
+    requested_count: AtomicUsize,
+    reaped: AtomicU64,
     published: AtomicU64,
     stale: AtomicU64,
     /// Sees every accepted tick (set once, by an ingest node's NATS sink); a `OnceLock` so the
@@ -71,10 +103,15 @@ impl Bus {
         Arc::new(Bus {
             topics: DashMap::new(),
             next_id: AtomicU32::new(0),
+            free_ids: Mutex::new(Vec::new()),
             inboxes: (0..shards)
                 .map(|_| ShardInbox::new(config.inbox_capacity))
                 .collect(),
             max_topics: config.max_topics,
+            max_requested: config.max_requested_topics,
+            fed_count: AtomicUsize::new(0),
+            requested_count: AtomicUsize::new(0),
+            reaped: AtomicU64::new(0),
             published: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             tap: OnceLock::new(),
@@ -91,22 +128,123 @@ impl Bus {
         &self.inboxes[i]
     }
 
-    /// Looks up a topic, creating it when new (within `max_topics`).
+    /// Looks up a topic for a feed, creating it when new (within `max_topics`). A topic that only
+    /// subscribers had asked for becomes the feed's.
     pub fn topic(&self, topic: &Topic) -> Result<Arc<TopicState>, BusError> {
+        self.resolve(topic, TopicOrigin::Feed)
+    }
+
+    /// Looks up a topic, creating it when new within the limit of `origin`.
+    pub fn resolve(&self, topic: &Topic, origin: TopicOrigin) -> Result<Arc<TopicState>, BusError> {
+        let fed = origin == TopicOrigin::Feed;
         if let Some(t) = self.topics.get(topic) {
-            return Ok(t.clone());
+            let t = t.clone();
+            if fed && !t.is_fed() {
+                self.claim(&t)?;
+            }
+            return Ok(t);
         }
-        if self.topics.len() >= self.max_topics {
+        let (count, limit) = self.counter(origin);
+        if count.load(Ordering::Acquire) >= limit {
             return Err(BusError::TopicLimit {
-                limit: self.max_topics,
+                limit,
                 topic: topic.clone(),
+                origin,
             });
         }
+        let mut created = false;
         let entry = self.topics.entry(topic.clone()).or_insert_with(|| {
-            let id = TopicId(self.next_id.fetch_add(1, Ordering::Relaxed));
-            Arc::new(TopicState::new(id, topic.clone()))
+            created = true;
+            count.fetch_add(1, Ordering::AcqRel);
+            Arc::new(TopicState::new(self.new_id(), topic.clone(), fed))
         });
-        Ok(entry.clone())
+        let t = entry.clone();
+        drop(entry);
+        if !created && fed && !t.is_fed() {
+            self.claim(&t)?;
+        }
+        Ok(t)
+    }
+
+    /// Moves a requested topic into the feeds' count, when there is room for it there.
+    fn claim(&self, t: &TopicState) -> Result<(), BusError> {
+        if self.fed_count.load(Ordering::Acquire) >= self.max_topics {
+            return Err(BusError::TopicLimit {
+                limit: self.max_topics,
+                topic: t.topic().clone(),
+                origin: TopicOrigin::Feed,
+            });
+        }
+        if t.claim_for_feed() {
+            self.requested_count.fetch_sub(1, Ordering::AcqRel);
+            self.fed_count.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    fn counter(&self, origin: TopicOrigin) -> (&AtomicUsize, usize) {
+        match origin {
+            TopicOrigin::Feed => (&self.fed_count, self.max_topics),
+            TopicOrigin::Subscriber => (&self.requested_count, self.max_requested),
+        }
+    }
+
+    fn new_id(&self) -> TopicId {
+        let reused = self
+            .free_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        TopicId(reused.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// Removes requested topics (no feed has claimed them) that nobody has used for `grace`, and
+    /// returns how many went. Call it periodically; a topic goes between `grace` and `grace` plus
+    /// the call interval after its last subscriber left.
+    ///
+    /// "Unused" is exact: the map holds the only reference. Subscribers and feeds hold a topic's
+    /// `Arc` while they use it, and take it from the map under the map's lock, which the removal
+    /// also holds, so nobody can pick up a topic that is being removed. A requested topic never
+    /// had a tick (publishing needs a feed, which claims it first), so no inbox or queue can still
+    /// carry its id when the id is reused.
+    pub fn reap_requested(&self, now: Instant, grace: Duration) -> usize {
+        if self.requested_count.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        let mut due = Vec::new();
+        for t in self.topics.iter() {
+            if t.is_fed() {
+                continue;
+            }
+            let mut idle = t.idle_since.lock().unwrap_or_else(|e| e.into_inner());
+            if Arc::strong_count(t.value()) > 1 {
+                *idle = None;
+                continue;
+            }
+            match *idle {
+                None => *idle = Some(now),
+                Some(since) if now.saturating_duration_since(since) >= grace => {
+                    due.push(t.key().clone())
+                }
+                Some(_) => {}
+            }
+        }
+        let mut removed = 0;
+        for name in due {
+            let gone = self
+                .topics
+                .remove_if(&name, |_, t| !t.is_fed() && Arc::strong_count(t) == 1);
+            if let Some((_, t)) = gone {
+                self.requested_count.fetch_sub(1, Ordering::AcqRel);
+                self.free_ids
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(t.id().0);
+                removed += 1;
+            }
+        }
+        self.reaped.fetch_add(removed as u64, Ordering::Relaxed);
+        removed
     }
 
     /// Looks up a topic without creating it.
@@ -114,14 +252,29 @@ impl Bus {
         self.topics.get(topic).map(|t| t.clone())
     }
 
-    /// Number of known topics.
+    /// Number of known topics (feeds' and requested).
     pub fn topic_count(&self) -> usize {
         self.topics.len()
     }
 
-    /// The configured topic limit.
+    /// Number of topics only subscribers asked for (no feed has claimed them).
+    pub fn requested_topic_count(&self) -> usize {
+        self.requested_count.load(Ordering::Acquire)
+    }
+
+    /// Requested topics removed so far by [`reap_requested`](Self::reap_requested).
+    pub fn reaped_topics(&self) -> u64 {
+        self.reaped.load(Ordering::Relaxed)
+    }
+
+    /// The configured limit of feed topics.
     pub fn max_topics(&self) -> usize {
         self.max_topics
+    }
+
+    /// The configured limit of requested topics.
+    pub fn max_requested_topics(&self) -> usize {
+        self.max_requested
     }
 
     /// Every topic with its latest tick, sorted by name.

@@ -19,7 +19,7 @@ mod router;
 mod tap;
 mod topic;
 
-pub use bus::{Bus, BusConfig, BusError, PublishBatch, TopicSnapshot};
+pub use bus::{Bus, BusConfig, BusError, PublishBatch, TopicOrigin, TopicSnapshot};
 pub use inbox::{Published, ShardInbox};
 pub use queue::{Advanced, OutQueue, OverflowPolicy, Pushed, QueueLimits, RoutedTick, SharedTick};
 pub use router::{RouterStats, ShardRouter, Subscriber, SubscriberId};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tickcast_core::prefetch::prefetch;
 use tickcast_core::{Frame, Seq, Topic, TsMicros};
 
-use crate::bus::{Bus, BusError};
+use crate::bus::{Bus, BusError, TopicOrigin};
 use crate::queue::{OutQueue, Pushed, QueueLimits, RoutedTick};
 use crate::topic::{TopicId, TopicState};
 
@@ -205,7 +205,7 @@ impl ShardRouter {
             if sub.is_subscribed(topic) {
                 continue;
             }
-            let state = self.bus.topic(topic)?;
+            let state = self.bus.resolve(topic, TopicOrigin::Subscriber)?;
             let idx = state.id().0 as usize;
             if self.routes.len() <= idx {
                 self.routes.resize_with(idx + 1, Vec::new);
@@ -504,16 +504,87 @@ mod tests {
     }
 
     #[test]
-    fn topic_limit_is_enforced() {
+    fn subscribers_are_held_to_the_requested_topic_limit_and_feeds_are_not() {
         let bus = Bus::new(&BusConfig {
             max_topics: 1,
+            max_requested_topics: 1,
             ..Default::default()
         });
         let mut r = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
         let s = Subscriber::new(SubscriberId(0));
         r.subscribe(&s, &[Topic::new("a.b").unwrap()]).unwrap();
         let err = r.subscribe(&s, &[Topic::new("a.c").unwrap()]).unwrap_err();
-        assert!(matches!(err, BusError::TopicLimit { limit: 1, .. }));
+        assert!(matches!(
+            err,
+            BusError::TopicLimit {
+                limit: 1,
+                origin: TopicOrigin::Subscriber,
+                ..
+            }
+        ));
+        // The client's topic does not use the feed's room.
+        let fed = bus.topic(&Topic::new("a.feed").unwrap()).unwrap();
+        assert!(fed.is_fed());
+        // A feed claiming the requested topic moves it to the feeds' count, which is now full.
+        let err = bus.topic(&Topic::new("a.b").unwrap()).unwrap_err();
+        assert!(matches!(
+            err,
+            BusError::TopicLimit {
+                origin: TopicOrigin::Feed,
+                ..
+            }
+        ));
+        assert_eq!(bus.requested_topic_count(), 1);
+    }
+
+    #[test]
+    fn unused_requested_topics_are_reaped_after_the_grace_and_their_ids_reused() {
+        let (bus, mut r, _, fed) = one_topic();
+        let grace = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let s = Subscriber::new(SubscriberId(0));
+        let made_up: Vec<Topic> = (0..5)
+            .map(|i| Topic::new(&format!("ticker.X{i}")).unwrap())
+            .collect();
+        r.subscribe(&s, &made_up).unwrap();
+        assert_eq!((bus.topic_count(), bus.requested_topic_count()), (6, 5));
+        assert_eq!(bus.reap_requested(t0, grace), 0, "in use");
+        r.remove(&s);
+        assert_eq!(bus.reap_requested(t0, grace), 0, "first seen unused");
+        assert_eq!(bus.reap_requested(t0 + grace / 2, grace), 0, "within grace");
+        assert_eq!(bus.reap_requested(t0 + grace, grace), 5);
+        assert_eq!((bus.topic_count(), bus.requested_topic_count()), (1, 0));
+        assert_eq!(bus.reaped_topics(), 5);
+        // The feed's topic stays whatever happens, with or without ticks and subscribers.
+        assert!(bus.get("ticker.AAPL").is_some() && fed.is_fed());
+        // New topics take the freed ids, so per-shard tables do not grow with churn.
+        let again = bus.resolve(&Topic::new("ticker.Y").unwrap(), TopicOrigin::Subscriber);
+        assert!(again.unwrap().id().0 <= 5);
+        assert!(bus.topic(&Topic::new("ticker.Z").unwrap()).unwrap().id().0 <= 5);
+    }
+
+    #[test]
+    fn a_requested_topic_used_again_within_the_grace_stays() {
+        let (bus, mut r, _, _) = one_topic();
+        let grace = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let x = Topic::new("ticker.X").unwrap();
+        let s = Subscriber::new(SubscriberId(0));
+        r.subscribe(&s, std::slice::from_ref(&x)).unwrap();
+        r.remove(&s);
+        assert_eq!(bus.reap_requested(t0, grace), 0);
+        r.subscribe(&s, std::slice::from_ref(&x)).unwrap();
+        assert_eq!(bus.reap_requested(t0 + grace, grace), 0, "in use again");
+        r.remove(&s);
+        assert_eq!(
+            bus.reap_requested(t0 + grace, grace),
+            0,
+            "idle clock restarted"
+        );
+        // A feed claims it: never reaped after that.
+        bus.topic(&x).unwrap();
+        assert_eq!(bus.reap_requested(t0 + grace * 5, grace), 0);
+        assert_eq!(bus.requested_topic_count(), 0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Per-topic shared state: identity, sequence counter, last-value cache and which shards listen.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use tickcast_core::{Frame, Seq, Topic, TsMicros};
 
@@ -32,17 +33,42 @@ pub struct TopicState {
     last: Mutex<Option<LastTick>>,
     /// Bit i set = shard i has at least one subscriber; publishers skip the others.
     pub(crate) shard_mask: AtomicU64,
+    /// Whether a feed has claimed this topic. A topic only subscribers asked for is "requested": it
+    /// counts against the requested-topic limit, never a feed's, and is reaped once unused.
+    fed: AtomicBool,
+    /// When the reaper first saw this requested topic unused; cleared when it is used again.
+    pub(crate) idle_since: Mutex<Option<Instant>>,
 }
 
 impl TopicState {
-    pub(crate) fn new(id: TopicId, topic: Topic) -> Self {
+    pub(crate) fn new(id: TopicId, topic: Topic, fed: bool) -> Self {
         Self {
             id,
             topic,
             seq: AtomicU64::new(0),
             last: Mutex::new(None),
             shard_mask: AtomicU64::new(0),
+            fed: AtomicBool::new(fed),
+            idle_since: Mutex::new(None),
         }
+    }
+
+    /// Whether a feed has claimed this topic (it may still have published nothing).
+    pub fn is_fed(&self) -> bool {
+        self.fed.load(Ordering::Acquire)
+    }
+
+    /// Marks the topic as a feed's; true if it was only requested until now.
+    pub(crate) fn claim_for_feed(&self) -> bool {
+        !self.fed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether a tick has been published (the last-value cache is filled).
+    pub fn has_data(&self) -> bool {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// The dense id.

@@ -57,8 +57,9 @@ pub enum ProtocolErrorKind {
     /// More topics than the per-connection limit.
     #[error("too many topics: this connection may hold {limit}, the request would make {wanted}")]
     TooManyTopics { limit: usize, wanted: usize },
-    /// The server knows too many topics already to create another.
-    #[error("topic limit reached: the server holds {limit} topics and cannot create {topic:?}")]
+    /// The topic has no data yet and the server already waits on as many such topics as it
+    /// allows (`max_requested_topics`).
+    #[error("topic limit reached: {topic:?} has no data yet and the server already waits on {limit} topics that no feed publishes")]
     TopicLimit { limit: usize, topic: String },
     /// Binary frames carry nothing in protocol v1.
     #[error("binary messages are not supported; send JSON text")]
@@ -70,6 +71,21 @@ pub enum ProtocolErrorKind {
     /// were subscribed).
     #[error("not entitled to {}", forbidden_list(.topics))]
     Forbidden { topics: Vec<String> },
+}
+
+impl ProtocolErrorKind {
+    /// Every error code, for documentation and metrics labels.
+    pub const CODES: [&'static str; 9] = [
+        "bad_json",
+        "bad_request",
+        "unknown_op",
+        "invalid_topic",
+        "too_many_topics",
+        "topic_limit",
+        "binary_not_supported",
+        "rate_limited",
+        "forbidden",
+    ];
 }
 
 /// Names at most 10 topics, then how many more, so the message stays small.
@@ -230,9 +246,11 @@ fn parse_topics(v: Option<&BorrowedValue<'_>>) -> Result<Vec<Topic>, ProtocolErr
 /// A reply the server sends on the priority lane (never dropped by backpressure).
 #[derive(Debug)]
 pub enum ServerReply<'a> {
-    /// Ack of a subscribe.
+    /// Ack of a subscribe; `pending` lists the topics that have no data yet (their first tick
+    /// follows when a feed publishes it), and is left out when empty.
     Subscribed {
         topics: &'a [Topic],
+        pending: &'a [Topic],
         id: Option<&'a RequestId>,
     },
     /// Ack of an unsubscribe.
@@ -255,15 +273,21 @@ impl ServerReply<'_> {
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         let id = match self {
-            ServerReply::Subscribed { topics, id } | ServerReply::Unsubscribed { topics, id } => {
-                let ty = if matches!(self, ServerReply::Subscribed { .. }) {
-                    "subscribed"
-                } else {
-                    "unsubscribed"
-                };
-                out.extend_from_slice(b"{\"type\":\"");
-                out.extend_from_slice(ty.as_bytes());
-                out.extend_from_slice(b"\",\"topics\":");
+            ServerReply::Subscribed {
+                topics,
+                pending,
+                id,
+            } => {
+                out.extend_from_slice(b"{\"type\":\"subscribed\",\"topics\":");
+                json::write_str_array(&mut out, topics);
+                if !pending.is_empty() {
+                    out.extend_from_slice(b",\"pending\":");
+                    json::write_str_array(&mut out, pending);
+                }
+                id
+            }
+            ServerReply::Unsubscribed { topics, id } => {
+                out.extend_from_slice(b"{\"type\":\"unsubscribed\",\"topics\":");
                 json::write_str_array(&mut out, topics);
                 id
             }
@@ -380,12 +404,23 @@ mod tests {
         let id = parse(r#"{"op":"ping","id":1}"#).unwrap().id().cloned();
         let f = ServerReply::Subscribed {
             topics: &topics,
+            pending: &[],
             id: id.as_ref(),
         }
         .to_frame();
         assert_eq!(
             f.payload(),
             br#"{"type":"subscribed","topics":["ticker.AAPL"],"id":1}"#
+        );
+        let f = ServerReply::Subscribed {
+            topics: &topics,
+            pending: &topics,
+            id: None,
+        }
+        .to_frame();
+        assert_eq!(
+            f.payload(),
+            br#"{"type":"subscribed","topics":["ticker.AAPL"],"pending":["ticker.AAPL"]}"#
         );
         let f = ServerReply::Pong { id: None }.to_frame();
         assert_eq!(f.payload(), br#"{"type":"pong"}"#);

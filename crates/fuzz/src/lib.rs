@@ -42,6 +42,7 @@ pub fn client_request(data: &[u8]) {
                     let r = if matches!(req, ClientRequest::Subscribe { .. }) {
                         ServerReply::Subscribed {
                             topics,
+                            pending: &[],
                             id: id.as_ref(),
                         }
                     } else {

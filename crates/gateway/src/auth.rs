@@ -1,5 +1,6 @@
 //! Authentication at the WebSocket upgrade: API keys and JWTs (HS256, RS256), each granting topic
-//! entitlements ([`Entitlements`]).
+//! entitlements ([`Entitlements`]); and of publishers (`POST /publish`), whose right to publish is a
+//! separate credential: a publish key, or a JWT's publish claim.
 //!
 //! Off unless the gateway config carries an [`Authenticator`]. A credential is first compared with the
 //! configured API keys (in constant time, all of them); one shaped like a JWT is then verified with
@@ -55,6 +56,12 @@ pub struct ApiKey {
 pub struct AuthConfig {
     /// Accepted API keys.
     pub api_keys: Vec<ApiKey>,
+    /// Keys that may publish (`POST /publish`) to the topics their patterns match; they grant no
+    /// subscription, and read keys grant no publishing.
+    pub publish_keys: Vec<ApiKey>,
+    /// JWT claim holding the topic patterns a token may publish to (same forms as `topics_claim`);
+    /// a token without it may not publish.
+    pub publish_claim: String,
     /// Shared secret for HS256 tokens.
     pub hs256_secret: Option<Secret>,
     /// PEM public key (SPKI or PKCS#1) for RS256 tokens.
@@ -73,6 +80,8 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             api_keys: Vec::new(),
+            publish_keys: Vec::new(),
+            publish_claim: "publish".into(),
             hs256_secret: None,
             rs256_public_key_pem: None,
             topics_claim: "topics".into(),
@@ -95,6 +104,17 @@ pub enum AuthSetupError {
     /// An empty API key.
     #[error("api key #{0} is empty")]
     EmptyKey(usize),
+    /// An empty publish key.
+    #[error("publish key #{0} is empty")]
+    EmptyPublishKey(usize),
+    /// A publish key's patterns are invalid.
+    #[error("publish key #{index}: {source}")]
+    PublishKeyPatterns {
+        /// Position in the list, from 0 (the key itself is never shown).
+        index: usize,
+        /// What was wrong.
+        source: PatternError,
+    },
     /// An API key's patterns are invalid.
     #[error("api key #{index}: {source}")]
     KeyPatterns {
@@ -129,17 +149,28 @@ pub enum AuthError {
     /// The request's `Origin` is not in the allowlist.
     #[error("origin not allowed")]
     Origin,
+    /// A valid credential that grants no publishing (a read key, or a token without the publish
+    /// claim).
+    #[error(
+        "this credential may not publish: use a publish key or a token with the publish claim"
+    )]
+    NotPublisher,
+    /// Auth is on and no publish key or JWT key is configured, so nobody may publish.
+    #[error("publishing is disabled: auth is on and no publish credential is configured")]
+    PublishDisabled,
 }
 
 impl AuthError {
     /// Every reason label, for documentation and tests.
-    pub const REASONS: [&'static str; 6] = [
+    pub const REASONS: [&'static str; 8] = [
         "missing_credentials",
         "malformed_credentials",
         "invalid_api_key",
         "invalid_token",
         "token_expired",
         "origin_not_allowed",
+        "not_a_publisher",
+        "publish_disabled",
     ];
 
     /// A bounded label: `tickcast_auth_failures_total{reason}` and the `error` field of the 401/403 body.
@@ -151,6 +182,8 @@ impl AuthError {
             AuthError::InvalidToken(_) => 3,
             AuthError::Expired => 4,
             AuthError::Origin => 5,
+            AuthError::NotPublisher => 6,
+            AuthError::PublishDisabled => 7,
         };
         Self::REASONS[i]
     }
@@ -163,11 +196,15 @@ pub struct Grant {
     pub entitlements: Entitlements,
     /// When the connection must close (a JWT's `exp` plus leeway); `None` for API keys.
     pub expires_at: Option<SystemTime>,
+    /// Topics the credential may publish to; `None` = it may not publish.
+    pub publish: Option<Entitlements>,
 }
 
 /// Verifies credentials; built once at startup.
 pub struct Authenticator {
     keys: Vec<(Secret, Entitlements)>,
+    publish_keys: Vec<(Secret, Entitlements)>,
+    publish_claim: String,
     hs256: Option<(DecodingKey, Validation)>,
     rs256: Option<(DecodingKey, Validation)>,
     topics_claim: String,
@@ -178,6 +215,7 @@ impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
             .field("api_keys", &self.keys.len())
+            .field("publish_keys", &self.publish_keys.len())
             .field("hs256", &self.hs256.is_some())
             .field("rs256", &self.rs256.is_some())
             .field("topics_claim", &self.topics_claim)
@@ -190,6 +228,7 @@ impl Authenticator {
     /// Checks and prepares `config`.
     pub fn new(config: &AuthConfig) -> Result<Self, AuthSetupError> {
         if config.api_keys.is_empty()
+            && config.publish_keys.is_empty()
             && config.hs256_secret.is_none()
             && config.rs256_public_key_pem.is_none()
         {
@@ -203,6 +242,15 @@ impl Authenticator {
             let e = Entitlements::new(&k.topics)
                 .map_err(|source| AuthSetupError::KeyPatterns { index, source })?;
             keys.push((k.key.clone(), e));
+        }
+        let mut publish_keys = Vec::with_capacity(config.publish_keys.len());
+        for (index, k) in config.publish_keys.iter().enumerate() {
+            if k.key.expose().is_empty() {
+                return Err(AuthSetupError::EmptyPublishKey(index));
+            }
+            let e = Entitlements::new(&k.topics)
+                .map_err(|source| AuthSetupError::PublishKeyPatterns { index, source })?;
+            publish_keys.push((k.key.clone(), e));
         }
         let validation = |alg| {
             let mut v = Validation::new(alg);
@@ -236,6 +284,8 @@ impl Authenticator {
         };
         Ok(Self {
             keys,
+            publish_keys,
+            publish_claim: config.publish_claim.clone(),
             hs256,
             rs256,
             topics_claim: config.topics_claim.clone(),
@@ -245,17 +295,11 @@ impl Authenticator {
 
     /// Verifies `credential` (an API key or a JWT) as of `now`.
     pub fn authenticate(&self, credential: &str, now: SystemTime) -> Result<Grant, AuthError> {
-        // Compare with every key, without stopping at a match, so timing tells nothing about which.
-        let mut found = None;
-        for (key, entitlements) in &self.keys {
-            if ct_eq(key.expose().as_bytes(), credential.as_bytes()) && found.is_none() {
-                found = Some(entitlements);
-            }
-        }
-        if let Some(e) = found {
+        if let Some(e) = find_key(&self.keys, credential) {
             return Ok(Grant {
                 entitlements: e.clone(),
                 expires_at: None,
+                publish: None,
             });
         }
         let jwt_shaped = credential.bytes().filter(|&b| b == b'.').count() == 2;
@@ -263,6 +307,30 @@ impl Authenticator {
             return Err(AuthError::UnknownKey);
         }
         self.verify_jwt(credential, now)
+    }
+
+    /// Whether any credential could publish: a publish key, or a JWT key (whose tokens may carry
+    /// the publish claim).
+    pub fn can_publish(&self) -> bool {
+        !self.publish_keys.is_empty() || self.hs256.is_some() || self.rs256.is_some()
+    }
+
+    /// Verifies a publisher's `credential` (a publish key, or a JWT with the publish claim) as of
+    /// `now`, and returns the topics it may publish to.
+    pub fn authenticate_publisher(
+        &self,
+        credential: &str,
+        now: SystemTime,
+    ) -> Result<Entitlements, AuthError> {
+        if !self.can_publish() {
+            return Err(AuthError::PublishDisabled);
+        }
+        if let Some(e) = find_key(&self.publish_keys, credential) {
+            return Ok(e.clone());
+        }
+        self.authenticate(credential, now)?
+            .publish
+            .ok_or(AuthError::NotPublisher)
     }
 
     fn verify_jwt(&self, token: &str, now: SystemTime) -> Result<Grant, AuthError> {
@@ -295,9 +363,14 @@ impl Authenticator {
             return Err(AuthError::Expired);
         }
         let entitlements = topics_from_claim(claims.get(&self.topics_claim), &self.topics_claim)?;
+        let publish = match claims.get(&self.publish_claim) {
+            None | Some(Value::Null) => None,
+            claim => Some(topics_from_claim(claim, &self.publish_claim)?),
+        };
         Ok(Grant {
             entitlements,
             expires_at: Some(expires_at),
+            publish,
         })
     }
 }
@@ -317,6 +390,23 @@ fn topics_from_claim(v: Option<&Value>, name: &str) -> Result<Entitlements, Auth
         Some(_) => return Err(bad()),
     };
     Entitlements::new(&patterns).map_err(|e| AuthError::InvalidToken(e.to_string()))
+}
+
+/// The entitlements of the key equal to `credential`. Every key is compared, without stopping at a
+/// match, so timing tells nothing about which one matched.
+fn find_key<'a>(keys: &'a [(Secret, Entitlements)], credential: &str) -> Option<&'a Entitlements> {
+    let mut found = None;
+    for (key, entitlements) in keys {
+        if ct_eq(key.expose().as_bytes(), credential.as_bytes()) && found.is_none() {
+            found = Some(entitlements);
+        }
+    }
+    found
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub(crate) fn ct_eq_str(a: &str, b: &str) -> bool {
+    ct_eq(a.as_bytes(), b.as_bytes())
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
@@ -340,6 +430,10 @@ mod tests {
             api_keys: vec![ApiKey {
                 key: Secret::new("key-one"),
                 topics: vec!["ticker.*".into()],
+            }],
+            publish_keys: vec![ApiKey {
+                key: Secret::new("pub-one"),
+                topics: vec!["ticker.A*".into()],
             }],
             hs256_secret: Some(Secret::new(SECRET)),
             leeway: Duration::ZERO,
@@ -414,6 +508,54 @@ mod tests {
         assert_eq!(
             a.authenticate(&tampered, now).unwrap_err().reason(),
             "invalid_token"
+        );
+    }
+
+    #[test]
+    fn publishing_needs_its_own_credential() {
+        let a = auth();
+        let now = SystemTime::now();
+        let scope = a.authenticate_publisher("pub-one", now).unwrap();
+        assert!(scope.allows("ticker.AAPL") && !scope.allows("ticker.MSFT"));
+        // A publish key does not subscribe, and a read key does not publish.
+        assert_eq!(
+            a.authenticate("pub-one", now).unwrap_err(),
+            AuthError::UnknownKey
+        );
+        assert_eq!(
+            a.authenticate_publisher("key-one", now).unwrap_err(),
+            AuthError::NotPublisher
+        );
+        let reader = hs(json!({"exp": now_secs() + 60, "topics": ["ticker.*"]}));
+        assert_eq!(
+            a.authenticate_publisher(&reader, now).unwrap_err(),
+            AuthError::NotPublisher
+        );
+        let publisher = hs(json!({"exp": now_secs() + 60, "publish": ["trade.*"]}));
+        assert!(a
+            .authenticate_publisher(&publisher, now)
+            .unwrap()
+            .allows("trade.X"));
+        assert_eq!(
+            a.authenticate_publisher("nope", now).unwrap_err(),
+            AuthError::UnknownKey
+        );
+        // Read keys only: nobody can publish.
+        let readers_only = Authenticator::new(&AuthConfig {
+            api_keys: vec![ApiKey {
+                key: Secret::new("key-one"),
+                topics: vec!["*".into()],
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!readers_only.can_publish());
+        assert_eq!(
+            readers_only
+                .authenticate_publisher("key-one", now)
+                .unwrap_err()
+                .reason(),
+            "publish_disabled"
         );
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tickcast_bus::QueueLimits;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Secret};
 use crate::limits::RateLimit;
 
 /// Everything the gateway needs to know, already validated by the binary.
@@ -34,6 +34,9 @@ pub struct GatewayConfig {
     pub rate_limit: RateLimit,
     /// Most topics one connection may subscribe to.
     pub max_topics_per_connection: usize,
+    /// How long a topic that only subscribers asked for (no feed has published it) outlives its
+    /// last subscriber before it is removed.
+    pub requested_topic_grace: Duration,
     /// Largest client message (after reassembling fragments); larger closes with 1009.
     pub max_message_bytes: usize,
     /// Outbound queue bounds and overflow policy per connection.
@@ -52,8 +55,12 @@ pub struct GatewayConfig {
     pub auth: Option<Arc<Authenticator>>,
     /// Serve https/wss with this TLS config; `None` = plain http/ws.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Browser origins allowed to open a WebSocket (403 otherwise); empty = any.
+    /// Browser origins allowed to open a WebSocket or publish (403 otherwise); empty = any origin
+    /// may subscribe, and only the server's own pages may publish.
     pub allowed_origins: Vec<String>,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>` (401
+    /// otherwise), whether or not auth is on.
+    pub metrics_token: Option<Secret>,
     /// Called on a shard's thread after many of its sessions closed at once, to hand the memory
     /// they freed back to the OS (the binary passes its allocator's collect; `None`: nothing). An
     /// allocator returns memory lazily, as its threads allocate again: a shard that went quiet after
@@ -73,6 +80,7 @@ impl Default for GatewayConfig {
             max_connections_per_ip: 0,
             rate_limit: RateLimit::default(),
             max_topics_per_connection: 1024,
+            requested_topic_grace: Duration::from_secs(30),
             max_message_bytes: 64 * 1024,
             queue: QueueLimits::default(),
             ping_interval: Duration::from_secs(20),
@@ -83,6 +91,7 @@ impl Default for GatewayConfig {
             auth: None,
             tls: None,
             allowed_origins: Vec::new(),
+            metrics_token: None,
             heap_trim: None,
         }
     }

@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use fastwebsockets::{FragmentCollectorRead, OpCode, Role, WebSocketError};
-use tickcast_bus::{BusError, Subscriber};
+use tickcast_bus::{BusError, Subscriber, TopicOrigin};
 use tickcast_core::frame::OpCode as WireOp;
-use tickcast_core::protocol::ProtocolErrorKind;
+use tickcast_core::protocol::{ProtocolErrorKind, RequestId};
 use tickcast_core::{ClientRequest, CloseCode, Frame, ProtocolError, ServerReply};
 
 use crate::entitlements::Entitlements;
@@ -404,6 +404,30 @@ fn within_rate(ctx: &ShardCtx, session: &Session) -> bool {
     false
 }
 
+/// A topic the bus would not create: counted under the limit that refused it, answered with
+/// `topic_limit`.
+fn refuse_topic(ctx: &ShardCtx, session: &Session, e: BusError, id: Option<RequestId>) {
+    let BusError::TopicLimit {
+        limit,
+        topic,
+        origin,
+    } = e;
+    let label = match origin {
+        TopicOrigin::Feed => "max_topics",
+        TopicOrigin::Subscriber => "max_requested_topics",
+    };
+    ctx.state
+        .metrics
+        .limit_rejections
+        .with_label_values(&[label])
+        .inc();
+    let kind = ProtocolErrorKind::TopicLimit {
+        limit,
+        topic: topic.to_string(),
+    };
+    reply_error(ctx, session, ProtocolError { kind, id });
+}
+
 fn reply_error(ctx: &ShardCtx, session: &Session, err: ProtocolError) {
     ctx.state
         .metrics
@@ -456,37 +480,31 @@ fn handle_request(ctx: &ShardCtx, session: &Session, buf: &mut [u8]) {
                 let kind = ProtocolErrorKind::TooManyTopics { limit, wanted };
                 return reply_error(ctx, session, ProtocolError { kind, id });
             }
-            // Resolve (create) every topic first, so a refusal leaves nothing half-subscribed.
+            // Resolve (create) every topic first, so a refusal leaves nothing half-subscribed. A
+            // topic no feed has published yet is created as "requested": it counts against
+            // `max_requested_topics`, never a feed's room, and is reaped once nobody holds it.
+            let mut pending = Vec::new();
             for topic in &topics {
-                if let Err(BusError::TopicLimit { limit, topic }) = ctx.state.bus.topic(topic) {
-                    ctx.state
-                        .metrics
-                        .limit_rejections
-                        .with_label_values(&["max_topics"])
-                        .inc();
-                    let kind = ProtocolErrorKind::TopicLimit {
-                        limit,
-                        topic: topic.to_string(),
-                    };
-                    return reply_error(ctx, session, ProtocolError { kind, id });
+                match ctx.state.bus.resolve(topic, TopicOrigin::Subscriber) {
+                    Ok(state) => {
+                        if !state.has_data() {
+                            pending.push(topic.clone());
+                        }
+                    }
+                    Err(e) => return refuse_topic(ctx, session, e, id),
                 }
             }
             // The ack goes on the priority lane, the snapshots on the data lane: the ack leaves first.
             session.reply(
                 ServerReply::Subscribed {
                     topics: &topics,
+                    pending: &pending,
                     id: id.as_ref(),
                 }
                 .to_frame(),
             );
-            if let Err(BusError::TopicLimit { limit, topic }) =
-                ctx.router.borrow_mut().subscribe(sub, &topics)
-            {
-                let kind = ProtocolErrorKind::TopicLimit {
-                    limit,
-                    topic: topic.to_string(),
-                };
-                reply_error(ctx, session, ProtocolError { kind, id });
+            if let Err(e) = ctx.router.borrow_mut().subscribe(sub, &topics) {
+                refuse_topic(ctx, session, e, id);
             }
         }
         ClientRequest::Unsubscribe { topics, id } => {

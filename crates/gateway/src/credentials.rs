@@ -1,4 +1,4 @@
-//! What an upgrade request says about its client: the credential (from `Authorization: Bearer`, the
+//! What a request says about its client: the credential (from `Authorization: Bearer`, the
 //! `Sec-WebSocket-Protocol` header or a `token` query parameter), whether it speaks our subprotocol,
 //! and whether its `Origin` is allowed.
 //!
@@ -6,7 +6,7 @@
 //! `Sec-WebSocket-Protocol: tickcast.v1, bearer.<token>`. The server answers with `tickcast.v1` only;
 //! the token is never echoed.
 
-use hyper::header::{HeaderMap, AUTHORIZATION, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{HeaderMap, AUTHORIZATION, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use hyper::Uri;
 
 use crate::auth::{AuthError, Secret};
@@ -35,25 +35,38 @@ pub(crate) fn offers_subprotocol(headers: &HeaderMap) -> bool {
 /// `Authorization` header of another scheme is an error rather than silently ignored.
 pub(crate) fn credential(headers: &HeaderMap, uri: &Uri) -> Result<Option<Secret>, AuthError> {
     let from_protocol = subprotocols(headers).find_map(|p| p.strip_prefix(BEARER_SUBPROTOCOL));
-    let from_header = match headers.get(AUTHORIZATION) {
-        None => None,
-        Some(v) => {
-            let v = v
-                .to_str()
-                .map_err(|_| AuthError::Malformed("Authorization is not ASCII"))?;
-            let (scheme, token) = v.trim().split_once(' ').unwrap_or((v, ""));
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return Err(AuthError::Malformed(
-                    "Authorization must use the Bearer scheme",
-                ));
-            }
-            Some(token.trim())
-        }
-    };
-    let token = match from_header.or(from_protocol) {
+    let token = match authorization(headers)?.or(from_protocol) {
         Some(t) => Some(t.to_string()),
         None => query_param(uri.query().unwrap_or(""), "token")?,
     };
+    nonempty(token)
+}
+
+/// Reads the credential from `Authorization: Bearer` only. Publishing takes it from nowhere else:
+/// a page on another site cannot set that header on a simple request (so no CSRF), and a token in
+/// a URL ends up in proxy logs.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<Secret>, AuthError> {
+    nonempty(authorization(headers)?.map(str::to_string))
+}
+
+/// The token of an `Authorization: Bearer` header, if there is one.
+fn authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let Some(v) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| AuthError::Malformed("Authorization is not ASCII"))?;
+    let (scheme, token) = v.trim().split_once(' ').unwrap_or((v, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Malformed(
+            "Authorization must use the Bearer scheme",
+        ));
+    }
+    Ok(Some(token.trim()))
+}
+
+fn nonempty(token: Option<String>) -> Result<Option<Secret>, AuthError> {
     match token {
         Some(t) if t.is_empty() => Err(AuthError::Malformed("empty credential")),
         Some(t) => Ok(Some(Secret::new(t))),
@@ -115,6 +128,26 @@ pub(crate) fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
             })
         }),
     }
+}
+
+/// [`origin_allowed`] for requests that change state (`POST /publish`): with an empty allowlist a
+/// browser's request is still refused unless it comes from a page of this server (its `Origin`
+/// names the `Host` it was sent to), so another site's page cannot publish through a visitor's
+/// browser.
+pub(crate) fn origin_allowed_to_write(allowed: &[String], headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return true;
+    };
+    if !allowed.is_empty() {
+        return origin_allowed(allowed, headers);
+    }
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 #[cfg(test)]
@@ -216,5 +249,44 @@ mod tests {
             &headers(&[("origin", "https://evil.example")])
         ));
         assert!(!origin_allowed(&allowed, &headers(&[("origin", "null")])));
+    }
+
+    #[test]
+    fn writes_need_the_servers_own_origin_or_an_allowed_one() {
+        let host = ("host", "127.0.0.1:8080");
+        assert!(origin_allowed_to_write(&[], &headers(&[host])), "curl");
+        assert!(origin_allowed_to_write(
+            &[],
+            &headers(&[host, ("origin", "http://127.0.0.1:8080")])
+        ));
+        assert!(!origin_allowed_to_write(
+            &[],
+            &headers(&[host, ("origin", "https://evil.example")])
+        ));
+        assert!(!origin_allowed_to_write(
+            &[],
+            &headers(&[host, ("origin", "null")])
+        ));
+        let allowed = vec!["https://board.example.com".to_string()];
+        assert!(origin_allowed_to_write(
+            &allowed,
+            &headers(&[host, ("origin", "https://board.example.com")])
+        ));
+        assert!(!origin_allowed_to_write(
+            &allowed,
+            &headers(&[host, ("origin", "http://127.0.0.1:8080")])
+        ));
+    }
+
+    #[test]
+    fn publishers_send_the_bearer_header_only() {
+        assert_eq!(bearer(&HeaderMap::new()).unwrap(), None);
+        let h = headers(&[
+            ("authorization", "Bearer k"),
+            ("sec-websocket-protocol", "bearer.p"),
+        ]);
+        assert_eq!(bearer(&h).unwrap().unwrap().expose(), "k");
+        let proto = headers(&[("sec-websocket-protocol", "bearer.p")]);
+        assert_eq!(bearer(&proto).unwrap(), None);
     }
 }

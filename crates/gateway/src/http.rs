@@ -64,8 +64,16 @@ fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>, peer: Option<IpAddr>) -> Re
         "/ws" => upgrade(ctx, req, peer),
         "/healthz" => json_response(StatusCode::OK, b"{\"status\":\"ok\"}".to_vec()),
         "/readyz" => readyz(ctx),
-        "/topics" => topics(ctx),
+        "/topics" => topics(ctx, &req),
         "/metrics" => {
+            if let Some(expected) = &ctx.state.config.metrics_token {
+                let ok = credentials::bearer(req.headers()).is_ok_and(|c| {
+                    c.is_some_and(|c| crate::auth::ct_eq_str(c.expose(), expected.expose()))
+                });
+                if !ok {
+                    return auth_refusal(ctx, StatusCode::UNAUTHORIZED, &AuthError::UnknownKey);
+                }
+            }
             let body = ctx.state.metrics.render(&ctx.state);
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
@@ -223,7 +231,8 @@ fn auth_refusal(ctx: &ShardCtx, status: StatusCode, e: &AuthError) -> Resp {
 }
 
 /// `POST /publish`: one JSON tick (`Content-Type: application/json`) or NDJSON lines for the HTTP
-/// feed. 404 without an HTTP feed, 413 over its `max_body_bytes`, else 200 with what was accepted.
+/// feed. 404 without an HTTP feed, 403 for another site's page, 401/403 without a publish
+/// credential when auth is on, 413 over its `max_body_bytes`, else 200 with what was accepted.
 async fn publish(ctx: &ShardCtx, req: Request<Incoming>) -> Resp {
     let Some(hook) = ctx.state.publish_hook().cloned() else {
         return text(StatusCode::NOT_FOUND, "no http feed is configured\n");
@@ -237,6 +246,33 @@ async fn publish(ctx: &ShardCtx, req: Request<Incoming>) -> Resp {
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return r;
     }
+    let config = &ctx.state.config;
+    if !credentials::origin_allowed_to_write(&config.allowed_origins, req.headers()) {
+        return auth_refusal(ctx, StatusCode::FORBIDDEN, &AuthError::Origin);
+    }
+    // Who may publish is decided before the body is read. Without auth anyone who can reach the
+    // port may publish (the HTTP feed is opt-in); with it, only a publish credential, within its
+    // topics.
+    let scope = match &config.auth {
+        None => None,
+        Some(authenticator) => {
+            let grant = credentials::bearer(req.headers())
+                .and_then(|c| c.ok_or(AuthError::Missing))
+                .and_then(|c| authenticator.authenticate_publisher(c.expose(), SystemTime::now()));
+            match grant {
+                Ok(scope) => Some(scope),
+                Err(e) => {
+                    let status = match e {
+                        AuthError::NotPublisher | AuthError::PublishDisabled => {
+                            StatusCode::FORBIDDEN
+                        }
+                        _ => StatusCode::UNAUTHORIZED,
+                    };
+                    return auth_refusal(ctx, status, &e);
+                }
+            }
+        }
+    };
     let limit = hook.max_body_bytes();
     let too_large = || {
         ctx.state
@@ -277,7 +313,10 @@ async fn publish(ctx: &ShardCtx, req: Request<Incoming>) -> Resp {
     };
     // Parsing is in place: the body must be ours to scribble on (no copy when hyper's buffer is unique).
     let mut body = Vec::from(body);
-    let report = hook.publish(&mut body, single);
+    let report = match &scope {
+        None => hook.publish(&mut body, single, &|_| true),
+        Some(scope) => hook.publish(&mut body, single, &|t| scope.allows(t)),
+    };
     json_response(StatusCode::OK, report.to_json())
 }
 
@@ -298,21 +337,37 @@ fn readyz(ctx: &ShardCtx) -> Resp {
     }
 }
 
-/// Every known topic with its latest tick (the tick JSON itself), or just its name and seq 0.
-fn topics(ctx: &ShardCtx) -> Resp {
-    let mut body = b"{\"topics\":[".to_vec();
-    for (i, t) in ctx.state.bus.snapshot().iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        match &t.last {
-            Some(frame) => body.extend_from_slice(frame.payload()),
-            None => {
-                body.extend_from_slice(b"{\"topic\":");
-                json::write_str(&mut body, t.topic.as_str());
-                body.extend_from_slice(b",\"seq\":0}");
+/// Every topic that has data, as its latest tick (the tick JSON itself). With auth on it needs a
+/// credential, as `/ws` does, and lists only the topics that credential is entitled to.
+fn topics(ctx: &ShardCtx, req: &Request<Incoming>) -> Resp {
+    let entitlements = match &ctx.state.config.auth {
+        None => None,
+        Some(authenticator) => {
+            let grant = credentials::credential(req.headers(), req.uri())
+                .and_then(|c| c.ok_or(AuthError::Missing))
+                .and_then(|c| authenticator.authenticate(c.expose(), SystemTime::now()));
+            match grant {
+                Ok(g) => Some(g.entitlements),
+                Err(e) => return auth_refusal(ctx, StatusCode::UNAUTHORIZED, &e),
             }
         }
+    };
+    let mut body = b"{\"topics\":[".to_vec();
+    let mut first = true;
+    for t in ctx.state.bus.snapshot() {
+        // A topic clients asked for that no feed has published yet has nothing to show.
+        let Some(frame) = &t.last else { continue };
+        if entitlements
+            .as_ref()
+            .is_some_and(|e| !e.allows(t.topic.as_str()))
+        {
+            continue;
+        }
+        if !first {
+            body.push(b',');
+        }
+        first = false;
+        body.extend_from_slice(frame.payload());
     }
     body.extend_from_slice(b"]}");
     json_response(StatusCode::OK, body)

@@ -24,7 +24,9 @@ impl Default for RateLimit {
     fn default() -> Self {
         Self {
             per_second: 100,
-            burst: 200,
+            // A client may subscribe its whole topic allowance (1,024 by default) one message per
+            // topic right after it connects, as dashboards restoring a watchlist do.
+            burst: 1100,
             max_violations: 20,
         }
     }

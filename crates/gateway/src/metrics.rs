@@ -31,6 +31,18 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, so each label is exported (at 0) before its first event.
+    pub const ALL: [CloseReason; 8] = [
+        CloseReason::Client,
+        CloseReason::Protocol,
+        CloseReason::SlowConsumer,
+        CloseReason::Idle,
+        CloseReason::Io,
+        CloseReason::Shutdown,
+        CloseReason::RateLimited,
+        CloseReason::TokenExpired,
+    ];
+
     /// The label value.
     pub fn label(self) -> &'static str {
         match self {
@@ -68,6 +80,10 @@ pub struct Metrics {
     pub subscriptions: IntGauge,
     /// Known topics.
     pub topics: IntGauge,
+    /// Topics only subscribers asked for (no feed has published them).
+    pub topics_requested: IntGauge,
+    /// Such topics removed after their last subscriber left.
+    pub topics_reaped: IntCounter,
     /// Frames written to clients (ticks, replies, control).
     pub messages_sent: IntCounter,
     /// Bytes written to clients.
@@ -150,7 +166,7 @@ impl Metrics {
                 IntGaugeVec::new(Opts::new(name, help), &["feed"]).expect("valid metric"),
             )
         };
-        Metrics {
+        let m = Metrics {
             connections_open: gauge("tickcast_connections_open", "Open WebSocket sessions."),
             connections_accepted: counter(
                 "tickcast_connections_accepted_total",
@@ -185,6 +201,14 @@ impl Metrics {
                 "Live topic subscriptions over all connections.",
             ),
             topics: gauge("tickcast_topics", "Topics known to the bus."),
+            topics_requested: gauge(
+                "tickcast_topics_requested",
+                "Topics that exist only because clients subscribed to them (no feed has published them).",
+            ),
+            topics_reaped: counter(
+                "tickcast_topics_reaped_total",
+                "Topics no feed published, removed after their last subscriber left.",
+            ),
             messages_sent: counter(
                 "tickcast_messages_sent_total",
                 "WebSocket frames written to clients.",
@@ -300,7 +324,35 @@ impl Metrics {
             ),
             process_open_fds: gauge("tickcast_process_open_fds", "Open file descriptors."),
             registry: r,
+        };
+        m.init_labels();
+        m
+    }
+
+    /// Exports every known label value at 0, so a dashboard or an alert sees a series from the
+    /// start instead of a missing one until the first event.
+    fn init_labels(&self) {
+        for reason in CloseReason::ALL {
+            self.connections_closed.with_label_values(&[reason.label()]);
         }
+        for limit in LIMITS {
+            self.limit_rejections.with_label_values(&[limit]);
+        }
+        for reason in crate::auth::AuthError::REASONS {
+            self.auth_failures.with_label_values(&[reason]);
+        }
+        for code in tickcast_core::protocol::ProtocolErrorKind::CODES {
+            self.client_errors.with_label_values(&[code]);
+        }
+        for reason in ["drop_oldest", "shard_inbox_full"] {
+            self.messages_dropped.with_label_values(&[reason]);
+        }
+    }
+
+    /// Registers a metric that lives outside the gateway (the binary's log writer, for one), so
+    /// one scrape of `/metrics` shows it too.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)
     }
 
     /// Counts a closed session.
@@ -313,6 +365,9 @@ impl Metrics {
     /// Renders every metric in the text exposition format, refreshing the sampled ones first.
     pub fn render(&self, state: &ServerState) -> String {
         self.topics.set(state.bus.topic_count() as i64);
+        self.topics_requested
+            .set(state.bus.requested_topic_count() as i64);
+        sync_counter(&self.topics_reaped, state.bus.reaped_topics());
         let published = state.bus.published();
         sync_counter(&self.ticks_published, published);
         sync_counter(
@@ -358,6 +413,16 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 }
+
+/// Every `limit` label of `tickcast_limit_rejections_total`.
+pub const LIMITS: [&str; 6] = [
+    "max_connections",
+    "max_connections_per_ip",
+    "max_topics_per_connection",
+    "max_requested_topics",
+    "message_rate",
+    "max_body_bytes",
+];
 
 /// Brings a counter mirrored from a monotonic source up to `total`.
 fn sync_counter(c: &IntCounter, total: u64) {

@@ -439,7 +439,14 @@ async fn sweep_sessions(ctx: Rc<ShardCtx>) {
     let mut after_storm = false;
     loop {
         timer.tick().await;
-        sweep::sweep(&ctx, std::time::Instant::now());
+        let now = std::time::Instant::now();
+        sweep::sweep(&ctx, now);
+        // Topics are shared by every shard: one of them reaps the ones only clients made up.
+        if ctx.index == 0 {
+            ctx.state
+                .bus
+                .reap_requested(now, ctx.state.config.requested_topic_grace);
+        }
         let open = ctx.sessions.borrow().len();
         let closed = open_before.saturating_sub(open);
         let storm = closed >= TRIM_AFTER_CLOSED.max(open_before / 8);

@@ -70,8 +70,11 @@ pub trait PublishHook: Send + Sync + std::fmt::Debug {
     fn max_body_bytes(&self) -> usize;
 
     /// Publishes the ticks of `body` (scratch afterwards: parsed in place). `single` = the body is
-    /// one JSON tick (`Content-Type: application/json`, may span lines); otherwise NDJSON.
-    fn publish(&self, body: &mut [u8], single: bool) -> PublishReport;
+    /// one JSON tick (`Content-Type: application/json`, may span lines); otherwise NDJSON. Lines
+    /// whose topic `scope` does not allow are rejected as `forbidden` (the caller's credential
+    /// decides; the feed knows nothing of authentication).
+    fn publish(&self, body: &mut [u8], single: bool, scope: &dyn Fn(&str) -> bool)
+        -> PublishReport;
 }
 
 /// Settings of the HTTP feed.
@@ -98,7 +101,12 @@ impl PublishHook for HttpPublisher {
         self.max_body_bytes
     }
 
-    fn publish(&self, body: &mut [u8], single: bool) -> PublishReport {
+    fn publish(
+        &self,
+        body: &mut [u8],
+        single: bool,
+        scope: &dyn Fn(&str) -> bool,
+    ) -> PublishReport {
         let mut report = PublishReport::default();
         let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
         let mut on_reject = |line: u64, e: &Reject| {
@@ -112,9 +120,9 @@ impl PublishHook for HttpPublisher {
         };
         let origin = "POST /publish";
         let counts = if single {
-            sink.ingest_document(body, &origin, &mut on_reject)
+            sink.ingest_document(body, &origin, &mut on_reject, scope)
         } else {
-            sink.ingest_ndjson(body, 1, &origin, &mut on_reject)
+            sink.ingest_ndjson_scoped(body, 1, &origin, &mut on_reject, scope)
         };
         report.accepted = counts.accepted;
         report.rejected = counts.rejected;
@@ -199,7 +207,7 @@ mod tests {
         let mut body =
             b"{\"topic\":\"ticker.A\",\"bid\":1,\"ask\":2,\"last\":1,\"size\":1}\n\nnope\n"
                 .to_vec();
-        let r = hook.publish(&mut body, false);
+        let r = hook.publish(&mut body, false, &|_| true);
         assert_eq!((r.accepted, r.rejected), (1, 1));
         assert_eq!(r.errors[0].line, 3);
         assert_eq!(r.errors[0].reason, RejectReason::BadJson);
@@ -217,7 +225,32 @@ mod tests {
     fn a_pretty_printed_single_tick_is_one_tick() {
         let (hook, _) = hook();
         let mut body = b"{\n  \"topic\": \"ticker.A\",\n  \"bid\": 1,\n  \"ask\": 2,\n  \"last\": 1,\n  \"size\": 1\n}\n".to_vec();
-        let r = hook.publish(&mut body, true);
+        let r = hook.publish(&mut body, true, &|_| true);
         assert_eq!((r.accepted, r.rejected), (1, 0), "{r:?}");
+    }
+
+    #[test]
+    fn lines_outside_the_publishers_scope_are_rejected_and_the_rest_published() {
+        let (hook, bus) = hook();
+        let mut body = concat!(
+            r#"{"topic":"ticker.A","bid":1,"ask":2,"last":1,"size":1}"#,
+            "\n",
+            r#"{"topic":"book.A","bid":1,"ask":2,"last":1,"size":1}"#,
+            "\n",
+        )
+        .as_bytes()
+        .to_vec();
+        let scope = |t: &str| t.starts_with("ticker.");
+        let r = hook.publish(&mut body, false, &scope);
+        assert_eq!((r.accepted, r.rejected), (1, 1));
+        assert_eq!(r.errors[0].reason, RejectReason::Forbidden);
+        assert_eq!(r.errors[0].message, "not entitled to publish book.A");
+        assert!(
+            bus.get("book.A").is_none(),
+            "a refused line creates nothing"
+        );
+        let mut one = br#"{"topic":"book.A","bid":1,"ask":2,"last":1,"size":1}"#.to_vec();
+        let r = hook.publish(&mut one, true, &scope);
+        assert_eq!((r.accepted, r.rejected), (0, 1));
     }
 }

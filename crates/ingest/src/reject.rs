@@ -22,11 +22,13 @@ pub enum RejectReason {
     TopicLimit,
     /// A well-formed message the source should not send (binary frame, unknown shape).
     Unsupported,
+    /// The publisher's credential does not cover the topic (`POST /publish` with auth on).
+    Forbidden,
 }
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 8] = [
         RejectReason::TooLong,
         RejectReason::BadJson,
         RejectReason::MissingField,
@@ -34,6 +36,7 @@ impl RejectReason {
         RejectReason::BadNumber,
         RejectReason::TopicLimit,
         RejectReason::Unsupported,
+        RejectReason::Forbidden,
     ];
 
     /// The metrics label value.
@@ -46,6 +49,7 @@ impl RejectReason {
             RejectReason::BadNumber => "bad_number",
             RejectReason::TopicLimit => "topic_limit",
             RejectReason::Unsupported => "unsupported",
+            RejectReason::Forbidden => "forbidden",
         }
     }
 
@@ -82,6 +86,9 @@ pub enum Reject {
     /// Input of a kind the source does not accept.
     #[error("unsupported input: {0}")]
     Unsupported(&'static str),
+    /// The publisher may not publish this topic.
+    #[error("not entitled to publish {0}")]
+    Forbidden(String),
 }
 
 impl Reject {
@@ -95,6 +102,7 @@ impl Reject {
             Reject::BadNumber(_) => RejectReason::BadNumber,
             Reject::TopicLimit(_) => RejectReason::TopicLimit,
             Reject::Unsupported(_) => RejectReason::Unsupported,
+            Reject::Forbidden(_) => RejectReason::Forbidden,
         }
     }
 }

@@ -71,6 +71,19 @@ impl TickSink {
         origin: &dyn fmt::Display,
         on_reject: &mut dyn FnMut(u64, &Reject),
     ) -> Ingested {
+        self.ingest_ndjson_scoped(data, first_line, origin, on_reject, &|_| true)
+    }
+
+    /// [`ingest_ndjson`](Self::ingest_ndjson) for a publisher that may publish only the topics
+    /// `scope` allows; other lines are rejected as [`Reject::Forbidden`].
+    pub fn ingest_ndjson_scoped(
+        &mut self,
+        data: &mut [u8],
+        first_line: u64,
+        origin: &dyn fmt::Display,
+        on_reject: &mut dyn FnMut(u64, &Reject),
+        scope: &dyn Fn(&str) -> bool,
+    ) -> Ingested {
         let bus = self.publisher.bus().clone();
         let mut batch = bus.batch();
         let ts = TsMicros::now();
@@ -80,6 +93,7 @@ impl TickSink {
         for_each_line(data, first_line, max_line, |n, line| {
             let result = line.and_then(|l| {
                 let tick = self.parser.parse(l)?;
+                in_scope(scope, &tick)?;
                 self.publish_line(&mut batch, &tick, ts)
             });
             match result {
@@ -111,20 +125,22 @@ impl TickSink {
         self.parser.parse(line)
     }
 
-    /// Parses and publishes `doc` as one JSON tick that may span lines (the caller bounds its size).
+    /// Parses and publishes `doc` as one JSON tick that may span lines (the caller bounds its size),
+    /// if `scope` allows its topic.
     pub fn ingest_document(
         &mut self,
         doc: &mut [u8],
         origin: &dyn fmt::Display,
         on_reject: &mut dyn FnMut(u64, &Reject),
+        scope: &dyn Fn(&str) -> bool,
     ) -> Ingested {
         let bus = self.publisher.bus().clone();
         let mut batch = bus.batch();
         let ts = TsMicros::now();
-        let result = self
-            .parser
-            .parse(doc)
-            .and_then(|tick| self.publish_line(&mut batch, &tick, ts));
+        let result = self.parser.parse(doc).and_then(|tick| {
+            in_scope(scope, &tick)?;
+            self.publish_line(&mut batch, &tick, ts)
+        });
         drop(batch);
         match result {
             Ok(published) => {
@@ -219,6 +235,15 @@ impl TickSink {
     }
 }
 
+/// Refuses a line whose topic the publisher may not publish.
+fn in_scope(scope: &dyn Fn(&str) -> bool, tick: &TickLine<'_>) -> Result<(), Reject> {
+    if scope(&tick.topic) {
+        Ok(())
+    } else {
+        Err(Reject::Forbidden(tick.topic.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +253,7 @@ mod tests {
     fn sink() -> (TickSink, Arc<Bus>) {
         let bus = Bus::new(&BusConfig {
             max_topics: 3,
+            max_requested_topics: 0,
             ..Default::default()
         });
         let stats = FeedStats::new("t", "tcp");

@@ -24,6 +24,8 @@ pub struct FeedStats {
     dropped: AtomicU64,
     last_tick_us: AtomicU64,
     connected: AtomicBool,
+    /// Why the feed stopped for good (an error or a panic), once it has.
+    failure: Mutex<Option<String>>,
     /// Whether `/readyz` waits for this feed.
     required: AtomicBool,
     /// With a non-zero value, a feed whose last tick is older than this (ms) is not live.
@@ -47,6 +49,7 @@ impl FeedStats {
             dropped: AtomicU64::new(0),
             last_tick_us: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            failure: Mutex::new(None),
             required: AtomicBool::new(true),
             max_idle_ms: AtomicU64::new(0),
             reject_log: LogLimiter::default(),
@@ -72,6 +75,9 @@ impl FeedStats {
     /// Why this feed is not ready at `now` (not connected, or silent for longer than its
     /// `max_idle`), or `None` when it is.
     pub fn not_ready_reason(&self, now: TsMicros) -> Option<String> {
+        if let Some(why) = self.failure() {
+            return Some(format!("feed {} stopped: {why}", self.name));
+        }
         if !self.connected() {
             return Some(format!("feed {} is not connected", self.name));
         }
@@ -153,6 +159,20 @@ impl FeedStats {
     /// Counts one reconnect to the source.
     pub fn record_reconnect(&self) {
         self.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks the feed as stopped for good because of `why`: not connected, and not ready.
+    pub fn set_failed(&self, why: String) {
+        self.set_connected(false);
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    /// Why the feed stopped for good, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Marks the source connected (or not).

@@ -22,17 +22,15 @@ use tickcast_ingest::{FeedPlan, FeedSpec};
 /// Why a configuration is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The file could not be read. (The I/O error is part of the message, not a `source`, so the
+    /// one-line report does not print it twice.)
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     /// The file is not valid TOML or has unknown keys.
-    #[error("invalid config file {path}: {source}")]
+    #[error("invalid config file {path}: {error}")]
     Parse {
         path: String,
-        source: Box<toml::de::Error>,
+        error: Box<toml::de::Error>,
     },
     /// A value is out of range.
     #[error("invalid config: {0}")]
@@ -197,8 +195,12 @@ pub struct LimitsSection {
     pub max_connections: usize,
     /// Topics one connection may subscribe to.
     pub max_topics_per_connection: usize,
-    /// Topics the server holds in total.
+    /// Topics feeds may create. Topics that only subscribers asked for never count here.
     pub max_topics: usize,
+    /// Topics that exist only because subscribers asked for them (no feed has published them).
+    pub max_requested_topics: usize,
+    /// How long such a topic outlives its last subscriber, in milliseconds.
+    pub requested_topic_grace_ms: u64,
     /// Largest client message in bytes.
     pub max_message_bytes: usize,
     /// Time allowed for an HTTP request head, in milliseconds.
@@ -219,6 +221,8 @@ impl Default for LimitsSection {
             max_connections: 100_000,
             max_topics_per_connection: 1024,
             max_topics: 100_000,
+            max_requested_topics: 10_000,
+            requested_topic_grace_ms: 30_000,
             max_message_bytes: 64 * 1024,
             handshake_timeout_ms: 10_000,
             max_connections_per_ip: 0,
@@ -237,6 +241,12 @@ pub struct AuthSection {
     pub enabled: bool,
     /// Accepted API keys and what each grants.
     pub api_keys: Vec<ApiKeySection>,
+    /// Keys that may `POST /publish`, each with the topic patterns it may publish to.
+    pub publish_keys: Vec<ApiKeySection>,
+    /// JWT claim holding the topic patterns a token may publish to.
+    pub publish_claim: String,
+    /// When set, `/metrics` needs `Authorization: Bearer <this>`, whether or not `enabled` is.
+    pub metrics_token: Option<Secret>,
     /// Shared secret for HS256 JWTs (at least 32 bytes).
     pub hs256_secret: Option<Secret>,
     /// PEM file with the RSA public key for RS256 JWTs.
@@ -258,6 +268,9 @@ impl Default for AuthSection {
         Self {
             enabled: false,
             api_keys: Vec::new(),
+            publish_keys: Vec::new(),
+            publish_claim: AuthConfig::default().publish_claim,
+            metrics_token: None,
             hs256_secret: None,
             rs256_public_key_file: None,
             topics_claim: AuthConfig::default().topics_claim,
@@ -287,20 +300,23 @@ impl AuthSection {
         }
         let rs256_public_key_pem = match &self.rs256_public_key_file {
             None => None,
-            Some(path) => Some(std::fs::read(path).map_err(|source| ConfigError::Read {
+            Some(path) => Some(std::fs::read(path).map_err(|error| ConfigError::Read {
                 path: path.display().to_string(),
-                source,
+                error,
             })?),
         };
-        let config = AuthConfig {
-            api_keys: self
-                .api_keys
-                .iter()
+        let keys = |list: &[ApiKeySection]| {
+            list.iter()
                 .map(|k| ApiKey {
                     key: k.key.clone(),
                     topics: k.topics.clone(),
                 })
-                .collect(),
+                .collect()
+        };
+        let config = AuthConfig {
+            api_keys: keys(&self.api_keys),
+            publish_keys: keys(&self.publish_keys),
+            publish_claim: self.publish_claim.clone(),
             hs256_secret: self.hs256_secret.clone(),
             rs256_public_key_pem,
             topics_claim: self.topics_claim.clone(),
@@ -474,7 +490,7 @@ pub enum FeedSection {
         /// Name in logs and metrics.
         #[serde(default = "default_replay_name")]
         name: String,
-        /// The file (relative to the working directory).
+        /// The file (a relative path is relative to the config file's folder).
         path: PathBuf,
         /// `jsonl` or `csv`; default: `csv` for a `.csv` file, else `jsonl`.
         #[serde(default)]
@@ -1039,33 +1055,61 @@ pub struct Overrides {
 }
 
 impl Config {
-    /// Reads and validates a TOML file.
+    /// Reads and validates a TOML file. Relative paths in it (key files, certificates, replay
+    /// files, CA files) are relative to the file's folder, so a config works from any directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
-        Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse {
+        let mut config = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { error, .. } => ConfigError::Parse {
                 path: path.display().to_string(),
-                source,
+                error,
             },
             other => other,
-        })
-    }
-
-    /// Parses and validates TOML text.
-    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: "<text>".into(),
-            source: Box::new(e),
         })?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new("")));
         config.validate()?;
         Ok(config)
     }
 
-    /// Applies CLI/env overrides. `--symbols`/`--rate` configure the first synthetic feed, adding
-    /// one when the file has no feed at all.
+    /// Parses and validates TOML text (relative paths stay relative to the working directory).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config = Self::parse(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<text>".into(),
+            error: Box::new(e),
+        })
+    }
+
+    /// Makes every relative path of the file relative to `base`, the file's folder.
+    fn resolve_paths(&mut self, base: &Path) {
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.tls.cert_path.iter_mut().for_each(rebase);
+        self.tls.key_path.iter_mut().for_each(rebase);
+        self.auth.rs256_public_key_file.iter_mut().for_each(rebase);
+        for feed in &mut self.feeds {
+            match feed {
+                FeedSection::Replay { path, .. } => rebase(path),
+                FeedSection::Upstream { ca_file, .. } => ca_file.iter_mut().for_each(rebase),
+                _ => {}
+            }
+        }
+    }
+
+    /// Applies CLI/env overrides. `--symbols`/`--rate` configure the first synthetic feed (the
+    /// default one when the file has no feed at all); with feeds but no synthetic one they are an
+    /// error rather than a synthetic feed slipped in beside the configured ones.
     pub fn apply(&mut self, o: Overrides) -> Result<(), ConfigError> {
         if let Some(listen) = o.listen {
             self.server.listen = listen;
@@ -1092,11 +1136,18 @@ impl Config {
             self.nats.url = url;
         }
         if o.symbols.is_some() || o.rate.is_some() {
-            if !self
+            let has_synthetic = self
                 .feeds
                 .iter()
-                .any(|f| matches!(f, FeedSection::Synthetic { .. }))
-            {
+                .any(|f| matches!(f, FeedSection::Synthetic { .. }));
+            if !has_synthetic && !self.feeds.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "--symbols and --rate configure the synthetic feed, and the config file has \
+                     none; add a [[feeds]] entry with kind = \"synthetic\" or drop the flags"
+                        .into(),
+                ));
+            }
+            if !has_synthetic {
                 self.feeds.push(FeedSection::default_synthetic());
             }
             if let Some(FeedSection::Synthetic { symbols, rate, .. }) = self
@@ -1141,8 +1192,16 @@ impl Config {
                 "limits.message_burst must be at least 1 when a message rate is set".into(),
             );
         }
-        if self.auth.topics_claim.is_empty() {
-            return bad("auth.topics_claim must not be empty".into());
+        if self.auth.topics_claim.is_empty() || self.auth.publish_claim.is_empty() {
+            return bad("auth.topics_claim and auth.publish_claim must not be empty".into());
+        }
+        if self
+            .auth
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            return bad("auth.metrics_token must be at least 16 bytes".into());
         }
         self.auth.authenticator()?;
         if self.limits.max_message_bytes < 128 {
@@ -1213,6 +1272,7 @@ impl Config {
             shards: self.shards(),
             inbox_capacity: self.server.shard_inbox_capacity,
             max_topics: self.limits.max_topics,
+            max_requested_topics: self.limits.max_requested_topics,
         }
     }
 
@@ -1234,6 +1294,7 @@ impl Config {
                 max_violations: self.limits.max_rate_violations,
             },
             max_topics_per_connection: self.limits.max_topics_per_connection,
+            requested_topic_grace: ms(self.limits.requested_topic_grace_ms),
             max_message_bytes: self.limits.max_message_bytes,
             queue: QueueLimits {
                 max_frames: self.backpressure.max_queued_frames,
@@ -1249,6 +1310,7 @@ impl Config {
             auth: self.auth.authenticator()?,
             tls: self.tls.server_config()?,
             allowed_origins: self.auth.allowed_origins.clone(),
+            metrics_token: self.auth.metrics_token.clone(),
             heap_trim: self.heap_trim,
         })
     }

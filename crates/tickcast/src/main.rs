@@ -10,6 +10,7 @@ use tickcast_bus::OverflowPolicy;
 use tickcast_ingest::synthetic::Symbols;
 
 mod allocator;
+mod logging;
 
 /// Market-data WebSocket fan-out server.
 #[derive(Debug, Parser)]
@@ -74,10 +75,14 @@ fn main() -> anyhow::Result<()> {
     })?;
     config.heap_trim = Some(allocator::collect);
     let filter = cli.log.clone().unwrap_or_else(|| config.log.filter.clone());
+    let dropped_lines = logging::dropped_counter();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&filter).context("invalid log filter")?,
         )
+        .with_writer(logging::LogWriter::new(dropped_lines.clone()))
+        .with_ansi(logging::use_colour())
+        .log_internal_errors(false)
         .init();
 
     // Feeds and signals run here; connections run on the gateway's shard threads.
@@ -89,13 +94,21 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let running = tickcast::start(config).await?;
+        if let Err(e) = running.state().metrics.register(Box::new(dropped_lines)) {
+            tracing::warn!(error = %e, "cannot export tickcast_log_lines_dropped_total");
+        }
         let token = running.shutdown_token();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: closing clients with 1001, flushing queues");
-            token.cancel();
-        });
-        running.wait().await
+        // The signal is awaited here, in the future the main thread blocks on, not in a task of
+        // its own: a task can die unnoticed, and then SIGTERM would do nothing.
+        let stopped = running.wait();
+        tokio::pin!(stopped);
+        tokio::select! {
+            result = &mut stopped => return result,
+            () = wait_for_signal() => {}
+        }
+        tracing::info!("shutting down: closing clients with 1001, flushing queues");
+        token.cancel();
+        stopped.await
     })?;
     tracing::info!("bye");
     Ok(())

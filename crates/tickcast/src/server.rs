@@ -67,6 +67,30 @@ impl Running {
     }
 }
 
+/// Runs one feed and watches it: a feed that fails or panics is logged and marked stopped, which
+/// turns `/readyz` false (when the feed is required) and `tickcast_feed_up` 0. The server keeps
+/// serving cached data rather than dropping every client; it never reports ready on a dead feed.
+async fn supervise(feed: Box<dyn Feed>, ctx: FeedContext, stats: Arc<FeedStats>) {
+    let name = feed.name().to_string();
+    // A task of its own, so a panic is caught by the runtime and seen here as a JoinError.
+    let failure = match tokio::spawn(feed.run(ctx)).await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            format!("panicked: {what}")
+        }
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(feed = %name, error = %failure, "feed stopped");
+    stats.set_failed(failure);
+}
+
 /// Builds and starts the server described by `config` on the current tokio runtime.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     config.validate()?;
@@ -116,19 +140,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     handles.extend(sink_task);
     for (feed, stats) in feeds {
         registry.register(stats.clone());
-        let name = feed.name().to_string();
-        let ctx = FeedContext::new(bus.clone(), stats, shutdown.clone());
-        let token = shutdown.clone();
-        handles.push(tokio::spawn(async move {
-            if let Err(e) = feed.run(ctx).await {
-                tracing::error!(feed = %name, error = %e, "feed stopped");
-                // A required feed failing at runtime is logged and visible in /readyz; the server keeps
-                // serving cached data rather than dropping every client.
-                let _ = token;
-            }
-        }));
+        let ctx = FeedContext::new(bus.clone(), stats.clone(), shutdown.clone());
+        handles.push(tokio::spawn(supervise(feed, ctx, stats)));
     }
-    tracing::info!(%addr, shards = bus.shard_count(), "tickcast listening; WebSocket at ws://{addr}/ws");
+    let scheme = if state.config.tls.is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
+    tracing::info!(%addr, shards = bus.shard_count(), "tickcast listening; WebSocket at {scheme}://{addr}/ws");
     Ok(Running {
         addr,
         state,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -42,28 +42,7 @@ async fn http(
     headers: &str,
     body: &[u8],
 ) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(server.addr()).await.expect("connect");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
-        body.len()
-    );
-    // One write: the server may answer (413) without reading the body, and body bytes still in
-    // flight when it closes could reset the connection before the answer is read.
-    let mut req = head.into_bytes();
-    req.extend_from_slice(body);
-    let _ = s.write_all(&req).await;
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("response in time");
-    let text = String::from_utf8_lossy(&buf);
-    let status = text[9..12].parse().expect("status");
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("head end")
-        + 4;
-    (status, buf[split..].to_vec())
+    http_request(server.addr(), method, path, headers, body).await
 }
 
 fn tick_line(topic: &str, bid: f64, ask: f64, last: f64, size: f64) -> String {
@@ -977,4 +956,128 @@ async fn upstream_over_wss_refuses_an_untrusted_certificate_and_keeps_retrying()
     exchange.kill().await;
     let _ = std::fs::remove_file(ca_file);
     let _ = std::fs::remove_file(other_ca);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_clients_make_up_never_lock_out_a_feed_and_go_away_unused() {
+    let server = start_server(|c| {
+        c.feeds = feeds("[[feeds]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:0\"");
+        c.limits.max_topics = 3;
+        c.limits.requested_topic_grace_ms = 0;
+    })
+    .await;
+    let bus = server.running().state().bus.clone();
+    // A client holds six made-up topics: they wait for a feed, and say so in the ack.
+    let junk_names: Vec<String> = (0..6).map(|i| format!("ticker.JUNK{i}")).collect();
+    let junk_refs: Vec<&str> = junk_names.iter().map(String::as_str).collect();
+    let mut junk = Client::connect(&server).await;
+    let ack = junk.subscribe(&junk_refs, 1).await;
+    assert_eq!(ack["pending"], serde_json::json!(junk_names), "{ack}");
+
+    // The feed still creates its three topics (one of them subscribed before it existed)...
+    let mut client = Client::connect(&server).await;
+    client.subscribe(&["ticker.NEWIPO"], 2).await;
+    let mut publisher = tcp_publisher(&server, "tcp").await;
+    let lines: String = ["ticker.A", "ticker.B", "ticker.NEWIPO", "ticker.D"]
+        .iter()
+        .map(|t| tick_line(t, 1.0, 1.5, 1.25, 1.0) + "\n")
+        .collect();
+    publisher.write_all(lines.as_bytes()).await.unwrap();
+    let t = client.next_of_type("tick").await;
+    assert_eq!(
+        (t["topic"].as_str(), t["seq"].as_u64()),
+        (Some("ticker.NEWIPO"), Some(1))
+    );
+    // ...and only its own limit refuses its fourth.
+    let stats = feed_stats(&server, "tcp");
+    wait_until("the fourth topic is refused", || stats.parse_errors() == 1).await;
+    assert_eq!(
+        stats.parse_errors_for(tickcast_ingest::RejectReason::TopicLimit),
+        1
+    );
+    assert_eq!(last_seq(&server, "ticker.A"), 1);
+
+    // /topics shows topics with data only, all in the tick's shape.
+    let (_, _, body) = http_get(&server, "/topics").await;
+    let listed: Value = serde_json::from_slice(&body).expect("json");
+    let names: Vec<&str> = listed["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .map(|t| {
+            assert_eq!(t["type"], "tick", "{t}");
+            t["topic"].as_str().expect("topic")
+        })
+        .collect();
+    assert_eq!(names, ["ticker.A", "ticker.B", "ticker.NEWIPO"]);
+
+    // The made-up topics go once their client has left.
+    assert_eq!(bus.requested_topic_count(), 6);
+    drop(junk);
+    wait_until("made-up topics are reaped", || {
+        bus.requested_topic_count() == 0 && bus.topic_count() == 3
+    })
+    .await;
+    assert_eq!(
+        metric(&server, "tickcast_topics_reaped_total").await,
+        Some(6.0)
+    );
+    assert_eq!(
+        metric(&server, "tickcast_topics_requested").await,
+        Some(0.0)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_churn_of_made_up_subscriptions_leaves_the_topic_count_where_it_started() {
+    let server = start_server(|c| {
+        feed(c, &["AAPL"], 50.0);
+        c.limits.requested_topic_grace_ms = 0;
+        // Room for every round at once: the reaper may not have run between rounds.
+        c.limits.max_requested_topics = 1000;
+    })
+    .await;
+    wait_for_seq(&server, "ticker.AAPL", 1).await;
+    let bus = server.running().state().bus.clone();
+    let start = bus.topic_count();
+    for round in 0..5 {
+        let names: Vec<String> = (0..200).map(|i| format!("ticker.R{round}X{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut c = Client::connect(&server).await;
+        let ack = c.subscribe(&refs, 1).await;
+        assert_eq!(ack["pending"].as_array().map(Vec::len), Some(200));
+    }
+    wait_until("the churn leaves no topic behind", || {
+        bus.topic_count() == start && bus.requested_topic_count() == 0
+    })
+    .await;
+
+    // Past max_requested_topics a subscribe is refused, and what it created does not stay either.
+    let names: Vec<String> = (0..1001).map(|i| format!("ticker.OVER{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut c = Client::connect(&server).await;
+    c.send(serde_json::json!({"op":"subscribe","topics":refs,"id":9}))
+        .await;
+    let err = c.next_of_type("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["id"].as_u64()),
+        (Some("topic_limit"), Some(9))
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "tickcast_limit_rejections_total{limit=\"max_requested_topics\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    // The feed's topic is still served to the same connection.
+    let ack = c.subscribe(&["ticker.AAPL"], 10).await;
+    assert!(ack.get("pending").is_none(), "{ack}");
+    wait_until("the refused subscribe leaves no topic behind", || {
+        bus.topic_count() == start
+    })
+    .await;
+    server.shutdown().await;
 }

@@ -657,3 +657,84 @@ async fn real_prometheus_scrapes_tickcast_with_subscribers() {
     drop(prom);
     server.shutdown().await;
 }
+
+/// `tickcast 2>&1 | head -1`: the reader of the log pipe goes away after one line. The server must
+/// neither lose its feed (nor report ready while it is dead) nor ignore SIGTERM afterwards, and
+/// a pipe gets no colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_log_pipe_stops_neither_the_feed_nor_sigterm() {
+    use std::io::BufRead;
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut server = Reaped(Some(
+        Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--rate",
+                "200",
+                "--log",
+                "debug",
+            ])
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tickcast"),
+    ));
+    let stderr = server.child().stderr.take().expect("stderr");
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stderr)
+            .read_line(&mut line)
+            .expect("read the first log line");
+        line
+        // The reader (and the pipe's only read end) is dropped here, as `head -1` exits.
+    });
+    let first = tokio::time::timeout(WAIT, first)
+        .await
+        .expect("a first log line in time")
+        .expect("reader thread");
+    assert!(!first.is_empty() && !first.contains('\u{1b}'), "{first:?}");
+
+    let deadline = Instant::now() + 3 * WAIT;
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "tickcast never listened on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ticks = "tickcast_feed_ticks_total{feed=\"synthetic\"}";
+    let before = metric_at(addr, ticks).await.unwrap_or(0.0);
+    // Malformed HTTP makes the server log (at debug), into the closed pipe.
+    loop {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let _ = s.write_all(b"NOT HTTP\r\n\r\n").await;
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut sink)).await;
+        let dropped = metric_at(addr, "tickcast_log_lines_dropped_total").await;
+        let now = metric_at(addr, ticks).await.unwrap_or(0.0);
+        if dropped.is_some_and(|d| d > 0.0) && now > before + 10.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "feed ticks {before} -> {now}, dropped log lines {dropped:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(http_get_addr(addr, "/readyz").await.0, 200);
+
+    let pid = server.child().id() as libc::pid_t;
+    // SAFETY: sends a signal to our own child process; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = loop {
+        if let Some(s) = server.child().try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop tickcast");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}

@@ -14,6 +14,7 @@ fn seq(v: &Value) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_receive_unsubscribe() {
     let server = start_server(|c| feed(c, &["AAPL", "MSFT"], 400.0)).await;
+    wait_for_seq(&server, "ticker.AAPL", 1).await;
     let mut c = Client::connect(&server).await;
     let ack = c.subscribe(&["ticker.AAPL"], 1).await;
     assert_eq!(

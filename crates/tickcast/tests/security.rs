@@ -224,6 +224,8 @@ async fn api_key_from_header_query_or_subprotocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hs256_entitlements_forbid_only_the_topics_outside_them() {
     let server = start_server(with_auth).await;
+    // Once AAPL has data, the ack lists nothing as pending.
+    wait_for_seq(&server, "ticker.AAPL", 1).await;
     let token = hs256(json!({"sub":"alice","exp": unix_now() + 600,"topics":["ticker.AAPL"]}));
     let (mut c, _) = open(
         &server,
@@ -348,5 +350,209 @@ async fn origin_allowlist() {
     assert!(metrics(&server)
         .await
         .contains("tickcast_auth_failures_total{reason=\"origin_not_allowed\"} 1"));
+    server.shutdown().await;
+}
+
+const PUBLISH_KEY: &str = "test-publish-key-0123456789";
+
+fn tick(topic: &str, last: f64) -> String {
+    format!(r#"{{"topic":"{topic}","bid":{last},"ask":{last},"last":{last},"size":1}}"#)
+}
+
+/// `POST /publish` with `headers`: (status, JSON body).
+async fn publish(server: &RunningServer, headers: &str, body: &str) -> (u16, Value) {
+    let (status, body) =
+        http_request(server.addr(), "POST", "/publish", headers, body.as_bytes()).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// An http feed beside the test config's others.
+fn with_http_feed(c: &mut tickcast::Config) {
+    let http = tickcast::Config::from_toml("[[feeds]]\nkind = \"http\"\nrequired = false")
+        .expect("http feed")
+        .feeds;
+    c.feeds.extend(http);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_with_auth_on_needs_a_publish_credential_within_its_topics() {
+    let server = start_server(|c| {
+        with_auth(c);
+        with_http_feed(c);
+        c.auth.publish_keys = vec![ApiKeySection {
+            key: Secret::new(PUBLISH_KEY),
+            topics: vec!["ticker.*".into()],
+        }];
+    })
+    .await;
+    let injected = tick("ticker.INJECT", 0.01);
+    let bearer = |k: &str| format!("Authorization: Bearer {k}\r\n");
+
+    // The issue's reproduction: a text/plain POST with no credential.
+    let (status, body) = publish(&server, "Content-Type: text/plain\r\n", &injected).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("missing_credentials"))
+    );
+    // A read key subscribes but does not publish; a publish key in the URL is not looked at.
+    let (status, body) = publish(&server, &bearer(API_KEY), &injected).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("not_a_publisher"))
+    );
+    let (status, _) = http_request(
+        server.addr(),
+        "POST",
+        &format!("/publish?token={PUBLISH_KEY}"),
+        "",
+        injected.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let reader = hs256(json!({"exp": unix_now() + 60, "topics": ["*"]}));
+    let (status, _) = publish(&server, &bearer(&reader), &injected).await;
+    assert_eq!(status, 403);
+    // Another site's page cannot publish through a browser, even with a credential.
+    let cross_site = format!("{}Origin: https://evil.example\r\n", bearer(PUBLISH_KEY));
+    let (status, body) = publish(&server, &cross_site, &injected).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("origin_not_allowed"))
+    );
+    assert_eq!(
+        last_seq(&server, "ticker.INJECT"),
+        0,
+        "nothing refused got through"
+    );
+
+    // The publish key publishes within its patterns; the rest of the body is still published.
+    let (mut client, _) = open(&server, &format!("/ws?token={API_KEY}"), &[])
+        .await
+        .expect("reader connects");
+    client.subscribe(&["ticker.INJECT"], 1).await;
+    let lines = format!("{}\n{}\n", tick("book.X", 1.0), injected);
+    let (status, report) = publish(&server, &bearer(PUBLISH_KEY), &lines).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["accepted"].as_u64(), report["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(report["errors"][0]["reason"], "forbidden", "{report}");
+    let t = client.next_of_type("tick").await;
+    assert_eq!(
+        (t["topic"].as_str(), t["seq"].as_u64()),
+        (Some("ticker.INJECT"), Some(1))
+    );
+    // A token's publish claim is a publish credential too.
+    let publisher = hs256(json!({"exp": unix_now() + 60, "publish": ["ticker.INJECT"]}));
+    let (status, report) = publish(&server, &bearer(&publisher), &injected).await;
+    assert_eq!(
+        (status, report["accepted"].as_u64()),
+        (200, Some(1)),
+        "{report}"
+    );
+
+    let m = metrics(&server).await;
+    for sample in [
+        "tickcast_auth_failures_total{reason=\"missing_credentials\"} 2",
+        "tickcast_auth_failures_total{reason=\"not_a_publisher\"} 2",
+        "tickcast_auth_failures_total{reason=\"origin_not_allowed\"} 1",
+        "tickcast_feed_parse_errors_total{feed=\"http\",reason=\"forbidden\"} 1",
+    ] {
+        assert!(m.contains(sample), "{sample} in\n{m}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_is_refused_when_auth_is_on_and_no_publish_credential_is_configured() {
+    let server = start_server(|c| {
+        feed(c, &["AAPL"], 10.0);
+        with_http_feed(c);
+        c.auth.enabled = true;
+        c.auth.api_keys = vec![ApiKeySection {
+            key: Secret::new(API_KEY),
+            topics: vec!["*".into()],
+        }];
+    })
+    .await;
+    let headers = format!("Authorization: Bearer {API_KEY}\r\n");
+    let (status, body) = publish(&server, &headers, &tick("ticker.AAPL", 1.0)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("publish_disabled"))
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auth_only_the_servers_own_pages_may_publish_from_a_browser() {
+    let server = start_server(|c| {
+        feed(c, &["AAPL"], 10.0);
+        with_http_feed(c);
+    })
+    .await;
+    let line = tick("ticker.CSRF", 1.0);
+    let (status, _) = publish(&server, "Origin: https://evil.example\r\n", &line).await;
+    assert_eq!(status, 403);
+    assert_eq!(last_seq(&server, "ticker.CSRF"), 0);
+    let own = format!("Origin: http://{}\r\n", server.addr());
+    let (status, _) = publish(&server, &own, &line).await;
+    assert_eq!(status, 200);
+    let (status, _) = publish(&server, "", &line).await;
+    assert_eq!(status, 200, "no Origin: not a browser (curl, a script)");
+    assert_eq!(last_seq(&server, "ticker.CSRF"), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_needs_a_credential_with_auth_on_and_lists_only_entitled_topics() {
+    const AAPL_ONLY: &str = "test-aapl-only-key-0123456789";
+    let server = start_server(|c| {
+        with_auth(c);
+        c.auth.api_keys.push(ApiKeySection {
+            key: Secret::new(AAPL_ONLY),
+            topics: vec!["ticker.AAPL".into()],
+        });
+    })
+    .await;
+    wait_for_seq(&server, "ticker.AAPL", 1).await;
+    wait_for_seq(&server, "ticker.MSFT", 1).await;
+    let (status, _, body) = http_get(&server, "/topics").await;
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    let names = |body: &[u8]| -> Vec<String> {
+        let v: Value = serde_json::from_slice(body).expect("json");
+        v["topics"]
+            .as_array()
+            .expect("topics")
+            .iter()
+            .map(|t| t["topic"].as_str().expect("topic").to_string())
+            .collect()
+    };
+    let (status, _, body) = http_get(&server, &format!("/topics?token={AAPL_ONLY}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(names(&body), ["ticker.AAPL"]);
+    let (status, _, body) = http_get(&server, &format!("/topics?token={API_KEY}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(names(&body), ["ticker.AAPL", "ticker.MSFT"]);
+    // Health stays public.
+    assert_eq!(http_get(&server, "/healthz").await.0, 200);
+    assert_eq!(http_get(&server, "/readyz").await.0, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_token_protects_metrics() {
+    const SCRAPE: &str = "test-scrape-token-0123456789";
+    let server = start_server(|c| {
+        feed(c, &["AAPL"], 10.0);
+        c.auth.metrics_token = Some(Secret::new(SCRAPE));
+    })
+    .await;
+    assert_eq!(http_get(&server, "/metrics").await.0, 401);
+    let auth = format!("Authorization: Bearer {SCRAPE}\r\n");
+    let (status, body) = http_request(server.addr(), "GET", "/metrics", &auth, b"").await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("tickcast_connections_open"));
     server.shutdown().await;
 }

@@ -221,6 +221,8 @@ async fn https_routes_and_plain_clients_on_the_tls_port() {
     .await;
     let (status, body) = cert.https_get(&server, "/healthz").await;
     assert_eq!(status, 200, "{body}");
+    // /topics lists topics that have data.
+    wait_for_seq(&server, "ticker.AAPL", 1).await;
     let (status, body) = cert.https_get(&server, "/topics").await;
     assert_eq!(status, 200);
     assert!(body.contains("ticker.AAPL"), "{body}");

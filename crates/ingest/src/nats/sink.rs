@@ -296,6 +296,7 @@ mod tests {
             shards: 1,
             inbox_capacity: 16,
             max_topics: 16,
+            ..Default::default()
         });
         let topic = bus
             .topic(&Topic::new("ticker.AAPL").expect("topic"))

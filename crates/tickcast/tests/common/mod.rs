@@ -378,6 +378,39 @@ pub async fn http_get_addr(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8
     (status, head, body)
 }
 
+/// A raw HTTP/1.1 request with extra `headers` (each line ending in `\r\n`) and `body`, sent in
+/// one write: (status, body).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
+        body.len()
+    );
+    // One write: the server may answer (413) without reading the body, and body bytes still in
+    // flight when it closes could reset the connection before the answer is read.
+    let mut req = head.into_bytes();
+    req.extend_from_slice(body);
+    let _ = s.write_all(&req).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time");
+    let text = String::from_utf8_lossy(&buf);
+    let status = text[9..12].parse().expect("status");
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head end")
+        + 4;
+    (status, buf[split..].to_vec())
+}
+
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
