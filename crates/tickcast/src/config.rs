@@ -1418,6 +1418,46 @@ mod tests {
     }
 
     #[test]
+    fn relative_paths_resolve_from_the_config_files_folder() {
+        let dir = std::env::temp_dir().join(format!("tickcast-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[[feeds]]\nkind = \"replay\"\npath = \"day.jsonl\"\n\
+             [[feeds]]\nkind = \"replay\"\nname = \"abs\"\npath = \"/data/day.jsonl\"\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&file).unwrap();
+        let paths: Vec<PathBuf> = c
+            .feeds
+            .iter()
+            .map(|f| match f {
+                FeedSection::Replay { path, .. } => path.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            [dir.join("day.jsonl"), PathBuf::from("/data/day.jsonl")]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn symbols_without_a_synthetic_feed_are_refused() {
+        let mut c = Config::from_toml("[[feeds]]\nkind = \"http\"").unwrap();
+        let err = c
+            .apply(Overrides {
+                symbols: Some(Symbols::Count(3)),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("has none"), "{err}");
+        assert_eq!(c.feeds.len(), 1, "no synthetic feed slipped in");
+    }
+
+    #[test]
     fn overrides_configure_the_synthetic_feed() {
         let mut c = Config::default();
         c.apply(Overrides {

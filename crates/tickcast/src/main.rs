@@ -1,7 +1,9 @@
 //! The `tickcast` binary: CLI and environment, logging, allocator, signals.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
@@ -54,9 +56,21 @@ struct Cli {
     log: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     allocator::tune();
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain, and no backtrace: this is a user's error to fix
+            // (a bad config, a busy port), not a crash. A closed stderr must not turn it into a panic.
+            let _ = writeln!(std::io::stderr(), "tickcast: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = match &cli.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),

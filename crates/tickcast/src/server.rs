@@ -157,3 +157,49 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         feed_addrs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickcast_bus::BusConfig;
+    use tickcast_core::TsMicros;
+    use tickcast_ingest::{FeedError, FeedFuture};
+
+    /// A feed that fails at once, by panicking or with an error.
+    struct Dies {
+        panics: bool,
+    }
+
+    impl Feed for Dies {
+        fn name(&self) -> &str {
+            "dies"
+        }
+
+        fn run(self: Box<Self>, ctx: FeedContext) -> FeedFuture {
+            Box::pin(async move {
+                ctx.publisher.stats().set_connected(true);
+                if self.panics {
+                    panic!("boom");
+                }
+                Err(FeedError::Config {
+                    feed: "dies".into(),
+                    reason: "gone".into(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_feed_that_panics_or_fails_is_marked_stopped_and_not_ready() {
+        for panics in [true, false] {
+            let bus = Bus::new(&BusConfig::default());
+            let stats = FeedStats::new("dies", "test");
+            let ctx = FeedContext::new(bus, stats.clone(), CancellationToken::new());
+            supervise(Box::new(Dies { panics }), ctx, stats.clone()).await;
+            let why = stats.not_ready_reason(TsMicros::now()).expect("not ready");
+            let expected = if panics { "panicked: boom" } else { "gone" };
+            assert!(why.contains("stopped") && why.contains(expected), "{why}");
+            assert!(!stats.connected());
+        }
+    }
+}
