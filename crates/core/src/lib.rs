@@ -1,8 +1,9 @@
 //! tickcast-core: the vocabulary every other tickcast crate speaks.
 //!
 //! Owns the tick model ([`Tick`], [`Seq`], [`TsMicros`], [`Price`]), [`Topic`] validation, the frame
-//! codec that serializes a tick once into a complete, unmasked RFC 6455 text frame ([`Frame`]), and
-//! the client protocol v1 (parsing requests, encoding replies).
+//! codec that serializes a tick once into a complete, unmasked RFC 6455 text frame ([`Frame`]), the
+//! client protocol v1 (parsing requests, encoding replies), and the inbound frame-boundary tracker
+//! ([`wire`]).
 //!
 //! It does no I/O and knows nothing about sockets, subscribers or feeds: the bus, the ingesters and the
 //! gateway build on it, and it can be tested and fuzzed on bytes alone.
@@ -14,6 +15,7 @@ pub mod prefetch;
 pub mod protocol;
 pub mod tick;
 pub mod topic;
+pub mod wire;
 
 pub use frame::{CloseCode, Frame};
 pub use protocol::{ClientRequest, ProtocolError, RequestId, ServerReply};

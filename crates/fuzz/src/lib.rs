@@ -5,8 +5,8 @@
 
 use tickcast_core::frame::{OpCode, TickEncoder};
 use tickcast_core::protocol::ServerReply;
+use tickcast_core::wire::{FrameTracker, WireViolation as Violation};
 use tickcast_core::{ClientRequest, Frame, Price, Seq, Size, Tick, Topic, TsMicros};
-use tickcast_gateway::fuzzing::{FrameTracker, Violation};
 use tickcast_ingest::line::{Framed, LineFramer};
 use tickcast_ingest::parse::{for_each_line, parse_line_serde_json, TickLine, TickParser};
 use tickcast_ingest::RejectReason;

@@ -74,7 +74,7 @@ fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>, peer: Option<IpAddr>) -> Re
                     return auth_refusal(ctx, StatusCode::UNAUTHORIZED, &AuthError::UnknownKey);
                 }
             }
-            let body = ctx.state.metrics.render(&ctx.state);
+            let body = ctx.state.metrics.render(&ctx.state.bus);
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -234,7 +234,7 @@ fn auth_refusal(ctx: &ShardCtx, status: StatusCode, e: &AuthError) -> Resp {
 /// feed. 404 without an HTTP feed, 403 for another site's page, 401/403 without a publish
 /// credential when auth is on, 413 over its `max_body_bytes`, else 200 with what was accepted.
 async fn publish(ctx: &ShardCtx, req: Request<Incoming>) -> Resp {
-    let Some(hook) = ctx.state.publish_hook().cloned() else {
+    let Some(hook) = ctx.state.publish_handler().cloned() else {
         return text(StatusCode::NOT_FOUND, "no http feed is configured\n");
     };
     if req.method() != Method::POST {
@@ -317,7 +317,7 @@ async fn publish(ctx: &ShardCtx, req: Request<Incoming>) -> Resp {
         None => hook.publish(&mut body, single, &|_| true),
         Some(scope) => hook.publish(&mut body, single, &|t| scope.allows(t)),
     };
-    json_response(StatusCode::OK, report.to_json())
+    json_response(StatusCode::OK, report)
 }
 
 fn readyz(ctx: &ShardCtx) -> Resp {

@@ -19,8 +19,7 @@ mod config;
 mod connection;
 mod credentials;
 pub mod entitlements;
-#[doc(hidden)]
-pub mod fuzzing;
+pub mod hooks;
 mod http;
 mod inbound;
 pub mod limits;
@@ -36,6 +35,7 @@ mod writer;
 pub use accept::{bind, Gateway};
 pub use auth::{AuthConfig, Authenticator};
 pub use config::GatewayConfig;
+pub use hooks::{MetricsSource, PublishHandler, ReadinessSource};
 pub use limits::RateLimit;
 pub use metrics::Metrics;
 pub use state::ServerState;

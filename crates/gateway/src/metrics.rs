@@ -3,11 +3,15 @@
 //! batches (see `shard.rs`), so counting costs no shared atomic per message.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
-use crate::state::ServerState;
+use std::sync::{Arc, RwLock};
+
+use tickcast_bus::Bus;
+
+use crate::hooks::MetricsSource;
 
 /// Why a WebSocket session ended; the `reason` label of `tickcast_connections_closed_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +63,11 @@ impl CloseReason {
 }
 
 /// All metrics, registered in one registry.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Refreshed before each render.
+    sources: Arc<RwLock<Vec<Arc<dyn MetricsSource>>>>,
     /// Open WebSocket sessions.
     pub connections_open: IntGauge,
     /// TCP connections accepted.
@@ -104,26 +110,18 @@ pub struct Metrics {
     pub queue_depth_frames: Histogram,
     /// Ticks accepted by the bus.
     pub ticks_published: IntCounter,
-    /// Per feed: ticks in.
-    pub feed_ticks: IntCounterVec,
-    /// Per feed and reason (a fixed set, `RejectReason::ALL`): inputs rejected.
-    pub feed_parse_errors: IntCounterVec,
-    /// Per feed: seconds since its last tick (absent until the first one).
-    pub feed_last_tick_age_seconds: prometheus::GaugeVec,
-    /// Per feed: upstream sequence gaps and resets seen.
-    pub feed_upstream_gaps: IntCounterVec,
-    /// Ticks a feed or sink dropped (e.g. the NATS sink's queue full), per feed.
-    pub feed_dropped: IntCounterVec,
-    /// Per feed: reconnects.
-    pub feed_reconnects: IntCounterVec,
-    /// Per feed: 1 when connected.
-    pub feed_up: IntGaugeVec,
     /// Process CPU seconds (user + system), a counter mirrored from /proc.
     pub process_cpu_seconds: prometheus::Counter,
     /// Process resident memory.
     pub process_resident_memory_bytes: IntGauge,
     /// Process open file descriptors.
     pub process_open_fds: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -158,12 +156,6 @@ impl Metrics {
                 &r,
                 Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                     .expect("valid metric"),
-            )
-        };
-        let feed_gauge = |name: &str, help: &str| {
-            reg(
-                &r,
-                IntGaugeVec::new(Opts::new(name, help), &["feed"]).expect("valid metric"),
             )
         };
         let m = Metrics {
@@ -264,52 +256,6 @@ impl Metrics {
                 "tickcast_ticks_published_total",
                 "Ticks accepted by the bus.",
             ),
-            feed_ticks: counter_vec(
-                "tickcast_feed_ticks_total",
-                "Ticks ingested, per feed.",
-                "feed",
-            ),
-            feed_parse_errors: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "tickcast_feed_parse_errors_total",
-                        "Malformed inputs counted and skipped, per feed and reason.",
-                    ),
-                    &["feed", "reason"],
-                )
-                .expect("valid metric"),
-            ),
-            feed_last_tick_age_seconds: reg(
-                &r,
-                prometheus::GaugeVec::new(
-                    Opts::new(
-                        "tickcast_feed_last_tick_age_seconds",
-                        "Seconds since the feed's last tick.",
-                    ),
-                    &["feed"],
-                )
-                .expect("valid metric"),
-            ),
-            feed_upstream_gaps: counter_vec(
-                "tickcast_feed_upstream_gaps_total",
-                "Upstream sequence jumps and resets seen by the feed (ticks the source lost).",
-                "feed",
-            ),
-            feed_dropped: counter_vec(
-                "tickcast_feed_dropped_total",
-                "Ticks a feed or sink had to drop (e.g. the NATS sink's queue was full), per feed.",
-                "feed",
-            ),
-            feed_reconnects: counter_vec(
-                "tickcast_feed_reconnects_total",
-                "Reconnect attempts to the source after the first connection, successful or not, per feed.",
-                "feed",
-            ),
-            feed_up: feed_gauge(
-                "tickcast_feed_up",
-                "1 when the feed is connected and running.",
-            ),
             process_cpu_seconds: reg(
                 &r,
                 prometheus::Counter::new(
@@ -324,6 +270,7 @@ impl Metrics {
             ),
             process_open_fds: gauge("tickcast_process_open_fds", "Open file descriptors."),
             registry: r,
+            sources: Arc::default(),
         };
         m.init_labels();
         m
@@ -349,10 +296,18 @@ impl Metrics {
         }
     }
 
-    /// Registers a metric that lives outside the gateway (the binary's log writer, for one), so
+    /// Registers a metric that lives outside the gateway (the feeds', the binary's log writer), so
     /// one scrape of `/metrics` shows it too.
     pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
         self.registry.register(c)
+    }
+
+    /// Calls `source` before every render, so sampled metrics are current when scraped.
+    pub fn add_source(&self, source: Arc<dyn MetricsSource>) {
+        self.sources
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(source);
     }
 
     /// Counts a closed session.
@@ -362,44 +317,28 @@ impl Metrics {
             .inc();
     }
 
-    /// Renders every metric in the text exposition format, refreshing the sampled ones first.
-    pub fn render(&self, state: &ServerState) -> String {
-        self.topics.set(state.bus.topic_count() as i64);
+    /// Renders every metric in the text exposition format, refreshing the sampled ones first: the
+    /// bus's, the process's and every [`MetricsSource`]'s.
+    pub fn render(&self, bus: &Bus) -> String {
+        self.topics.set(bus.topic_count() as i64);
         self.topics_requested
-            .set(state.bus.requested_topic_count() as i64);
-        sync_counter(&self.topics_reaped, state.bus.reaped_topics());
-        let published = state.bus.published();
+            .set(bus.requested_topic_count() as i64);
+        sync_counter(&self.topics_reaped, bus.reaped_topics());
+        let published = bus.published();
         sync_counter(&self.ticks_published, published);
         sync_counter(
             &self
                 .messages_dropped
                 .with_label_values(&["shard_inbox_full"]),
-            state.bus.inbox_overflows(),
+            bus.inbox_overflows(),
         );
-        for f in state.feeds.all() {
-            let l = [f.name()];
-            sync_counter(&self.feed_ticks.with_label_values(&l), f.ticks_in());
-            for reason in tickcast_ingest::RejectReason::ALL {
-                sync_counter(
-                    &self
-                        .feed_parse_errors
-                        .with_label_values(&[f.name(), reason.label()]),
-                    f.parse_errors_for(reason),
-                );
-            }
-            sync_counter(
-                &self.feed_upstream_gaps.with_label_values(&l),
-                f.upstream_gaps(),
-            );
-            sync_counter(&self.feed_dropped.with_label_values(&l), f.dropped());
-            if let Some(last) = f.last_tick() {
-                let age_us = tickcast_core::TsMicros::now().0.saturating_sub(last.0);
-                self.feed_last_tick_age_seconds
-                    .with_label_values(&l)
-                    .set(age_us as f64 / 1e6);
-            }
-            sync_counter(&self.feed_reconnects.with_label_values(&l), f.reconnects());
-            self.feed_up.with_label_values(&l).set(f.connected() as i64);
+        for source in self
+            .sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            source.refresh();
         }
         if let Some(p) = crate::process::sample() {
             let cpu = &self.process_cpu_seconds;
@@ -425,6 +364,6 @@ pub const LIMITS: [&str; 6] = [
 ];
 
 /// Brings a counter mirrored from a monotonic source up to `total`.
-fn sync_counter(c: &IntCounter, total: u64) {
+pub fn sync_counter(c: &IntCounter, total: u64) {
     c.inc_by(total.saturating_sub(c.get()));
 }

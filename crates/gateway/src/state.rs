@@ -2,15 +2,14 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use dashmap::DashMap;
 use tickcast_bus::Bus;
-use tickcast_core::TsMicros;
-use tickcast_ingest::{FeedRegistry, PublishHook};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::GatewayConfig;
+use crate::hooks::{PublishHandler, ReadinessSource};
 use crate::metrics::Metrics;
 
 /// What the whole server shares: one per process.
@@ -20,8 +19,8 @@ pub struct ServerState {
     pub config: GatewayConfig,
     /// The topic bus.
     pub bus: Arc<Bus>,
-    /// Feeds, for `/readyz` and metrics.
-    pub feeds: Arc<FeedRegistry>,
+    /// What `/readyz` waits for besides shutdown (the feeds, set up by the binary).
+    readiness: RwLock<Vec<Arc<dyn ReadinessSource>>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Cancelled on shutdown: readiness turns false, new sessions are refused, sessions close 1001.
@@ -33,38 +32,41 @@ pub struct ServerState {
     per_ip: DashMap<IpAddr, u32>,
     draining: AtomicBool,
     /// What `POST /publish` calls; set once at startup when an HTTP feed is configured, else 404.
-    publish_hook: OnceLock<Arc<dyn PublishHook>>,
+    publish: OnceLock<Arc<dyn PublishHandler>>,
 }
 
 impl ServerState {
     /// Shared state for a server.
-    pub fn new(
-        config: GatewayConfig,
-        bus: Arc<Bus>,
-        feeds: Arc<FeedRegistry>,
-        shutdown: CancellationToken,
-    ) -> Arc<Self> {
+    pub fn new(config: GatewayConfig, bus: Arc<Bus>, shutdown: CancellationToken) -> Arc<Self> {
         Arc::new(Self {
             config,
             bus,
-            feeds,
+            readiness: RwLock::new(Vec::new()),
             metrics: Metrics::new(),
             shutdown,
             sessions: AtomicUsize::new(0),
             per_ip: DashMap::new(),
             draining: AtomicBool::new(false),
-            publish_hook: OnceLock::new(),
+            publish: OnceLock::new(),
         })
     }
 
-    /// Enables `POST /publish` through `hook`; only the first call takes effect.
-    pub fn set_publish_hook(&self, hook: Arc<dyn PublishHook>) {
-        let _ = self.publish_hook.set(hook);
+    /// Enables `POST /publish` through `handler`; only the first call takes effect.
+    pub fn set_publish_handler(&self, handler: Arc<dyn PublishHandler>) {
+        let _ = self.publish.set(handler);
     }
 
-    /// The `POST /publish` handler, if an HTTP feed is configured.
-    pub fn publish_hook(&self) -> Option<&Arc<dyn PublishHook>> {
-        self.publish_hook.get()
+    /// The `POST /publish` handler, if one is set.
+    pub fn publish_handler(&self) -> Option<&Arc<dyn PublishHandler>> {
+        self.publish.get()
+    }
+
+    /// Makes `/readyz` wait for `source` too.
+    pub fn add_readiness(&self, source: Arc<dyn ReadinessSource>) {
+        self.readiness
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(source);
     }
 
     /// Takes a session slot for a client at `peer`, or says which limit refused it.
@@ -120,18 +122,19 @@ impl ServerState {
         self.draining.load(Ordering::Acquire) || self.shutdown.is_cancelled()
     }
 
-    /// Readiness: not shutting down and every required feed connected (and live, when it has a
-    /// `max_idle`). `Err` says why not.
+    /// Readiness: not shutting down and every [`ReadinessSource`] ready. `Err` says why not.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         let mut why = Vec::new();
         if self.is_draining() {
             why.push("shutting down".to_string());
         }
-        let now = TsMicros::now();
-        for f in self.feeds.all() {
-            if let Some(reason) = f.not_ready_reason(now).filter(|_| f.required()) {
-                why.push(reason);
-            }
+        for source in self
+            .readiness
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            source.not_ready(&mut why);
         }
         if why.is_empty() {
             Ok(())

@@ -1,12 +1,14 @@
 //! tickcast: assembles the server from its parts and runs it.
 //!
 //! Owns the configuration file format and its validation ([`config`]), the wiring of bus, feeds and
-//! gateway with one shutdown token ([`server`]), and the helper every integration test uses to start
+//! gateway with one shutdown token ([`server`]), the adapters through which the gateway sees the
+//! feeds ([`feeds`]), and the helper every integration test uses to start
 //! a real server on a free port ([`test_support`]). The `tickcast` binary (`main.rs`) adds the CLI,
 //! logging, the allocator and signal handling on top.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod feeds;
 pub mod server;
 pub mod test_support;
 

@@ -11,11 +11,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Role};
+use crate::feeds::{FeedMetrics, FeedReadiness, HttpPublish};
 
 /// A started server.
 pub struct Running {
     addr: SocketAddr,
     state: Arc<ServerState>,
+    feed_registry: Arc<FeedRegistry>,
     gateway: JoinHandle<std::io::Result<()>>,
     feeds: Vec<JoinHandle<()>>,
     /// Addresses feeds listen on (TCP feeds), by feed name.
@@ -31,6 +33,11 @@ impl Running {
     /// Shared server state (bus, metrics), for tests and embedding.
     pub fn state(&self) -> &Arc<ServerState> {
         &self.state
+    }
+
+    /// Every feed's stats.
+    pub fn feeds(&self) -> &Arc<FeedRegistry> {
+        &self.feed_registry
     }
 
     /// The address feed `name` listens on (TCP feeds; resolves port 0), if any.
@@ -97,12 +104,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let bus = Bus::new(&config.bus());
     let registry = Arc::new(FeedRegistry::default());
     let shutdown = CancellationToken::new();
-    let state = ServerState::new(
-        config.gateway()?,
-        bus.clone(),
-        registry.clone(),
-        shutdown.clone(),
-    );
+    let state = ServerState::new(config.gateway()?, bus.clone(), shutdown.clone());
+    state.add_readiness(Arc::new(FeedReadiness(registry.clone())));
+    FeedMetrics::install(registry.clone(), &state.metrics)
+        .context("cannot register the feed metrics")?;
 
     // Build every feed before binding, so a bad feed (busy port, missing file, bad URL) fails
     // startup with one clear message naming it. Nothing runs until all are built.
@@ -114,7 +119,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             feed_addrs.push((built.feed.name().to_string(), addr));
         }
         if let Some(hook) = built.publish_hook {
-            state.set_publish_hook(hook);
+            state.set_publish_handler(Arc::new(HttpPublish(hook)));
         }
         feeds.push((built.feed, built.stats));
     }
@@ -152,6 +157,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         addr,
         state,
+        feed_registry: registry,
         gateway,
         feeds: handles,
         feed_addrs,

@@ -347,14 +347,7 @@ async fn a_tcp_feed_that_dies_and_returns_resumes_the_topic() {
     })
     .await;
     let base = baseline(&server, "ticker.AAPL").await;
-    let stats = server
-        .running()
-        .state()
-        .feeds
-        .all()
-        .into_iter()
-        .find(|f| f.name() == "pub")
-        .expect("feed pub");
+    let stats = feed_stats(&server, "pub");
     let feed_addr = server.running().feed_addr("pub").expect("feed address");
     let mut client = Client::connect(&server).await;
     client.subscribe(&["ticker.X"], 1).await;

@@ -132,7 +132,7 @@ async fn next_of_type(ws: &mut WebSocketStream<TlsStream<TcpStream>>, ty: &str) 
 
 fn metric(server: &RunningServer, name: &str) -> f64 {
     let state = server.running().state();
-    let text = state.metrics.render(state);
+    let text = state.metrics.render(&state.bus);
     text.lines()
         .find(|l| l.starts_with(name) && !l.starts_with('#'))
         .and_then(|l| l.rsplit(' ').next())

@@ -445,8 +445,7 @@ pub fn feed_stats(
 ) -> std::sync::Arc<tickcast_ingest::FeedStats> {
     server
         .running()
-        .state()
-        .feeds
+        .feeds()
         .all()
         .into_iter()
         .find(|f| f.name() == name)
