@@ -6,11 +6,10 @@
 //! core's caches, and pushed out of them first (what the kernel's network path does between ticks).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::IoSlice;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use tickcast_bus::{Bus, BusConfig, QueueLimits, ShardRouter, Subscriber, SubscriberId};
+use tickcast_bus::{Bus, BusConfig, Dirty, QueueLimits, ShardRouter, Subscriber, SubscriberId};
 use tickcast_core::frame::TickEncoder;
 use tickcast_core::{Price, Seq, Size, Tick, Topic, TsMicros};
 
@@ -47,7 +46,6 @@ struct Fixture {
     router: ShardRouter,
     state: std::sync::Arc<tickcast_bus::TopicState>,
     subs: Vec<std::rc::Rc<Subscriber>>,
-    dirty: Vec<std::rc::Rc<Subscriber>>,
     enc: TickEncoder,
     tick: Tick,
     /// The other allocations that sit between subscribers.
@@ -95,7 +93,6 @@ impl Fixture {
             router,
             state,
             subs,
-            dirty: Vec::new(),
             enc: TickEncoder::new(),
             tick,
             _others: others,
@@ -107,23 +104,23 @@ impl Fixture {
         drain(&self.subs)
     }
 
-    /// The measured path: encode once, publish, fan out, collect the subscribers to flush.
-    fn publish(&mut self) -> usize {
+    /// The measured path: encode once, publish, fan out, take the subscribers to flush. `buffer`
+    /// becomes the router's list for the next round, as the server's write pass hands its buffer
+    /// back. The returned pass is dropped outside the timed part (criterion drops outputs after
+    /// timing): the server unlists and drops each handle in its write pass, not while routing.
+    fn publish(&mut self, buffer: Vec<std::rc::Rc<Subscriber>>) -> Dirty {
         self.tick.seq = self.state.next_seq();
         let frame = self.enc.encode(&self.tick);
         self.bus
             .publish(&self.state, self.tick.seq, self.tick.ts, frame);
-        let n = self.router.dispatch(usize::MAX, |_| {});
-        self.router.take_dirty(&mut self.dirty);
-        n
+        self.router.dispatch(usize::MAX, |_| {});
+        self.router.take_dirty(buffer)
     }
+}
 
-    /// [`publish`](Self::publish), handing back the listed subscribers for criterion to drop after
-    /// timing: the server drops each handle in its write pass, not while routing.
-    fn publish_and_take(&mut self) -> Vec<std::rc::Rc<Subscriber>> {
-        self.publish();
-        std::mem::replace(&mut self.dirty, Vec::with_capacity(SUBSCRIBERS))
-    }
+/// A list with room for every subscriber, so routing never grows it.
+fn buffer() -> Vec<std::rc::Rc<Subscriber>> {
+    Vec::with_capacity(SUBSCRIBERS)
 }
 
 /// Several times a core's private caches (L1 + L2, about 1 MiB on the machines here), far less than
@@ -139,28 +136,31 @@ fn evict_caches(buf: &mut [u8]) {
     std::hint::black_box(buf);
 }
 
-/// Empties every queue, as the writers would.
+/// Empties every queue, as the writers would (gathering into a cork and advancing past it).
 fn drain(subs: &[std::rc::Rc<Subscriber>]) {
+    let mut cork = Vec::with_capacity(64 * 1024);
     for s in subs {
-        s.unlist();
         let mut q = s.queue.borrow_mut();
-        let mut sl = [IoSlice::new(&[]); 4];
-        let n = q.fill(&mut sl);
-        let len: usize = sl[..n].iter().map(|s| s.len()).sum();
-        q.advance(len);
+        while !q.is_empty() {
+            cork.clear();
+            q.gather(&mut cork, 64 * 1024);
+            q.advance(cork.len());
+        }
     }
 }
 
 fn fanout(c: &mut Criterion) {
     let mut f = Fixture::new();
     // Warm up so queues have grown, then count the allocations of one publish.
+    let mut spare = buffer();
     for _ in 0..3 {
-        f.publish();
+        spare = f.publish(spare).finish();
         f.drain();
     }
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    f.publish();
+    let pass = f.publish(spare);
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    drop(pass);
     f.drain();
     println!("allocations per publish to {SUBSCRIBERS} subscribers: {allocations}");
 
@@ -171,8 +171,11 @@ fn fanout(c: &mut Criterion) {
     g.bench_function("publish_1_tick_to_10k_subscribers", |b| {
         let subs = f.subs.clone();
         b.iter_batched(
-            || drain(&subs),
-            |_| f.publish_and_take(),
+            || {
+                drain(&subs);
+                buffer()
+            },
+            |spare| f.publish(spare),
             BatchSize::PerIteration,
         )
     });
@@ -184,8 +187,9 @@ fn fanout(c: &mut Criterion) {
             || {
                 drain(&subs);
                 evict_caches(&mut evict);
+                buffer()
             },
-            |_| f.publish_and_take(),
+            |spare| f.publish(spare),
             BatchSize::PerIteration,
         )
     });

@@ -22,6 +22,6 @@ mod topic;
 pub use bus::{Bus, BusConfig, BusError, PublishBatch, TopicOrigin, TopicSnapshot};
 pub use inbox::{Published, ShardInbox};
 pub use queue::{Advanced, OutQueue, OverflowPolicy, Pushed, QueueLimits, RoutedTick, SharedTick};
-pub use router::{RouterStats, ShardRouter, Subscriber, SubscriberId};
+pub use router::{Dirty, RouterStats, ShardRouter, Subscriber, SubscriberId};
 pub use tap::BusTap;
 pub use topic::{LastTick, TopicId, TopicState};

@@ -5,6 +5,7 @@
 //! data, then conflated ticks. Per topic, ticks leave in seq order under every policy.
 
 use std::collections::VecDeque;
+#[cfg(test)]
 use std::io::IoSlice;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -346,8 +347,10 @@ impl OutQueue {
             .chain(data.map(|q| q.frame.as_slice()))
     }
 
-    /// Fills `out` with slices of the next frames in wire order; returns how many were filled.
-    pub fn fill<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+    /// Fills `out` with slices of the next frames in wire order; returns how many were filled. The
+    /// server writes through [`gather`](Self::gather); this is the tests' frame-by-frame reference.
+    #[cfg(test)]
+    pub(crate) fn fill<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for (slot, s) in out.iter_mut().zip(self.wire_order()) {
             *slot = IoSlice::new(s);

@@ -77,9 +77,9 @@ impl Subscriber {
         self.id
     }
 
-    /// Clears the mark [`ShardRouter::take_dirty`] left, right before its queue is written: ticks
-    /// routed from now on list it again.
-    pub fn unlist(&self) {
+    /// Clears the mark routing left, right before its queue is written: ticks routed from now on
+    /// list it again. Only [`Dirty`] calls it, as it hands the subscriber out.
+    fn unlist(&self) {
         self.queue.borrow_mut().unlist();
     }
 
@@ -318,15 +318,18 @@ impl ShardRouter {
         !self.dirty.is_empty()
     }
 
-    /// Moves the subscribers that got ticks since the last call into `out` (cleared first), for the
-    /// caller to flush. Reusing `out` keeps this allocation-free.
+    /// Takes the subscribers that got ticks since the last call, for the caller to write, reusing
+    /// `buffer`'s allocation (give it back with [`Dirty::finish`]), so a round allocates nothing.
     ///
-    /// Each stays marked until the caller calls [`Subscriber::unlist`] just before writing it, so
-    /// ticks routed while a long write pass is under way ride along in that subscriber's write
-    /// instead of waiting for the next pass; the caller must unlist every subscriber it took.
-    pub fn take_dirty(&mut self, out: &mut Vec<Rc<Subscriber>>) {
-        out.clear();
-        std::mem::swap(out, &mut self.dirty);
+    /// Each stays listed until [`Dirty::take_next`] hands it out, right before it is written: ticks
+    /// routed while a long write pass is under way ride along in that subscriber's write instead of
+    /// waiting for the next pass. The guard unlists every subscriber it holds by the time it is
+    /// finished or dropped, so none can stay listed (and unwritten) for good.
+    pub fn take_dirty(&mut self, buffer: Vec<Rc<Subscriber>>) -> Dirty {
+        let mut list = buffer;
+        list.clear();
+        std::mem::swap(&mut list, &mut self.dirty);
+        Dirty { list, next: 0 }
     }
 
     fn deliver(&mut self, sub: &Rc<Subscriber>, topic: TopicId, ts: TsMicros, frame: Frame) {
@@ -336,6 +339,60 @@ impl ShardRouter {
             .push_data(&self.limits, RoutedTick::shared(topic, ts, frame));
         account(&mut self.stats, sub, pushed);
         sub.wake();
+    }
+}
+
+/// The subscribers one write pass takes from the router ([`ShardRouter::take_dirty`]), handed
+/// out one at a time and unlisted as they are.
+pub struct Dirty {
+    list: Vec<Rc<Subscriber>>,
+    next: usize,
+}
+
+impl Dirty {
+    /// The next subscriber to write, unlisted: ticks routed from now on list it again.
+    #[inline]
+    pub fn take_next(&mut self) -> Option<&Rc<Subscriber>> {
+        let sub = self.list.get(self.next)?;
+        self.next += 1;
+        sub.unlist();
+        Some(sub)
+    }
+
+    /// The subscriber `ahead` places after the one [`take_next`](Self::take_next) hands out next (0 = that
+    /// one), still listed: for prefetching what writing it will touch.
+    #[inline]
+    pub fn peek(&self, ahead: usize) -> Option<&Rc<Subscriber>> {
+        self.list.get(self.next + ahead)
+    }
+
+    /// Subscribers not handed out yet.
+    pub fn remaining(&self) -> usize {
+        self.list.len() - self.next
+    }
+
+    /// Ends the pass: unlists (and wakes, so their own writers take over) the subscribers not
+    /// handed out, and gives the buffer back for the next pass.
+    pub fn finish(mut self) -> Vec<Rc<Subscriber>> {
+        self.release_rest();
+        let mut list = std::mem::take(&mut self.list);
+        self.next = 0;
+        list.clear();
+        list
+    }
+
+    fn release_rest(&mut self) {
+        for sub in self.list.get(self.next..).unwrap_or_default() {
+            sub.unlist();
+            sub.wake();
+        }
+        self.next = self.list.len();
+    }
+}
+
+impl Drop for Dirty {
+    fn drop(&mut self) {
+        self.release_rest();
     }
 }
 
@@ -445,24 +502,44 @@ mod tests {
         let (bus, mut r, topic, t) = one_topic();
         let sub = Subscriber::new(SubscriberId(0));
         r.subscribe(&sub, std::slice::from_ref(&topic)).unwrap();
-        let mut taken = Vec::new();
+        let mut taken: Vec<Rc<Subscriber>> = Vec::new();
         let tick = |r: &mut ShardRouter, body: &'static [u8]| {
             bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(body));
             r.dispatch(100, |_| {});
         };
 
         tick(&mut r, b"1");
-        r.take_dirty(&mut taken);
-        assert_eq!(taken.len(), 1);
+        let mut pass = r.take_dirty(taken);
+        assert_eq!(pass.remaining(), 1);
         // Routed while a write pass holds it: rides along in the write the pass is about to make.
         tick(&mut r, b"2");
         assert!(!r.has_dirty(), "not listed twice");
-        sub.unlist();
+        assert!(Rc::ptr_eq(pass.take_next().unwrap(), &sub));
         assert_eq!(payloads(&sub), vec!["1", "2"]);
+        taken = pass.finish();
         // Once written, the next tick lists it again.
         tick(&mut r, b"3");
-        r.take_dirty(&mut taken);
-        assert_eq!(taken.len(), 1);
+        let pass = r.take_dirty(taken);
+        assert_eq!(pass.remaining(), 1);
+    }
+
+    #[test]
+    fn a_pass_that_ends_early_unlists_and_wakes_what_it_did_not_write() {
+        let (bus, mut r, topic, t) = one_topic();
+        let subs: Vec<_> = (0..3).map(|i| Subscriber::new(SubscriberId(i))).collect();
+        for s in &subs {
+            r.subscribe(s, std::slice::from_ref(&topic)).unwrap();
+        }
+        bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
+        r.dispatch(100, |_| {});
+        let mut pass = r.take_dirty(Vec::new());
+        assert!(Rc::ptr_eq(pass.peek(1).unwrap(), &subs[1]));
+        pass.take_next();
+        drop(pass); // e.g. the task was cancelled mid-pass
+                    // Every one of them is listed again by the next tick.
+        bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"2"));
+        r.dispatch(100, |_| {});
+        assert_eq!(r.take_dirty(Vec::new()).remaining(), 3);
     }
 
     #[test]

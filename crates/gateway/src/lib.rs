@@ -1,42 +1,55 @@
 //! tickcast-gateway: the network edge.
 //!
-//! Owns the listener and accept loop ([`accept`]), the worker shards that each run a single-threaded
-//! runtime with their slice of connections and their bus router ([`shard`]), the HTTP surface
-//! (`/ws`, `/healthz`, `/readyz`, `/topics`, `/metrics`, the embedded dashboard: [`http`]), the
-//! WebSocket session (reading and answering client requests: [`connection`]), the per-connection
-//! writer that drains the outbound queue in gathered writes ([`writer`]), TLS for https/wss
-//! ([`tls`], `transport`), and the gateway metrics.
+//! Owns the HTTP surface (`/ws`, `/healthz`, `/readyz`, `/topics`, `/metrics`, `POST /publish`, the
+//! embedded dashboard), the WebSocket sessions (reading and answering client requests, and the
+//! writer that drains each connection's queue in gathered writes), the worker shards that each run
+//! a single-threaded runtime with their slice of connections and their bus router, TLS for
+//! https/wss, authentication, and the gateway's metrics.
 //!
-//! It does not make ticks (feeds do) or decide routing (the bus does). Reading WebSocket frames is
-//! fastwebsockets' job (unmasking, UTF-8 and close checks); writing is ours, because every tick is
-//! written as pre-encoded bytes shared by all subscribers.
+//! It does not make ticks (feeds do) or decide routing (the bus does), and it does not know the
+//! feeds: what it needs of them (readiness, publishing, metrics) are the traits in [`hooks`], which
+//! the binary implements. Reading WebSocket frames is fastwebsockets' job (unmasking, UTF-8 and
+//! close checks); writing is ours, because every tick is written as pre-encoded bytes shared by all
+//! subscribers.
+//!
+//! The modules form a tree without cycles; each imports only modules below it:
+//!
+//! ```text
+//! gateway  (bind + run)
+//!   └─ shard    (thread and runtime, accept loop, write pass, timers)
+//!        └─ http     (upgrade, publish, status, assets)
+//!             └─ session  (state, reader, requests, writer, keepalive decisions, inbound stream)
+//!                  └─ local    (per-shard state: router, cork, counters, session list)
+//! and, used from anywhere above: state, net (listener, transport, TLS), auth, metrics, hooks,
+//! limits, config, process.
+//! ```
+//! The unit tests in `module_tree.rs` fail on a cycle or an upward import.
 #![forbid(unsafe_code)]
 
-pub mod accept;
-mod assets;
 pub mod auth;
 mod config;
-mod connection;
-mod credentials;
-pub mod entitlements;
+mod gateway;
 pub mod hooks;
 mod http;
-mod inbound;
 pub mod limits;
+mod local;
 pub mod metrics;
+pub mod net;
 mod process;
-pub mod shard;
+mod session;
+mod shard;
 mod state;
-mod sweep;
-pub mod tls;
-mod transport;
-mod writer;
 
-pub use accept::{bind, Gateway};
 pub use auth::{AuthConfig, Authenticator};
 pub use config::GatewayConfig;
+pub use gateway::Gateway;
 pub use hooks::{MetricsSource, PublishHandler, ReadinessSource};
 pub use limits::RateLimit;
 pub use metrics::Metrics;
+pub use net::listener::bind;
+pub use net::tls;
+pub use net::tls::{server_config as tls_server_config, TlsError};
 pub use state::ServerState;
-pub use tls::{server_config as tls_server_config, TlsError};
+
+#[cfg(test)]
+mod module_tree;

@@ -2,7 +2,7 @@
 //! accepted connection before HTTP is served on it.
 //!
 //! rustls on the ring provider. The session's byte stream after the upgrade is
-//! [`crate::transport::Transport`]; this module only gets a connection that far.
+//! [`super::transport::Transport`]; this module only gets a connection that far.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -12,14 +12,10 @@ use std::task::{Context, Poll};
 
 use tickcast_core::{CloseCode, Frame, TsMicros};
 
-use crate::connection::Session;
+use super::{Session, ShardCtx};
+use crate::local::CORK_BYTES;
 use crate::metrics::CloseReason;
-use crate::shard::ShardCtx;
-use crate::transport::Transport;
-
-/// Capacity of a shard's cork buffer: the most bytes gathered into one write. A frame larger than
-/// this is written straight from its own buffer.
-pub(crate) const CORK_BYTES: usize = 64 * 1024;
+use crate::net::transport::Transport;
 /// Control frames queued beyond this make the reader stop reading until the writer catches up, so a
 /// client flooding pings or requests is slowed by TCP instead of growing the priority lane.
 pub(crate) const MAX_PENDING_CONTROL: usize = 64;
@@ -76,9 +72,7 @@ pub(crate) fn poll_write(
                     // The socket is full. The shard's sweep kills the session if this lasts longer
                     // than `write_timeout`; until then wait for room, or for that kill (which
                     // wakes the subscriber's waker).
-                    if session.stalled_since.get().is_none() {
-                        session.stalled_since.set(Some(std::time::Instant::now()));
-                    }
+                    session.stalled(std::time::Instant::now());
                     sub.set_waker(cx.waker());
                     match socket.poll_write_ready(cx) {
                         Poll::Pending => return Poll::Pending,
@@ -147,7 +141,7 @@ fn write_some(
     };
     drop(cork);
     let queued = q.data_len();
-    session.stalled_since.set(None);
+    session.unstalled();
     let done = q.advance(written);
     let control_left = q.control_len();
     // Plain TCP holds nothing back once the queue is empty; TLS takes one more turn to push records.

@@ -10,15 +10,15 @@ pub(crate) struct Asset {
 pub(crate) fn get(path: &str) -> Option<Asset> {
     let (body, content_type): (&'static [u8], _) = match path {
         "/" | "/index.html" => (
-            include_bytes!("../../../dashboards/web/index.html"),
+            include_bytes!("../../../../dashboards/web/index.html"),
             "text/html; charset=utf-8",
         ),
         "/app.js" => (
-            include_bytes!("../../../dashboards/web/app.js"),
+            include_bytes!("../../../../dashboards/web/app.js"),
             "text/javascript; charset=utf-8",
         ),
         "/style.css" => (
-            include_bytes!("../../../dashboards/web/style.css"),
+            include_bytes!("../../../../dashboards/web/style.css"),
             "text/css; charset=utf-8",
         ),
         _ => return None,

@@ -9,10 +9,10 @@
 use hyper::header::{HeaderMap, AUTHORIZATION, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use hyper::Uri;
 
-use crate::auth::{AuthError, Secret};
+use super::{AuthError, Secret};
 
 /// The subprotocol the server selects when a client offers it.
-pub(crate) const SUBPROTOCOL: &str = "tickcast.v1";
+pub const SUBPROTOCOL: &str = "tickcast.v1";
 /// Prefix of the subprotocol that carries a token.
 const BEARER_SUBPROTOCOL: &str = "bearer.";
 
@@ -27,13 +27,13 @@ fn subprotocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 }
 
 /// True when the client offered [`SUBPROTOCOL`]; the 101 must then select it.
-pub(crate) fn offers_subprotocol(headers: &HeaderMap) -> bool {
+pub fn offers_subprotocol(headers: &HeaderMap) -> bool {
     subprotocols(headers).any(|p| p == SUBPROTOCOL)
 }
 
 /// Reads the credential. Precedence: `Authorization`, then the subprotocol, then the query; an
 /// `Authorization` header of another scheme is an error rather than silently ignored.
-pub(crate) fn credential(headers: &HeaderMap, uri: &Uri) -> Result<Option<Secret>, AuthError> {
+pub fn credential(headers: &HeaderMap, uri: &Uri) -> Result<Option<Secret>, AuthError> {
     let from_protocol = subprotocols(headers).find_map(|p| p.strip_prefix(BEARER_SUBPROTOCOL));
     let token = match authorization(headers)?.or(from_protocol) {
         Some(t) => Some(t.to_string()),
@@ -45,7 +45,7 @@ pub(crate) fn credential(headers: &HeaderMap, uri: &Uri) -> Result<Option<Secret
 /// Reads the credential from `Authorization: Bearer` only. Publishing takes it from nowhere else:
 /// a page on another site cannot set that header on a simple request (so no CSRF), and a token in
 /// a URL ends up in proxy logs.
-pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<Secret>, AuthError> {
+pub fn bearer(headers: &HeaderMap) -> Result<Option<Secret>, AuthError> {
     nonempty(authorization(headers)?.map(str::to_string))
 }
 
@@ -115,7 +115,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// True when `allowed` is empty, the request has no `Origin` (not a browser, so not a cross-site
 /// hijack), or its `Origin` is in `allowed` (compared ASCII case-insensitively, as origins are).
-pub(crate) fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+pub fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     if allowed.is_empty() {
         return true;
     }
@@ -134,7 +134,7 @@ pub(crate) fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
 /// browser's request is still refused unless it comes from a page of this server (its `Origin`
 /// names the `Host` it was sent to), so another site's page cannot publish through a visitor's
 /// browser.
-pub(crate) fn origin_allowed_to_write(allowed: &[String], headers: &HeaderMap) -> bool {
+pub fn origin_allowed_to_write(allowed: &[String], headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(ORIGIN) else {
         return true;
     };

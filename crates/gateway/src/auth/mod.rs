@@ -14,7 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use crate::entitlements::{Entitlements, PatternError};
+pub mod credentials;
+pub mod entitlements;
+
+use entitlements::{Entitlements, PatternError};
 
 /// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;

@@ -1,6 +1,6 @@
 //! A session's byte stream after the upgrade: plain TCP, or TCP carrying TLS (wss://).
 //!
-//! The reader ([`crate::inbound`]) and the writer ([`crate::writer`]) share one `Rc<Transport>` on
+//! The session's reader and writer share one `Rc<Transport>` on
 //! the shard's thread and use it the way they use a non-blocking socket: readiness, then `try_read`
 //! / `try_write` that may say `WouldBlock`. For TLS the rustls connection state sits in a `RefCell`
 //! between them, which is sound because a shard is single-threaded and neither side holds the borrow

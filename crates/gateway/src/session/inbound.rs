@@ -20,7 +20,7 @@ use tickcast_core::wire::FrameTracker;
 pub(crate) use tickcast_core::wire::WireViolation;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::transport::Transport;
+use crate::net::transport::Transport;
 
 /// Bytes read from the socket per syscall into the staging buffer.
 const STAGING: usize = 4096;

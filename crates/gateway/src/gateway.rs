@@ -1,26 +1,12 @@
-//! Binding the listener and running the gateway until shutdown.
+//! The gateway as a whole: bind the listener, start one shard per bus shard, and run until the
+//! shutdown token is cancelled and every shard has drained.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpSocket;
-
+use crate::net::listener::bind;
 use crate::shard;
 use crate::state::ServerState;
-
-/// Binds `addr` with the configured backlog; the socket is ready for every shard to accept from.
-pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // Restarting on the same port must not wait for old connections in TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    let listener = socket.listen(backlog)?;
-    listener.into_std()
-}
 
 /// A bound gateway, ready to run.
 pub struct Gateway {

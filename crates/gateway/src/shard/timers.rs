@@ -1,0 +1,117 @@
+//! The shard's timers: one periodic sweep over its sessions (applying [`keepalive::decide`] to
+//! each: pings, closes, kills), reaping topics nobody uses, trimming the heap after a mass
+//! disconnect, closing everyone at shutdown, and adding the shard's batched counters to the
+//! shared metrics.
+//!
+//! One timer per shard instead of one per connection: a connection then carries no timer state, and
+//! checking ten thousand sessions once a second costs microseconds.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tickcast_core::CloseCode;
+
+use crate::metrics::CloseReason;
+use crate::session::keepalive::{self, Action, Deadlines};
+use crate::session::ShardCtx;
+
+/// Sessions that must close between two sweeps (and an eighth of the shard's) before the heap is
+/// trimmed: a mass disconnect, not the usual churn.
+const TRIM_AFTER_CLOSED: usize = 256;
+/// How often shard-local counters are added to the shared metrics.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// Applies the sweep's decision to every session of the shard.
+fn sweep(ctx: &ShardCtx, deadlines: &Deadlines, now: Instant) {
+    // Closing or killing only queues a frame and wakes the session's task; a session leaves the
+    // list when its task ends, later, so the list stays borrowed for the whole sweep.
+    for s in ctx.sessions.borrow().iter() {
+        if s.is_killed() {
+            continue;
+        }
+        s.sub.queue.borrow_mut().release_memory();
+        match keepalive::decide(&s.timers(), now, deadlines) {
+            Action::Nothing => {}
+            Action::Ping => s.ping(now),
+            Action::CloseExpired => s.close(
+                CloseReason::TokenExpired,
+                CloseCode::Policy,
+                "token expired",
+            ),
+            Action::KillStalled => s.kill(CloseReason::SlowConsumer),
+            Action::CloseUnresponsive => {
+                s.close(CloseReason::Idle, CloseCode::GoingAway, "ping timeout")
+            }
+        }
+    }
+}
+
+/// Queues close 1001 for every session (shutdown).
+pub(super) fn close_all(ctx: &ShardCtx) {
+    for s in ctx.sessions.borrow().iter() {
+        s.close(
+            CloseReason::Shutdown,
+            CloseCode::GoingAway,
+            "server shutting down",
+        );
+    }
+}
+
+/// The sweep timer: sessions, then (shard 0) the topic reaper, then heap trimming after a storm.
+pub(super) async fn sweep_sessions(ctx: Rc<ShardCtx>) {
+    let deadlines = Deadlines::of(&ctx.state.config);
+    let mut timer = tokio::time::interval(keepalive::sweep_period(&deadlines));
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut open_before: usize = 0;
+    let mut after_storm = false;
+    loop {
+        timer.tick().await;
+        let now = Instant::now();
+        sweep(&ctx, &deadlines, now);
+        // Topics are shared by every shard: one of them reaps the ones only clients made up.
+        if ctx.index == 0 {
+            ctx.state
+                .bus
+                .reap_requested(now, ctx.state.config.requested_topic_grace);
+        }
+        let open = ctx.sessions.borrow().len();
+        let closed = open_before.saturating_sub(open);
+        let storm = closed >= TRIM_AFTER_CLOSED.max(open_before / 8);
+        // Once more at the sweep after a storm: a storm often spans two sweeps, and a shard left
+        // without clients allocates nothing that would make the allocator purge later.
+        if storm || after_storm {
+            if let Some(trim) = ctx.state.config.heap_trim {
+                trim();
+            }
+        }
+        after_storm = storm;
+        open_before = open;
+    }
+}
+
+/// The metrics timer.
+pub(super) async fn flush_metrics(ctx: Rc<ShardCtx>) {
+    let mut timer = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        timer.tick().await;
+        flush_once(&ctx);
+    }
+}
+
+/// Adds what this shard counted since the last flush to the shared metrics.
+pub(super) fn flush_once(ctx: &ShardCtx) {
+    let m = &ctx.state.metrics;
+    let (messages, bytes) = ctx.counters.drain();
+    m.messages_sent.inc_by(messages);
+    m.bytes_sent.inc_by(bytes);
+    let now = ctx.router.borrow().stats();
+    let last = ctx.flushed.replace(now);
+    m.messages_conflated.inc_by(now.conflated - last.conflated);
+    m.messages_dropped
+        .with_label_values(&["drop_oldest"])
+        .inc_by(now.dropped - last.dropped);
+    m.slow_consumer_disconnects
+        .inc_by(now.slow_disconnects - last.slow_disconnects);
+    m.subscriptions
+        .add(now.subscriptions as i64 - last.subscriptions as i64);
+}
