@@ -44,6 +44,7 @@ const LOG_MAX = 100;
 const TOAST_MAX = 4;
 const TOAST_MS = 7000;
 const LAT_RING = 8192;
+const SKEW_SECONDS = 60; // window of the browser-behind-server clock offset estimate (one minimum per second)
 
 const CLOSE_TEXT = {
   1000: 'normal closure',
@@ -113,6 +114,15 @@ let totalMissed = 0;
 const latRing = new Float64Array(LAT_RING);
 let latN = 0; // samples since the last stats tick (capped at LAT_RING)
 let latHead = 0;
+// Latency is this browser's receive time minus the tick's `ts` (unix µs, stamped by the server at ingest), so it
+// compares two clocks. When the browser's runs behind the server's the difference goes negative: the smallest
+// difference seen over the last SKEW_SECONDS (one minimum per second, fixed ring) is then taken as the offset and
+// removed, so figures are never negative (they then read the delay above the fastest recent tick). A browser clock
+// ahead of the server's cannot be told apart from delay and inflates the figures.
+const skewMin = new Float64Array(SKEW_SECONDS).fill(Infinity);
+let skewHead = 0;
+let skewUs = 0; // removed from every sample: 0, or the most negative raw difference in the window
+let skewNote = '';
 
 const dirty = new Set();
 let frameQueued = false;
@@ -264,6 +274,29 @@ function fmtChg(last, first) {
   const s = p.toFixed(2);
   if (s === '0.00' || s === '-0.00') return '0.00';
   return p > 0 ? '+' + s : s;
+}
+
+/** wall-clock time in µs with sub-millisecond resolution (Date.now() has whole milliseconds only) */
+function nowUs() {
+  return (performance.timeOrigin + performance.now()) * 1000;
+}
+
+/** tick ingest → receipt here in µs, offset-corrected (never negative); NaN when the tick has no usable ts */
+function tickAgeUs(ts) {
+  const raw = nowUs() - ts;
+  if (!Number.isFinite(raw)) return NaN;
+  if (raw < skewMin[skewHead]) skewMin[skewHead] = raw;
+  if (raw < skewUs) skewUs = raw;
+  return raw - skewUs;
+}
+
+/** once a second: start a new second of offset evidence, forget the oldest, re-estimate */
+function skewTick() {
+  skewHead = (skewHead + 1) % SKEW_SECONDS;
+  skewMin[skewHead] = Infinity;
+  let m = 0;
+  for (let i = 0; i < SKEW_SECONDS; i++) if (skewMin[i] < m) m = skewMin[i];
+  skewUs = m;
 }
 
 function fmtMs(us) {
@@ -757,7 +790,7 @@ function onTick(m) {
       totalMissed += missed;
       log('warn', `gap on ${topic}: seq ${r.seq} → ${seq} (${missed} missed)`);
     }
-    const lat = nowMs * 1000 - Number(m.ts);
+    const lat = tickAgeUs(Number(m.ts));
     if (Number.isFinite(lat)) {
       r.latUs = lat;
       latRing[latHead] = lat;
@@ -793,6 +826,13 @@ function statsTick() {
     latN = 0;
   } else {
     el.lat.textContent = '–';
+  }
+  skewTick();
+  const note = skewUs < 0 ? `this browser's clock is about ${fmtMs(-skewUs)} ms behind the server's: removed` : '';
+  if (note !== skewNote) {
+    skewNote = note;
+    if (note) el.lat.title = note;
+    else el.lat.removeAttribute('title');
   }
   el.gaps.textContent = totalGaps ? `${totalGaps} (${totalMissed} missed)` : '0';
   el.gaps.classList.toggle('warn', totalGaps > 0);

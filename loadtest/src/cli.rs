@@ -220,6 +220,11 @@ where
     if let Some(path) = &cli.plot {
         crate::plot::write_svg(path, report)?;
     }
+    // A run that received nothing measured nothing: the table and files are still written (they
+    // show what was tried), but the exit status must not say success.
+    if let Some(why) = crate::report::nothing_measured(report) {
+        anyhow::bail!("{why}");
+    }
     Ok(())
 }
 

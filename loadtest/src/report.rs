@@ -357,6 +357,75 @@ pub fn build(i: Inputs<'_>) -> Report {
     }
 }
 
+/// Why a run measured nothing, as one line for stderr; `None` when it measured something.
+///
+/// A subscribe run where no subscription was acknowledged and no tick arrived, or where the window
+/// delivered no tick at all, says nothing about the server: usually the server does not publish the
+/// subscribed topics (a default tickcast quotes `ticker.AAPL`, `ticker.MSFT`, ..., not the
+/// `ticker.SYM0000` pattern). Publish-only runs, and runs whose every reader stalls on purpose, are
+/// never judged here.
+pub fn nothing_measured(r: &Report) -> Option<String> {
+    let sub = r.subscribe.as_ref()?;
+    let p = &r.params;
+    if sub.fast.conns == 0 && p.slow_mode == crate::scenario::SlowMode::Stall {
+        return None;
+    }
+    if sub.messages > 0 {
+        return None;
+    }
+    let classes = || std::iter::once(&sub.fast).chain(sub.slow.as_ref());
+    let count = |kind: &str| -> u64 {
+        classes()
+            .map(|c| c.other_messages.get(kind).copied().unwrap_or(0))
+            .sum()
+    };
+    let topics = subscribed_topics(p);
+    let hint = if !p.topics_from_server && p.topic_list.is_empty() && p.topic_prefix == "ticker.SYM"
+    {
+        format!(
+            "; a tickcast started without --symbols publishes ticker.AAPL, ticker.MSFT, ...: start it with --symbols {} or pass --topics-from-server",
+            p.topics
+        )
+    } else {
+        String::new()
+    };
+    if count("subscribed") == 0 {
+        let errors = count("error");
+        let answered = if errors > 0 {
+            format!(" (the server answered {errors} error message(s))")
+        } else {
+            String::new()
+        };
+        return Some(format!(
+            "received no ticks: no subscription was acknowledged on {} connected connection(s){answered}; check the subscribed topics ({topics}) and the credentials{hint}",
+            r.ramp.connected
+        ));
+    }
+    Some(format!(
+        "received no ticks in the {:.1} s window on {} connection(s): check that the server publishes the subscribed topics ({topics}){hint}",
+        r.window_s, r.ramp.connected
+    ))
+}
+
+/// The run's topic set in a few words, for messages.
+fn subscribed_topics(p: &Settings) -> String {
+    if p.topics_from_server {
+        "the server's GET /topics".into()
+    } else if !p.topic_list.is_empty() {
+        let shown: Vec<&str> = p.topic_list.iter().take(3).map(String::as_str).collect();
+        let more = if p.topic_list.len() > 3 { ", ..." } else { "" };
+        format!("{}{more}", shown.join(", "))
+    } else if p.topics <= 1 {
+        format!("{}0000", p.topic_prefix)
+    } else {
+        format!(
+            "{0}0000..{0}{1:04}",
+            p.topic_prefix,
+            p.topics.saturating_sub(1)
+        )
+    }
+}
+
 fn class_report(c: &ClassCounters, h: &Histogram<u64>, w: f64) -> ClassReport {
     ClassReport {
         conns: c.planned,
@@ -601,6 +670,110 @@ mod tests {
         assert_eq!(fmt_us(850.0), "850µs");
         assert_eq!(fmt_us(1_230.0), "1.23ms");
         assert_eq!(fmt_us(2_500_000.0), "2.50s");
+    }
+
+    /// A report of a 2 s subscribe run with the given counters (fast class only).
+    fn report_with(s: &Settings, fast: ClassCounters) -> Report {
+        let totals = [fast, ClassCounters::default()];
+        let lat = [
+            crate::stats::latency_histogram(),
+            crate::stats::latency_histogram(),
+        ];
+        let marks = Marks {
+            window_s: 2.0,
+            ..Default::default()
+        };
+        build(Inputs {
+            settings: s,
+            scenario: None,
+            started_unix_s: 0.0,
+            topics_total: s.topics,
+            expected_msgs_per_s: None,
+            totals: &totals,
+            window_latency: &lat,
+            handshake: None,
+            error_samples: Vec::new(),
+            missing_finals: 0,
+            marks: &marks,
+            server_pid: None,
+            server_base: None,
+            publish: None,
+            timeline: Vec::new(),
+        })
+    }
+
+    fn counters(connected: u64, acks: u64, errors: u64, ticks_window: u64) -> ClassCounters {
+        let mut c = ClassCounters {
+            planned: connected,
+            connected,
+            ticks: ticks_window,
+            ticks_window,
+            ..Default::default()
+        };
+        c.kinds[Kind::Subscribed.index()] = acks;
+        c.kinds[Kind::Error.index()] = errors;
+        c
+    }
+
+    #[test]
+    fn a_run_without_ticks_is_a_failure_that_says_why() {
+        let s = Settings::default();
+        assert_eq!(
+            nothing_measured(&report_with(&s, counters(5, 5, 0, 10))),
+            None
+        );
+
+        let why = nothing_measured(&report_with(&s, counters(5, 5, 0, 0))).expect("no ticks");
+        assert!(
+            why.starts_with("received no ticks in the 2.0 s window on 5 connection(s)"),
+            "{why}"
+        );
+        assert!(why.contains("ticker.SYM0000..ticker.SYM0099"), "{why}");
+        assert!(why.contains("--symbols 100"), "{why}");
+        assert!(!why.contains('\n'), "{why}");
+
+        let why = nothing_measured(&report_with(&s, counters(5, 0, 5, 0))).expect("no acks");
+        assert!(
+            why.contains("no subscription was acknowledged on 5"),
+            "{why}"
+        );
+        assert!(why.contains("5 error message(s)"), "{why}");
+
+        // Explicit topics: named, and no hint about the synthetic feed's --symbols.
+        let s = Settings {
+            topic_list: vec!["a.X".into(), "a.Y".into(), "a.Z".into(), "a.W".into()],
+            ..Settings::default()
+        };
+        let why = nothing_measured(&report_with(&s, counters(1, 1, 0, 0))).expect("no ticks");
+        assert!(why.contains("(a.X, a.Y, a.Z, ...)"), "{why}");
+        assert!(!why.contains("--symbols"), "{why}");
+    }
+
+    #[test]
+    fn runs_that_expect_no_ticks_are_not_judged() {
+        // Publish only: nothing is subscribed.
+        let s = Settings {
+            mode: crate::scenario::Mode::Publish,
+            ..Settings::default()
+        };
+        assert_eq!(
+            nothing_measured(&report_with(&s, counters(0, 0, 0, 0))),
+            None
+        );
+        // Every reader stalls through the window on purpose.
+        let s = Settings {
+            slow_share: 1.0,
+            slow_mode: crate::scenario::SlowMode::Stall,
+            ..Settings::default()
+        };
+        let totals_slow = counters(3, 0, 0, 0);
+        let mut r = report_with(&s, ClassCounters::default());
+        r.subscribe.as_mut().unwrap().slow = Some(class_report(
+            &totals_slow,
+            &crate::stats::latency_histogram(),
+            2.0,
+        ));
+        assert_eq!(nothing_measured(&r), None);
     }
 
     #[test]

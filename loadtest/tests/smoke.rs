@@ -117,3 +117,59 @@ async fn subscribe_run_reports_rate_latency_and_no_gaps() {
     let _ = std::fs::remove_file(json);
     let _ = std::fs::remove_file(svg);
 }
+
+/// A run against a server that does not publish the subscribed topics (the default feed quotes
+/// ticker.AAPL, ticker.MSFT, ..., the load generator subscribes to ticker.SYM0000.. by default)
+/// receives nothing: it must say so on stderr and exit non-zero, not report 0% and succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_receives_no_ticks_fails_and_says_why() {
+    // The default feed: 24 familiar tickers, none of them ticker.SYM*.
+    let server = tickcast::test_support::start_server(|_| {}).await;
+    let json = temp_path("no-ticks.json");
+    let args: Vec<String> = [
+        "--url",
+        &server.ws_url(),
+        "--conns",
+        "3",
+        "--per-conn",
+        "2",
+        "--warmup",
+        "0.5",
+        "--duration",
+        "1",
+        "--no-progress",
+        "--json-out",
+        json.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = run_loadgen(args).await;
+    server.shutdown().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a run without ticks must fail: {stderr}\n{stdout}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {stderr:?}");
+    assert!(
+        lines[0].starts_with("error: received no ticks"),
+        "says what happened: {stderr}"
+    );
+    assert!(
+        lines[0].contains("check that the server publishes the subscribed topics")
+            && lines[0].contains("ticker.SYM0000"),
+        "says what to check: {stderr}"
+    );
+    // The table and the report are still written: they show what was tried.
+    assert!(stdout.contains("connections"), "{stdout}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report written"))
+            .expect("report is JSON");
+    assert_eq!(report["ramp"]["connected"], 3, "{report:#}");
+    assert_eq!(report["subscribe"]["messages"], 0, "{report:#}");
+    let _ = std::fs::remove_file(json);
+}

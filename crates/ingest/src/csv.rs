@@ -25,7 +25,7 @@ impl CsvHeader {
     /// Reads the header row.
     pub fn parse(line: &[u8]) -> Result<CsvHeader, Reject> {
         let text = std::str::from_utf8(line)
-            .map_err(|_| Reject::BadJson("CSV header is not UTF-8".into()))?;
+            .map_err(|_| Reject::BadJson("the CSV header is not valid UTF-8".into()))?;
         let mut pos = [None; COLUMNS.len()];
         for (i, name) in text.split(',').enumerate() {
             if let Some(c) = COLUMNS.iter().position(|c| *c == name.trim()) {
@@ -40,8 +40,8 @@ impl CsvHeader {
 
     /// Reads one data row.
     pub fn row<'a>(&self, line: &'a [u8]) -> Result<TickLine<'a>, Reject> {
-        let text =
-            std::str::from_utf8(line).map_err(|_| Reject::BadJson("row is not UTF-8".into()))?;
+        let text = std::str::from_utf8(line)
+            .map_err(|_| Reject::BadJson("the CSV row is not valid UTF-8".into()))?;
         let mut fields: [Option<&str>; COLUMNS.len()] = [None; COLUMNS.len()];
         for (i, value) in text.split(',').enumerate() {
             if let Some(c) = self.pos.iter().position(|p| *p == Some(i)) {

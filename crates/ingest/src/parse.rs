@@ -210,10 +210,16 @@ pub(crate) fn validate_topic(name: &str) -> Result<(), Reject> {
 
 /// Rejects anything but an object up front: serde would accept a positional array for a struct.
 fn expect_object(line: &[u8]) -> Result<(), Reject> {
-    match line.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => Ok(()),
-        _ => Err(Reject::BadJson("a tick must be a JSON object".into())),
-    }
+    let found = match line.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => return Ok(()),
+        Some(b'[') => ", found an array",
+        Some(b'"') => ", found a string",
+        Some(b'-' | b'0'..=b'9') => ", found a number",
+        _ => "",
+    };
+    Err(Reject::BadJson(format!(
+        "a tick must be a JSON object{found}"
+    )))
 }
 
 /// Parses lines in place with simd-json, reusing its buffers and tape, so a line costs no
@@ -244,7 +250,7 @@ impl TickParser {
         let mut tape: Tape<'a> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let result = match simd_json::fill_tape(line, &mut self.buffers, &mut tape) {
             Ok(()) => raw_from_tape(&tape).and_then(TickLine::try_from),
-            Err(e) => Err(Reject::BadJson(e.to_string())),
+            Err(e) => Err(Reject::json(&e)),
         };
         self.tape = tape.reset();
         result
@@ -253,10 +259,13 @@ impl TickParser {
 
 /// Reads the fields of a tick object off the tape; unknown keys are skipped, `null` is absent.
 fn raw_from_tape<'a>(tape: &Tape<'a>) -> Result<RawTick<'a>, Reject> {
-    let obj = tape
-        .as_value()
-        .as_object()
-        .ok_or_else(|| Reject::BadJson("a tick must be a JSON object".into()))?;
+    let root = tape.as_value();
+    let obj = root.as_object().ok_or_else(|| {
+        Reject::BadJson(format!(
+            "a tick must be a JSON object, found {}",
+            crate::reject::type_name(root.value_type())
+        ))
+    })?;
     let mut raw = RawTick::default();
     for (key, v) in obj.iter() {
         let slot = match key {
@@ -293,16 +302,16 @@ pub fn parse_line_serde<'a>(
     buffers: &mut Buffers,
 ) -> Result<TickLine<'a>, Reject> {
     expect_object(line)?;
-    let raw: RawTick<'a> = simd_json::serde::from_slice_with_buffers(line, buffers)
-        .map_err(|e| Reject::BadJson(e.to_string()))?;
+    let raw: RawTick<'a> =
+        simd_json::serde::from_slice_with_buffers(line, buffers).map_err(|e| Reject::json(&e))?;
     TickLine::try_from(raw)
 }
 
 /// Parses one line with serde_json (no in-place parsing), for comparison.
 pub fn parse_line_serde_json(line: &[u8]) -> Result<TickLine<'_>, Reject> {
     expect_object(line)?;
-    let raw: RawTick<'_> =
-        serde_json::from_slice(line).map_err(|e| Reject::BadJson(e.to_string()))?;
+    let raw: RawTick<'_> = serde_json::from_slice(line)
+        .map_err(|e| Reject::BadJson(format!("not valid JSON: {e}")))?;
     TickLine::try_from(raw)
 }
 
@@ -443,6 +452,114 @@ mod tests {
         assert_eq!(
             reason(r#"{"topic":"ticker.A","bid":1,"ask":1,"last":1,"size":1,"ts":1.5}"#),
             RejectReason::BadNumber
+        );
+    }
+
+    /// Why the feeds' parser rejects `line`, as the log line and `POST /publish` report show it.
+    fn message(line: &[u8]) -> String {
+        let mut l = line.to_vec();
+        TickParser::default()
+            .parse(&mut l)
+            .expect_err("rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn json_errors_say_what_is_wrong_in_plain_words() {
+        let cases: [(&[u8], &str); 17] = [
+            (b"garbage", "not valid JSON: unexpected 'g' at byte 0"),
+            (
+                br#"{"topic":"ticker.A","bid":1"#,
+                "not valid JSON: the input ends inside an object or array (truncated?)",
+            ),
+            (
+                br#"{"topic":"ticker.A","bid":"#,
+                "not valid JSON: the input ends inside an object or array",
+            ),
+            (b"[1,2]", "a tick must be a JSON object, found an array"),
+            (b"42", "a tick must be a JSON object, found a number"),
+            (b"", "not valid JSON: the input is empty"),
+            (
+                b"{\"topic\":\"ticker.\xff\",\"bid\":1}",
+                "not valid JSON: the input is not valid UTF-8",
+            ),
+            (
+                br#"{"topic":"ticker.A\q"}"#,
+                r"not valid JSON: invalid escape '\q' in a string",
+            ),
+            (
+                br#"{"topic":"ticker.A\ud800"}"#,
+                r"not valid JSON: invalid \u escape in a string",
+            ),
+            (
+                br#"{"bid":1e999}"#,
+                "not valid JSON: malformed or out-of-range number near byte",
+            ),
+            (
+                br#"{"bid" 1}"#,
+                "not valid JSON: expected ':' after the key, found '1' at byte 7",
+            ),
+            (
+                br#"{bid:1}"#,
+                "not valid JSON: unexpected 'b' at byte 1 inside an object",
+            ),
+            (
+                br#"{"bid":1}{"ask":2}"#,
+                "not valid JSON: a value is missing before the '}' at byte 8, or more text follows it",
+            ),
+            (
+                br#"{"bid":}"#,
+                "not valid JSON: a value is missing before the '}' at byte 7",
+            ),
+            (br#"{"bid":nope}"#, "not valid JSON: unknown word at byte 7"),
+            (
+                br#"{"topic":"ticker.A}"#,
+                "not valid JSON: a string is not closed, or holds a raw control character",
+            ),
+            (
+                b"\xef\xbb\xbf{\"bid\":1}",
+                "not valid JSON: unexpected byte 0xEF at byte 0",
+            ),
+        ];
+        for (line, says) in cases {
+            let m = message(line);
+            let shown = String::from_utf8_lossy(line);
+            assert!(
+                m.starts_with(says),
+                "{shown:?}: {m:?} should start with {says:?}"
+            );
+            // None of simd-json's internals: kind names, Debug output, its "at character" wording.
+            for internal in [
+                "InternalError",
+                "Syntax",
+                "Expected",
+                "Invalid",
+                "Eof",
+                "Some(",
+                "None",
+                "at character",
+                "malformed input",
+            ] {
+                assert!(
+                    !m.contains(internal),
+                    "{shown:?}: {m:?} contains {internal:?}"
+                );
+            }
+        }
+        // The serde route (benchmarks, reference) words its errors the same way.
+        let mut line = b"garbage".to_vec();
+        assert_eq!(
+            parse_line_serde(&mut line, &mut Buffers::default())
+                .unwrap_err()
+                .to_string(),
+            "a tick must be a JSON object"
+        );
+        let mut line = br#"{"topic":"ticker.A","bid":1"#.to_vec();
+        assert_eq!(
+            parse_line_serde(&mut line, &mut Buffers::default())
+                .unwrap_err()
+                .to_string(),
+            "not valid JSON: the input ends inside an object or array (truncated?)"
         );
     }
 

@@ -148,6 +148,19 @@ async function shot(name, opts = {}) {
   log('screenshot', file);
 }
 
+/** The header's "p50 / max ms" and every row's latency cell that has a value are numbers >= 0. */
+async function assertLatencyNotNegative(p) {
+  await p.waitForFunction(() => [...document.querySelectorAll('#rows .c-lat')].some((c) => c.textContent.trim() !== '–'));
+  const text = (await p.textContent('#st-lat')).trim();
+  const m = /^(-?[\d.]+) \/ (-?[\d.]+) ms$/.exec(text);
+  assert(m, `latency readout is "p50 / max ms" (got ${JSON.stringify(text)})`);
+  const [p50, max] = [Number(m[1]), Number(m[2])];
+  assert(p50 >= 0 && max >= p50, `latency p50 / max are not negative (got ${text})`);
+  const cells = await p.$$eval('#rows .c-lat', (cs) => cs.map((c) => c.textContent.trim()).filter((t) => t !== '–'));
+  assert(cells.every((t) => Number(t) >= 0), `row latencies are not negative (got ${cells.join(', ')})`);
+  return { p50, max };
+}
+
 const toastTexts = () => page.$$eval('#toasts .toast', (ts) => ts.map((t) => t.textContent));
 const logText = () => page.$eval('#log', (l) => l.textContent);
 
@@ -259,9 +272,31 @@ try {
       await page.waitForFunction(() => /ms$/.test(document.getElementById('st-lat').textContent));
       const stats = await page.$eval('.stats', (s) => s.textContent.replace(/\s+/g, ' ').trim());
       log('stats:', stats);
+      await assertLatencyNotNegative(page);
       assert(problems.length === 0, 'no console error so far: ' + JSON.stringify(problems));
       await sleep(1500); // let the sparklines fill a bit for the screenshot
       await shot('01-live.png');
+    });
+
+    await step('a browser clock behind the server\'s still shows non-negative, offset-corrected latency', async () => {
+      const tab = await context.newPage();
+      try {
+        // This tab's clock runs 5 s behind the server's: raw tick ages are about -5 s.
+        await tab.addInitScript(() => {
+          const origin = performance.timeOrigin - 5000;
+          Object.defineProperty(performance, 'timeOrigin', { get: () => origin });
+        });
+        await tab.goto(base + '/', { waitUntil: 'load', timeout: STEP_MS });
+        await tab.waitForSelector('html[data-conn="open"]');
+        await tab.waitForFunction(() => /ms$/.test(document.getElementById('st-lat').textContent)
+          && /behind the server/.test(document.getElementById('st-lat').title));
+        await sleep(1100); // a second full of samples after the offset is known
+        const { p50 } = await assertLatencyNotNegative(tab);
+        assert(p50 < 1000, `the 5 s clock offset is removed (p50 ${p50} ms)`);
+        log('skewed clock:', await tab.textContent('#st-lat'), '|', await tab.getAttribute('#st-lat', 'title'));
+      } finally {
+        await tab.close();
+      }
     });
 
     await step('removing a row unsubscribes: the row goes and its updates stop', async () => {

@@ -96,8 +96,7 @@ fn parse<'a>(
     msg: &'a mut [u8],
     buffers: &mut simd_json::Buffers,
 ) -> Result<BorrowedValue<'a>, Reject> {
-    simd_json::to_borrowed_value_with_buffers(msg, buffers)
-        .map_err(|e| Reject::BadJson(e.to_string()))
+    simd_json::to_borrowed_value_with_buffers(msg, buffers).map_err(|e| Reject::json(&e))
 }
 
 /// A price or size sent as a JSON number or a decimal string; absent = `Ok(None)`.
