@@ -3,7 +3,9 @@
 //! needs no knowledge of parsing or publishing.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use serde::Deserialize;
 use tickcast_bus::Bus;
 use tickcast_core::json;
 
@@ -11,6 +13,7 @@ use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::publisher::Publisher;
 use crate::reject::{Reject, RejectReason};
 use crate::sink::TickSink;
+use crate::spec::{millis, FeedConfigError, DEFAULT_MAX_LINE_BYTES, MIN_LINE_BYTES};
 use crate::stats::FeedStats;
 
 /// Errors listed in a [`PublishReport`]: the first few are enough to fix a publisher, and the
@@ -77,8 +80,12 @@ pub trait PublishHook: Send + Sync + std::fmt::Debug {
         -> PublishReport;
 }
 
-/// Settings of the HTTP feed.
-#[derive(Debug, Clone)]
+/// Default of [`HttpConfig::max_body_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Settings of the HTTP feed: a `kind = "http"` entry of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Feed name for logs and metrics.
     pub name: String,
@@ -86,6 +93,33 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Longest NDJSON line in bytes.
     pub max_line_bytes: usize,
+    /// Readiness waits for this feed (up while the server runs).
+    pub required: bool,
+    /// Not ready after this long without a tick; `None` (`max_idle_ms = 0`) = off.
+    #[serde(rename = "max_idle_ms", deserialize_with = "millis::zero_off")]
+    pub max_idle: Option<Duration>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            name: "http".into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            required: true,
+            max_idle: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), FeedConfigError> {
+        let feed = &self.name;
+        FeedConfigError::named(feed)?;
+        FeedConfigError::at_least(feed, "max_body_bytes", self.max_body_bytes, MIN_LINE_BYTES)?;
+        FeedConfigError::at_least(feed, "max_line_bytes", self.max_line_bytes, MIN_LINE_BYTES)
+    }
 }
 
 /// The publishing side of `POST /publish`, shared with the gateway's shards.
@@ -137,18 +171,13 @@ pub struct HttpFeed {
 }
 
 impl HttpFeed {
-    /// Builds the feed and its hook, publishing to `bus` under `stats`.
+    /// Validates `config` and builds the feed and its hook, publishing to `bus` under `stats`.
     pub fn new(
         config: HttpConfig,
         bus: Arc<Bus>,
         stats: Arc<FeedStats>,
     ) -> Result<Self, FeedError> {
-        if config.max_body_bytes == 0 || config.max_line_bytes == 0 {
-            return Err(FeedError::Config {
-                feed: config.name,
-                reason: "max_body_bytes and max_line_bytes must be at least 1".into(),
-            });
-        }
+        config.validate()?;
         let sink = TickSink::new(Publisher::new(bus, stats), config.max_line_bytes);
         Ok(Self {
             name: config.name,
@@ -190,15 +219,30 @@ mod tests {
         let bus = Bus::new(&BusConfig::default());
         let feed = HttpFeed::new(
             HttpConfig {
-                name: "http".into(),
-                max_body_bytes: 1 << 20,
                 max_line_bytes: 100,
+                ..Default::default()
             },
             bus.clone(),
             FeedStats::new("http", "http"),
         )
         .unwrap();
         (feed.hook(), bus)
+    }
+
+    #[test]
+    fn sizes_without_room_for_a_tick_are_refused_by_the_config_and_the_feed() {
+        let small = HttpConfig {
+            max_body_bytes: 63,
+            ..Default::default()
+        };
+        let e = small.validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "feed http: max_body_bytes is 63, must be >= 64"
+        );
+        let bus = Bus::new(&BusConfig::default());
+        let built = HttpFeed::new(small, bus, FeedStats::new("http", "http"));
+        assert!(matches!(built, Err(FeedError::Config { .. })));
     }
 
     #[test]

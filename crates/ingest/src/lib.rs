@@ -8,7 +8,9 @@
 //! (scale-out: the sink of an ingest node and the feed of a gateway node). Text
 //! inputs share one parser ([`parse`], simd-json in place), one line splitter ([`mod@line`]) and one
 //! path to the bus ([`sink`]), so bad input is counted per reason ([`RejectReason`]) the same way
-//! everywhere. [`spec`] builds feeds from configuration.
+//! everywhere. Each source's settings struct is also its `[[feeds]]` entry of the config file, with its
+//! defaults and its one set of rules; [`spec`] gathers them into [`FeedConfig`] and builds feeds
+//! from it.
 //!
 //! It does not route ticks to subscribers (the bus does) or speak to clients (the gateway does).
 #![forbid(unsafe_code)]
@@ -34,5 +36,5 @@ pub use feed::{Feed, FeedContext, FeedError, FeedFuture};
 pub use http::{PublishHook, PublishReport};
 pub use publisher::{Publisher, Quote};
 pub use reject::{Reject, RejectReason};
-pub use spec::{build, BuiltFeed, FeedPlan, FeedSpec};
+pub use spec::{build, BuiltFeed, FeedConfig, FeedConfigError};
 pub use stats::{FeedRegistry, FeedStats};

@@ -10,6 +10,7 @@ use std::io::{BufRead, Read};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,7 @@ use crate::line::{Framed, LineFramer};
 use crate::parse::TickLine;
 use crate::reject::Reject;
 use crate::sink::TickSink;
+use crate::spec::{millis, FeedConfigError, DEFAULT_MAX_LINE_BYTES, MIN_LINE_BYTES};
 
 /// Bytes read from the file at a time.
 const READ_SIZE: usize = 64 * 1024;
@@ -27,7 +29,8 @@ const READ_SIZE: usize = 64 * 1024;
 const MIN_SLEEP: Duration = Duration::from_millis(1);
 
 /// File format of a replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReplayFormat {
     /// One JSON tick per line (the TCP feed's format, with `ts`).
     Jsonl,
@@ -35,21 +38,80 @@ pub enum ReplayFormat {
     Csv,
 }
 
-/// Settings of a replay feed.
-#[derive(Debug, Clone)]
+/// Settings of a replay feed: a `kind = "replay"` entry of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReplayConfig {
     /// Feed name for logs and metrics.
+    #[serde(default = "default_name")]
     pub name: String,
     /// The file.
     pub path: PathBuf,
-    /// Its format.
-    pub format: ReplayFormat,
+    /// Its format; `None`: CSV for a `.csv` file, else JSONL (see [`ReplayConfig::format`]).
+    #[serde(default)]
+    pub format: Option<ReplayFormat>,
     /// Pacing factor; 0 = as fast as possible.
+    #[serde(default = "default_speed")]
     pub speed: f64,
     /// Start over at the end of the file.
+    #[serde(default, rename = "loop")]
     pub looping: bool,
-    /// Longest line in bytes; longer ones are skipped and counted as `too_long`.
+    /// Longest line in bytes; longer ones are skipped and counted as `too_long`. At least
+    /// [`MIN_LINE_BYTES`].
+    #[serde(default = "crate::spec::default_max_line_bytes")]
     pub max_line_bytes: usize,
+    /// Readiness waits for this feed (connected while playing).
+    #[serde(default = "crate::spec::required_by_default")]
+    pub required: bool,
+    /// Not ready after this long without a tick; `None` (`max_idle_ms = 0`) = off.
+    #[serde(default, rename = "max_idle_ms", deserialize_with = "millis::zero_off")]
+    pub max_idle: Option<Duration>,
+}
+
+fn default_name() -> String {
+    "replay".into()
+}
+fn default_speed() -> f64 {
+    1.0
+}
+
+impl ReplayConfig {
+    /// A feed named `replay` playing `path` once in real time, every other setting at its default.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            name: default_name(),
+            path,
+            format: None,
+            speed: default_speed(),
+            looping: false,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            required: true,
+            max_idle: None,
+        }
+    }
+
+    /// The file's format: as configured, else CSV for a `.csv` file (any case) and JSONL otherwise.
+    pub fn format(&self) -> ReplayFormat {
+        self.format.unwrap_or_else(|| {
+            let csv = self
+                .path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            if csv {
+                ReplayFormat::Csv
+            } else {
+                ReplayFormat::Jsonl
+            }
+        })
+    }
+
+    /// Checks the settings (the file is only opened by [`ReplayFeed::new`]).
+    pub fn validate(&self) -> Result<(), FeedConfigError> {
+        let feed = &self.name;
+        FeedConfigError::named(feed)?;
+        FeedConfigError::non_negative(feed, "speed", self.speed, " (0 = as fast as possible)")?;
+        FeedConfigError::at_least(feed, "max_line_bytes", self.max_line_bytes, MIN_LINE_BYTES)
+    }
 }
 
 /// A replay feed whose file was found readable at build time.
@@ -60,25 +122,17 @@ pub struct ReplayFeed {
 impl ReplayFeed {
     /// Validates `config`, checks the file opens and, for CSV, that its header names the columns.
     pub fn new(config: ReplayConfig) -> Result<Self, FeedError> {
+        config.validate()?;
         let bad = |reason: String| FeedError::Config {
             feed: config.name.clone(),
             reason,
         };
-        if !(config.speed.is_finite() && config.speed >= 0.0) {
-            return Err(bad(format!(
-                "speed must be a non-negative number, got {}",
-                config.speed
-            )));
-        }
-        if config.max_line_bytes == 0 {
-            return Err(bad("max_line_bytes must be at least 1".into()));
-        }
         let file = std::fs::File::open(&config.path).map_err(|error| FeedError::Io {
             feed: config.name.clone(),
             context: format!("cannot open replay file {}", config.path.display()),
             error,
         })?;
-        if config.format == ReplayFormat::Csv {
+        if config.format() == ReplayFormat::Csv {
             // Only the header is checked here; the file is streamed when playing.
             let mut reader = std::io::BufReader::new(file).take(config.max_line_bytes as u64 + 2);
             let mut first = Vec::new();
@@ -304,7 +358,7 @@ impl Player<'_> {
 
     /// Parses one line; `Ok(None)` for the CSV header row.
     fn parse<'l>(&mut self, line: &'l mut [u8]) -> Result<Option<TickLine<'l>>, Reject> {
-        match self.config.format {
+        match self.config.format() {
             ReplayFormat::Jsonl => self.sink.parse_json(line).map(Some),
             ReplayFormat::Csv => match &self.header {
                 None => {
@@ -320,6 +374,32 @@ impl Player<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_follows_the_extension_unless_set_and_sizes_are_checked() {
+        let csv = ReplayConfig::new("ticks.CSV".into());
+        assert_eq!(csv.format(), ReplayFormat::Csv, "format from the extension");
+        let set = ReplayConfig {
+            format: Some(ReplayFormat::Jsonl),
+            ..csv
+        };
+        assert_eq!(set.format(), ReplayFormat::Jsonl);
+        assert_eq!(
+            ReplayConfig::new("day.jsonl".into()).format(),
+            ReplayFormat::Jsonl
+        );
+        let short = ReplayConfig {
+            max_line_bytes: 10,
+            ..ReplayConfig::new("day.jsonl".into())
+        };
+        let e = ReplayFeed::new(short).err().unwrap().to_string();
+        assert!(e.contains("max_line_bytes is 10, must be >= 64"), "{e}");
+        let fast = ReplayConfig {
+            speed: -1.0,
+            ..ReplayConfig::new("day.jsonl".into())
+        };
+        assert!(fast.validate().unwrap_err().to_string().contains("speed"));
+    }
 
     #[test]
     fn pacer_scales_file_time() {

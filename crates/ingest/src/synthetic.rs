@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use serde::Deserialize;
 use tickcast_bus::TopicState;
 use tickcast_core::{Price, Size, Topic, TsMicros};
 
 use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::publisher::Quote;
+use crate::spec::{millis, FeedConfigError};
 
 /// Familiar tickers the server shows out of the box.
 pub const DEFAULT_SYMBOLS: &[&str] = &[
@@ -26,8 +28,9 @@ const PERIOD: Duration = Duration::from_millis(1);
 /// After a stall, emit at most this much backlog at once instead of an unbounded burst.
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
 
-/// Which symbols the synthetic feed quotes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which symbols the synthetic feed quotes. In the config file: a list, or a count.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
 pub enum Symbols {
     /// These symbols.
     List(Vec<String>),
@@ -72,8 +75,9 @@ impl Default for Symbols {
     }
 }
 
-/// Settings of the synthetic feed.
-#[derive(Debug, Clone)]
+/// Settings of the synthetic feed: a `kind = "synthetic"` entry of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SyntheticConfig {
     /// Feed name for logs and metrics.
     pub name: String,
@@ -85,6 +89,11 @@ pub struct SyntheticConfig {
     pub rate: f64,
     /// Seed of the random walk.
     pub seed: u64,
+    /// Readiness waits for this feed (up while it runs).
+    pub required: bool,
+    /// Not ready after this long without a tick; `None` (`max_idle_ms = 0`) = off.
+    #[serde(rename = "max_idle_ms", deserialize_with = "millis::zero_off")]
+    pub max_idle: Option<Duration>,
 }
 
 impl Default for SyntheticConfig {
@@ -95,7 +104,28 @@ impl Default for SyntheticConfig {
             symbols: Symbols::default(),
             rate: 1000.0,
             seed: 42,
+            required: true,
+            max_idle: None,
         }
+    }
+}
+
+impl SyntheticConfig {
+    /// Checks the settings: a usable rate, and every symbol a valid topic in the channel.
+    pub fn validate(&self) -> Result<(), FeedConfigError> {
+        let feed = &self.name;
+        FeedConfigError::named(feed)?;
+        FeedConfigError::non_negative(feed, "rate", self.rate, "")?;
+        if matches!(&self.symbols, Symbols::Count(0))
+            || matches!(&self.symbols, Symbols::List(l) if l.is_empty())
+        {
+            return Err(FeedConfigError::new(feed, "symbols", "must not be empty"));
+        }
+        for s in self.symbols.names() {
+            Topic::from_parts(&self.channel, &s)
+                .map_err(|e| FeedConfigError::new(feed, "symbols", format!("{s:?}: {e}")))?;
+        }
+        Ok(())
     }
 }
 
@@ -113,20 +143,7 @@ pub struct SyntheticFeed {
 impl SyntheticFeed {
     /// Validates `config` and builds the feed.
     pub fn new(config: SyntheticConfig) -> Result<Self, FeedError> {
-        let bad = |reason: String| FeedError::Config {
-            feed: config.name.clone(),
-            reason,
-        };
-        if !(config.rate.is_finite() && config.rate >= 0.0) {
-            return Err(bad(format!(
-                "rate must be a non-negative number, got {}",
-                config.rate
-            )));
-        }
-        for s in config.symbols.names() {
-            Topic::from_parts(&config.channel, &s)
-                .map_err(|e| bad(format!("symbol {s:?}: {e}")))?;
-        }
+        config.validate()?;
         Ok(Self { config })
     }
 }
@@ -282,6 +299,12 @@ mod tests {
             ..Default::default()
         };
         assert!(SyntheticFeed::new(bad_sym).is_err());
+        let no_sym = SyntheticConfig {
+            symbols: Symbols::List(Vec::new()),
+            ..Default::default()
+        };
+        let e = SyntheticFeed::new(no_sym).err().unwrap().to_string();
+        assert!(e.contains("symbols must not be empty"), "{e}");
     }
 
     #[tokio::test]

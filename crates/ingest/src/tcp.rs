@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
+use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -22,6 +24,7 @@ use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::line::{Framed, LineFramer};
 use crate::reject::{LogLimiter, Reject};
 use crate::sink::TickSink;
+use crate::spec::{millis, FeedConfigError, DEFAULT_MAX_LINE_BYTES, MIN_LINE_BYTES};
 use crate::stats::FeedStats;
 
 /// Default of [`TcpConfig::queue_chunks`]: with 64 KiB reads, a few MiB of buffered input.
@@ -33,24 +36,92 @@ pub const DEFAULT_READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Accepted [`TcpConfig::read_buffer_bytes`]: 1 KiB to 16 MiB.
 pub const READ_BUFFER_BYTES_RANGE: RangeInclusive<usize> = 1024..=16 << 20;
 
-/// Settings of a TCP feed.
-#[derive(Debug, Clone)]
+/// Default of [`TcpConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+/// Settings of a TCP feed: a `kind = "tcp"` entry of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TcpConfig {
     /// Feed name for logs and metrics.
+    #[serde(default = "default_name")]
     pub name: String,
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Longest accepted line in bytes; longer lines are skipped and counted as `too_long`.
+    /// Longest accepted line in bytes; longer lines are skipped and counted as `too_long`. At
+    /// least [`MIN_LINE_BYTES`].
+    #[serde(default = "crate::spec::default_max_line_bytes")]
     pub max_line_bytes: usize,
     /// Publisher connections held at once; more are closed on accept and logged.
+    #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Bytes requested per socket read: larger reads mean fewer wakeups and larger runs of lines
     /// per hand-off at a high rate, at the cost of memory per connection.
+    #[serde(default = "default_read_buffer_bytes")]
     pub read_buffer_bytes: usize,
     /// Runs of lines (each up to about one read) queued between the connections and the feed's
     /// publishing loop. It bounds the feed's buffered input to about `queue_chunks` ×
     /// `read_buffer_bytes`; when full, connections stop reading and TCP slows the publishers.
+    #[serde(default = "default_queue_chunks")]
     pub queue_chunks: usize,
+    /// Readiness waits for this feed (connected = at least one publisher connected).
+    #[serde(default = "crate::spec::required_by_default")]
+    pub required: bool,
+    /// Not ready after this long without a tick; `None` (`max_idle_ms = 0`) = off.
+    #[serde(default, rename = "max_idle_ms", deserialize_with = "millis::zero_off")]
+    pub max_idle: Option<Duration>,
+}
+
+fn default_name() -> String {
+    "tcp".into()
+}
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+fn default_read_buffer_bytes() -> usize {
+    DEFAULT_READ_BUFFER_BYTES
+}
+fn default_queue_chunks() -> usize {
+    DEFAULT_QUEUE_CHUNKS
+}
+
+impl TcpConfig {
+    /// A feed named `tcp` on `listen` with every other setting at its default.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            name: default_name(),
+            listen,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            read_buffer_bytes: DEFAULT_READ_BUFFER_BYTES,
+            queue_chunks: DEFAULT_QUEUE_CHUNKS,
+            required: true,
+            max_idle: None,
+        }
+    }
+
+    /// Checks the settings (the port is only bound by [`TcpFeed::bind`]).
+    pub fn validate(&self) -> Result<(), FeedConfigError> {
+        let feed = &self.name;
+        FeedConfigError::named(feed)?;
+        FeedConfigError::at_least(feed, "max_line_bytes", self.max_line_bytes, MIN_LINE_BYTES)?;
+        FeedConfigError::at_least(feed, "max_connections", self.max_connections, 1)?;
+        for (field, value, range) in [
+            (
+                "read_buffer_bytes",
+                self.read_buffer_bytes,
+                READ_BUFFER_BYTES_RANGE,
+            ),
+            ("queue_chunks", self.queue_chunks, QUEUE_CHUNKS_RANGE),
+        ] {
+            if !range.contains(&value) {
+                let (lo, hi) = range.into_inner();
+                let problem = format!("is {value}, must be {lo} to {hi}");
+                return Err(FeedConfigError::new(feed, field, problem));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A bound TCP feed (binding happens at build time so a busy port fails startup).
@@ -62,28 +133,7 @@ pub struct TcpFeed {
 impl TcpFeed {
     /// Validates `config` and binds its address.
     pub fn bind(config: TcpConfig) -> Result<Self, FeedError> {
-        if config.max_line_bytes == 0 || config.max_connections == 0 {
-            return Err(FeedError::Config {
-                feed: config.name.clone(),
-                reason: "max_line_bytes and max_connections must be at least 1".into(),
-            });
-        }
-        let out_of = |key: &str, value: usize, range: &RangeInclusive<usize>| FeedError::Config {
-            feed: config.name.clone(),
-            reason: format!(
-                "{key} is {value}, must be {} to {}",
-                range.start(),
-                range.end()
-            ),
-        };
-        if !READ_BUFFER_BYTES_RANGE.contains(&config.read_buffer_bytes) {
-            let value = config.read_buffer_bytes;
-            return Err(out_of("read_buffer_bytes", value, &READ_BUFFER_BYTES_RANGE));
-        }
-        if !QUEUE_CHUNKS_RANGE.contains(&config.queue_chunks) {
-            let value = config.queue_chunks;
-            return Err(out_of("queue_chunks", value, &QUEUE_CHUNKS_RANGE));
-        }
+        config.validate()?;
         let io = |context: String| {
             let feed = config.name.clone();
             move |error| FeedError::Io {
@@ -259,11 +309,10 @@ mod tests {
     fn config(read_buffer_bytes: usize, queue_chunks: usize) -> TcpConfig {
         TcpConfig {
             name: "t".into(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            max_line_bytes: 4096,
             max_connections: 4,
             read_buffer_bytes,
             queue_chunks,
+            ..TcpConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)))
         }
     }
 
@@ -279,6 +328,12 @@ mod tests {
         };
         assert!(reason(config(512, 64)).contains("read_buffer_bytes is 512"));
         assert!(reason(config(DEFAULT_READ_BUFFER_BYTES, 0)).contains("queue_chunks is 0"));
+        // The config file's rule: a line must have room for one tick.
+        let short = TcpConfig {
+            max_line_bytes: 63,
+            ..config(1024, 1)
+        };
+        assert!(reason(short).contains("max_line_bytes is 63, must be >= 64"));
         let feed = TcpFeed::bind(config(1024, 1)).expect("smallest values are fine");
         assert_eq!(feed.config.queue_chunks, 1);
     }

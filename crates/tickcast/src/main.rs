@@ -87,8 +87,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         flush_interval_ms: cli.flush_interval_ms,
         adaptive_flush_max_ms: cli.adaptive_flush_max_ms,
     })?;
-    config.heap_trim = Some(allocator::collect);
     let filter = cli.log.clone().unwrap_or_else(|| config.log.filter.clone());
+    let mut settings = config.resolve()?;
+    settings.gateway.heap_trim = Some(allocator::collect);
     let dropped_lines = logging::dropped_counter();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -107,7 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let running = tickcast::start(config).await?;
+        let running = tickcast::start(settings).await?;
         if let Err(e) = running.state().metrics.register(Box::new(dropped_lines)) {
             tracing::warn!(error = %e, "cannot export tickcast_log_lines_dropped_total");
         }

@@ -10,7 +10,7 @@ use tickcast_ingest::{Feed, FeedContext, FeedRegistry, FeedStats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Role};
+use crate::config::Settings;
 use crate::feeds::{FeedMetrics, FeedReadiness, HttpPublish};
 
 /// A started server.
@@ -98,13 +98,14 @@ async fn supervise(feed: Box<dyn Feed>, ctx: FeedContext, stats: Arc<FeedStats>)
     stats.set_failed(failure);
 }
 
-/// Builds and starts the server described by `config` on the current tokio runtime.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
-    config.validate()?;
-    let bus = Bus::new(&config.bus());
+/// Builds and starts the server described by `settings` (a config, resolved) on the current tokio
+/// runtime.
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    let bus = Bus::new(&settings.bus);
     let registry = Arc::new(FeedRegistry::default());
     let shutdown = CancellationToken::new();
-    let state = ServerState::new(config.gateway()?, bus.clone(), shutdown.clone());
+    let listen = settings.gateway.listen;
+    let state = ServerState::new(settings.gateway, bus.clone(), shutdown.clone());
     state.add_readiness(Arc::new(FeedReadiness(registry.clone())));
     FeedMetrics::install(registry.clone(), &state.metrics)
         .context("cannot register the feed metrics")?;
@@ -113,8 +114,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // startup with one clear message naming it. Nothing runs until all are built.
     let mut feeds: Vec<(Box<dyn Feed>, Arc<FeedStats>)> = Vec::new();
     let mut feed_addrs = Vec::new();
-    for plan in config.feed_plans() {
-        let built = tickcast_ingest::build(plan, &bus)?;
+    for feed in settings.feeds {
+        let built = tickcast_ingest::build(feed, &bus)?;
         if let Some(addr) = built.local_addr {
             feed_addrs.push((built.feed.name().to_string(), addr));
         }
@@ -128,16 +129,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // failure leaves nothing running): it resumes every topic's seq from JetStream first, so a
     // restarted ingest node continues the sequences gateways know.
     let mut sink_task = None;
-    if config.server.role == Role::Ingest {
-        let sink = tickcast_ingest::nats::sink::start(config.nats_sink(), &bus, shutdown.clone())
+    if let Some(sink) = settings.nats_sink {
+        let sink = tickcast_ingest::nats::sink::start(sink, &bus, shutdown.clone())
             .await
             .context("cannot start the NATS sink")?;
         registry.register(sink.stats.clone());
         sink_task = Some(sink.task);
     }
 
-    let gateway = Gateway::bind(state.clone())
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let gateway =
+        Gateway::bind(state.clone()).with_context(|| format!("cannot listen on {listen}"))?;
     let addr = gateway.local_addr()?;
     let gateway = tokio::spawn(gateway.run());
 

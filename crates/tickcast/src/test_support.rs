@@ -49,7 +49,7 @@ impl Drop for RunningServer {
 }
 
 /// Starts a server on `127.0.0.1:0` with two shards and a small default feed, after `configure` has
-/// adjusted the config.
+/// adjusted the config (then resolved: an invalid config panics).
 pub async fn start_server(configure: impl FnOnce(&mut Config)) -> RunningServer {
     let mut config = Config::default();
     config.server.workers = 2;
@@ -60,7 +60,8 @@ pub async fn start_server(configure: impl FnOnce(&mut Config)) -> RunningServer 
         })
         .expect("valid overrides");
     configure(&mut config);
-    let running = start(config).await.expect("server starts");
+    let settings = config.resolve().expect("valid config");
+    let running = start(settings).await.expect("server starts");
     let addr = running.addr();
     RunningServer {
         running: Some(running),

@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The `[[feeds]]` of a TOML snippet, so tests read like the config file.
-fn feeds(toml: &str) -> Vec<tickcast::config::FeedSection> {
+fn feeds(toml: &str) -> Vec<tickcast::config::FeedConfig> {
     tickcast::Config::from_toml(toml)
         .expect("valid feeds")
         .feeds
@@ -446,7 +446,7 @@ async fn a_feed_that_cannot_start_fails_startup_naming_it() {
     c.feeds = feeds(&format!(
         "[[feeds]]\nkind = \"tcp\"\nname = \"in\"\nlisten = \"{port}\""
     ));
-    let err = tickcast::start(c)
+    let err = tickcast::start(c.resolve().expect("valid config"))
         .await
         .err()
         .expect("busy port fails startup");
@@ -459,7 +459,7 @@ async fn a_feed_that_cannot_start_fails_startup_naming_it() {
     let mut c = base();
     c.feeds =
         feeds("[[feeds]]\nkind = \"replay\"\nname = \"day\"\npath = \"/nonexistent/day.jsonl\"");
-    let err = tickcast::start(c)
+    let err = tickcast::start(c.resolve().expect("valid config"))
         .await
         .err()
         .expect("missing file fails startup");
@@ -474,7 +474,7 @@ async fn a_feed_that_cannot_start_fails_startup_naming_it() {
         "[[feeds]]\nkind = \"upstream\"\nname = \"tls\"\nurl = \"wss://127.0.0.1:1/ws\"\n\
          subscribe = [\"a\"]\nca_file = \"/nonexistent/ca.pem\"",
     );
-    let err = tickcast::start(c)
+    let err = tickcast::start(c.resolve().expect("valid config"))
         .await
         .err()
         .expect("missing ca_file fails startup");

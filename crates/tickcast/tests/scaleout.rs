@@ -160,8 +160,8 @@ fn shipped_gateway_config_parses() {
     );
     let c = tickcast::Config::from_file(std::path::Path::new(path)).expect("gateway.toml");
     assert!(matches!(
-        c.feed_plans()[0].spec,
-        tickcast_ingest::FeedSpec::Nats(_)
+        c.resolve().expect("valid gateway.toml").feeds[0],
+        tickcast_ingest::FeedConfig::Nats(_)
     ));
 }
 

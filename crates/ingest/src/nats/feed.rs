@@ -14,24 +14,33 @@ use async_nats::{ConnectOptions, Event};
 use bytes::Bytes;
 use futures_util::stream::select_all;
 use futures_util::{FutureExt, StreamExt};
+use serde::{Deserialize, Deserializer};
 use tickcast_core::{Seq, Topic, TsMicros};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{decode, validate_prefix, validate_stream, LastPerSubject, NatsError};
+use super::{
+    decode, validate_prefix, validate_stream, LastPerSubject, NatsError, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, DEFAULT_URL, MIN_CONNECT_TIMEOUT,
+};
 use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::gaps::{GapTracker, SeqCheck};
 use crate::parse::{validate_topic, TickParser};
 use crate::publisher::Publisher;
 use crate::reject::Reject;
+use crate::spec::{millis, FeedConfigError, DEFAULT_MAX_LINE_BYTES, MIN_LINE_BYTES};
 
 /// Most messages published into the bus per batch (one shard wake-up per batch).
 const BATCH: usize = 256;
 /// Warm-up messages buffered between the JetStream reader and the feed loop.
 const WARM_QUEUE: usize = 1024;
 
-/// Settings of a NATS feed.
-#[derive(Debug, Clone)]
+/// Default of [`NatsFeedConfig::subscription_capacity`].
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
+
+/// Settings of a NATS feed: a `kind = "nats"` entry of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct NatsFeedConfig {
     /// Feed name for logs and metrics.
     pub name: String,
@@ -41,14 +50,93 @@ pub struct NatsFeedConfig {
     pub subjects: Vec<String>,
     /// The ingest node's subject prefix, stripped to get the topic.
     pub subject_prefix: String,
-    /// JetStream stream to warm the cache from on every (re)connect; `None` = no warm-up.
+    /// JetStream stream to warm the cache from on every (re)connect; `None` (`stream = ""` in the
+    /// file) = no warm-up.
+    #[serde(deserialize_with = "empty_is_none")]
     pub stream: Option<String>,
     /// Messages async-nats buffers per subscription; beyond this it drops them (slow consumer).
     pub subscription_capacity: usize,
     /// Largest message body accepted, in bytes.
     pub max_message_bytes: usize,
     /// Time allowed for one connection attempt.
+    #[serde(
+        rename = "connect_timeout_ms",
+        deserialize_with = "millis::deserialize"
+    )]
     pub connect_timeout: Duration,
+    /// Readiness waits for this feed (connected to NATS and warmed).
+    pub required: bool,
+    /// Not ready after this long without a tick; `None` (`max_idle_ms = 0`) = off.
+    #[serde(rename = "max_idle_ms", deserialize_with = "millis::zero_off")]
+    pub max_idle: Option<Duration>,
+}
+
+impl Default for NatsFeedConfig {
+    fn default() -> Self {
+        Self {
+            name: "nats".into(),
+            url: DEFAULT_URL.into(),
+            subjects: vec![format!("{DEFAULT_SUBJECT_PREFIX}.>")],
+            subject_prefix: DEFAULT_SUBJECT_PREFIX.into(),
+            stream: Some(DEFAULT_STREAM.into()),
+            subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+            max_message_bytes: DEFAULT_MAX_LINE_BYTES,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            required: true,
+            max_idle: None,
+        }
+    }
+}
+
+fn empty_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(|s| (!s.is_empty()).then_some(s))
+}
+
+impl NatsFeedConfig {
+    /// Checks the settings: a URL, subjects under the prefix, valid names, sane sizes.
+    pub fn validate(&self) -> Result<(), FeedConfigError> {
+        let feed = &self.name;
+        let bad = |field, problem: String| Err(FeedConfigError::new(feed, field, problem));
+        FeedConfigError::named(feed)?;
+        if self.url.trim().is_empty() {
+            return bad("url", "must not be empty".into());
+        }
+        if self.subjects.is_empty() {
+            return bad("subjects", "must not be empty".into());
+        }
+        validate_prefix(&self.subject_prefix).or_else(|e| bad("subject_prefix", e))?;
+        for s in &self.subjects {
+            let under_prefix = s
+                .strip_prefix(self.subject_prefix.as_str())
+                .is_some_and(|rest| rest.starts_with('.'));
+            if !under_prefix || s.bytes().any(|b| !b.is_ascii_graphic()) {
+                return bad(
+                    "subjects",
+                    format!(
+                        "entry {s:?} must start with \"{}.\" and have no spaces",
+                        self.subject_prefix
+                    ),
+                );
+            }
+        }
+        if let Some(stream) = &self.stream {
+            validate_stream(stream).or_else(|e| bad("stream", e))?;
+        }
+        FeedConfigError::at_least(feed, "subscription_capacity", self.subscription_capacity, 1)?;
+        FeedConfigError::at_least(
+            feed,
+            "max_message_bytes",
+            self.max_message_bytes,
+            MIN_LINE_BYTES,
+        )?;
+        let ms = |d: Duration| d.as_millis();
+        FeedConfigError::at_least(
+            feed,
+            "connect_timeout_ms",
+            ms(self.connect_timeout),
+            ms(MIN_CONNECT_TIMEOUT),
+        )
+    }
 }
 
 /// The NATS feed.
@@ -59,36 +147,7 @@ pub struct NatsFeed {
 impl NatsFeed {
     /// Validates `config`.
     pub fn new(config: NatsFeedConfig) -> Result<Self, FeedError> {
-        let bad = |reason: String| FeedError::Config {
-            feed: config.name.clone(),
-            reason,
-        };
-        if config.url.trim().is_empty() {
-            return Err(bad("url is empty".into()));
-        }
-        if config.subjects.is_empty() {
-            return Err(bad("subjects is empty".into()));
-        }
-        for s in &config.subjects {
-            let under_prefix = s
-                .strip_prefix(config.subject_prefix.as_str())
-                .is_some_and(|rest| rest.starts_with('.'));
-            if !under_prefix || s.bytes().any(|b| !b.is_ascii_graphic()) {
-                return Err(bad(format!(
-                    "subject {s:?} must start with \"{}.\" and have no spaces",
-                    config.subject_prefix
-                )));
-            }
-        }
-        validate_prefix(&config.subject_prefix).map_err(bad)?;
-        if let Some(stream) = &config.stream {
-            validate_stream(stream).map_err(bad)?;
-        }
-        if config.subscription_capacity == 0 || config.max_message_bytes < 64 {
-            return Err(bad(
-                "subscription_capacity must be >= 1 and max_message_bytes >= 64".into(),
-            ));
-        }
+        config.validate()?;
         Ok(Self { config })
     }
 }
@@ -353,4 +412,42 @@ async fn warm_up(
         }
     }
     let _ = tx.send((round, Warm::Done(result.map(|()| n)))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked_by_the_config_and_the_feed_alike() {
+        NatsFeedConfig::default().validate().unwrap();
+        let problem = |f: &dyn Fn(&mut NatsFeedConfig)| {
+            let mut c = NatsFeedConfig::default();
+            f(&mut c);
+            let from_config = c.validate().unwrap_err();
+            let from_feed = NatsFeed::new(c).err().expect("refused").to_string();
+            assert!(from_feed.contains(&from_config.problem), "{from_feed}");
+            from_config.to_string()
+        };
+        assert_eq!(
+            problem(&|c| c.url = " ".into()),
+            "feed nats: url must not be empty"
+        );
+        assert!(problem(&|c| c.subjects = vec!["other.>".into()]).contains("\"tickcast.\""));
+        assert!(problem(&|c| c.subject_prefix = "a b".into()).contains("subject_prefix"));
+        assert!(problem(&|c| c.stream = Some("A.B".into())).contains("stream \"A.B\""));
+        assert!(problem(&|c| c.subscription_capacity = 0).contains("subscription_capacity is 0"));
+        assert!(problem(&|c| c.max_message_bytes = 63).contains("max_message_bytes is 63"));
+        assert!(problem(&|c| c.connect_timeout = Duration::from_millis(99))
+            .contains("connect_timeout_ms is 99, must be >= 100"));
+    }
+
+    #[test]
+    fn an_empty_stream_means_no_warm_up() {
+        let c: NatsFeedConfig = serde_json::from_str(r#"{"stream": ""}"#).unwrap();
+        assert_eq!(c.stream, None);
+        let c: NatsFeedConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(c.stream.as_deref(), Some(DEFAULT_STREAM));
+        assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    }
 }

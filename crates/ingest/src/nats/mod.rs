@@ -24,6 +24,12 @@ use crate::parse::TickParser;
 use crate::publisher::Quote;
 use crate::reject::Reject;
 
+/// NATS server when none is configured.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+/// Time allowed to connect when none is configured (the sink at startup, the feed per attempt).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shortest connect timeout accepted.
+pub const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
 /// Subject prefix when none is configured: `tickcast.ticker.AAPL`.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "tickcast";
 /// JetStream stream holding the last tick per subject when none is configured.
@@ -114,7 +120,7 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "subject prefix {prefix:?} must be dot-separated tokens without wildcards or spaces"
+            "{prefix:?} must be dot-separated tokens without wildcards or spaces"
         ))
     }
 }
@@ -129,15 +135,16 @@ pub(crate) fn validate_stream(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "stream name {name:?} must be printable without . * > / \\ or spaces"
+            "{name:?} must be printable without . * > / \\ or spaces"
         ))
     }
 }
 
-/// Checks a subject prefix and a stream name as configured (for config validation at startup).
+/// Checks the sink's subject prefix and stream name as configured; the error starts with the key
+/// at fault (`subject_prefix` or `stream`). The NATS feed checks its own with the same rules.
 pub fn validate_names(subject_prefix: &str, stream: &str) -> Result<(), String> {
-    validate_prefix(subject_prefix)?;
-    validate_stream(stream)
+    validate_prefix(subject_prefix).map_err(|e| format!("subject_prefix {e}"))?;
+    validate_stream(stream).map_err(|e| format!("stream {e}"))
 }
 
 /// The last message of every subject matching a filter in a JetStream stream, read once: the

@@ -58,6 +58,22 @@ pub struct NatsSinkConfig {
     pub connect_timeout: Duration,
 }
 
+/// Default of [`NatsSinkConfig::queue_capacity`].
+pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+
+impl Default for NatsSinkConfig {
+    fn default() -> Self {
+        Self {
+            url: super::DEFAULT_URL.into(),
+            subject_prefix: super::DEFAULT_SUBJECT_PREFIX.into(),
+            stream: super::DEFAULT_STREAM.into(),
+            storage: StreamStorage::File,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            connect_timeout: super::DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
 /// A running sink.
 pub struct NatsSink {
     /// `connected`, ticks forwarded and reconnects, under the name `nats-sink`.

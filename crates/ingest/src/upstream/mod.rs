@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
 use tickcast_core::{Price, Size, TsMicros};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -32,44 +33,177 @@ use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::publisher::Quote;
 use crate::reject::Reject;
 use crate::sink::TickSink;
+use crate::spec::{millis, FeedConfigError, MIN_LINE_BYTES};
 use tls::{Endpoint, UpstreamStream};
 
 /// Default of [`UpstreamConfig::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Shortest [`UpstreamConfig::connect_timeout`] accepted.
 pub const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+/// Default of [`UpstreamConfig::backoff_min`].
+pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Default of [`UpstreamConfig::backoff_max`].
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Default of [`UpstreamConfig::max_message_bytes`].
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 65_536;
+/// Default of [`UpstreamConfig::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shortest [`UpstreamConfig::idle_timeout`] accepted.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_millis(100);
 /// Time given to a close handshake at shutdown. Left fixed: it only bounds how long shutdown waits
 /// for a polite close, and the connection is dropped either way.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Settings of an upstream feed.
-#[derive(Debug, Clone)]
+/// Settings of an upstream feed: a `kind = "upstream"` entry of the config file (durations are
+/// written in milliseconds, as `<key>_ms`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Feed name for logs and metrics.
+    #[serde(default = "default_name")]
     pub name: String,
     /// `ws://host:port/path` or `wss://host:port/path`.
     pub url: String,
     /// The upstream's protocol.
+    #[serde(default)]
     pub adapter: AdapterKind,
     /// What to subscribe to: topics (tickcast), product ids (coinbase) or symbols (binance).
+    #[serde(rename = "subscribe")]
     pub symbols: Vec<String>,
     /// Channel of the republished topics (`<channel>.<symbol>`). `None`: the upstream's channel for
     /// tickcast, `ticker` for exchanges.
+    #[serde(default)]
     pub channel: Option<String>,
     /// First reconnect delay.
+    #[serde(
+        rename = "backoff_min_ms",
+        deserialize_with = "millis::deserialize",
+        default = "default_backoff_min"
+    )]
     pub backoff_min: Duration,
     /// Longest reconnect delay.
+    #[serde(
+        rename = "backoff_max_ms",
+        deserialize_with = "millis::deserialize",
+        default = "default_backoff_max"
+    )]
     pub backoff_max: Duration,
     /// Largest upstream message in bytes; a larger one fails the connection (then reconnect).
+    #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
     /// Silence after which the connection is pinged, and after twice which it is dropped.
+    #[serde(
+        rename = "idle_timeout_ms",
+        deserialize_with = "millis::deserialize",
+        default = "default_idle_timeout"
+    )]
     pub idle_timeout: Duration,
     /// Time allowed for one connection attempt: TCP connect, TLS handshake (`wss://`) and the
     /// WebSocket handshake. At least [`MIN_CONNECT_TIMEOUT`].
+    #[serde(
+        rename = "connect_timeout_ms",
+        deserialize_with = "millis::deserialize",
+        default = "default_connect_timeout"
+    )]
     pub connect_timeout: Duration,
     /// For `wss://`: a PEM file of CA certificates trusted besides the system's roots (a private
     /// CA). Only valid with a `wss://` URL.
+    #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Readiness waits for this feed (connected = subscribed upstream).
+    #[serde(default = "crate::spec::required_by_default")]
+    pub required: bool,
+    /// Not ready after this long without a tick; `None` (`max_idle_ms = 0`) = off.
+    #[serde(default, rename = "max_idle_ms", deserialize_with = "millis::zero_off")]
+    pub max_idle: Option<Duration>,
+}
+
+fn default_name() -> String {
+    "upstream".into()
+}
+fn default_backoff_min() -> Duration {
+    DEFAULT_BACKOFF_MIN
+}
+fn default_backoff_max() -> Duration {
+    DEFAULT_BACKOFF_MAX
+}
+fn default_max_message_bytes() -> usize {
+    DEFAULT_MAX_MESSAGE_BYTES
+}
+fn default_idle_timeout() -> Duration {
+    DEFAULT_IDLE_TIMEOUT
+}
+fn default_connect_timeout() -> Duration {
+    DEFAULT_CONNECT_TIMEOUT
+}
+
+impl UpstreamConfig {
+    /// A feed named `upstream` of another tickcast at `url` subscribing `symbols`, every other
+    /// setting at its default.
+    pub fn new(url: impl Into<String>, symbols: Vec<String>) -> Self {
+        Self {
+            name: default_name(),
+            url: url.into(),
+            adapter: AdapterKind::default(),
+            symbols,
+            channel: None,
+            backoff_min: DEFAULT_BACKOFF_MIN,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            ca_file: None,
+            required: true,
+            max_idle: None,
+        }
+    }
+
+    /// Checks the settings: a `ws://` or `wss://` URL with a host (`ca_file` only with `wss://`),
+    /// something to subscribe, sane delays and sizes, a valid channel. Files are only read by
+    /// [`UpstreamFeed::new`].
+    pub fn validate(&self) -> Result<(), FeedConfigError> {
+        let feed = &self.name;
+        let ms = |d: Duration| d.as_millis();
+        FeedConfigError::named(feed)?;
+        tls::Target::parse(&self.url, self.ca_file.as_deref())
+            .map_err(|(field, problem)| FeedConfigError::new(feed, field, problem))?;
+        FeedConfigError::at_least(
+            feed,
+            "connect_timeout_ms",
+            ms(self.connect_timeout),
+            ms(MIN_CONNECT_TIMEOUT),
+        )?;
+        if self.symbols.is_empty() {
+            let problem = "must list at least one topic, product or symbol";
+            return Err(FeedConfigError::new(feed, "subscribe", problem));
+        }
+        FeedConfigError::at_least(feed, "backoff_min_ms", ms(self.backoff_min), 1)?;
+        if self.backoff_min > self.backoff_max {
+            let problem = format!(
+                "is {}, must be <= backoff_max_ms ({})",
+                ms(self.backoff_min),
+                ms(self.backoff_max)
+            );
+            return Err(FeedConfigError::new(feed, "backoff_min_ms", problem));
+        }
+        FeedConfigError::at_least(
+            feed,
+            "max_message_bytes",
+            self.max_message_bytes,
+            MIN_LINE_BYTES,
+        )?;
+        FeedConfigError::at_least(
+            feed,
+            "idle_timeout_ms",
+            ms(self.idle_timeout),
+            ms(MIN_IDLE_TIMEOUT),
+        )?;
+        if let Some(c) = &self.channel {
+            crate::parse::validate_topic(&format!("{c}.X"))
+                .map_err(|e| FeedConfigError::new(feed, "channel", format!("{c:?}: {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 /// The upstream feed.
@@ -79,38 +213,14 @@ pub struct UpstreamFeed {
 }
 
 impl UpstreamFeed {
-    /// Validates `config`: a parseable `ws://` or `wss://` URL (for `wss://`, loads the trusted
-    /// roots and `ca_file` now), something to subscribe, sane delays.
+    /// Validates `config` and, for `wss://`, loads the trusted roots and `ca_file` now.
     pub fn new(config: UpstreamConfig) -> Result<Self, FeedError> {
-        let bad = |reason: String| FeedError::Config {
-            feed: config.name.clone(),
-            reason,
-        };
-        if config.connect_timeout < MIN_CONNECT_TIMEOUT {
-            return Err(bad(format!(
-                "connect_timeout_ms must be at least {}",
-                MIN_CONNECT_TIMEOUT.as_millis()
-            )));
-        }
-        let endpoint =
-            Endpoint::new(&config.name, &config.url, config.ca_file.as_deref()).map_err(bad)?;
-        if config.symbols.is_empty() {
-            return Err(bad("nothing to subscribe: symbols is empty".into()));
-        }
-        if config.backoff_min.is_zero() || config.backoff_min > config.backoff_max {
-            return Err(bad(
-                "backoff_min_ms must be at least 1 and at most backoff_max_ms".into(),
-            ));
-        }
-        if config.max_message_bytes < 64 || config.idle_timeout < Duration::from_millis(100) {
-            return Err(bad(
-                "max_message_bytes must be >= 64 and idle_timeout_ms >= 100".into(),
-            ));
-        }
-        if let Some(c) = &config.channel {
-            crate::parse::validate_topic(&format!("{c}.X"))
-                .map_err(|e| bad(format!("channel {c:?}: {e}")))?;
-        }
+        config.validate()?;
+        let endpoint = Endpoint::new(&config.name, &config.url, config.ca_file.as_deref())
+            .map_err(|reason| FeedError::Config {
+                feed: config.name.clone(),
+                reason,
+            })?;
         Ok(Self { config, endpoint })
     }
 }
@@ -371,5 +481,54 @@ impl<'c> Session<'c> {
         if published > 0 {
             sink.stats().record_ticks(published, ts);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(c: &UpstreamConfig) -> String {
+        c.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn settings_are_checked_with_one_set_of_rules() {
+        let ok = UpstreamConfig::new("ws://127.0.0.1:1/ws", vec!["ticker.A".into()]);
+        ok.validate().unwrap();
+        let with = |f: &dyn Fn(&mut UpstreamConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            c
+        };
+        let m = problem(&with(&|c| c.url = "http://x/ws".into()));
+        assert!(
+            m.starts_with("feed upstream: url") && m.contains("ws:// or wss://"),
+            "{m}"
+        );
+        let m = problem(&with(&|c| c.ca_file = Some("ca.pem".into())));
+        assert!(m.contains("ca_file is only used with a wss:// url"), "{m}");
+        let m = problem(&with(&|c| c.connect_timeout = Duration::from_millis(99)));
+        assert!(
+            m.contains("connect_timeout_ms is 99, must be >= 100"),
+            "{m}"
+        );
+        let m = problem(&with(&|c| c.symbols.clear()));
+        assert!(m.contains("subscribe must list"), "{m}");
+        let m = problem(&with(&|c| c.backoff_min = Duration::ZERO));
+        assert!(m.contains("backoff_min_ms is 0, must be >= 1"), "{m}");
+        let m = problem(&with(&|c| c.backoff_max = Duration::from_millis(50)));
+        assert!(m.contains("must be <= backoff_max_ms (50)"), "{m}");
+        let m = problem(&with(&|c| c.max_message_bytes = 10));
+        assert!(m.contains("max_message_bytes is 10, must be >= 64"), "{m}");
+        let m = problem(&with(&|c| c.idle_timeout = Duration::from_millis(5)));
+        assert!(m.contains("idle_timeout_ms is 5, must be >= 100"), "{m}");
+        let m = problem(&with(&|c| c.channel = Some("a b".into())));
+        assert!(m.contains("channel \"a b\""), "{m}");
+
+        // The feed refuses what the config refuses, with the same words.
+        let refused = UpstreamFeed::new(with(&|c| c.max_message_bytes = 10));
+        let e = refused.err().expect("refused").to_string();
+        assert!(e.contains("max_message_bytes is 10, must be >= 64"), "{e}");
     }
 }

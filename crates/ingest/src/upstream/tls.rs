@@ -43,39 +43,80 @@ struct Tls {
     name: ServerName<'static>,
 }
 
-impl Endpoint {
-    /// Parses a `ws://` or `wss://` URL; for `wss://` also loads the trusted roots (the system's,
-    /// plus `ca_file`). The error is a reason to show after the feed's name.
-    pub(crate) fn new(feed: &str, url: &str, ca_file: Option<&Path>) -> Result<Self, String> {
+/// What an upstream URL names, once checked: the rules of the `url` and `ca_file` keys, shared by
+/// the feed's config validation and [`Endpoint::new`].
+pub(crate) struct Target {
+    /// The URL's host as written (IPv6 in brackets), for messages.
+    host: String,
+    /// The host to resolve (IPv6 without brackets).
+    connect_host: String,
+    port: u16,
+    /// For `wss://`: the name the certificate must carry (and SNI).
+    tls_name: Option<ServerName<'static>>,
+}
+
+impl Target {
+    /// Checks that `url` is a `ws://` or `wss://` URL with a host (a TLS name for `wss://`), and
+    /// that `ca_file`, if set, is a non-empty path used with `wss://`. The error is the key at
+    /// fault and what is wrong with it.
+    pub(crate) fn parse(url: &str, ca_file: Option<&Path>) -> Result<Self, (&'static str, String)> {
+        let bad_url = |problem: String| ("url", problem);
         let request = url
             .into_client_request()
-            .map_err(|e| format!("url {url:?}: {e}"))?;
+            .map_err(|e| bad_url(format!("{url:?}: {e}")))?;
         let uri = request.uri();
         let secure = match uri.scheme_str() {
             Some("ws") => false,
             Some("wss") => true,
-            _ => return Err(format!("url {url:?} must start with ws:// or wss://")),
+            _ => return Err(bad_url(format!("{url:?} must start with ws:// or wss://"))),
         };
+        match ca_file {
+            Some(_) if !secure => {
+                let problem = format!("is only used with a wss:// url, and url is {url:?}");
+                return Err(("ca_file", problem));
+            }
+            Some(p) if p.as_os_str().is_empty() => {
+                let problem = "must not be empty (leave it out: system roots only)";
+                return Err(("ca_file", problem.into()));
+            }
+            _ => {}
+        }
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("url {url:?} has no host"))?
+            .ok_or_else(|| bad_url(format!("{url:?} has no host")))?
             .to_string();
         let connect_host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-        let tls = match (secure, ca_file) {
-            (false, Some(_)) => {
-                return Err(format!(
-                    "ca_file is only used with wss:// URLs, and url is {url:?}"
-                ))
-            }
-            (false, None) => None,
-            (true, ca_file) => {
-                let name = ServerName::try_from(connect_host.clone())
-                    .map_err(|e| format!("url {url:?}: host {host:?} is not a TLS name: {e}"))?;
+        let tls_name = if secure {
+            let name = ServerName::try_from(connect_host.clone())
+                .map_err(|e| bad_url(format!("{url:?}: host {host:?} is not a TLS name: {e}")))?;
+            Some(name)
+        } else {
+            None
+        };
+        Ok(Self {
+            host,
+            connect_host,
+            port,
+            tls_name,
+        })
+    }
+}
+
+impl Endpoint {
+    /// Parses a `ws://` or `wss://` URL (see [`Target::parse`]); for `wss://` also loads the
+    /// trusted roots (the system's, plus `ca_file`). The error is a reason to show after the
+    /// feed's name.
+    pub(crate) fn new(feed: &str, url: &str, ca_file: Option<&Path>) -> Result<Self, String> {
+        let target =
+            Target::parse(url, ca_file).map_err(|(field, problem)| format!("{field} {problem}"))?;
+        let tls = match target.tls_name {
+            None => None,
+            Some(name) => {
                 let config = client_config(feed, ca_file)?;
                 Some(Tls {
                     connector: TlsConnector::from(Arc::new(config)),
@@ -84,9 +125,9 @@ impl Endpoint {
             }
         };
         Ok(Self {
-            host,
-            connect_host,
-            port,
+            host: target.host,
+            connect_host: target.connect_host,
+            port: target.port,
             tls,
         })
     }
@@ -262,7 +303,8 @@ mod tests {
 
         let err = |url: &str, ca: Option<&Path>| Endpoint::new("f", url, ca).err().unwrap();
         assert!(err("http://x/ws", None).contains("ws:// or wss://"));
-        assert!(err("ws://x/ws", Some(Path::new("ca.pem"))).contains("only used with wss://"));
+        assert!(err("ws://x/ws", Some(Path::new("ca.pem"))).contains("only used with a wss://"));
+        assert!(err("wss://x/ws", Some(Path::new(""))).contains("ca_file must not be empty"));
     }
 
     #[test]

@@ -15,10 +15,12 @@ pub use binance::Binance;
 pub use coinbase::Coinbase;
 pub use tickcast::Tickcast;
 
-/// Which upstream protocol a feed speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which upstream protocol a feed speaks (`adapter` in the config file, default `tickcast`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AdapterKind {
     /// Another tickcast (protocol v1): an edge relay tier.
+    #[default]
     Tickcast,
     /// Coinbase Exchange websocket feed, `ticker` channel.
     Coinbase,

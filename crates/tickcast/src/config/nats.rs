@@ -1,0 +1,122 @@
+//! `[nats]`: the NATS sink of an ingest node (`server.role = "ingest"`). Defaults are the sink's
+//! own ([`NatsSinkConfig::default`]); the section is checked only when the role uses it.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tickcast_ingest::nats::sink::{NatsSinkConfig, StreamStorage};
+
+use super::{millis, ConfigError};
+
+/// Where JetStream keeps the last-value stream, as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageSpec {
+    /// On disk: survives a NATS restart.
+    File,
+    /// In memory: lost when NATS restarts (the sink recreates the stream, empty).
+    Memory,
+}
+
+/// `[nats]`: the sink of an ingest node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSection {
+    /// `nats://host:port` (comma-separated for several servers).
+    pub url: String,
+    /// Subjects are `<subject_prefix>.<topic>`.
+    pub subject_prefix: String,
+    /// JetStream stream holding the last tick per subject (created if missing).
+    pub stream: String,
+    /// `file` or `memory`.
+    pub stream_storage: StorageSpec,
+    /// Ticks queued for NATS before new ones are dropped (and counted).
+    pub queue_capacity: usize,
+    /// Time allowed to connect at startup, in milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for NatsSection {
+    fn default() -> Self {
+        let s = NatsSinkConfig::default();
+        Self {
+            url: s.url,
+            subject_prefix: s.subject_prefix,
+            stream: s.stream,
+            stream_storage: match s.storage {
+                StreamStorage::File => StorageSpec::File,
+                StreamStorage::Memory => StorageSpec::Memory,
+            },
+            queue_capacity: s.queue_capacity,
+            connect_timeout_ms: millis(s.connect_timeout),
+        }
+    }
+}
+
+impl NatsSection {
+    /// Checks the section (for the ingest role).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.url.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "nats.url must be set for server.role = \"ingest\"".into(),
+            ));
+        }
+        tickcast_ingest::nats::validate_names(&self.subject_prefix, &self.stream)
+            .map_err(|e| ConfigError::Invalid(format!("nats.{e}")))?;
+        let min_connect = millis(tickcast_ingest::nats::MIN_CONNECT_TIMEOUT);
+        if self.queue_capacity == 0 || self.connect_timeout_ms < min_connect {
+            return Err(ConfigError::Invalid(format!(
+                "nats.queue_capacity must be >= 1 and connect_timeout_ms >= {min_connect}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The checked sink settings.
+    pub fn sink(self) -> Result<NatsSinkConfig, ConfigError> {
+        self.validate()?;
+        Ok(NatsSinkConfig {
+            url: self.url,
+            subject_prefix: self.subject_prefix,
+            stream: self.stream,
+            storage: match self.stream_storage {
+                StorageSpec::File => StreamStorage::File,
+                StorageSpec::Memory => StreamStorage::Memory,
+            },
+            queue_capacity: self.queue_capacity,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn the_sink_is_configured_and_checked_for_the_ingest_role_only() {
+        let resolve = |toml: &str| Config::from_toml(toml).and_then(Config::resolve);
+        let bad_prefix = "[nats]\nsubject_prefix = \"a b\"\n";
+        assert!(
+            resolve(bad_prefix).unwrap().nats_sink.is_none(),
+            "standalone"
+        );
+        let ingest = "[server]\nrole = \"ingest\"\n";
+        match resolve(&format!("{ingest}{bad_prefix}")) {
+            Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.subject_prefix"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match resolve(&format!("{ingest}[nats]\nurl = \" \"")) {
+            Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.url must be set"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let sink = resolve(&format!("{ingest}[nats]\nstream_storage = \"memory\""))
+            .unwrap()
+            .nats_sink
+            .expect("ingest role");
+        assert_eq!(sink.storage, StreamStorage::Memory);
+        assert_eq!(sink.url, tickcast_ingest::nats::DEFAULT_URL);
+        assert_eq!(sink.connect_timeout, Duration::from_millis(5000));
+    }
+}
