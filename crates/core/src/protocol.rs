@@ -43,7 +43,7 @@ pub enum ClientRequest {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProtocolErrorKind {
     /// Not parseable as JSON.
-    #[error("malformed JSON: {0}")]
+    #[error("{0}")]
     BadJson(String),
     /// Valid JSON of the wrong shape.
     #[error("{0}")]
@@ -154,8 +154,9 @@ impl From<ProtocolErrorKind> for ProtocolError {
 impl ClientRequest {
     /// Parses one text message. simd-json parses in place, so `buf` is scratch afterwards.
     pub fn parse(buf: &mut [u8]) -> Result<ClientRequest, ProtocolError> {
-        let value = simd_json::to_borrowed_value(buf)
-            .map_err(|e| ProtocolError::new(ProtocolErrorKind::BadJson(e.to_string())))?;
+        let value = simd_json::to_borrowed_value(buf).map_err(|e| {
+            ProtocolError::new(ProtocolErrorKind::BadJson(json::describe_error(&e)))
+        })?;
         let Some(obj) = value.as_object() else {
             return Err(ProtocolErrorKind::BadRequest("request must be a JSON object").into());
         };
@@ -352,6 +353,12 @@ mod tests {
     fn errors_name_the_problem_and_keep_the_id() {
         let e = parse("{not json").unwrap_err();
         assert_eq!(e.code(), "bad_json");
+        // In plain words, without the parser's internals.
+        let m = e.to_string();
+        assert!(m.starts_with("not valid JSON: "), "{m}");
+        assert!(!m.contains("character") && !m.contains("Expected"), "{m}");
+        let m = parse("true").unwrap_err().to_string();
+        assert!(!m.contains("ExpectedTrue") && !m.contains("character"), "{m}");
         let e = parse(r#"{"op":"fly","id":7}"#).unwrap_err();
         assert_eq!(e.code(), "unknown_op");
         let v = json_of(&e.to_frame());

@@ -110,95 +110,11 @@ impl Reject {
 impl Reject {
     /// A simd-json parse error as a [`Reject::BadJson`] in plain words.
     pub fn json(e: &simd_json::Error) -> Reject {
-        Reject::BadJson(json_error_text(e))
+        Reject::BadJson(tickcast_core::json::describe_error(e))
     }
 }
 
-/// What a simd-json error means, for the person fixing the publisher: no parser internals (error
-/// kind names, Debug output), the byte offset where simd-json gives a real one.
-fn json_error_text(e: &simd_json::Error) -> String {
-    use simd_json::ErrorType as E;
-    let at = e.index();
-    // simd-json stores the byte it stopped at as `byte as char`; show non-ASCII bytes as bytes.
-    let found = match e.character() {
-        Some(c) if c.is_ascii_graphic() => format!("'{c}'"),
-        Some(c) => format!("byte 0x{:02X}", u32::from(c)),
-        None => "the end".to_string(),
-    };
-    let msg = match e.error() {
-        // simd-json's catch-all for a byte that cannot start a value here.
-        E::InternalError | E::UnexpectedCharacter | E::NoStructure | E::Parser => {
-            match e.character() {
-                // A closing bracket where a value should be, or the end of the whole value with
-                // more text after it: simd-json reports both the same way.
-                Some(c @ ('}' | ']')) if at > 0 => format!(
-                    "a value is missing before the '{c}' at byte {at}, or more text follows it"
-                ),
-                _ => format!("unexpected {found} at byte {at}"),
-            }
-        }
-        E::ExpectedObjectContent => format!(
-            "unexpected {found} at byte {at} inside an object (expected a quoted key, ',' or '}}')"
-        ),
-        E::ExpectedObjectKey => format!("expected a quoted key at byte {at}, found {found}"),
-        E::ExpectedObjectColon => {
-            format!("expected ':' after the key, found {found} at byte {at}")
-        }
-        E::ExpectedArrayContent => {
-            format!("unexpected {found} at byte {at} inside an array (expected ',' or ']')")
-        }
-        E::ExpectedTrue | E::ExpectedFalse | E::ExpectedNull => format!(
-            "unknown word at byte {at} (only true, false and null may appear without quotes)"
-        ),
-        E::TrailingData => format!("more text follows the value that starts at byte {at}"),
-        // Found while walking the structure: it ran out before every '{' and '[' was closed.
-        E::Syntax if e.character().is_some() => {
-            "the input ends inside an object or array (truncated?)".to_string()
-        }
-        // Found while scanning for strings, before any structure.
-        E::Syntax => "a string is not closed, or holds a raw control character (write tabs and \
-             newlines as \\t and \\n)"
-            .to_string(),
-        E::Eof => "the input is empty".to_string(),
-        E::InvalidUtf8 => "the input is not valid UTF-8".to_string(),
-        E::InvalidEscape => match e.character() {
-            Some(c) if c.is_ascii_graphic() => format!("invalid escape '\\{c}' in a string"),
-            _ => "invalid escape in a string".to_string(),
-        },
-        E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => {
-            "invalid \\u escape in a string".to_string()
-        }
-        E::InvalidNumber | E::InvalidExponent => {
-            format!("malformed or out-of-range number near byte {at}")
-        }
-        E::Overflow => format!("number out of range near byte {at}"),
-        E::DepthLimitExceeded => "objects or arrays nested too deeply".to_string(),
-        E::InputTooLarge => "the input is too large to parse".to_string(),
-        E::ExpectedMap => return "expected a JSON object".to_string(),
-        E::Unexpected(Some(want), Some(got)) => {
-            return format!("expected {}, found {}", type_name(*want), type_name(*got))
-        }
-        E::Serde(m) => return m.clone(),
-        E::Io(err) => return format!("read error: {err}"),
-        _ if e.character().is_some() => format!("not parseable at byte {at} ({found})"),
-        _ => "not parseable".to_string(),
-    };
-    format!("not valid JSON: {msg}")
-}
-
-/// A JSON value type in words: "an array", "a number", ...
-pub(crate) fn type_name(t: simd_json::ValueType) -> &'static str {
-    use simd_json::ValueType as T;
-    match t {
-        T::Null => "null",
-        T::Bool => "true or false",
-        T::I64 | T::I128 | T::U64 | T::U128 | T::F64 => "a number",
-        T::String => "a string",
-        T::Array => "an array",
-        T::Object => "an object",
-        _ => "another value",
-    }
-}
+pub(crate) use tickcast_core::json::type_name;
 
 /// At most one log line per this interval per feed; the rest are counted and reported with the next.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(1);
