@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tickcast-loadgen");
+mod support;
+
+use support::{free_port, BIN};
 
 /// Runs the binary and returns (exit code, stderr).
 fn run(args: &[&str]) -> (Option<i32>, String) {
@@ -46,10 +48,7 @@ fn unknown_scenario() {
 #[test]
 fn unreachable_url() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    let port = free_port();
     let url = format!("ws://127.0.0.1:{port}/ws");
     assert_one_line_error(&["--url", &url, "--conns", "1"], "cannot connect");
 }

@@ -3,11 +3,9 @@
 //! in-process tickcast whose only feed is that TCP input, checked through the JSON report.
 //! Loopback only; every wait is bounded; timing bounds are generous.
 
-use serde_json::Value;
-
 mod support;
 
-use support::{run_loadgen, temp_path};
+use support::{assert_success, read_report, run_loadgen, temp_path};
 
 /// Topics published and subscribed: ticker.SYM0000..0009.
 const TOPICS: usize = 10;
@@ -60,14 +58,9 @@ async fn combined_publish_and_subscribe_over_tcp_feed() {
     .collect();
     let out = run_loadgen(args).await;
     server.shutdown().await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "loadgen failed: {stderr}\n{stdout}");
-    println!("{stdout}");
+    println!("{}", assert_success(&out));
 
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("report written"))
-            .expect("report is JSON");
+    let report = read_report(&json);
     let _ = std::fs::remove_file(&json);
     assert_eq!(
         report["ramp"]["connected"], CONNS,

@@ -1,13 +1,12 @@
 //! End to end: a short subscribe run of the real `tickcast-loadgen` binary against a real
 //! in-process tickcast, checked through its JSON report.
 
-use serde_json::Value;
 use tickcast::config::Overrides;
 use tickcast_ingest::synthetic::Symbols;
 
 mod support;
 
-use support::{run_loadgen, temp_path};
+use support::{assert_success, read_report, run_loadgen, temp_path};
 
 /// Feed used by the test: 100 symbols (ticker.SYM0000..0099) at 2,000 ticks/s in total.
 const SYMBOLS: usize = 100;
@@ -54,17 +53,13 @@ async fn subscribe_run_reports_rate_latency_and_no_gaps() {
     .collect();
     let out = run_loadgen(args).await;
     server.shutdown().await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "loadgen failed: {stderr}\n{stdout}");
+    let stdout = assert_success(&out);
     assert!(
         stdout.contains("latency p99"),
         "human table printed: {stdout}"
     );
 
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("report written"))
-            .expect("report is JSON");
+    let report = read_report(&json);
     let sub = &report["subscribe"];
     let fast = &sub["fast"];
     assert_eq!(report["ramp"]["connected"], 20, "all connected: {report:#}");
@@ -166,9 +161,7 @@ async fn a_run_that_receives_no_ticks_fails_and_says_why() {
     );
     // The table and the report are still written: they show what was tried.
     assert!(stdout.contains("connections"), "{stdout}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("report written"))
-            .expect("report is JSON");
+    let report = read_report(&json);
     assert_eq!(report["ramp"]["connected"], 3, "{report:#}");
     assert_eq!(report["subscribe"]["messages"], 0, "{report:#}");
     let _ = std::fs::remove_file(json);

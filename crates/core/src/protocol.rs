@@ -358,7 +358,10 @@ mod tests {
         assert!(m.starts_with("not valid JSON: "), "{m}");
         assert!(!m.contains("character") && !m.contains("Expected"), "{m}");
         let m = parse("true").unwrap_err().to_string();
-        assert!(!m.contains("ExpectedTrue") && !m.contains("character"), "{m}");
+        assert!(
+            !m.contains("ExpectedTrue") && !m.contains("character"),
+            "{m}"
+        );
         let e = parse(r#"{"op":"fly","id":7}"#).unwrap_err();
         assert_eq!(e.code(), "unknown_op");
         let v = json_of(&e.to_frame());

@@ -16,14 +16,15 @@ pub(crate) fn sample() -> Option<ProcessSample> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     let rss_pages: u64 = fields.get(21)?.parse().ok()?;
-    const TICKS_PER_SECOND: f64 = 100.0; // USER_HZ on Linux
-    const PAGE: u64 = 4096;
     let open_fds = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
         .unwrap_or(0);
+    // USER_HZ (`sysconf(_SC_CLK_TCK)`) and the page size, as the kernel told this process.
+    let ticks_per_second = rustix::param::clock_ticks_per_second().max(1) as f64;
+    let page = rustix::param::page_size() as u64;
     Some(ProcessSample {
-        cpu_seconds: (utime + stime) / TICKS_PER_SECOND,
-        rss_bytes: rss_pages * PAGE,
+        cpu_seconds: (utime + stime) / ticks_per_second,
+        rss_bytes: rss_pages * page,
         open_fds,
     })
 }

@@ -1,4 +1,5 @@
 //! The `tickcast` binary: CLI and environment, logging, allocator, signals.
+#![deny(unsafe_code)]
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -11,6 +12,8 @@ use tickcast::config::{Config, Overrides, Role};
 use tickcast_bus::OverflowPolicy;
 use tickcast_ingest::synthetic::Symbols;
 
+// The one module with `unsafe`: mimalloc's C API and prctl(2).
+#[allow(unsafe_code)]
 mod allocator;
 mod logging;
 

@@ -5,12 +5,12 @@
 //! holds no leftover session, and this process's RSS (the server runs in it) returns near its
 //! baseline. The tests take turns so one's memory does not count against another's.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -23,30 +23,6 @@ const RSS_SLACK: u64 = 48 << 20;
 
 fn rss_bytes() -> u64 {
     rss_kib("self") * 1024
-}
-
-/// A masked client frame.
-fn masked(first_byte: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    let mut f = vec![first_byte];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    f
-}
-
-async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The server's live WebSocket sessions.
@@ -68,23 +44,23 @@ async fn fresh_client_is_served(server: &RunningServer, topic: &str) {
 /// Baseline RSS once the server has served one client (thread stacks, pools and caches warm).
 async fn baseline(server: &RunningServer, topic: &str) -> u64 {
     fresh_client_is_served(server, topic).await;
-    wait_until("the warm-up client is gone", WAIT, || sessions(server) == 0).await;
+    wait_until("the warm-up client is gone", || sessions(server) == 0).await;
     rss_bytes()
 }
 
 /// After an abuse: no session is left, a fresh client is served, and RSS comes back near `base`.
 async fn recovered(server: &RunningServer, topic: &str, base: u64, what: &str) {
-    wait_until("every abusive session is closed", 3 * WAIT, || {
+    wait_until_within("every abusive session is closed", 3 * WAIT, || {
         sessions(server) == 0
     })
     .await;
     fresh_client_is_served(server, topic).await;
-    let deadline = Instant::now() + WAIT;
     let mut rss = rss_bytes();
-    while rss > base + RSS_SLACK && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    poll_until(WAIT, || {
         rss = rss_bytes();
-    }
+        rss <= base + RSS_SLACK
+    })
+    .await;
     eprintln!(
         "{what}: RSS baseline {:.1} MiB, after {:.1} MiB",
         base as f64 / 1048576.0,
@@ -167,16 +143,16 @@ async fn slowloris_handshakes_are_cut_at_the_handshake_timeout() {
     })
     .await;
     let base = baseline(&server, "ticker.AAPL").await;
-    let head = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
-        server.addr()
-    );
+    // The upgrade request without the blank line that ends it.
+    let full = upgrade_request(server.addr(), "");
+    let head = full
+        .strip_suffix("\r\n")
+        .expect("request ends with a blank line");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..300 {
         let addr = server.addr();
-        let head = head.clone().into_bytes();
+        let head = head.as_bytes().to_vec();
         tasks.push(tokio::spawn(async move {
             let mut s = TcpStream::connect(addr).await.expect("connect");
             match i % 3 {
@@ -241,7 +217,7 @@ async fn two_thousand_clients_dropping_at_once() {
             .collect();
         clients.extend(futures_util::future::join_all(batch).await);
     }
-    wait_until("all sessions are up", 3 * WAIT, || sessions(&server) == N).await;
+    wait_until_within("all sessions are up", 3 * WAIT, || sessions(&server) == N).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // ticks flowing to all of them
     let loaded = rss_bytes();
     // All at once: half reset (SO_LINGER 0), half closed normally, none reading what is queued.
@@ -252,7 +228,7 @@ async fn two_thousand_clients_dropping_at_once() {
         drop(c);
     }
     let dropped = Instant::now();
-    wait_until("every dropped client is gone", 3 * WAIT, || {
+    wait_until_within("every dropped client is gone", 3 * WAIT, || {
         sessions(&server) == 0
     })
     .await;
@@ -315,9 +291,9 @@ async fn half_open_subscribers_are_found_by_the_ping_timeout() {
         raw.stream.write_all(&sub).await.unwrap();
         ghosts.push(raw);
     }
-    wait_until("ghost sessions are up", WAIT, || sessions(&server) == 50).await;
+    wait_until("ghost sessions are up", || sessions(&server) == 50).await;
     let since = Instant::now();
-    wait_until("the ping timeout closes every ghost", WAIT, || {
+    wait_until("the ping timeout closes every ghost", || {
         sessions(&server) == 0
     })
     .await;
@@ -338,29 +314,24 @@ async fn half_open_subscribers_are_found_by_the_ping_timeout() {
 async fn a_tcp_feed_that_dies_and_returns_resumes_the_topic() {
     let _turn = TURN.lock().await;
     let server = start_server(|c| {
-        c.feeds = tickcast::Config::from_toml(
+        c.feeds = feeds(
             "[[feeds]]\nkind = \"tcp\"\nname = \"pub\"\nlisten = \"127.0.0.1:0\"\n\
              [[feeds]]\nkind = \"synthetic\"\nsymbols = [\"AAPL\"]\nrate = 50.0",
-        )
-        .expect("feeds")
-        .feeds;
+        );
     })
     .await;
     let base = baseline(&server, "ticker.AAPL").await;
     let stats = feed_stats(&server, "pub");
-    let feed_addr = server.running().feed_addr("pub").expect("feed address");
     let mut client = Client::connect(&server).await;
     client.subscribe(&["ticker.X"], 1).await;
     let line = |n: u32| {
-        format!(
-            r#"{{"topic":"ticker.X","bid":{n},"ask":{},"last":{n}.5,"size":1}}"#,
-            n + 1
-        ) + "\n"
+        let n = f64::from(n);
+        tick_line("ticker.X", n, n + 1.0, n + 0.5, 1.0) + "\n"
     };
     let mut next = 1u32;
     for round in 0..3 {
-        let mut publisher = TcpStream::connect(feed_addr).await.expect("publisher");
-        wait_until("the publisher is connected", WAIT, || stats.connected()).await;
+        let mut publisher = tcp_publisher(&server, "pub").await;
+        wait_until("the publisher is connected", || stats.connected()).await;
         let mut batch = String::new();
         for _ in 0..20 {
             batch += &line(next);
@@ -385,7 +356,7 @@ async fn a_tcp_feed_that_dies_and_returns_resumes_the_topic() {
             _ => publisher.shutdown().await.unwrap(),
         }
         drop(publisher);
-        wait_until("the feed notices its publisher is gone", WAIT, || {
+        wait_until("the feed notices its publisher is gone", || {
             !stats.connected()
         })
         .await;

@@ -12,12 +12,11 @@
 //! (`apt-get install -y chromium`), `node`, and `npm ci` in `dashboards/web/test/`. When one is missing the test is
 //! skipped with a loud message, unless `CI` is set: then it fails.
 //!
-//! Uses std threads + channels for bounded waits; the free port and the child guard come from
-//! `common`.
+//! Uses std threads + channels for bounded waits; the free port, the child guard, the command that
+//! runs the binary and the metrics parser come from `support`.
 
-mod common;
+mod support;
 
-use common::{free_port, Reaped};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,19 +24,13 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::{free_port, repo_root, tickcast_command, wait_until_blocking, Metrics, Reaped};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SYMBOLS: &str = "AAPL,MSFT,GOOGL,AMZN";
 /// Upper bound for the whole node run (its own watchdog is 150 s).
 const NODE_DEADLINE: Duration = Duration::from_secs(180);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
 
 struct Server {
     port: u16,
@@ -68,17 +61,9 @@ impl Server {
     fn spawn(&mut self) {
         self.generation += 1;
         let log = std::fs::File::create(self.log_path()).expect("create server log");
-        let child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-                "--symbols",
-                SYMBOLS,
-                "--rate",
-                "200",
-            ])
+        let child = tickcast_command(SocketAddr::from(([127, 0, 0, 1], self.port)))
+            .args(["--symbols", SYMBOLS, "--rate", "200"])
             .args(&self.extra_args)
-            .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
             .spawn()
@@ -295,17 +280,16 @@ fn run_board_script(
     let _ = reader.join();
 
     // stdout closed: the script is exiting; give it a bounded moment.
-    let wait_until = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(st) = node.child().try_wait().expect("wait node") {
-            break st;
-        }
-        assert!(
-            Instant::now() < wait_until,
-            "node did not exit after closing stdout"
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
+    let mut status = None;
+    wait_until_blocking(
+        "node exits after closing stdout",
+        Duration::from_secs(15),
+        || {
+            status = node.child().try_wait().expect("wait node");
+            status.is_some()
+        },
+    );
+    let status = status.expect("node exited");
     drop(node_stdin);
 
     let server_exit = server.proc.child().try_wait().expect("try_wait server");
@@ -386,13 +370,12 @@ fn market_board_signs_in_when_the_server_requires_a_key() {
     assert_eq!(restarts, 0);
     assert_screenshots(&out_dir, &["05-sign-in.png", "06-signed-in.png"]);
     // The server saw what the page did: refusals without and with a wrong credential.
-    let metrics = http_get(server.port, "/metrics").expect("GET /metrics");
+    let metrics = Metrics::parse(&http_get(server.port, "/metrics").expect("GET /metrics"));
     for reason in ["missing_credentials", "invalid_api_key"] {
-        let line = format!("tickcast_auth_failures_total{{reason=\"{reason}\"}}");
+        let failures = metrics.get("tickcast_auth_failures_total", &[("reason", reason)]);
         assert!(
-            metrics.lines().any(|l| l.starts_with(&line)
-                && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) >= Some(1.0)),
-            "{line} >= 1 expected"
+            failures >= Some(1.0),
+            "tickcast_auth_failures_total{{reason=\"{reason}\"}} >= 1 expected: {failures:?}"
         );
     }
     server.stop();

@@ -1,22 +1,14 @@
 //! Fan-out under load: slow-consumer isolation and many concurrent clients.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
 use futures_util::StreamExt;
 use serde_json::Value;
+use support::*;
 use tokio_tungstenite::tungstenite::Message;
-
-fn metric(body: &str, name: &str) -> f64 {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// Reads `count` ticks and checks seq is strictly +1 per topic after the first one seen.
 async fn read_gapless(mut c: Client, count: usize) -> usize {
@@ -78,24 +70,52 @@ async fn slow_consumer_is_isolated_and_conflated() {
         assert_eq!(r.await.unwrap(), 400);
     }
     // The slow client's queue hit its bound and is being conflated, not grown.
-    let mut conflated = 0.0;
-    for _ in 0..100 {
-        let (_, _, body) = http_get(&server, "/metrics").await;
-        conflated = metric(
-            &String::from_utf8_lossy(&body),
-            "tickcast_messages_conflated_total",
-        );
-        if conflated > 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(conflated > 0.0, "the stalled client's ticks are conflated");
+    wait_until_async("the stalled client's ticks are conflated", WAIT, || async {
+        metrics(&server)
+            .await
+            .value("tickcast_messages_conflated_total")
+            > 0.0
+    })
+    .await;
     // Memory stays bounded: a stalled client costs at most its queue bound (128 ticks).
     let grown = rss_kib("self").saturating_sub(baseline);
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
-    // The slow client, once it reads, gets the newest ticks: conflation kept the latest per topic.
-    drop(slow);
+    // The slow client, once it reads, gets the newest ticks: conflation kept the latest per topic,
+    // so its stream skips what was conflated away, never goes back, and reaches the seq each topic
+    // had when it started reading without first reading every tick it missed.
+    let newest: Vec<(&str, u64)> = ["ticker.AAPL", "ticker.MSFT"]
+        .into_iter()
+        .map(|t| (t, last_seq(&server, t)))
+        .collect();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let (mut ticks, mut skipped) = (0, false);
+    while newest
+        .iter()
+        .any(|(t, seq)| seen.get(*t).copied().unwrap_or(0) < *seq)
+    {
+        let (op, payload) = slow
+            .read_frame()
+            .await
+            .expect("the slow client is still served");
+        let v: Value = match op {
+            0x1 => serde_json::from_slice(&payload).expect("JSON"),
+            _ => continue,
+        };
+        if v["type"] != "tick" {
+            continue;
+        }
+        let topic = v["topic"].as_str().expect("topic").to_string();
+        let seq = v["seq"].as_u64().expect("seq");
+        if let Some(prev) = seen.insert(topic.clone(), seq) {
+            assert!(seq > prev, "{topic}: seq {seq} after {prev}");
+            skipped |= seq > prev + 1;
+        }
+        ticks += 1;
+    }
+    let missed: u64 = newest.iter().map(|(_, seq)| seq).sum();
+    eprintln!("slow client: {ticks} ticks read to catch up with {missed} published");
+    assert!(skipped, "conflated ticks are skipped, not delivered late");
+    assert!(ticks < missed, "caught up without reading every tick");
     server.shutdown().await;
 }
 
@@ -112,19 +132,12 @@ async fn disconnect_policy_closes_slow_consumers_with_1008() {
     slow.send_text(r#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT"],"id":1}"#)
         .await;
     // Wait (bounded) for the server to give up on it, then read what it sent: ticks, then close 1008.
-    let mut disconnects = 0.0;
-    for _ in 0..200 {
-        let (_, _, body) = http_get(&server, "/metrics").await;
-        disconnects = metric(
-            &String::from_utf8_lossy(&body),
-            "tickcast_slow_consumer_disconnects_total",
-        );
-        if disconnects > 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(disconnects, 1.0);
+    let disconnects = "tickcast_slow_consumer_disconnects_total";
+    wait_until_async("the slow consumer is disconnected", WAIT, || async {
+        metrics(&server).await.value(disconnects) > 0.0
+    })
+    .await;
+    assert_eq!(metrics(&server).await.value(disconnects), 1.0);
     assert_eq!(slow.expect_close_code().await, 1008);
     server.shutdown().await;
 }
@@ -143,11 +156,7 @@ async fn a_thousand_concurrent_clients_all_receive() {
             let all_received = all_received.clone();
             let release = release.clone();
             tokio::spawn(async move {
-                let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-                    .await
-                    .expect("connect in time")
-                    .expect("handshake");
-                let mut c = Client { ws };
+                let mut c = Client::connect_url(&url).await;
                 c.subscribe(&[topics[i as usize % 4]], i).await;
                 let mut last = None;
                 for _ in 0..20 {
@@ -167,9 +176,8 @@ async fn a_thousand_concurrent_clients_all_receive() {
     tokio::time::timeout(Duration::from_secs(60), all_received.wait())
         .await
         .expect("all 1,000 received");
-    let (_, _, body) = http_get(&server, "/metrics").await;
     assert_eq!(
-        metric(&String::from_utf8_lossy(&body), "tickcast_connections_open"),
+        metrics(&server).await.value("tickcast_connections_open"),
         1000.0
     );
     release.wait().await;

@@ -5,34 +5,22 @@
 //! being killed and restarted, and refuses a wss:// server whose certificate it does not trust.
 //! Loopback only; every wait is bounded and nothing asserts on timing.
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use support::*;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::Message;
-
-/// The `[[feeds]]` of a TOML snippet, so tests read like the config file.
-fn feeds(toml: &str) -> Vec<tickcast::config::FeedConfig> {
-    tickcast::Config::from_toml(toml)
-        .expect("valid feeds")
-        .feeds
-}
-
-/// The value of one sample in `/metrics`, e.g. `tickcast_feed_up{feed="tcp"}`.
-async fn metric(server: &RunningServer, sample: &str) -> Option<f64> {
-    metric_at(server.addr(), sample).await
-}
 
 /// A raw HTTP/1.1 request: (status, body).
 async fn http(
@@ -43,10 +31,6 @@ async fn http(
     body: &[u8],
 ) -> (u16, Vec<u8>) {
     http_request(server.addr(), method, path, headers, body).await
-}
-
-fn tick_line(topic: &str, bid: f64, ask: f64, last: f64, size: f64) -> String {
-    format!(r#"{{"topic":"{topic}","bid":{bid},"ask":{ask},"last":{last},"size":{size}}}"#)
 }
 
 /// Checks a received tick against the published values.
@@ -63,11 +47,6 @@ fn assert_tick(t: &Value, topic: &str, seq: u64, bid: f64, ask: f64, last: f64, 
         (1_577_836_800_000_000..4_102_444_800_000_000).contains(&ts),
         "ts is ingest time in µs: {t}"
     );
-}
-
-async fn tcp_publisher(server: &RunningServer, feed: &str) -> TcpStream {
-    let addr = server.running().feed_addr(feed).expect("tcp feed address");
-    TcpStream::connect(addr).await.expect("connect to tcp feed")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,13 +273,6 @@ async fn http_publish_accepts_ndjson_and_json_and_reports_errors() {
     plain.shutdown().await;
 }
 
-/// A file under the system temp dir, unique per test run.
-fn temp_file(name: &str, content: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("tickcast-{}-{name}", std::process::id()));
-    std::fs::write(&path, content).expect("write temp file");
-    path
-}
-
 /// Three ticks 20 ms apart in file time, `rows` formats each.
 fn replay_rows(row: impl Fn(u64, &str, f64) -> String) -> String {
     let base = 1_763_735_400_000_000u64;
@@ -316,7 +288,7 @@ fn replay_rows(row: impl Fn(u64, &str, f64) -> String) -> String {
 }
 
 /// A looping replay: the subscriber sees the file's prices in order, with seq +1 each time.
-async fn check_looping_replay(path: PathBuf, format: &str) {
+async fn check_looping_replay(path: &Path, format: &str) {
     let toml = format!(
         "[[feeds]]\nkind = \"replay\"\nname = \"r\"\npath = {:?}\nformat = \"{format}\"\nspeed = 1\nloop = true",
         path.display().to_string()
@@ -348,7 +320,6 @@ async fn check_looping_replay(path: PathBuf, format: &str) {
     }
     assert!(feed_stats(&server, "r").connected());
     server.shutdown().await;
-    let _ = std::fs::remove_file(path);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,12 +331,13 @@ async fn replay_plays_jsonl_and_csv_files_in_order_and_loops() {
             p + 0.01
         )
     });
-    check_looping_replay(temp_file("r.jsonl", &jsonl), "jsonl").await;
+    let dir = TempDir::new("replay");
+    check_looping_replay(&dir.write("r.jsonl", &jsonl), "jsonl").await;
     let csv = format!(
         "ts,topic,bid,ask,last,size\n{}\n",
         replay_rows(|ts, topic, p| format!("{ts},{topic},{},{},{p},100", p - 0.01, p + 0.01))
     );
-    check_looping_replay(temp_file("r.csv", &csv), "csv").await;
+    check_looping_replay(&dir.write("r.csv", &csv), "csv").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,7 +354,8 @@ async fn a_one_shot_replay_at_full_speed_publishes_every_good_row() {
             text += "{\"ts\":1,\"topic\":\"ticker.F0\"}\n";
         }
     }
-    let path = temp_file("oneshot.jsonl", &text);
+    let dir = TempDir::new("oneshot");
+    let path = dir.write("oneshot.jsonl", &text);
     let toml = format!(
         "[[feeds]]\nkind = \"replay\"\nname = \"once\"\npath = {:?}\nspeed = 0\nrequired = false",
         path.display().to_string()
@@ -401,7 +374,6 @@ async fn a_one_shot_replay_at_full_speed_publishes_every_good_row() {
     let (status, _, _) = http_get(&server, "/readyz").await;
     assert_eq!(status, 200);
     server.shutdown().await;
-    let _ = std::fs::remove_file(path);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,6 +476,24 @@ async fn start_relay(settings: String) -> RunningServer {
     start_server(move |c| c.feeds = feeds(&toml)).await
 }
 
+/// Publishes AAPL ticks number `ticks` (tick i: bid 100 + i, ask 101 + i, last 100.5, size i).
+async fn publish_aapl(publisher: &mut TcpStream, ticks: std::ops::RangeInclusive<u64>) {
+    for i in ticks {
+        let i = i as f64;
+        let line = tick_line("ticker.AAPL", 100.0 + i, 101.0 + i, 100.5, i);
+        publisher
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+}
+
+/// Checks that `t` is AAPL tick number `i` of [`publish_aapl`], with seq `i`.
+fn assert_aapl_tick(t: &Value, i: u64) {
+    let f = i as f64;
+    assert_tick(t, "ticker.AAPL", i, 100.0 + f, 101.0 + f, 100.5, f);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_tier_republishes_another_tickcast_and_survives_its_restart() {
     let source = start_source(SocketAddr::from(([127, 0, 0, 1], 0))).await;
@@ -524,30 +514,9 @@ async fn relay_tier_republishes_another_tickcast_and_survives_its_restart() {
     wait_until("the relay subscribed upstream", || subscribed(&source)).await;
 
     let mut publisher = tcp_publisher(&source, "src").await;
+    publish_aapl(&mut publisher, 1..=3).await;
     for i in 1..=3 {
-        let line = tick_line(
-            "ticker.AAPL",
-            100.0 + i as f64,
-            101.0 + i as f64,
-            100.5,
-            i as f64,
-        );
-        publisher
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-    }
-    for i in 1..=3u64 {
-        let t = client.next_of_type("tick").await;
-        assert_tick(
-            &t,
-            "ticker.AAPL",
-            i,
-            100.0 + i as f64,
-            101.0 + i as f64,
-            100.5,
-            i as f64,
-        );
+        assert_aapl_tick(&client.next_of_type("tick").await, i);
     }
     let up = feed_stats(&relay, "up");
     assert!(up.connected());
@@ -566,32 +535,11 @@ async fn relay_tier_republishes_another_tickcast_and_survives_its_restart() {
     assert!(up.reconnects() >= 1);
 
     let mut publisher = tcp_publisher(&source, "src").await;
-    for i in 4..=5 {
-        let line = tick_line(
-            "ticker.AAPL",
-            100.0 + i as f64,
-            101.0 + i as f64,
-            100.5,
-            i as f64,
-        );
-        publisher
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-    }
+    publish_aapl(&mut publisher, 4..=5).await;
     // The relay's own seq goes on without a jump; the restarted source's seq went back to 1,
     // which the relay counts as an upstream discontinuity.
-    for i in 4..=5u64 {
-        let t = client.next_of_type("tick").await;
-        assert_tick(
-            &t,
-            "ticker.AAPL",
-            i,
-            100.0 + i as f64,
-            101.0 + i as f64,
-            100.5,
-            i as f64,
-        );
+    for i in 4..=5 {
+        assert_aapl_tick(&client.next_of_type("tick").await, i);
     }
     assert_eq!(up.upstream_gaps(), 1);
     assert_eq!(
@@ -689,9 +637,7 @@ impl FixtureServer {
 }
 
 fn fixture(name: &str) -> Vec<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = fixture_path(name);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .lines()
@@ -855,41 +801,23 @@ async fn binance_book_ticker_and_trade_messages_merge_into_ticks() {
     exchange.kill().await;
 }
 
-/// A self-signed certificate for `localhost` and 127.0.0.1, as a TLS acceptor for a fixture
-/// server, and its PEM written to a temp file (the feed's `ca_file`).
-fn self_signed_tls(name: &str) -> (TlsAcceptor, PathBuf) {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("generate certificate");
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![certified.cert.der().clone()], key)
-        .expect("server certificate");
-    let ca_file = temp_file(name, &certified.cert.pem());
-    (TlsAcceptor::from(Arc::new(config)), ca_file)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_over_wss_trusting_a_ca_file_republishes_coinbase_ticks() {
-    let (acceptor, ca_file) = self_signed_tls("wss-ca.pem");
+    let cert = TestCert::new("wss-ca");
     let messages = fixture("coinbase_ticker.jsonl");
     let gate = Arc::new(Notify::new());
     let mut exchange = FixtureServer::start_with(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         messages.clone(),
         Some(gate.clone()),
-        Some(acceptor),
+        Some(cert.acceptor()),
     )
     .await;
     // By name: the certificate is checked against "localhost", which is also the SNI.
     let url = format!(
         "url = \"wss://localhost:{}/ws\"\nca_file = {:?}\nconnect_timeout_ms = 5000",
         exchange.addr.port(),
-        ca_file.display().to_string()
+        cert.cert_path().display().to_string()
     );
     let (relay, _client) = coinbase_relay(&mut exchange, &gate, &messages, url).await;
     let up = feed_stats(&relay, "up");
@@ -901,7 +829,6 @@ async fn upstream_over_wss_trusting_a_ca_file_republishes_coinbase_ticks() {
     );
     relay.shutdown().await;
     exchange.kill().await;
-    let _ = std::fs::remove_file(ca_file);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -909,19 +836,19 @@ async fn upstream_over_wss_refuses_an_untrusted_certificate_and_keeps_retrying()
     // The server's self-signed certificate is in no trusted store: the feed trusts the system's
     // roots plus another self-signed certificate (so the test does not depend on the machine
     // having system roots).
-    let (acceptor, ca_file) = self_signed_tls("wss-untrusted.pem");
-    let (_, other_ca) = self_signed_tls("wss-other-ca.pem");
+    let cert = TestCert::new("wss-untrusted");
+    let other_ca = TestCert::new("wss-other-ca");
     let mut exchange = FixtureServer::start_with(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         fixture("coinbase_ticker.jsonl"),
         None,
-        Some(acceptor),
+        Some(cert.acceptor()),
     )
     .await;
     let relay = start_relay(format!(
         "url = \"wss://127.0.0.1:{}/ws\"\nadapter = \"coinbase\"\nsubscribe = [\"ETH-USD\"]\nca_file = {:?}",
         exchange.addr.port(),
-        other_ca.display().to_string()
+        other_ca.cert_path().display().to_string()
     ))
     .await;
     let up = feed_stats(&relay, "up");
@@ -954,8 +881,6 @@ async fn upstream_over_wss_refuses_an_untrusted_certificate_and_keeps_retrying()
     );
     relay.shutdown().await;
     exchange.kill().await;
-    let _ = std::fs::remove_file(ca_file);
-    let _ = std::fs::remove_file(other_ca);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@
 //! queues are included. The histogram of what they allocated is printed for whoever has to shrink it
 //! (`cargo test -p tickcast --test heap -- --nocapture`).
 
-mod common;
+mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::time::Duration;
 
-use common::*;
+use support::*;
 
 /// Requested bytes per subscribed connection (10 topics, idle reader) may not exceed this. Measured
 /// 1,508-1,647 in the test profile when it was set (release: 1,660; 1,921 before the session task and
@@ -119,31 +119,12 @@ fn print_classes(title: &str, from: &Snapshot, to: &Snapshot) {
     }
 }
 
-/// A masked text frame.
-fn masked_text(payload: &[u8]) -> Vec<u8> {
-    let key = [0x5a, 0x13, 0xc4, 0x7e];
-    let mut f = vec![0x81];
-    if payload.len() < 126 {
-        f.push(0x80 | payload.len() as u8);
-    } else {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    f
-}
-
 /// Opens a WebSocket, subscribes to ten topics and waits for the `subscribed` reply.
 fn subscribed_client(addr: SocketAddr, n: usize) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
-    write!(
-        s,
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .expect("handshake");
+    s.write_all(upgrade_request(addr, "").as_bytes())
+        .expect("handshake");
     let topics: Vec<String> = (0..TOPICS_PER_CONN)
         .map(|k| format!("\"ticker.SYM{:04}\"", (n * 7 + k * 10) % SYMBOLS))
         .collect();

@@ -1,9 +1,9 @@
 //! The HTTP surface: health, readiness, topic listing, metrics, the embedded dashboard.
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::Value;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_topics_metrics_and_dashboard() {
@@ -32,13 +32,13 @@ async fn health_ready_topics_metrics_and_dashboard() {
     assert!(head
         .to_ascii_lowercase()
         .contains("content-type: text/plain; version=0.0.4"));
-    let body = String::from_utf8(body).unwrap();
+    let m = Metrics::parse(&String::from_utf8(body).unwrap());
     for name in [
         "tickcast_connections_open",
         "tickcast_messages_sent_total",
         "tickcast_feed_ticks_total{feed=\"synthetic\"}",
     ] {
-        assert!(body.contains(name), "{name} missing");
+        assert!(m.sample(name).is_some(), "{name} missing");
     }
 
     let (status, head, body) = http_get(&server, "/").await;
@@ -83,8 +83,13 @@ async fn connection_limit_refuses_upgrades_with_503() {
         tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 503),
         other => panic!("unexpected {other:?}"),
     }
-    let (_, _, body) = http_get(&server, "/metrics").await;
-    assert!(String::from_utf8_lossy(&body)
-        .contains("tickcast_limit_rejections_total{limit=\"max_connections\"} 1"));
+    assert_eq!(
+        metric(
+            &server,
+            "tickcast_limit_rejections_total{limit=\"max_connections\"}"
+        )
+        .await,
+        Some(1.0)
+    );
     server.shutdown().await;
 }

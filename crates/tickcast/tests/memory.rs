@@ -2,32 +2,23 @@
 //! 2,000 subscribed clients disconnect at once. The in-process tests cannot show this: they run on
 //! the test harness's allocator.
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use common::*;
+use support::*;
 use tokio::io::AsyncWriteExt;
 
 const CLIENTS: usize = 2000;
 /// Mass disconnects in a row.
 const STORMS: usize = 3;
 
-/// A masked subscribe frame for the four feed topics.
-fn subscribe_frame() -> Vec<u8> {
-    let payload =
-        br#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT","ticker.NVDA","ticker.TSLA"]}"#;
-    let key = [0x11, 0x22, 0x33, 0x44];
-    let mut f = vec![0x81, 0x80 | payload.len() as u8];
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    f
-}
-
 async fn connect_subscribed(addr: SocketAddr, n: usize) -> Vec<RawClient> {
-    let sub = subscribe_frame();
+    let sub = masked_text(
+        br#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT","ticker.NVDA","ticker.TSLA"]}"#,
+    );
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n / 200 {
         let batch: Vec<_> = (0..200)
@@ -51,21 +42,15 @@ async fn memory_is_given_back_after_a_mass_disconnect() {
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut server = Reaped(Some(
-        Command::new(env!("CARGO_BIN_EXE_tickcast"))
-            .args(["--listen", &addr.to_string()])
+        tickcast_command(addr)
             .args(["--symbols", "AAPL,MSFT,NVDA,TSLA", "--rate", "400"])
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn tickcast"),
     ));
     let pid = server.child().id();
-    let deadline = Instant::now() + 3 * WAIT;
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "tickcast never listened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_listener(addr).await;
 
     // Warm up with one round (thread stacks, pools, the topics' queues), then take the baseline.
     drop(connect_subscribed(addr, 200).await);
@@ -92,12 +77,12 @@ async fn memory_is_given_back_after_a_mass_disconnect() {
 
         // Bounded wait for the allocator to hand pages back (its purge runs on a short delay).
         let returned = |now: u64| now.saturating_sub(base) <= peak.saturating_sub(base) / 2;
-        let deadline = Instant::now() + WAIT;
-        let mut after = rss_kib(&pid.to_string());
-        while !returned(after) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut after = 0;
+        poll_until(WAIT, || {
             after = rss_kib(&pid.to_string());
-        }
+            returned(after)
+        })
+        .await;
         eprintln!(
             "round {round}: RSS baseline {base} KiB, {CLIENTS} clients {peak} KiB, after they left {after} KiB"
         );

@@ -6,19 +6,19 @@
 //! The tools come from Debian's `prometheus` and `docker-compose` packages, which `./.ci/test-all`
 //! installs when missing. A missing tool fails the test (it never skips).
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{json, Value};
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -26,13 +26,6 @@ use tokio::net::TcpStream;
 const TOOL_WAIT: Duration = Duration::from_secs(60);
 /// Upper bound for Prometheus to start, scrape, and see a counter rise.
 const PROM_WAIT: Duration = Duration::from_secs(60);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
 
 /// The path of an installed tool; fails (never skips) when it is missing.
 fn tool(name: &str) -> PathBuf {
@@ -143,31 +136,23 @@ async fn exercised_metrics(server: &RunningServer) -> String {
     b.expect_close().await;
     a.next_of_type("tick").await;
 
-    for _ in 0..500 {
+    wait_for("metrics show the exercised series", WAIT, || async {
         let (status, _, body) = http_get(server, "/metrics").await;
         assert_eq!(status, 200);
         let text = String::from_utf8(body).expect("UTF-8 metrics");
+        let m = Metrics::parse(&text);
         let ready = [
-            "tickcast_connections_closed_total{reason=\"client\"} 1",
-            "tickcast_client_errors_total{code=\"bad_json\"} 1",
-            "tickcast_limit_rejections_total{limit=\"max_topics_per_connection\"} 1",
-            "tickcast_tick_to_write_seconds_count",
+            "tickcast_connections_closed_total{reason=\"client\"}",
+            "tickcast_client_errors_total{code=\"bad_json\"}",
+            "tickcast_limit_rejections_total{limit=\"max_topics_per_connection\"}",
         ]
         .iter()
-        .all(|s| text.contains(s))
-            && sample(&text, "tickcast_messages_sent_total").unwrap_or(0.0) > 0.0;
-        if ready {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("metrics never showed the exercised series");
-}
-
-/// The value of an unlabelled sample in exposition text.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .all(|s| m.sample(s) == Some(1.0))
+            && m.sample("tickcast_tick_to_write_seconds_count").is_some()
+            && m.value("tickcast_messages_sent_total") > 0.0;
+        ready.then_some(text)
+    })
+    .await
 }
 
 /// Series names a scrape exports: counters and gauges by name, histograms as
@@ -301,13 +286,9 @@ async fn grafana_dashboard_queries_name_exported_metrics() {
     let mut exported = exported_series(&exercised_metrics(&server).await);
     // An upgrade from a foreign origin, so the labelled auth-failure counter exists too.
     let mut raw = TcpStream::connect(server.addr()).await.expect("connect");
-    raw.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\nUpgrade: websocket\r\n\
-          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-          Sec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .expect("write");
+    raw.write_all(upgrade_request("x", "Origin: https://evil.example\r\n").as_bytes())
+        .await
+        .expect("write");
     let mut head = [0u8; 12];
     raw.read_exact(&mut head).await.expect("response");
     assert_eq!(&head, b"HTTP/1.1 403");
@@ -447,34 +428,23 @@ async fn docker_compose_config_is_valid_and_healthcheck_works() {
         "health check fails against a live server"
     );
     server.shutdown().await;
-    let free = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     assert!(
-        !check(format!("0.0.0.0:{}", free.port())),
+        !check(format!("0.0.0.0:{}", free_port())),
         "health check passes with nothing listening"
     );
 }
 
 /// A Prometheus server started for a test; killed (and its data removed) on drop.
 struct Prometheus {
-    child: Child,
-    dir: PathBuf,
+    child: Reaped,
+    dir: TempDir,
     addr: SocketAddr,
 }
 
 impl Prometheus {
     fn start(target: SocketAddr) -> Prometheus {
         let bin = tool("prometheus");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "tickcast-prometheus-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir = TempDir::new("prometheus");
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
@@ -482,12 +452,7 @@ impl Prometheus {
              static_configs:\n      - targets: [\"{target}\"]\n"
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new(bin)
             .arg(format!(
@@ -504,7 +469,11 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .expect("start prometheus");
-        Prometheus { child, dir, addr }
+        Prometheus {
+            child: Reaped(Some(child)),
+            dir,
+            addr,
+        }
     }
 
     fn log(&self) -> String {
@@ -513,27 +482,15 @@ impl Prometheus {
 
     /// Fails with Prometheus's log if it has exited.
     fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Ok(Some(status)) = self.child.child().try_wait() {
             panic!("prometheus exited ({status}):\n{}", self.log());
         }
     }
 
-    /// GET over HTTP/1.0 (so the body is never chunked): (status, body).
+    /// GET: (status, body); `None` while it does not answer.
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(self.addr).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).as_bytes())
-            .await
-            .ok()?;
-        let mut buf = Vec::new();
-        tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let status = text.get(9..12)?.parse().ok()?;
-        let body = text.split_once("\r\n\r\n")?.1.to_string();
-        Some((status, body))
+        let (status, _, body) = try_http_get_addr(self.addr, path).await?;
+        Some((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
     /// An instant query's single sample value, if it has exactly one.
@@ -550,14 +507,6 @@ impl Prometheus {
             return None;
         }
         result[0]["value"][1].as_str()?.parse().ok()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -666,17 +615,9 @@ async fn a_closed_log_pipe_stops_neither_the_feed_nor_sigterm() {
     use std::io::BufRead;
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut server = Reaped(Some(
-        Command::new(env!("CARGO_BIN_EXE_tickcast"))
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--rate",
-                "200",
-                "--log",
-                "debug",
-            ])
+        tickcast_command(addr)
+            .args(["--rate", "200", "--log", "debug"])
             .env_remove("NO_COLOR")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -697,14 +638,8 @@ async fn a_closed_log_pipe_stops_neither_the_feed_nor_sigterm() {
         .expect("reader thread");
     assert!(!first.is_empty() && !first.contains('\u{1b}'), "{first:?}");
 
+    wait_for_listener(addr).await;
     let deadline = Instant::now() + 3 * WAIT;
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "tickcast never listened on {addr}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let ticks = "tickcast_feed_ticks_total{feed=\"synthetic\"}";
     let before = metric_at(addr, ticks).await.unwrap_or(0.0);
     // Malformed HTTP makes the server log (at debug), into the closed pipe.

@@ -1,11 +1,11 @@
 //! Protocol v1 end to end: subscribe, snapshot, live ticks, unsubscribe, every error reply, and the
 //! RFC 6455 close codes for protocol violations. Real server, real sockets, independent client.
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
+use support::*;
 
 fn seq(v: &Value) -> u64 {
     v["seq"].as_u64().expect("seq")
@@ -140,13 +140,16 @@ async fn malformed_requests_get_error_replies_and_the_connection_stays() {
         8,
         "connection still serves"
     );
-    let (_, _, body) = http_get(&server, "/metrics").await;
-    let body = String::from_utf8(body).unwrap();
-    assert!(
-        body.contains("tickcast_client_errors_total{code=\"too_many_topics\"} 1"),
-        "{body}"
+    let m = metrics(&server).await;
+    assert_eq!(
+        m.sample("tickcast_client_errors_total{code=\"too_many_topics\"}"),
+        Some(1.0),
+        "{m:?}"
     );
-    assert!(body.contains("tickcast_limit_rejections_total{limit=\"max_topics_per_connection\"} 1"));
+    assert_eq!(
+        m.sample("tickcast_limit_rejections_total{limit=\"max_topics_per_connection\"}"),
+        Some(1.0)
+    );
     server.shutdown().await;
 }
 

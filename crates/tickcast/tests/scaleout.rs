@@ -3,44 +3,31 @@
 //! all real servers on 127.0.0.1:0 in this process, talked to by independent WebSocket clients.
 //! Every wait is bounded and nothing asserts on timing.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::net::TcpStream as StdTcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
 use serde_json::{json, Value};
+use support::*;
 use tickcast::config::Role;
 use tokio::io::AsyncWriteExt;
 
 /// A `nats-server -js` on a loopback port with its store in a temp dir; killed on drop.
 struct NatsServer {
-    child: Option<Child>,
+    child: Reaped,
     port: u16,
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl NatsServer {
     fn start() -> NatsServer {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tickcast-nats-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("nats store dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
         let mut s = NatsServer {
-            child: None,
-            port,
-            dir,
+            child: Reaped(None),
+            port: free_port(),
+            dir: TempDir::new("nats"),
         };
         s.spawn();
         s
@@ -69,33 +56,22 @@ impl NatsServer {
                 &self.port.to_string(),
                 "-sd",
             ])
-            .arg(&self.dir)
+            .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn nats-server");
-        self.child = Some(child);
-        for _ in 0..500 {
-            if StdTcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("nats-server did not listen on {}", self.port);
+        self.child = Reaped(Some(child));
+        wait_until_blocking(
+            &format!("nats-server listens on {}", self.port),
+            Duration::from_secs(5),
+            || StdTcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+        );
     }
 
+    /// Kills the process (the store stays, for [`NatsServer::spawn`]).
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        drop(std::mem::replace(&mut self.child, Reaped(None)));
     }
 }
 
@@ -116,9 +92,7 @@ async fn gateway(nats: &NatsServer) -> RunningServer {
         "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.ticker.>\"]\n",
         nats.url()
     );
-    let feeds = tickcast::Config::from_toml(&toml)
-        .expect("valid nats feed")
-        .feeds;
+    let feeds = feeds(&toml);
     let g = start_server(|c| c.feeds = feeds).await;
     let stats = feed_stats(&g, "nats");
     wait_until("the gateway's NATS feed is connected", || stats.connected()).await;
@@ -205,11 +179,7 @@ async fn clients_on_two_gateways_receive_identical_streams() {
 async fn a_late_gateway_serves_the_latest_tick_as_snapshot() {
     let nats = NatsServer::start();
     let url = nats.url();
-    let feeds = tickcast::Config::from_toml(
-        "[[feeds]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:0\"\nrequired = false\n",
-    )
-    .expect("tcp feed")
-    .feeds;
+    let feeds = feeds("[[feeds]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:0\"\nrequired = false\n");
     let ingest = start_server(|c| {
         c.feeds = feeds;
         c.server.role = Role::Ingest;
@@ -218,16 +188,15 @@ async fn a_late_gateway_serves_the_latest_tick_as_snapshot() {
     .await;
     // An early gateway witnesses that the ticks went through NATS.
     let early = gateway(&nats).await;
-    let mut publisher = tokio::net::TcpStream::connect(ingest.running().feed_addr("tcp").unwrap())
-        .await
-        .expect("connect tcp feed");
-    for (i, price) in [10.5, 11.25, 12.125].iter().enumerate() {
-        let line = format!(
-            "{{\"topic\":\"ticker.LATE\",\"bid\":{},\"ask\":{},\"last\":{price},\"size\":{}}}\n",
+    let mut publisher = tcp_publisher(&ingest, "tcp").await;
+    for (i, price) in [10.5, 11.25, 12.125].into_iter().enumerate() {
+        let line = tick_line(
+            "ticker.LATE",
             price - 0.5,
             price + 0.5,
-            i + 1
-        );
+            price,
+            (i + 1) as f64,
+        ) + "\n";
         publisher.write_all(line.as_bytes()).await.expect("write");
     }
     wait_for_seq(&early, "ticker.LATE", 3).await;
@@ -290,16 +259,8 @@ async fn gateways_recover_when_nats_restarts() {
                 break;
             }
         }
-        let (status, _, body) = http_get(g, "/metrics").await;
-        assert_eq!(status, 200);
-        let text = String::from_utf8(body).unwrap();
-        let reconnects: f64 = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("tickcast_feed_reconnects_total{feed=\"nats\"} ")?
-                    .parse()
-                    .ok()
-            })
+        let reconnects = metric(g, "tickcast_feed_reconnects_total{feed=\"nats\"}")
+            .await
             .expect("reconnects metric");
         assert!(reconnects >= 1.0, "{reconnects}");
         eprintln!(

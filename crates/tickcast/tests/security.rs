@@ -3,15 +3,14 @@
 //! them, topic entitlements (`forbidden`), expiry at the upgrade (401) and while connected (1008),
 //! and the Origin allowlist (403). Real server, real sockets, independent client.
 
-mod common;
+mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+use support::*;
 use tickcast::config::ApiKeySection;
 use tickcast_gateway::auth::Secret;
 use tokio_tungstenite::tungstenite;
@@ -59,11 +58,6 @@ async fn refused(
     }
 }
 
-async fn metrics(server: &RunningServer) -> String {
-    let (_, _, body) = http_get(server, "/metrics").await;
-    String::from_utf8_lossy(&body).into_owned()
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -80,12 +74,6 @@ fn hs256(claims: Value) -> String {
     .expect("sign")
 }
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 /// Auth on, with one API key for `ticker.*`, an HS256 secret and the RS256 test public key.
 fn with_auth(c: &mut tickcast::Config) {
     feed(c, &["AAPL", "MSFT"], 50.0);
@@ -95,7 +83,7 @@ fn with_auth(c: &mut tickcast::Config) {
         topics: vec!["ticker.*".into()],
     }];
     c.auth.hs256_secret = Some(Secret::new(HS_SECRET));
-    c.auth.rs256_public_key_file = Some(fixture("jwt_rs256_public.pem"));
+    c.auth.rs256_public_key_file = Some(fixture_path("jwt_rs256_public.pem"));
     c.auth.leeway_secs = 0;
 }
 
@@ -110,20 +98,20 @@ async fn per_ip_limit_refuses_with_429_and_frees_on_close() {
     let _b = Client::connect(&server).await;
     let (status, _) = refused(&server, "/ws", &[]).await;
     assert_eq!(status, 429);
-    assert!(metrics(&server)
-        .await
-        .contains("tickcast_limit_rejections_total{limit=\"max_connections_per_ip\"} 1"));
+    assert_eq!(
+        metric(
+            &server,
+            "tickcast_limit_rejections_total{limit=\"max_connections_per_ip\"}"
+        )
+        .await,
+        Some(1.0)
+    );
 
     // Closing one frees its place (the slot is released when the session ends).
     drop(a);
     let state = server.running().state();
     let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    for _ in 0..1000 {
-        if state.sessions_from(local) < 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll_until(WAIT, || state.sessions_from(local) < 2).await;
     assert_eq!(state.sessions_from(local), 1);
     let mut c = Client::connect(&server).await;
     c.subscribe(&["ticker.AAPL"], 1).await;
@@ -168,8 +156,13 @@ async fn message_flood_gets_rate_limited_then_closed_1008() {
     assert!(pongs >= 3, "the burst is served");
     assert!(limited >= 2, "violations are answered before the close");
     let m = metrics(&server).await;
-    assert!(m.contains("tickcast_limit_rejections_total{limit=\"message_rate\"}"));
-    assert!(m.contains("tickcast_connections_closed_total{reason=\"rate_limited\"} 1"));
+    assert!(m
+        .sample("tickcast_limit_rejections_total{limit=\"message_rate\"}")
+        .is_some());
+    assert_eq!(
+        m.sample("tickcast_connections_closed_total{reason=\"rate_limited\"}"),
+        Some(1.0)
+    );
     // Others are unaffected.
     let mut other = Client::connect(&server).await;
     other.subscribe(&["ticker.AAPL"], 1).await;
@@ -216,8 +209,20 @@ async fn api_key_from_header_query_or_subprotocol() {
         (401, Some("malformed_credentials"))
     );
     let m = metrics(&server).await;
-    assert!(m.contains("tickcast_auth_failures_total{reason=\"invalid_api_key\"} 1"));
-    assert!(m.contains("tickcast_auth_failures_total{reason=\"missing_credentials\"} 1"));
+    assert_eq!(
+        m.get(
+            "tickcast_auth_failures_total",
+            &[("reason", "invalid_api_key")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "tickcast_auth_failures_total",
+            &[("reason", "missing_credentials")]
+        ),
+        Some(1.0)
+    );
     server.shutdown().await;
 }
 
@@ -269,7 +274,7 @@ async fn hs256_entitlements_forbid_only_the_topics_outside_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rs256_token_via_subprotocol() {
     let server = start_server(with_auth).await;
-    let private = std::fs::read(fixture("jwt_rs256_private.pem")).expect("test key");
+    let private = std::fs::read(fixture_path("jwt_rs256_private.pem")).expect("test key");
     let claims = json!({"exp": unix_now() + 600, "topics": "ticker.MSFT"});
     let token = encode(
         &Header::new(Algorithm::RS256),
@@ -286,7 +291,7 @@ async fn rs256_token_via_subprotocol() {
     assert_eq!(c.next_of_type("tick").await["topic"], "ticker.MSFT");
 
     // The classic algorithm confusion: HS256 "signed" with the RSA public key must not pass.
-    let public = std::fs::read(fixture("jwt_rs256_public.pem")).expect("test key");
+    let public = std::fs::read(fixture_path("jwt_rs256_public.pem")).expect("test key");
     let forged = encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -308,9 +313,14 @@ async fn expired_token_is_refused_and_expiring_one_is_closed_1008() {
     let (status, body) = refused(&server, &format!("/ws?token={expired}"), &[]).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "token_expired");
-    assert!(metrics(&server)
-        .await
-        .contains("tickcast_auth_failures_total{reason=\"token_expired\"} 1"));
+    assert_eq!(
+        metric(
+            &server,
+            "tickcast_auth_failures_total{reason=\"token_expired\"}"
+        )
+        .await,
+        Some(1.0)
+    );
 
     let short = hs256(json!({"exp": unix_now() + 3, "topics": ["ticker.*"]}));
     let (mut c, _) = open(&server, &format!("/ws?token={short}"), &[])
@@ -321,12 +331,11 @@ async fn expired_token_is_refused_and_expiring_one_is_closed_1008() {
     assert_eq!(u16::from(close.code), 1008);
     assert_eq!(close.reason.as_str(), "token expired");
     // The session counts its end after the close frame is out, so the client may be first.
-    let counted = "tickcast_connections_closed_total{reason=\"token_expired\"} 1";
-    let deadline = std::time::Instant::now() + WAIT;
-    while !metrics(&server).await.contains(counted) {
-        assert!(std::time::Instant::now() < deadline, "close never counted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let counted = "tickcast_connections_closed_total{reason=\"token_expired\"}";
+    wait_until_async("the close is counted", WAIT, || async {
+        metric(&server, counted).await == Some(1.0)
+    })
+    .await;
     server.shutdown().await;
 }
 
@@ -347,16 +356,21 @@ async fn origin_allowlist() {
     c.subscribe(&["ticker.AAPL"], 1).await;
     // Not a browser (no Origin): not a cross-site hijack, allowed.
     Client::connect(&server).await;
-    assert!(metrics(&server)
-        .await
-        .contains("tickcast_auth_failures_total{reason=\"origin_not_allowed\"} 1"));
+    assert_eq!(
+        metric(
+            &server,
+            "tickcast_auth_failures_total{reason=\"origin_not_allowed\"}"
+        )
+        .await,
+        Some(1.0)
+    );
     server.shutdown().await;
 }
 
 const PUBLISH_KEY: &str = "test-publish-key-0123456789";
 
 fn tick(topic: &str, last: f64) -> String {
-    format!(r#"{{"topic":"{topic}","bid":{last},"ask":{last},"last":{last},"size":1}}"#)
+    tick_line(topic, last, last, last, 1.0)
 }
 
 /// `POST /publish` with `headers`: (status, JSON body).
@@ -453,13 +467,25 @@ async fn publishing_with_auth_on_needs_a_publish_credential_within_its_topics() 
     );
 
     let m = metrics(&server).await;
-    for sample in [
-        "tickcast_auth_failures_total{reason=\"missing_credentials\"} 2",
-        "tickcast_auth_failures_total{reason=\"not_a_publisher\"} 2",
-        "tickcast_auth_failures_total{reason=\"origin_not_allowed\"} 1",
-        "tickcast_feed_parse_errors_total{feed=\"http\",reason=\"forbidden\"} 1",
+    for (sample, value) in [
+        (
+            "tickcast_auth_failures_total{reason=\"missing_credentials\"}",
+            2.0,
+        ),
+        (
+            "tickcast_auth_failures_total{reason=\"not_a_publisher\"}",
+            2.0,
+        ),
+        (
+            "tickcast_auth_failures_total{reason=\"origin_not_allowed\"}",
+            1.0,
+        ),
+        (
+            "tickcast_feed_parse_errors_total{feed=\"http\",reason=\"forbidden\"}",
+            1.0,
+        ),
     ] {
-        assert!(m.contains(sample), "{sample} in\n{m}");
+        assert_eq!(m.sample(sample), Some(value), "{sample} in\n{m:?}");
     }
     server.shutdown().await;
 }
@@ -553,6 +579,8 @@ async fn a_metrics_token_protects_metrics() {
     let auth = format!("Authorization: Bearer {SCRAPE}\r\n");
     let (status, body) = http_request(server.addr(), "GET", "/metrics", &auth, b"").await;
     assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&body).contains("tickcast_connections_open"));
+    assert!(Metrics::parse(&String::from_utf8_lossy(&body))
+        .sample("tickcast_connections_open")
+        .is_some());
     server.shutdown().await;
 }

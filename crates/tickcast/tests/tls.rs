@@ -4,140 +4,20 @@
 //! socket fills (the writer's TLS backpressure path), a client speaking plain HTTP to the TLS port
 //! (counted, and the server keeps serving), and the 1001 close at shutdown.
 
-mod common;
+mod support;
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use futures_util::{SinkExt, StreamExt};
-use rustls::pki_types::{CertificateDer, ServerName};
-use serde_json::{json, Value};
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
-/// A self-signed certificate for localhost / 127.0.0.1 in a fresh temp dir.
-struct TestCert {
-    dir: PathBuf,
-    der: CertificateDer<'static>,
-}
-
-impl TestCert {
-    fn new(name: &str) -> TestCert {
-        let dir = std::env::temp_dir().join(format!("tickcast-tls-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("certificate");
-        std::fs::write(dir.join("cert.pem"), ck.cert.pem()).expect("write cert");
-        std::fs::write(dir.join("key.pem"), ck.key_pair.serialize_pem()).expect("write key");
-        TestCert {
-            dir,
-            der: ck.cert.der().clone(),
-        }
-    }
-
-    fn configure(&self, config: &mut tickcast::Config) {
-        config.tls.cert_path = Some(self.dir.join("cert.pem"));
-        config.tls.key_path = Some(self.dir.join("key.pem"));
-    }
-
-    fn connector(&self) -> TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone()).expect("trust the test cert");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
-    }
-
-    async fn tls(&self, server: &RunningServer) -> TlsStream<TcpStream> {
-        let tcp = TcpStream::connect(server.addr()).await.expect("connect");
-        let name = ServerName::try_from("localhost").expect("server name");
-        tokio::time::timeout(WAIT, self.connector().connect(name, tcp))
-            .await
-            .expect("TLS handshake in time")
-            .expect("TLS handshake")
-    }
-
-    async fn wss(&self, server: &RunningServer) -> WebSocketStream<TlsStream<TcpStream>> {
-        let tls = self.tls(server).await;
-        let url = format!("wss://localhost:{}/ws", server.addr().port());
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, tls))
-            .await
-            .expect("upgrade in time")
-            .expect("upgrade");
-        ws
-    }
-
-    /// GET over https: (status, body).
-    async fn https_get(&self, server: &RunningServer, path: &str) -> (u16, String) {
-        let mut tls = self.tls(server).await;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        tls.write_all(req.as_bytes()).await.expect("write");
-        let mut buf = Vec::new();
-        // A peer that closes without close_notify is fine here: the body is complete.
-        let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut buf))
-            .await
-            .expect("response in time");
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-        (status, body)
-    }
-}
-
-impl Drop for TestCert {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn send(ws: &mut WebSocketStream<TlsStream<TcpStream>>, v: Value) {
-    ws.send(Message::text(v.to_string())).await.expect("send");
-}
-
-/// Next text message as JSON (pings and pongs skipped).
-async fn next_json(ws: &mut WebSocketStream<TlsStream<TcpStream>>) -> Value {
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("message in time")
-            .expect("stream open")
-            .expect("valid frame");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-async fn next_of_type(ws: &mut WebSocketStream<TlsStream<TcpStream>>, ty: &str) -> Value {
-    for _ in 0..10_000 {
-        let v = next_json(ws).await;
-        if v["type"] == ty {
-            return v;
-        }
-    }
-    panic!("no {ty} message");
-}
-
+/// `tickcast_*` counters read from the server's registry (`/metrics` itself is https here).
 fn metric(server: &RunningServer, name: &str) -> f64 {
     let state = server.running().state();
-    let text = state.metrics.render(&state.bus);
-    text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    Metrics::parse(&state.metrics.render(&state.bus)).value(name)
 }
 
 #[tokio::test]
@@ -148,18 +28,13 @@ async fn wss_delivers_ticks_in_order_and_answers_requests() {
         feed(c, &["AAPL", "MSFT"], 400.0);
     })
     .await;
-    let mut ws = cert.wss(&server).await;
+    let mut ws = Client::connect_tls(&server, &cert).await;
 
-    send(
-        &mut ws,
-        json!({"op":"subscribe","topics":["ticker.AAPL"],"id":1}),
-    )
-    .await;
-    let ack = next_of_type(&mut ws, "subscribed").await;
+    let ack = ws.subscribe(&["ticker.AAPL"], 1).await;
     assert_eq!(ack["id"], 1);
     let mut last = 0u64;
     for _ in 0..200 {
-        let t = next_of_type(&mut ws, "tick").await;
+        let t = ws.next_of_type("tick").await;
         assert_eq!(t["topic"], "ticker.AAPL");
         let seq = t["seq"].as_u64().expect("seq");
         assert!(last == 0 || seq == last + 1, "seq {seq} after {last}");
@@ -168,15 +43,16 @@ async fn wss_delivers_ticks_in_order_and_answers_requests() {
     }
 
     // Reads go through TLS too: a bad request gets its error reply, a ping its pong.
-    ws.send(Message::text("{not json")).await.expect("send");
-    let err = next_of_type(&mut ws, "error").await;
+    ws.send_text("{not json").await;
+    let err = ws.next_of_type("error").await;
     assert_eq!(err["code"], "bad_json");
-    ws.send(Message::Ping(b"tls-ping".to_vec().into()))
+    ws.ws
+        .send(Message::Ping(b"tls-ping".to_vec().into()))
         .await
         .expect("ping");
     let mut ponged = false;
     for _ in 0..10_000 {
-        match tokio::time::timeout(WAIT, ws.next())
+        match tokio::time::timeout(WAIT, ws.ws.next())
             .await
             .expect("in time")
         {
@@ -193,20 +69,7 @@ async fn wss_delivers_ticks_in_order_and_answers_requests() {
 
     // Graceful shutdown reaches TLS clients as 1001 too.
     let shutdown = tokio::spawn(server.shutdown());
-    let mut code = None;
-    for _ in 0..100_000 {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("in time")
-        {
-            Some(Ok(Message::Close(f))) => {
-                code = f.map(|f| u16::from(f.code));
-                break;
-            }
-            Some(Ok(_)) => continue,
-            other => panic!("no close frame: {other:?}"),
-        }
-    }
+    let code = ws.expect_close().await.map(|f| u16::from(f.code));
     assert_eq!(code, Some(1001));
     shutdown.await.expect("shutdown");
 }
@@ -219,11 +82,11 @@ async fn https_routes_and_plain_clients_on_the_tls_port() {
         feed(c, &["AAPL"], 50.0);
     })
     .await;
-    let (status, body) = cert.https_get(&server, "/healthz").await;
+    let (status, body) = https_get(&server, &cert, "/healthz").await;
     assert_eq!(status, 200, "{body}");
     // /topics lists topics that have data.
     wait_for_seq(&server, "ticker.AAPL", 1).await;
-    let (status, body) = cert.https_get(&server, "/topics").await;
+    let (status, body) = https_get(&server, &cert, "/topics").await;
     assert_eq!(status, 200);
     assert!(body.contains("ticker.AAPL"), "{body}");
 
@@ -240,7 +103,7 @@ async fn https_routes_and_plain_clients_on_the_tls_port() {
         metric(&server, "tickcast_tls_handshake_failures_total") >= 1.0
     })
     .await;
-    let (status, _) = cert.https_get(&server, "/healthz").await;
+    let (status, _) = https_get(&server, &cert, "/healthz").await;
     assert_eq!(status, 200);
 }
 
@@ -258,10 +121,10 @@ async fn slow_tls_reader_is_conflated_and_its_stream_stays_intact() {
         c.backpressure.max_queued_frames = 16;
     })
     .await;
-    let mut ws = cert.wss(&server).await;
+    let mut ws = Client::connect_tls(&server, &cert).await;
     let topics: Vec<String> = refs.iter().map(|s| format!("ticker.{s}")).collect();
-    send(&mut ws, json!({"op":"subscribe","topics":topics,"id":1})).await;
-    next_of_type(&mut ws, "subscribed").await;
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    ws.subscribe(&topics, 1).await;
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     wait_until("conflation while the TLS reader sleeps", || {
@@ -272,7 +135,7 @@ async fn slow_tls_reader_is_conflated_and_its_stream_stays_intact() {
     // Every record still decrypts and every frame parses; per topic, seq only moves forward.
     let mut last = std::collections::HashMap::new();
     for _ in 0..3000 {
-        let t = next_of_type(&mut ws, "tick").await;
+        let t = ws.next_of_type("tick").await;
         let topic = t["topic"].as_str().expect("topic").to_string();
         let seq = t["seq"].as_u64().expect("seq");
         if let Some(prev) = last.insert(topic.clone(), seq) {
