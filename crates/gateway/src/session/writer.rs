@@ -97,7 +97,7 @@ fn is_done(sub: &tickcast_bus::Subscriber) -> bool {
 
 /// Writes what `session` has queued, from the dispatcher, without waiting: on a full socket (or any
 /// error) it wakes the session's writer task, which waits for room or reports the error.
-pub(crate) fn flush_now(ctx: &ShardCtx, session: &Session, now: TsMicros) {
+pub(crate) fn write_queued(ctx: &ShardCtx, session: &Session, now: TsMicros) {
     loop {
         match write_some(ctx, session, &session.stream, now) {
             Ok(true) => continue,

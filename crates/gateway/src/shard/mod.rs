@@ -66,11 +66,11 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
         }
     };
     tokio::task::spawn_local(write_pass::dispatch(ctx.clone()));
-    let flusher = tokio::task::spawn_local(timers::flush_metrics(ctx.clone()));
+    let metrics = tokio::task::spawn_local(timers::metrics_timer(ctx.clone()));
     let sweeper = tokio::task::spawn_local(timers::sweep_sessions(ctx.clone()));
     let interval = ctx.state.config.flush_interval;
     let batcher = (!interval.is_zero())
-        .then(|| tokio::task::spawn_local(write_pass::flush_every(ctx.clone(), interval)));
+        .then(|| tokio::task::spawn_local(write_pass::write_every_interval(ctx.clone(), interval)));
     let shutdown = ctx.state.shutdown.clone();
     loop {
         tokio::select! {
@@ -114,6 +114,6 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
     if let Some(b) = batcher {
         b.abort();
     }
-    flusher.abort();
-    timers::flush_once(&ctx);
+    metrics.abort();
+    timers::add_to_metrics(&ctx);
 }

@@ -90,16 +90,16 @@ pub(super) async fn sweep_sessions(ctx: Rc<ShardCtx>) {
 }
 
 /// The metrics timer.
-pub(super) async fn flush_metrics(ctx: Rc<ShardCtx>) {
+pub(super) async fn metrics_timer(ctx: Rc<ShardCtx>) {
     let mut timer = tokio::time::interval(FLUSH_EVERY);
     loop {
         timer.tick().await;
-        flush_once(&ctx);
+        add_to_metrics(&ctx);
     }
 }
 
 /// Adds what this shard counted since the last flush to the shared metrics.
-pub(super) fn flush_once(ctx: &ShardCtx) {
+pub(super) fn add_to_metrics(ctx: &ShardCtx) {
     let m = &ctx.state.metrics;
     let (messages, bytes) = ctx.counters.drain();
     m.messages_sent.inc_by(messages);

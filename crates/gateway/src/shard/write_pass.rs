@@ -44,7 +44,7 @@ async fn write_dirty(ctx: &ShardCtx, buffer: &mut Vec<Rc<Subscriber>>) {
                     .get(sub.owner())
                     .filter(|s| Rc::ptr_eq(&s.sub, sub))
                 {
-                    Some(session) => writer::flush_now(ctx, session, now),
+                    Some(session) => writer::write_queued(ctx, session, now),
                     // Ended during a yield (or not registered yet): its own task takes over.
                     None => sub.wake(),
                 }
@@ -99,7 +99,7 @@ fn route(ctx: &ShardCtx) -> usize {
 }
 
 /// Moves published ticks from this shard's inbox into subscriber queues, and writes them out
-/// (`flush_interval` zero) or leaves that to [`flush_every`].
+/// (`flush_interval` zero) or leaves that to [`write_every_interval`].
 ///
 /// Adaptive coalescing: a write pass that took D is followed by at least min(D,
 /// `adaptive_flush_max`) of routing only. The kernel's cost is per write, so when passes get long
@@ -142,7 +142,7 @@ pub(super) async fn dispatch(ctx: Rc<ShardCtx>) {
 
 /// With a non-zero `flush_interval`: writes queued ticks every interval, trading up to that much
 /// latency for fewer, fuller writes (the kernel's cost is per write, not per frame).
-pub(super) async fn flush_every(ctx: Rc<ShardCtx>, interval: Duration) {
+pub(super) async fn write_every_interval(ctx: Rc<ShardCtx>, interval: Duration) {
     let mut timer = tokio::time::interval(interval);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = Vec::new();
