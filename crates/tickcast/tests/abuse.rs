@@ -1,7 +1,7 @@
 //! Fault and abuse over real sockets: ping floods, slowloris handshakes, thousands of clients
 //! dropping at once, a client killed mid-frame, half-open connections found by the ping timeout,
 //! and a TCP feed that dies and returns. (Unmasked frames, reserved bits, invalid UTF-8, oversized
-//! and fragmented messages are in `protocol.rs`.) After each: a fresh client is served, the server
+//! and fragmented messages are in `server/protocol.rs`.) After each: a fresh client is served, the server
 //! holds no leftover session, and this process's RSS (the server runs in it) returns near its
 //! baseline. The tests take turns so one's memory does not count against another's.
 

@@ -1,11 +1,9 @@
 //! Protocol v1 end to end: subscribe, snapshot, live ticks, unsubscribe, every error reply, and the
 //! RFC 6455 close codes for protocol violations. Real server, real sockets, independent client.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::*;
 
 fn seq(v: &Value) -> u64 {
     v["seq"].as_u64().expect("seq")
@@ -58,12 +56,13 @@ async fn snapshot_on_subscribe_is_the_cached_latest_tick() {
     let mut c = Client::connect(&server).await;
     c.subscribe(&["ticker.AAPL", "ticker.NODATA"], 9).await;
     let snap = c.next_of_type("tick").await;
+    // The snapshot is the cache as it was at subscribe: no older than the tick waited for, no newer
+    // than what the cache holds now.
     let cached = last_seq(&server, "ticker.AAPL");
     assert!(
         seq(&snap) >= 3 && seq(&snap) <= cached,
         "snapshot {snap} cached {cached}"
     );
-    // The snapshot carries the very bytes /topics reports for that seq.
     let next = c.next_of_type("tick").await;
     assert_eq!(
         seq(&next),

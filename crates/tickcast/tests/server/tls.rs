@@ -4,12 +4,10 @@
 //! socket fills (the writer's TLS backpressure path), a client speaking plain HTTP to the TLS port
 //! (counted, and the server keeps serving), and the 1001 close at shutdown.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;

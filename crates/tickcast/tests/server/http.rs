@@ -1,9 +1,7 @@
 //! The HTTP surface: health, readiness, topic listing, metrics, the embedded dashboard.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_topics_metrics_and_dashboard() {

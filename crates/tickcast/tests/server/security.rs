@@ -3,14 +3,12 @@
 //! them, topic entitlements (`forbidden`), expiry at the upgrade (401) and while connected (1008),
 //! and the Origin allowlist (403). Real server, real sockets, independent client.
 
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::support::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use support::*;
 use tickcast::config::ApiKeySection;
 use tickcast_gateway::auth::Secret;
 use tokio_tungstenite::tungstenite;
