@@ -1,15 +1,36 @@
 //! The topic registry and the publish path.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use tickcast_core::{Frame, Seq, Topic, TsMicros};
+use tickcast_core::{Epoch, Frame, Seq, Topic, TsMicros};
 
+use crate::history::{HistoryLimits, Stored};
 use crate::inbox::{Published, ShardInbox};
 use crate::tap::BusTap;
-use crate::topic::{TopicId, TopicState};
+use crate::topic::{Store, TopicId, TopicState};
+
+/// How much history each topic keeps: a default, and overrides per channel (the part of the topic
+/// before the first `.`), e.g. little for `ticker`, more for `trade`.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryConfig {
+    /// For channels without an override.
+    pub default: HistoryLimits,
+    /// Per channel.
+    pub channels: Vec<(String, HistoryLimits)>,
+}
+
+impl HistoryConfig {
+    /// The limits of topics of `channel`.
+    pub fn for_channel(&self, channel: &str) -> HistoryLimits {
+        self.channels
+            .iter()
+            .find(|(c, _)| c == channel)
+            .map_or(self.default, |(_, l)| *l)
+    }
+}
 
 /// Sizes of the bus; see `config/tickcast.toml` for the operator-facing documentation.
 #[derive(Debug, Clone)]
@@ -24,6 +45,11 @@ pub struct BusConfig {
     /// Most topics that exist only because subscribers asked for them (no feed has claimed them
     /// yet); a subscribe that would create one more is refused.
     pub max_requested_topics: usize,
+    /// History kept per topic, for recovery.
+    pub history: HistoryConfig,
+    /// The epoch of every topic's seq space; `None` = a new one per bus (the seqs of a standalone
+    /// node restart with the process, so its epoch must too).
+    pub epoch: Option<Epoch>,
 }
 
 impl Default for BusConfig {
@@ -33,8 +59,19 @@ impl Default for BusConfig {
             inbox_capacity: 65_536,
             max_topics: 100_000,
             max_requested_topics: 10_000,
+            history: HistoryConfig::default(),
+            epoch: None,
         }
     }
+}
+
+/// A fresh epoch: from the wall clock and the process id, so two runs of the same node differ.
+fn fresh_epoch() -> Epoch {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    Epoch::from_seed(nanos ^ (u64::from(std::process::id()) << 40))
 }
 
 /// Who is asking for a topic: decides which limit a new topic counts against.
@@ -91,6 +128,13 @@ pub struct Bus {
     reaped: AtomicU64,
     published: AtomicU64,
     stale: AtomicU64,
+    /// Upstream gaps seen: a feed's seq skipped.
+    upstream_gaps: AtomicU64,
+    history: HistoryConfig,
+    epoch: Epoch,
+    /// Entries and bytes held by every topic's history.
+    history_entries: AtomicI64,
+    history_bytes: AtomicI64,
     /// Sees every accepted tick (set once, by an ingest node's NATS sink); a `OnceLock` so the
     /// publish path pays one atomic load when there is none.
     tap: OnceLock<Arc<dyn BusTap>>,
@@ -114,6 +158,11 @@ impl Bus {
             reaped: AtomicU64::new(0),
             published: AtomicU64::new(0),
             stale: AtomicU64::new(0),
+            upstream_gaps: AtomicU64::new(0),
+            history: config.history.clone(),
+            epoch: config.epoch.clone().unwrap_or_else(fresh_epoch),
+            history_entries: AtomicI64::new(0),
+            history_bytes: AtomicI64::new(0),
             tap: OnceLock::new(),
         })
     }
@@ -156,7 +205,13 @@ impl Bus {
         let entry = self.topics.entry(topic.clone()).or_insert_with(|| {
             created = true;
             count.fetch_add(1, Ordering::AcqRel);
-            Arc::new(TopicState::new(self.new_id(), topic.clone(), fed))
+            Arc::new(TopicState::new(
+                self.new_id(),
+                topic.clone(),
+                fed,
+                self.epoch.clone(),
+                self.history.for_channel(topic.channel()),
+            ))
         });
         let t = entry.clone();
         drop(entry);
@@ -247,6 +302,46 @@ impl Bus {
         removed
     }
 
+    /// Drops history entries past their age in every topic; call it periodically (a busy topic
+    /// also drops them as it publishes, so this only matters for topics gone quiet).
+    pub fn expire_history(&self, now: Instant) {
+        if self.history_entries.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for t in self.topics.iter() {
+            let freed = t.expire_history(now);
+            self.account_history(freed);
+        }
+    }
+
+    fn account_history(&self, change: Stored) {
+        if change != Stored::default() {
+            self.history_entries
+                .fetch_add(change.entries, Ordering::Relaxed);
+            self.history_bytes.fetch_add(change.bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Entries (ticks and upstream gap markers) held by every topic's history.
+    pub fn history_entries(&self) -> u64 {
+        self.history_entries.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Bytes held by every topic's history: frames plus per-entry bookkeeping.
+    pub fn history_bytes(&self) -> u64 {
+        self.history_bytes.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// The epoch new topics get.
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// Times a feed's seqs skipped (each announced to subscribers as an `upstream` gap).
+    pub fn upstream_gaps(&self) -> u64 {
+        self.upstream_gaps.load(Ordering::Relaxed)
+    }
+
     /// Looks up a topic without creating it.
     pub fn get(&self, topic: &str) -> Option<Arc<TopicState>> {
         self.topics.get(topic).map(|t| t.clone())
@@ -300,6 +395,7 @@ impl Bus {
         PublishBatch {
             bus: self,
             touched: 0,
+            now: None,
         }
     }
 
@@ -334,33 +430,58 @@ impl Bus {
 pub struct PublishBatch<'a> {
     bus: &'a Bus,
     touched: u64,
+    /// Read once per batch, for the history's age limit.
+    now: Option<Instant>,
 }
 
 impl PublishBatch<'_> {
-    /// Publishes `frame` (tick `seq` of `topic`): updates the last-value cache and pushes one entry into
-    /// the inbox of each shard that has a subscriber. A tick older than the cached one is dropped.
+    /// Publishes `frame` (tick `seq` of `topic`): updates the last-value cache and the history, and
+    /// pushes one entry into the inbox of each shard that has a subscriber (preceded by the
+    /// `upstream` gap marker when the seq skipped). A tick older than the cached one is dropped.
     pub fn publish(&mut self, topic: &TopicState, seq: Seq, ts: TsMicros, frame: Frame) {
         // Order matters: store the last value, then read the shard mask. A subscriber sets its shard's
-        // bit, then reads the last value; so it either sees this tick in the cache or gets it pushed
-        // (or both, and then its seq check drops the duplicate).
-        if !topic.store_last(seq, ts, &frame) {
-            self.bus.stale.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
+        // bit, then reads the last value (and history); so it either sees this tick in the cache or
+        // gets it pushed (or both, and then its seq check drops the duplicate).
+        let now = *self.now.get_or_insert_with(Instant::now);
+        let gap = match topic.store(seq, ts, &frame, now) {
+            Store::Stale => {
+                self.bus.stale.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Store::Stored { gap, history } => {
+                self.bus.account_history(history);
+                gap
+            }
+        };
         self.bus.published.fetch_add(1, Ordering::Relaxed);
         if let Some(tap) = self.bus.tap.get() {
             tap.published(topic, seq, ts, &frame);
+        }
+        if gap.is_some() {
+            self.bus.upstream_gaps.fetch_add(1, Ordering::Relaxed);
         }
         let mut mask = topic.shard_mask.load(Ordering::SeqCst);
         while mask != 0 {
             let shard = mask.trailing_zeros() as usize;
             mask &= mask - 1;
             if let Some(inbox) = self.bus.inboxes.get(shard) {
+                if let Some(gap) = &gap {
+                    // Its seq is the last one it covers, so a subscriber whose snapshot is past
+                    // the gap skips it as it skips older ticks.
+                    inbox.push(Published {
+                        topic: topic.id(),
+                        seq: Seq(seq.0 - 1),
+                        ts,
+                        frame: gap.clone(),
+                        marker: true,
+                    });
+                }
                 inbox.push(Published {
                     topic: topic.id(),
                     seq,
                     ts,
                     frame: frame.clone(),
+                    marker: false,
                 });
                 self.touched |= 1 << shard;
             }

@@ -19,6 +19,8 @@ pub struct Published {
     pub ts: TsMicros,
     /// The encoded frame, shared with every other shard and subscriber.
     pub frame: Frame,
+    /// An `upstream` gap marker (its seq is the last seq it covers), not a tick.
+    pub marker: bool,
 }
 
 /// Bounded multi-producer queue into one shard. Bounded so a stalled shard cannot grow memory without

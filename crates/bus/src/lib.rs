@@ -1,9 +1,11 @@
 //! tickcast-bus: moves encoded ticks from publishers to subscribers' outbound queues.
 //!
-//! Owns the topic registry with its last-value cache ([`TopicState`]), the publish path ([`Bus`],
+//! Owns the topic registry with its last-value cache, history and epoch ([`TopicState`]), the
+//! recovery of a reconnecting subscriber's missed ticks ([`TopicState::open`]), the publish path ([`Bus`],
 //! [`PublishBatch`]) that hands one encoded frame to every worker shard with subscribers, the
 //! single-threaded per-shard router ([`ShardRouter`]) that fans a frame out to that shard's
-//! subscribers, and the bounded per-subscriber queue with its overflow policy ([`OutQueue`]).
+//! subscribers, the bounded per-subscriber queue with its overflow policy and the `gap` markers
+//! that announce what the policy took away ([`OutQueue`]), and per-topic heartbeats.
 //!
 //! It does no I/O: sockets, the protocol and feeds live in other crates.
 //!
@@ -13,15 +15,19 @@
 #![forbid(unsafe_code)]
 
 mod bus;
+mod history;
 mod inbox;
 mod queue;
 mod router;
 mod tap;
 mod topic;
 
-pub use bus::{Bus, BusConfig, BusError, PublishBatch, TopicOrigin, TopicSnapshot};
+pub use bus::{
+    Bus, BusConfig, BusError, HistoryConfig, PublishBatch, TopicOrigin, TopicSnapshot,
+};
+pub use history::{HistoryLimits, ENTRY_OVERHEAD as HISTORY_ENTRY_OVERHEAD};
 pub use inbox::{Published, ShardInbox};
 pub use queue::{Advanced, OutQueue, OverflowPolicy, Pushed, QueueLimits, RoutedTick, SharedTick};
 pub use router::{Dirty, RouterStats, ShardRouter, Subscriber, SubscriberId};
 pub use tap::BusTap;
-pub use topic::{LastTick, TopicId, TopicState};
+pub use topic::{LastTick, Opening, TopicId, TopicState};

@@ -3,6 +3,12 @@
 //!
 //! The writer drains it in wire order: the remainder of a partly written frame, then control, then
 //! data, then conflated ticks. Per topic, ticks leave in seq order under every policy.
+//!
+//! No loss is silent: when the policy replaces (`conflate`) or drops (`drop_oldest`) a tick, the
+//! queue puts a `gap` marker for the lost seqs right before the next entry of that topic, and
+//! widens it if more are lost before it leaves. Markers are this subscriber's own frames, encoded
+//! only when the writer is about to send them ([`OutQueue::seal_gaps`]), so a lagging subscriber
+//! whose ticks are replaced at the feed's rate pays no encoding per replacement.
 
 use std::collections::VecDeque;
 #[cfg(test)]
@@ -12,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tickcast_core::prefetch::prefetch;
-use tickcast_core::{Frame, TsMicros};
+use tickcast_core::stream::gap_frame;
+use tickcast_core::{Frame, GapReason, Seq, Topic, TsMicros};
 
 use crate::topic::TopicId;
 
@@ -93,10 +100,28 @@ pub enum Pushed {
 pub struct RoutedTick {
     /// Its topic, for conflation and purging.
     pub topic: TopicId,
+    /// Its seq; for a gap marker, the last seq it covers.
+    pub seq: Seq,
     /// Ingest time, to measure tick-to-write latency when it leaves.
     pub ts: TsMicros,
-    /// The frame, serialized once.
+    /// The frame, serialized once (empty for a marker not sealed yet).
     pub frame: Frame,
+    /// A tick, or a gap marker.
+    pub kind: EntryKind,
+}
+
+/// What a queue entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A tick.
+    Tick,
+    /// A `gap` marker for seqs `from..=seq`.
+    Gap {
+        /// The first seq it covers.
+        from: Seq,
+        /// Why they are missing.
+        reason: GapReason,
+    },
 }
 
 /// A queue entry: one shard's shared handle on a [`RoutedTick`].
@@ -104,12 +129,55 @@ pub type SharedTick = Rc<RoutedTick>;
 
 impl RoutedTick {
     /// Wraps a tick for the queues of one shard.
-    pub fn shared(topic: TopicId, ts: TsMicros, frame: Frame) -> SharedTick {
-        Rc::new(RoutedTick { topic, ts, frame })
+    pub fn shared(topic: TopicId, seq: Seq, ts: TsMicros, frame: Frame) -> SharedTick {
+        Rc::new(RoutedTick {
+            topic,
+            seq,
+            ts,
+            frame,
+            kind: EntryKind::Tick,
+        })
+    }
+
+    /// Wraps a ready-made `upstream` gap marker for seqs up to `seq` for the queues of one shard.
+    pub fn upstream_gap(topic: TopicId, seq: Seq, ts: TsMicros, frame: Frame) -> SharedTick {
+        Rc::new(RoutedTick {
+            topic,
+            seq,
+            ts,
+            frame,
+            kind: EntryKind::Gap {
+                from: seq,
+                reason: GapReason::Upstream,
+            },
+        })
+    }
+
+    /// A marker for seqs `from..=to` of `topic`, owned by one queue and encoded when sealed.
+    fn unsealed_gap(topic: TopicId, from: Seq, to: Seq, reason: GapReason) -> SharedTick {
+        Rc::new(RoutedTick {
+            topic,
+            seq: to,
+            ts: TsMicros(0),
+            frame: Frame::empty(),
+            kind: EntryKind::Gap { from, reason },
+        })
     }
 
     fn len(&self) -> usize {
         self.frame.len()
+    }
+
+    fn is_tick(&self) -> bool {
+        self.kind == EntryKind::Tick
+    }
+
+    /// The seqs this entry stands for: `seq..=seq` for a tick.
+    fn range(&self) -> (Seq, Seq) {
+        match self.kind {
+            EntryKind::Tick => (self.seq, self.seq),
+            EntryKind::Gap { from, .. } => (from, self.seq),
+        }
     }
 }
 
@@ -150,6 +218,8 @@ pub struct OutQueue {
     control: VecDeque<Frame>,
     /// Set when the data lane overflowed; cleared when it drains. Drives `max_lag`.
     lagging_since: Option<Instant>,
+    /// Some gap marker waits to be encoded ([`seal_gaps`](Self::seal_gaps)).
+    unsealed: bool,
 }
 
 impl Default for OutQueue {
@@ -176,6 +246,7 @@ impl OutQueue {
             current: None,
             control: VecDeque::new(),
             lagging_since: None,
+            unsealed: false,
         }
     }
 
@@ -210,38 +281,168 @@ impl OutQueue {
         }
         match limits.policy {
             OverflowPolicy::Disconnect => Pushed::Disconnect,
-            OverflowPolicy::DropOldest => {
-                let mut dropped = 0;
-                while !self.data.is_empty()
-                    && (self.data.len() >= limits.max_frames
-                        || self.data_bytes() + tick.len() > limits.max_bytes)
-                {
-                    if let Some(old) = self.data.pop_front() {
-                        self.data_bytes -= old.len() as u32;
-                        dropped += 1;
-                    }
-                }
-                self.data_bytes += tick.len() as u32;
-                self.data.push_back(tick);
-                if dropped > 0 {
-                    Pushed::DroppedOldest(dropped)
-                } else {
-                    Pushed::Queued
-                }
+            OverflowPolicy::DropOldest => self.drop_oldest_for(limits, tick),
+            OverflowPolicy::Conflate => self.conflate(tick),
+        }
+    }
+
+    /// `drop_oldest`: drops from the front until `tick` fits, then announces what each topic lost
+    /// with a marker before that topic's next entry (or at the back, before its next tick).
+    fn drop_oldest_for(&mut self, limits: &QueueLimits, tick: SharedTick) -> Pushed {
+        let mut dropped = 0;
+        // (topic, first, last) lost: per topic a prefix of its queued seqs, so one range each.
+        let mut lost: Vec<(TopicId, Seq, Seq)> = Vec::new();
+        while !self.data.is_empty()
+            && (self.data.len() >= limits.max_frames
+                || self.data_bytes() + tick.len() > limits.max_bytes)
+        {
+            let Some(old) = self.data.pop_front() else {
+                break;
+            };
+            self.data_bytes -= old.len() as u32;
+            if old.is_tick() {
+                dropped += 1;
             }
-            OverflowPolicy::Conflate => {
-                self.conflating = true;
-                if let Some(slot) = self.conflated.iter_mut().find(|q| q.topic == tick.topic) {
-                    self.data_bytes = self.data_bytes - slot.len() as u32 + tick.len() as u32;
-                    *slot = tick;
-                    Pushed::Conflated
-                } else {
-                    self.data_bytes += tick.len() as u32;
-                    self.conflated.push(tick);
-                    Pushed::Queued
+            let (from, to) = old.range();
+            match lost.iter_mut().find(|l| l.0 == old.topic) {
+                Some(l) => {
+                    l.1 = l.1.min(from);
+                    l.2 = l.2.max(to);
                 }
+                None => lost.push((old.topic, from, to)),
             }
         }
+        for (topic, from, to) in lost {
+            self.announce_in_data(topic, from, to);
+        }
+        self.data_bytes += tick.len() as u32;
+        self.data.push_back(tick);
+        if dropped > 0 {
+            Pushed::DroppedOldest(dropped)
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// Puts a `dropped` marker for `from..=to` before the first queued entry of `topic`, merging
+    /// it into a marker that is already there.
+    fn announce_in_data(&mut self, topic: TopicId, from: Seq, to: Seq) {
+        let next = self.data.iter().position(|q| q.topic == topic);
+        match next {
+            Some(i) if !self.data[i].is_tick() => {
+                let (f, t) = self.data[i].range();
+                let merged =
+                    RoutedTick::unsealed_gap(topic, f.min(from), t.max(to), GapReason::Dropped);
+                self.data_bytes -= self.data[i].len() as u32;
+                self.data[i] = merged;
+            }
+            Some(i) => self.data.insert(
+                i,
+                RoutedTick::unsealed_gap(topic, from, to, GapReason::Dropped),
+            ),
+            None => self
+                .data
+                .push_back(RoutedTick::unsealed_gap(topic, from, to, GapReason::Dropped)),
+        }
+        self.unsealed = true;
+    }
+
+    /// `conflate`: keeps one pending tick per topic; a replaced tick's seq joins the `conflated`
+    /// marker in front of it.
+    fn conflate(&mut self, tick: SharedTick) -> Pushed {
+        self.conflating = true;
+        let slot = self
+            .conflated
+            .iter()
+            .position(|q| q.topic == tick.topic && q.is_tick());
+        let Some(mut i) = slot else {
+            self.data_bytes += tick.len() as u32;
+            self.conflated.push(tick);
+            return Pushed::Queued;
+        };
+        if !tick.is_tick() {
+            // An upstream marker behind a pending tick of its topic: replacing that tick (the only
+            // way a newer one gets here) makes a marker that covers this range too.
+            return Pushed::Conflated;
+        }
+        let lost_from = self.conflated[i].seq;
+        let lost_to = Seq(tick.seq.0.saturating_sub(1));
+        match self.conflated[..i]
+            .iter()
+            .position(|q| q.topic == tick.topic)
+        {
+            Some(m) => {
+                let (f, _) = self.conflated[m].range();
+                match Rc::get_mut(&mut self.conflated[m]) {
+                    // Ours and not encoded yet: widening it is two stores.
+                    Some(marker) if marker.frame.is_empty() => marker.seq = lost_to,
+                    _ => {
+                        self.data_bytes -= self.conflated[m].len() as u32;
+                        self.conflated[m] = RoutedTick::unsealed_gap(
+                            tick.topic,
+                            f.min(lost_from),
+                            lost_to,
+                            GapReason::Conflated,
+                        );
+                    }
+                }
+            }
+            None => {
+                self.conflated.insert(
+                    i,
+                    RoutedTick::unsealed_gap(tick.topic, lost_from, lost_to, GapReason::Conflated),
+                );
+                i += 1;
+            }
+        }
+        self.unsealed = true;
+        let slot = &mut self.conflated[i];
+        self.data_bytes = self.data_bytes - slot.len() as u32 + tick.len() as u32;
+        *slot = tick;
+        Pushed::Conflated
+    }
+
+    /// Whether some gap marker waits to be encoded: call [`seal_gaps`](Self::seal_gaps) before
+    /// writing.
+    #[inline]
+    pub fn has_unsealed_gaps(&self) -> bool {
+        self.unsealed
+    }
+
+    /// Encodes every gap marker not encoded yet, naming its topic with `name_of`; returns how many
+    /// it encoded per reason (conflated, dropped). A marker whose topic `name_of` does not know
+    /// (unsubscribed meanwhile) is removed.
+    pub fn seal_gaps(&mut self, name_of: impl Fn(TopicId) -> Option<Topic>) -> (u64, u64) {
+        if !std::mem::replace(&mut self.unsealed, false) {
+            return (0, 0);
+        }
+        let mut counts = (0, 0);
+        let mut added = 0usize;
+        let mut seal = |q: &mut SharedTick| -> bool {
+            let EntryKind::Gap { from, reason } = q.kind else {
+                return true;
+            };
+            if !q.frame.is_empty() {
+                return true;
+            }
+            let Some(name) = name_of(q.topic) else {
+                return false;
+            };
+            let Some(marker) = Rc::get_mut(q) else {
+                return true; // shared: an upstream marker, encoded at publish
+            };
+            marker.frame = gap_frame(&name, from, marker.seq, reason);
+            added += marker.frame.len();
+            match reason {
+                GapReason::Dropped => counts.1 += 1,
+                _ => counts.0 += 1,
+            }
+            true
+        };
+        self.data.retain_mut(&mut seal);
+        self.conflated.retain_mut(&mut seal);
+        self.data_bytes += added as u32;
+        counts
     }
 
     /// Marks the queue listed for the next write pass; false if it already was.

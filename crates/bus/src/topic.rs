@@ -1,10 +1,15 @@
-//! Per-topic shared state: identity, sequence counter, last-value cache and which shards listen.
+//! Per-topic shared state: identity, epoch, sequence counter, last-value cache, history, and which
+//! shards listen.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use tickcast_core::{Frame, Seq, Topic, TsMicros};
+use tickcast_core::stream::gap_frame;
+use tickcast_core::{Epoch, Frame, GapReason, NotRecovered, Seq, Topic, TsMicros};
+
+use crate::history::{History, HistoryLimits, Stored};
 
 /// Dense numeric id of a topic, used to index per-shard tables without hashing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,16 +26,51 @@ pub struct LastTick {
     pub frame: Frame,
 }
 
+/// What a topic's publish path guards with one lock: the latest tick, the history, and whether a
+/// feed serves the topic. One lock, so a subscriber that reads the latest seq and the history
+/// together sees them agree (the recovery race depends on it).
+#[derive(Debug)]
+struct Log {
+    last: Option<LastTick>,
+    history: History,
+    feed_up: bool,
+}
+
+/// How a new subscriber's stream of a topic starts ([`TopicState::open`]).
+#[derive(Debug)]
+pub struct Opening {
+    /// Ticks at or below this seq reached the subscriber through this opening; the live stream
+    /// goes on after it.
+    pub after: Seq,
+    /// What to queue first, oldest first: the missed ticks (and upstream `gap` markers) when
+    /// recovered, else the latest tick as the snapshot, if any.
+    pub frames: Vec<(TsMicros, Frame)>,
+    /// The recovery's outcome, when one was asked for.
+    pub recovery: Option<Result<(), NotRecovered>>,
+}
+
+/// What [`TopicState::store`] did with a tick.
+#[derive(Debug)]
+pub(crate) enum Store {
+    /// Not newer than the latest tick: dropped.
+    Stale,
+    /// Stored; `gap` is the `upstream` marker when the tick's seq skipped past the latest + 1.
+    Stored { gap: Option<Frame>, history: Stored },
+}
+
 /// Everything the bus knows about one topic; shared by publishers and shards.
 #[derive(Debug)]
 pub struct TopicState {
     id: TopicId,
     topic: Topic,
+    /// The seq space this topic's seqs belong to.
+    epoch: Epoch,
     /// Next seq handed out by [`TopicState::next_seq`]; per topic, so several feeds agree.
     seq: AtomicU64,
-    /// Last-value cache. A mutex rather than an atomic pointer so storing a frame allocates nothing;
-    /// it is held for a refcount bump, by one publisher and the rare subscribe.
-    last: Mutex<Option<LastTick>>,
+    /// Last-value cache and history. A mutex rather than an atomic pointer so storing a frame
+    /// allocates nothing; it is held for a refcount bump and a ring push, by one publisher and the
+    /// rare subscribe.
+    log: Mutex<Log>,
     /// Bit i set = shard i has at least one subscriber; publishers skip the others.
     pub(crate) shard_mask: AtomicU64,
     /// Whether a feed has claimed this topic. A topic only subscribers asked for is "requested": it
@@ -41,12 +81,23 @@ pub struct TopicState {
 }
 
 impl TopicState {
-    pub(crate) fn new(id: TopicId, topic: Topic, fed: bool) -> Self {
+    pub(crate) fn new(
+        id: TopicId,
+        topic: Topic,
+        fed: bool,
+        epoch: Epoch,
+        history: HistoryLimits,
+    ) -> Self {
         Self {
             id,
             topic,
+            epoch,
             seq: AtomicU64::new(0),
-            last: Mutex::new(None),
+            log: Mutex::new(Log {
+                last: None,
+                history: History::new(history),
+                feed_up: fed,
+            }),
             shard_mask: AtomicU64::new(0),
             fed: AtomicBool::new(fed),
             idle_since: Mutex::new(None),
@@ -63,12 +114,36 @@ impl TopicState {
         !self.fed.swap(true, Ordering::AcqRel)
     }
 
+    fn log(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether a tick has been published (the last-value cache is filled).
     pub fn has_data(&self) -> bool {
-        self.last
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.log().last.is_some()
+    }
+
+    /// The seq space of this topic.
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// Whether a feed serves this topic: set by every publish, cleared by
+    /// [`set_feed_down`](Self::set_feed_down) when the feed that published it goes away.
+    pub fn feed_up(&self) -> bool {
+        self.log().feed_up
+    }
+
+    /// Marks the topic as no longer served (its feed disconnected or stopped); the next publish
+    /// marks it served again. Heartbeats carry it as `feed_up`.
+    pub fn set_feed_down(&self) {
+        self.log().feed_up = false;
+    }
+
+    /// Ticks and bytes the history holds now.
+    pub fn history_usage(&self) -> (usize, usize) {
+        let log = self.log();
+        (log.history.len(), log.history.bytes())
     }
 
     /// The dense id.
@@ -93,21 +168,84 @@ impl TopicState {
 
     /// The cached latest tick, if any.
     pub fn last(&self) -> Option<LastTick> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.log().last.clone()
     }
 
-    /// Stores `frame` as the latest tick unless a newer one is there; returns whether it was newer.
-    pub(crate) fn store_last(&self, seq: Seq, ts: TsMicros, frame: &Frame) -> bool {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.as_ref().is_some_and(|l| l.seq >= seq) {
-            return false;
+    /// Stores `frame` as the latest tick and in the history, unless a newer one is there. A seq
+    /// past the latest + 1 means the feed lost ticks: the `upstream` gap marker is made here, once,
+    /// and kept in the history too, so live subscribers and recovering ones are both told.
+    pub(crate) fn store(&self, seq: Seq, ts: TsMicros, frame: &Frame, now: Instant) -> Store {
+        let mut log = self.log();
+        let prev = log.last.as_ref().map(|l| l.seq);
+        if prev.is_some_and(|p| p >= seq) {
+            return Store::Stale;
         }
-        *last = Some(LastTick {
+        let gap = prev
+            .filter(|p| p.0 + 1 < seq.0)
+            .map(|p| gap_frame(&self.topic, p.next(), Seq(seq.0 - 1), GapReason::Upstream));
+        let mut history = Stored::default();
+        if let Some(g) = &gap {
+            history += log.history.push_gap(prev.unwrap_or_default().next(), seq, g, now);
+        }
+        history += log.history.push(seq, ts, frame, now);
+        log.last = Some(LastTick {
             seq,
             ts,
             frame: frame.clone(),
         });
-        true
+        log.feed_up = true;
+        Store::Stored { gap, history }
+    }
+
+    /// How a new subscriber's stream starts: from the history after `since` (when given, its
+    /// epoch is this topic's, and the history still holds every seq after it), else from the
+    /// latest tick. Read under the lock that publishing takes, so together with the subscriber's
+    /// shard bit being set first, every tick is either in the returned frames or pushed live after
+    /// `after`, never both and never neither.
+    pub fn open(&self, since: Option<(Seq, &Epoch)>, now: Instant) -> Opening {
+        let log = self.log();
+        let last = log.last.as_ref();
+        let after = last.map(|l| l.seq).unwrap_or_default();
+        let snapshot = || last.map(|l| vec![(l.ts, l.frame.clone())]).unwrap_or_default();
+        let Some((from, epoch)) = since else {
+            return Opening {
+                after,
+                frames: snapshot(),
+                recovery: None,
+            };
+        };
+        let outcome = if *epoch != self.epoch {
+            Err(NotRecovered::EpochChanged)
+        } else if from == after {
+            Ok(Vec::new())
+        } else if from > after {
+            // A seq this topic never issued in this epoch: nothing to recover it from.
+            Err(NotRecovered::NoHistory)
+        } else {
+            log.history.after(from, now)
+        };
+        match outcome {
+            Ok(frames) => Opening {
+                after,
+                frames,
+                recovery: Some(Ok(())),
+            },
+            Err(why) => Opening {
+                after,
+                frames: snapshot(),
+                recovery: Some(Err(why)),
+            },
+        }
+    }
+
+    /// Drops history entries older than the topic's `history_ttl`; returns what was freed.
+    pub(crate) fn expire_history(&self, now: Instant) -> Stored {
+        self.log().history.expire(now)
+    }
+
+    /// The history bounds this topic was created with.
+    pub fn history_limits(&self) -> HistoryLimits {
+        self.log().history.limits()
     }
 
     /// Whether any shard has a subscriber.

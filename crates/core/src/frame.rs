@@ -93,6 +93,11 @@ pub fn write_header(opcode: OpCode, payload_len: usize, head: &mut [u8; 10]) -> 
 }
 
 impl Frame {
+    /// No bytes at all: a placeholder for a frame not encoded yet.
+    pub const fn empty() -> Frame {
+        Frame(Bytes::new())
+    }
+
     /// Frames `payload` with the given opcode.
     pub fn new(opcode: OpCode, payload: &[u8]) -> Frame {
         let mut head = [0u8; 10];

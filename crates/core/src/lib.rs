@@ -2,7 +2,8 @@
 //!
 //! Owns the tick model ([`Tick`], [`Seq`], [`TsMicros`], [`Price`]), [`Topic`] validation, the frame
 //! codec that serializes a tick once into a complete, unmasked RFC 6455 text frame ([`Frame`]), the
-//! client protocol v1 (parsing requests, encoding replies), and the inbound frame-boundary tracker
+//! client protocol (parsing requests, encoding replies; the v2 epochs, gap markers and heartbeats in
+//! [`stream`]), and the inbound frame-boundary tracker
 //! ([`wire`]).
 //!
 //! It does no I/O and knows nothing about sockets, subscribers or feeds: the bus, the ingesters and the
@@ -13,11 +14,13 @@ pub mod frame;
 pub mod json;
 pub mod prefetch;
 pub mod protocol;
+pub mod stream;
 pub mod tick;
 pub mod topic;
 pub mod wire;
 
 pub use frame::{CloseCode, Frame};
 pub use protocol::{ClientRequest, ProtocolError, RequestId, ServerReply};
+pub use stream::{Epoch, GapReason, NotRecovered};
 pub use tick::{Price, Seq, Size, Tick, TsMicros};
 pub use topic::{Topic, TopicError};

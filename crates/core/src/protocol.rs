@@ -1,4 +1,6 @@
-//! Client protocol v1: parsing what clients send and encoding what the server answers.
+//! The client protocol: parsing what clients send and encoding what the server answers. Protocol
+//! v2 adds to v1 without changing it: `since` and `heartbeat_ms` on subscribe, `epochs` and
+//! `recovery` in its ack, and the `invalid_field` error.
 //!
 //! Requests are small JSON text messages parsed in place with simd-json. Every way a request can be
 //! wrong maps to a [`ProtocolError`] whose [`code`](ProtocolError::code) and message go back to the
@@ -9,7 +11,29 @@ use simd_json::BorrowedValue;
 
 use crate::frame::Frame;
 use crate::json;
+use crate::stream::{Epoch, NotRecovered};
+use crate::tick::Seq;
 use crate::topic::{Topic, TopicError};
+
+/// Where a client's copy of a topic stopped: recover every tick after `seq` of `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    /// The topic.
+    pub topic: Topic,
+    /// The last seq the client has.
+    pub seq: Seq,
+    /// The epoch that seq belongs to.
+    pub epoch: Epoch,
+}
+
+/// What a subscribe asks for besides the topics (protocol v2); all optional.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubscribeOptions {
+    /// Topics to recover from a seq instead of starting with the snapshot.
+    pub since: Vec<Since>,
+    /// Send a `heartbeat` for each of these topics that had no tick for this long.
+    pub heartbeat_ms: Option<u64>,
+}
 
 /// A client's request id, kept as the JSON text it arrived as so it is echoed back exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,10 +49,12 @@ impl RequestId {
 /// A well-formed client request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientRequest {
-    /// Start receiving these topics (a snapshot of each follows the ack).
+    /// Start receiving these topics (a snapshot of each follows the ack, or the ticks missed since
+    /// the seq in `options.since`).
     Subscribe {
         topics: Vec<Topic>,
         id: Option<RequestId>,
+        options: SubscribeOptions,
     },
     /// Stop receiving these topics.
     Unsubscribe {
@@ -71,11 +97,15 @@ pub enum ProtocolErrorKind {
     /// were subscribed).
     #[error("not entitled to {}", forbidden_list(.topics))]
     Forbidden { topics: Vec<String> },
+    /// A field of a well-formed request has a value the server cannot use; `field` names it
+    /// (e.g. `since.ticker.AAPL.seq`) and the reply carries it.
+    #[error("{field}: {problem}")]
+    InvalidField { field: String, problem: String },
 }
 
 impl ProtocolErrorKind {
     /// Every error code, for documentation and metrics labels.
-    pub const CODES: [&'static str; 9] = [
+    pub const CODES: [&'static str; 10] = [
         "bad_json",
         "bad_request",
         "unknown_op",
@@ -85,6 +115,7 @@ impl ProtocolErrorKind {
         "binary_not_supported",
         "rate_limited",
         "forbidden",
+        "invalid_field",
     ];
 }
 
@@ -131,6 +162,7 @@ impl ProtocolError {
             ProtocolErrorKind::BinaryNotSupported => "binary_not_supported",
             ProtocolErrorKind::RateLimited { .. } => "rate_limited",
             ProtocolErrorKind::Forbidden { .. } => "forbidden",
+            ProtocolErrorKind::InvalidField { .. } => "invalid_field",
         }
     }
 
@@ -139,6 +171,10 @@ impl ProtocolError {
         ServerReply::Error {
             code: self.code(),
             message: &self.kind.to_string(),
+            field: match &self.kind {
+                ProtocolErrorKind::InvalidField { field, .. } => Some(field),
+                _ => None,
+            },
             id: self.id.as_ref(),
         }
         .to_frame()
@@ -175,13 +211,21 @@ impl ClientRequest {
                 .ok_or_else(|| with_id(ProtocolErrorKind::BadRequest("\"op\" must be a string")))?,
         };
         match op {
-            "subscribe" | "unsubscribe" => {
+            "subscribe" => {
                 let topics = parse_topics(obj.get("topics")).map_err(with_id)?;
-                Ok(if op == "subscribe" {
-                    ClientRequest::Subscribe { topics, id }
-                } else {
-                    ClientRequest::Unsubscribe { topics, id }
+                let options = SubscribeOptions {
+                    since: parse_since(obj.get("since"), &topics).map_err(with_id)?,
+                    heartbeat_ms: parse_heartbeat(obj.get("heartbeat_ms")).map_err(with_id)?,
+                };
+                Ok(ClientRequest::Subscribe {
+                    topics,
+                    id,
+                    options,
                 })
+            }
+            "unsubscribe" => {
+                let topics = parse_topics(obj.get("topics")).map_err(with_id)?;
+                Ok(ClientRequest::Unsubscribe { topics, id })
             }
             "ping" => Ok(ClientRequest::Ping { id }),
             other => {
@@ -244,14 +288,88 @@ fn parse_topics(v: Option<&BorrowedValue<'_>>) -> Result<Vec<Topic>, ProtocolErr
     Ok(topics)
 }
 
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ProtocolErrorKind {
+    ProtocolErrorKind::InvalidField {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+/// `since`: an object of topic → `{"seq": n, "epoch": "..."}`, each topic one of `topics`.
+fn parse_since(
+    v: Option<&BorrowedValue<'_>>,
+    topics: &[Topic],
+) -> Result<Vec<Since>, ProtocolErrorKind> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let obj = v.as_object().ok_or_else(|| {
+        invalid(
+            "since",
+            "must be an object of topic -> {\"seq\": n, \"epoch\": \"...\"}",
+        )
+    })?;
+    let mut out = Vec::with_capacity(obj.len());
+    for (name, pos) in obj.iter() {
+        let shown: String = name.chars().take(80).collect();
+        let field = |f: &str| format!("since.{shown}{f}");
+        let topic = topics
+            .iter()
+            .find(|t| t.as_str() == name.as_ref())
+            .ok_or_else(|| invalid(field(""), "names a topic this request does not subscribe to"))?;
+        let pos = pos
+            .as_object()
+            .ok_or_else(|| invalid(field(""), "must be {\"seq\": n, \"epoch\": \"...\"}"))?;
+        let seq = pos
+            .get("seq")
+            .ok_or_else(|| invalid(field(".seq"), "is missing"))?
+            .as_u64()
+            .ok_or_else(|| invalid(field(".seq"), "must be an integer >= 0"))?;
+        let epoch = pos
+            .get("epoch")
+            .ok_or_else(|| invalid(field(".epoch"), "is missing"))?
+            .as_str()
+            .ok_or_else(|| invalid(field(".epoch"), "must be a string"))?;
+        let epoch = Epoch::new(epoch).map_err(|e| invalid(field(".epoch"), e.to_string()))?;
+        out.push(Since {
+            topic: topic.clone(),
+            seq: Seq(seq),
+            epoch,
+        });
+    }
+    Ok(out)
+}
+
+/// `heartbeat_ms`: a positive integer; its bounds are the server's configuration.
+fn parse_heartbeat(v: Option<&BorrowedValue<'_>>) -> Result<Option<u64>, ProtocolErrorKind> {
+    let Some(v) = v else { return Ok(None) };
+    match v.as_u64() {
+        Some(ms) if ms > 0 => Ok(Some(ms)),
+        _ => Err(invalid(
+            "heartbeat_ms",
+            "must be a positive integer of milliseconds",
+        )),
+    }
+}
+
+/// The outcome of one topic's recovery, for the `recovery` object of the ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The topic.
+    pub topic: Topic,
+    /// `Ok` = the missed ticks follow; `Err` = they cannot, and the snapshot follows instead.
+    pub outcome: Result<(), NotRecovered>,
+}
+
 /// A reply the server sends on the priority lane (never dropped by backpressure).
 #[derive(Debug)]
 pub enum ServerReply<'a> {
     /// Ack of a subscribe; `pending` lists the topics that have no data yet (their first tick
-    /// follows when a feed publishes it), and is left out when empty.
+    /// follows when a feed publishes it), and is left out when empty. `epochs` names the seq space
+    /// of each topic; `recovery` answers the request's `since`, and is left out without one.
     Subscribed {
         topics: &'a [Topic],
         pending: &'a [Topic],
+        epochs: &'a [(Topic, Epoch)],
+        recovery: &'a [Recovery],
         id: Option<&'a RequestId>,
     },
     /// Ack of an unsubscribe.
@@ -265,6 +383,8 @@ pub enum ServerReply<'a> {
     Error {
         code: &'a str,
         message: &'a str,
+        /// The field at fault, for `invalid_field`.
+        field: Option<&'a str>,
         id: Option<&'a RequestId>,
     },
 }
@@ -277,6 +397,8 @@ impl ServerReply<'_> {
             ServerReply::Subscribed {
                 topics,
                 pending,
+                epochs,
+                recovery,
                 id,
             } => {
                 out.extend_from_slice(b"{\"type\":\"subscribed\",\"topics\":");
@@ -284,6 +406,36 @@ impl ServerReply<'_> {
                 if !pending.is_empty() {
                     out.extend_from_slice(b",\"pending\":");
                     json::write_str_array(&mut out, pending);
+                }
+                if !epochs.is_empty() {
+                    out.extend_from_slice(b",\"epochs\":{");
+                    for (i, (topic, epoch)) in epochs.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        json::write_str(&mut out, topic.as_str());
+                        out.push(b':');
+                        json::write_str(&mut out, epoch.as_str());
+                    }
+                    out.push(b'}');
+                }
+                if !recovery.is_empty() {
+                    out.extend_from_slice(b",\"recovery\":{");
+                    for (i, r) in recovery.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        json::write_str(&mut out, r.topic.as_str());
+                        match r.outcome {
+                            Ok(()) => out.extend_from_slice(b":{\"recovered\":true}"),
+                            Err(why) => {
+                                out.extend_from_slice(b":{\"recovered\":false,\"reason\":\"");
+                                out.extend_from_slice(why.as_str().as_bytes());
+                                out.extend_from_slice(b"\"}");
+                            }
+                        }
+                    }
+                    out.push(b'}');
                 }
                 id
             }
@@ -296,11 +448,20 @@ impl ServerReply<'_> {
                 out.extend_from_slice(b"{\"type\":\"pong\"");
                 id
             }
-            ServerReply::Error { code, message, id } => {
+            ServerReply::Error {
+                code,
+                message,
+                field,
+                id,
+            } => {
                 out.extend_from_slice(b"{\"type\":\"error\",\"code\":");
                 json::write_str(&mut out, code);
                 out.extend_from_slice(b",\"message\":");
                 json::write_str(&mut out, message);
+                if let Some(field) = field {
+                    out.extend_from_slice(b",\"field\":");
+                    json::write_str(&mut out, field);
+                }
                 id
             }
         };
@@ -336,7 +497,7 @@ mod tests {
             r#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT","ticker.AAPL"],"id":1}"#,
         )
         .unwrap();
-        let ClientRequest::Subscribe { topics, id } = r else {
+        let ClientRequest::Subscribe { topics, id, .. } = r else {
             panic!("{r:?}")
         };
         assert_eq!(topics.len(), 2, "duplicates collapse");
@@ -415,6 +576,8 @@ mod tests {
         let f = ServerReply::Subscribed {
             topics: &topics,
             pending: &[],
+            epochs: &[],
+            recovery: &[],
             id: id.as_ref(),
         }
         .to_frame();
@@ -425,6 +588,8 @@ mod tests {
         let f = ServerReply::Subscribed {
             topics: &topics,
             pending: &topics,
+            epochs: &[],
+            recovery: &[],
             id: None,
         }
         .to_frame();
@@ -432,7 +597,63 @@ mod tests {
             f.payload(),
             br#"{"type":"subscribed","topics":["ticker.AAPL"],"pending":["ticker.AAPL"]}"#
         );
+        let epoch = Epoch::new("k3f9").unwrap();
+        let f = ServerReply::Subscribed {
+            topics: &topics,
+            pending: &[],
+            epochs: &[(topics[0].clone(), epoch)],
+            recovery: &[Recovery {
+                topic: topics[0].clone(),
+                outcome: Err(NotRecovered::TooOld),
+            }],
+            id: None,
+        }
+        .to_frame();
+        assert_eq!(
+            f.payload(),
+            br#"{"type":"subscribed","topics":["ticker.AAPL"],"epochs":{"ticker.AAPL":"k3f9"},"recovery":{"ticker.AAPL":{"recovered":false,"reason":"too_old"}}}"#
+        );
         let f = ServerReply::Pong { id: None }.to_frame();
         assert_eq!(f.payload(), br#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn parses_since_and_heartbeat() {
+        let r = parse(
+            r#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT"],"since":{"ticker.AAPL":{"seq":1234,"epoch":"k3f9"}},"heartbeat_ms":1000,"id":7}"#,
+        )
+        .unwrap();
+        let ClientRequest::Subscribe { options, .. } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(options.heartbeat_ms, Some(1000));
+        assert_eq!(options.since.len(), 1);
+        assert_eq!(options.since[0].topic.as_str(), "ticker.AAPL");
+        assert_eq!(options.since[0].seq, Seq(1234));
+        assert_eq!(options.since[0].epoch.as_str(), "k3f9");
+    }
+
+    #[test]
+    fn malformed_since_or_heartbeat_names_the_field() {
+        let cases = [
+            (r#""since":5"#, "since"),
+            (r#""since":{"ticker.X":{"seq":1,"epoch":"e"}}"#, "since.ticker.X"),
+            (r#""since":{"ticker.AAPL":7}"#, "since.ticker.AAPL"),
+            (r#""since":{"ticker.AAPL":{"epoch":"e"}}"#, "since.ticker.AAPL.seq"),
+            (r#""since":{"ticker.AAPL":{"seq":-1,"epoch":"e"}}"#, "since.ticker.AAPL.seq"),
+            (r#""since":{"ticker.AAPL":{"seq":1}}"#, "since.ticker.AAPL.epoch"),
+            (r#""since":{"ticker.AAPL":{"seq":1,"epoch":"a b"}}"#, "since.ticker.AAPL.epoch"),
+            (r#""heartbeat_ms":0"#, "heartbeat_ms"),
+            (r#""heartbeat_ms":"1s""#, "heartbeat_ms"),
+        ];
+        for (extra, field) in cases {
+            let text = format!(r#"{{"op":"subscribe","topics":["ticker.AAPL"],{extra},"id":3}}"#);
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.code(), "invalid_field", "{text}");
+            let v = json_of(&e.to_frame());
+            assert_eq!(v["field"], field, "{text}");
+            assert_eq!(v["id"], 3, "{text}");
+            assert!(v["message"].as_str().unwrap().starts_with(field), "{v}");
+        }
     }
 }
