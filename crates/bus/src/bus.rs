@@ -318,7 +318,8 @@ impl Bus {
         if change != Stored::default() {
             self.history_entries
                 .fetch_add(change.entries, Ordering::Relaxed);
-            self.history_bytes.fetch_add(change.bytes, Ordering::Relaxed);
+            self.history_bytes
+                .fetch_add(change.bytes, Ordering::Relaxed);
         }
     }
 
@@ -465,7 +466,7 @@ impl PublishBatch<'_> {
             let shard = mask.trailing_zeros() as usize;
             mask &= mask - 1;
             if let Some(inbox) = self.bus.inboxes.get(shard) {
-                if let Some(gap) = &gap {
+                if let Some((from, gap)) = &gap {
                     // Its seq is the last one it covers, so a subscriber whose snapshot is past
                     // the gap skips it as it skips older ticks.
                     inbox.push(Published {
@@ -473,7 +474,7 @@ impl PublishBatch<'_> {
                         seq: Seq(seq.0 - 1),
                         ts,
                         frame: gap.clone(),
-                        marker: true,
+                        gap_from: Some(*from),
                     });
                 }
                 inbox.push(Published {
@@ -481,7 +482,7 @@ impl PublishBatch<'_> {
                     seq,
                     ts,
                     frame: frame.clone(),
-                    marker: false,
+                    gap_from: None,
                 });
                 self.touched |= 1 << shard;
             }

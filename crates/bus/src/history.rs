@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::ops::AddAssign;
 use std::time::{Duration, Instant};
 
-use tickcast_core::{Frame, NotRecovered, Seq, TsMicros};
+use tickcast_core::{Frame, NotRecovered, Seq};
 
 /// Bounds of one topic's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -16,14 +16,33 @@ pub struct HistoryLimits {
     pub ttl: Duration,
 }
 
-/// One kept frame: a tick (`from == seq`) or an `upstream` gap marker for seqs `from..=seq`.
+/// One kept frame: a tick, or an `upstream` gap marker.
 #[derive(Debug)]
 struct Entry {
-    from: Seq,
+    /// Its seq (for a marker, the last seq it covers).
     seq: Seq,
-    ts: TsMicros,
+    /// For a marker, the first seq it covers.
+    gap_from: Option<Seq>,
+    /// When it was kept, for the age limit.
     at: Instant,
     frame: Frame,
+}
+
+impl Entry {
+    fn first(&self) -> Seq {
+        self.gap_from.unwrap_or(self.seq)
+    }
+}
+
+/// One frame a recovery replays: a tick, or an `upstream` gap marker, as live subscribers got it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replayed {
+    /// Its seq (for a marker, the last seq it covers).
+    pub seq: Seq,
+    /// For an `upstream` gap marker, the first seq it covers; `None` for a tick.
+    pub gap_from: Option<Seq>,
+    /// The frame.
+    pub frame: Frame,
 }
 
 /// Bytes one entry costs besides its frame.
@@ -75,16 +94,16 @@ impl History {
     }
 
     /// Keeps tick `seq`.
-    pub(crate) fn push(&mut self, seq: Seq, ts: TsMicros, frame: &Frame, now: Instant) -> Stored {
-        self.keep(seq, seq, ts, frame, now)
+    pub(crate) fn push(&mut self, seq: Seq, frame: &Frame, now: Instant) -> Stored {
+        self.keep(seq, None, frame, now)
     }
 
-    /// Keeps the `upstream` marker for the seqs between `from` and `next` (exclusive).
-    pub(crate) fn push_gap(&mut self, from: Seq, next: Seq, frame: &Frame, now: Instant) -> Stored {
-        self.keep(from, Seq(next.0 - 1), TsMicros(0), frame, now)
+    /// Keeps the `upstream` marker for seqs `from..=to`.
+    pub(crate) fn push_gap(&mut self, from: Seq, to: Seq, frame: &Frame, now: Instant) -> Stored {
+        self.keep(to, Some(from), frame, now)
     }
 
-    fn keep(&mut self, from: Seq, seq: Seq, ts: TsMicros, frame: &Frame, now: Instant) -> Stored {
+    fn keep(&mut self, seq: Seq, gap_from: Option<Seq>, frame: &Frame, now: Instant) -> Stored {
         if self.limits.size == 0 {
             return Stored::default();
         }
@@ -94,9 +113,8 @@ impl History {
         }
         let cost = frame.len() + ENTRY_OVERHEAD;
         self.entries.push_back(Entry {
-            from,
             seq,
-            ts,
+            gap_from,
             at: now,
             frame: frame.clone(),
         });
@@ -142,11 +160,7 @@ impl History {
     /// Every frame after seq `from`, oldest first, if the history still holds all of them (its
     /// oldest live entry starts at or before `from + 1`). The caller has checked that `from` is
     /// below the latest seq.
-    pub(crate) fn after(
-        &self,
-        from: Seq,
-        now: Instant,
-    ) -> Result<Vec<(TsMicros, Frame)>, NotRecovered> {
+    pub(crate) fn after(&self, from: Seq, now: Instant) -> Result<Vec<Replayed>, NotRecovered> {
         if self.limits.size == 0 {
             return Err(NotRecovered::NoHistory);
         }
@@ -155,13 +169,17 @@ impl History {
         let mut first = true;
         for e in live {
             if first {
-                if e.from > from.next() {
+                if e.first() > from.next() {
                     return Err(NotRecovered::TooOld);
                 }
                 first = false;
             }
             if e.seq > from {
-                frames.push((e.ts, e.frame.clone()));
+                frames.push(Replayed {
+                    seq: e.seq,
+                    gap_from: e.gap_from,
+                    frame: e.frame.clone(),
+                });
             }
         }
         if first {
@@ -179,17 +197,17 @@ mod tests {
         Frame::text(format!("{{\"seq\":{seq}}}").as_bytes())
     }
 
-    fn seqs(frames: &[(TsMicros, Frame)]) -> Vec<String> {
+    fn seqs(frames: &[Replayed]) -> Vec<String> {
         frames
             .iter()
-            .map(|(_, f)| String::from_utf8_lossy(f.payload()).into_owned())
+            .map(|r| String::from_utf8_lossy(r.frame.payload()).into_owned())
             .collect()
     }
 
     fn filled(size: usize, ttl: Duration, n: u64, now: Instant) -> History {
         let mut h = History::new(HistoryLimits { size, ttl });
         for s in 1..=n {
-            h.push(Seq(s), TsMicros(s), &frame(s), now);
+            h.push(Seq(s), &frame(s), now);
         }
         h
     }
@@ -222,8 +240,8 @@ mod tests {
         let t0 = Instant::now();
         let ttl = Duration::from_secs(10);
         let mut h = History::new(HistoryLimits { size: 100, ttl });
-        h.push(Seq(1), TsMicros(1), &frame(1), t0);
-        h.push(Seq(2), TsMicros(2), &frame(2), t0 + Duration::from_secs(5));
+        h.push(Seq(1), &frame(1), t0);
+        h.push(Seq(2), &frame(2), t0 + Duration::from_secs(5));
         let later = t0 + Duration::from_secs(12);
         assert_eq!(h.after(Seq(0), later), Err(NotRecovered::TooOld));
         assert_eq!(seqs(&h.after(Seq(1), later).unwrap()), ["{\"seq\":2}"]);
@@ -240,8 +258,8 @@ mod tests {
         let now = Instant::now();
         let mut h = filled(10, Duration::ZERO, 3, now);
         let marker = Frame::text(b"gap 4..5");
-        h.push_gap(Seq(4), Seq(6), &marker, now);
-        h.push(Seq(6), TsMicros(6), &frame(6), now);
+        h.push_gap(Seq(4), Seq(5), &marker, now);
+        h.push(Seq(6), &frame(6), now);
         assert_eq!(
             seqs(&h.after(Seq(3), now).unwrap()),
             ["gap 4..5", "{\"seq\":6}"]

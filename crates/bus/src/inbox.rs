@@ -19,8 +19,9 @@ pub struct Published {
     pub ts: TsMicros,
     /// The encoded frame, shared with every other shard and subscriber.
     pub frame: Frame,
-    /// An `upstream` gap marker (its seq is the last seq it covers), not a tick.
-    pub marker: bool,
+    /// For an `upstream` gap marker (its seq is then the last seq it covers), the first seq it
+    /// covers; `None` for a tick.
+    pub gap_from: Option<Seq>,
 }
 
 /// Bounded multi-producer queue into one shard. Bounded so a stalled shard cannot grow memory without

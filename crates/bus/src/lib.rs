@@ -22,9 +22,7 @@ mod router;
 mod tap;
 mod topic;
 
-pub use bus::{
-    Bus, BusConfig, BusError, HistoryConfig, PublishBatch, TopicOrigin, TopicSnapshot,
-};
+pub use bus::{Bus, BusConfig, BusError, HistoryConfig, PublishBatch, TopicOrigin, TopicSnapshot};
 pub use history::{HistoryLimits, ENTRY_OVERHEAD as HISTORY_ENTRY_OVERHEAD};
 pub use inbox::{Published, ShardInbox};
 pub use queue::{Advanced, OutQueue, OverflowPolicy, Pushed, QueueLimits, RoutedTick, SharedTick};

@@ -102,7 +102,8 @@ pub struct RoutedTick {
     pub topic: TopicId,
     /// Its seq; for a gap marker, the last seq it covers.
     pub seq: Seq,
-    /// Ingest time, to measure tick-to-write latency when it leaves.
+    /// Ingest time, to measure tick-to-write latency when it leaves; [`TsMicros::UNMEASURED`]
+    /// for what is not live (markers, replayed history).
     pub ts: TsMicros,
     /// The frame, serialized once (empty for a marker not sealed yet).
     pub frame: Frame,
@@ -139,17 +140,15 @@ impl RoutedTick {
         })
     }
 
-    /// Wraps a ready-made `upstream` gap marker for seqs up to `seq` for the queues of one shard.
-    pub fn upstream_gap(topic: TopicId, seq: Seq, ts: TsMicros, frame: Frame) -> SharedTick {
+    /// Wraps a ready-made `gap` marker for seqs `from..=to`, shared by every subscriber of one
+    /// shard that gets it.
+    pub fn gap(topic: TopicId, from: Seq, to: Seq, reason: GapReason, frame: Frame) -> SharedTick {
         Rc::new(RoutedTick {
             topic,
-            seq,
-            ts,
+            seq: to,
+            ts: TsMicros::UNMEASURED,
             frame,
-            kind: EntryKind::Gap {
-                from: seq,
-                reason: GapReason::Upstream,
-            },
+            kind: EntryKind::Gap { from, reason },
         })
     }
 
@@ -158,7 +157,7 @@ impl RoutedTick {
         Rc::new(RoutedTick {
             topic,
             seq: to,
-            ts: TsMicros(0),
+            ts: TsMicros::UNMEASURED,
             frame: Frame::empty(),
             kind: EntryKind::Gap { from, reason },
         })
@@ -203,6 +202,9 @@ pub struct OutQueue {
     listed: bool,
     /// `conflated` is not empty: checked on every push without loading that vector.
     conflating: bool,
+    /// Some gap marker waits to be encoded ([`seal_gaps`](Self::seal_gaps)); beside the other
+    /// flags, where it costs no room.
+    unsealed: bool,
     /// Bytes in `data` and `conflated` (`max_bytes` is validated to fit in `u32`).
     data_bytes: u32,
     /// Ticks in arrival order; grows lazily, so an idle subscriber costs no buffer.
@@ -218,8 +220,6 @@ pub struct OutQueue {
     control: VecDeque<Frame>,
     /// Set when the data lane overflowed; cleared when it drains. Drives `max_lag`.
     lagging_since: Option<Instant>,
-    /// Some gap marker waits to be encoded ([`seal_gaps`](Self::seal_gaps)).
-    unsealed: bool,
 }
 
 impl Default for OutQueue {
@@ -340,9 +340,12 @@ impl OutQueue {
                 i,
                 RoutedTick::unsealed_gap(topic, from, to, GapReason::Dropped),
             ),
-            None => self
-                .data
-                .push_back(RoutedTick::unsealed_gap(topic, from, to, GapReason::Dropped)),
+            None => self.data.push_back(RoutedTick::unsealed_gap(
+                topic,
+                from,
+                to,
+                GapReason::Dropped,
+            )),
         }
         self.unsealed = true;
     }
@@ -607,7 +610,9 @@ impl OutQueue {
                     break;
                 };
                 self.data_bytes -= q.len() as u32;
-                done.oldest_ts = Some(done.oldest_ts.map_or(q.ts, |t| t.min(q.ts)));
+                if q.ts != TsMicros::UNMEASURED {
+                    done.oldest_ts = Some(done.oldest_ts.map_or(q.ts, |t| t.min(q.ts)));
+                }
                 if written >= q.len() {
                     written -= q.len();
                     done.frames += 1;
@@ -658,9 +663,10 @@ impl OutQueue {
 mod tests {
     use super::*;
 
-    fn tick(topic: u32, seq: u64) -> (TopicId, Frame) {
+    fn tick(topic: u32, seq: u64) -> (TopicId, Seq, Frame) {
         (
             TopicId(topic),
+            Seq(seq),
             Frame::text(format!("{{\"t\":{topic},\"seq\":{seq}}}").as_bytes()),
         )
     }
@@ -673,9 +679,9 @@ mod tests {
 
     impl Limited {
         /// Test shorthand: push a tick with a fixed ts.
-        fn push(&mut self, t: TopicId, f: Frame) -> Pushed {
+        fn push(&mut self, t: TopicId, s: Seq, f: Frame) -> Pushed {
             self.q
-                .push_data(&self.limits, RoutedTick::shared(t, TsMicros(1), f))
+                .push_data(&self.limits, RoutedTick::shared(t, s, TsMicros(1), f))
         }
     }
 
@@ -708,8 +714,10 @@ mod tests {
         }
     }
 
-    /// Drains the queue by "writing" everything, returning payloads in wire order.
+    /// Drains the queue by "writing" everything, returning payloads in wire order. Gap markers are
+    /// sealed first, as the writer does, naming topic n `t.n`.
     fn drain(q: &mut OutQueue) -> Vec<String> {
+        q.seal_gaps(|id| Topic::new(&format!("t.{}", id.0)).ok());
         let mut out = Vec::new();
         while !q.is_empty() {
             let mut slices = [IoSlice::new(&[]); 8];
@@ -732,28 +740,35 @@ mod tests {
         let mut results = Vec::new();
         for seq in 1..=5 {
             for topic in [1, 2, 3] {
-                let (t, f) = tick(topic, seq);
-                results.push(q.push(t, f));
+                let (t, s, f) = tick(topic, seq);
+                results.push(q.push(t, s, f));
             }
         }
         let conflated = results.iter().filter(|&&p| p == Pushed::Conflated).count();
         assert_eq!(conflated, 15 - 2 - 3);
-        assert_eq!(q.data_len(), 5);
+        assert_eq!(
+            q.data_len(),
+            5 + 3,
+            "5 ticks and a marker per conflated topic"
+        );
         let got = drain(&mut q);
         assert_eq!(
             got,
             vec![
                 r#"{"t":1,"seq":1}"#,
                 r#"{"t":2,"seq":1}"#,
+                r#"{"type":"gap","topic":"t.3","from":1,"to":4,"reason":"conflated"}"#,
                 r#"{"t":3,"seq":5}"#,
+                r#"{"type":"gap","topic":"t.1","from":2,"to":4,"reason":"conflated"}"#,
                 r#"{"t":1,"seq":5}"#,
+                r#"{"type":"gap","topic":"t.2","from":2,"to":4,"reason":"conflated"}"#,
                 r#"{"t":2,"seq":5}"#,
             ]
         );
         assert!(results.contains(&Pushed::Conflated));
         // Once drained, ticks queue normally again.
-        let (t, f) = tick(1, 6);
-        assert_eq!(q.push(t, f), Pushed::Queued);
+        let (t, s, f) = tick(1, 6);
+        assert_eq!(q.push(t, s, f), Pushed::Queued);
     }
 
     #[test]
@@ -761,8 +776,8 @@ mod tests {
         let mut q = queue(limits(OverflowPolicy::DropOldest, 3));
         let mut dropped = 0;
         for seq in 1..=10 {
-            let (t, f) = tick(1, seq);
-            if let Pushed::DroppedOldest(n) = q.push(t, f) {
+            let (t, s, f) = tick(1, seq);
+            if let Pushed::DroppedOldest(n) = q.push(t, s, f) {
                 dropped += n;
             }
         }
@@ -770,6 +785,7 @@ mod tests {
         assert_eq!(
             drain(&mut q),
             vec![
+                r#"{"type":"gap","topic":"t.1","from":1,"to":7,"reason":"dropped"}"#,
                 r#"{"t":1,"seq":8}"#,
                 r#"{"t":1,"seq":9}"#,
                 r#"{"t":1,"seq":10}"#
@@ -780,30 +796,30 @@ mod tests {
     #[test]
     fn disconnect_policy_and_max_lag() {
         let mut q = queue(limits(OverflowPolicy::Disconnect, 1));
-        let (t, f) = tick(1, 1);
-        assert_eq!(q.push(t, f.clone()), Pushed::Queued);
-        assert_eq!(q.push(t, f.clone()), Pushed::Disconnect);
+        let (t, s, f) = tick(1, 1);
+        assert_eq!(q.push(t, s, f.clone()), Pushed::Queued);
+        assert_eq!(q.push(t, s, f.clone()), Pushed::Disconnect);
 
         let mut q = queue(QueueLimits {
             max_lag: Duration::ZERO,
             ..limits(OverflowPolicy::Conflate, 1)
         });
-        assert_eq!(q.push(t, f.clone()), Pushed::Queued);
+        assert_eq!(q.push(t, s, f.clone()), Pushed::Queued);
         assert_eq!(
-            q.push(t, f.clone()),
+            q.push(t, s, f.clone()),
             Pushed::Queued,
             "overflow starts conflating"
         );
         std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(q.push(t, f), Pushed::Disconnect);
+        assert_eq!(q.push(t, s, f), Pushed::Disconnect);
     }
 
     #[test]
     fn gather_copies_what_fill_would_send_up_to_the_cap() {
         let mut q = queue(limits(OverflowPolicy::Conflate, 8));
         for seq in 1..=4 {
-            let (t, f) = tick(1, seq);
-            q.push(t, f);
+            let (t, s, f) = tick(1, seq);
+            q.push(t, s, f);
         }
         q.advance(3);
         q.push_control(Frame::text(b"ack"));
@@ -829,8 +845,8 @@ mod tests {
     #[test]
     fn control_goes_first_and_partial_frames_finish_first() {
         let mut q = queue(limits(OverflowPolicy::Conflate, 8));
-        let (t, f) = tick(1, 1);
-        q.push(t, f.clone());
+        let (t, s, f) = tick(1, 1);
+        q.push(t, s, f.clone());
         q.advance(3); // part of the tick went out
         q.push_control(Frame::text(b"ack"));
         let mut slices = [IoSlice::new(&[]); 8];
@@ -845,10 +861,10 @@ mod tests {
     #[test]
     fn close_drops_data_and_refuses_more() {
         let mut q = queue(limits(OverflowPolicy::Conflate, 8));
-        let (t, f) = tick(1, 1);
-        q.push(t, f.clone());
+        let (t, s, f) = tick(1, 1);
+        q.push(t, s, f.clone());
         q.close_with(Frame::text(b"bye"));
-        assert_eq!(q.push(t, f), Pushed::Closed);
+        assert_eq!(q.push(t, s, f), Pushed::Closed);
         assert_eq!(drain(&mut q), vec!["bye"]);
     }
 
@@ -856,8 +872,8 @@ mod tests {
     fn purge_removes_a_topic() {
         let mut q = queue(limits(OverflowPolicy::Conflate, 8));
         for topic in [1, 2, 1] {
-            let (t, f) = tick(topic, 1);
-            q.push(t, f);
+            let (t, s, f) = tick(topic, 1);
+            q.push(t, s, f);
         }
         q.purge_topic(TopicId(1));
         assert_eq!(drain(&mut q), vec![r#"{"t":2,"seq":1}"#]);

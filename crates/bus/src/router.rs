@@ -10,10 +10,13 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use tickcast_core::prefetch::prefetch;
-use tickcast_core::{Frame, Seq, Topic, TsMicros};
+use tickcast_core::protocol::{Recovery, Since};
+use tickcast_core::stream::{gap_frame, heartbeat_frame};
+use tickcast_core::{GapReason, Seq, Topic, TsMicros};
 
 use crate::bus::{Bus, BusError, TopicOrigin};
-use crate::queue::{OutQueue, Pushed, QueueLimits, RoutedTick};
+use crate::inbox::Published;
+use crate::queue::{OutQueue, Pushed, QueueLimits, RoutedTick, SharedTick};
 use crate::topic::{TopicId, TopicState};
 
 /// Identifies a subscriber within its shard (for logs and metrics).
@@ -32,6 +35,9 @@ pub struct Subscriber {
     pub queue: RefCell<OutQueue>,
     /// Set when the overflow policy decided to disconnect; the writer closes with 1008.
     slow: Cell<bool>,
+    /// Whether it is in some heartbeat group, so removing one that is not skips looking (in the
+    /// padding after `slow`).
+    heartbeats: Cell<bool>,
     /// An index the embedding code uses to find its own state for this subscriber (the gateway's
     /// session slot); the bus never interprets it.
     owner: Cell<usize>,
@@ -59,6 +65,7 @@ impl Subscriber {
             topics: RefCell::new(Vec::new()),
             slow: Cell::new(false),
             owner: Cell::new(usize::MAX),
+            heartbeats: Cell::new(false),
         })
     }
 
@@ -123,6 +130,23 @@ impl Subscriber {
     pub fn is_subscribed(&self, topic: &Topic) -> bool {
         self.topics.borrow().iter().any(|t| t.topic() == topic)
     }
+
+    /// Encodes the `gap` markers its queue holds unencoded (see [`OutQueue::seal_gaps`]); call it
+    /// before writing. Returns how many it encoded: (conflated, dropped).
+    #[inline]
+    pub fn seal_gaps(&self) -> (u64, u64) {
+        let mut queue = self.queue.borrow_mut();
+        if !queue.has_unsealed_gaps() {
+            return (0, 0);
+        }
+        let topics = self.topics.borrow();
+        queue.seal_gaps(|id| {
+            topics
+                .iter()
+                .find(|t| t.id() == id)
+                .map(|t| t.topic().clone())
+        })
+    }
 }
 
 /// Bytes of `Rc`'s strong and weak counts in front of the value.
@@ -136,8 +160,52 @@ const HOT_BYTES: usize = std::mem::offset_of!(Subscriber, writer);
 /// A subscription entry in the routing table.
 struct Route {
     sub: Rc<Subscriber>,
-    /// Ticks with seq at or below this were already delivered as the snapshot.
+    /// Ticks with seq at or below this were already delivered as the snapshot or recovery.
     after: Seq,
+}
+
+/// One topic's subscribers in this shard, and how far its stream here has got.
+#[derive(Default)]
+struct TopicRoutes {
+    list: Vec<Route>,
+    /// The latest seq (and its time) that reached this shard while it had subscribers: a tick
+    /// that skips past it lost the ones between on the way here (the inbox was full), which the
+    /// subscribers are told with a `dropped` marker.
+    last: Seq,
+    last_ts: TsMicros,
+}
+
+/// The subscribers that asked for heartbeats of one topic at one interval: one heartbeat frame is
+/// encoded per group per quiet interval and shared by all of them.
+struct HeartbeatGroup {
+    topic: Arc<TopicState>,
+    every: Duration,
+    /// When the next heartbeat is due, unless a tick arrives first.
+    due: Instant,
+    /// The topic's latest seq here when the interval began: unchanged at `due` = quiet.
+    seen: Seq,
+    members: Vec<Rc<Subscriber>>,
+}
+
+/// A heartbeat group's decision at `now`: pure, so the quiet/busy rule is testable alone.
+fn heartbeat_due(due: Instant, seen: Seq, last: Seq, now: Instant) -> HeartbeatDecision {
+    if now < due {
+        HeartbeatDecision::Wait
+    } else if last != seen {
+        HeartbeatDecision::Busy
+    } else {
+        HeartbeatDecision::Send
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum HeartbeatDecision {
+    /// The interval is not over.
+    Wait,
+    /// A tick arrived during it: start the next interval.
+    Busy,
+    /// Quiet for the whole interval: send one.
+    Send,
 }
 
 /// Counters of one shard, plain integers batched into shared metrics by the gateway.
@@ -155,6 +223,12 @@ pub struct RouterStats {
     pub slow_disconnects: u64,
     /// Live subscriptions in this shard.
     pub subscriptions: u64,
+    /// Ticks that never reached this shard (its inbox was full), announced as `dropped` gaps.
+    pub inbox_gaps: u64,
+    /// Heartbeat frames encoded (one per group and quiet interval).
+    pub heartbeats: u64,
+    /// Heartbeats queued to subscribers.
+    pub heartbeat_deliveries: u64,
 }
 
 /// Routing table and fan-out loop of one shard.
@@ -164,7 +238,9 @@ pub struct ShardRouter {
     /// Bounds of every queue of this shard.
     limits: QueueLimits,
     /// Indexed by [`TopicId`]: dense, so lookup is an index, not a hash.
-    routes: Vec<Vec<Route>>,
+    routes: Vec<TopicRoutes>,
+    /// Heartbeat groups, in no order; few (one per topic and interval asked for).
+    heartbeats: Vec<HeartbeatGroup>,
     stats: RouterStats,
     /// Subscribers that got ticks in the current dispatch round.
     dirty: Vec<Rc<Subscriber>>,
@@ -178,6 +254,7 @@ impl ShardRouter {
             bus,
             limits,
             routes: Vec::new(),
+            heartbeats: Vec::new(),
             stats: RouterStats::default(),
             dirty: Vec::new(),
         }
@@ -193,14 +270,27 @@ impl ShardRouter {
         self.stats
     }
 
-    /// Subscribes `sub` to `topics` (already-subscribed ones are skipped) and queues each topic's
-    /// latest tick as a snapshot. Fails without side effects past the first topic that cannot be
-    /// created; topics before it stay subscribed.
-    pub fn subscribe(&mut self, sub: &Rc<Subscriber>, topics: &[Topic]) -> Result<(), BusError> {
+    /// Subscribes `sub` to `topics` (already-subscribed ones are skipped). Each topic's stream
+    /// starts with the ticks after the seq `since` names for it, when the history still holds them
+    /// all in the same epoch, else with its latest tick as a snapshot; the outcome of each `since`
+    /// is returned. With `heartbeat`, `sub` also gets a heartbeat for each of these topics that
+    /// stays quiet that long ([`heartbeats`](Self::heartbeats)).
+    ///
+    /// Fails without side effects past the first topic that cannot be created; topics before it
+    /// stay subscribed.
+    pub fn subscribe(
+        &mut self,
+        sub: &Rc<Subscriber>,
+        topics: &[Topic],
+        since: &[Since],
+        heartbeat: Option<Duration>,
+        now: Instant,
+    ) -> Result<Vec<Recovery>, BusError> {
         // Exactly what is asked for: this list lives as long as the connection, and doubling would
         // hold up to twice its size (topics per connection are limited, so growing one request at
         // a time stays cheap).
         sub.topics.borrow_mut().reserve_exact(topics.len());
+        let mut recoveries = Vec::new();
         for topic in topics {
             if sub.is_subscribed(topic) {
                 continue;
@@ -208,26 +298,128 @@ impl ShardRouter {
             let state = self.bus.resolve(topic, TopicOrigin::Subscriber)?;
             let idx = state.id().0 as usize;
             if self.routes.len() <= idx {
-                self.routes.resize_with(idx + 1, Vec::new);
+                self.routes.resize_with(idx + 1, TopicRoutes::default);
             }
-            let list = &mut self.routes[idx];
-            if list.is_empty() {
-                // Set the bit before reading the last value; see PublishBatch::publish.
+            let first_here = self.routes[idx].list.is_empty();
+            if first_here {
+                // Set the bit before reading the log; see PublishBatch::publish and TopicState::open.
                 state.shard_mask.fetch_or(1 << self.shard, Ordering::SeqCst);
             }
-            let snapshot = state.last();
-            let after = snapshot.as_ref().map(|l| l.seq).unwrap_or_default();
-            list.push(Route {
+            let from = since
+                .iter()
+                .find(|s| &s.topic == topic)
+                .map(|s| (s.seq, &s.epoch));
+            let opening = state.open(from, now);
+            let routes = &mut self.routes[idx];
+            if first_here {
+                // Everything up to here is in the opening; the inbox may still hold some of it.
+                routes.last = opening.after;
+                routes.last_ts = opening.after_ts;
+            }
+            routes.list.push(Route {
                 sub: sub.clone(),
-                after,
+                after: opening.after,
             });
             sub.topics.borrow_mut().push(state.clone());
             self.stats.subscriptions += 1;
-            if let Some(last) = snapshot {
-                self.deliver(sub, state.id(), last.ts, last.frame);
+            if let Some(outcome) = opening.recovery {
+                recoveries.push(Recovery {
+                    topic: topic.clone(),
+                    outcome,
+                });
+            }
+            for r in opening.frames {
+                // Not live: their latency is not measured.
+                let tick = match r.gap_from {
+                    None => RoutedTick::shared(state.id(), r.seq, TsMicros::UNMEASURED, r.frame),
+                    Some(from) => {
+                        RoutedTick::gap(state.id(), from, r.seq, GapReason::Upstream, r.frame)
+                    }
+                };
+                self.deliver(sub, tick);
+            }
+            if let Some(every) = heartbeat {
+                self.join_heartbeats(sub, &state, every, now);
             }
         }
-        Ok(())
+        Ok(recoveries)
+    }
+
+    fn join_heartbeats(
+        &mut self,
+        sub: &Rc<Subscriber>,
+        state: &Arc<TopicState>,
+        every: Duration,
+        now: Instant,
+    ) {
+        sub.heartbeats.set(true);
+        if let Some(group) = self
+            .heartbeats
+            .iter_mut()
+            .find(|g| g.every == every && Arc::ptr_eq(&g.topic, state))
+        {
+            group.members.push(sub.clone());
+            return;
+        }
+        let seen = self.routes[state.id().0 as usize].last;
+        self.heartbeats.push(HeartbeatGroup {
+            topic: state.clone(),
+            every,
+            due: now + every,
+            seen,
+            members: vec![sub.clone()],
+        });
+    }
+
+    fn leave_heartbeats(&mut self, sub: &Rc<Subscriber>, topic: TopicId) {
+        if !sub.heartbeats.get() {
+            return;
+        }
+        self.heartbeats.retain_mut(|g| {
+            if g.topic.id() == topic {
+                g.members.retain(|m| !Rc::ptr_eq(m, sub));
+            }
+            !g.members.is_empty()
+        });
+    }
+
+    /// Sends the heartbeats due at `now`: for each group whose topic had no tick here for its
+    /// interval, one frame, queued on every member's priority lane (a member with ticks still
+    /// queued is skipped: it is not waiting on a quiet topic). Returns when to call again, if any
+    /// group is left.
+    pub fn heartbeats(&mut self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for group in &mut self.heartbeats {
+            let routes = &self.routes[group.topic.id().0 as usize];
+            match heartbeat_due(group.due, group.seen, routes.last, now) {
+                HeartbeatDecision::Wait => {}
+                HeartbeatDecision::Busy => {
+                    group.seen = routes.last;
+                    group.due = now + group.every;
+                }
+                HeartbeatDecision::Send => {
+                    let frame = heartbeat_frame(
+                        group.topic.topic(),
+                        routes.last,
+                        routes.last_ts,
+                        group.topic.feed_up(),
+                    );
+                    self.stats.heartbeats += 1;
+                    for member in &group.members {
+                        let mut queue = member.queue.borrow_mut();
+                        if queue.data_len() == 0 {
+                            queue.push_control(frame.clone());
+                            drop(queue);
+                            member.wake();
+                            self.stats.heartbeat_deliveries += 1;
+                        }
+                    }
+                    group.due = now + group.every;
+                }
+            }
+            next = Some(next.map_or(group.due, |n| n.min(group.due)));
+        }
+        next
     }
 
     /// Unsubscribes `sub` from `topics` and purges their queued ticks; unknown ones are ignored.
@@ -241,7 +433,16 @@ impl ShardRouter {
                 mine.swap_remove(pos)
             };
             self.remove_route(sub, &state);
+            self.leave_heartbeats(sub, state.id());
             sub.queue.borrow_mut().purge_topic(state.id());
+        }
+        if sub.heartbeats.get()
+            && !self
+                .heartbeats
+                .iter()
+                .any(|g| g.members.iter().any(|m| Rc::ptr_eq(m, sub)))
+        {
+            sub.heartbeats.set(false);
         }
     }
 
@@ -250,13 +451,16 @@ impl ShardRouter {
         let topics = std::mem::take(&mut *sub.topics.borrow_mut());
         for state in topics {
             self.remove_route(sub, &state);
+            self.leave_heartbeats(sub, state.id());
         }
+        sub.heartbeats.set(false);
     }
 
     fn remove_route(&mut self, sub: &Rc<Subscriber>, state: &TopicState) {
-        let Some(list) = self.routes.get_mut(state.id().0 as usize) else {
+        let Some(routes) = self.routes.get_mut(state.id().0 as usize) else {
             return;
         };
+        let list = &mut routes.list;
         if let Some(pos) = list.iter().position(|r| Rc::ptr_eq(&r.sub, sub)) {
             list.swap_remove(pos);
             self.stats.subscriptions -= 1;
@@ -265,8 +469,9 @@ impl ShardRouter {
             state
                 .shard_mask
                 .fetch_and(!(1 << self.shard), Ordering::SeqCst);
-            // Give the memory back: a topic may have had thousands of subscribers.
-            *list = Vec::new();
+            // Give the memory back: a topic may have had thousands of subscribers. Its stream here
+            // stops; the next first subscriber starts it again from its opening.
+            *routes = TopicRoutes::default();
         }
     }
 
@@ -279,17 +484,31 @@ impl ShardRouter {
         while n < budget {
             let Some(item) = inbox.pop() else { break };
             n += 1;
-            let Some(routes) = self.routes.get(item.topic.0 as usize) else {
+            let Some(routes) = self.routes.get_mut(item.topic.0 as usize) else {
                 continue;
             };
-            if routes.is_empty() {
+            if routes.list.is_empty() || item.seq <= routes.last {
+                // No one here, or already covered (a snapshot, or a publisher that stored its tick
+                // before another's but pushed it after: the later one was announced as a gap).
                 continue;
             }
             let started = Instant::now();
-            let tick = RoutedTick::shared(item.topic, item.ts, item.frame);
-            for route in routes {
+            let first = item.gap_from.unwrap_or(item.seq);
+            if first.0 > routes.last.0 + 1 {
+                self.stats.inbox_gaps += first.0 - routes.last.0 - 1;
+                lost_on_the_way(&self.limits, &mut self.stats, routes, first, &item);
+            }
+            routes.last = item.seq;
+            routes.last_ts = item.ts;
+            let tick = match item.gap_from {
+                None => RoutedTick::shared(item.topic, item.seq, item.ts, item.frame),
+                Some(from) => {
+                    RoutedTick::gap(item.topic, from, item.seq, GapReason::Upstream, item.frame)
+                }
+            };
+            for route in &routes.list {
                 if item.seq <= route.after {
-                    continue; // already sent as the snapshot
+                    continue; // already sent as the snapshot or recovery
                 }
                 let (pushed, newly_listed) = {
                     let mut queue = route.sub.queue.borrow_mut();
@@ -332,11 +551,8 @@ impl ShardRouter {
         Dirty { list, next: 0 }
     }
 
-    fn deliver(&mut self, sub: &Rc<Subscriber>, topic: TopicId, ts: TsMicros, frame: Frame) {
-        let pushed = sub
-            .queue
-            .borrow_mut()
-            .push_data(&self.limits, RoutedTick::shared(topic, ts, frame));
+    fn deliver(&mut self, sub: &Rc<Subscriber>, tick: SharedTick) {
+        let pushed = sub.queue.borrow_mut().push_data(&self.limits, tick);
         account(&mut self.stats, sub, pushed);
         sub.wake();
     }
@@ -396,6 +612,52 @@ impl Drop for Dirty {
     }
 }
 
+/// Announces ticks of a topic that never reached this shard (seqs after `routes.last` and before
+/// `first`) with a `dropped` marker to each subscriber that had not got them another way. Rare (the
+/// inbox overflowed), so the marker is encoded here, once per distinct range.
+#[cold]
+fn lost_on_the_way(
+    limits: &QueueLimits,
+    stats: &mut RouterStats,
+    routes: &TopicRoutes,
+    first: Seq,
+    item: &Published,
+) {
+    let Some(to) = first.0.checked_sub(1).map(Seq) else {
+        return;
+    };
+    let mut shared: Option<(Seq, SharedTick)> = None;
+    for route in &routes.list {
+        let from = Seq(routes.last.0.max(route.after.0) + 1);
+        if from > to {
+            continue;
+        }
+        let marker = match &shared {
+            Some((f, m)) if *f == from => m.clone(),
+            _ => {
+                let Some(name) = route
+                    .sub
+                    .topics
+                    .borrow()
+                    .iter()
+                    .find(|t| t.id() == item.topic)
+                    .map(|t| t.topic().clone())
+                else {
+                    continue;
+                };
+                let frame = gap_frame(&name, from, to, GapReason::Dropped);
+                let m = RoutedTick::gap(item.topic, from, to, GapReason::Dropped, frame);
+                shared = Some((from, m.clone()));
+                m
+            }
+        };
+        let pushed = route.sub.queue.borrow_mut().push_data(limits, marker);
+        if account(stats, &route.sub, pushed) {
+            route.sub.wake();
+        }
+    }
+}
+
 /// Counts what the overflow policy did to a push and marks a subscriber it disconnects as slow;
 /// true when its writer must be woken to act on that (ticks dropped, or a disconnect decided).
 fn account(stats: &mut RouterStats, sub: &Subscriber, pushed: Pushed) -> bool {
@@ -423,6 +685,7 @@ mod tests {
     use super::*;
     use crate::bus::BusConfig;
     use std::io::IoSlice;
+    use tickcast_core::{Epoch, Frame, NotRecovered};
 
     /// Every connection has one, behind an `Rc` (16 bytes more): 256 is an allocation size class.
     #[test]
@@ -443,6 +706,7 @@ mod tests {
     }
 
     fn payloads(sub: &Subscriber) -> Vec<String> {
+        sub.seal_gaps();
         let mut q = sub.queue.borrow_mut();
         let mut out = Vec::new();
         while !q.is_empty() {
@@ -475,10 +739,30 @@ mod tests {
         let aapl = Topic::new("ticker.AAPL").unwrap();
         let msft = Topic::new("ticker.MSFT").unwrap();
         let subs: Vec<_> = (0..3).map(|i| Subscriber::new(SubscriberId(i))).collect();
-        r0.subscribe(&subs[0], std::slice::from_ref(&aapl)).unwrap();
-        r0.subscribe(&subs[1], &[aapl.clone(), msft.clone()])
-            .unwrap();
-        r1.subscribe(&subs[2], std::slice::from_ref(&msft)).unwrap();
+        r0.subscribe(
+            &subs[0],
+            std::slice::from_ref(&aapl),
+            &[],
+            None,
+            Instant::now(),
+        )
+        .unwrap();
+        r0.subscribe(
+            &subs[1],
+            &[aapl.clone(), msft.clone()],
+            &[],
+            None,
+            Instant::now(),
+        )
+        .unwrap();
+        r1.subscribe(
+            &subs[2],
+            std::slice::from_ref(&msft),
+            &[],
+            None,
+            Instant::now(),
+        )
+        .unwrap();
 
         let a = bus.topic(&aapl).unwrap();
         let m = bus.topic(&msft).unwrap();
@@ -501,7 +785,14 @@ mod tests {
     fn a_taken_subscriber_is_listed_again_only_after_it_is_unlisted() {
         let (bus, mut r, topic, t) = one_topic();
         let sub = Subscriber::new(SubscriberId(0));
-        r.subscribe(&sub, std::slice::from_ref(&topic)).unwrap();
+        r.subscribe(
+            &sub,
+            std::slice::from_ref(&topic),
+            &[],
+            None,
+            Instant::now(),
+        )
+        .unwrap();
         let mut taken: Vec<Rc<Subscriber>> = Vec::new();
         let tick = |r: &mut ShardRouter, body: &'static [u8]| {
             bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(body));
@@ -528,7 +819,8 @@ mod tests {
         let (bus, mut r, topic, t) = one_topic();
         let subs: Vec<_> = (0..3).map(|i| Subscriber::new(SubscriberId(i))).collect();
         for s in &subs {
-            r.subscribe(s, std::slice::from_ref(&topic)).unwrap();
+            r.subscribe(s, std::slice::from_ref(&topic), &[], None, Instant::now())
+                .unwrap();
         }
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
         r.dispatch(100, |_| {});
@@ -546,11 +838,25 @@ mod tests {
     fn snapshot_on_subscribe_and_no_duplicate_after_it() {
         let (bus, mut r, topic, t) = one_topic();
         let early = Subscriber::new(SubscriberId(0));
-        r.subscribe(&early, std::slice::from_ref(&topic)).unwrap();
+        r.subscribe(
+            &early,
+            std::slice::from_ref(&topic),
+            &[],
+            None,
+            Instant::now(),
+        )
+        .unwrap();
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
         // A late subscriber joins while seq 1 still sits in the inbox.
         let late = Subscriber::new(SubscriberId(1));
-        r.subscribe(&late, std::slice::from_ref(&topic)).unwrap();
+        r.subscribe(
+            &late,
+            std::slice::from_ref(&topic),
+            &[],
+            None,
+            Instant::now(),
+        )
+        .unwrap();
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"2"));
         r.dispatch(100, |_| {});
         assert_eq!(payloads(&early), vec!["1", "2"]);
@@ -565,7 +871,8 @@ mod tests {
     fn unsubscribe_and_remove_stop_delivery() {
         let (bus, mut r, topic, t) = one_topic();
         let s = Subscriber::new(SubscriberId(0));
-        r.subscribe(&s, std::slice::from_ref(&topic)).unwrap();
+        r.subscribe(&s, std::slice::from_ref(&topic), &[], None, Instant::now())
+            .unwrap();
         assert!(t.has_subscribers());
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
         r.dispatch(100, |_| {});
@@ -574,7 +881,8 @@ mod tests {
         assert_eq!(payloads(&s), Vec::<String>::new(), "queued tick purged");
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"2"));
         assert_eq!(bus.inbox(0).len(), 0, "no subscriber, no push");
-        r.subscribe(&s, std::slice::from_ref(&topic)).unwrap();
+        r.subscribe(&s, std::slice::from_ref(&topic), &[], None, Instant::now())
+            .unwrap();
         r.remove(&s);
         assert_eq!(r.stats().subscriptions, 0);
         assert!(!t.has_subscribers());
@@ -589,8 +897,11 @@ mod tests {
         });
         let mut r = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
         let s = Subscriber::new(SubscriberId(0));
-        r.subscribe(&s, &[Topic::new("a.b").unwrap()]).unwrap();
-        let err = r.subscribe(&s, &[Topic::new("a.c").unwrap()]).unwrap_err();
+        r.subscribe(&s, &[Topic::new("a.b").unwrap()], &[], None, Instant::now())
+            .unwrap();
+        let err = r
+            .subscribe(&s, &[Topic::new("a.c").unwrap()], &[], None, Instant::now())
+            .unwrap_err();
         assert!(matches!(
             err,
             BusError::TopicLimit {
@@ -623,7 +934,8 @@ mod tests {
         let made_up: Vec<Topic> = (0..5)
             .map(|i| Topic::new(&format!("ticker.X{i}")).unwrap())
             .collect();
-        r.subscribe(&s, &made_up).unwrap();
+        r.subscribe(&s, &made_up, &[], None, Instant::now())
+            .unwrap();
         assert_eq!((bus.topic_count(), bus.requested_topic_count()), (6, 5));
         assert_eq!(bus.reap_requested(t0, grace), 0, "in use");
         r.remove(&s);
@@ -647,10 +959,12 @@ mod tests {
         let t0 = Instant::now();
         let x = Topic::new("ticker.X").unwrap();
         let s = Subscriber::new(SubscriberId(0));
-        r.subscribe(&s, std::slice::from_ref(&x)).unwrap();
+        r.subscribe(&s, std::slice::from_ref(&x), &[], None, Instant::now())
+            .unwrap();
         r.remove(&s);
         assert_eq!(bus.reap_requested(t0, grace), 0);
-        r.subscribe(&s, std::slice::from_ref(&x)).unwrap();
+        r.subscribe(&s, std::slice::from_ref(&x), &[], None, Instant::now())
+            .unwrap();
         assert_eq!(bus.reap_requested(t0 + grace, grace), 0, "in use again");
         r.remove(&s);
         assert_eq!(
@@ -672,5 +986,210 @@ mod tests {
         bus.publish(&t, Seq(4), TsMicros(1), Frame::text(b"4"));
         assert_eq!(bus.stale(), 1);
         assert_eq!(t.last().unwrap().seq, Seq(5));
+    }
+
+    /// A bus keeping `size` ticks of history per topic, with a fixed epoch.
+    fn with_history(size: usize) -> (Arc<Bus>, ShardRouter, Topic, Arc<TopicState>) {
+        let bus = Bus::new(&BusConfig {
+            history: crate::HistoryConfig {
+                default: crate::HistoryLimits {
+                    size,
+                    ttl: Duration::ZERO,
+                },
+                channels: Vec::new(),
+            },
+            epoch: Some(Epoch::new("e1").unwrap()),
+            ..Default::default()
+        });
+        let router = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
+        let topic = Topic::new("ticker.AAPL").unwrap();
+        let state = bus.topic(&topic).unwrap();
+        (bus, router, topic, state)
+    }
+
+    fn publish_n(bus: &Bus, t: &TopicState, n: u64) {
+        for _ in 0..n {
+            let seq = t.next_seq();
+            bus.publish(
+                t,
+                seq,
+                TsMicros(seq.0),
+                Frame::text(seq.0.to_string().as_bytes()),
+            );
+        }
+    }
+
+    fn since(topic: &Topic, seq: u64, epoch: &str) -> Vec<Since> {
+        vec![Since {
+            topic: topic.clone(),
+            seq: Seq(seq),
+            epoch: Epoch::new(epoch).unwrap(),
+        }]
+    }
+
+    #[test]
+    fn recovery_replays_exactly_the_missed_ticks_then_goes_live() {
+        let (bus, mut r, topic, t) = with_history(100);
+        publish_n(&bus, &t, 10);
+        let s = Subscriber::new(SubscriberId(0));
+        let now = Instant::now();
+        let rec = r
+            .subscribe(
+                &s,
+                std::slice::from_ref(&topic),
+                &since(&topic, 7, "e1"),
+                None,
+                now,
+            )
+            .unwrap();
+        assert_eq!(rec.len(), 1);
+        assert_eq!(rec[0].outcome, Ok(()));
+        // Published after the subscribe but before the shard dispatches, and already in the
+        // inbox before it: each arrives once.
+        publish_n(&bus, &t, 2);
+        r.dispatch(100, |_| {});
+        assert_eq!(payloads(&s), ["8", "9", "10", "11", "12"]);
+    }
+
+    #[test]
+    fn recovery_that_cannot_be_complete_says_why_and_sends_the_snapshot() {
+        let (bus, mut r, topic, t) = with_history(3);
+        publish_n(&bus, &t, 10);
+        let now = Instant::now();
+        let cases = [
+            (since(&topic, 2, "e1"), NotRecovered::TooOld),
+            (since(&topic, 9, "other"), NotRecovered::EpochChanged),
+            (since(&topic, 11, "e1"), NotRecovered::NoHistory),
+        ];
+        for (i, (from, why)) in cases.into_iter().enumerate() {
+            let s = Subscriber::new(SubscriberId(i as u64));
+            let rec = r
+                .subscribe(&s, std::slice::from_ref(&topic), &from, None, now)
+                .unwrap();
+            assert_eq!(rec[0].outcome, Err(why));
+            assert_eq!(payloads(&s), ["10"], "the snapshot, as without since");
+        }
+        let (bus0, mut r0, topic0, t0) = with_history(0);
+        publish_n(&bus0, &t0, 3);
+        let s = Subscriber::new(SubscriberId(9));
+        let rec = r0
+            .subscribe(
+                &s,
+                std::slice::from_ref(&topic0),
+                &since(&topic0, 1, "e1"),
+                None,
+                now,
+            )
+            .unwrap();
+        assert_eq!(rec[0].outcome, Err(NotRecovered::NoHistory));
+        drop(bus);
+    }
+
+    #[test]
+    fn a_seq_the_feed_skipped_is_announced_live_and_in_recovery() {
+        let (bus, mut r, topic, t) = with_history(100);
+        let live = Subscriber::new(SubscriberId(0));
+        r.subscribe(
+            &live,
+            std::slice::from_ref(&topic),
+            &[],
+            None,
+            Instant::now(),
+        )
+        .unwrap();
+        bus.publish(&t, Seq(1), TsMicros(1), Frame::text(b"1"));
+        bus.publish(&t, Seq(5), TsMicros(5), Frame::text(b"5"));
+        r.dispatch(100, |_| {});
+        let gap = r#"{"type":"gap","topic":"ticker.AAPL","from":2,"to":4,"reason":"upstream"}"#;
+        assert_eq!(payloads(&live), ["1", gap, "5"]);
+        assert_eq!(bus.upstream_gaps(), 1);
+        let late = Subscriber::new(SubscriberId(1));
+        r.subscribe(
+            &late,
+            std::slice::from_ref(&topic),
+            &since(&topic, 1, "e1"),
+            None,
+            Instant::now(),
+        )
+        .unwrap();
+        assert_eq!(payloads(&late), [gap, "5"]);
+    }
+
+    #[test]
+    fn ticks_lost_on_the_way_to_a_shard_are_announced() {
+        let bus = Bus::new(&BusConfig {
+            inbox_capacity: 2,
+            ..Default::default()
+        });
+        let mut r = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
+        let topic = Topic::new("ticker.AAPL").unwrap();
+        let t = bus.topic(&topic).unwrap();
+        let s = Subscriber::new(SubscriberId(0));
+        r.subscribe(&s, std::slice::from_ref(&topic), &[], None, Instant::now())
+            .unwrap();
+        publish_n(&bus, &t, 2);
+        r.dispatch(100, |_| {});
+        publish_n(&bus, &t, 5); // 3..=7: the inbox takes 3 and 4
+        r.dispatch(100, |_| {});
+        publish_n(&bus, &t, 1); // 8
+        r.dispatch(100, |_| {});
+        let gap = r#"{"type":"gap","topic":"ticker.AAPL","from":5,"to":7,"reason":"dropped"}"#;
+        assert_eq!(payloads(&s), ["1", "2", "3", "4", gap, "8"]);
+        assert_eq!(r.stats().inbox_gaps, 3);
+    }
+
+    #[test]
+    fn heartbeats_go_to_quiet_topics_only_and_say_whether_the_feed_is_up() {
+        let (bus, mut r, topic, t) = with_history(0);
+        let every = Duration::from_secs(1);
+        let t0 = Instant::now();
+        publish_n(&bus, &t, 3);
+        let s = Subscriber::new(SubscriberId(0));
+        let other = Subscriber::new(SubscriberId(1));
+        r.subscribe(&s, std::slice::from_ref(&topic), &[], Some(every), t0)
+            .unwrap();
+        r.subscribe(&other, std::slice::from_ref(&topic), &[], Some(every), t0)
+            .unwrap();
+        r.dispatch(100, |_| {});
+        assert_eq!(payloads(&s), ["3"]);
+        payloads(&other);
+        assert_eq!(r.heartbeats(t0 + every / 2), Some(t0 + every), "not due");
+        publish_n(&bus, &t, 1);
+        r.dispatch(100, |_| {});
+        assert_eq!(r.heartbeats(t0 + every), Some(t0 + every * 2), "busy: none");
+        assert_eq!(payloads(&s), ["4"]);
+        payloads(&other);
+        r.heartbeats(t0 + every * 2);
+        let hb = r#"{"type":"heartbeat","topic":"ticker.AAPL","seq":4,"ts":4,"feed_up":true}"#;
+        assert_eq!(payloads(&s), [hb]);
+        assert_eq!(payloads(&other), [hb]);
+        assert_eq!(r.stats().heartbeats, 1, "encoded once for the group");
+        t.set_feed_down();
+        r.heartbeats(t0 + every * 3);
+        assert_eq!(
+            payloads(&s),
+            [r#"{"type":"heartbeat","topic":"ticker.AAPL","seq":4,"ts":4,"feed_up":false}"#]
+        );
+        r.remove(&other);
+        r.unsubscribe(&s, std::slice::from_ref(&topic));
+        assert_eq!(r.heartbeats(t0 + every * 4), None, "no group left");
+    }
+
+    #[test]
+    fn heartbeat_decision() {
+        let t0 = Instant::now();
+        let due = t0 + Duration::from_secs(1);
+        assert_eq!(
+            heartbeat_due(due, Seq(3), Seq(3), t0),
+            HeartbeatDecision::Wait
+        );
+        assert_eq!(
+            heartbeat_due(due, Seq(3), Seq(4), due),
+            HeartbeatDecision::Busy
+        );
+        assert_eq!(
+            heartbeat_due(due, Seq(3), Seq(3), due),
+            HeartbeatDecision::Send
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! Per-topic shared state: identity, epoch, sequence counter, last-value cache, history, and which
 //! shards listen.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -9,7 +8,7 @@ use std::time::Instant;
 use tickcast_core::stream::gap_frame;
 use tickcast_core::{Epoch, Frame, GapReason, NotRecovered, Seq, Topic, TsMicros};
 
-use crate::history::{History, HistoryLimits, Stored};
+use crate::history::{History, HistoryLimits, Replayed, Stored};
 
 /// Dense numeric id of a topic, used to index per-shard tables without hashing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,9 +41,11 @@ pub struct Opening {
     /// Ticks at or below this seq reached the subscriber through this opening; the live stream
     /// goes on after it.
     pub after: Seq,
+    /// The ingest time of tick `after` (0 before the first tick).
+    pub after_ts: TsMicros,
     /// What to queue first, oldest first: the missed ticks (and upstream `gap` markers) when
     /// recovered, else the latest tick as the snapshot, if any.
-    pub frames: Vec<(TsMicros, Frame)>,
+    pub frames: Vec<Replayed>,
     /// The recovery's outcome, when one was asked for.
     pub recovery: Option<Result<(), NotRecovered>>,
 }
@@ -54,8 +55,12 @@ pub struct Opening {
 pub(crate) enum Store {
     /// Not newer than the latest tick: dropped.
     Stale,
-    /// Stored; `gap` is the `upstream` marker when the tick's seq skipped past the latest + 1.
-    Stored { gap: Option<Frame>, history: Stored },
+    /// Stored; `gap` is the `upstream` marker (and the first seq it covers) when the tick's seq
+    /// skipped past the latest + 1.
+    Stored {
+        gap: Option<(Seq, Frame)>,
+        history: Stored,
+    },
 }
 
 /// Everything the bus knows about one topic; shared by publishers and shards.
@@ -180,14 +185,16 @@ impl TopicState {
         if prev.is_some_and(|p| p >= seq) {
             return Store::Stale;
         }
-        let gap = prev
-            .filter(|p| p.0 + 1 < seq.0)
-            .map(|p| gap_frame(&self.topic, p.next(), Seq(seq.0 - 1), GapReason::Upstream));
+        let to = Seq(seq.0.saturating_sub(1));
+        let gap = prev.filter(|p| p.next() < seq).map(|p| {
+            let from = p.next();
+            (from, gap_frame(&self.topic, from, to, GapReason::Upstream))
+        });
         let mut history = Stored::default();
-        if let Some(g) = &gap {
-            history += log.history.push_gap(prev.unwrap_or_default().next(), seq, g, now);
+        if let Some((from, g)) = &gap {
+            history += log.history.push_gap(*from, to, g, now);
         }
-        history += log.history.push(seq, ts, frame, now);
+        history += log.history.push(seq, frame, now);
         log.last = Some(LastTick {
             seq,
             ts,
@@ -206,10 +213,21 @@ impl TopicState {
         let log = self.log();
         let last = log.last.as_ref();
         let after = last.map(|l| l.seq).unwrap_or_default();
-        let snapshot = || last.map(|l| vec![(l.ts, l.frame.clone())]).unwrap_or_default();
+        let after_ts = last.map(|l| l.ts).unwrap_or_default();
+        let snapshot = || {
+            last.map(|l| {
+                vec![Replayed {
+                    seq: l.seq,
+                    gap_from: None,
+                    frame: l.frame.clone(),
+                }]
+            })
+            .unwrap_or_default()
+        };
         let Some((from, epoch)) = since else {
             return Opening {
                 after,
+                after_ts,
                 frames: snapshot(),
                 recovery: None,
             };
@@ -227,11 +245,13 @@ impl TopicState {
         match outcome {
             Ok(frames) => Opening {
                 after,
+                after_ts,
                 frames,
                 recovery: Some(Ok(())),
             },
             Err(why) => Opening {
                 after,
+                after_ts,
                 frames: snapshot(),
                 recovery: Some(Err(why)),
             },

@@ -20,6 +20,9 @@ impl Seq {
 pub struct TsMicros(pub u64);
 
 impl TsMicros {
+    /// Zero: no time, for frames whose latency is not measured (markers, replays).
+    pub const UNMEASURED: TsMicros = TsMicros(0);
+
     /// The current wall-clock time.
     pub fn now() -> TsMicros {
         let d = SystemTime::now()
