@@ -76,7 +76,13 @@ impl Fixture {
         for i in 0..SUBSCRIBERS {
             let s = &subs[i * 7919 % SUBSCRIBERS];
             router
-                .subscribe(s, std::slice::from_ref(&topic))
+                .subscribe(
+                    s,
+                    std::slice::from_ref(&topic),
+                    &[],
+                    None,
+                    std::time::Instant::now(),
+                )
                 .expect("subscribe");
         }
         let tick = Tick {

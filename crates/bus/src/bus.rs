@@ -14,12 +14,26 @@ use crate::topic::{Store, TopicId, TopicState};
 
 /// How much history each topic keeps: a default, and overrides per channel (the part of the topic
 /// before the first `.`), e.g. little for `ticker`, more for `trade`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HistoryConfig {
     /// For channels without an override.
     pub default: HistoryLimits,
     /// Per channel.
     pub channels: Vec<(String, HistoryLimits)>,
+}
+
+impl Default for HistoryConfig {
+    /// 100 ticks for up to a minute per topic: a browser whose network blips for a few seconds
+    /// gets back what it missed on a typical ticker, and a topic costs at most 100 frames.
+    fn default() -> Self {
+        Self {
+            default: HistoryLimits {
+                size: 100,
+                ttl: Duration::from_secs(60),
+            },
+            channels: Vec::new(),
+        }
+    }
 }
 
 impl HistoryConfig {

@@ -223,8 +223,12 @@ pub struct RouterStats {
     pub slow_disconnects: u64,
     /// Live subscriptions in this shard.
     pub subscriptions: u64,
-    /// Ticks that never reached this shard (its inbox was full), announced as `dropped` gaps.
+    /// Seqs that never reached this shard (its inbox was full), announced as `dropped` gaps.
     pub inbox_gaps: u64,
+    /// `dropped` markers queued for those.
+    pub inbox_markers: u64,
+    /// `upstream` markers queued (a feed's seqs skipped).
+    pub upstream_markers: u64,
     /// Heartbeat frames encoded (one per group and quiet interval).
     pub heartbeats: u64,
     /// Heartbeats queued to subscribers.
@@ -506,6 +510,7 @@ impl ShardRouter {
                     RoutedTick::gap(item.topic, from, item.seq, GapReason::Upstream, item.frame)
                 }
             };
+            let delivered = self.stats.deliveries;
             for route in &routes.list {
                 if item.seq <= route.after {
                     continue; // already sent as the snapshot or recovery
@@ -525,6 +530,9 @@ impl ShardRouter {
                 } else if account(&mut self.stats, &route.sub, pushed) {
                     route.sub.wake();
                 }
+            }
+            if item.gap_from.is_some() {
+                self.stats.upstream_markers += self.stats.deliveries - delivered;
             }
             observe(started.elapsed());
         }
@@ -652,6 +660,7 @@ fn lost_on_the_way(
             }
         };
         let pushed = route.sub.queue.borrow_mut().push_data(limits, marker);
+        stats.inbox_markers += 1;
         if account(stats, &route.sub, pushed) {
             route.sub.wake();
         }

@@ -314,7 +314,15 @@ fn parse_since(
         let topic = topics
             .iter()
             .find(|t| t.as_str() == name.as_ref())
-            .ok_or_else(|| invalid(field(""), "names a topic this request does not subscribe to"))?;
+            .ok_or_else(|| {
+                invalid(
+                    field(""),
+                    "names a topic this request does not subscribe to",
+                )
+            })?;
+        if out.iter().any(|s: &Since| &s.topic == topic) {
+            return Err(invalid(field(""), "is given twice"));
+        }
         let pos = pos
             .as_object()
             .ok_or_else(|| invalid(field(""), "must be {\"seq\": n, \"epoch\": \"...\"}"))?;
@@ -637,12 +645,27 @@ mod tests {
     fn malformed_since_or_heartbeat_names_the_field() {
         let cases = [
             (r#""since":5"#, "since"),
-            (r#""since":{"ticker.X":{"seq":1,"epoch":"e"}}"#, "since.ticker.X"),
+            (
+                r#""since":{"ticker.X":{"seq":1,"epoch":"e"}}"#,
+                "since.ticker.X",
+            ),
             (r#""since":{"ticker.AAPL":7}"#, "since.ticker.AAPL"),
-            (r#""since":{"ticker.AAPL":{"epoch":"e"}}"#, "since.ticker.AAPL.seq"),
-            (r#""since":{"ticker.AAPL":{"seq":-1,"epoch":"e"}}"#, "since.ticker.AAPL.seq"),
-            (r#""since":{"ticker.AAPL":{"seq":1}}"#, "since.ticker.AAPL.epoch"),
-            (r#""since":{"ticker.AAPL":{"seq":1,"epoch":"a b"}}"#, "since.ticker.AAPL.epoch"),
+            (
+                r#""since":{"ticker.AAPL":{"epoch":"e"}}"#,
+                "since.ticker.AAPL.seq",
+            ),
+            (
+                r#""since":{"ticker.AAPL":{"seq":-1,"epoch":"e"}}"#,
+                "since.ticker.AAPL.seq",
+            ),
+            (
+                r#""since":{"ticker.AAPL":{"seq":1}}"#,
+                "since.ticker.AAPL.epoch",
+            ),
+            (
+                r#""since":{"ticker.AAPL":{"seq":1,"epoch":"a b"}}"#,
+                "since.ticker.AAPL.epoch",
+            ),
             (r#""heartbeat_ms":0"#, "heartbeat_ms"),
             (r#""heartbeat_ms":"1s""#, "heartbeat_ms"),
         ];

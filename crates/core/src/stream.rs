@@ -83,6 +83,13 @@ pub enum NotRecovered {
 }
 
 impl NotRecovered {
+    /// Every reason.
+    pub const ALL: [NotRecovered; 3] = [
+        NotRecovered::TooOld,
+        NotRecovered::EpochChanged,
+        NotRecovered::NoHistory,
+    ];
+
     /// The reason as the protocol spells it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -105,6 +112,13 @@ pub enum GapReason {
 }
 
 impl GapReason {
+    /// Every reason, so each metric label is exported before its first event.
+    pub const ALL: [GapReason; 3] = [
+        GapReason::Conflated,
+        GapReason::Dropped,
+        GapReason::Upstream,
+    ];
+
     /// The reason as the protocol spells it.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -4,9 +4,9 @@
 //! this same file on stable and runs it over every committed seed in `corpus/`.
 
 use tickcast_core::frame::{OpCode, TickEncoder};
-use tickcast_core::protocol::ServerReply;
+use tickcast_core::protocol::{Recovery, ServerReply};
 use tickcast_core::wire::{FrameTracker, WireViolation as Violation};
-use tickcast_core::{ClientRequest, Frame, Price, Seq, Size, Tick, Topic, TsMicros};
+use tickcast_core::{ClientRequest, Frame, NotRecovered, Price, Seq, Size, Tick, Topic, TsMicros};
 use tickcast_ingest::line::{Framed, LineFramer};
 use tickcast_ingest::parse::{for_each_line, parse_line_serde_json, TickLine, TickParser};
 use tickcast_ingest::RejectReason;
@@ -39,10 +39,34 @@ pub fn client_request(data: &[u8]) {
                         assert!(Topic::new(t.as_str()).is_ok(), "{t:?}");
                         assert!(!topics[..i].contains(t), "duplicate {t:?}");
                     }
+                    // The ack of a v2 subscribe echoes each `since` topic's epoch and an outcome:
+                    // whatever the client sent, it must encode as valid JSON.
+                    let since = match &req {
+                        ClientRequest::Subscribe { options, .. } => options.since.as_slice(),
+                        _ => &[],
+                    };
+                    let epochs: Vec<_> = since
+                        .iter()
+                        .map(|s| (s.topic.clone(), s.epoch.clone()))
+                        .collect();
+                    let recovery: Vec<_> = since
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| Recovery {
+                            topic: s.topic.clone(),
+                            outcome: if i % 2 == 0 {
+                                Ok(())
+                            } else {
+                                Err(NotRecovered::TooOld)
+                            },
+                        })
+                        .collect();
                     let r = if matches!(req, ClientRequest::Subscribe { .. }) {
                         ServerReply::Subscribed {
                             topics,
                             pending: &[],
+                            epochs: &epochs,
+                            recovery: &recovery,
                             id: id.as_ref(),
                         }
                     } else {
@@ -54,6 +78,10 @@ pub fn client_request(data: &[u8]) {
                     let v = json(r.to_frame().payload());
                     let names: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
                     assert_eq!(v["topics"], serde_json::json!(names));
+                    for s in since {
+                        assert!(topics.contains(&s.topic), "since names an unlisted topic");
+                        assert_eq!(v["epochs"][s.topic.as_str()], s.epoch.as_str());
+                    }
                     v
                 }
                 ClientRequest::Ping { .. } => {

@@ -51,6 +51,8 @@ pub struct GatewayConfig {
     pub handshake_timeout: Duration,
     /// How long shutdown waits for queued frames to flush.
     pub shutdown_grace: Duration,
+    /// The `heartbeat_ms` a subscribe may ask for; outside it the request gets `invalid_field`.
+    pub heartbeats: HeartbeatLimits,
     /// Verifies credentials at the upgrade; `None` = authentication off (every topic allowed).
     pub auth: Option<Arc<Authenticator>>,
     /// Serve https/wss with this TLS config; `None` = plain http/ws.
@@ -88,11 +90,39 @@ impl Default for GatewayConfig {
             write_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            heartbeats: HeartbeatLimits::default(),
             auth: None,
             tls: None,
             allowed_origins: Vec::new(),
             metrics_token: None,
             heap_trim: None,
         }
+    }
+}
+
+/// The heartbeat intervals clients may ask for: the shortest bounds what one client can make a
+/// shard do per second, the longest keeps "no heartbeat yet" meaningful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatLimits {
+    /// Shortest `heartbeat_ms`.
+    pub min: Duration,
+    /// Longest `heartbeat_ms`.
+    pub max: Duration,
+}
+
+impl Default for HeartbeatLimits {
+    fn default() -> Self {
+        Self {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl HeartbeatLimits {
+    /// `ms` as an interval, if within the limits.
+    pub fn interval(&self, ms: u64) -> Option<Duration> {
+        let d = Duration::from_millis(ms);
+        (self.min..=self.max).contains(&d).then_some(d)
     }
 }

@@ -41,7 +41,7 @@ mod shard;
 mod state;
 
 pub use auth::{AuthConfig, Authenticator};
-pub use config::GatewayConfig;
+pub use config::{GatewayConfig, HeartbeatLimits};
 pub use gateway::Gateway;
 pub use hooks::{MetricsSource, PublishHandler, ReadinessSource};
 pub use limits::RateLimit;

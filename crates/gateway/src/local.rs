@@ -24,6 +24,8 @@ pub(crate) const CORK_BYTES: usize = 64 * 1024;
 pub(crate) struct ShardCounters {
     messages: Cell<u64>,
     bytes: Cell<u64>,
+    /// `gap` markers encoded as they were about to be written: (conflated, dropped).
+    gaps: Cell<(u64, u64)>,
     frames_per_write: LocalHistogram,
     tick_to_write: LocalHistogram,
     /// Time to fan one tick out to this shard's queues.
@@ -37,6 +39,7 @@ impl ShardCounters {
         Self {
             messages: Cell::new(0),
             bytes: Cell::new(0),
+            gaps: Cell::new((0, 0)),
             frames_per_write: m.frames_per_write.local(),
             tick_to_write: m.tick_to_write_seconds.local(),
             fanout: m.fanout_seconds.local(),
@@ -64,6 +67,17 @@ impl ShardCounters {
             let age_us = now.0.saturating_sub(ts.0);
             self.tick_to_write.observe(age_us as f64 / 1e6);
         }
+    }
+
+    /// Counts `gap` markers sealed for a write: (conflated, dropped).
+    pub(crate) fn record_gaps(&self, (conflated, dropped): (u64, u64)) {
+        let (c, d) = self.gaps.get();
+        self.gaps.set((c + conflated, d + dropped));
+    }
+
+    /// Takes the markers counted since the last call: (conflated, dropped).
+    pub(crate) fn drain_gaps(&self) -> (u64, u64) {
+        self.gaps.replace((0, 0))
     }
 
     /// Takes the messages and bytes counted since the last call, and flushes the histograms.
@@ -101,6 +115,9 @@ pub(crate) struct Local<S: Listed> {
     pub cork: RefCell<Vec<u8>>,
     /// Notified when the last session leaves (shutdown waits on it).
     pub idle: Notify,
+    /// Notified when a subscribe asks for heartbeats, so the heartbeat timer (which sleeps while
+    /// the shard has none) looks again.
+    pub heartbeats_asked: Notify,
 }
 
 impl<S: Listed> Local<S> {
@@ -120,6 +137,7 @@ impl<S: Listed> Local<S> {
             sessions: RefCell::new(Vec::new()),
             cork: RefCell::new(Vec::with_capacity(CORK_BYTES)),
             idle: Notify::new(),
+            heartbeats_asked: Notify::new(),
         }
     }
 

@@ -10,6 +10,8 @@ use prometheus::{
 use std::sync::{Arc, RwLock};
 
 use tickcast_bus::Bus;
+use tickcast_core::protocol::Recovery;
+use tickcast_core::{GapReason, NotRecovered};
 
 use crate::hooks::MetricsSource;
 
@@ -100,6 +102,20 @@ pub struct Metrics {
     pub messages_dropped: IntCounterVec,
     /// Clients disconnected as slow consumers.
     pub slow_consumer_disconnects: IntCounter,
+    /// `gap` markers queued to clients, by reason.
+    pub gap_markers: IntCounterVec,
+    /// Times a feed's seqs skipped (each becomes an `upstream` gap marker).
+    pub upstream_gaps: IntCounter,
+    /// Heartbeat frames encoded (one per topic, interval and shard when it was quiet).
+    pub heartbeats_encoded: IntCounter,
+    /// Heartbeats queued to clients.
+    pub heartbeats_sent: IntCounter,
+    /// Subscribes with `since`, by outcome (`recovered` or the reason it could not).
+    pub recoveries: IntCounterVec,
+    /// Ticks and markers held in every topic's history.
+    pub history_entries: IntGauge,
+    /// Bytes held in every topic's history (frames plus bookkeeping).
+    pub history_bytes: IntGauge,
     /// Frames per vectored write: how well writes coalesce.
     pub frames_per_write: Histogram,
     /// From a tick's ingest `ts` to the socket write that carried it (oldest tick of each write).
@@ -219,6 +235,36 @@ impl Metrics {
                 "tickcast_slow_consumer_disconnects_total",
                 "Clients disconnected because they could not keep up.",
             ),
+            gap_markers: counter_vec(
+                "tickcast_gap_markers_total",
+                "Gap markers queued to clients, by reason (conflated, dropped, upstream).",
+                "reason",
+            ),
+            upstream_gaps: counter(
+                "tickcast_upstream_gaps_total",
+                "Times a feed's seqs skipped: ticks lost before they reached the server.",
+            ),
+            heartbeats_encoded: counter(
+                "tickcast_heartbeats_encoded_total",
+                "Heartbeat frames encoded: one per quiet topic, interval and shard, shared by its subscribers.",
+            ),
+            heartbeats_sent: counter(
+                "tickcast_heartbeats_sent_total",
+                "Heartbeats queued to clients.",
+            ),
+            recoveries: counter_vec(
+                "tickcast_recoveries_total",
+                "Subscribes that asked to recover a topic from a seq, by outcome.",
+                "outcome",
+            ),
+            history_entries: gauge(
+                "tickcast_history_entries",
+                "Ticks and gap markers held in every topic's history.",
+            ),
+            history_bytes: gauge(
+                "tickcast_history_bytes",
+                "Memory held by every topic's history: frames plus per-entry bookkeeping.",
+            ),
             frames_per_write: reg(
                 &r,
                 Histogram::with_opts(
@@ -294,6 +340,13 @@ impl Metrics {
         for reason in ["drop_oldest", "shard_inbox_full"] {
             self.messages_dropped.with_label_values(&[reason]);
         }
+        for reason in GapReason::ALL {
+            self.gap_markers.with_label_values(&[reason.as_str()]);
+        }
+        self.recoveries.with_label_values(&["recovered"]);
+        for why in NotRecovered::ALL {
+            self.recoveries.with_label_values(&[why.as_str()]);
+        }
     }
 
     /// Registers a metric that lives outside the gateway (the feeds', the binary's log writer), so
@@ -310,6 +363,17 @@ impl Metrics {
             .push(source);
     }
 
+    /// Counts the outcomes of one subscribe's recoveries.
+    pub fn recovered(&self, recoveries: &[Recovery]) {
+        for r in recoveries {
+            let outcome = match r.outcome {
+                Ok(()) => "recovered",
+                Err(why) => why.as_str(),
+            };
+            self.recoveries.with_label_values(&[outcome]).inc();
+        }
+    }
+
     /// Counts a closed session.
     pub fn closed(&self, reason: CloseReason) {
         self.connections_closed
@@ -324,6 +388,9 @@ impl Metrics {
         self.topics_requested
             .set(bus.requested_topic_count() as i64);
         sync_counter(&self.topics_reaped, bus.reaped_topics());
+        sync_counter(&self.upstream_gaps, bus.upstream_gaps());
+        self.history_entries.set(bus.history_entries() as i64);
+        self.history_bytes.set(bus.history_bytes() as i64);
         let published = bus.published();
         sync_counter(&self.ticks_published, published);
         sync_counter(

@@ -83,7 +83,30 @@ pub(super) fn handle_request(ctx: &ShardCtx, session: &Session, buf: &mut [u8]) 
     };
     let sub = &session.sub;
     match request {
-        ClientRequest::Subscribe { mut topics, id } => {
+        ClientRequest::Subscribe {
+            mut topics,
+            id,
+            options,
+        } => {
+            // Checked before anything changes, so a bad option leaves the session as it was.
+            let heartbeat = match options.heartbeat_ms {
+                None => None,
+                Some(ms) => match ctx.state.config.heartbeats.interval(ms) {
+                    Some(every) => Some(every),
+                    None => {
+                        let h = ctx.state.config.heartbeats;
+                        let kind = ProtocolErrorKind::InvalidField {
+                            field: "heartbeat_ms".into(),
+                            problem: format!(
+                                "must be within {}..={} milliseconds",
+                                h.min.as_millis(),
+                                h.max.as_millis()
+                            ),
+                        };
+                        return reply_error(ctx, session, ProtocolError { kind, id });
+                    }
+                },
+            };
             // Topics outside the credential's entitlements get `forbidden`; the rest go ahead.
             if let Some(allowed) = &session.entitlements {
                 let (granted, refused): (Vec<_>, Vec<_>) =
@@ -132,16 +155,40 @@ pub(super) fn handle_request(ctx: &ShardCtx, session: &Session, buf: &mut [u8]) 
                     Err(e) => return refuse_topic(ctx, session, e, id),
                 }
             }
-            // The ack goes on the priority lane, the snapshots on the data lane: the ack leaves first.
+            // Subscribing queues each topic's opening (recovered ticks or the snapshot) on the data
+            // lane; the ack, with the recovery outcomes, goes on the priority lane right after, in
+            // the same turn: it still leaves first.
+            let subscribed = ctx.router.borrow_mut().subscribe(
+                sub,
+                &topics,
+                &options.since,
+                heartbeat,
+                Instant::now(),
+            );
+            if heartbeat.is_some() {
+                ctx.heartbeats_asked.notify_one();
+            }
+            let epochs: Vec<_> = topics
+                .iter()
+                .filter_map(|t| ctx.state.bus.get(t.as_str()))
+                .map(|s| (s.topic().clone(), s.epoch().clone()))
+                .collect();
+            let (recovery, refused) = match subscribed {
+                Ok(r) => (r, None),
+                Err(e) => (Vec::new(), Some(e)),
+            };
+            ctx.state.metrics.recovered(&recovery);
             session.reply(
                 ServerReply::Subscribed {
                     topics: &topics,
                     pending: &pending,
+                    epochs: &epochs,
+                    recovery: &recovery,
                     id: id.as_ref(),
                 }
                 .to_frame(),
             );
-            if let Err(e) = ctx.router.borrow_mut().subscribe(sub, &topics) {
+            if let Some(e) = refused {
                 refuse_topic(ctx, session, e, id);
             }
         }

@@ -126,6 +126,12 @@ fn write_some(
     socket: &Transport,
     now: TsMicros,
 ) -> io::Result<bool> {
+    // Markers for what backpressure took away are encoded now, once per write at most, not per
+    // replaced tick.
+    let sealed = session.sub.seal_gaps();
+    if sealed != (0, 0) {
+        ctx.counters.record_gaps(sealed);
+    }
     let mut q = session.sub.queue.borrow_mut();
     let mut cork = ctx.cork.borrow_mut();
     cork.clear();

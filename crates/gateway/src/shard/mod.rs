@@ -68,6 +68,7 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
     tokio::task::spawn_local(write_pass::dispatch(ctx.clone()));
     let metrics = tokio::task::spawn_local(timers::metrics_timer(ctx.clone()));
     let sweeper = tokio::task::spawn_local(timers::sweep_sessions(ctx.clone()));
+    let heartbeats = tokio::task::spawn_local(timers::heartbeats(ctx.clone()));
     let interval = ctx.state.config.flush_interval;
     let batcher = (!interval.is_zero())
         .then(|| tokio::task::spawn_local(write_pass::write_every_interval(ctx.clone(), interval)));
@@ -111,6 +112,7 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
     })
     .await;
     sweeper.abort();
+    heartbeats.abort();
     if let Some(b) = batcher {
         b.abort();
     }

@@ -68,11 +68,13 @@ pub(super) async fn sweep_sessions(ctx: Rc<ShardCtx>) {
         timer.tick().await;
         let now = Instant::now();
         sweep(&ctx, &deadlines, now);
-        // Topics are shared by every shard: one of them reaps the ones only clients made up.
+        // Topics are shared by every shard: one of them reaps the ones only clients made up, and
+        // frees history past its age in topics gone quiet.
         if ctx.index == 0 {
             ctx.state
                 .bus
                 .reap_requested(now, ctx.state.config.requested_topic_grace);
+            ctx.state.bus.expire_history(now);
         }
         let open = ctx.sessions.borrow().len();
         let closed = open_before.saturating_sub(open);
@@ -114,4 +116,33 @@ pub(super) fn add_to_metrics(ctx: &ShardCtx) {
         .inc_by(now.slow_disconnects - last.slow_disconnects);
     m.subscriptions
         .add(now.subscriptions as i64 - last.subscriptions as i64);
+    let (conflated, dropped) = ctx.counters.drain_gaps();
+    let gaps = |reason: &str, n: u64| m.gap_markers.with_label_values(&[reason]).inc_by(n);
+    gaps("conflated", conflated);
+    gaps("dropped", dropped + now.inbox_markers - last.inbox_markers);
+    gaps("upstream", now.upstream_markers - last.upstream_markers);
+    m.heartbeats_encoded
+        .inc_by(now.heartbeats - last.heartbeats);
+    m.heartbeats_sent
+        .inc_by(now.heartbeat_deliveries - last.heartbeat_deliveries);
+}
+
+/// The heartbeat timer: sends the heartbeats due and sleeps until the next one is, or, with no
+/// heartbeat group on the shard, until a subscribe asks for heartbeats (so a shard without them
+/// never wakes for them).
+pub(super) async fn heartbeats(ctx: Rc<ShardCtx>) {
+    loop {
+        let next = ctx.router.borrow_mut().heartbeats(Instant::now());
+        let asked = ctx.heartbeats_asked.notified();
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    // A new group may be due before `at`.
+                    _ = asked => {}
+                }
+            }
+            None => asked.await,
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! The configuration file (`config/tickcast.toml` documents every key): its sections, one module
-//! each with its defaults and rules ([`server`], [`limits`], [`auth`], [`tls`], [`nats`], the
+//! each with its defaults and rules ([`server`], [`limits`], [`streams`], [`auth`], [`tls`], [`nats`], the
 //! [`feeds`] list, whose entries the ingest crate owns), the CLI/env [`overrides`], and
 //! [`Config::resolve`], which checks everything once and turns it into the [`Settings`] that
 //! [`start`](crate::start) runs.
@@ -22,6 +22,7 @@ pub mod limits;
 pub mod nats;
 pub mod overrides;
 pub mod server;
+pub mod streams;
 pub mod tls;
 
 pub use auth::{ApiKeySection, AuthSection};
@@ -29,6 +30,7 @@ pub use limits::{BackpressureSection, KeepaliveSection, LimitsSection};
 pub use nats::{NatsSection, StorageSpec};
 pub use overrides::Overrides;
 pub use server::{Role, ServerSection};
+pub use streams::{HeartbeatsSection, HistorySection};
 pub use tickcast_ingest::FeedConfig;
 pub use tls::TlsSection;
 
@@ -62,6 +64,10 @@ pub struct Config {
     pub backpressure: BackpressureSection,
     /// Pings and idle detection.
     pub keepalive: KeepaliveSection,
+    /// Recent ticks kept per topic for recovery.
+    pub history: HistorySection,
+    /// Heartbeat intervals clients may ask for.
+    pub heartbeats: HeartbeatsSection,
     /// Logging.
     pub log: LogSection,
     /// Authentication, topic entitlements and the Origin allowlist.
@@ -167,11 +173,14 @@ impl Config {
         self.limits.validate()?;
         self.backpressure.validate()?;
         self.keepalive.validate()?;
+        self.history.validate()?;
+        self.heartbeats.validate()?;
         let mut gateway = GatewayConfig::default();
         self.server.configure(&mut gateway);
         self.limits.configure(&mut gateway);
         self.backpressure.configure(&mut gateway);
         self.keepalive.configure(&mut gateway);
+        self.heartbeats.configure(&mut gateway);
         self.auth.configure(&mut gateway)?;
         self.tls.configure(&mut gateway)?;
         let feeds = feeds::resolve(self.feeds)?;
@@ -184,6 +193,9 @@ impl Config {
             inbox_capacity: self.server.shard_inbox_capacity,
             max_topics: self.limits.max_topics,
             max_requested_topics: self.limits.max_requested_topics,
+            history: self.history.history(),
+            // A standalone node's seqs restart with the process: a new epoch each run.
+            epoch: None,
         };
         Ok(Settings {
             bus,
