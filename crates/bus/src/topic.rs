@@ -166,6 +166,12 @@ impl TopicState {
         Seq(self.seq.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
+    /// Leaves the next `n` seqs unused, for ticks the feed lost: the next tick's seq jumps, and the
+    /// jump reaches subscribers as an `upstream` gap marker.
+    pub fn skip_seqs(&self, n: u64) {
+        self.seq.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Moves the counter forward to at least `seq`, for ticks whose seq was assigned upstream.
     pub fn observe_seq(&self, seq: Seq) {
         self.seq.fetch_max(seq.0, Ordering::Relaxed);

@@ -1,7 +1,8 @@
 //! Upstream sequence tracking: a source that numbers its messages lets us see what it lost.
 //!
 //! tickcast always assigns its own per-topic seq; the upstream one is only checked, so a jump is
-//! logged and counted (`tickcast_feed_upstream_gaps_total`) and never hidden or "repaired".
+//! logged and counted (`tickcast_feed_upstream_gaps_total`) and never hidden or "repaired": the
+//! sink leaves as many of tickcast's seqs unused, which subscribers see as an `upstream` gap.
 
 use std::collections::HashMap;
 

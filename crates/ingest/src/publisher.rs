@@ -63,6 +63,7 @@ impl Publisher {
         }
         let state = self.bus.topic(topic)?;
         self.topics.insert(topic.clone(), state.clone());
+        self.stats.serves(&state);
         Ok(state)
     }
 

@@ -222,6 +222,9 @@ impl TickSink {
                     topic.topic().as_str(),
                     format_args!("seq {seq} follows {}: {missed} missed", seq - missed - 1),
                 );
+                // Leave as many of our seqs unused: the bus then announces them to subscribers
+                // as an `upstream` gap, so the loss is visible in every client's stream.
+                topic.skip_seqs(missed);
                 true
             }
             SeqCheck::Backwards { last } => {
@@ -321,6 +324,8 @@ mod tests {
         // 5 after 2 is a gap, 1 after 6 a reset; the second 5 is not republished.
         assert_eq!(s.stats().upstream_gaps(), 2);
         assert_eq!(s.stats().ticks_in(), 5);
-        assert_eq!(bus.get("ticker.A").unwrap().last().unwrap().seq.0, 5);
+        // Ours: 1, 2, then 3 and 4 left unused for the 2 lost upstream, 5 (upstream 5), 6, 7.
+        assert_eq!(bus.get("ticker.A").unwrap().last().unwrap().seq.0, 7);
+        assert_eq!(bus.upstream_gaps(), 1, "announced to subscribers once");
     }
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tickcast_bus::TopicState;
 use tickcast_core::TsMicros;
 
 use crate::reject::{LogLimiter, Reject, RejectReason};
@@ -34,6 +35,8 @@ pub struct FeedStats {
     reject_log: LogLimiter,
     /// Bounds the rate of upstream-gap warnings.
     gap_log: LogLimiter,
+    /// The topics this feed has published to, so that when it goes down their heartbeats say so.
+    topics: Mutex<Vec<Arc<TopicState>>>,
 }
 
 impl FeedStats {
@@ -54,6 +57,7 @@ impl FeedStats {
             max_idle_ms: AtomicU64::new(0),
             reject_log: LogLimiter::default(),
             gap_log: LogLimiter::default(),
+            topics: Mutex::new(Vec::new()),
         })
     }
 
@@ -175,9 +179,24 @@ impl FeedStats {
             .clone()
     }
 
-    /// Marks the source connected (or not).
+    /// Marks the source connected (or not). Going down also marks every topic it served as not
+    /// served (`feed_up: false` in their heartbeats) until a feed publishes to it again.
     pub fn set_connected(&self, up: bool) {
         self.connected.store(up, Ordering::Relaxed);
+        if !up {
+            for t in self.topics.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                t.set_feed_down();
+            }
+        }
+    }
+
+    /// Notes that this feed publishes to `topic` (once per topic, when a publisher first resolves
+    /// it).
+    pub fn serves(&self, topic: &Arc<TopicState>) {
+        self.topics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(topic.clone());
     }
 
     /// Ticks published.
