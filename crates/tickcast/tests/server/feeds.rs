@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -782,10 +782,15 @@ async fn binance_book_ticker_and_trade_messages_merge_into_ticks() {
     assert_tick(&t, "ticker.BNBUSDT", 1, 25.3519, 25.3652, 25.36, 100.0);
     let t = client.next_of_type("tick").await;
     assert_tick(&t, "ticker.BNBUSDT", 2, 25.352, 25.365, 25.36, 100.0);
+    // Trade 12348 after 12345: two trades lost upstream. Their two seqs stay unused, and the
+    // client is told before the next tick. The kline event is unsupported input.
+    assert_eq!(
+        client.next_json().await,
+        json!({"type":"gap","topic":"ticker.BNBUSDT","from":3,"to":4,"reason":"upstream"})
+    );
     let t = client.next_of_type("tick").await;
-    assert_tick(&t, "ticker.BNBUSDT", 3, 25.352, 25.365, 25.361, 3.5);
+    assert_tick(&t, "ticker.BNBUSDT", 5, 25.352, 25.365, 25.361, 3.5);
     let up = feed_stats(&relay, "up");
-    // Trade 12348 after 12345: two trades lost upstream. The kline event is unsupported input.
     assert_eq!(up.upstream_gaps(), 1);
     assert_eq!(
         metric(

@@ -1,6 +1,7 @@
 //! The integration tests that need nothing of their own process, linked into one binary so the
-//! suite links once instead of once per file: protocol v1, feeds, the HTTP surface, limits and
-//! authentication, and TLS. Each runs the real server on 127.0.0.1:0 and talks to it over real
+//! suite links once instead of once per file: protocol v1, protocol v2's stream guarantees
+//! (recovery, gap markers, heartbeats), feeds, the HTTP surface, limits and authentication, and
+//! TLS. Each runs the real server on 127.0.0.1:0 and talks to it over real
 //! sockets with independent clients.
 //!
 //! Kept as separate binaries: `heap.rs` (its own global allocator), `abuse.rs` and `fanout.rs`
@@ -15,4 +16,5 @@ mod feeds;
 mod http;
 mod protocol;
 mod security;
+mod streams;
 mod tls;

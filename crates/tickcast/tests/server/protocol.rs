@@ -14,7 +14,14 @@ async fn subscribe_receive_unsubscribe() {
     let server = start_server(|c| feed(c, &["AAPL", "MSFT"], 400.0)).await;
     wait_for_seq(&server, "ticker.AAPL", 1).await;
     let mut c = Client::connect(&server).await;
-    let ack = c.subscribe(&["ticker.AAPL"], 1).await;
+    let mut ack = c.subscribe(&["ticker.AAPL"], 1).await;
+    // v2 names each topic's seq space; a v1 client ignores it.
+    let epochs = ack.as_object_mut().unwrap().remove("epochs");
+    let epoch = epochs.as_ref().and_then(|e| e["ticker.AAPL"].as_str());
+    assert!(
+        epoch.is_some_and(|e| !e.is_empty() && e.len() <= 16),
+        "{epochs:?}"
+    );
     assert_eq!(
         ack,
         json!({"type":"subscribed","topics":["ticker.AAPL"],"id":1})

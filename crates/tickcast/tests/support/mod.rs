@@ -7,6 +7,7 @@
 //! - [`Metrics`]: a `/metrics` scrape parsed once into a map, looked up by sample name and labels;
 //! - [`TestCert`]: a self-signed certificate and key in a temp dir, the rustls client config that
 //!   trusts it, and an acceptor for test servers that present it;
+//! - [`SeqLedger`]: checks that a stream's seqs skip only where a `gap` marker said so;
 //! - [`wait_until`] and its variants: bounded polling with a sync or an async predicate;
 //! - plain HTTP requests, the real binary as a child process, temp dirs, fixtures and feeds.
 //!
@@ -16,6 +17,7 @@
 mod client;
 mod frame;
 mod http;
+mod ledger;
 mod metrics;
 mod raw;
 mod tls;
@@ -30,6 +32,7 @@ use std::time::Duration;
 pub use client::{Client, Event};
 pub use frame::{masked, masked_text, read_frame_from, unmasked, upgrade_request, MASK};
 pub use http::{http_get, http_get_addr, http_get_over, http_request, try_http_get_addr};
+pub use ledger::SeqLedger;
 pub use metrics::{metric, metric_at, metrics, metrics_at, wait_for_open, Metrics};
 pub use raw::RawClient;
 pub use tickcast::test_support::{start_server, RunningServer};
