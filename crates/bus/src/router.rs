@@ -296,7 +296,18 @@ impl ShardRouter {
         sub.topics.borrow_mut().reserve_exact(topics.len());
         let mut recoveries = Vec::new();
         for topic in topics {
-            if sub.is_subscribed(topic) {
+            let subscribed = sub
+                .topics
+                .borrow()
+                .iter()
+                .find(|t| t.topic() == topic)
+                .cloned();
+            if let Some(state) = subscribed {
+                // Already streaming: only a new heartbeat interval changes anything.
+                if let Some(every) = heartbeat {
+                    self.leave_heartbeats(sub, state.id());
+                    self.join_heartbeats(sub, &state, every, now);
+                }
                 continue;
             }
             let state = self.bus.resolve(topic, TopicOrigin::Subscriber)?;
@@ -1179,7 +1190,12 @@ mod tests {
             payloads(&s),
             [r#"{"type":"heartbeat","topic":"ticker.AAPL","seq":4,"ts":4,"feed_up":false}"#]
         );
+        // Subscribing again with another interval moves `s` to it.
+        r.subscribe(&s, std::slice::from_ref(&topic), &[], Some(every * 10), t0)
+            .unwrap();
+        assert_eq!(r.heartbeats.len(), 2);
         r.remove(&other);
+        assert_eq!(r.heartbeats.len(), 1);
         r.unsubscribe(&s, std::slice::from_ref(&topic));
         assert_eq!(r.heartbeats(t0 + every * 4), None, "no group left");
     }
