@@ -46,6 +46,7 @@ mod tests {
     use tickcast_ingest::upstream::AdapterKind;
 
     use super::*;
+    use crate::config::test_util::invalid;
     use crate::config::Config;
 
     /// The resolved feeds of a TOML text.
@@ -54,13 +55,6 @@ mod tests {
             .and_then(Config::resolve)
             .unwrap()
             .feeds
-    }
-
-    fn invalid(toml: &str) -> String {
-        match Config::from_toml(toml).and_then(Config::resolve) {
-            Err(ConfigError::Invalid(m)) => m,
-            other => panic!("{toml}: {other:?}"),
-        }
     }
 
     #[test]

@@ -207,14 +207,8 @@ impl KeepaliveSection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::test_util::invalid;
     use crate::config::Config;
-
-    fn invalid(toml: &str) -> String {
-        match Config::from_toml(toml).and_then(Config::resolve) {
-            Err(ConfigError::Invalid(m)) => m,
-            other => panic!("{toml}: {other:?}"),
-        }
-    }
 
     #[test]
     fn bad_values_are_rejected() {

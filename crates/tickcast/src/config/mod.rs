@@ -206,6 +206,20 @@ impl Config {
     }
 }
 
+/// What the sections' tests share.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::{Config, ConfigError};
+
+    /// The message of the `Invalid` error that resolving `toml` gives; panics on anything else.
+    pub(crate) fn invalid(toml: &str) -> String {
+        match Config::from_toml(toml).and_then(Config::resolve) {
+            Err(ConfigError::Invalid(m)) => m,
+            other => panic!("{toml}: {other:?}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,14 +164,8 @@ impl HeartbeatsSection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::test_util::invalid;
     use crate::config::Config;
-
-    fn invalid(toml: &str) -> String {
-        match Config::from_toml(toml).and_then(Config::resolve) {
-            Err(ConfigError::Invalid(m)) => m,
-            other => panic!("{toml}: {other:?}"),
-        }
-    }
 
     #[test]
     fn history_per_channel_reaches_the_bus() {
