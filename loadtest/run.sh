@@ -87,7 +87,7 @@ for _ in $(seq 1 200); do
 done
 listening "$port" || { echo "error: tickcast did not listen on $port within 20 s" >&2; exit 1; }
 
-echo "tickcast pid $spid on 127.0.0.1:$port ($server_args); results: $out.*" >&2
+echo "tickcast pid $spid on 127.0.0.1:$port ($server_args${TICKCAST_POLICY:+; TICKCAST_POLICY=$TICKCAST_POLICY overrides the policy}); results: $out.*" >&2
 
 soak=
 [[ "$name" == soak ]] && soak=1

@@ -620,7 +620,7 @@ pub fn table(r: &Report) -> String {
             .collect();
         let _ = write!(o, "{:<22}", "");
         for (n, _) in &classes {
-            let _ = write!(o, "{n:>16}");
+            let _ = write!(o, "{n:>18}");
         }
         o.push('\n');
         type Row = (&'static str, fn(&ClassReport) -> String);
@@ -671,7 +671,7 @@ pub fn table(r: &Report) -> String {
         for (label, f) in rows {
             let _ = write!(o, "{label:<22}");
             for (_, c) in &classes {
-                let _ = write!(o, "{:>16}", f(c));
+                let _ = write!(o, "{:>18}", f(c));
             }
             o.push('\n');
         }
