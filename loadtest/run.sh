@@ -5,9 +5,12 @@
 #
 # SCENARIO is a bundled name (smoke, fanout-1k, fanout-10k, slow-consumers, c50k, soak; see
 # `tickcast-loadgen --list-scenarios`) or a path to a .toml file. The script builds release
-# binaries, starts tickcast on a free loopback port with the scenario's [server] symbols/rate,
-# runs the scenario with --server-pid, stops the server, and leaves under loadtest/results/:
-#   SCENARIO-STAMP.json (full report), .svg (plot), .txt (table), .server.log
+# binaries, starts tickcast on a free loopback port with the scenario's [server] symbols/rate
+# (as flags) and its other [server] keys (socket_send_buffer_bytes, policy, max_queued_frames:
+# as a config file, SCENARIO-STAMP.server.toml), runs the scenario with --server-pid, stops the
+# server, and leaves under loadtest/results/:
+#   SCENARIO-STAMP.json (full report), .svg (plot), .txt (table), .server.log[, .server.toml]
+# TICKCAST_* variables reach the server and override its config file (TICKCAST_POLICY=drop_oldest).
 #
 # Env: CARGO_TARGET_DIR (cargo's target dir), SERVER_CPUS / LOADGEN_CPUS (taskset CPU lists,
 # e.g. SERVER_CPUS=0 LOADGEN_CPUS=1 to keep them off each other's core), SKIP_BUILD=1.
@@ -53,6 +56,13 @@ name=$(basename "$scenario" .toml)
 mkdir -p "$here/results"
 out="$here/results/$name-$(date -u +%Y%m%dT%H%M%SZ)"
 
+# The scenario's server settings that tickcast takes only from a config file.
+server_config=$("$loadgen" --scenario "$scenario" --print-server-config)
+if [[ -n "$server_config" ]]; then
+  printf '%s\n' "$server_config" >"$out.server.toml"
+  server_args="$server_args --config $out.server.toml"
+fi
+
 # taskset execs the server, so $! is the server's own PID (what --server-pid must sample).
 read -r -a server_cmd <<<"$server --listen 127.0.0.1:$port $server_args"
 [[ -n "${SERVER_CPUS:-}" ]] && server_cmd=(taskset -c "$SERVER_CPUS" "${server_cmd[@]}")
@@ -77,7 +87,7 @@ for _ in $(seq 1 200); do
 done
 listening "$port" || { echo "error: tickcast did not listen on $port within 20 s" >&2; exit 1; }
 
-echo "tickcast pid $spid on 127.0.0.1:$port ($server_args); results: $out.*" >&2
+echo "tickcast pid $spid on 127.0.0.1:$port ($server_args${TICKCAST_POLICY:+; TICKCAST_POLICY=$TICKCAST_POLICY overrides the policy}); results: $out.*" >&2
 
 soak=
 [[ "$name" == soak ]] && soak=1

@@ -129,6 +129,10 @@ pub struct Cli {
     /// Print the scenario's server flags (`--symbols N --rate R`) and exit (used by run.sh).
     #[arg(long)]
     pub print_server_args: bool,
+    /// Print a tickcast config file with the scenario's other [server] settings (send buffer,
+    /// backpressure policy, queue bound; empty if none) and exit (used by run.sh).
+    #[arg(long)]
+    pub print_server_config: bool,
     /// List the bundled scenarios and exit.
     #[arg(long)]
     pub list_scenarios: bool,
@@ -197,6 +201,10 @@ where
     cli.apply(&mut settings);
     if cli.print_server_args {
         println!("{}", settings.server_args());
+        return Ok(());
+    }
+    if cli.print_server_config {
+        print!("{}", settings.server_config());
         return Ok(());
     }
     let outcome = crate::run::run(

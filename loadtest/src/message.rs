@@ -2,8 +2,10 @@
 //!
 //! Every received frame goes through [`scan`], so it must cost far less than the socket read:
 //! it walks the top-level object once, keeps slices into the frame for the string fields it
-//! cares about, parses `seq`/`ts` as integers, skips everything else, and stops as soon as a
-//! tick's `type`, `topic`, `seq` and `ts` are known (tickcast sends them first).
+//! cares about, parses `seq`/`ts` (and a gap marker's `from`/`to`) as integers, skips everything
+//! else, and stops as soon as a tick's `type`, `topic`, `seq` and `ts` are known (tickcast sends
+//! them first), or a gap marker's `type`, `topic`, `from`, `to` and `reason`. Ticks and gap
+//! markers in tickcast's own field order each have a fast path; the tick's is tried first.
 
 use memchr::memchr2;
 
@@ -20,7 +22,11 @@ pub enum Kind {
     Pong,
     /// The server rejected a request.
     Error,
-    /// Any other `type` (for example `gap`), counted but not interpreted.
+    /// `{"type":"gap",...}`: seqs `from..=to` of `topic` will not arrive (protocol v2).
+    Gap,
+    /// `{"type":"heartbeat",...}`: a quiet topic's latest seq; counted, never checked.
+    Heartbeat,
+    /// Any other `type`, counted but not interpreted.
     Other,
     /// No `type` field, or not a JSON object at all.
     Malformed,
@@ -28,7 +34,7 @@ pub enum Kind {
 
 impl Kind {
     /// Number of kinds, for per-kind counters.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 9;
 
     /// Stable index for per-kind counters.
     pub fn index(self) -> usize {
@@ -43,6 +49,8 @@ impl Kind {
             Kind::Unsubscribed => "unsubscribed",
             Kind::Pong => "pong",
             Kind::Error => "error",
+            Kind::Gap => "gap",
+            Kind::Heartbeat => "heartbeat",
             Kind::Other => "other",
             Kind::Malformed => "malformed",
         }
@@ -55,9 +63,64 @@ impl Kind {
         Kind::Unsubscribed,
         Kind::Pong,
         Kind::Error,
+        Kind::Gap,
+        Kind::Heartbeat,
         Kind::Other,
         Kind::Malformed,
     ];
+}
+
+/// Why a gap marker says seqs are missing (its `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapReason {
+    /// Replaced by a newer tick while the client was behind (server policy `conflate`).
+    Conflated,
+    /// Dropped while the client was behind (policy `drop_oldest`, or the server's shard inbox).
+    Dropped,
+    /// Never reached the server: the feed's own seqs skipped.
+    Upstream,
+    /// A reason this load generator does not know, or none.
+    Unknown,
+}
+
+impl GapReason {
+    /// Number of reasons, for per-reason counters.
+    pub const COUNT: usize = 4;
+
+    /// All reasons in index order.
+    pub const ALL: [GapReason; GapReason::COUNT] = [
+        GapReason::Conflated,
+        GapReason::Dropped,
+        GapReason::Upstream,
+        GapReason::Unknown,
+    ];
+
+    /// Stable index for per-reason counters.
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The reason as the protocol spells it (`unknown` for anything else).
+    pub fn name(self) -> &'static str {
+        match self {
+            GapReason::Conflated => "conflated",
+            GapReason::Dropped => "dropped",
+            GapReason::Upstream => "upstream",
+            GapReason::Unknown => "unknown",
+        }
+    }
+
+    /// The reason a marker's raw `reason` bytes name.
+    #[inline]
+    pub fn parse(b: &[u8]) -> GapReason {
+        match b {
+            b"conflated" => GapReason::Conflated,
+            b"dropped" => GapReason::Dropped,
+            b"upstream" => GapReason::Upstream,
+            _ => GapReason::Unknown,
+        }
+    }
 }
 
 /// The fields of one message the load generator uses; slices borrow the frame payload.
@@ -65,26 +128,61 @@ impl Kind {
 pub struct Msg<'a> {
     /// Message type.
     pub kind: Kind,
-    /// `topic` (ticks), raw bytes between the quotes.
+    /// `topic` (ticks, gap markers, heartbeats), raw bytes between the quotes.
     pub topic: &'a [u8],
-    /// `seq` (ticks).
+    /// `seq` (ticks, heartbeats).
     pub seq: Option<u64>,
     /// `ts`, unix microseconds at ingest (ticks).
     pub ts: Option<u64>,
     /// `code` (errors), raw bytes between the quotes.
     pub code: &'a [u8],
+    /// `from`, the first seq a gap marker covers.
+    pub from: Option<u64>,
+    /// `to`, the last seq a gap marker covers.
+    pub to: Option<u64>,
+    /// `reason` of a gap marker ([`GapReason::Unknown`] when absent or not understood).
+    pub reason: GapReason,
 }
 
 /// What every tickcast tick starts with (the server writes fields in a fixed order).
 const TICK_PREFIX: &[u8] = b"{\"type\":\"tick\",\"topic\":\"";
 
+/// What every tickcast gap marker starts with (fixed field order, like ticks).
+const GAP_PREFIX: &[u8] = b"{\"type\":\"gap\",\"topic\":\"";
+
 /// Scans one text frame. Never fails: anything unreadable is [`Kind::Malformed`], and a tick
-/// missing `topic` or `seq` is reported as a tick with those fields absent.
+/// missing `topic` or `seq` (a gap marker missing `topic`, `from` or `to`) is reported with
+/// those fields absent.
 #[inline]
 pub fn scan(b: &[u8]) -> Msg<'_> {
-    match scan_tick_fast(b) {
+    if let Some(m) = scan_tick_fast(b) {
+        return m;
+    }
+    scan_rest(b)
+}
+
+/// Everything but a tick in tickcast's field order: kept out of line so the tick fast path
+/// inlined into the receive loop stays small.
+#[inline(never)]
+fn scan_rest(b: &[u8]) -> Msg<'_> {
+    match scan_gap_fast(b) {
         Some(m) => m,
         None => scan_general(b),
+    }
+}
+
+/// A message with only its kind known.
+#[inline]
+const fn empty(kind: Kind) -> Msg<'static> {
+    Msg {
+        kind,
+        topic: b"",
+        seq: None,
+        ts: None,
+        code: b"",
+        from: None,
+        to: None,
+        reason: GapReason::Unknown,
     }
 }
 
@@ -107,11 +205,39 @@ fn scan_tick_fast(b: &[u8]) -> Option<Msg<'_>> {
         return None;
     }
     Some(Msg {
-        kind: Kind::Tick,
         topic,
         seq: Some(seq),
         ts: Some(ts),
-        code: b"",
+        ..empty(Kind::Tick)
+    })
+}
+
+/// Fast path for gap markers exactly as tickcast writes them:
+/// `{"type":"gap","topic":"T","from":F,"to":T,"reason":"R"}`. Anything else returns `None`
+/// (the general scanner then reads it), so the result never depends on which path ran.
+#[inline]
+fn scan_gap_fast(b: &[u8]) -> Option<Msg<'_>> {
+    let rest = b.strip_prefix(GAP_PREFIX)?;
+    let q = memchr2(b'"', b'\\', rest)?;
+    if rest[q] != b'"' {
+        return None;
+    }
+    let topic = &rest[..q];
+    let rest = rest.get(q + 1..)?.strip_prefix(b",\"from\":")?;
+    let (from, n) = leading_uint(rest)?;
+    let rest = rest.get(n..)?.strip_prefix(b",\"to\":")?;
+    let (to, n) = leading_uint(rest)?;
+    let rest = rest.get(n..)?.strip_prefix(b",\"reason\":\"")?;
+    let q = memchr2(b'"', b'\\', rest)?;
+    if rest[q] != b'"' || rest.get(q + 1..) != Some(b"}") {
+        return None;
+    }
+    Some(Msg {
+        topic,
+        from: Some(from),
+        to: Some(to),
+        reason: GapReason::parse(&rest[..q]),
+        ..empty(Kind::Gap)
     })
 }
 
@@ -131,13 +257,7 @@ fn leading_uint(b: &[u8]) -> Option<(u64, usize)> {
 }
 
 fn scan_general(b: &[u8]) -> Msg<'_> {
-    let mut m = Msg {
-        kind: Kind::Malformed,
-        topic: b"",
-        seq: None,
-        ts: None,
-        code: b"",
-    };
+    let mut m = empty(Kind::Malformed);
     let mut typed = false;
     let mut p = Parser { b, i: 0 };
     p.ws();
@@ -169,6 +289,8 @@ fn scan_general(b: &[u8]) -> Msg<'_> {
                     b"unsubscribed" => Kind::Unsubscribed,
                     b"pong" => Kind::Pong,
                     b"error" => Kind::Error,
+                    b"gap" => Kind::Gap,
+                    b"heartbeat" => Kind::Heartbeat,
                     _ => Kind::Other,
                 };
             }
@@ -204,6 +326,30 @@ fn scan_general(b: &[u8]) -> Msg<'_> {
                     }
                 }
             },
+            b"from" => match p.uint() {
+                Some(v) => m.from = Some(v),
+                None => {
+                    if !p.skip_value() {
+                        return malformed(m);
+                    }
+                }
+            },
+            b"to" => match p.uint() {
+                Some(v) => m.to = Some(v),
+                None => {
+                    if !p.skip_value() {
+                        return malformed(m);
+                    }
+                }
+            },
+            b"reason" => match p.string() {
+                Some(v) => m.reason = GapReason::parse(v),
+                None => {
+                    if !p.skip_value() {
+                        return malformed(m);
+                    }
+                }
+            },
             _ => {
                 if !p.skip_value() {
                     return malformed(m);
@@ -214,8 +360,17 @@ fn scan_general(b: &[u8]) -> Msg<'_> {
         if m.kind == Kind::Tick && !m.topic.is_empty() && m.seq.is_some() && m.ts.is_some() {
             return m;
         }
-        // Non-ticks need only their type (and an error its code, which comes right after).
-        if typed && !matches!(m.kind, Kind::Tick | Kind::Error) {
+        // A gap marker needs these four and its reason, which tickcast sends last.
+        if m.kind == Kind::Gap
+            && !m.topic.is_empty()
+            && m.from.is_some()
+            && m.to.is_some()
+            && m.reason != GapReason::Unknown
+        {
+            return m;
+        }
+        // Other messages need only their type (and an error its code, which comes right after).
+        if typed && !matches!(m.kind, Kind::Tick | Kind::Error | Kind::Gap) {
             return m;
         }
         p.ws();
@@ -402,7 +557,89 @@ mod tests {
         let e = scan(br#"{"type":"error","code":"bad_request","message":"x \"y\"","id":2}"#);
         assert_eq!(e.kind, Kind::Error);
         assert_eq!(e.code, b"bad_request");
-        assert_eq!(scan(br#"{"type":"gap","topic":"t"}"#).kind, Kind::Other);
+        assert_eq!(
+            scan(br#"{"type":"snapshot_end","topic":"t"}"#).kind,
+            Kind::Other
+        );
+        let h = scan(br#"{"type":"heartbeat","topic":"ticker.X","seq":9,"ts":1,"feed_up":true}"#);
+        assert_eq!(
+            (h.kind, h.seq),
+            (Kind::Heartbeat, None),
+            "a heartbeat's seq is not read"
+        );
+    }
+
+    #[test]
+    fn scans_tickcast_gap_marker() {
+        let m = scan(
+            br#"{"type":"gap","topic":"ticker.AAPL","from":1235,"to":1240,"reason":"conflated"}"#,
+        );
+        assert_eq!(m.kind, Kind::Gap);
+        assert_eq!(m.topic, b"ticker.AAPL");
+        assert_eq!((m.from, m.to), (Some(1235), Some(1240)));
+        assert_eq!(m.reason, GapReason::Conflated);
+        assert_eq!((m.seq, m.ts), (None, None));
+        for (r, want) in [
+            ("dropped", GapReason::Dropped),
+            ("upstream", GapReason::Upstream),
+            ("later", GapReason::Unknown),
+        ] {
+            let f = format!(r#"{{"type":"gap","topic":"t","from":1,"to":1,"reason":"{r}"}}"#);
+            assert!(scan_gap_fast(f.as_bytes()).is_some(), "{f}");
+            assert_eq!(scan(f.as_bytes()).reason, want, "{f}");
+        }
+    }
+
+    #[test]
+    fn gap_fast_and_general_paths_agree() {
+        for s in [
+            &br#"{"type":"gap","topic":"ticker.SYM0001","from":7,"to":9,"reason":"dropped"}"#[..],
+            br#"{"type":"gap","topic":"t","from":7,"to":9,"reason":"other"}"#,
+            br#"{"type":"gap","topic":"a"b","from":7,"to":9,"reason":"dropped"}"#,
+            br#"{"type":"gap","topic":"t","from":7.5,"to":9,"reason":"dropped"}"#,
+            br#"{"type":"gap","topic":"t","from":99999999999999999999,"to":9,"reason":"dropped"}"#,
+            br#"{"type":"gap","topic":"t","from":7,"to":9,"reason":"dropped","x":1}"#,
+            br#"{"type":"gap","topic":"t","from":7,"to":9,"reason":"dro"pped"}"#,
+            br#"{"type":"gap","topic":"t","to":9,"from":7,"reason":"dropped"}"#,
+            br#"{"type":"gap","topic":"t","from":7,"to":9}"#,
+            br#"{"type":"gap","topic":"t","from":7,"to":9,"reason":"dropped""#,
+        ] {
+            let general = scan_general(s);
+            if let Some(fast) = scan_gap_fast(s) {
+                assert_eq!(fast, general, "{}", String::from_utf8_lossy(s));
+            }
+            assert_eq!(scan(s), general, "{}", String::from_utf8_lossy(s));
+        }
+        assert!(
+            scan_gap_fast(br#"{"type":"gap","topic":"t","from":1,"to":2,"reason":"x"}"#).is_some()
+        );
+        // A tick never takes the gap path and a marker never the tick path.
+        assert!(scan_gap_fast(br#"{"type":"tick","topic":"t","seq":1,"ts":2}"#).is_none());
+        assert!(
+            scan_tick_fast(br#"{"type":"gap","topic":"t","from":1,"to":2,"reason":"x"}"#).is_none()
+        );
+    }
+
+    #[test]
+    fn scans_gap_markers_in_any_order_and_with_missing_fields() {
+        let m = scan(br#" { "reason" : "upstream", "to": 12, "topic":"ticker.X", "from" : 10, "type":"gap" } "#);
+        assert_eq!(m.kind, Kind::Gap);
+        assert_eq!(m.topic, b"ticker.X");
+        assert_eq!(
+            (m.from, m.to, m.reason),
+            (Some(10), Some(12), GapReason::Upstream)
+        );
+        // Missing `to`: still a gap marker, with the field absent (the accounting rejects it).
+        let m = scan(br#"{"type":"gap","topic":"t","from":3,"reason":"dropped"}"#);
+        assert_eq!((m.kind, m.from, m.to), (Kind::Gap, Some(3), None));
+        let m = scan(br#"{"type":"gap","topic":"t","from":-3,"to":4,"reason":"dropped"}"#);
+        assert_eq!((m.kind, m.from), (Kind::Gap, None));
+        // No reason at all: a marker of unknown reason.
+        let m = scan(br#"{"type":"gap","topic":"t","from":3,"to":4}"#);
+        assert_eq!(
+            (m.kind, m.reason, m.to),
+            (Kind::Gap, GapReason::Unknown, Some(4))
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::message::Kind;
+use crate::message::{GapReason, Kind};
 use crate::procstat::Sample;
 use crate::publish::PublishStats;
 use crate::run::Marks;
@@ -101,20 +101,43 @@ pub struct ClassReport {
     pub msgs_per_s: f64,
     /// Wire bytes in the window.
     pub bytes: u64,
-    /// Missing sequence numbers in the window (per topic per connection).
+    /// Missing sequence numbers in the window (per topic per connection), whether a gap marker
+    /// announced them or not: `announced_seqs` plus `unannounced_gaps`.
     pub gaps: u64,
-    /// Forward jumps in the window.
+    /// Ticks in the window that followed missing seqs (one event may miss many seqs).
     pub gap_events: u64,
     /// Missing sequence numbers over the whole run (ramp and warm-up included).
     pub gaps_all_phases: u64,
-    /// Duplicate or reordered ticks over the whole run.
+    /// `gap` markers received in the window, by reason (`conflated`, `dropped`, `upstream`; and
+    /// `unknown` when some other reason came).
+    pub gap_markers: BTreeMap<&'static str, u64>,
+    /// `gap` markers received over the whole run, by reason.
+    pub gap_markers_all_phases: BTreeMap<&'static str, u64>,
+    /// Seqs the window's markers announced missing, by reason.
+    pub announced_seqs: BTreeMap<&'static str, u64>,
+    /// Gap events in the window whose every missing seq markers announced first.
+    pub announced_gaps: u64,
+    /// Missing seqs in the window that no marker announced: the server broke its promise (0
+    /// when it works).
+    pub unannounced_gaps: u64,
+    /// Jumps over unannounced seqs in the window.
+    pub unannounced_gap_events: u64,
+    /// Missing seqs no marker announced, over the whole run.
+    pub unannounced_gaps_all_phases: u64,
+    /// Ticks at or below the highest seq accounted for (duplicate, reordered, or announced
+    /// missing by a marker), over the whole run.
     pub reorders: u64,
+    /// Gap markers whose `from` was not the next seq expected (late, overlapping or repeated),
+    /// over the whole run.
+    pub marker_reorders: u64,
     /// First tick per topic per connection (snapshot or first live tick), whole run.
     pub baselines: u64,
-    /// Ticks for topics not subscribed.
+    /// Ticks or gap markers for topics not subscribed.
     pub unexpected_topic: u64,
     /// Ticks without topic or seq.
     pub bad_ticks: u64,
+    /// Gap markers without topic, from or to, or with from > to.
+    pub bad_markers: u64,
     /// Non-tick messages by type (`subscribed`, `error`, `other`, ...), whole run.
     pub other_messages: BTreeMap<&'static str, u64>,
     /// Tick age on receipt (now − ts), microseconds, window only, baselines excluded.
@@ -208,8 +231,12 @@ pub struct TimelinePoint {
     pub p999_us: Option<f64>,
     /// See `p50_us`.
     pub max_us: Option<f64>,
-    /// Missing seqs seen this second.
+    /// Missing seqs seen this second, announced or not (all classes).
     pub gaps: u64,
+    /// Gap markers received this second (all classes).
+    pub gap_markers: u64,
+    /// Missing seqs no marker announced, seen this second (all classes).
+    pub unannounced_gaps: u64,
     /// Disconnects this second.
     pub disconnects: u64,
     /// Server CPU share of one core this second, percent.
@@ -437,10 +464,19 @@ fn class_report(c: &ClassCounters, h: &Histogram<u64>, w: f64) -> ClassReport {
         gaps: c.gaps_window,
         gap_events: c.gap_events_window,
         gaps_all_phases: c.gaps,
+        gap_markers: by_reason(&c.gap_markers_window),
+        gap_markers_all_phases: by_reason(&c.gap_markers),
+        announced_seqs: by_reason(&c.announced_seqs_window),
+        announced_gaps: c.announced_gaps_window,
+        unannounced_gaps: c.unannounced_gaps_window,
+        unannounced_gap_events: c.unannounced_gap_events_window,
+        unannounced_gaps_all_phases: c.unannounced_gaps,
         reorders: c.reorders,
+        marker_reorders: c.marker_reorders,
         baselines: c.baselines,
         unexpected_topic: c.unexpected_topic,
         bad_ticks: c.bad_ticks,
+        bad_markers: c.bad_markers,
         other_messages: Kind::ALL
             .iter()
             .filter(|k| **k != Kind::Tick && c.kinds[k.index()] > 0)
@@ -449,6 +485,32 @@ fn class_report(c: &ClassCounters, h: &Histogram<u64>, w: f64) -> ClassReport {
         latency_us: LatencySummary::of(h),
         latency_buckets: log_buckets(h),
     }
+}
+
+/// Per-reason counts by name: the three protocol reasons always, `unknown` only when seen.
+fn by_reason(v: &[u64; GapReason::COUNT]) -> BTreeMap<&'static str, u64> {
+    GapReason::ALL
+        .iter()
+        .filter(|r| **r != GapReason::Unknown || v[r.index()] > 0)
+        .map(|r| (r.name(), v[r.index()]))
+        .collect()
+}
+
+/// Per-reason counts in one table cell: `conflated/dropped/upstream`, then `+N?` for unknown
+/// reasons when there were any.
+fn fmt_reasons(m: &BTreeMap<&'static str, u64>) -> String {
+    let get = |r: GapReason| m.get(r.name()).copied().unwrap_or(0);
+    let mut s = format!(
+        "{}/{}/{}",
+        get(GapReason::Conflated),
+        get(GapReason::Dropped),
+        get(GapReason::Upstream)
+    );
+    let unknown = get(GapReason::Unknown);
+    if unknown > 0 {
+        let _ = write!(s, "+{unknown}?");
+    }
+    s
 }
 
 /// Log-spaced latency buckets (factor 2^(1/4), from 1 µs), empty buckets left out.
@@ -558,11 +620,11 @@ pub fn table(r: &Report) -> String {
             .collect();
         let _ = write!(o, "{:<22}", "");
         for (n, _) in &classes {
-            let _ = write!(o, "{n:>16}");
+            let _ = write!(o, "{n:>18}");
         }
         o.push('\n');
         type Row = (&'static str, fn(&ClassReport) -> String);
-        let rows: [Row; 14] = [
+        let rows: [Row; 20] = [
             ("connections", |c| format!("{}/{}", c.connected, c.conns)),
             ("messages/s", |c| fmt_rate(c.msgs_per_s)),
             ("latency p50", |c| {
@@ -587,17 +649,29 @@ pub fn table(r: &Report) -> String {
                 format!("{} in {}", c.gaps, c.gap_events)
             }),
             ("gaps (all phases)", |c| c.gaps_all_phases.to_string()),
-            ("reorders/dups", |c| c.reorders.to_string()),
+            ("gap markers c/d/u", |c| fmt_reasons(&c.gap_markers)),
+            ("  all phases", |c| fmt_reasons(&c.gap_markers_all_phases)),
+            ("announced seqs c/d/u", |c| fmt_reasons(&c.announced_seqs)),
+            ("announced gaps", |c| c.announced_gaps.to_string()),
+            ("UNANNOUNCED gaps", |c| {
+                format!("{} in {}", c.unannounced_gaps, c.unannounced_gap_events)
+            }),
+            ("  all phases", |c| {
+                c.unannounced_gaps_all_phases.to_string()
+            }),
+            ("reorders tick/marker", |c| {
+                format!("{}/{}", c.reorders, c.marker_reorders)
+            }),
             ("snapshots/baselines", |c| c.baselines.to_string()),
-            ("unexpected/bad", |c| {
-                format!("{}/{}", c.unexpected_topic, c.bad_ticks)
+            ("unexpected/bad t/m", |c| {
+                format!("{}/{}/{}", c.unexpected_topic, c.bad_ticks, c.bad_markers)
             }),
             ("disconnects", |c| fmt_map(c.disconnects.iter())),
         ];
         for (label, f) in rows {
             let _ = write!(o, "{label:<22}");
             for (_, c) in &classes {
-                let _ = write!(o, "{:>16}", f(c));
+                let _ = write!(o, "{:>18}", f(c));
             }
             o.push('\n');
         }

@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 
 use crate::control::{Control, Phase};
 use crate::procstat::{self, Proc};
-use crate::progress::Progress;
+use crate::progress::{GapFigures, Progress};
 use crate::publish::{self, PublishPlan, PublishStats};
 use crate::report::{self, Report, TimelinePoint};
 use crate::scenario::{Settings, SlowMode};
@@ -306,6 +306,8 @@ struct Second {
     at: Option<Instant>,
     ticks: u64,
     gaps: u64,
+    gap_markers: u64,
+    unannounced_gaps: u64,
     disconnects: u64,
     published: u64,
     server_cpu: Option<f64>,
@@ -498,6 +500,8 @@ impl Orchestrator<'_> {
             at: Some(at),
             ticks: t.iter().map(|c| c.ticks).sum(),
             gaps: t.iter().map(|c| c.gaps).sum(),
+            gap_markers: t.iter().map(|c| c.gap_markers_total()).sum(),
+            unannounced_gaps: t.iter().map(|c| c.unannounced_gaps).sum(),
             disconnects: t.iter().map(|c| c.disconnects_total()).sum(),
             published: self.published().0,
             server_cpu: self.server.and_then(procstat::sample).map(|p| p.cpu_s),
@@ -529,14 +533,21 @@ impl Orchestrator<'_> {
             p999_us: lat.map(|l| l.p999),
             max_us: lat.map(|l| l.max),
             gaps: cur.gaps.saturating_sub(prev.gaps),
+            gap_markers: cur.gap_markers.saturating_sub(prev.gap_markers),
+            unannounced_gaps: cur.unannounced_gaps.saturating_sub(prev.unannounced_gaps),
             disconnects: cur.disconnects.saturating_sub(prev.disconnects),
             server_cpu_pct: pct(prev.server_cpu, cur.server_cpu),
             loadgen_cpu_pct: pct(prev.self_cpu, cur.self_cpu),
         };
         let conns_target: u64 = t.iter().map(|c| c.planned).sum();
         let failed: u64 = t.iter().map(|c| c.failed_total()).sum();
+        let gaps = GapFigures {
+            markers: [t[0].gap_markers_total(), t[1].gap_markers_total()],
+            unannounced: [t[0].unannounced_gaps, t[1].unannounced_gaps],
+            slow: t[1].planned > 0,
+        };
         self.progress
-            .update(&p, conns_target, failed, cur.gaps, cur.disconnects);
+            .update(&p, conns_target, failed, &gaps, cur.disconnects);
         self.timeline.push(p);
     }
 }

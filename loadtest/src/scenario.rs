@@ -126,8 +126,32 @@ impl Default for PublishSettings {
     }
 }
 
+/// tickcast's `[backpressure] policy`: what its queue does for a client that cannot keep up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerPolicy {
+    /// Keep only the newest pending tick per topic (`conflated` gap markers).
+    Conflate,
+    /// Drop the oldest queued tick (`dropped` gap markers).
+    DropOldest,
+    /// Close the connection with 1008.
+    Disconnect,
+}
+
+impl ServerPolicy {
+    /// The policy as tickcast's config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerPolicy::Conflate => "conflate",
+            ServerPolicy::DropOldest => "drop_oldest",
+            ServerPolicy::Disconnect => "disconnect",
+        }
+    }
+}
+
 /// What the server under test is started with (`[server]`): used by `run.sh` to start
-/// tickcast and by the report to compute the expected delivery rate.
+/// tickcast (`--print-server-args` for its flags, `--print-server-config` for a config file with
+/// the rest) and by the report to compute the expected delivery rate.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
@@ -135,6 +159,15 @@ pub struct ServerSettings {
     pub symbols: usize,
     /// `--rate` of tickcast's synthetic feed in ticks/s over all symbols (0 = unknown).
     pub rate: f64,
+    /// tickcast's `[backpressure] policy` (absent = the server's default, `conflate`).
+    pub policy: Option<ServerPolicy>,
+    /// tickcast's `[backpressure] max_queued_frames`: ticks queued per client before the policy
+    /// applies (0 = the server's default, 1024).
+    pub max_queued_frames: usize,
+    /// tickcast's `[server] socket_send_buffer_bytes`: SO_SNDBUF of client sockets (0 = the
+    /// server's default, the kernel's autotuning, which holds megabytes of backlog before the
+    /// server's own queue and policy see anything).
+    pub socket_send_buffer_bytes: usize,
 }
 
 /// Every knob of a run. Scenario files set any subset; command-line flags override them.
@@ -389,6 +422,31 @@ impl Settings {
         u64::from(self.sample_every.max(1)).next_power_of_two() - 1
     }
 
+    /// A tickcast config file holding the `[server]` settings that have no tickcast flag
+    /// (`socket_send_buffer_bytes`, `policy`, `max_queued_frames`), for `run.sh` to pass as
+    /// `--config`; empty when the scenario sets none of them. The policy goes here rather than
+    /// to `--policy` so `TICKCAST_POLICY` can still override it.
+    pub fn server_config(&self) -> String {
+        let v = &self.server;
+        let mut out = String::new();
+        if v.socket_send_buffer_bytes > 0 {
+            out.push_str(&format!(
+                "[server]\nsocket_send_buffer_bytes = {}\n",
+                v.socket_send_buffer_bytes
+            ));
+        }
+        if v.policy.is_some() || v.max_queued_frames > 0 {
+            out.push_str("[backpressure]\n");
+            if let Some(p) = v.policy {
+                out.push_str(&format!("policy = \"{}\"\n", p.as_str()));
+            }
+            if v.max_queued_frames > 0 {
+                out.push_str(&format!("max_queued_frames = {}\n", v.max_queued_frames));
+            }
+        }
+        out
+    }
+
     /// Server flags for `run.sh`: `--symbols N --rate R`.
     pub fn server_args(&self) -> String {
         let symbols = if self.server.symbols > 0 {
@@ -473,6 +531,29 @@ mod tests {
             .to_string()
             .contains("--publish-addr"));
         assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn server_config_holds_what_has_no_flag() {
+        assert_eq!(load("smoke").unwrap().server_config(), "");
+        let s = parse(
+            "x",
+            "[server]\nrate = 5.0\npolicy = \"drop_oldest\"\nmax_queued_frames = 64\nsocket_send_buffer_bytes = 4096\n",
+        )
+        .unwrap();
+        assert_eq!(s.server.policy, Some(ServerPolicy::DropOldest));
+        assert_eq!(
+            s.server_config(),
+            "[server]\nsocket_send_buffer_bytes = 4096\n[backpressure]\npolicy = \"drop_oldest\"\nmax_queued_frames = 64\n"
+        );
+        let e = parse("x", "[server]\npolicy = \"drop_newest\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("drop_newest") && !e.contains('\n'), "{e}");
+        // The slow-consumer scenario reaches the server's policy within its window.
+        let slow = load("slow-consumers").unwrap().server;
+        assert!(slow.socket_send_buffer_bytes > 0 && slow.max_queued_frames > 0);
+        assert_eq!(slow.policy, Some(ServerPolicy::Conflate));
     }
 
     #[test]

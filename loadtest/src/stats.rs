@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::message::Kind;
+use crate::message::{GapReason, Kind};
 
 /// Highest latency a histogram holds, in microseconds (a minute); larger values saturate.
 pub const MAX_LATENCY_US: u64 = 60_000_000;
@@ -66,18 +66,40 @@ pub struct ClassCounters {
     /// First tick per topic per connection (the snapshot, or the first live tick when the topic
     /// had no data yet): sets the sequence baseline, not checked, no latency sample.
     pub baselines: u64,
-    /// Missing sequence numbers, all phases.
+    /// Missing sequence numbers, announced by a gap marker or not, all phases.
     pub gaps: u64,
-    /// Missing sequence numbers inside the window.
+    /// Missing sequence numbers inside the window, announced or not.
     pub gaps_window: u64,
-    /// Times a jump forward was seen inside the window (one gap event may miss many seqs).
+    /// Ticks inside the window that followed missing seqs, announced or not (one gap event may
+    /// miss many seqs).
     pub gap_events_window: u64,
-    /// Ticks whose seq was <= the last one seen (duplicate or reordered), all phases.
+    /// Gap markers received, by [`GapReason::index`], all phases.
+    pub gap_markers: [u64; GapReason::COUNT],
+    /// Gap markers received inside the window, by reason.
+    pub gap_markers_window: [u64; GapReason::COUNT],
+    /// Seqs the window's gap markers announced missing (beyond what was already accounted
+    /// for), by reason.
+    pub announced_seqs_window: [u64; GapReason::COUNT],
+    /// Gap events inside the window whose every missing seq markers announced first.
+    pub announced_gaps_window: u64,
+    /// Missing seqs no marker announced (a server bug), all phases.
+    pub unannounced_gaps: u64,
+    /// Missing seqs no marker announced, inside the window.
+    pub unannounced_gaps_window: u64,
+    /// Jumps (of a tick or a late marker) over unannounced seqs, inside the window.
+    pub unannounced_gap_events_window: u64,
+    /// Ticks whose seq was <= the highest accounted for (duplicate, reordered, or announced
+    /// missing by a marker), all phases.
     pub reorders: u64,
-    /// Ticks for a topic this connection did not subscribe to.
+    /// Gap markers whose `from` was not the next seq expected (late, overlapping or repeated),
+    /// all phases.
+    pub marker_reorders: u64,
+    /// Ticks or gap markers for a topic this connection did not subscribe to.
     pub unexpected_topic: u64,
     /// Ticks missing `topic` or `seq`.
     pub bad_ticks: u64,
+    /// Gap markers missing `topic`, `from` or `to`, or with `from` > `to`.
+    pub bad_markers: u64,
     /// Non-tick messages by kind ([`Kind::index`]).
     pub kinds: [u64; Kind::COUNT],
 }
@@ -101,12 +123,24 @@ impl ClassCounters {
         self.gaps += o.gaps;
         self.gaps_window += o.gaps_window;
         self.gap_events_window += o.gap_events_window;
+        add_each(&mut self.gap_markers, &o.gap_markers);
+        add_each(&mut self.gap_markers_window, &o.gap_markers_window);
+        add_each(&mut self.announced_seqs_window, &o.announced_seqs_window);
+        self.announced_gaps_window += o.announced_gaps_window;
+        self.unannounced_gaps += o.unannounced_gaps;
+        self.unannounced_gaps_window += o.unannounced_gaps_window;
+        self.unannounced_gap_events_window += o.unannounced_gap_events_window;
         self.reorders += o.reorders;
+        self.marker_reorders += o.marker_reorders;
         self.unexpected_topic += o.unexpected_topic;
         self.bad_ticks += o.bad_ticks;
-        for (a, b) in self.kinds.iter_mut().zip(o.kinds.iter()) {
-            *a += b;
-        }
+        self.bad_markers += o.bad_markers;
+        add_each(&mut self.kinds, &o.kinds);
+    }
+
+    /// Gap markers of every reason, all phases.
+    pub fn gap_markers_total(&self) -> u64 {
+        self.gap_markers.iter().sum()
     }
 
     /// Failed connection attempts of all stages.
@@ -127,6 +161,12 @@ impl ClassCounters {
     /// Connections whose opening has finished one way or the other.
     pub fn settled(&self) -> u64 {
         self.connected + self.failed_total() + self.not_started
+    }
+}
+
+fn add_each<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+    for (a, b) in a.iter_mut().zip(b) {
+        *a += b;
     }
 }
 
@@ -226,9 +266,14 @@ mod tests {
         };
         a.disconnects.insert("1008".into(), 1);
         a.failed.insert("refused", 1);
+        a.gap_markers[GapReason::Dropped.index()] = 2;
+        a.unannounced_gaps = 1;
         let mut b = a.clone();
         b.kinds[Kind::Pong.index()] = 3;
         a.add(&b);
+        assert_eq!(a.gap_markers[GapReason::Dropped.index()], 4);
+        assert_eq!(a.gap_markers_total(), 4);
+        assert_eq!(a.unannounced_gaps, 2);
         assert_eq!(a.connected, 4);
         assert_eq!(a.ticks, 20);
         assert_eq!(a.disconnects["1008"], 2);

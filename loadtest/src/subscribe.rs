@@ -17,8 +17,9 @@ use hdrhistogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::control::{Control, Phase, MAX_RUN};
-use crate::message::{scan, Kind};
+use crate::message::{scan, Kind, Msg};
 use crate::scenario::{Settings, SlowMode};
+use crate::seqcheck::{TickCheck, TopicSeq};
 use crate::stats::{self, Class, ClassCounters, FinalHistograms, WorkerReport};
 use crate::target::WsTarget;
 use crate::topics::{Assign, TopicTable};
@@ -39,9 +40,6 @@ const SLOW_BURST: Duration = Duration::from_millis(100);
 /// socket holds, so without this one busy connection can hold the thread for seconds and
 /// starve the reporter and the other connections.
 const YIELD_EVERY: u32 = 64;
-
-/// Sequence value meaning "no tick seen yet for this topic".
-const NO_SEQ: u64 = u64::MAX;
 
 /// Everything a receive thread needs to know about the run, shared read-only.
 #[derive(Debug)]
@@ -279,10 +277,10 @@ async fn reporter(ctx: Rc<Ctx>, worker: usize, tx: Sender<WorkerReport>) {
     }
 }
 
-/// Per-connection sequence state: subscribed topic ids (sorted) and the last seq of each.
+/// Per-connection sequence state: subscribed topic ids (sorted) and the sequence state of each.
 struct SeqTrack {
     ids: Vec<u32>,
-    last: Vec<u64>,
+    seqs: Vec<TopicSeq>,
 }
 
 impl SeqTrack {
@@ -359,7 +357,7 @@ async fn conn_life(
     let n = ids.len();
     let mut seqs = SeqTrack {
         ids,
-        last: vec![NO_SEQ; n],
+        seqs: vec![TopicSeq::new(); n],
     };
     let reading = async {
         match class {
@@ -449,6 +447,9 @@ fn on_message(ctx: &Ctx, seqs: &mut SeqTrack, ci: usize, payload: &[u8]) {
     let st = &mut *st;
     if m.kind != Kind::Tick {
         st.counters[ci].kinds[m.kind.index()] += 1;
+        if m.kind == Kind::Gap {
+            on_gap_marker(ctx, seqs, &mut st.counters[ci], &m, in_window);
+        }
         return;
     }
     let cnt = &mut st.counters[ci];
@@ -465,26 +466,36 @@ fn on_message(ctx: &Ctx, seqs: &mut SeqTrack, ci: usize, payload: &[u8]) {
         cnt.unexpected_topic += 1;
         return;
     };
-    let last = &mut seqs.last[slot];
-    if *last == NO_SEQ {
+    let outcome = seqs.seqs[slot].tick(seq);
+    match outcome.check {
+        TickCheck::Unchecked | TickCheck::Next => {}
+        TickCheck::Announced => {
+            // The missing seqs were counted when their markers arrived.
+            if in_window {
+                cnt.gap_events_window += 1;
+                cnt.announced_gaps_window += 1;
+            }
+        }
+        TickCheck::Unannounced { missing } => {
+            cnt.gaps += missing;
+            cnt.unannounced_gaps += missing;
+            if in_window {
+                cnt.gaps_window += missing;
+                cnt.unannounced_gaps_window += missing;
+                cnt.gap_events_window += 1;
+                cnt.unannounced_gap_events_window += 1;
+            }
+        }
+        TickCheck::Reorder => {
+            cnt.reorders += 1;
+            return;
+        }
+    }
+    if outcome.first {
         // Snapshot (or first live tick): the baseline. Its ts may be old, so no latency sample.
-        *last = seq;
         cnt.baselines += 1;
         return;
     }
-    if seq <= *last {
-        cnt.reorders += 1;
-        return;
-    }
-    if seq > *last + 1 {
-        let missing = seq - *last - 1;
-        cnt.gaps += missing;
-        if in_window {
-            cnt.gaps_window += missing;
-            cnt.gap_events_window += 1;
-        }
-    }
-    *last = seq;
 
     let Some(ts) = m.ts else { return };
     st.sample_ctr = st.sample_ctr.wrapping_add(1);
@@ -497,6 +508,44 @@ fn on_message(ctx: &Ctx, seqs: &mut SeqTrack, ci: usize, payload: &[u8]) {
     }
     if in_window {
         st.window_latency[ci].saturating_record(lat);
+    }
+}
+
+/// Accounts for a `gap` marker: the seqs it announces move the topic's sequence forward, so the
+/// tick after it is checked against its `to`.
+#[cold]
+fn on_gap_marker(
+    ctx: &Ctx,
+    seqs: &mut SeqTrack,
+    cnt: &mut stats::ClassCounters,
+    m: &Msg<'_>,
+    in_window: bool,
+) {
+    let (Some(from), Some(to), false) = (m.from, m.to, m.topic.is_empty()) else {
+        cnt.bad_markers += 1;
+        return;
+    };
+    let Some(slot) = ctx.plan.topics.id(m.topic).and_then(|id| seqs.slot(id)) else {
+        cnt.unexpected_topic += 1;
+        return;
+    };
+    let Some(o) = seqs.seqs[slot].marker(from, to) else {
+        cnt.bad_markers += 1;
+        return;
+    };
+    let r = m.reason.index();
+    cnt.gap_markers[r] += 1;
+    cnt.gaps += o.announced + o.unannounced;
+    cnt.unannounced_gaps += o.unannounced;
+    cnt.marker_reorders += u64::from(o.misplaced);
+    if in_window {
+        cnt.gap_markers_window[r] += 1;
+        cnt.announced_seqs_window[r] += o.announced;
+        cnt.gaps_window += o.announced + o.unannounced;
+        cnt.unannounced_gaps_window += o.unannounced;
+        if o.unannounced > 0 {
+            cnt.unannounced_gap_events_window += 1;
+        }
     }
 }
 
@@ -635,13 +684,24 @@ mod tests {
         .into_bytes()
     }
 
+    fn track(ids: &[u32]) -> SeqTrack {
+        SeqTrack {
+            ids: ids.to_vec(),
+            seqs: vec![TopicSeq::new(); ids.len()],
+        }
+    }
+
+    fn gap(sym: u32, from: u64, to: u64, reason: &str) -> Vec<u8> {
+        format!(
+            r#"{{"type":"gap","topic":"ticker.SYM{sym:04}","from":{from},"to":{to},"reason":"{reason}"}}"#
+        )
+        .into_bytes()
+    }
+
     #[test]
     fn sequence_accounting() {
         let ctx = ctx();
-        let mut seqs = SeqTrack {
-            ids: vec![3, 4],
-            last: vec![NO_SEQ; 2],
-        };
+        let mut seqs = track(&[3, 4]);
         for (sym, seq) in [(3, 10), (3, 11), (4, 1), (3, 14), (3, 12), (4, 2), (9, 1)] {
             on_message(&ctx, &mut seqs, 0, &tick(sym, seq));
         }
@@ -651,18 +711,93 @@ mod tests {
             0,
             br#"{"type":"subscribed","topics":[],"id":1}"#,
         );
-        on_message(&ctx, &mut seqs, 0, br#"{"type":"gap","topic":"x"}"#);
+        on_message(
+            &ctx,
+            &mut seqs,
+            0,
+            br#"{"type":"snapshot_end","topic":"x"}"#,
+        );
         let st = ctx.st.borrow();
         let c = &st.counters[0];
         assert_eq!(c.ticks, 7);
         assert_eq!(c.baselines, 2);
         assert_eq!(c.gaps_window, 2);
         assert_eq!(c.gap_events_window, 1);
+        // No marker came: the jump 11 -> 14 is unannounced.
+        assert_eq!(c.unannounced_gaps_window, 2);
+        assert_eq!(c.unannounced_gaps, 2);
+        assert_eq!(c.unannounced_gap_events_window, 1);
+        assert_eq!(c.announced_gaps_window, 0);
         assert_eq!(c.reorders, 1);
         assert_eq!(c.unexpected_topic, 1);
         assert_eq!(c.kinds[Kind::Subscribed.index()], 1);
         assert_eq!(c.kinds[Kind::Other.index()], 1);
         // 11, 14, 2 are checked live ticks with a latency sample each (sample_every = 1).
         assert_eq!(st.window_latency[0].len(), 3);
+    }
+
+    #[test]
+    fn gap_marker_accounting() {
+        use crate::message::GapReason;
+        let ctx = ctx();
+        let mut seqs = track(&[3, 4]);
+        let msgs = [
+            tick(3, 10),
+            // Announced exactly: 11..=13, then 14.
+            gap(3, 11, 13, "conflated"),
+            tick(3, 14),
+            // Two markers chained (drop_oldest), then the tick: one announced gap.
+            gap(3, 15, 15, "dropped"),
+            gap(3, 16, 17, "dropped"),
+            tick(3, 18),
+            // A marker short of the jump: 19 announced, 20 not.
+            gap(3, 19, 19, "conflated"),
+            tick(3, 21),
+            // A tick the marker said would not arrive.
+            gap(3, 22, 23, "upstream"),
+            tick(3, 23),
+            tick(3, 24),
+            // A marker that overlaps a received seq (misplaced), and one for another topic.
+            gap(3, 24, 25, "conflated"),
+            tick(3, 26),
+            tick(4, 1),
+            gap(9, 1, 2, "conflated"),
+            // Bad markers: to < from, no `to`.
+            gap(4, 5, 3, "dropped"),
+            br#"{"type":"gap","topic":"ticker.SYM0004","from":2,"reason":"dropped"}"#.to_vec(),
+            gap(4, 2, 2, "later"),
+            tick(4, 3),
+        ];
+        for m in &msgs {
+            on_message(&ctx, &mut seqs, 1, m);
+        }
+        let st = ctx.st.borrow();
+        let c = &st.counters[1];
+        let r = |r: GapReason| r.index();
+        assert_eq!(c.kinds[Kind::Gap.index()], 10);
+        assert_eq!(c.gap_markers[r(GapReason::Conflated)], 3);
+        assert_eq!(c.gap_markers[r(GapReason::Dropped)], 2);
+        assert_eq!(c.gap_markers[r(GapReason::Upstream)], 1);
+        assert_eq!(c.gap_markers[r(GapReason::Unknown)], 1);
+        assert_eq!(c.gap_markers_window, c.gap_markers);
+        // Seqs announced: 11..=13, 15..=17, 19, 22..=23, 25 (24 had arrived), 2 (unknown).
+        assert_eq!(c.announced_seqs_window[r(GapReason::Conflated)], 3 + 1 + 1);
+        assert_eq!(c.announced_seqs_window[r(GapReason::Dropped)], 3);
+        assert_eq!(c.announced_seqs_window[r(GapReason::Upstream)], 2);
+        assert_eq!(c.announced_seqs_window[r(GapReason::Unknown)], 1);
+        // 14, 18, 24, 26 and 3 (topic 4) close announced gaps; 21 skipped 20 unannounced.
+        assert_eq!(c.announced_gaps_window, 5);
+        assert_eq!(c.unannounced_gaps, 1);
+        assert_eq!(c.unannounced_gaps_window, 1);
+        assert_eq!(c.unannounced_gap_events_window, 1);
+        assert_eq!(c.gap_events_window, 6);
+        assert_eq!(c.gaps_window, 3 + 3 + 1 + 1 + 2 + 1 + 1);
+        assert_eq!(c.gaps, c.gaps_window);
+        assert_eq!(c.reorders, 1, "23 after a marker for 22..=23");
+        assert_eq!(c.marker_reorders, 1, "24..=25 after tick 24");
+        assert_eq!(c.unexpected_topic, 1);
+        assert_eq!(c.bad_markers, 2);
+        assert_eq!(c.baselines, 2);
+        assert_eq!(c.ticks, 9);
     }
 }
