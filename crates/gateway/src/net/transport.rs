@@ -153,6 +153,15 @@ impl Transport {
         }
     }
 
+    /// Whether every byte [`try_write`](Self::try_write) took is on its way: always for plain TCP;
+    /// for TLS, once rustls holds no record the socket has not taken. A close frame counts as sent
+    /// only then, or the FIN after it would cut it off.
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_none_or(|tls| !tls.conn.borrow().wants_write())
+    }
+
     /// Ends our direction after the close frame: TLS close_notify (best effort), then TCP FIN, so
     /// the client sees end of stream and can answer the close.
     pub(crate) fn shutdown_write(&self) {
