@@ -49,10 +49,14 @@ pub struct GatewayConfig {
     pub write_timeout: Duration,
     /// Longest an HTTP request head may take to arrive (slowloris guard).
     pub handshake_timeout: Duration,
-    /// How long shutdown waits for queued frames to flush.
+    /// How long shutdown waits for queued frames to flush (and for closed connections to finish
+    /// lingering).
     pub shutdown_grace: Duration,
     /// The `heartbeat_ms` a subscribe may ask for; outside it the request gets `invalid_field`.
     pub heartbeats: HeartbeatLimits,
+    /// How long, and for how many bytes, a connection the server closed keeps reading (and
+    /// discarding) what the client still sends before the socket is closed.
+    pub lingering: LingerLimits,
     /// Verifies credentials at the upgrade; `None` = authentication off (every topic allowed).
     pub auth: Option<Arc<Authenticator>>,
     /// Serve https/wss with this TLS config; `None` = plain http/ws.
@@ -91,6 +95,7 @@ impl Default for GatewayConfig {
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             heartbeats: HeartbeatLimits::default(),
+            lingering: LingerLimits::default(),
             auth: None,
             tls: None,
             allowed_origins: Vec::new(),
@@ -124,5 +129,49 @@ impl HeartbeatLimits {
     pub fn interval(&self, ms: u64) -> Option<Duration> {
         let d = Duration::from_millis(ms);
         (self.min..=self.max).contains(&d).then_some(d)
+    }
+}
+/// The bounds of a lingering close, as nginx's `lingering_close`: after the server's close frame
+/// and its FIN, the connection reads and discards the client's input until the client closes its
+/// side, so that bytes the client sent before it saw the close never reach a closed socket (the
+/// kernel would answer them with a reset, which can destroy the close frame in flight: browsers
+/// then report 1006 instead of the code the server sent).
+///
+/// nginx defaults to 30 s in all and 5 s of silence, sized for HTTP request bodies; a WebSocket
+/// client that saw our close frame stops sending at once (or after the one frame it was writing),
+/// so a well-behaved client ends the linger within a round trip and these bounds only limit what a
+/// client that does not close can cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LingerLimits {
+    /// Longest a connection lingers in all (nginx `lingering_time`); zero turns lingering off
+    /// (the socket closes as soon as the close frame is out).
+    pub time: Duration,
+    /// Longest a lingering connection waits for the client's next byte (nginx
+    /// `lingering_timeout`): a client that went quiet has nothing left in flight.
+    pub timeout: Duration,
+    /// Most bytes discarded per connection; reaching it ends the linger at once, so a client
+    /// sending at full speed costs at most this much reading.
+    pub max_bytes: u64,
+}
+
+impl LingerLimits {
+    /// Whether connections linger at all.
+    pub fn enabled(&self) -> bool {
+        !self.time.is_zero()
+    }
+}
+
+impl Default for LingerLimits {
+    fn default() -> Self {
+        Self {
+            // 2 s bounds what shutdown may wait for a client that keeps sending; 500 ms of
+            // silence is above the round trip of almost every client, so one that answers our
+            // close with its own close and FIN is waited for.
+            time: Duration::from_secs(2),
+            timeout: Duration::from_millis(500),
+            // Room for a client that was sending a message of a few MiB when it was closed for
+            // it (1009), at one read per 64 KiB.
+            max_bytes: 4 * 1024 * 1024,
+        }
     }
 }

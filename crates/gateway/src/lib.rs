@@ -18,7 +18,8 @@
 //! gateway  (bind + run)
 //!   └─ shard    (thread and runtime, accept loop, write pass, timers)
 //!        └─ http     (upgrade, publish, status, assets)
-//!             └─ session  (state, reader, requests, writer, keepalive decisions, inbound stream)
+//!             └─ session  (state, reader, requests, writer, keepalive decisions, inbound stream,
+//!                          lingering close)
 //!                  └─ local    (per-shard state: router, cork, counters, session list)
 //! and, used from anywhere above: state, net (listener, transport, TLS), auth, metrics, hooks,
 //! limits, config, process.
@@ -41,7 +42,7 @@ mod shard;
 mod state;
 
 pub use auth::{AuthConfig, Authenticator};
-pub use config::{GatewayConfig, HeartbeatLimits};
+pub use config::{GatewayConfig, HeartbeatLimits, LingerLimits};
 pub use gateway::Gateway;
 pub use hooks::{MetricsSource, PublishHandler, ReadinessSource};
 pub use limits::RateLimit;

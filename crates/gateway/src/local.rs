@@ -113,7 +113,9 @@ pub(crate) struct Local<S: Listed> {
     pub sessions: RefCell<Vec<Rc<S>>>,
     /// Reused buffer into which a connection's queued frames are gathered for one write.
     pub cork: RefCell<Vec<u8>>,
-    /// Notified when the last session leaves (shutdown waits on it).
+    /// Closed connections still lingering on this shard (see [`Local::lingering`]).
+    lingering: Cell<usize>,
+    /// Notified when the last session or lingering connection leaves (shutdown waits on it).
     pub idle: Notify,
     /// Notified when a subscribe asks for heartbeats, so the heartbeat timer (which sleeps while
     /// the shard has none) looks again.
@@ -136,6 +138,7 @@ impl<S: Listed> Local<S> {
             next_id: Cell::new(0),
             sessions: RefCell::new(Vec::new()),
             cork: RefCell::new(Vec::with_capacity(CORK_BYTES)),
+            lingering: Cell::new(0),
             idle: Notify::new(),
             heartbeats_asked: Notify::new(),
         }
@@ -146,6 +149,21 @@ impl<S: Listed> Local<S> {
         let n = self.next_id.get();
         self.next_id.set(n + 1);
         SubscriberId(((self.index as u64) << 48) | n)
+    }
+
+    /// True when the shard has no session and no lingering connection: shutdown may end.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.sessions.borrow().is_empty() && self.lingering.get() == 0
+    }
+
+    /// Counts a closed connection that lingers until the guard drops. A lingering connection is no
+    /// longer a session (no subscriptions, no sweep, not in the list), but shutdown still waits for
+    /// it, within its grace, so that clients closed with 1001 get their linger too.
+    pub(crate) fn lingering(self: &Rc<Self>) -> Lingering<S> {
+        self.lingering.set(self.lingering.get() + 1);
+        Lingering {
+            local: self.clone(),
+        }
     }
 
     /// Adds `session` to the shard's list until the guard drops.
@@ -178,7 +196,23 @@ impl<S: Listed> Drop for Registration<S> {
                 moved.subscriber().set_owner(i);
             }
         }
-        if list.is_empty() {
+        drop(list);
+        if self.local.is_idle() {
+            self.local.idle.notify_waiters();
+        }
+    }
+}
+
+/// Counts one lingering connection of a shard; uncounts it on drop.
+pub(crate) struct Lingering<S: Listed> {
+    local: Rc<Local<S>>,
+}
+
+impl<S: Listed> Drop for Lingering<S> {
+    fn drop(&mut self) {
+        let n = &self.local.lingering;
+        n.set(n.get().saturating_sub(1));
+        if self.local.is_idle() {
             self.local.idle.notify_waiters();
         }
     }

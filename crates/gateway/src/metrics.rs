@@ -64,13 +64,55 @@ impl CloseReason {
     }
 }
 
+/// How a lingering close ended; the `outcome` label of `tickcast_lingering_closes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LingerOutcome {
+    /// The client closed its side (end of stream): everything it sent was read, the expected end.
+    ClientClosed,
+    /// The client sent nothing for `lingering_timeout` without closing.
+    Idle,
+    /// The client was still sending when `lingering_time` ran out.
+    TimeLimit,
+    /// The client sent `lingering_max_bytes` without closing.
+    ByteLimit,
+    /// Reading failed (the client reset the connection).
+    Error,
+    /// The shard stopped (shutdown grace over) while the connection lingered.
+    Shutdown,
+}
+
+impl LingerOutcome {
+    /// Every outcome, so each label is exported (at 0) before its first event.
+    pub const ALL: [LingerOutcome; 6] = [
+        LingerOutcome::ClientClosed,
+        LingerOutcome::Idle,
+        LingerOutcome::TimeLimit,
+        LingerOutcome::ByteLimit,
+        LingerOutcome::Error,
+        LingerOutcome::Shutdown,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            LingerOutcome::ClientClosed => "client_closed",
+            LingerOutcome::Idle => "idle_timeout",
+            LingerOutcome::TimeLimit => "time_limit",
+            LingerOutcome::ByteLimit => "byte_limit",
+            LingerOutcome::Error => "io_error",
+            LingerOutcome::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// All metrics, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     /// Refreshed before each render.
     sources: Arc<RwLock<Vec<Arc<dyn MetricsSource>>>>,
-    /// Open WebSocket sessions.
+    /// Open WebSocket sessions, lingering closes included (they keep their slot until the socket
+    /// closes).
     pub connections_open: IntGauge,
     /// TCP connections accepted.
     pub connections_accepted: IntCounter,
@@ -78,6 +120,12 @@ pub struct Metrics {
     pub tls_handshake_failures: IntCounter,
     /// Sessions closed, by reason.
     pub connections_closed: IntCounterVec,
+    /// Connections closed by the server that still read and discard the client's input.
+    pub connections_lingering: IntGauge,
+    /// Lingering closes, by how they ended.
+    pub lingering_closes: IntCounterVec,
+    /// Client bytes read and discarded by lingering closes.
+    pub lingering_discarded_bytes: IntCounter,
     /// Refusals by limit (`max_connections`, `max_topics_per_connection`, `max_topics`, ...).
     pub limit_rejections: IntCounterVec,
     /// Upgrades refused by authentication or the Origin allowlist, by reason (`AuthError::REASONS`).
@@ -175,7 +223,10 @@ impl Metrics {
             )
         };
         let m = Metrics {
-            connections_open: gauge("tickcast_connections_open", "Open WebSocket sessions."),
+            connections_open: gauge(
+                "tickcast_connections_open",
+                "Open WebSocket sessions, connections still lingering after their close included.",
+            ),
             connections_accepted: counter(
                 "tickcast_connections_accepted_total",
                 "TCP connections accepted.",
@@ -188,6 +239,19 @@ impl Metrics {
                 "tickcast_connections_closed_total",
                 "WebSocket sessions closed, by reason.",
                 "reason",
+            ),
+            connections_lingering: gauge(
+                "tickcast_connections_lingering",
+                "Connections the server closed that still read and discard the client's input before the socket closes.",
+            ),
+            lingering_closes: counter_vec(
+                "tickcast_lingering_closes_total",
+                "Lingering closes (reading and discarding client input after the server's close frame), by how they ended.",
+                "outcome",
+            ),
+            lingering_discarded_bytes: counter(
+                "tickcast_lingering_discarded_bytes_total",
+                "Client bytes read and discarded by lingering closes.",
             ),
             limit_rejections: counter_vec(
                 "tickcast_limit_rejections_total",
@@ -328,6 +392,9 @@ impl Metrics {
         for reason in CloseReason::ALL {
             self.connections_closed.with_label_values(&[reason.label()]);
         }
+        for outcome in LingerOutcome::ALL {
+            self.lingering_closes.with_label_values(&[outcome.label()]);
+        }
         for limit in LIMITS {
             self.limit_rejections.with_label_values(&[limit]);
         }
@@ -379,6 +446,20 @@ impl Metrics {
         self.connections_closed
             .with_label_values(&[reason.label()])
             .inc();
+    }
+
+    /// Counts a connection that begins a lingering close.
+    pub fn linger_started(&self) {
+        self.connections_lingering.inc();
+    }
+
+    /// Counts a lingering close that ended with `outcome` after discarding `discarded` bytes.
+    pub fn lingered(&self, outcome: LingerOutcome, discarded: u64) {
+        self.connections_lingering.dec();
+        self.lingering_closes
+            .with_label_values(&[outcome.label()])
+            .inc();
+        self.lingering_discarded_bytes.inc_by(discarded);
     }
 
     /// Renders every metric in the text exposition format, refreshing the sampled ones first: the

@@ -12,7 +12,7 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use rustls::ServerConnection;
 use socket2::SockRef;
@@ -21,6 +21,10 @@ use tokio::net::TcpStream;
 /// Plaintext the writer may hand rustls beyond what the socket has taken; past it `try_write`
 /// accepts less, so an unread TLS client is held back by the same backpressure as a plain one.
 const TLS_SEND_BUFFER: usize = 64 * 1024;
+
+/// Most bytes one [`Transport::poll_discard`] reads: a client sending at full speed is drained in
+/// few syscalls (4 MiB in 64).
+const DISCARD_CHUNK: usize = 64 * 1024;
 
 /// The socket of one upgraded connection.
 pub(crate) struct Transport {
@@ -150,6 +154,38 @@ impl Transport {
         match &self.tls {
             None => Ok(()),
             Some(tls) => drain_tls(&mut tls.conn.borrow_mut(), &self.tcp),
+        }
+    }
+
+    /// Whether every byte [`try_write`](Self::try_write) took is on its way: always for plain TCP;
+    /// for TLS, once rustls holds no record the socket has not taken. A close frame counts as sent
+    /// only then, or the FIN after it would cut it off.
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_none_or(|tls| !tls.conn.borrow().wants_write())
+    }
+
+    /// Reads up to `max` bytes (at most [`DISCARD_CHUNK`]) of what the client sent, only to throw
+    /// them away, while a closed connection lingers; returns how many, `Ok(0)` being end of stream.
+    /// `max` must not be zero, which would read as end of stream.
+    ///
+    /// These are the socket's raw bytes, TLS records included and not decrypted: after our close
+    /// frame and close_notify nothing the client sends is used, so decrypting it would be waste. For
+    /// the same reason it waits on the socket's own readiness, not on plaintext rustls holds (which
+    /// is never read now, and would make [`poll_read_ready`](Self::poll_read_ready) ready forever).
+    pub(crate) fn poll_discard(&self, cx: &mut Context<'_>, max: usize) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.tcp.poll_read_ready(cx))?;
+            // On the stack and only once the socket is readable: a lingering connection keeps no
+            // buffer, and waiting costs no zeroing.
+            let mut buf = [0u8; DISCARD_CHUNK];
+            let len = max.min(DISCARD_CHUNK);
+            match self.tcp.try_read(&mut buf[..len]) {
+                // tokio's readiness was stale; try_read cleared it, so the next poll really waits.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
         }
     }
 

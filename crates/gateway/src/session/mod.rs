@@ -4,13 +4,16 @@
 //! - [`request`]: protocol v1 requests, the inbound rate limit and error replies;
 //! - [`writer`]: draining the session's queue into its socket;
 //! - [`keepalive`]: the pure decisions the shard's sweep applies to a session (ping, close, kill);
-//! - [`inbound`]: the read stream, delivered frame by frame through the frame tracker.
+//! - [`inbound`]: the read stream, delivered frame by frame through the frame tracker;
+//! - [`linger`]: after the close frame, reading and discarding the client's input for a bounded
+//!   time before the socket closes, so that no reset destroys the close frame.
 //!
 //! A session carries no timer of its own: the shard sweeps all of its sessions at once. This module
 //! builds on [`crate::local`] and [`crate::net`] and never on the shard or the HTTP layer above it.
 
 pub(crate) mod inbound;
 pub(crate) mod keepalive;
+mod linger;
 mod reader;
 mod request;
 pub(crate) mod writer;
@@ -194,8 +197,8 @@ pub(crate) fn start(
     let inbound = Inbound::new(&read_ahead, stream, ctx.state.config.max_message_bytes);
     drop(read_ahead); // may pin hyper's whole read buffer
     let held = Held {
-        _registered: ctx.register(&session),
-        _slot: slot,
+        registered: ctx.register(&session),
+        slot,
     };
     tokio::task::spawn_local(SessionTask {
         ctx,
@@ -207,10 +210,10 @@ pub(crate) fn start(
     });
 }
 
-/// What a session holds only to release when it ends.
+/// What a session holds only to release when it ends (the slot passes to its linger, if any).
 struct Held {
-    _registered: Registration<Session>,
-    _slot: SessionSlot,
+    registered: Registration<Session>,
+    slot: SessionSlot,
 }
 
 /// A read burst in progress: boxed, so it costs memory only while the client is talking.
@@ -259,8 +262,10 @@ impl SessionTask {
         }
     }
 
-    /// Unsubscribes, counts the close, and releases the connection's slot.
-    fn finish(&mut self) {
+    /// Unsubscribes, counts the close, and leaves the shard's list. When a close frame went out
+    /// (`close_sent`) the socket and the connection's slot pass to a lingering close; otherwise the
+    /// slot is released and the socket closes with the task.
+    fn finish(&mut self, close_sent: bool) {
         let (ctx, session) = (&self.ctx, &self.session);
         ctx.router.borrow_mut().remove(&session.sub);
         let reason = session.end.get().unwrap_or(CloseReason::Io);
@@ -272,7 +277,14 @@ impl SessionTask {
             "session closed"
         );
         self.burst = None;
-        self.held = None;
+        let Some(Held { registered, slot }) = self.held.take() else {
+            return;
+        };
+        if close_sent && ctx.state.config.lingering.enabled() {
+            // Counted on the shard before the registration drops, so shutdown keeps waiting.
+            linger::start(ctx, session.stream.clone(), slot);
+        }
+        drop(registered);
     }
 }
 
@@ -290,7 +302,7 @@ impl Future for SessionTask {
             // flushes it before the session ends. The sweep bounds this: a socket that stops
             // taking bytes is killed after `write_timeout`.
             if !this.session.sub.queue.borrow().is_closed() {
-                this.finish();
+                this.finish(false);
                 return Poll::Ready(());
             }
         }
@@ -299,7 +311,7 @@ impl Future for SessionTask {
                 if end == WriterEnd::Failed {
                     this.session.end_with(CloseReason::Io);
                 }
-                this.finish();
+                this.finish(end == WriterEnd::Closed);
                 Poll::Ready(())
             }
             Poll::Pending => Poll::Pending,

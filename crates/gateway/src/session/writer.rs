@@ -47,13 +47,14 @@ pub(crate) fn poll_write(
         if session.is_killed() {
             return Poll::Ready(WriterEnd::Stalled);
         }
-        if is_done(sub) {
+        if is_done(sub, socket) {
             // The close frame is out, written by this task or by the dispatcher's pass: half-close
             // so the client sees EOF after it and can answer.
             socket.shutdown_write();
             return Poll::Ready(WriterEnd::Closed);
         }
-        if !sub.is_slow() && sub.queue.borrow().is_empty() {
+        // A TLS connection may hold records the socket refused: the loop below flushes them.
+        if !sub.is_slow() && sub.queue.borrow().is_empty() && socket.is_flushed() {
             sub.set_waker(cx.waker());
             return Poll::Pending;
         }
@@ -89,10 +90,11 @@ pub(crate) fn poll_write(
     }
 }
 
-/// Whether the close frame and everything before it was written: the write side is done.
-fn is_done(sub: &tickcast_bus::Subscriber) -> bool {
+/// Whether the close frame and everything before it was written, TLS records included: the write
+/// side is done.
+fn is_done(sub: &tickcast_bus::Subscriber, socket: &Transport) -> bool {
     let q = sub.queue.borrow();
-    q.is_closed() && q.is_empty()
+    q.is_closed() && q.is_empty() && socket.is_flushed()
 }
 
 /// Writes what `session` has queued, from the dispatcher, without waiting: on a full socket (or any
@@ -102,7 +104,7 @@ pub(crate) fn write_queued(ctx: &ShardCtx, session: &Session, now: TsMicros) {
         match write_some(ctx, session, &session.stream, now) {
             Ok(true) => continue,
             Ok(false) => {
-                if is_done(&session.sub) {
+                if is_done(&session.sub, &session.stream) {
                     // This pass wrote the close frame: the session's task must end the session,
                     // and nothing else would wake it.
                     session.sub.wake();

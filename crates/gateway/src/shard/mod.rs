@@ -98,13 +98,13 @@ async fn run(index: usize, state: Arc<ServerState>, listener: std::net::TcpListe
         }
     }
     drop(listener);
-    // Every client gets 1001; queued frames get `shutdown_grace` to flush, then the runtime drops
-    // whatever is left.
+    // Every client gets 1001; queued frames get `shutdown_grace` to flush and closed connections
+    // to finish lingering (each within its own bound), then the runtime drops whatever is left.
     timers::close_all(&ctx);
     let _ = tokio::time::timeout(ctx.state.config.shutdown_grace, async {
         loop {
             let idle = ctx.idle.notified();
-            if ctx.sessions.borrow().is_empty() {
+            if ctx.is_idle() {
                 break;
             }
             idle.await;

@@ -1,12 +1,13 @@
 //! What one client may do and how long it may lag: `[limits]` (connections, topics, message sizes
-//! and rates), `[backpressure]` (slow clients) and `[keepalive]` (silent ones). Their defaults are
+//! and rates, what a closed client may still cost while its close lingers), `[backpressure]` (slow
+//! clients) and `[keepalive]` (silent ones). Their defaults are
 //! the gateway's and the bus's own ([`GatewayConfig::default`], [`BusConfig::default`]).
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use tickcast_bus::{BusConfig, OverflowPolicy, QueueLimits};
-use tickcast_gateway::{GatewayConfig, RateLimit};
+use tickcast_gateway::{GatewayConfig, LingerLimits, RateLimit};
 
 use super::{millis, ConfigError};
 
@@ -19,6 +20,9 @@ const MIN_QUEUED_BYTES: usize = 1024;
 const MAX_QUEUED_BYTES: usize = 1 << 30;
 /// Shortest keepalive interval.
 const MIN_KEEPALIVE_MS: u64 = 100;
+/// Longest `limits.lingering_time_ms`: a lingering connection keeps its descriptor and its
+/// connection slot, and nginx's own default (30 s) is already generous.
+const MAX_LINGERING_MS: u64 = 60_000;
 
 /// `[limits]`
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +50,13 @@ pub struct LimitsSection {
     pub message_burst: u32,
     /// Over-limit messages in a row answered with `rate_limited` before closing with 1008.
     pub max_rate_violations: u32,
+    /// After the server's close frame, longest the connection reads and discards client input
+    /// before the socket closes, in milliseconds; 0 = no lingering close.
+    pub lingering_time_ms: u64,
+    /// Longest a lingering connection waits for the client's next byte, in milliseconds.
+    pub lingering_timeout_ms: u64,
+    /// Most client bytes a lingering connection reads and discards.
+    pub lingering_max_bytes: u64,
 }
 
 impl Default for LimitsSection {
@@ -64,6 +75,9 @@ impl Default for LimitsSection {
             max_messages_per_second: g.rate_limit.per_second,
             message_burst: g.rate_limit.burst,
             max_rate_violations: g.rate_limit.max_violations,
+            lingering_time_ms: millis(g.lingering.time),
+            lingering_timeout_ms: millis(g.lingering.timeout),
+            lingering_max_bytes: g.lingering.max_bytes,
         }
     }
 }
@@ -89,6 +103,33 @@ impl LimitsSection {
                 self.max_message_bytes
             )));
         }
+        self.validate_lingering()
+    }
+
+    /// Lingering is off at 0 ms; when on, each bound must let it happen and end.
+    fn validate_lingering(&self) -> Result<(), ConfigError> {
+        let time = self.lingering_time_ms;
+        if time > MAX_LINGERING_MS {
+            return Err(ConfigError::Invalid(format!(
+                "limits.lingering_time_ms is {time}, at most {MAX_LINGERING_MS}"
+            )));
+        }
+        if time == 0 {
+            return Ok(());
+        }
+        if !(1..=time).contains(&self.lingering_timeout_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "limits.lingering_timeout_ms is {}, within 1..={time} (lingering_time_ms)",
+                self.lingering_timeout_ms
+            )));
+        }
+        if self.lingering_max_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.lingering_max_bytes must be at least 1 while lingering_time_ms is set \
+                 (0 ms turns lingering off)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -107,6 +148,11 @@ impl LimitsSection {
         g.requested_topic_grace = ms(self.requested_topic_grace_ms);
         g.max_message_bytes = self.max_message_bytes;
         g.handshake_timeout = ms(self.handshake_timeout_ms);
+        g.lingering = LingerLimits {
+            time: ms(self.lingering_time_ms),
+            timeout: ms(self.lingering_timeout_ms),
+            max_bytes: self.lingering_max_bytes,
+        };
     }
 }
 
@@ -218,6 +264,19 @@ mod tests {
         assert!(invalid("[backpressure]\nmax_queued_bytes = 1023").contains("1024..="));
         assert!(invalid("[backpressure]\nmax_queued_frames = 0").contains("max_queued_frames"));
         assert!(invalid("[keepalive]\npong_timeout_ms = 99").contains("at least 100 ms"));
+        assert!(invalid("[limits]\nlingering_time_ms = 60001").contains("at most 60000"));
+        assert!(invalid("[limits]\nlingering_timeout_ms = 0").contains("within 1..=2000"));
+        assert!(
+            invalid("[limits]\nlingering_time_ms = 100\nlingering_timeout_ms = 101")
+                .contains("lingering_timeout_ms is 101, within 1..=100")
+        );
+        assert!(invalid("[limits]\nlingering_max_bytes = 0").contains("lingering_max_bytes"));
+        // Off: the other two bounds do not matter.
+        Config::from_toml(
+            "[limits]\nlingering_time_ms = 0\nlingering_timeout_ms = 0\nlingering_max_bytes = 0",
+        )
+        .and_then(Config::resolve)
+        .unwrap();
         // No rate: no burst needed.
         Config::from_toml("[limits]\nmax_messages_per_second = 0\nmessage_burst = 0")
             .and_then(Config::resolve)
@@ -228,6 +287,7 @@ mod tests {
     fn values_arrive_in_the_gateway_settings() {
         let s = Config::from_toml(
             "[limits]\nmax_topics = 7\nmax_connections_per_ip = 8\nmax_messages_per_second = 5\n\
+             lingering_time_ms = 750\nlingering_timeout_ms = 50\nlingering_max_bytes = 4096\n\
              [backpressure]\npolicy = \"disconnect\"\nmax_lag_ms = 1500\n\
              [keepalive]\nping_interval_ms = 250",
         )
@@ -239,5 +299,13 @@ mod tests {
         assert_eq!(s.gateway.queue.policy, OverflowPolicy::Disconnect);
         assert_eq!(s.gateway.queue.max_lag, Duration::from_millis(1500));
         assert_eq!(s.gateway.ping_interval, Duration::from_millis(250));
+        assert_eq!(
+            s.gateway.lingering,
+            LingerLimits {
+                time: Duration::from_millis(750),
+                timeout: Duration::from_millis(50),
+                max_bytes: 4096,
+            }
+        );
     }
 }

@@ -35,6 +35,11 @@ async fn health_ready_topics_metrics_and_dashboard() {
         "tickcast_connections_open",
         "tickcast_messages_sent_total",
         "tickcast_feed_ticks_total{feed=\"synthetic\"}",
+        // Exported from the start, before any connection lingers.
+        "tickcast_connections_lingering",
+        "tickcast_lingering_closes_total{outcome=\"client_closed\"}",
+        "tickcast_lingering_closes_total{outcome=\"shutdown\"}",
+        "tickcast_lingering_discarded_bytes_total",
     ] {
         assert!(m.sample(name).is_some(), "{name} missing");
     }

@@ -1,8 +1,8 @@
 //! The integration tests that need nothing of their own process, linked into one binary so the
 //! suite links once instead of once per file: protocol v1, protocol v2's stream guarantees
 //! (recovery, gap markers, heartbeats), feeds, the HTTP surface, limits and authentication, TLS,
-//! and `docs/asyncapi.yaml` checked against real messages. Each runs the real server on
-//! 127.0.0.1:0 and talks to it over real sockets with independent clients.
+//! the lingering close, and `docs/asyncapi.yaml` checked against real messages. Each runs the real
+//! server on 127.0.0.1:0 and talks to it over real sockets with independent clients.
 //!
 //! Kept as separate binaries: `heap.rs` (its own global allocator), `abuse.rs` and `fanout.rs`
 //! (they assert on this process's RSS, so other tests must not share it), and the ones that spawn
@@ -16,6 +16,7 @@ mod support;
 mod asyncapi;
 mod feeds;
 mod http;
+mod linger;
 mod protocol;
 mod security;
 mod streams;

@@ -34,9 +34,9 @@ pub use frame::{masked, masked_text, read_frame_from, unmasked, upgrade_request,
 pub use http::{http_get, http_get_addr, http_get_over, http_request, try_http_get_addr};
 pub use ledger::SeqLedger;
 pub use metrics::{metric, metric_at, metrics, metrics_at, wait_for_open, Metrics};
-pub use raw::RawClient;
+pub use raw::{upgrade_over, RawClient};
 pub use tickcast::test_support::{start_server, RunningServer};
-pub use tls::{https_get, TestCert};
+pub use tls::{https_get, tls_connect, TestCert};
 pub use wait::{
     poll_for, poll_until, poll_until_async, wait_for, wait_until, wait_until_async,
     wait_until_blocking, wait_until_within,

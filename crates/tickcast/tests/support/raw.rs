@@ -1,8 +1,9 @@
 //! A hand-driven WebSocket client over a raw socket, for sending what tungstenite refuses to send.
 
+use std::fmt::Display;
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::frame::{client_frame, read_frame_from, upgrade_request, MASK};
@@ -32,28 +33,14 @@ impl RawClient {
             socket.set_recv_buffer_size(size).expect("rcvbuf");
         }
         let mut stream = socket.connect(addr).await.expect("tcp connect");
-        stream
-            .write_all(upgrade_request(addr, "").as_bytes())
-            .await
-            .expect("write handshake");
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-                .await
-                .expect("handshake in time")
-                .expect("read");
-            assert!(n > 0, "server closed during handshake");
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        assert!(
-            buf.starts_with(b"HTTP/1.1 101"),
-            "{}",
-            String::from_utf8_lossy(&buf)
-        );
-        let rest = buf.split_off(head_end);
-        RawClient { stream, buf: rest }
+        let buf = upgrade_over(&mut stream, addr).await;
+        RawClient { stream, buf }
+    }
+
+    /// The socket and the bytes already read past the handshake (the start of the server's first
+    /// frame, if any), for a test that reads and writes it from two halves.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
     }
 
     /// Sends one frame; `mask` = None sends it unmasked (a protocol violation from a client).
@@ -84,4 +71,33 @@ impl RawClient {
         }
         panic!("no close frame");
     }
+}
+
+/// Upgrades `stream` (plain TCP, or TLS already handshaken) to a WebSocket on `/ws` of `host`:
+/// sends the request and reads the 101 head. Returns the bytes read past the head.
+pub async fn upgrade_over<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    host: impl Display,
+) -> Vec<u8> {
+    stream
+        .write_all(upgrade_request(host, "").as_bytes())
+        .await
+        .expect("write handshake");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("handshake in time")
+            .expect("read");
+        assert!(n > 0, "server closed during handshake");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        buf.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    buf.split_off(head_end)
 }
