@@ -1,4 +1,5 @@
-// tickcast market board: the reference browser client for the v1 WebSocket protocol.
+// tickcast market board: the reference browser client of the WebSocket protocol (v2: recovery, gap markers,
+// heartbeats; docs/protocol.md).
 //
 // Design notes
 // - Network handling never touches the DOM: each tick only updates a plain per-row state object and marks the row
@@ -7,8 +8,17 @@
 //   Rows scrolled out of view are not painted until they come back (IntersectionObserver).
 // - Memory is bounded: sparklines are fixed-size ring buffers (one point per time bucket), latency samples live in a
 //   fixed ring, the event log and the toasts keep a fixed number of entries.
-// - Reconnects use exponential backoff with jitter and resubscribe the whole watchlist; the seq baseline of every
-//   topic is reset on each (re)subscribe, so the snapshot that follows a subscribe is never counted as a gap.
+// - Reconnects use exponential backoff with jitter and resubscribe the whole watchlist. Each row keeps the last seq it
+//   processed and the epoch (seq space) that seq belongs to; the resubscribe names them in `since`, so after a
+//   network blip the server replays exactly the missed ticks (`recovered:true`) and the row carries on. When it
+//   cannot (`recovered:false`: too_old, epoch_changed, no_history) the snapshot that follows is a fresh baseline, as
+//   is the snapshot of any plain subscribe: never counted as a gap.
+// - Gaps: the server announces every seq it skips with a `gap` marker (conflated, dropped, lost upstream) right before
+//   the next tick; a row counts them by reason and moves its baseline past them. A seq jump without a marker would be
+//   a server bug: it is counted apart, shown with its own badge and logged as a warning.
+// - Heartbeats: every subscribe asks for them (HEARTBEAT_MS), so a quiet row says since when it has had no data, and
+//   a row whose feed went away (`feed_up:false`) is marked "feed down" until a tick or a feed_up:true heartbeat comes.
+//   A busy topic gets none; a quiet one's DOM changes only when its state does.
 // - Authentication: a token from the page's `#token=` fragment (then removed from the address bar) or typed into the
 //   form the board shows when the server is up but refuses the WebSocket is sent as the subprotocol pair
 //   `tickcast.v1, bearer.<token>` (browsers cannot set headers) and kept in this tab's sessionStorage only.
@@ -39,6 +49,13 @@ const PING_EVERY_MS = 15000;
 const PING_TIMEOUT_MS = 10000;
 const CONNECT_TIMEOUT_MS = 10000;
 const SUB_CHUNK = 100; // topics per subscribe request
+// heartbeat_ms of every subscribe: a topic with no tick for this long gets a heartbeat saying whether its feed is up.
+// It bounds how late the board notices a dead feed (a human glancing at a board tolerates a few seconds), while a
+// board of many quiet symbols gets at most one small message per quiet symbol per interval. Must lie within the
+// server's [heartbeats] bounds (100 ms .. 1 h by default); if a server refuses it, the board subscribes without.
+const HEARTBEAT_MS = 3000;
+// gap marker reasons (docs/protocol.md, "Gap markers") as the row's tooltip words them
+const GAP_WORDS = { conflated: 'conflated', dropped: 'dropped', upstream: 'lost upstream', other: 'skipped (unknown reason)' };
 
 const LOG_MAX = 100;
 const TOAST_MAX = 4;
@@ -109,8 +126,12 @@ let connState = 'connecting';
 
 let msgCount = 0; // messages since the last stats tick
 let totalMsgs = 0;
-let totalGaps = 0;
-let totalMissed = 0;
+let totalGaps = 0; // gap markers plus unannounced seq jumps
+let totalMissed = 0; // ticks they skipped
+let totalJumps = 0; // seq jumps without a gap marker (server bug)
+let heartbeatMs = HEARTBEAT_MS; // 0 once a server refused it
+/** the recovery outcomes of the current (re)connect's resubscribe: {ids, asked, ok, lost: {reason: n}} */
+let recovery = null;
 const latRing = new Float64Array(LAT_RING);
 let latN = 0; // samples since the last stats tick (capped at LAT_RING)
 let latHead = 0;
@@ -135,7 +156,9 @@ let logTotal = 0;
 class Row {
   constructor(topic) {
     this.topic = topic;
-    this.seq = -1; // last seq seen (-1: none yet)
+    this.seq = -1; // last seq processed (-1: none yet)
+    this.seqEpoch = ''; // the epoch `seq` belongs to: with it, `since` after a reconnect
+    this.epoch = ''; // the topic's epoch as the latest subscribe ack named it
     this.fresh = true; // next tick is a (re)subscribe baseline: no gap check, no latency sample
     this.bid = NaN;
     this.ask = NaN;
@@ -143,8 +166,12 @@ class Row {
     this.size = NaN;
     this.first = NaN; // first price seen this session (for change %)
     this.latUs = NaN;
-    this.gaps = 0;
-    this.missed = 0;
+    this.gaps = 0; // gap markers received
+    this.lost = { conflated: 0, dropped: 0, upstream: 0, other: 0 }; // ticks they announced, by reason
+    this.jumps = 0; // seq jumps without a marker (a server bug)
+    this.jumpMissed = 0;
+    this.quietTs = -1; // from heartbeats: ts of the last tick (0: none ever) while quiet; -1 when not quiet
+    this.feedDown = false; // the latest heartbeat said feed_up:false (and no tick since)
     this.dir = 0; // direction of the last price change not yet flashed
     this.flashAt = 0;
     this.lit = false;
@@ -166,6 +193,8 @@ class Row {
     this.row = row;
     this.symEl = c[0].querySelector('.sym');
     this.gapEl = c[0].querySelector('.gap-badge');
+    this.jumpEl = c[0].querySelector('.jump-badge');
+    this.downEl = c[0].querySelector('.down-badge');
     this.errEl = c[0].querySelector('.err-badge');
     this.lastEl = c[1];
     this.t = {
@@ -299,6 +328,11 @@ function skewTick() {
   skewUs = m;
 }
 
+/** HH:MM:SS of a unix-µs time, in this browser's time zone */
+function fmtClock(tsUs) {
+  return new Date(tsUs / 1000).toLocaleTimeString([], { hour12: false });
+}
+
 function fmtMs(us) {
   if (!Number.isFinite(us)) return '–';
   const ms = us / 1000;
@@ -375,7 +409,28 @@ function renderRow(r, now) {
     r.shown.gaps = r.gaps;
     r.gapEl.hidden = false;
     r.gapEl.textContent = 'gap ×' + r.gaps;
-    r.gapEl.title = `${r.gaps} seq gap(s), ${r.missed} tick(s) missed`;
+    const parts = Object.keys(GAP_WORDS).filter((k) => r.lost[k]).map((k) => `${r.lost[k]} ${GAP_WORDS[k]}`);
+    r.gapEl.title = `${r.gaps} gap(s) announced by the server; ticks skipped: ${parts.join(', ')}`;
+  }
+  if (r.jumps && r.shown.jumps !== r.jumps) {
+    r.shown.jumps = r.jumps;
+    r.jumpEl.hidden = false;
+    r.jumpEl.textContent = 'seq jump ×' + r.jumps;
+    r.jumpEl.title = `${r.jumps} seq jump(s) without a gap marker, ${r.jumpMissed} tick(s) missing unannounced: `
+      + 'the server should announce every skipped seq (see the event log)';
+  }
+  const hb = r.quietTs < 0 ? '' : (r.feedDown ? 'down ' : 'quiet ') + r.quietTs;
+  if (r.shown.hb !== hb) {
+    r.shown.hb = hb;
+    const since = r.quietTs > 0 ? 'no data since ' + fmtClock(r.quietTs) : 'no data yet';
+    const title = !hb ? '' : r.feedDown ? `${r.topic}: feed down, ${since}` : `${r.topic}: quiet since `
+      + (r.quietTs > 0 ? fmtClock(r.quietTs) : 'subscribed (no data yet)') + ', feed up';
+    row.classList.toggle('down', r.feedDown);
+    r.downEl.hidden = !r.feedDown;
+    if (r.feedDown) r.downEl.textContent = r.quietTs > 0 ? 'feed down' : 'no feed';
+    r.downEl.title = title;
+    if (title) row.title = title;
+    else row.removeAttribute('title');
   }
   if (r.shown.err !== r.errCode) {
     r.shown.err = r.errCode;
@@ -530,7 +585,7 @@ function connect() {
     clearTimeout(stableTimer);
     stableTimer = setTimeout(() => { attempt = 0; }, STABLE_MS);
     pending.clear();
-    subscribe([...rows.keys()]);
+    subscribe([...rows.keys()], connects > 1);
     startPing();
   };
   sock.onmessage = (ev) => {
@@ -647,6 +702,7 @@ function dropSocket() {
   clearTimeout(connectTimer);
   clearTimeout(stableTimer);
   stopPing();
+  recovery = null;
   for (const r of rows.values()) r.fresh = true;
   if (s) {
     s.onopen = s.onmessage = s.onclose = null;
@@ -699,21 +755,38 @@ function send(obj) {
   const id = nextId++;
   obj.id = id;
   if (obj.op === 'subscribe' || obj.op === 'unsubscribe' || obj.op === 'ping') {
-    pending.set(id, { op: obj.op, topics: obj.topics || [], at: performance.now() });
+    pending.set(id, { op: obj.op, topics: obj.topics || [], at: performance.now(), req: obj });
     if (pending.size > 1000) pending.delete(pending.keys().next().value);
   }
   ws.send(JSON.stringify(obj));
   return id;
 }
 
-function subscribe(topics) {
-  for (const t of topics) {
-    const r = rows.get(t);
-    if (r) r.fresh = true;
-  }
+/** Subscribes in chunks of SUB_CHUNK topics, asking for heartbeats. With `recover` (a resubscribe after a reconnect)
+ *  each row that has processed a tick names its seq and epoch in `since`, in the request of its own chunk (the server
+ *  accepts `since` only for topics of the same request); the ack says per topic whether the missed ticks follow. */
+function subscribe(topics, recover = false) {
+  const ids = new Set();
+  let asked = 0;
   for (let i = 0; i < topics.length; i += SUB_CHUNK) {
-    send({ op: 'subscribe', topics: topics.slice(i, i + SUB_CHUNK) });
+    const chunk = topics.slice(i, i + SUB_CHUNK);
+    const req = { op: 'subscribe', topics: chunk };
+    if (heartbeatMs) req.heartbeat_ms = heartbeatMs;
+    let since = null;
+    for (const t of chunk) {
+      const r = rows.get(t);
+      if (!r) continue;
+      r.fresh = true; // until the ack says the stream recovers, the next tick is a baseline
+      if (recover && r.seq >= 0 && r.seqEpoch) {
+        (since ??= {})[t] = { seq: r.seq, epoch: r.seqEpoch };
+        asked++;
+      }
+    }
+    if (since) req.since = since;
+    const id = send(req);
+    if (id && since) ids.add(id);
   }
+  if (recover) recovery = ids.size ? { ids, asked, ok: 0, lost: {} } : null;
 }
 
 function unsubscribe(topics) {
@@ -726,15 +799,16 @@ function onMessage(m) {
     case 'tick':
       onTick(m);
       return;
+    case 'gap':
+      onGap(m);
+      return;
+    case 'heartbeat':
+      onHeartbeat(m);
+      return;
     case 'subscribed':
     case 'unsubscribed':
       pending.delete(m.id);
-      if (m.type === 'subscribed') {
-        for (const t of m.topics || []) {
-          const r = rows.get(t);
-          if (r && r.errCode) { r.errCode = ''; markDirty(r); }
-        }
-      }
+      if (m.type === 'subscribed') onSubscribed(m);
       log('debug', `${m.type} ${(m.topics || []).length} topic(s)`);
       return;
     case 'pong': {
@@ -753,10 +827,54 @@ function onMessage(m) {
   }
 }
 
+/** The ack: each topic's epoch, and the outcome of each `since` (recovered: the stream goes on from the row's seq;
+ *  not: the snapshot that follows is a fresh baseline, as the row already expects). */
+function onSubscribed(m) {
+  for (const t of m.topics || []) {
+    const r = rows.get(t);
+    if (r && r.errCode) { r.errCode = ''; markDirty(r); }
+  }
+  if (m.epochs && typeof m.epochs === 'object') {
+    for (const [t, e] of Object.entries(m.epochs)) {
+      const r = rows.get(t);
+      if (r) r.epoch = String(e);
+    }
+  }
+  const tally = recovery && recovery.ids.has(m.id) ? recovery : null;
+  if (m.recovery && typeof m.recovery === 'object') {
+    for (const [t, o] of Object.entries(m.recovery)) {
+      const r = rows.get(t);
+      const ok = !!o && o.recovered === true;
+      const reason = ok ? '' : String(o && o.reason || 'unknown');
+      if (r && ok) r.fresh = false; // the missed ticks follow: seq r.seq + 1 comes next
+      if (!ok) log('debug', `${t} not recovered (${reason}): the snapshot is a fresh baseline`);
+      if (tally) {
+        if (ok) tally.ok++;
+        else tally.lost[reason] = (tally.lost[reason] || 0) + 1;
+      }
+    }
+  }
+  if (tally) recoveryDone(m.id);
+}
+
+/** One request of the reconnect's resubscribe answered (acked or refused): log the outcome once all are. */
+function recoveryDone(id) {
+  const t = recovery;
+  if (!t || !t.ids.delete(id) || t.ids.size) return;
+  recovery = null;
+  const lost = Object.entries(t.lost).map(([k, n]) => `${n} ${k}`).join(', ');
+  log('info', lost
+    ? `reconnect #${connects}: recovered ${t.ok} of ${t.asked} topic(s); not recovered: ${lost} (fresh baseline)`
+    : `reconnect #${connects}: recovered ${t.ok} of ${t.asked} topic(s), no tick lost`);
+}
+
 function onError(m) {
   const code = String(m.code || 'error');
   const p = m.id != null ? pending.get(m.id) : undefined;
   if (p) pending.delete(m.id);
+  if (p && p.op === 'subscribe' && code === 'invalid_field' && retryWithout(p, String(m.field || ''), m)) return;
+  // `forbidden` refuses part of a request and its ack follows; other errors refuse all of it
+  if (p && p.op === 'subscribe' && code !== 'forbidden') recoveryDone(m.id);
   let detail = String(m.message || '');
   if (m.id != null) detail += ` (request ${m.id}${p ? ' ' + p.op : ''})`;
   toast('error', code, detail);
@@ -766,6 +884,78 @@ function onError(m) {
       if (r && r.seq < 0) { r.errCode = code; markDirty(r); }
     }
   }
+}
+
+/** A subscribe refused for a v2 option this server does not take as sent (heartbeat_ms outside its [heartbeats]
+ *  bounds, a `since` it finds malformed): nothing of it was subscribed, so send it again without that option. */
+function retryWithout(p, field, m) {
+  const req = { ...p.req };
+  delete req.id;
+  const why = m.message ? `${field}: ${m.message}` : field;
+  if (field === 'heartbeat_ms' && req.heartbeat_ms) {
+    if (heartbeatMs) {
+      toast('warn', 'heartbeats off', `the server refused heartbeat_ms ${heartbeatMs} (${why}); `
+        + 'quiet and feed-down rows will not be shown');
+    }
+    heartbeatMs = 0;
+    delete req.heartbeat_ms;
+  } else if (field.startsWith('since') && req.since) {
+    log('warn', `the server refused since (${why}); subscribing without recovery`);
+    if (recovery && recovery.ids.has(m.id)) {
+      const n = Object.keys(req.since).length;
+      recovery.lost.refused = (recovery.lost.refused || 0) + n;
+    }
+    delete req.since;
+  } else {
+    return false;
+  }
+  const id = send(req);
+  if (recovery && recovery.ids.has(m.id)) {
+    if (id && req.since) recovery.ids.add(id);
+    recoveryDone(m.id);
+  }
+  return true;
+}
+
+/** `gap`: seqs from..=to of the topic will not come (conflated or dropped while this board was behind, or lost by
+ *  the feed). Counted by reason; the row's baseline moves to `to`, so the tick after it is no gap of its own. */
+function onGap(m) {
+  const r = rows.get(m.topic);
+  if (!r) return;
+  const from = Number(m.from);
+  const to = Number(m.to);
+  if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || to < from) {
+    log('warn', `${m.topic}: malformed gap marker ignored: ${JSON.stringify(m).slice(0, 120)}`);
+    return;
+  }
+  const reason = Object.hasOwn(r.lost, m.reason) ? m.reason : 'other';
+  const n = to - from + 1;
+  r.gaps++;
+  r.lost[reason] += n;
+  totalGaps++;
+  totalMissed += n;
+  if (!r.fresh && r.seq >= 0) {
+    if (from !== r.seq + 1) log('warn', `${m.topic}: gap marker ${from}–${to} does not follow seq ${r.seq}`);
+    if (to > r.seq) r.seq = to;
+  }
+  log(reason === 'conflated' || reason === 'dropped' ? 'info' : 'warn', `${m.topic}: ${n} tick(s) ${GAP_WORDS[reason]} (seq ${from}–${to})`);
+  markDirty(r);
+}
+
+/** `heartbeat`: the topic had no tick for HEARTBEAT_MS; says since when (`ts`) and whether its feed is up. */
+function onHeartbeat(m) {
+  const r = rows.get(m.topic);
+  if (!r) return;
+  // (Its seq may be ahead of the row's: ticks this board fell behind on are announced by a gap marker that comes
+  // with the topic's next tick, not before.)
+  const ts = Number(m.ts) || 0;
+  const down = m.feed_up === false;
+  if (down === r.feedDown && ts === r.quietTs) return; // nothing new to show
+  if (down && !r.feedDown) log('warn', `${m.topic}: feed down, ${ts ? 'no data since ' + fmtClock(ts) : 'no data yet'}`);
+  else if (!down && r.feedDown) log('info', `${m.topic}: feed up again`);
+  r.feedDown = down;
+  r.quietTs = ts;
+  markDirty(r);
 }
 
 function onTick(m) {
@@ -783,13 +973,17 @@ function onTick(m) {
     log('warn', `${topic}: seq went back ${r.seq} → ${seq} (feed restarted?)`);
   } else {
     if (seq > r.seq + 1) {
+      // Every skipped seq must have been announced by a gap marker (which moved r.seq): this one was not.
       const missed = seq - r.seq - 1;
-      r.gaps++;
-      r.missed += missed;
+      r.jumps++;
+      r.jumpMissed += missed;
       totalGaps++;
       totalMissed += missed;
-      log('warn', `gap on ${topic}: seq ${r.seq} → ${seq} (${missed} missed)`);
+      totalJumps++;
+      log('warn', `${topic}: seq ${r.seq} → ${seq} without a gap marker (${missed} tick(s) missing unannounced: server bug?)`);
     }
+    // Ticks replayed after a reconnect count too: they were published while the link was down (anything older the
+    // row already had) and really did arrive that late.
     const lat = tickAgeUs(Number(m.ts));
     if (Number.isFinite(lat)) {
       r.latUs = lat;
@@ -799,6 +993,10 @@ function onTick(m) {
     }
   }
   r.seq = seq;
+  r.seqEpoch = r.epoch;
+  // Data newer than the heartbeat knew of: not quiet, feed up. (A resubscribe's snapshot of the very tick the
+  // heartbeat named says nothing new about the feed, and the row keeps its state.)
+  if (r.quietTs >= 0 && Number(m.ts) !== r.quietTs) { r.quietTs = -1; r.feedDown = false; }
   const last = Number(m.last);
   if (Number.isFinite(last)) {
     if (Number.isFinite(r.last) && last !== r.last) r.dir = last > r.last ? 1 : -1;
@@ -836,6 +1034,8 @@ function statsTick() {
   }
   el.gaps.textContent = totalGaps ? `${totalGaps} (${totalMissed} missed)` : '0';
   el.gaps.classList.toggle('warn', totalGaps > 0);
+  el.gaps.classList.toggle('bad', totalJumps > 0);
+  if (totalJumps && !el.gaps.title) el.gaps.title = 'Includes seq jumps the server did not announce (see the event log)';
 }
 
 // ---------------------------------------------------------------- watchlist
@@ -985,7 +1185,26 @@ window.tickcast = Object.freeze({
   /** send raw text as-is, e.g. to see how the server answers malformed input */
   sendRaw: (text) => { if (ws && ws.readyState === 1) { ws.send(text); return true; } return false; },
   received: (topic) => received.get(topic) || 0,
-  state: () => ({ conn: connState, connects, attempt, topics: [...rows.keys()], totalMsgs, gaps: totalGaps, missed: totalMissed }),
+  state: () => ({
+    conn: connState, connects, attempt, topics: [...rows.keys()], totalMsgs, gaps: totalGaps, missed: totalMissed,
+    jumps: totalJumps, heartbeatMs,
+  }),
+  /** one row's stream state: seq, epochs, gaps by reason, heartbeat state */
+  row: (topic) => {
+    const r = rows.get(topic);
+    return r && {
+      seq: r.seq, seqEpoch: r.seqEpoch, epoch: r.epoch, fresh: r.fresh, gaps: r.gaps, lost: { ...r.lost },
+      jumps: r.jumps, jumpMissed: r.jumpMissed, quietTs: r.quietTs, feedDown: r.feedDown,
+    };
+  },
+  /** drop the connection as a network blip would: the board reconnects (with backoff) and recovers */
+  drop: () => {
+    if (!ws) return false;
+    log('warn', 'connection dropped (tickcast.drop())');
+    dropSocket();
+    scheduleReconnect();
+    return true;
+  },
   add: (text) => addTopics(parseInput(String(text))),
   remove: removeTopic,
   reconnect: reconnectNow,

@@ -2,9 +2,18 @@
 //!
 //! Spawns the real `tickcast` binary on a free loopback port, then runs
 //! `node dashboards/web/test/board.test.mjs http://127.0.0.1:PORT OUTDIR`, which drives Debian's headless
-//! `/usr/bin/chromium` through `playwright-core`. The restart step is coordinated over the node child's stdio: it
-//! prints `RESTART_SERVER` on stdout and waits for `SERVER_RESTARTED` on stdin; this side stops the server
-//! (SIGTERM, then SIGKILL if it lingers), starts it again on the SAME port, waits for `/healthz` and answers.
+//! `/usr/bin/chromium` through `playwright-core`. What the page cannot do itself is coordinated over the node
+//! child's stdio, one command line on its stdout answered by one line on its stdin:
+//!
+//! - `RESTART_SERVER` → `SERVER_RESTARTED`: this side stops the server (SIGTERM, then SIGKILL if it lingers), starts
+//!   it again on the SAME port and waits for `/healthz`;
+//! - `PUBLISH <topic> <n>` → `PUBLISHED`: n ticks of topic go to the server's `tcp` feed through one publisher
+//!   connection, kept open (connected on first use);
+//! - `FEED_DOWN` → `FEED_IS_DOWN`: that publisher disconnects, the feed's only one, so its topics' heartbeats say
+//!   `feed_up: false`.
+//!
+//! The main test's server has, besides the synthetic feed, that `tcp` feed and a small socket send buffer, so a
+//! tab that stops reading meets the `conflate` policy after a few hundred KB (see [`MAIN_CONFIG`]).
 //!
 //! Screenshots land in `target/test-output/browser/` under the workspace root.
 //!
@@ -31,6 +40,22 @@ const SYMBOLS: &str = "AAPL,MSFT,GOOGL,AMZN";
 /// Upper bound for the whole node run (its own watchdog is 150 s).
 const NODE_DEADLINE: Duration = Duration::from_secs(180);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// The main test's server: the synthetic feed (its symbols and rate from the command line), a `tcp` feed the
+/// test publishes to (`{tcp_port}`), and a 32 KiB socket send buffer instead of the kernel's autotuned megabytes,
+/// so a burst to a tab that stops reading fills its queue and is conflated (the queue keeps its defaults).
+const MAIN_CONFIG: &str = r#"[server]
+socket_send_buffer_bytes = 32768
+
+[[feeds]]
+kind = "synthetic"
+name = "synthetic"
+
+[[feeds]]
+kind = "tcp"
+name = "pub"
+listen = "127.0.0.1:{tcp_port}"
+required = false
+"#;
 
 struct Server {
     port: u16,
@@ -143,6 +168,64 @@ impl Server {
     }
 }
 
+/// One publisher connection to the server's `tcp` feed, opened on first use and kept until
+/// [`Publisher::disconnect`].
+struct Publisher {
+    port: u16,
+    conn: Option<TcpStream>,
+    /// Ticks sent per topic, for distinct prices.
+    sent: u64,
+}
+
+impl Publisher {
+    fn new(port: u16) -> Publisher {
+        Publisher {
+            port,
+            conn: None,
+            sent: 0,
+        }
+    }
+
+    /// Sends `n` ticks of `topic` (NDJSON, one write per batch of lines).
+    fn publish(&mut self, topic: &str, n: u64) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let conn = self.conn.get_or_insert_with(|| {
+            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                .expect("connect to the tcp feed");
+            s.set_write_timeout(Some(Duration::from_secs(10)))
+                .expect("write timeout");
+            s
+        });
+        let mut batch = String::new();
+        for _ in 0..n {
+            self.sent += 1;
+            let last = 100.0 + (self.sent % 1000) as f64 / 100.0;
+            batch.push_str(&format!(
+                r#"{{"topic":"{topic}","bid":{:.2},"ask":{:.2},"last":{last:.2},"size":{}}}"#,
+                last - 0.01,
+                last + 0.01,
+                1 + self.sent % 100
+            ));
+            batch.push('\n');
+            if batch.len() >= 64 * 1024 {
+                conn.write_all(batch.as_bytes())
+                    .expect("write to the tcp feed");
+                batch.clear();
+            }
+        }
+        conn.write_all(batch.as_bytes())
+            .expect("write to the tcp feed");
+        conn.flush().expect("flush the tcp feed");
+    }
+
+    /// Closes the connection: the feed has no publisher left.
+    fn disconnect(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
 /// `GET path` with `Connection: close`; the whole response, or `None` when the server is not there.
 fn http_get(port: u16, path: &str) -> Option<String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -217,12 +300,14 @@ fn clean_out_dir(out_dir: &Path) {
     }
 }
 
-/// Runs `board.test.mjs` against `server` with `env`, restarting the server whenever the script asks;
-/// returns how many restarts it asked for. Panics when the script fails or the server died.
+/// Runs `board.test.mjs` against `server` with `env`, restarting the server and publishing to its
+/// `tcp` feed through `publisher` whenever the script asks (see the module docs); returns how many
+/// restarts it asked for. Panics when the script fails or the server died.
 fn run_board_script(
     test_dir: &Path,
     out_dir: &Path,
     server: &mut Server,
+    mut publisher: Option<&mut Publisher>,
     env: &[(&str, &str)],
 ) -> u32 {
     let base = format!("http://127.0.0.1:{}", server.port);
@@ -263,9 +348,28 @@ fn run_board_script(
         match rx.recv_timeout(left) {
             Ok(line) if line.trim() == "RESTART_SERVER" => {
                 restarts += 1;
+                if let Some(p) = publisher.as_deref_mut() {
+                    p.disconnect(); // its server goes away; a later PUBLISH connects again
+                }
                 server.restart();
-                writeln!(node_stdin, "SERVER_RESTARTED").expect("write to node stdin");
-                node_stdin.flush().expect("flush node stdin");
+                answer(&mut node_stdin, "SERVER_RESTARTED");
+            }
+            Ok(line) if line.starts_with("PUBLISH ") || line.trim() == "FEED_DOWN" => {
+                let publisher = publisher
+                    .as_deref_mut()
+                    .unwrap_or_else(|| panic!("{line:?}: this server has no tcp feed"));
+                let words: Vec<&str> = line.split_whitespace().collect();
+                match words[..] {
+                    ["PUBLISH", topic, n] => {
+                        publisher.publish(topic, n.parse().expect("PUBLISH <topic> <count>"));
+                        answer(&mut node_stdin, "PUBLISHED");
+                    }
+                    ["FEED_DOWN"] => {
+                        publisher.disconnect();
+                        answer(&mut node_stdin, "FEED_IS_DOWN");
+                    }
+                    _ => panic!("malformed command from board.test.mjs: {line:?}"),
+                }
             }
             Ok(line) => eprintln!("[board.test stdout] {line}"),
             Err(RecvTimeoutError::Disconnected) => break,
@@ -307,6 +411,11 @@ fn run_board_script(
     restarts
 }
 
+fn answer(node_stdin: &mut impl Write, line: &str) {
+    writeln!(node_stdin, "{line}").expect("write to node stdin");
+    node_stdin.flush().expect("flush node stdin");
+}
+
 fn assert_screenshots(out_dir: &Path, shots: &[&str]) {
     for shot in shots {
         let p = out_dir.join(shot);
@@ -322,8 +431,17 @@ fn market_board_in_headless_chromium() {
     };
     let out_dir = repo_root().join("target/test-output/browser");
     clean_out_dir(&out_dir);
-    let mut server = Server::start(free_port(), &out_dir, &[]);
-    let restarts = run_board_script(&test_dir, &out_dir, &mut server, &[]);
+    let tcp_port = free_port();
+    let config = out_dir.join("main.toml");
+    std::fs::write(
+        &config,
+        MAIN_CONFIG.replace("{tcp_port}", &tcp_port.to_string()),
+    )
+    .expect("write main config");
+    let config = config.to_string_lossy().into_owned();
+    let mut server = Server::start(free_port(), &out_dir, &["--config", &config]);
+    let mut publisher = Publisher::new(tcp_port);
+    let restarts = run_board_script(&test_dir, &out_dir, &mut server, Some(&mut publisher), &[]);
     assert_eq!(
         restarts, 1,
         "the board test should ask for exactly one server restart"
@@ -335,6 +453,8 @@ fn market_board_in_headless_chromium() {
             "02-errors.png",
             "03-reconnected.png",
             "04-phone.png",
+            "07-feed-down.png",
+            "08-conflated.png",
         ],
     );
     server.stop();
@@ -365,6 +485,7 @@ fn market_board_signs_in_when_the_server_requires_a_key() {
         &test_dir,
         &out_dir,
         &mut server,
+        None,
         &[("BOARD_TEST_AUTH_KEY", key)],
     );
     assert_eq!(restarts, 0);

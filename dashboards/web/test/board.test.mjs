@@ -2,10 +2,14 @@
 //
 //   node board.test.mjs http://127.0.0.1:PORT OUTDIR
 //
-// Normally run by crates/tickcast/tests/browser.rs, which owns the server. The restart step is coordinated over
-// stdio: this script prints the line RESTART_SERVER on stdout and waits for the line SERVER_RESTARTED on stdin
-// (the server must come back on the same address). stdout carries only those protocol lines; all logging goes to
-// stderr. Set BOARD_TEST_SKIP_RESTART=1 to skip that step when running by hand against a server you started.
+// Normally run by crates/tickcast/tests/browser.rs, which owns the server. What the page cannot do itself is
+// coordinated over stdio, a command line on stdout answered by one line on stdin:
+//   RESTART_SERVER           -> SERVER_RESTARTED  (the server must come back on the same address)
+//   PUBLISH <topic> <count>  -> PUBLISHED         (ticks through the server's `tcp` feed, one publisher connection)
+//   FEED_DOWN                -> FEED_IS_DOWN      (that publisher disconnects: the feed is down)
+// stdout carries only those protocol lines; all logging goes to stderr. Set BOARD_TEST_SKIP_RESTART=1 to skip the
+// restart step, and BOARD_TEST_SKIP_FEED=1 the steps that need the tcp feed, when running by hand against a server
+// you started.
 //
 // With BOARD_TEST_AUTH_KEY set, the server is expected to require authentication with that API key, and the script
 // runs the sign-in scenario instead (the form shown on refusal, a wrong key, the right key, `#token=` links).
@@ -56,6 +60,13 @@ rl.on('close', () => {
 });
 // The readline interface must not keep the process alive once the test is over.
 process.stdin.unref?.();
+
+/** Asks the driver for something (see the header) and checks its answer. */
+async function driver(command, answer, timeoutMs = STEP_MS) {
+  process.stdout.write(command + '\n');
+  const reply = await nextStdinLine(timeoutMs);
+  assert(reply === answer, `driver answered ${JSON.stringify(reply)} to ${command} (expected ${answer})`);
+}
 
 function nextStdinLine(timeoutMs) {
   if (stdinLines.length) return Promise.resolve(stdinLines.shift());
@@ -108,16 +119,26 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 context.setDefaultTimeout(STEP_MS);
 const page = context.pages()[0] || (await context.newPage());
 
-// Everything the console says at error level, plus uncaught exceptions and failed HTTP responses.
+// Everything the console says at error level, plus uncaught exceptions and failed HTTP responses, in every tab.
 const problems = [];
 let phase = 'load';
-page.on('console', (m) => {
-  if (m.type() === 'error') problems.push({ phase, kind: 'console', text: m.text() });
-});
-page.on('pageerror', (e) => problems.push({ phase, kind: 'pageerror', text: String(e && e.stack || e) }));
-page.on('response', (r) => {
-  if (r.status() >= 400) problems.push({ phase, kind: 'http', text: `${r.status()} ${r.url()}` });
-});
+function watch(p, tab) {
+  p.on('console', (m) => {
+    if (m.type() === 'error') problems.push({ phase, tab, kind: 'console', text: m.text() });
+  });
+  p.on('pageerror', (e) => problems.push({ phase, tab, kind: 'pageerror', text: String(e && e.stack || e) }));
+  p.on('response', (r) => {
+    if (r.status() >= 400) problems.push({ phase, tab, kind: 'http', text: `${r.status()} ${r.url()}` });
+  });
+}
+watch(page, 'main');
+
+// The subscribe requests the main page sends, as parsed JSON (to check `since` and `heartbeat_ms`).
+const subscribes = [];
+page.on('websocket', (ws) => ws.on('framesent', (f) => {
+  if (typeof f.payload !== 'string' || !f.payload.includes('"subscribe"')) return;
+  try { subscribes.push(JSON.parse(f.payload)); } catch { /* not ours to judge here */ }
+}));
 
 // Browsers log a console error for a WebSocket that cannot connect: expected only while the server is down.
 const expectedWhileDown = (p) => p.kind === 'console' && /WebSocket connection to .* failed/i.test(p.text);
@@ -160,6 +181,29 @@ async function assertLatencyNotNegative(p) {
   assert(cells.every((t) => Number(t) >= 0), `row latencies are not negative (got ${cells.join(', ')})`);
   return { p50, max };
 }
+
+/** One sample of the server's /metrics, e.g. 'tickcast_recoveries_total{outcome="recovered"}' (0 when absent). */
+async function metric(sample) {
+  const text = await (await fetch(base + '/metrics')).text();
+  const line = text.split('\n').find((l) => l.startsWith(sample + ' '));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
+
+/** Polls a /metrics sample until `ok(value)` (bounded); returns the last value. */
+async function metricUntil(sample, ok, timeoutMs = 5000) {
+  const end = Date.now() + timeoutMs;
+  let v = await metric(sample);
+  while (!ok(v) && Date.now() < end) {
+    await sleep(100);
+    v = await metric(sample);
+  }
+  return v;
+}
+
+const rowSel = (t) => `#rows [data-topic="${t}"]`;
+/** Badges (gap, seq jump) showing on any row of `p`. */
+const badgesShown = (p) => p.$$eval('#rows .gap-badge:not([hidden]), #rows .jump-badge:not([hidden])',
+  (bs) => bs.map((b) => `${b.closest('[data-topic]').dataset.topic}: ${b.textContent} (${b.title})`));
 
 const toastTexts = () => page.$$eval('#toasts .toast', (ts) => ts.map((t) => t.textContent));
 const logText = () => page.$eval('#log', (l) => l.textContent);
@@ -348,6 +392,193 @@ try {
       await page.click('#log-box summary');
     });
 
+    await step('every subscribe asks for heartbeats; nothing on the board is a gap yet', async () => {
+      // (leaving out the one window.tickcast.send() made above for an invalid topic)
+      const board = subscribes.filter((r) => r.op === 'subscribe' && !r.topics.includes('bad topic!'));
+      assert(board.length >= 2, 'the page subscribed (and re-added a row)');
+      assert(board.every((r) => r.heartbeat_ms >= 100 && !r.since), `they carry heartbeat_ms: ${JSON.stringify(board)}`);
+      assert((await badgesShown(page)).length === 0, 'no gap badge: ' + (await badgesShown(page)).join('; '));
+    });
+
+    await step('a dropped connection recovers every missed tick: no hole, no duplicate, no gap badge', async () => {
+      const rows = await page.evaluate(() => window.tickcast.state().topics);
+      const recovered0 = await metric('tickcast_recoveries_total{outcome="recovered"}');
+      const sent0 = subscribes.length;
+      // Read every row's seq and tick count and drop the link in the same task: nothing arrives in between.
+      const before = await page.evaluate((ts) => {
+        const o = { st: window.tickcast.state(), rows: {} };
+        for (const t of ts) o.rows[t] = { ...window.tickcast.row(t), n: window.tickcast.received(t) };
+        window.tickcast.drop();
+        return o;
+      }, rows);
+      phase = 'blip';
+      await page.waitForFunction((c) => window.tickcast.state().connects > c
+        && document.documentElement.dataset.conn === 'open', before.st.connects, { timeout: 20_000 });
+      await page.waitForFunction(() => /reconnect #\d+: recovered/.test(document.getElementById('log').textContent));
+      const lt = await logText();
+      const line = /reconnect #\d+: recovered [^\n]*?(no tick lost|fresh baseline\))/.exec(lt);
+      log('recovery:', line && line[0]);
+      assert(line && line[0].includes(`recovered ${rows.length} of ${rows.length} topic(s), no tick lost`),
+        `every row recovered (${line && line[0]})`);
+      // The resubscribe named each row's last seq and epoch, and still asked for heartbeats.
+      const since = Object.assign({}, ...subscribes.slice(sent0).map((r) => r.since || {}));
+      for (const t of rows) {
+        const want = { seq: before.rows[t].seq, epoch: before.rows[t].seqEpoch };
+        assert(JSON.stringify(since[t]) === JSON.stringify(want), `since ${t}: ${JSON.stringify(since[t])} = ${JSON.stringify(want)}`);
+      }
+      assert(subscribes.slice(sent0).every((r) => r.heartbeat_ms >= 100), 'the resubscribe asks for heartbeats');
+      await waitSeqsAdvance(rows, 'after the blip');
+      await sleep(500);
+      const after = await page.evaluate((ts) => {
+        const o = { st: window.tickcast.state(), rows: {} };
+        for (const t of ts) o.rows[t] = { ...window.tickcast.row(t), n: window.tickcast.received(t) };
+        return o;
+      }, rows);
+      for (const t of rows) {
+        const b = before.rows[t];
+        const a = after.rows[t];
+        // Ticks received since the drop = how far the seq moved: none missed, none twice.
+        assert(a.seq - b.seq === a.n - b.n && a.seq > b.seq + 1,
+          `${t}: seq ${b.seq} → ${a.seq} in ${a.n - b.n} tick(s) received`);
+        assert(a.gaps === 0 && a.jumps === 0, `${t}: no gap (${JSON.stringify(a)})`);
+        log(`${t}: seq ${b.seq} → ${a.seq}, ${a.n - b.n} ticks, epoch ${a.seqEpoch}`);
+      }
+      assert(after.st.gaps === 0 && after.st.jumps === 0, 'no gap on the board: ' + JSON.stringify(after.st));
+      assert((await badgesShown(page)).length === 0, 'no gap badge: ' + (await badgesShown(page)).join('; '));
+      const recovered = await metric('tickcast_recoveries_total{outcome="recovered"}') - recovered0;
+      assert(recovered >= rows.length, `the server counted the recoveries (${recovered})`);
+      phase = 'after-blip';
+    });
+
+    if (process.env.BOARD_TEST_SKIP_FEED === '1') {
+      log('BOARD_TEST_SKIP_FEED=1: skipping the heartbeat and conflation steps');
+    } else {
+      const tab = await context.newPage();
+      watch(tab, 'markers');
+      const quiet = 'ticker.QUIET';
+      const burst = 'ticker.BURST';
+      try {
+        await step('heartbeats: a quiet row says since when, a dead feed marks it feed-down, a tick clears it', async () => {
+          await tab.goto(base + '/', { waitUntil: 'load' });
+          await tab.waitForSelector('html[data-conn="open"]');
+          await driver(`PUBLISH ${quiet} 1`, 'PUBLISHED');
+          await tab.evaluate((t) => window.tickcast.add(t), quiet);
+          await tab.waitForFunction((t) => window.tickcast.row(t).seq === 1, quiet);
+          // Nothing more is published: within a heartbeat interval (3 s) the row says it is quiet, feed up.
+          await tab.waitForFunction((sel) => /: quiet since \d\d:\d\d:\d\d, feed up$/.test(document.querySelector(sel).title),
+            rowSel(quiet), { timeout: 10_000 });
+          assert(!(await tab.getAttribute(rowSel('ticker.AAPL'), 'title')), 'a busy row gets no heartbeat state');
+          await driver('FEED_DOWN', 'FEED_IS_DOWN');
+          await tab.waitForSelector(`${rowSel(quiet)}.down .down-badge:not([hidden])`, { timeout: 10_000 });
+          const st = await tab.evaluate((t) => window.tickcast.row(t), quiet);
+          const title = await tab.getAttribute(rowSel(quiet), 'title');
+          const badge = (await tab.textContent(`${rowSel(quiet)} .down-badge`)).trim();
+          log('feed down:', badge, '|', title);
+          assert(st.feedDown && badge === 'feed down', `the row is feed-down (${badge}, ${JSON.stringify(st)})`);
+          const shown = await tab.evaluate((ts) => new Date(ts / 1000).toLocaleTimeString([], { hour12: false }), st.quietTs);
+          assert(title === `${quiet}: feed down, no data since ${shown}`, `the title says since when (${title})`);
+          assert(Math.abs(Date.now() - st.quietTs / 1000) < 60_000, 'since the time of the last tick');
+          assert(/feed down, no data since/.test(await tab.$eval('#log', (l) => l.textContent)), 'and the log says so');
+          await tab.click('#log-box summary');
+          await tab.screenshot({ path: path.join(outDir, '07-feed-down.png'), fullPage: true });
+          await tab.click('#log-box summary');
+          // A reconnect meanwhile recovers the row (nothing was missed) and keeps it marked.
+          const c = await tab.evaluate(() => { const n = window.tickcast.state().connects; window.tickcast.drop(); return n; });
+          await tab.waitForFunction((n) => /recovered 5 of 5 topic\(s\), no tick lost/.test(document.getElementById('log').textContent)
+            && window.tickcast.state().connects > n, c);
+          assert(await tab.$eval(rowSel(quiet), (e) => e.classList.contains('down')), 'still feed-down after a reconnect');
+          await driver(`PUBLISH ${quiet} 1`, 'PUBLISHED');
+          await tab.waitForFunction(([sel, t]) => window.tickcast.row(t).seq === 2
+            && !document.querySelector(sel).classList.contains('down')
+            && document.querySelector(sel + ' .down-badge').hidden
+            && !document.querySelector(sel).hasAttribute('title'), [rowSel(quiet), quiet]);
+        });
+
+        await step('a tab that falls behind is conflated: the gap badge says how many ticks, no unannounced jump', async () => {
+          const markers0 = await metric('tickcast_gap_markers_total{reason="conflated"}');
+          const conflated0 = await metric('tickcast_messages_conflated_total');
+          await tab.evaluate((t) => window.tickcast.add(t), burst);
+          await tab.waitForFunction((t) => window.tickcast.row(t).epoch !== '', burst); // acked (pending topic)
+          // Keep the tab's renderer busy, so it stops reading its socket, while a burst far bigger than the socket
+          // buffers and the server's queue (1024 ticks / 256 KiB) goes to it: until the server says it conflated
+          // (a synchronous GET /metrics runs without letting the page read its WebSocket), at most 10 s.
+          const busy = tab.evaluate(([sample, n0]) => {
+            const end = Date.now() + 10_000;
+            const read = () => {
+              const x = new XMLHttpRequest();
+              x.open('GET', '/metrics', false);
+              x.send();
+              const l = x.responseText.split('\n').find((line) => line.startsWith(sample + ' '));
+              return l ? Number(l.slice(sample.length + 1)) : 0;
+            };
+            let n = n0;
+            while (Date.now() < end && (n = read()) <= n0) {
+              const t = Date.now() + 50;
+              while (Date.now() < t);
+            }
+            return n - n0;
+          }, ['tickcast_messages_conflated_total', conflated0]);
+          await sleep(300); // the loop runs
+          await driver(`PUBLISH ${burst} 30000`, 'PUBLISHED');
+          log('conflations while the tab was busy:', await busy);
+          await tab.waitForSelector(`${rowSel(burst)} .gap-badge:not([hidden])`);
+          await tab.waitForFunction((t) => window.tickcast.row(t).seq === 30000, burst); // the latest always comes
+          const st = await tab.evaluate((t) => window.tickcast.row(t), burst);
+          const title = await tab.getAttribute(`${rowSel(burst)} .gap-badge`, 'title');
+          log('conflated:', await tab.textContent(`${rowSel(burst)} .gap-badge`), '|', title);
+          assert(st.lost.conflated > 0 && new RegExp(`ticks skipped: ${st.lost.conflated} conflated`).test(title),
+            `the badge tooltip says how many ticks were conflated (${title})`);
+          const all = await tab.evaluate(() => window.tickcast.state());
+          assert(all.jumps === 0, 'every skipped seq was announced: ' + JSON.stringify(all));
+          await tab.waitForFunction(() => document.getElementById('st-gaps').classList.contains('warn')); // once a second
+          assert(!(await tab.$eval('#st-gaps', (e) => e.classList.contains('bad'))), 'the header counts them, not as a server bug');
+          const markers = await metricUntil('tickcast_gap_markers_total{reason="conflated"}', (v) => v - markers0 >= st.gaps)
+            - markers0;
+          assert(markers >= st.gaps, `the server counted its markers (${markers})`);
+          await tab.screenshot({ path: path.join(outDir, '08-conflated.png'), fullPage: true });
+          await tab.evaluate(([a, b]) => { window.tickcast.remove(a); window.tickcast.remove(b); }, [quiet, burst]);
+        });
+      } finally {
+        await tab.close();
+      }
+    }
+
+    await step('a seq jump without a gap marker is shown apart (as the server bug it would be)', async () => {
+      // This tab's WebSocket goes through a relay here that swallows one AAPL tick: a skip nobody announced.
+      const tab = await context.newPage();
+      watch(tab, 'jump');
+      let aapl = 0;
+      let swallowed = -1;
+      await tab.routeWebSocket(/\/ws$/, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((m) => server.send(m));
+        server.onMessage((m) => {
+          if (swallowed < 0 && typeof m === 'string' && m.includes('"type":"tick"')
+            && m.includes('"topic":"ticker.AAPL"') && ++aapl === 20) {
+            swallowed = JSON.parse(m).seq;
+            return;
+          }
+          ws.send(m);
+        });
+      });
+      try {
+        await tab.goto(base + '/', { waitUntil: 'load' });
+        await tab.waitForSelector(`${rowSel('ticker.AAPL')} .jump-badge:not([hidden])`);
+        const badge = await tab.textContent(`${rowSel('ticker.AAPL')} .jump-badge`);
+        const title = await tab.getAttribute(`${rowSel('ticker.AAPL')} .jump-badge`, 'title');
+        log('unannounced:', badge, '|', title);
+        assert(badge === 'seq jump ×1' && /^1 seq jump\(s\) without a gap marker, 1 tick\(s\) missing/.test(title),
+          `the jump badge counts it (${badge} | ${title})`);
+        assert(await tab.$eval(`${rowSel('ticker.AAPL')} .gap-badge`, (b) => b.hidden), 'not as an announced gap');
+        const lt = await tab.$eval('#log', (l) => l.textContent);
+        assert(lt.includes(`ticker.AAPL: seq ${swallowed - 1} → ${swallowed + 1} without a gap marker`),
+          `logged as a warning (swallowed seq ${swallowed})`);
+        await tab.waitForFunction(() => document.getElementById('st-gaps').classList.contains('bad'));
+      } finally {
+        await tab.close();
+      }
+    });
+
     await step('no console error before the restart', async () => {
       assert(problems.length === 0, JSON.stringify(problems));
     });
@@ -355,8 +586,9 @@ try {
     if (process.env.BOARD_TEST_SKIP_RESTART === '1') {
       log('BOARD_TEST_SKIP_RESTART=1: skipping the server restart step');
     } else {
-      await step('after a server restart the page reconnects, resubscribes and data flows again', async () => {
+      await step('after a server restart the page reconnects, takes the new epoch as a fresh baseline (no bogus gap), data flows', async () => {
         const connects0 = await page.evaluate(() => window.tickcast.state().connects);
+        const old = await page.evaluate((ts) => ts.map((t) => window.tickcast.row(t)), topics);
         phase = 'restart';
         process.stdout.write('RESTART_SERVER\n');
         // The page must notice the outage (the server is killed), then come back by itself.
@@ -370,7 +602,24 @@ try {
         log('state after reconnect:', JSON.stringify(st));
         const cur = Object.keys(await seqs());
         for (const t of topics) assert(cur.includes(t), `row ${t} kept across the restart`);
+        // Each row takes the restarted server's snapshot (a new epoch, seqs from 1) as its baseline and shows it.
+        await page.waitForFunction(([ts, o]) => ts.every((t, i) => {
+          const r = window.tickcast.row(t);
+          return r.seqEpoch !== o[i].seqEpoch && r.seqEpoch === r.epoch
+            && Number(document.querySelector(`#rows [data-topic="${t}"]`).dataset.seq) < o[i].seq;
+        }), [topics, old], { timeout: 20_000 });
         await waitSeqsAdvance(topics, 'after restart', 20_000);
+        // The resubscribe asked to recover; the restarted server has new epochs, so the rows took its snapshots as a
+        // fresh baseline: seqs start over, no gap, no "went back".
+        await page.waitForFunction(() => /reconnect #\d+: recovered 0 of/.test(document.getElementById('log').textContent));
+        const recov = /reconnect #\d+: recovered 0 of [^\n]*?fresh baseline\)/.exec(await logText());
+        log('recovery:', recov && recov[0]);
+        assert(recov && recov[0].includes(`recovered 0 of ${topics.length} topic(s); not recovered: ${topics.length} epoch_changed`),
+          `the new epochs are noticed (${recov && recov[0]})`);
+        const after = await page.evaluate((ts) => ts.map((t) => window.tickcast.row(t)), topics);
+        assert(after.every((r) => r.gaps === 0 && r.jumps === 0), JSON.stringify(after));
+        assert(!/went back/.test(await logText()), 'no "seq went back" warning');
+        assert((await badgesShown(page)).length === 0, 'no gap badge: ' + (await badgesShown(page)).join('; '));
         const toasts = await toastTexts();
         log('toasts:', JSON.stringify(toasts));
         const lt = await logText();
