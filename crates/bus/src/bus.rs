@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use tickcast_core::{Epoch, Frame, Seq, Topic, TsMicros};
+use tickcast_core::{Epoch, Frame, Seq, Topic, TopicPattern, TsMicros};
 
 use crate::history::{HistoryLimits, Stored};
 use crate::inbox::{Published, ShardInbox};
+use crate::patterns::PatternRegistry;
 use crate::tap::BusTap;
 use crate::topic::{Store, TopicId, TopicState};
 
@@ -152,6 +153,11 @@ pub struct Bus {
     /// Sees every accepted tick (set once, by an ingest node's NATS sink); a `OnceLock` so the
     /// publish path pays one atomic load when there is none.
     tap: OnceLock<Arc<dyn BusTap>>,
+    /// Shards' wildcard subscriptions, told about topics feeds start later.
+    pub(crate) patterns: PatternRegistry,
+    /// When the bus was made: every shard's throttle grid starts here, so subscribers of a topic
+    /// at one rate get the same ticks at the same moments whichever shard serves them.
+    pub(crate) created: Instant,
 }
 
 impl Bus {
@@ -178,6 +184,8 @@ impl Bus {
             history_entries: AtomicI64::new(0),
             history_bytes: AtomicI64::new(0),
             tap: OnceLock::new(),
+            patterns: PatternRegistry::new(shards),
+            created: Instant::now(),
         })
     }
 
@@ -231,12 +239,14 @@ impl Bus {
         drop(entry);
         if !created && fed && !t.is_fed() {
             self.claim(&t)?;
+        } else if created && fed {
+            self.patterns.topic_fed(&t);
         }
         Ok(t)
     }
 
     /// Moves a requested topic into the feeds' count, when there is room for it there.
-    fn claim(&self, t: &TopicState) -> Result<(), BusError> {
+    fn claim(&self, t: &Arc<TopicState>) -> Result<(), BusError> {
         if self.fed_count.load(Ordering::Acquire) >= self.max_topics {
             return Err(BusError::TopicLimit {
                 limit: self.max_topics,
@@ -247,6 +257,7 @@ impl Bus {
         if t.claim_for_feed() {
             self.requested_count.fetch_sub(1, Ordering::AcqRel);
             self.fed_count.fetch_add(1, Ordering::AcqRel);
+            self.patterns.topic_fed(t);
         }
         Ok(())
     }
@@ -360,6 +371,19 @@ impl Bus {
     /// Looks up a topic without creating it.
     pub fn get(&self, topic: &str) -> Option<Arc<TopicState>> {
         self.topics.get(topic).map(|t| t.clone())
+    }
+
+    /// The topics feeds publish that `pattern` matches, sorted by name (for a new wildcard
+    /// subscription; walks every topic).
+    pub fn matching(&self, pattern: &TopicPattern) -> Vec<Arc<TopicState>> {
+        let mut out: Vec<_> = self
+            .topics
+            .iter()
+            .filter(|t| t.is_fed() && pattern.matches(t.topic()))
+            .map(|t| t.clone())
+            .collect();
+        out.sort_by(|a, b| a.topic().cmp(b.topic()));
+        out
     }
 
     /// Number of known topics (feeds' and requested).

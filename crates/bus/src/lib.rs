@@ -17,15 +17,20 @@
 mod bus;
 mod history;
 mod inbox;
+mod patterns;
 mod queue;
 mod router;
 mod tap;
+mod throttle;
 mod topic;
 
 pub use bus::{Bus, BusConfig, BusError, HistoryConfig, PublishBatch, TopicOrigin, TopicSnapshot};
 pub use history::{HistoryLimits, ENTRY_OVERHEAD as HISTORY_ENTRY_OVERHEAD};
 pub use inbox::{Published, ShardInbox};
 pub use queue::{Advanced, OutQueue, OverflowPolicy, Pushed, QueueLimits, RoutedTick, SharedTick};
-pub use router::{Dirty, RouterStats, ShardRouter, Subscriber, SubscriberId};
+pub use router::{
+    Dirty, PatternOutcome, RouterStats, ShardRouter, StreamOptions, Subscriber, SubscriberId,
+    TopicFilter,
+};
 pub use tap::BusTap;
 pub use topic::{LastTick, Opening, TopicId, TopicState};

@@ -10,13 +10,15 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use tickcast_core::prefetch::prefetch;
+use tickcast_core::protocol::{ProtocolError, ProtocolErrorKind};
 use tickcast_core::protocol::{Recovery, Since};
 use tickcast_core::stream::{gap_frame, heartbeat_frame};
-use tickcast_core::{GapReason, Seq, Topic, TsMicros};
+use tickcast_core::{GapReason, Seq, Topic, TopicPattern, TsMicros};
 
 use crate::bus::{Bus, BusError, TopicOrigin};
 use crate::inbox::Published;
 use crate::queue::{OutQueue, Pushed, QueueLimits, RoutedTick, SharedTick};
+use crate::throttle::Clocks;
 use crate::topic::{TopicId, TopicState};
 
 /// Identifies a subscriber within its shard (for logs and metrics).
@@ -42,8 +44,15 @@ pub struct Subscriber {
     /// session slot); the bus never interprets it.
     owner: Cell<usize>,
     writer: Cell<Option<Waker>>,
-    topics: RefCell<Vec<Arc<TopicState>>>,
+    topics: RefCell<Vec<Held>>,
     id: SubscriberId,
+}
+
+/// A topic a subscriber holds, and whether it asked for it by name (else only a pattern brought
+/// it, and unsubscribing the pattern ends it).
+struct Held {
+    state: Arc<TopicState>,
+    explicit: bool,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -128,7 +137,19 @@ impl Subscriber {
 
     /// Whether `topic` is subscribed.
     pub fn is_subscribed(&self, topic: &Topic) -> bool {
-        self.topics.borrow().iter().any(|t| t.topic() == topic)
+        self.topics
+            .borrow()
+            .iter()
+            .any(|t| t.state.topic() == topic)
+    }
+
+    /// The name of subscribed topic `id`.
+    fn name_of(&self, id: TopicId) -> Option<Topic> {
+        self.topics
+            .borrow()
+            .iter()
+            .find(|t| t.state.id() == id)
+            .map(|t| t.state.topic().clone())
     }
 
     /// Encodes the `gap` markers its queue holds unencoded (see [`OutQueue::seal_gaps`]); call it
@@ -139,13 +160,7 @@ impl Subscriber {
         if !queue.has_unsealed_gaps() {
             return (0, 0);
         }
-        let topics = self.topics.borrow();
-        queue.seal_gaps(|id| {
-            topics
-                .iter()
-                .find(|t| t.id() == id)
-                .map(|t| t.topic().clone())
-        })
+        queue.seal_gaps(|id| self.name_of(id))
     }
 }
 
@@ -167,12 +182,123 @@ struct Route {
 /// One topic's subscribers in this shard, and how far its stream here has got.
 #[derive(Default)]
 struct TopicRoutes {
+    /// Subscribers that get every tick.
     list: Vec<Route>,
+    /// Subscribers that asked for at most one tick per interval, grouped by interval.
+    throttled: Vec<ThrottleGroup>,
     /// The latest seq (and its time) that reached this shard while it had subscribers: a tick
     /// that skips past it lost the ones between on the way here (the inbox was full), which the
     /// subscribers are told with a `dropped` marker.
     last: Seq,
     last_ts: TsMicros,
+}
+
+impl TopicRoutes {
+    fn is_empty(&self) -> bool {
+        self.list.is_empty() && self.throttled.is_empty()
+    }
+
+    /// Takes `sub`'s route out, from wherever it is; with the interval it was throttled at.
+    fn take(&mut self, sub: &Rc<Subscriber>) -> Option<(Route, Option<Duration>)> {
+        if let Some(pos) = self.list.iter().position(|r| Rc::ptr_eq(&r.sub, sub)) {
+            return Some((self.list.swap_remove(pos), None));
+        }
+        for (g, group) in self.throttled.iter_mut().enumerate() {
+            if let Some(pos) = group.members.iter().position(|r| Rc::ptr_eq(&r.sub, sub)) {
+                let route = group.members.swap_remove(pos);
+                let every = group.every;
+                if group.members.is_empty() {
+                    self.throttled.swap_remove(g);
+                }
+                return Some((route, Some(every)));
+            }
+        }
+        None
+    }
+
+    /// Adds a route, throttled at `throttle` if given.
+    fn put(&mut self, route: Route, throttle: Option<Duration>) {
+        let Some(every) = throttle else {
+            self.list.push(route);
+            return;
+        };
+        match self.throttled.iter_mut().find(|g| g.every == every) {
+            Some(group) => group.members.push(route),
+            None => self.throttled.push(ThrottleGroup {
+                every,
+                members: vec![route],
+                pending: None,
+            }),
+        }
+    }
+
+    /// The interval `sub` is throttled at (`Some(None)` = not throttled), if it has a route.
+    fn mode_of(&self, sub: &Rc<Subscriber>) -> Option<Option<Duration>> {
+        if self.list.iter().any(|r| Rc::ptr_eq(&r.sub, sub)) {
+            return Some(None);
+        }
+        self.throttled
+            .iter()
+            .find(|g| g.members.iter().any(|r| Rc::ptr_eq(&r.sub, sub)))
+            .map(|g| Some(g.every))
+    }
+}
+
+/// The subscribers of one topic that asked for the same throttle interval: the latest tick waits
+/// here for the interval's next boundary ([`Clocks`]), then goes to all of them at once. Work per
+/// tick is one replacement per group, whatever its size; work per member follows what it gets.
+struct ThrottleGroup {
+    every: Duration,
+    members: Vec<Route>,
+    /// The newest tick since the last delivery.
+    pending: Option<SharedTick>,
+}
+
+/// How a subscription streams its topics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StreamOptions<'a> {
+    /// Where the client's copies stopped: recover the ticks after these seqs.
+    pub since: &'a [Since],
+    /// Send a heartbeat for each topic that stays quiet this long.
+    pub heartbeat: Option<Duration>,
+    /// Deliver at most one tick (the latest) per topic per this interval.
+    pub throttle: Option<Duration>,
+}
+
+/// Who may see which topic: a wildcard applies the subscriber's entitlements to each topic it
+/// matches, now and later.
+pub type TopicFilter = Rc<dyn Fn(&Topic) -> bool>;
+
+/// A wildcard subscription of one subscriber.
+struct PatternSub {
+    pattern: TopicPattern,
+    sub: Rc<Subscriber>,
+    heartbeat: Option<Duration>,
+    throttle: Option<Duration>,
+    allow: Option<TopicFilter>,
+    /// The subscriber's topic limit, which what the pattern matches counts against.
+    max_topics: usize,
+    /// Whether the subscriber was told the limit stopped this pattern (told once).
+    told_limit: bool,
+}
+
+/// What matching one topic did for one wildcard subscription.
+enum Matched {
+    Subscribed,
+    Held,
+    Forbidden,
+    OverLimit,
+}
+
+/// What a wildcard subscribe did.
+#[derive(Debug, Default)]
+pub struct PatternOutcome {
+    /// Topics it subscribed now (more follow as feeds start them).
+    pub matched: Vec<Topic>,
+    /// Topics it matched that the subscriber may not see.
+    pub forbidden: Vec<Topic>,
+    /// Topics it matched past the subscriber's topic limit.
+    pub over_limit: Vec<Topic>,
 }
 
 /// The subscribers that asked for heartbeats of one topic at one interval: one heartbeat frame is
@@ -233,6 +359,17 @@ pub struct RouterStats {
     pub heartbeats: u64,
     /// Heartbeats queued to subscribers.
     pub heartbeat_deliveries: u64,
+    /// Ticks a throttled group replaced with a newer one before its interval ended (once per
+    /// group, however many members).
+    pub throttle_superseded: u64,
+    /// Ticks a throttled group delivered at an interval boundary (once per group).
+    pub throttle_releases: u64,
+    /// Topics wildcard subscriptions subscribed (at subscribe, and as feeds started them).
+    pub pattern_matches: u64,
+    /// Topics a wildcard matched but the subscriber's topic limit refused.
+    pub pattern_over_limit: u64,
+    /// Topics a wildcard matched but the subscriber's entitlements refused.
+    pub pattern_forbidden: u64,
 }
 
 /// Routing table and fan-out loop of one shard.
@@ -248,6 +385,12 @@ pub struct ShardRouter {
     stats: RouterStats,
     /// Subscribers that got ticks in the current dispatch round.
     dirty: Vec<Rc<Subscriber>>,
+    /// Throttled streams' delivery clocks.
+    clocks: Clocks,
+    /// Scratch for the throttled topics due, reused.
+    due: Vec<(Duration, TopicId)>,
+    /// Wildcard subscriptions of this shard's subscribers.
+    patterns: Vec<PatternSub>,
 }
 
 impl ShardRouter {
@@ -255,12 +398,15 @@ impl ShardRouter {
     pub fn new(bus: Arc<Bus>, shard: usize, limits: QueueLimits) -> Self {
         Self {
             shard,
+            clocks: Clocks::new(bus.created),
             bus,
             limits,
             routes: Vec::new(),
             heartbeats: Vec::new(),
             stats: RouterStats::default(),
             dirty: Vec::new(),
+            due: Vec::new(),
+            patterns: Vec::new(),
         }
     }
 
@@ -274,11 +420,13 @@ impl ShardRouter {
         self.stats
     }
 
-    /// Subscribes `sub` to `topics` (already-subscribed ones are skipped). Each topic's stream
-    /// starts with the ticks after the seq `since` names for it, when the history still holds them
-    /// all in the same epoch, else with its latest tick as a snapshot; the outcome of each `since`
-    /// is returned. With `heartbeat`, `sub` also gets a heartbeat for each of these topics that
-    /// stays quiet that long ([`heartbeats`](Self::heartbeats)).
+    /// Subscribes `sub` to `topics`. Each topic's stream starts with the ticks after the seq
+    /// `opts.since` names for it, when the history still holds them all in the same epoch, else with
+    /// its latest tick as a snapshot; the outcome of each `since` is returned. With a heartbeat,
+    /// `sub` also gets a heartbeat for each of these topics that stays quiet that long
+    /// ([`heartbeats`](Self::heartbeats)); with a throttle, at most one tick per topic per interval
+    /// ([`release_throttled`](Self::release_throttled)). A topic already subscribed keeps streaming and
+    /// takes the new heartbeat and throttle.
     ///
     /// Fails without side effects past the first topic that cannot be created; topics before it
     /// stay subscribed.
@@ -286,8 +434,7 @@ impl ShardRouter {
         &mut self,
         sub: &Rc<Subscriber>,
         topics: &[Topic],
-        since: &[Since],
-        heartbeat: Option<Duration>,
+        opts: &StreamOptions<'_>,
         now: Instant,
     ) -> Result<Vec<Recovery>, BusError> {
         // Exactly what is asked for: this list lives as long as the connection, and doubling would
@@ -296,68 +443,291 @@ impl ShardRouter {
         sub.topics.borrow_mut().reserve_exact(topics.len());
         let mut recoveries = Vec::new();
         for topic in topics {
-            let subscribed = sub
-                .topics
-                .borrow()
-                .iter()
-                .find(|t| t.topic() == topic)
-                .cloned();
-            if let Some(state) = subscribed {
-                // Already streaming: only a new heartbeat interval changes anything.
-                if let Some(every) = heartbeat {
-                    self.leave_heartbeats(sub, state.id());
-                    self.join_heartbeats(sub, &state, every, now);
-                }
-                continue;
-            }
             let state = self.bus.resolve(topic, TopicOrigin::Subscriber)?;
-            let idx = state.id().0 as usize;
-            if self.routes.len() <= idx {
-                self.routes.resize_with(idx + 1, TopicRoutes::default);
-            }
-            let first_here = self.routes[idx].list.is_empty();
-            if first_here {
-                // Set the bit before reading the log; see PublishBatch::publish and TopicState::open.
-                state.shard_mask.fetch_or(1 << self.shard, Ordering::SeqCst);
-            }
-            let from = since
+            let from = opts
+                .since
                 .iter()
                 .find(|s| &s.topic == topic)
                 .map(|s| (s.seq, &s.epoch));
-            let opening = state.open(from, now);
-            let routes = &mut self.routes[idx];
-            if first_here {
-                // Everything up to here is in the opening; the inbox may still hold some of it.
-                routes.last = opening.after;
-                routes.last_ts = opening.after_ts;
-            }
-            routes.list.push(Route {
-                sub: sub.clone(),
-                after: opening.after,
-            });
-            sub.topics.borrow_mut().push(state.clone());
-            self.stats.subscriptions += 1;
-            if let Some(outcome) = opening.recovery {
+            if let Some(outcome) = self.subscribe_one(sub, &state, from, opts, true, now) {
                 recoveries.push(Recovery {
                     topic: topic.clone(),
                     outcome,
                 });
             }
-            for r in opening.frames {
-                // Not live: their latency is not measured.
-                let tick = match r.gap_from {
-                    None => RoutedTick::shared(state.id(), r.seq, TsMicros::UNMEASURED, r.frame),
-                    Some(from) => {
-                        RoutedTick::gap(state.id(), from, r.seq, GapReason::Upstream, r.frame)
-                    }
-                };
-                self.deliver(sub, tick);
-            }
-            if let Some(every) = heartbeat {
-                self.join_heartbeats(sub, &state, every, now);
-            }
         }
         Ok(recoveries)
+    }
+
+    /// Subscribes `sub` to `topic` as a wildcard would (unsubscribing the pattern ends it), from
+    /// the `since` in `opts`: for a client resuming a wildcard subscription. A topic the bus does
+    /// not know is left to the pattern (no outcome).
+    pub fn subscribe_matched(
+        &mut self,
+        sub: &Rc<Subscriber>,
+        topic: &Topic,
+        opts: &StreamOptions<'_>,
+        now: Instant,
+    ) -> Option<Recovery> {
+        let state = self.bus.get(topic.as_str())?;
+        let from = opts
+            .since
+            .iter()
+            .find(|s| &s.topic == topic)
+            .map(|s| (s.seq, &s.epoch));
+        let outcome = self.subscribe_one(sub, &state, from, opts, false, now)?;
+        Some(Recovery {
+            topic: topic.clone(),
+            outcome,
+        })
+    }
+
+    /// Wildcard subscriptions `sub` holds.
+    pub fn pattern_count(&self, sub: &Rc<Subscriber>) -> usize {
+        self.patterns
+            .iter()
+            .filter(|p| Rc::ptr_eq(&p.sub, sub))
+            .count()
+    }
+
+    /// Whether `sub` holds wildcard subscription `pattern`.
+    pub fn has_pattern(&self, sub: &Rc<Subscriber>, pattern: &TopicPattern) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| Rc::ptr_eq(&p.sub, sub) && &p.pattern == pattern)
+    }
+
+    /// Subscribes `sub` to one topic (see [`subscribe`](Self::subscribe)); returns the outcome of
+    /// its `since`, if it had one.
+    fn subscribe_one(
+        &mut self,
+        sub: &Rc<Subscriber>,
+        state: &Arc<TopicState>,
+        from: Option<(Seq, &tickcast_core::Epoch)>,
+        opts: &StreamOptions<'_>,
+        explicit: bool,
+        now: Instant,
+    ) -> Option<Result<(), tickcast_core::NotRecovered>> {
+        let idx = state.id().0 as usize;
+        if self.routes.len() <= idx {
+            self.routes.resize_with(idx + 1, TopicRoutes::default);
+        }
+        let held = sub
+            .topics
+            .borrow()
+            .iter()
+            .position(|t| Arc::ptr_eq(&t.state, state));
+        if let Some(at) = held {
+            // Already streaming: only a new heartbeat interval or throttle changes anything.
+            if explicit {
+                sub.topics.borrow_mut()[at].explicit = true;
+            }
+            let routes = &mut self.routes[idx];
+            if routes.mode_of(sub) != Some(opts.throttle) {
+                if let Some((mut route, _)) = routes.take(sub) {
+                    // Carries on from what this shard has routed: nothing is sent twice.
+                    route.after = route.after.max(routes.last);
+                    routes.put(route, opts.throttle);
+                }
+            }
+            if let Some(every) = opts.heartbeat {
+                self.leave_heartbeats(sub, state.id());
+                self.join_heartbeats(sub, state, every, now);
+            }
+            return None;
+        }
+        let first_here = self.routes[idx].is_empty();
+        if first_here {
+            // Set the bit before reading the log; see PublishBatch::publish and TopicState::open.
+            state.shard_mask.fetch_or(1 << self.shard, Ordering::SeqCst);
+        }
+        let opening = state.open(from, now);
+        let routes = &mut self.routes[idx];
+        if first_here {
+            // Everything up to here is in the opening; the inbox may still hold some of it.
+            routes.last = opening.after;
+            routes.last_ts = opening.after_ts;
+        }
+        routes.put(
+            Route {
+                sub: sub.clone(),
+                after: opening.after,
+            },
+            opts.throttle,
+        );
+        sub.topics.borrow_mut().push(Held {
+            state: state.clone(),
+            explicit,
+        });
+        self.stats.subscriptions += 1;
+        for r in opening.frames {
+            // Not live: their latency is not measured.
+            let tick = match r.gap_from {
+                None => RoutedTick::shared(state.id(), r.seq, TsMicros::UNMEASURED, r.frame),
+                Some(from) => {
+                    RoutedTick::gap(state.id(), from, r.seq, GapReason::Upstream, r.frame)
+                }
+            };
+            self.deliver(sub, tick);
+        }
+        if let Some(every) = opts.heartbeat {
+            self.join_heartbeats(sub, state, every, now);
+        }
+        opening.recovery
+    }
+
+    /// Subscribes `sub` to every topic feeds publish that `pattern` matches, now and as feeds
+    /// start them, as [`subscribe`](Self::subscribe) would with `opts` (without `since`: a
+    /// client resuming names its topics). Topics `allow` refuses are left out, and so are topics past
+    /// `max_topics` held by `sub` in all (the subscriber is told once, with a `too_many_topics`
+    /// error).
+    pub fn subscribe_pattern(
+        &mut self,
+        sub: &Rc<Subscriber>,
+        pattern: &TopicPattern,
+        opts: &StreamOptions<'_>,
+        allow: Option<TopicFilter>,
+        max_topics: usize,
+        now: Instant,
+    ) -> PatternOutcome {
+        let existing = self
+            .patterns
+            .iter_mut()
+            .find(|p| Rc::ptr_eq(&p.sub, sub) && &p.pattern == pattern);
+        match existing {
+            Some(p) => {
+                p.heartbeat = opts.heartbeat;
+                p.throttle = opts.throttle;
+                p.allow = allow;
+                p.max_topics = max_topics;
+            }
+            None => {
+                // Registered before the scan below: a topic a feed starts meanwhile is either
+                // in the scan or noticed later (both is harmless: subscribing is idempotent).
+                self.bus.patterns.add(pattern, self.shard);
+                self.patterns.push(PatternSub {
+                    pattern: pattern.clone(),
+                    sub: sub.clone(),
+                    heartbeat: opts.heartbeat,
+                    throttle: opts.throttle,
+                    allow,
+                    max_topics,
+                    told_limit: false,
+                });
+            }
+        }
+        let mut outcome = PatternOutcome::default();
+        let Some(at) = self
+            .patterns
+            .iter()
+            .position(|p| Rc::ptr_eq(&p.sub, sub) && &p.pattern == pattern)
+        else {
+            return outcome;
+        };
+        for state in self.bus.matching(pattern) {
+            match self.match_topic(at, &state, now) {
+                Matched::Subscribed => outcome.matched.push(state.topic().clone()),
+                Matched::Forbidden => outcome.forbidden.push(state.topic().clone()),
+                Matched::OverLimit => outcome.over_limit.push(state.topic().clone()),
+                Matched::Held => {}
+            }
+        }
+        outcome
+    }
+
+    /// Subscribes pattern subscription `at`'s subscriber to `state`, within its entitlements and
+    /// topic limit.
+    fn match_topic(&mut self, at: usize, state: &Arc<TopicState>, now: Instant) -> Matched {
+        let p = &self.patterns[at];
+        if p.sub
+            .topics
+            .borrow()
+            .iter()
+            .any(|t| Arc::ptr_eq(&t.state, state))
+        {
+            return Matched::Held;
+        }
+        if p.allow.as_ref().is_some_and(|allow| !allow(state.topic())) {
+            self.stats.pattern_forbidden += 1;
+            return Matched::Forbidden;
+        }
+        if p.sub.topic_count() >= p.max_topics {
+            self.stats.pattern_over_limit += 1;
+            if !p.told_limit {
+                let kind = ProtocolErrorKind::TooManyTopics {
+                    limit: p.max_topics,
+                    wanted: p.max_topics + 1,
+                };
+                p.sub
+                    .queue
+                    .borrow_mut()
+                    .push_control(ProtocolError::new(kind).to_frame());
+                p.sub.wake();
+                self.patterns[at].told_limit = true;
+            }
+            return Matched::OverLimit;
+        }
+        let sub = p.sub.clone();
+        let opts = StreamOptions {
+            since: &[],
+            heartbeat: p.heartbeat,
+            throttle: p.throttle,
+        };
+        self.subscribe_one(&sub, state, None, &opts, false, now);
+        self.stats.pattern_matches += 1;
+        Matched::Subscribed
+    }
+
+    /// Subscribes this shard's matching wildcard subscriptions to the topics feeds started since
+    /// the last call.
+    fn take_pattern_notices(&mut self, now: Instant) {
+        while let Some(state) = self.bus.patterns.take_notice(self.shard) {
+            for at in 0..self.patterns.len() {
+                if self.patterns[at].pattern.matches(state.topic()) {
+                    self.match_topic(at, &state, now);
+                }
+            }
+            let idx = state.id().0 as usize;
+            if self.routes.get(idx).is_none_or(TopicRoutes::is_empty) {
+                // Nobody here took it (entitlements, limits): stop its ticks coming here.
+                state
+                    .shard_mask
+                    .fetch_and(!(1 << self.shard), Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Ends `sub`'s wildcard subscription `pattern` and every topic only it brought (topics also
+    /// asked for by name, or matched by another of `sub`'s patterns, stay). Returns whether `sub` had it.
+    pub fn unsubscribe_pattern(&mut self, sub: &Rc<Subscriber>, pattern: &TopicPattern) -> bool {
+        let Some(at) = self
+            .patterns
+            .iter()
+            .position(|p| Rc::ptr_eq(&p.sub, sub) && &p.pattern == pattern)
+        else {
+            return false;
+        };
+        self.patterns.swap_remove(at);
+        self.bus.patterns.remove(pattern, self.shard);
+        let others: Vec<TopicPattern> = self
+            .patterns
+            .iter()
+            .filter(|p| Rc::ptr_eq(&p.sub, sub))
+            .map(|p| p.pattern.clone())
+            .collect();
+        let gone: Vec<Topic> = sub
+            .topics
+            .borrow()
+            .iter()
+            .filter(|t| {
+                !t.explicit
+                    && pattern.matches(t.state.topic())
+                    && !others.iter().any(|o| o.matches(t.state.topic()))
+            })
+            .map(|t| t.state.topic().clone())
+            .collect();
+        self.unsubscribe(sub, &gone);
+        true
     }
 
     fn join_heartbeats(
@@ -442,10 +812,10 @@ impl ShardRouter {
         for topic in topics {
             let state = {
                 let mut mine = sub.topics.borrow_mut();
-                let Some(pos) = mine.iter().position(|t| t.topic() == topic) else {
+                let Some(pos) = mine.iter().position(|t| t.state.topic() == topic) else {
                     continue;
                 };
-                mine.swap_remove(pos)
+                mine.swap_remove(pos).state
             };
             self.remove_route(sub, &state);
             self.leave_heartbeats(sub, state.id());
@@ -464,23 +834,30 @@ impl ShardRouter {
     /// Removes every subscription of `sub` (on disconnect).
     pub fn remove(&mut self, sub: &Rc<Subscriber>) {
         let topics = std::mem::take(&mut *sub.topics.borrow_mut());
-        for state in topics {
-            self.remove_route(sub, &state);
-            self.leave_heartbeats(sub, state.id());
+        for held in topics {
+            self.remove_route(sub, &held.state);
+            self.leave_heartbeats(sub, held.state.id());
         }
         sub.heartbeats.set(false);
+        let bus = &self.bus;
+        let shard = self.shard;
+        self.patterns.retain(|p| {
+            let mine = Rc::ptr_eq(&p.sub, sub);
+            if mine {
+                bus.patterns.remove(&p.pattern, shard);
+            }
+            !mine
+        });
     }
 
     fn remove_route(&mut self, sub: &Rc<Subscriber>, state: &TopicState) {
         let Some(routes) = self.routes.get_mut(state.id().0 as usize) else {
             return;
         };
-        let list = &mut routes.list;
-        if let Some(pos) = list.iter().position(|r| Rc::ptr_eq(&r.sub, sub)) {
-            list.swap_remove(pos);
+        if routes.take(sub).is_some() {
             self.stats.subscriptions -= 1;
         }
-        if list.is_empty() {
+        if routes.is_empty() {
             state
                 .shard_mask
                 .fetch_and(!(1 << self.shard), Ordering::SeqCst);
@@ -495,6 +872,9 @@ impl ShardRouter {
     pub fn dispatch(&mut self, budget: usize, mut observe: impl FnMut(Duration)) -> usize {
         let bus = self.bus.clone();
         let inbox = bus.inbox(self.shard);
+        if !self.patterns.is_empty() {
+            self.take_pattern_notices(Instant::now());
+        }
         let mut n = 0;
         while n < budget {
             let Some(item) = inbox.pop() else { break };
@@ -502,7 +882,7 @@ impl ShardRouter {
             let Some(routes) = self.routes.get_mut(item.topic.0 as usize) else {
                 continue;
             };
-            if routes.list.is_empty() || item.seq <= routes.last {
+            if routes.is_empty() || item.seq <= routes.last {
                 // No one here, or already covered (a snapshot, or a publisher that stored its tick
                 // before another's but pushed it after: the later one was announced as a gap).
                 continue;
@@ -521,26 +901,19 @@ impl ShardRouter {
                     RoutedTick::gap(item.topic, from, item.seq, GapReason::Upstream, item.frame)
                 }
             };
+            if item.gap_from.is_none() {
+                // Throttled members skip seqs by request: they get the latest tick at the next
+                // boundary, so an upstream marker means nothing to them.
+                for group in &mut routes.throttled {
+                    match group.pending.replace(tick.clone()) {
+                        None => self.clocks.hold(item.topic, group.every, started),
+                        Some(_) => self.stats.throttle_superseded += 1,
+                    }
+                }
+            }
             let delivered = self.stats.deliveries;
             for route in &routes.list {
-                if item.seq <= route.after {
-                    continue; // already sent as the snapshot or recovery
-                }
-                let (pushed, newly_listed) = {
-                    let mut queue = route.sub.queue.borrow_mut();
-                    let pushed = queue.push_data(&self.limits, tick.clone());
-                    (pushed, pushed == Pushed::Queued && queue.list())
-                };
-                self.stats.deliveries += 1;
-                if pushed == Pushed::Queued {
-                    // Listed for the caller to flush right after this round (see `take_dirty`),
-                    // so a round's frames leave in one tight burst of writes.
-                    if newly_listed {
-                        self.dirty.push(route.sub.clone());
-                    }
-                } else if account(&mut self.stats, &route.sub, pushed) {
-                    route.sub.wake();
-                }
+                route_tick(&self.limits, &mut self.stats, &mut self.dirty, route, &tick);
             }
             if item.gap_from.is_some() {
                 self.stats.upstream_markers += self.stats.deliveries - delivered;
@@ -549,6 +922,37 @@ impl ShardRouter {
         }
         self.stats.ticks += n as u64;
         n
+    }
+
+    /// When the next throttled tick is due, if one waits: call
+    /// [`release_throttled`](Self::release_throttled) then.
+    pub fn throttle_due(&self) -> Option<Instant> {
+        self.clocks.earliest()
+    }
+
+    /// Queues the throttled ticks due at `now` for their groups' members (listing them for the
+    /// next write pass, like [`dispatch`](Self::dispatch)); returns how many groups it released.
+    pub fn release_throttled(&mut self, now: Instant) -> usize {
+        let mut due = std::mem::take(&mut self.due);
+        self.clocks.take_due(now, &mut due);
+        let released = due.len();
+        for (every, topic) in due.drain(..) {
+            let Some(routes) = self.routes.get_mut(topic.0 as usize) else {
+                continue;
+            };
+            let Some(group) = routes.throttled.iter_mut().find(|g| g.every == every) else {
+                continue; // its members left meanwhile
+            };
+            let Some(tick) = group.pending.take() else {
+                continue;
+            };
+            self.stats.throttle_releases += 1;
+            for route in &group.members {
+                route_tick(&self.limits, &mut self.stats, &mut self.dirty, route, &tick);
+            }
+        }
+        self.due = due;
+        released
     }
 
     /// Whether some subscriber got ticks since the last [`take_dirty`](Self::take_dirty).
@@ -654,14 +1058,7 @@ fn lost_on_the_way(
         let marker = match &shared {
             Some((f, m)) if *f == from => m.clone(),
             _ => {
-                let Some(name) = route
-                    .sub
-                    .topics
-                    .borrow()
-                    .iter()
-                    .find(|t| t.id() == item.topic)
-                    .map(|t| t.topic().clone())
-                else {
+                let Some(name) = route.sub.name_of(item.topic) else {
                     continue;
                 };
                 let frame = gap_frame(&name, from, to, GapReason::Dropped);
@@ -675,6 +1072,36 @@ fn lost_on_the_way(
         if account(stats, &route.sub, pushed) {
             route.sub.wake();
         }
+    }
+}
+
+/// Queues `tick` for the subscriber of `route` unless it already has it (its snapshot or recovery
+/// covered it), and lists the subscriber for the next write pass.
+#[inline]
+fn route_tick(
+    limits: &QueueLimits,
+    stats: &mut RouterStats,
+    dirty: &mut Vec<Rc<Subscriber>>,
+    route: &Route,
+    tick: &SharedTick,
+) {
+    if tick.seq <= route.after {
+        return; // already sent as the snapshot or recovery
+    }
+    let (pushed, newly_listed) = {
+        let mut queue = route.sub.queue.borrow_mut();
+        let pushed = queue.push_data(limits, tick.clone());
+        (pushed, pushed == Pushed::Queued && queue.list())
+    };
+    stats.deliveries += 1;
+    if pushed == Pushed::Queued {
+        // Listed for the caller to flush right after this round (see `take_dirty`), so a
+        // round's frames leave in one tight burst of writes.
+        if newly_listed {
+            dirty.push(route.sub.clone());
+        }
+    } else if account(stats, &route.sub, pushed) {
+        route.sub.wake();
     }
 }
 
@@ -762,24 +1189,21 @@ mod tests {
         r0.subscribe(
             &subs[0],
             std::slice::from_ref(&aapl),
-            &[],
-            None,
+            &StreamOptions::default(),
             Instant::now(),
         )
         .unwrap();
         r0.subscribe(
             &subs[1],
             &[aapl.clone(), msft.clone()],
-            &[],
-            None,
+            &StreamOptions::default(),
             Instant::now(),
         )
         .unwrap();
         r1.subscribe(
             &subs[2],
             std::slice::from_ref(&msft),
-            &[],
-            None,
+            &StreamOptions::default(),
             Instant::now(),
         )
         .unwrap();
@@ -808,8 +1232,7 @@ mod tests {
         r.subscribe(
             &sub,
             std::slice::from_ref(&topic),
-            &[],
-            None,
+            &StreamOptions::default(),
             Instant::now(),
         )
         .unwrap();
@@ -839,8 +1262,13 @@ mod tests {
         let (bus, mut r, topic, t) = one_topic();
         let subs: Vec<_> = (0..3).map(|i| Subscriber::new(SubscriberId(i))).collect();
         for s in &subs {
-            r.subscribe(s, std::slice::from_ref(&topic), &[], None, Instant::now())
-                .unwrap();
+            r.subscribe(
+                s,
+                std::slice::from_ref(&topic),
+                &StreamOptions::default(),
+                Instant::now(),
+            )
+            .unwrap();
         }
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
         r.dispatch(100, |_| {});
@@ -861,8 +1289,7 @@ mod tests {
         r.subscribe(
             &early,
             std::slice::from_ref(&topic),
-            &[],
-            None,
+            &StreamOptions::default(),
             Instant::now(),
         )
         .unwrap();
@@ -872,8 +1299,7 @@ mod tests {
         r.subscribe(
             &late,
             std::slice::from_ref(&topic),
-            &[],
-            None,
+            &StreamOptions::default(),
             Instant::now(),
         )
         .unwrap();
@@ -891,8 +1317,13 @@ mod tests {
     fn unsubscribe_and_remove_stop_delivery() {
         let (bus, mut r, topic, t) = one_topic();
         let s = Subscriber::new(SubscriberId(0));
-        r.subscribe(&s, std::slice::from_ref(&topic), &[], None, Instant::now())
-            .unwrap();
+        r.subscribe(
+            &s,
+            std::slice::from_ref(&topic),
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
         assert!(t.has_subscribers());
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"1"));
         r.dispatch(100, |_| {});
@@ -901,8 +1332,13 @@ mod tests {
         assert_eq!(payloads(&s), Vec::<String>::new(), "queued tick purged");
         bus.publish(&t, t.next_seq(), TsMicros(1), Frame::text(b"2"));
         assert_eq!(bus.inbox(0).len(), 0, "no subscriber, no push");
-        r.subscribe(&s, std::slice::from_ref(&topic), &[], None, Instant::now())
-            .unwrap();
+        r.subscribe(
+            &s,
+            std::slice::from_ref(&topic),
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
         r.remove(&s);
         assert_eq!(r.stats().subscriptions, 0);
         assert!(!t.has_subscribers());
@@ -917,10 +1353,20 @@ mod tests {
         });
         let mut r = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
         let s = Subscriber::new(SubscriberId(0));
-        r.subscribe(&s, &[Topic::new("a.b").unwrap()], &[], None, Instant::now())
-            .unwrap();
+        r.subscribe(
+            &s,
+            &[Topic::new("a.b").unwrap()],
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
         let err = r
-            .subscribe(&s, &[Topic::new("a.c").unwrap()], &[], None, Instant::now())
+            .subscribe(
+                &s,
+                &[Topic::new("a.c").unwrap()],
+                &StreamOptions::default(),
+                Instant::now(),
+            )
             .unwrap_err();
         assert!(matches!(
             err,
@@ -954,7 +1400,7 @@ mod tests {
         let made_up: Vec<Topic> = (0..5)
             .map(|i| Topic::new(&format!("ticker.X{i}")).unwrap())
             .collect();
-        r.subscribe(&s, &made_up, &[], None, Instant::now())
+        r.subscribe(&s, &made_up, &StreamOptions::default(), Instant::now())
             .unwrap();
         assert_eq!((bus.topic_count(), bus.requested_topic_count()), (6, 5));
         assert_eq!(bus.reap_requested(t0, grace), 0, "in use");
@@ -979,12 +1425,22 @@ mod tests {
         let t0 = Instant::now();
         let x = Topic::new("ticker.X").unwrap();
         let s = Subscriber::new(SubscriberId(0));
-        r.subscribe(&s, std::slice::from_ref(&x), &[], None, Instant::now())
-            .unwrap();
+        r.subscribe(
+            &s,
+            std::slice::from_ref(&x),
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
         r.remove(&s);
         assert_eq!(bus.reap_requested(t0, grace), 0);
-        r.subscribe(&s, std::slice::from_ref(&x), &[], None, Instant::now())
-            .unwrap();
+        r.subscribe(
+            &s,
+            std::slice::from_ref(&x),
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
         assert_eq!(bus.reap_requested(t0 + grace, grace), 0, "in use again");
         r.remove(&s);
         assert_eq!(
@@ -1057,8 +1513,11 @@ mod tests {
             .subscribe(
                 &s,
                 std::slice::from_ref(&topic),
-                &since(&topic, 7, "e1"),
-                None,
+                &StreamOptions {
+                    since: &since(&topic, 7, "e1"),
+                    heartbeat: None,
+                    throttle: None,
+                },
                 now,
             )
             .unwrap();
@@ -1084,7 +1543,16 @@ mod tests {
         for (i, (from, why)) in cases.into_iter().enumerate() {
             let s = Subscriber::new(SubscriberId(i as u64));
             let rec = r
-                .subscribe(&s, std::slice::from_ref(&topic), &from, None, now)
+                .subscribe(
+                    &s,
+                    std::slice::from_ref(&topic),
+                    &StreamOptions {
+                        since: &from,
+                        heartbeat: None,
+                        throttle: None,
+                    },
+                    now,
+                )
                 .unwrap();
             assert_eq!(rec[0].outcome, Err(why));
             assert_eq!(payloads(&s), ["10"], "the snapshot, as without since");
@@ -1096,8 +1564,11 @@ mod tests {
             .subscribe(
                 &s,
                 std::slice::from_ref(&topic0),
-                &since(&topic0, 1, "e1"),
-                None,
+                &StreamOptions {
+                    since: &since(&topic0, 1, "e1"),
+                    heartbeat: None,
+                    throttle: None,
+                },
                 now,
             )
             .unwrap();
@@ -1112,8 +1583,7 @@ mod tests {
         r.subscribe(
             &live,
             std::slice::from_ref(&topic),
-            &[],
-            None,
+            &StreamOptions::default(),
             Instant::now(),
         )
         .unwrap();
@@ -1127,8 +1597,11 @@ mod tests {
         r.subscribe(
             &late,
             std::slice::from_ref(&topic),
-            &since(&topic, 1, "e1"),
-            None,
+            &StreamOptions {
+                since: &since(&topic, 1, "e1"),
+                heartbeat: None,
+                throttle: None,
+            },
             Instant::now(),
         )
         .unwrap();
@@ -1145,8 +1618,13 @@ mod tests {
         let topic = Topic::new("ticker.AAPL").unwrap();
         let t = bus.topic(&topic).unwrap();
         let s = Subscriber::new(SubscriberId(0));
-        r.subscribe(&s, std::slice::from_ref(&topic), &[], None, Instant::now())
-            .unwrap();
+        r.subscribe(
+            &s,
+            std::slice::from_ref(&topic),
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
         publish_n(&bus, &t, 2);
         r.dispatch(100, |_| {});
         publish_n(&bus, &t, 5); // 3..=7: the inbox takes 3 and 4
@@ -1166,10 +1644,28 @@ mod tests {
         publish_n(&bus, &t, 3);
         let s = Subscriber::new(SubscriberId(0));
         let other = Subscriber::new(SubscriberId(1));
-        r.subscribe(&s, std::slice::from_ref(&topic), &[], Some(every), t0)
-            .unwrap();
-        r.subscribe(&other, std::slice::from_ref(&topic), &[], Some(every), t0)
-            .unwrap();
+        r.subscribe(
+            &s,
+            std::slice::from_ref(&topic),
+            &StreamOptions {
+                since: &[],
+                heartbeat: Some(every),
+                throttle: None,
+            },
+            t0,
+        )
+        .unwrap();
+        r.subscribe(
+            &other,
+            std::slice::from_ref(&topic),
+            &StreamOptions {
+                since: &[],
+                heartbeat: Some(every),
+                throttle: None,
+            },
+            t0,
+        )
+        .unwrap();
         r.dispatch(100, |_| {});
         assert_eq!(payloads(&s), ["3"]);
         payloads(&other);
@@ -1191,8 +1687,17 @@ mod tests {
             [r#"{"type":"heartbeat","topic":"ticker.AAPL","seq":4,"ts":4,"feed_up":false}"#]
         );
         // Subscribing again with another interval moves `s` to it.
-        r.subscribe(&s, std::slice::from_ref(&topic), &[], Some(every * 10), t0)
-            .unwrap();
+        r.subscribe(
+            &s,
+            std::slice::from_ref(&topic),
+            &StreamOptions {
+                since: &[],
+                heartbeat: Some(every * 10),
+                throttle: None,
+            },
+            t0,
+        )
+        .unwrap();
         assert_eq!(r.heartbeats.len(), 2);
         r.remove(&other);
         assert_eq!(r.heartbeats.len(), 1);

@@ -13,7 +13,7 @@ use crate::frame::Frame;
 use crate::json;
 use crate::stream::{Epoch, NotRecovered};
 use crate::tick::Seq;
-use crate::topic::{Topic, TopicError};
+use crate::topic::{Topic, TopicError, TopicPattern};
 
 /// Where a client's copy of a topic stopped: recover every tick after `seq` of `epoch`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,25 @@ pub struct SubscribeOptions {
     pub since: Vec<Since>,
     /// Send a `heartbeat` for each of these topics that had no tick for this long.
     pub heartbeat_ms: Option<u64>,
+    /// Deliver at most one tick per topic per this many milliseconds (the latest), for every
+    /// topic and pattern of the request without its own `@<n>ms` suffix.
+    pub throttle_ms: Option<u64>,
+    /// Per-entry throttles written Binance-style as `ticker.AAPL@250ms`: the entry without its
+    /// suffix, and the milliseconds.
+    pub throttle_suffixes: Vec<(Box<str>, u64)>,
+    /// Wildcard subscriptions (`ticker.*`): every matching topic, including later ones.
+    pub patterns: Vec<TopicPattern>,
+}
+
+impl SubscribeOptions {
+    /// The throttle asked for `entry` (a topic or pattern as written, without suffix), if any.
+    pub fn throttle_for(&self, entry: &str) -> Option<u64> {
+        self.throttle_suffixes
+            .iter()
+            .find(|(e, _)| &**e == entry)
+            .map(|(_, ms)| *ms)
+            .or(self.throttle_ms)
+    }
 }
 
 /// A client's request id, kept as the JSON text it arrived as so it is echoed back exactly.
@@ -56,9 +75,10 @@ pub enum ClientRequest {
         id: Option<RequestId>,
         options: SubscribeOptions,
     },
-    /// Stop receiving these topics.
+    /// Stop receiving these topics, and every topic these patterns brought.
     Unsubscribe {
         topics: Vec<Topic>,
+        patterns: Vec<TopicPattern>,
         id: Option<RequestId>,
     },
     /// Application-level liveness check, answered with `pong`.
@@ -83,6 +103,9 @@ pub enum ProtocolErrorKind {
     /// More topics than the per-connection limit.
     #[error("too many topics: this connection may hold {limit}, the request would make {wanted}")]
     TooManyTopics { limit: usize, wanted: usize },
+    /// More wildcard subscriptions than the per-connection limit.
+    #[error("too many wildcard subscriptions: this connection may hold {limit}, the request would make {wanted}")]
+    TooManyPatterns { limit: usize, wanted: usize },
     /// The topic has no data yet and the server already waits on as many such topics as it
     /// allows (`max_requested_topics`).
     #[error("topic limit reached: {topic:?} has no data yet and the server already waits on {limit} topics that no feed publishes")]
@@ -158,6 +181,7 @@ impl ProtocolError {
             ProtocolErrorKind::UnknownOp(_) => "unknown_op",
             ProtocolErrorKind::InvalidTopic { .. } => "invalid_topic",
             ProtocolErrorKind::TooManyTopics { .. } => "too_many_topics",
+            ProtocolErrorKind::TooManyPatterns { .. } => "too_many_patterns",
             ProtocolErrorKind::TopicLimit { .. } => "topic_limit",
             ProtocolErrorKind::BinaryNotSupported => "binary_not_supported",
             ProtocolErrorKind::RateLimited { .. } => "rate_limited",
@@ -212,10 +236,19 @@ impl ClientRequest {
         };
         match op {
             "subscribe" => {
-                let topics = parse_topics(obj.get("topics")).map_err(with_id)?;
+                let Entries {
+                    topics,
+                    patterns,
+                    suffixes,
+                } = parse_topics(obj.get("topics")).map_err(with_id)?;
                 let options = SubscribeOptions {
-                    since: parse_since(obj.get("since"), &topics).map_err(with_id)?,
-                    heartbeat_ms: parse_heartbeat(obj.get("heartbeat_ms")).map_err(with_id)?,
+                    since: parse_since(obj.get("since"), &topics, &patterns).map_err(with_id)?,
+                    heartbeat_ms: parse_millis(obj.get("heartbeat_ms"), "heartbeat_ms")
+                        .map_err(with_id)?,
+                    throttle_ms: parse_millis(obj.get("throttle_ms"), "throttle_ms")
+                        .map_err(with_id)?,
+                    throttle_suffixes: suffixes,
+                    patterns,
                 };
                 Ok(ClientRequest::Subscribe {
                     topics,
@@ -224,8 +257,16 @@ impl ClientRequest {
                 })
             }
             "unsubscribe" => {
-                let topics = parse_topics(obj.get("topics")).map_err(with_id)?;
-                Ok(ClientRequest::Unsubscribe { topics, id })
+                // A suffix names a throttle, not another subscription: unsubscribing
+                // `ticker.AAPL@250ms` stops `ticker.AAPL`.
+                let Entries {
+                    topics, patterns, ..
+                } = parse_topics(obj.get("topics")).map_err(with_id)?;
+                Ok(ClientRequest::Unsubscribe {
+                    topics,
+                    patterns,
+                    id,
+                })
             }
             "ping" => Ok(ClientRequest::Ping { id }),
             other => {
@@ -266,7 +307,16 @@ fn parse_id(v: &BorrowedValue<'_>) -> Result<RequestId, ProtocolError> {
     Ok(RequestId(String::from_utf8_lossy(&out).into()))
 }
 
-fn parse_topics(v: Option<&BorrowedValue<'_>>) -> Result<Vec<Topic>, ProtocolErrorKind> {
+/// The entries of a request's `topics`, sorted by kind.
+struct Entries {
+    topics: Vec<Topic>,
+    patterns: Vec<TopicPattern>,
+    suffixes: Vec<(Box<str>, u64)>,
+}
+
+/// `topics`: a non-empty array of topics (`ticker.AAPL`) and wildcard patterns (`ticker.*`), each
+/// optionally with a throttle suffix (`@250ms`); duplicates are dropped.
+fn parse_topics(v: Option<&BorrowedValue<'_>>) -> Result<Entries, ProtocolErrorKind> {
     const SHAPE: &str = "\"topics\" must be a non-empty array of strings";
     let arr = v
         .and_then(|v| v.as_array())
@@ -274,18 +324,50 @@ fn parse_topics(v: Option<&BorrowedValue<'_>>) -> Result<Vec<Topic>, ProtocolErr
     if arr.is_empty() {
         return Err(ProtocolErrorKind::BadRequest(SHAPE));
     }
-    let mut topics = Vec::with_capacity(arr.len());
+    let mut out = Entries {
+        topics: Vec::with_capacity(arr.len()),
+        patterns: Vec::new(),
+        suffixes: Vec::new(),
+    };
     for item in arr {
-        let name = item.as_str().ok_or(ProtocolErrorKind::BadRequest(SHAPE))?;
-        let topic = Topic::new(name).map_err(|reason| ProtocolErrorKind::InvalidTopic {
-            topic: name.chars().take(80).collect(),
-            reason,
+        let written = item.as_str().ok_or(ProtocolErrorKind::BadRequest(SHAPE))?;
+        let shown = || written.chars().take(80).collect::<String>();
+        let (name, throttle) = split_throttle_suffix(written).ok_or_else(|| {
+            invalid(
+                "topics",
+                format!("{:?}: a throttle suffix must be @<n>ms with n > 0", shown()),
+            )
         })?;
-        if !topics.contains(&topic) {
-            topics.push(topic);
+        let bad = |reason| ProtocolErrorKind::InvalidTopic {
+            topic: shown(),
+            reason,
+        };
+        if TopicPattern::is_pattern(name) {
+            let pattern = TopicPattern::new(name).map_err(bad)?;
+            if !out.patterns.contains(&pattern) {
+                out.patterns.push(pattern);
+            }
+        } else {
+            let topic = Topic::new(name).map_err(bad)?;
+            if !out.topics.contains(&topic) {
+                out.topics.push(topic);
+            }
+        }
+        if let Some(ms) = throttle {
+            out.suffixes.push((name.into(), ms));
         }
     }
-    Ok(topics)
+    Ok(out)
+}
+
+/// `name@<n>ms` → (`name`, Some(n)); a name without `@` → (`name`, None); `None` when the suffix
+/// is malformed.
+fn split_throttle_suffix(written: &str) -> Option<(&str, Option<u64>)> {
+    let Some((name, suffix)) = written.rsplit_once('@') else {
+        return Some((written, None));
+    };
+    let ms: u64 = suffix.strip_suffix("ms")?.parse().ok()?;
+    (ms > 0).then_some((name, Some(ms)))
 }
 
 fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ProtocolErrorKind {
@@ -295,10 +377,12 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ProtocolErro
     }
 }
 
-/// `since`: an object of topic → `{"seq": n, "epoch": "..."}`, each topic one of `topics`.
+/// `since`: an object of topic → `{"seq": n, "epoch": "..."}`, each topic one of `topics` or
+/// matched by one of `patterns` (a client resuming a wildcard names the topics it had).
 fn parse_since(
     v: Option<&BorrowedValue<'_>>,
     topics: &[Topic],
+    patterns: &[TopicPattern],
 ) -> Result<Vec<Since>, ProtocolErrorKind> {
     let Some(v) = v else { return Ok(Vec::new()) };
     let obj = v.as_object().ok_or_else(|| {
@@ -311,15 +395,20 @@ fn parse_since(
     for (name, pos) in obj.iter() {
         let shown: String = name.chars().take(80).collect();
         let field = |f: &str| format!("since.{shown}{f}");
-        let topic = topics
-            .iter()
-            .find(|t| t.as_str() == name.as_ref())
-            .ok_or_else(|| {
-                invalid(
-                    field(""),
-                    "names a topic this request does not subscribe to",
-                )
-            })?;
+        let not_asked = || {
+            invalid(
+                field(""),
+                "names a topic this request does not subscribe to",
+            )
+        };
+        let topic = match topics.iter().find(|t| t.as_str() == name.as_ref()) {
+            Some(t) => t.clone(),
+            None => Topic::new(name)
+                .ok()
+                .filter(|t| patterns.iter().any(|p| p.matches(t)))
+                .ok_or_else(not_asked)?,
+        };
+        let topic = &topic;
         if out.iter().any(|s: &Since| &s.topic == topic) {
             return Err(invalid(field(""), "is given twice"));
         }
@@ -346,15 +435,15 @@ fn parse_since(
     Ok(out)
 }
 
-/// `heartbeat_ms`: a positive integer; its bounds are the server's configuration.
-fn parse_heartbeat(v: Option<&BorrowedValue<'_>>) -> Result<Option<u64>, ProtocolErrorKind> {
+/// `heartbeat_ms` / `throttle_ms`: a positive integer; its bounds are the server's configuration.
+fn parse_millis(
+    v: Option<&BorrowedValue<'_>>,
+    field: &str,
+) -> Result<Option<u64>, ProtocolErrorKind> {
     let Some(v) = v else { return Ok(None) };
     match v.as_u64() {
         Some(ms) if ms > 0 => Ok(Some(ms)),
-        _ => Err(invalid(
-            "heartbeat_ms",
-            "must be a positive integer of milliseconds",
-        )),
+        _ => Err(invalid(field, "must be a positive integer of milliseconds")),
     }
 }
 
@@ -375,6 +464,7 @@ pub enum ServerReply<'a> {
     /// of each topic; `recovery` answers the request's `since`, and is left out without one.
     Subscribed {
         topics: &'a [Topic],
+        patterns: &'a [TopicPattern],
         pending: &'a [Topic],
         epochs: &'a [(Topic, Epoch)],
         recovery: &'a [Recovery],
@@ -383,6 +473,7 @@ pub enum ServerReply<'a> {
     /// Ack of an unsubscribe.
     Unsubscribed {
         topics: &'a [Topic],
+        patterns: &'a [TopicPattern],
         id: Option<&'a RequestId>,
     },
     /// Answer to an application ping.
@@ -404,6 +495,7 @@ impl ServerReply<'_> {
         let id = match self {
             ServerReply::Subscribed {
                 topics,
+                patterns,
                 pending,
                 epochs,
                 recovery,
@@ -411,6 +503,10 @@ impl ServerReply<'_> {
             } => {
                 out.extend_from_slice(b"{\"type\":\"subscribed\",\"topics\":");
                 json::write_str_array(&mut out, topics);
+                if !patterns.is_empty() {
+                    out.extend_from_slice(b",\"patterns\":");
+                    json::write_str_array(&mut out, patterns);
+                }
                 if !pending.is_empty() {
                     out.extend_from_slice(b",\"pending\":");
                     json::write_str_array(&mut out, pending);
@@ -447,9 +543,17 @@ impl ServerReply<'_> {
                 }
                 id
             }
-            ServerReply::Unsubscribed { topics, id } => {
+            ServerReply::Unsubscribed {
+                topics,
+                patterns,
+                id,
+            } => {
                 out.extend_from_slice(b"{\"type\":\"unsubscribed\",\"topics\":");
                 json::write_str_array(&mut out, topics);
+                if !patterns.is_empty() {
+                    out.extend_from_slice(b",\"patterns\":");
+                    json::write_str_array(&mut out, patterns);
+                }
                 id
             }
             ServerReply::Pong { id } => {
@@ -583,6 +687,7 @@ mod tests {
         let id = parse(r#"{"op":"ping","id":1}"#).unwrap().id().cloned();
         let f = ServerReply::Subscribed {
             topics: &topics,
+            patterns: &[],
             pending: &[],
             epochs: &[],
             recovery: &[],
@@ -595,6 +700,7 @@ mod tests {
         );
         let f = ServerReply::Subscribed {
             topics: &topics,
+            patterns: &[],
             pending: &topics,
             epochs: &[],
             recovery: &[],
@@ -608,6 +714,7 @@ mod tests {
         let epoch = Epoch::new("k3f9").unwrap();
         let f = ServerReply::Subscribed {
             topics: &topics,
+            patterns: &[],
             pending: &[],
             epochs: &[(topics[0].clone(), epoch)],
             recovery: &[Recovery {
@@ -639,6 +746,60 @@ mod tests {
         assert_eq!(options.since[0].topic.as_str(), "ticker.AAPL");
         assert_eq!(options.since[0].seq, Seq(1234));
         assert_eq!(options.since[0].epoch.as_str(), "k3f9");
+    }
+
+    #[test]
+    fn parses_patterns_and_throttles() {
+        let r = parse(
+            r#"{"op":"subscribe","topics":["ticker.*","ticker.AAPL@250ms","bar.1m.*@1000ms","ticker.*"],"throttle_ms":500,"since":{"ticker.MSFT":{"seq":3,"epoch":"e"}}}"#,
+        )
+        .unwrap();
+        let ClientRequest::Subscribe {
+            topics, options, ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(topics, vec![Topic::new("ticker.AAPL").unwrap()]);
+        let patterns: Vec<_> = options.patterns.iter().map(|p| p.as_str()).collect();
+        assert_eq!(patterns, ["ticker.*", "bar.1m.*"]);
+        assert_eq!(options.throttle_for("ticker.AAPL"), Some(250));
+        assert_eq!(options.throttle_for("bar.1m.*"), Some(1000));
+        assert_eq!(options.throttle_for("ticker.*"), Some(500));
+        // A topic a pattern of the request matches may be resumed.
+        assert_eq!(options.since[0].topic.as_str(), "ticker.MSFT");
+        let r = parse(r#"{"op":"unsubscribe","topics":["ticker.*","ticker.AAPL@250ms"]}"#).unwrap();
+        let ClientRequest::Unsubscribe {
+            topics, patterns, ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(topics[0].as_str(), "ticker.AAPL");
+        assert_eq!(patterns[0].as_str(), "ticker.*");
+    }
+
+    #[test]
+    fn malformed_patterns_and_throttles_are_named() {
+        for (topics, code) in [
+            (r#"["ticker.AAPL@250"]"#, "invalid_field"),
+            (r#"["ticker.AAPL@0ms"]"#, "invalid_field"),
+            (r#"["ticker.AAPL@fastms"]"#, "invalid_field"),
+            (r#"["ticker.A*"]"#, "invalid_topic"),
+            (r#"["*"]"#, "invalid_topic"),
+        ] {
+            let e = parse(&format!(r#"{{"op":"subscribe","topics":{topics}}}"#)).unwrap_err();
+            assert_eq!(e.code(), code, "{topics}");
+            assert!(
+                e.to_string().contains("ticker") || topics.contains('*'),
+                "{e}"
+            );
+        }
+        let e = parse(r#"{"op":"subscribe","topics":["ticker.A"],"throttle_ms":"1"}"#).unwrap_err();
+        assert_eq!(
+            e.kind,
+            invalid("throttle_ms", "must be a positive integer of milliseconds")
+        );
     }
 
     #[test]

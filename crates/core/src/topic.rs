@@ -80,6 +80,73 @@ impl fmt::Display for Topic {
     }
 }
 
+/// A wildcard subscription such as `ticker.*` or `bar.1m.*`: every topic that starts with the part
+/// before the `*` (one or more whole segments), including topics created after it subscribed.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPattern(Arc<str>);
+
+impl TopicPattern {
+    /// Validates `name`: one or more topic segments followed by `.*`.
+    pub fn new(name: &str) -> Result<Self, TopicError> {
+        if name.len() > MAX_TOPIC_LEN {
+            return Err(TopicError::TooLong(name.len()));
+        }
+        let Some(prefix) = name.strip_suffix(".*") else {
+            return Err(TopicError::NoChannel);
+        };
+        if prefix.is_empty() || prefix.split('.').any(str::is_empty) {
+            return Err(TopicError::NoChannel);
+        }
+        if let Some(c) = prefix
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+        {
+            return Err(TopicError::BadChar(c));
+        }
+        Ok(TopicPattern(Arc::from(name)))
+    }
+
+    /// Whether `name` looks like a pattern (ends with `*`), as opposed to a topic.
+    pub fn is_pattern(name: &str) -> bool {
+        name.ends_with('*')
+    }
+
+    /// The pattern as written, e.g. `ticker.*`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The channel its topics belong to (the part before the first `.`).
+    pub fn channel(&self) -> &str {
+        self.0.split_once('.').map_or(&self.0, |(c, _)| c)
+    }
+
+    /// Whether `topic` is one of its topics: it starts with the pattern's prefix (with its dot)
+    /// and has something after it.
+    pub fn matches(&self, topic: &Topic) -> bool {
+        let prefix = &self.0[..self.0.len() - 1];
+        topic.as_str().len() > prefix.len() && topic.as_str().starts_with(prefix)
+    }
+}
+
+impl fmt::Display for TopicPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TopicPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TopicPattern({})", &*self.0)
+    }
+}
+
+impl AsRef<str> for TopicPattern {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Debug for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Topic({})", &*self.0)
@@ -135,5 +202,31 @@ mod tests {
         let long = format!("ticker.{}", "A".repeat(58));
         assert_eq!(Topic::new(&long), Err(TopicError::TooLong(65)));
         assert!(Topic::new(&long[..64]).is_ok());
+    }
+
+    #[test]
+    fn patterns_match_whole_segments_after_their_prefix() {
+        let t = |s| Topic::new(s).unwrap();
+        let all = TopicPattern::new("ticker.*").unwrap();
+        assert_eq!(all.channel(), "ticker");
+        assert!(all.matches(&t("ticker.AAPL")));
+        assert!(all.matches(&t("ticker.SYM_0001.x")));
+        assert!(!all.matches(&t("tickers.AAPL")));
+        assert!(!all.matches(&t("trade.AAPL")));
+        let bars = TopicPattern::new("bar.1m.*").unwrap();
+        assert!(bars.matches(&t("bar.1m.AAPL")));
+        assert!(!bars.matches(&t("bar.1s.AAPL")));
+        assert!(!bars.matches(&t("bar.1mx.AAPL")));
+        for bad in [
+            "*",
+            ".*",
+            "ticker*",
+            "ticker.A*",
+            "ticker..*",
+            "tick er.*",
+            "ticker.*.x",
+        ] {
+            assert!(TopicPattern::new(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -53,7 +53,13 @@ pub struct GatewayConfig {
     /// lingering).
     pub shutdown_grace: Duration,
     /// The `heartbeat_ms` a subscribe may ask for; outside it the request gets `invalid_field`.
-    pub heartbeats: HeartbeatLimits,
+    pub heartbeats: IntervalLimits,
+    /// The `throttle_ms` (or `@<n>ms`) a subscribe may ask for; outside it the request gets
+    /// `invalid_field`.
+    pub throttle: IntervalLimits,
+    /// Most wildcard subscriptions (`ticker.*`) one connection may hold; the topics they match
+    /// count against `max_topics_per_connection`.
+    pub max_patterns_per_connection: usize,
     /// How long, and for how many bytes, a connection the server closed keeps reading (and
     /// discarding) what the client still sends before the socket is closed.
     pub lingering: LingerLimits,
@@ -94,7 +100,9 @@ impl Default for GatewayConfig {
             write_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
-            heartbeats: HeartbeatLimits::default(),
+            heartbeats: IntervalLimits::HEARTBEATS,
+            throttle: IntervalLimits::THROTTLE,
+            max_patterns_per_connection: 16,
             lingering: LingerLimits::default(),
             auth: None,
             tls: None,
@@ -105,32 +113,35 @@ impl Default for GatewayConfig {
     }
 }
 
-/// The heartbeat intervals clients may ask for: the shortest bounds what one client can make a
-/// shard do per second, the longest keeps "no heartbeat yet" meaningful.
+/// The intervals clients may ask for (heartbeats, throttles): the shortest bounds what one client
+/// can make a shard do per second, the longest keeps the interval meaningful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeartbeatLimits {
-    /// Shortest `heartbeat_ms`.
+pub struct IntervalLimits {
+    /// Shortest interval.
     pub min: Duration,
-    /// Longest `heartbeat_ms`.
+    /// Longest interval.
     pub max: Duration,
 }
 
-impl Default for HeartbeatLimits {
-    fn default() -> Self {
-        Self {
-            min: Duration::from_millis(100),
-            max: Duration::from_secs(3600),
-        }
-    }
-}
+impl IntervalLimits {
+    /// `heartbeat_ms`: 100 ms to an hour.
+    pub const HEARTBEATS: IntervalLimits = IntervalLimits {
+        min: Duration::from_millis(100),
+        max: Duration::from_secs(3600),
+    };
+    /// `throttle_ms`: 10 ms (faster is hardly a throttle) to a minute.
+    pub const THROTTLE: IntervalLimits = IntervalLimits {
+        min: Duration::from_millis(10),
+        max: Duration::from_secs(60),
+    };
 
-impl HeartbeatLimits {
     /// `ms` as an interval, if within the limits.
     pub fn interval(&self, ms: u64) -> Option<Duration> {
         let d = Duration::from_millis(ms);
         (self.min..=self.max).contains(&d).then_some(d)
     }
 }
+
 /// The bounds of a lingering close, as nginx's `lingering_close`: after the server's close frame
 /// and its FIN, the connection reads and discards the client's input until the client closes its
 /// side, so that bytes the client sent before it saw the close never reach a closed socket (the

@@ -42,7 +42,7 @@ mod shard;
 mod state;
 
 pub use auth::{AuthConfig, Authenticator};
-pub use config::{GatewayConfig, HeartbeatLimits, LingerLimits};
+pub use config::{GatewayConfig, IntervalLimits, LingerLimits};
 pub use gateway::Gateway;
 pub use hooks::{MetricsSource, PublishHandler, ReadinessSource};
 pub use limits::RateLimit;

@@ -158,6 +158,14 @@ pub struct Metrics {
     pub heartbeats_encoded: IntCounter,
     /// Heartbeats queued to clients.
     pub heartbeats_sent: IntCounter,
+    /// Ticks a throttled stream replaced with a newer one before its interval ended.
+    pub throttle_superseded: IntCounter,
+    /// Ticks throttled streams released at an interval boundary.
+    pub throttle_releases: IntCounter,
+    /// Topics wildcard subscriptions subscribed.
+    pub wildcard_matches: IntCounter,
+    /// Topics wildcard subscriptions matched but left out, by reason.
+    pub wildcard_refusals: IntCounterVec,
     /// Subscribes with `since`, by outcome (`recovered` or the reason it could not).
     pub recoveries: IntCounterVec,
     /// Ticks and markers held in every topic's history.
@@ -315,6 +323,23 @@ impl Metrics {
             heartbeats_sent: counter(
                 "tickcast_heartbeats_sent_total",
                 "Heartbeats queued to clients.",
+            ),
+            throttle_superseded: counter(
+                "tickcast_throttle_superseded_total",
+                "Ticks a throttled stream replaced with a newer one before its interval ended (once per topic, interval and shard, not per client).",
+            ),
+            throttle_releases: counter(
+                "tickcast_throttle_releases_total",
+                "Ticks throttled streams released at an interval boundary (once per topic, interval and shard, not per client).",
+            ),
+            wildcard_matches: counter(
+                "tickcast_wildcard_matches_total",
+                "Topics wildcard subscriptions (ticker.*) subscribed, when they subscribed and as feeds started new topics.",
+            ),
+            wildcard_refusals: counter_vec(
+                "tickcast_wildcard_refusals_total",
+                "Topics a wildcard subscription matched but left out, by reason (forbidden by entitlements, topic_limit per connection).",
+                "reason",
             ),
             recoveries: counter_vec(
                 "tickcast_recoveries_total",

@@ -16,6 +16,7 @@ pub(crate) mod keepalive;
 mod linger;
 mod reader;
 mod request;
+mod subscribe;
 pub(crate) mod writer;
 
 use std::cell::Cell;

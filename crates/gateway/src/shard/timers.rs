@@ -125,6 +125,18 @@ pub(super) fn add_to_metrics(ctx: &ShardCtx) {
         .inc_by(now.heartbeats - last.heartbeats);
     m.heartbeats_sent
         .inc_by(now.heartbeat_deliveries - last.heartbeat_deliveries);
+    m.throttle_superseded
+        .inc_by(now.throttle_superseded - last.throttle_superseded);
+    m.throttle_releases
+        .inc_by(now.throttle_releases - last.throttle_releases);
+    m.wildcard_matches
+        .inc_by(now.pattern_matches - last.pattern_matches);
+    let refused = |reason: &str, n: u64| m.wildcard_refusals.with_label_values(&[reason]).inc_by(n);
+    refused("forbidden", now.pattern_forbidden - last.pattern_forbidden);
+    refused(
+        "topic_limit",
+        now.pattern_over_limit - last.pattern_over_limit,
+    );
 }
 
 /// The heartbeat timer: sends the heartbeats due and sleeps until the next one is, or, with no

@@ -98,6 +98,15 @@ fn route(ctx: &ShardCtx) -> usize {
         .dispatch(DISPATCH_BUDGET, |d| fanout.observe(d.as_secs_f64()))
 }
 
+/// Queues the throttled ticks due at `now` for the next write pass; returns when the next are due.
+fn release_throttled(ctx: &ShardCtx, now: Instant) -> Option<Instant> {
+    let mut router = ctx.router.borrow_mut();
+    if router.throttle_due().is_some_and(|due| due <= now) {
+        router.release_throttled(now);
+    }
+    router.throttle_due()
+}
+
 /// Moves published ticks from this shard's inbox into subscriber queues, and writes them out
 /// (`flush_interval` zero) or leaves that to [`write_every_interval`].
 ///
@@ -115,9 +124,13 @@ pub(super) async fn dispatch(ctx: Rc<ShardCtx>) {
     let mut next_pass = Instant::now();
     let pause = tokio::time::sleep_until(next_pass.into());
     tokio::pin!(pause);
+    let throttle = tokio::time::sleep_until(next_pass.into());
+    tokio::pin!(throttle);
     loop {
         let n = route(&ctx);
         let mut now = Instant::now();
+        // Throttled ticks due now join this pass: a client's throttled topics leave in one write.
+        let throttle_due = release_throttled(&ctx, now);
         if immediate && now >= next_pass && ctx.router.borrow().has_dirty() {
             write_dirty(&ctx, &mut dirty).await;
             let started = now;
@@ -129,9 +142,13 @@ pub(super) async fn dispatch(ctx: Rc<ShardCtx>) {
             if waiting {
                 pause.as_mut().reset(next_pass.into());
             }
+            if let Some(due) = throttle_due {
+                throttle.as_mut().reset(due.into());
+            }
             tokio::select! {
                 _ = inbox.wait() => {}
                 _ = &mut pause, if waiting => {}
+                _ = &mut throttle, if throttle_due.is_some() => {}
                 _ = shutdown.cancelled() => return,
             }
         } else {

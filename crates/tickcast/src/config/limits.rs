@@ -32,6 +32,8 @@ pub struct LimitsSection {
     pub max_connections: usize,
     /// Topics one connection may subscribe to.
     pub max_topics_per_connection: usize,
+    /// Wildcard subscriptions (`ticker.*`) one connection may hold; 0 = wildcards refused.
+    pub max_patterns_per_connection: usize,
     /// Topics feeds may create. Topics that only subscribers asked for never count here.
     pub max_topics: usize,
     /// Topics that exist only because subscribers asked for them (no feed has published them).
@@ -66,6 +68,7 @@ impl Default for LimitsSection {
         Self {
             max_connections: g.max_connections,
             max_topics_per_connection: g.max_topics_per_connection,
+            max_patterns_per_connection: g.max_patterns_per_connection,
             max_topics: bus.max_topics,
             max_requested_topics: bus.max_requested_topics,
             requested_topic_grace_ms: millis(g.requested_topic_grace),
@@ -145,6 +148,7 @@ impl LimitsSection {
             max_violations: self.max_rate_violations,
         };
         g.max_topics_per_connection = self.max_topics_per_connection;
+        g.max_patterns_per_connection = self.max_patterns_per_connection;
         g.requested_topic_grace = ms(self.requested_topic_grace_ms);
         g.max_message_bytes = self.max_message_bytes;
         g.handshake_timeout = ms(self.handshake_timeout_ms);

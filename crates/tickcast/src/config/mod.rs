@@ -30,7 +30,7 @@ pub use limits::{BackpressureSection, KeepaliveSection, LimitsSection};
 pub use nats::{NatsSection, StorageSpec};
 pub use overrides::Overrides;
 pub use server::{Role, ServerSection};
-pub use streams::{HeartbeatsSection, HistorySection};
+pub use streams::{HeartbeatsSection, HistorySection, ThrottleSection};
 pub use tickcast_ingest::FeedConfig;
 pub use tls::TlsSection;
 
@@ -68,6 +68,8 @@ pub struct Config {
     pub history: HistorySection,
     /// Heartbeat intervals clients may ask for.
     pub heartbeats: HeartbeatsSection,
+    /// Throttle intervals clients may ask for.
+    pub throttle: ThrottleSection,
     /// Logging.
     pub log: LogSection,
     /// Authentication, topic entitlements and the Origin allowlist.
@@ -175,12 +177,14 @@ impl Config {
         self.keepalive.validate()?;
         self.history.validate()?;
         self.heartbeats.validate()?;
+        self.throttle.validate()?;
         let mut gateway = GatewayConfig::default();
         self.server.configure(&mut gateway);
         self.limits.configure(&mut gateway);
         self.backpressure.configure(&mut gateway);
         self.keepalive.configure(&mut gateway);
         self.heartbeats.configure(&mut gateway);
+        self.throttle.configure(&mut gateway);
         self.auth.configure(&mut gateway)?;
         self.tls.configure(&mut gateway)?;
         let feeds = feeds::resolve(self.feeds)?;

@@ -1,14 +1,14 @@
 //! What a stream keeps and tells beyond its ticks: `[history]` (the recent ticks each topic keeps
-//! for clients that reconnect with `since`) and `[heartbeats]` (the intervals clients may ask
-//! for). Defaults are the bus's and the gateway's own ([`HistoryConfig::default`],
-//! [`HeartbeatLimits::default`]).
+//! for clients that reconnect with `since`), `[heartbeats]` and `[throttle]` (the intervals
+//! clients may ask for). Defaults are the bus's and the gateway's own ([`HistoryConfig::default`],
+//! [`IntervalLimits::HEARTBEATS`], [`IntervalLimits::THROTTLE`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tickcast_bus::{HistoryConfig, HistoryLimits};
-use tickcast_gateway::{GatewayConfig, HeartbeatLimits};
+use tickcast_gateway::{GatewayConfig, IntervalLimits};
 
 use super::{millis, ConfigError};
 
@@ -129,7 +129,7 @@ pub struct HeartbeatsSection {
 
 impl Default for HeartbeatsSection {
     fn default() -> Self {
-        let h = HeartbeatLimits::default();
+        let h = IntervalLimits::HEARTBEATS;
         Self {
             min_interval_ms: millis(h.min),
             max_interval_ms: millis(h.max),
@@ -137,27 +137,67 @@ impl Default for HeartbeatsSection {
     }
 }
 
-/// Shortest heartbeat interval an operator may allow: below it one client could make a shard
-/// encode and queue a frame per topic every few milliseconds.
-const MIN_HEARTBEAT_MS: u64 = 10;
-
 impl HeartbeatsSection {
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.min_interval_ms < MIN_HEARTBEAT_MS || self.max_interval_ms < self.min_interval_ms {
-            return Err(ConfigError::Invalid(format!(
-                "heartbeats.min_interval_ms must be at least {MIN_HEARTBEAT_MS} and at most max_interval_ms"
-            )));
-        }
-        Ok(())
+        check_interval("heartbeats", self.min_interval_ms, self.max_interval_ms)
     }
 
     /// Writes the gateway settings this section holds into `g`.
     pub(super) fn configure(&self, g: &mut GatewayConfig) {
-        g.heartbeats = HeartbeatLimits {
-            min: Duration::from_millis(self.min_interval_ms),
-            max: Duration::from_millis(self.max_interval_ms),
-        };
+        g.heartbeats = interval_limits(self.min_interval_ms, self.max_interval_ms);
+    }
+}
+
+/// `[throttle]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleSection {
+    /// Shortest `throttle_ms` a subscribe may ask for.
+    pub min_interval_ms: u64,
+    /// Longest `throttle_ms` a subscribe may ask for.
+    pub max_interval_ms: u64,
+}
+
+impl Default for ThrottleSection {
+    fn default() -> Self {
+        let t = IntervalLimits::THROTTLE;
+        Self {
+            min_interval_ms: millis(t.min),
+            max_interval_ms: millis(t.max),
+        }
+    }
+}
+
+impl ThrottleSection {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_interval("throttle", self.min_interval_ms, self.max_interval_ms)
+    }
+
+    /// Writes the gateway settings this section holds into `g`.
+    pub(super) fn configure(&self, g: &mut GatewayConfig) {
+        g.throttle = interval_limits(self.min_interval_ms, self.max_interval_ms);
+    }
+}
+
+/// Shortest interval an operator may allow for heartbeats and throttles: below it one client could
+/// make a shard encode or release a frame per topic every few milliseconds.
+const MIN_INTERVAL_MS: u64 = 10;
+
+fn check_interval(key: &str, min_ms: u64, max_ms: u64) -> Result<(), ConfigError> {
+    if min_ms < MIN_INTERVAL_MS || max_ms < min_ms {
+        return Err(ConfigError::Invalid(format!(
+            "{key}.min_interval_ms must be at least {MIN_INTERVAL_MS} and at most max_interval_ms"
+        )));
+    }
+    Ok(())
+}
+
+fn interval_limits(min_ms: u64, max_ms: u64) -> IntervalLimits {
+    IntervalLimits {
+        min: Duration::from_millis(min_ms),
+        max: Duration::from_millis(max_ms),
     }
 }
 
@@ -193,6 +233,8 @@ mod tests {
             invalid("[heartbeats]\nmin_interval_ms = 500\nmax_interval_ms = 100")
                 .contains("heartbeats")
         );
+        assert!(invalid("[throttle]\nmin_interval_ms = 1").contains("throttle.min_interval_ms"));
+        assert!(invalid("[throttle]\nmax_patterns = 1").contains("max_patterns"));
     }
 
     #[test]
@@ -205,5 +247,17 @@ mod tests {
             s.gateway.heartbeats.interval(5000),
             Some(Duration::from_secs(5))
         );
+        let s = Config::from_toml(
+            "[throttle]\nmin_interval_ms = 100\nmax_interval_ms = 1000\n\
+             [limits]\nmax_patterns_per_connection = 2",
+        )
+        .and_then(Config::resolve)
+        .unwrap();
+        assert_eq!(s.gateway.throttle.interval(99), None);
+        assert_eq!(
+            s.gateway.throttle.interval(250),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(s.gateway.max_patterns_per_connection, 2);
     }
 }

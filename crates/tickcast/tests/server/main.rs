@@ -19,5 +19,6 @@ mod http;
 mod linger;
 mod protocol;
 mod security;
+mod shaping;
 mod streams;
 mod tls;

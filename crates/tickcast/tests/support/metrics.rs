@@ -133,6 +133,16 @@ pub async fn metric(server: &RunningServer, sample: &str) -> Option<f64> {
     metric_at(server.addr(), sample).await
 }
 
+/// Waits (bounded) until `sample` of `server` reaches `min` (shards add their counters to the
+/// shared metrics every 250 ms).
+pub async fn wait_for_metric(server: &RunningServer, sample: &str, min: f64) {
+    let addr = server.addr();
+    wait_until_async(&format!("{sample} >= {min}"), 3 * WAIT, || async move {
+        metric_at(addr, sample).await.is_some_and(|v| v >= min)
+    })
+    .await;
+}
+
 /// Waits (bounded) until the server at `addr` reports `n` open WebSocket connections.
 pub async fn wait_for_open(addr: SocketAddr, n: usize) {
     wait_until_async(&format!("{n} open connections"), 3 * WAIT, || async move {

@@ -33,7 +33,9 @@ pub use client::{Client, Event};
 pub use frame::{masked, masked_text, read_frame_from, unmasked, upgrade_request, MASK};
 pub use http::{http_get, http_get_addr, http_get_over, http_request, try_http_get_addr};
 pub use ledger::SeqLedger;
-pub use metrics::{metric, metric_at, metrics, metrics_at, wait_for_open, Metrics};
+pub use metrics::{
+    metric, metric_at, metrics, metrics_at, wait_for_metric, wait_for_open, Metrics,
+};
 pub use raw::{upgrade_over, RawClient};
 pub use tickcast::test_support::{start_server, RunningServer};
 pub use tls::{https_get, tls_connect, TestCert};
