@@ -9,7 +9,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use tickcast_bus::{Bus, BusConfig, Dirty, QueueLimits, ShardRouter, Subscriber, SubscriberId};
+use tickcast_bus::{
+    Bus, BusConfig, Dirty, QueueLimits, ShardRouter, StreamOptions, Subscriber, SubscriberId,
+};
 use tickcast_core::frame::TickEncoder;
 use tickcast_core::{Price, Seq, Size, Tick, Topic, TsMicros};
 
@@ -79,8 +81,7 @@ impl Fixture {
                 .subscribe(
                     s,
                     std::slice::from_ref(&topic),
-                    &[],
-                    None,
+                    &StreamOptions::default(),
                     std::time::Instant::now(),
                 )
                 .expect("subscribe");

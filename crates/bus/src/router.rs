@@ -1722,4 +1722,149 @@ mod tests {
             HeartbeatDecision::Send
         );
     }
+
+    /// Publishes ticks `a0`, `a1`, ... of `state` and dispatches them.
+    fn publish_and_route(bus: &Bus, r: &mut ShardRouter, state: &TopicState, n: usize) {
+        for i in 0..n {
+            bus.publish(
+                state,
+                state.next_seq(),
+                TsMicros(1),
+                Frame::text(format!("a{i}").as_bytes()),
+            );
+        }
+        r.dispatch(1000, |_| {});
+    }
+
+    #[test]
+    fn a_throttle_group_holds_the_latest_tick_and_releases_it_once_for_all_members() {
+        let (bus, mut r, topic, state) = one_topic();
+        let every = Duration::from_millis(250);
+        let opts = StreamOptions {
+            throttle: Some(every),
+            ..Default::default()
+        };
+        let subs: Vec<_> = (0..3).map(|i| Subscriber::new(SubscriberId(i))).collect();
+        for s in &subs {
+            r.subscribe(s, std::slice::from_ref(&topic), &opts, Instant::now())
+                .unwrap();
+        }
+        let live = Subscriber::new(SubscriberId(9));
+        r.subscribe(
+            &live,
+            std::slice::from_ref(&topic),
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
+        publish_and_route(&bus, &mut r, &state, 10);
+        assert_eq!(payloads(&live).len(), 10, "unthrottled: every tick");
+        assert!(payloads(&subs[0]).is_empty(), "held until the boundary");
+        let due = r.throttle_due().expect("a tick waits");
+        assert_eq!(r.release_throttled(due - Duration::from_millis(1)), 0);
+        assert_eq!(r.release_throttled(due), 1, "one group");
+        for s in &subs {
+            assert_eq!(payloads(s), vec!["a9"], "the latest");
+        }
+        assert_eq!(r.throttle_due(), None, "nothing held");
+        let st = r.stats();
+        assert_eq!((st.throttle_superseded, st.throttle_releases), (9, 1));
+        // Quiet: nothing to release; one more tick waits for the next boundary after it (the
+        // clock here is real time, still before `due`).
+        publish_and_route(&bus, &mut r, &state, 1);
+        let next = r.throttle_due().unwrap();
+        assert!(next <= due, "{next:?} {due:?}");
+        r.release_throttled(next);
+        assert_eq!(payloads(&subs[1]), vec!["a0"]);
+    }
+
+    #[test]
+    fn resubscribing_with_another_throttle_moves_the_route_without_resending() {
+        let (bus, mut r, topic, state) = one_topic();
+        let s = Subscriber::new(SubscriberId(0));
+        let now = Instant::now();
+        r.subscribe(
+            &s,
+            std::slice::from_ref(&topic),
+            &StreamOptions::default(),
+            now,
+        )
+        .unwrap();
+        publish_and_route(&bus, &mut r, &state, 2);
+        assert_eq!(payloads(&s), vec!["a0", "a1"]);
+        let throttled = StreamOptions {
+            throttle: Some(Duration::from_millis(100)),
+            ..Default::default()
+        };
+        r.subscribe(&s, std::slice::from_ref(&topic), &throttled, now)
+            .unwrap();
+        assert!(payloads(&s).is_empty(), "no snapshot again");
+        assert_eq!(r.stats().subscriptions, 1);
+        publish_and_route(&bus, &mut r, &state, 3);
+        assert!(payloads(&s).is_empty());
+        r.release_throttled(r.throttle_due().unwrap());
+        assert_eq!(payloads(&s), vec!["a2"]);
+        r.unsubscribe(&s, std::slice::from_ref(&topic));
+        assert_eq!(r.stats().subscriptions, 0);
+        assert_eq!(state.shard_mask.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_pattern_takes_existing_and_later_topics_within_its_filter_and_limit() {
+        let bus = Bus::new(&BusConfig::default());
+        let mut r = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
+        let t = |s: &str| Topic::new(s).unwrap();
+        let aapl = bus.topic(&t("ticker.AAPL")).unwrap();
+        publish_and_route(&bus, &mut r, &aapl, 1);
+        // Only subscribers asked for this one: not the channel's.
+        bus.resolve(&t("ticker.ASKED"), TopicOrigin::Subscriber)
+            .unwrap();
+        let s = Subscriber::new(SubscriberId(0));
+        let pattern = TopicPattern::new("ticker.*").unwrap();
+        let allow: TopicFilter = Rc::new(|t: &Topic| !t.as_str().contains("SECRET"));
+        let now = Instant::now();
+        let out = r.subscribe_pattern(&s, &pattern, &StreamOptions::default(), Some(allow), 3, now);
+        assert_eq!(out.matched, vec![t("ticker.AAPL")]);
+        assert_eq!(payloads(&s), vec!["a0"], "its snapshot");
+        // Later topics: one forbidden, two allowed, the second of which is over the limit of 3
+        // topics (AAPL, MSFT, and the explicit one below).
+        r.subscribe(&s, &[t("trade.X")], &StreamOptions::default(), now)
+            .unwrap();
+        for name in ["ticker.SECRET", "ticker.MSFT", "ticker.TSLA"] {
+            let state = bus.topic(&t(name)).unwrap();
+            publish_and_route(&bus, &mut r, &state, 1);
+        }
+        let got = payloads(&s);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].contains("too_many_topics"), "{got:?}");
+        assert_eq!(got[1], "a0", "MSFT's first tick");
+        assert!(s.is_subscribed(&t("ticker.MSFT")));
+        assert!(!s.is_subscribed(&t("ticker.SECRET")));
+        assert!(!s.is_subscribed(&t("ticker.TSLA")));
+        let st = r.stats();
+        assert_eq!(
+            (
+                st.pattern_matches,
+                st.pattern_forbidden,
+                st.pattern_over_limit
+            ),
+            (2, 1, 1)
+        );
+        // Nobody here wants SECRET or TSLA: their ticks stop coming to this shard.
+        assert_eq!(
+            bus.get("ticker.SECRET")
+                .unwrap()
+                .shard_mask
+                .load(Ordering::SeqCst),
+            0
+        );
+        // Unsubscribing the pattern ends what it brought, not what was named.
+        assert!(r.unsubscribe_pattern(&s, &pattern));
+        assert_eq!(s.topic_count(), 1);
+        assert!(s.is_subscribed(&t("trade.X")));
+        assert!(!r.unsubscribe_pattern(&s, &pattern));
+        let later = bus.topic(&t("ticker.LATER")).unwrap();
+        publish_and_route(&bus, &mut r, &later, 1);
+        assert!(payloads(&s).is_empty());
+    }
 }

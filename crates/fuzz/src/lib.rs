@@ -6,7 +6,9 @@
 use tickcast_core::frame::{OpCode, TickEncoder};
 use tickcast_core::protocol::{Recovery, ServerReply};
 use tickcast_core::wire::{FrameTracker, WireViolation as Violation};
-use tickcast_core::{ClientRequest, Frame, NotRecovered, Price, Seq, Size, Tick, Topic, TsMicros};
+use tickcast_core::{
+    ClientRequest, Frame, NotRecovered, Price, Seq, Size, Tick, Topic, TopicPattern, TsMicros,
+};
 use tickcast_ingest::line::{Framed, LineFramer};
 use tickcast_ingest::parse::{for_each_line, parse_line_serde_json, TickLine, TickParser};
 use tickcast_ingest::RejectReason;
@@ -34,7 +36,16 @@ pub fn client_request(data: &[u8]) {
             let reply = match &req {
                 ClientRequest::Subscribe { topics, .. }
                 | ClientRequest::Unsubscribe { topics, .. } => {
-                    assert!(!topics.is_empty());
+                    let patterns = match &req {
+                        ClientRequest::Subscribe { options, .. } => options.patterns.as_slice(),
+                        ClientRequest::Unsubscribe { patterns, .. } => patterns.as_slice(),
+                        _ => &[],
+                    };
+                    assert!(!topics.is_empty() || !patterns.is_empty());
+                    for (i, p) in patterns.iter().enumerate() {
+                        assert!(TopicPattern::new(p.as_str()).is_ok(), "{p:?}");
+                        assert!(!patterns[..i].contains(p), "duplicate {p:?}");
+                    }
                     for (i, t) in topics.iter().enumerate() {
                         assert!(Topic::new(t.as_str()).is_ok(), "{t:?}");
                         assert!(!topics[..i].contains(t), "duplicate {t:?}");
@@ -64,6 +75,7 @@ pub fn client_request(data: &[u8]) {
                     let r = if matches!(req, ClientRequest::Subscribe { .. }) {
                         ServerReply::Subscribed {
                             topics,
+                            patterns,
                             pending: &[],
                             epochs: &epochs,
                             recovery: &recovery,
@@ -72,6 +84,7 @@ pub fn client_request(data: &[u8]) {
                     } else {
                         ServerReply::Unsubscribed {
                             topics,
+                            patterns,
                             id: id.as_ref(),
                         }
                     };
@@ -79,7 +92,11 @@ pub fn client_request(data: &[u8]) {
                     let names: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
                     assert_eq!(v["topics"], serde_json::json!(names));
                     for s in since {
-                        assert!(topics.contains(&s.topic), "since names an unlisted topic");
+                        assert!(
+                            topics.contains(&s.topic)
+                                || patterns.iter().any(|p| p.matches(&s.topic)),
+                            "since names an unlisted topic"
+                        );
                         assert_eq!(v["epochs"][s.topic.as_str()], s.epoch.as_str());
                     }
                     v
