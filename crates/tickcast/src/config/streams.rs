@@ -234,7 +234,6 @@ mod tests {
                 .contains("heartbeats")
         );
         assert!(invalid("[throttle]\nmin_interval_ms = 1").contains("throttle.min_interval_ms"));
-        assert!(invalid("[throttle]\nmax_patterns = 1").contains("max_patterns"));
     }
 
     #[test]

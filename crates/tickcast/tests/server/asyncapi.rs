@@ -253,6 +253,38 @@ const CASES: &[Case] = &[
         awaits: error("too_many_topics"),
     },
     Case {
+        name: "a wildcard with a throttle",
+        own_connection: false,
+        steps: &[Step::Request(
+            r#"{"op":"subscribe","topics":["ticker.*","trade.BTC-USD@100ms"],"throttle_ms":250,"id":"wild"}"#,
+        )],
+        awaits: ty("subscribed"),
+    },
+    Case {
+        name: "a malformed throttle suffix",
+        own_connection: false,
+        steps: &[Step::Malformed(
+            r#"{"op":"subscribe","topics":["ticker.AAPL@fast"],"id":"suffix"}"#,
+        )],
+        awaits: error("invalid_field"),
+    },
+    Case {
+        name: "more wildcards than a connection may hold",
+        own_connection: true,
+        steps: &[Step::Request(
+            r#"{"op":"subscribe","topics":["ticker.*","trade.*","book.*"],"id":"wilds"}"#,
+        )],
+        awaits: error("too_many_patterns"),
+    },
+    Case {
+        name: "unsubscribing a wildcard",
+        own_connection: false,
+        steps: &[Step::Request(
+            r#"{"op":"unsubscribe","topics":["ticker.*"],"id":"unwild"}"#,
+        )],
+        awaits: ty("unsubscribed"),
+    },
+    Case {
         name: "requests faster than the message rate",
         own_connection: true,
         steps: &[Step::Repeat {
@@ -298,6 +330,8 @@ fn configure(c: &mut tickcast::Config) {
     // their publish).
     c.limits.max_topics_per_connection = 12;
     c.limits.max_requested_topics = 6;
+    // The too_many_patterns case asks for 3.
+    c.limits.max_patterns_per_connection = 2;
     // The shared connection sends ~20 messages; the rate case more than 30.
     c.limits.max_messages_per_second = 1;
     c.limits.message_burst = 30;
