@@ -1644,28 +1644,14 @@ mod tests {
         publish_n(&bus, &t, 3);
         let s = Subscriber::new(SubscriberId(0));
         let other = Subscriber::new(SubscriberId(1));
-        r.subscribe(
-            &s,
-            std::slice::from_ref(&topic),
-            &StreamOptions {
-                since: &[],
-                heartbeat: Some(every),
-                throttle: None,
-            },
-            t0,
-        )
-        .unwrap();
-        r.subscribe(
-            &other,
-            std::slice::from_ref(&topic),
-            &StreamOptions {
-                since: &[],
-                heartbeat: Some(every),
-                throttle: None,
-            },
-            t0,
-        )
-        .unwrap();
+        let beating = StreamOptions {
+            heartbeat: Some(every),
+            ..Default::default()
+        };
+        for sub in [&s, &other] {
+            r.subscribe(sub, std::slice::from_ref(&topic), &beating, t0)
+                .unwrap();
+        }
         r.dispatch(100, |_| {});
         assert_eq!(payloads(&s), ["3"]);
         payloads(&other);
