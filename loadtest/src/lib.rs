@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod control;
+pub mod curves;
 pub mod message;
 pub mod plot;
 pub mod procstat;
