@@ -27,7 +27,10 @@ mod topic;
 pub use bus::{Bus, BusConfig, BusError, HistoryConfig, PublishBatch, TopicOrigin, TopicSnapshot};
 pub use history::{HistoryLimits, ENTRY_OVERHEAD as HISTORY_ENTRY_OVERHEAD};
 pub use inbox::{Published, ShardInbox};
-pub use queue::{Advanced, OutQueue, OverflowPolicy, Pushed, QueueLimits, RoutedTick, SharedTick};
+pub use queue::{
+    Advanced, EntryKind, OutQueue, OverflowPolicy, Pushed, QueueEntry, QueueLimits, RoutedTick,
+    SharedTick,
+};
 pub use router::{
     Dirty, PatternOutcome, RouterStats, ShardRouter, StreamOptions, Subscriber, SubscriberId,
     TopicFilter,

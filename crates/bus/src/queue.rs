@@ -128,6 +128,15 @@ pub enum EntryKind {
 /// A queue entry: one shard's shared handle on a [`RoutedTick`].
 pub type SharedTick = Rc<RoutedTick>;
 
+/// One entry taken from a queue by [`OutQueue::pop_front`].
+#[derive(Debug)]
+pub enum QueueEntry {
+    /// A reply, control frame or heartbeat (priority lane).
+    Control(Frame),
+    /// A tick or gap marker (data lane).
+    Data(SharedTick),
+}
+
 impl RoutedTick {
     /// Wraps a tick for the queues of one shard.
     pub fn shared(topic: TopicId, seq: Seq, ts: TsMicros, frame: Frame) -> SharedTick {
@@ -633,6 +642,33 @@ impl OutQueue {
             self.lagging_since = None;
         }
         done
+    }
+
+    /// Takes the next whole entry in wire order: for a writer that frames entries itself (the SSE
+    /// transport) instead of writing the queued bytes as they are. Not to be mixed with a partly
+    /// written frame ([`advance`](Self::advance) of part of one): that one comes first, as
+    /// control.
+    pub fn pop_front(&mut self) -> Option<QueueEntry> {
+        if let Some((f, _)) = self.current.take() {
+            return Some(QueueEntry::Control(f));
+        }
+        if let Some(f) = self.control.pop_front() {
+            return Some(QueueEntry::Control(f));
+        }
+        let q = if let Some(q) = self.data.pop_front() {
+            q
+        } else if !self.conflated.is_empty() {
+            let q = self.conflated.remove(0);
+            self.conflating = !self.conflated.is_empty();
+            q
+        } else {
+            return None;
+        };
+        self.data_bytes -= q.len() as u32;
+        if self.data.is_empty() && self.conflated.is_empty() {
+            self.lagging_since = None;
+        }
+        Some(QueueEntry::Data(q))
     }
 
     /// Frees the buffer of every empty lane, so a subscriber that gets ticks now and then holds no

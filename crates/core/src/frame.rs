@@ -183,7 +183,12 @@ impl Frame {
         b.get(off..).unwrap_or_default()
     }
 
-    /// The opcode in the header.
+    /// Whether this is a text frame (a JSON message).
+    pub fn is_text(&self) -> bool {
+        self.0.first().map(|b| b & 0x0f) == Some(OpCode::Text as u8)
+    }
+
+    /// Whether this is a close frame.
     pub fn is_close(&self) -> bool {
         self.0.first().map(|b| b & 0x0f) == Some(OpCode::Close as u8)
     }

@@ -128,12 +128,13 @@ pub enum ProtocolErrorKind {
 
 impl ProtocolErrorKind {
     /// Every error code, for documentation and metrics labels.
-    pub const CODES: [&'static str; 10] = [
+    pub const CODES: [&'static str; 11] = [
         "bad_json",
         "bad_request",
         "unknown_op",
         "invalid_topic",
         "too_many_topics",
+        "too_many_patterns",
         "topic_limit",
         "binary_not_supported",
         "rate_limited",

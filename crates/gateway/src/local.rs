@@ -24,6 +24,8 @@ pub(crate) const CORK_BYTES: usize = 64 * 1024;
 pub(crate) struct ShardCounters {
     messages: Cell<u64>,
     bytes: Cell<u64>,
+    /// SSE events and bytes written.
+    sse: Cell<(u64, u64)>,
     /// `gap` markers encoded as they were about to be written: (conflated, dropped).
     gaps: Cell<(u64, u64)>,
     frames_per_write: LocalHistogram,
@@ -39,6 +41,7 @@ impl ShardCounters {
         Self {
             messages: Cell::new(0),
             bytes: Cell::new(0),
+            sse: Cell::new((0, 0)),
             gaps: Cell::new((0, 0)),
             frames_per_write: m.frames_per_write.local(),
             tick_to_write: m.tick_to_write_seconds.local(),
@@ -69,6 +72,23 @@ impl ShardCounters {
         }
     }
 
+    /// Records one chunk of SSE events handed to the HTTP connection at `now`: events and bytes,
+    /// and the ingest time of the oldest tick among them.
+    pub(crate) fn record_sse(
+        &self,
+        events: usize,
+        bytes: usize,
+        oldest: Option<TsMicros>,
+        now: TsMicros,
+    ) {
+        let (e, b) = self.sse.get();
+        self.sse.set((e + events as u64, b + bytes as u64));
+        if let Some(ts) = oldest {
+            let age_us = now.0.saturating_sub(ts.0);
+            self.tick_to_write.observe(age_us as f64 / 1e6);
+        }
+    }
+
     /// Counts `gap` markers sealed for a write: (conflated, dropped).
     pub(crate) fn record_gaps(&self, (conflated, dropped): (u64, u64)) {
         let (c, d) = self.gaps.get();
@@ -80,13 +100,17 @@ impl ShardCounters {
         self.gaps.replace((0, 0))
     }
 
-    /// Takes the messages and bytes counted since the last call, and flushes the histograms.
-    pub(crate) fn drain(&self) -> (u64, u64) {
+    /// Takes the WebSocket (messages, bytes) and SSE (events, bytes) counted since the last call,
+    /// and flushes the histograms.
+    pub(crate) fn drain(&self) -> ((u64, u64), (u64, u64)) {
         self.frames_per_write.flush();
         self.tick_to_write.flush();
         self.fanout.flush();
         self.queue_depth.flush();
-        (self.messages.replace(0), self.bytes.replace(0))
+        (
+            (self.messages.replace(0), self.bytes.replace(0)),
+            self.sse.replace((0, 0)),
+        )
     }
 }
 

@@ -3,8 +3,8 @@
 //! batches (see `shard.rs`), so counting costs no shared atomic per message.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use std::sync::{Arc, RwLock};
@@ -111,9 +111,9 @@ pub struct Metrics {
     registry: Registry,
     /// Refreshed before each render.
     sources: Arc<RwLock<Vec<Arc<dyn MetricsSource>>>>,
-    /// Open WebSocket sessions, lingering closes included (they keep their slot until the socket
-    /// closes).
-    pub connections_open: IntGauge,
+    /// Open client connections by transport (`ws`, `sse`), lingering closes included (they keep
+    /// their slot until the socket closes).
+    pub connections_open: IntGaugeVec,
     /// TCP connections accepted.
     pub connections_accepted: IntCounter,
     /// TLS handshakes that failed or timed out (wss/https listeners only).
@@ -140,10 +140,10 @@ pub struct Metrics {
     pub topics_requested: IntGauge,
     /// Such topics removed after their last subscriber left.
     pub topics_reaped: IntCounter,
-    /// Frames written to clients (ticks, replies, control).
-    pub messages_sent: IntCounter,
-    /// Bytes written to clients.
-    pub bytes_sent: IntCounter,
+    /// Messages written to clients (ticks, replies, control), by transport.
+    pub messages_sent: IntCounterVec,
+    /// Bytes written to clients, by transport.
+    pub bytes_sent: IntCounterVec,
     /// Ticks replaced by a newer one for a slow client.
     pub messages_conflated: IntCounter,
     /// Ticks dropped, by reason (`drop_oldest`, `shard_inbox_full`).
@@ -223,6 +223,12 @@ impl Metrics {
                 IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric"),
             )
         };
+        let gauge_vec = |name: &str, help: &str, label: &str| {
+            reg(
+                &r,
+                IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric"),
+            )
+        };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
             reg(
                 &r,
@@ -231,9 +237,10 @@ impl Metrics {
             )
         };
         let m = Metrics {
-            connections_open: gauge(
+            connections_open: gauge_vec(
                 "tickcast_connections_open",
-                "Open WebSocket sessions, connections still lingering after their close included.",
+                "Open client connections by transport (ws: WebSocket sessions, lingering closes included; sse: event streams).",
+                "transport",
             ),
             connections_accepted: counter(
                 "tickcast_connections_accepted_total",
@@ -289,11 +296,16 @@ impl Metrics {
                 "tickcast_topics_reaped_total",
                 "Topics no feed published, removed after their last subscriber left.",
             ),
-            messages_sent: counter(
+            messages_sent: counter_vec(
                 "tickcast_messages_sent_total",
-                "WebSocket frames written to clients.",
+                "Messages written to clients (WebSocket frames, SSE events), by transport.",
+                "transport",
             ),
-            bytes_sent: counter("tickcast_bytes_sent_total", "Bytes written to clients."),
+            bytes_sent: counter_vec(
+                "tickcast_bytes_sent_total",
+                "Bytes written to clients, by transport.",
+                "transport",
+            ),
             messages_conflated: counter(
                 "tickcast_messages_conflated_total",
                 "Ticks replaced by a newer tick of the same topic in a slow client's queue.",
@@ -435,6 +447,14 @@ impl Metrics {
         for reason in GapReason::ALL {
             self.gap_markers.with_label_values(&[reason.as_str()]);
         }
+        for transport in TRANSPORTS {
+            self.connections_open.with_label_values(&[transport]);
+            self.messages_sent.with_label_values(&[transport]);
+            self.bytes_sent.with_label_values(&[transport]);
+        }
+        for reason in ["forbidden", "topic_limit"] {
+            self.wildcard_refusals.with_label_values(&[reason]);
+        }
         self.recoveries.with_label_values(&["recovered"]);
         for why in NotRecovered::ALL {
             self.recoveries.with_label_values(&[why.as_str()]);
@@ -526,11 +546,15 @@ impl Metrics {
     }
 }
 
+/// The transports clients read from: WebSocket and Server-Sent Events.
+pub const TRANSPORTS: [&str; 2] = ["ws", "sse"];
+
 /// Every `limit` label of `tickcast_limit_rejections_total`.
-pub const LIMITS: [&str; 6] = [
+pub const LIMITS: [&str; 7] = [
     "max_connections",
     "max_connections_per_ip",
     "max_topics_per_connection",
+    "max_patterns_per_connection",
     "max_requested_topics",
     "message_rate",
     "max_body_bytes",

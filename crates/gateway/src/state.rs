@@ -69,10 +69,12 @@ impl ServerState {
             .push(source);
     }
 
-    /// Takes a session slot for a client at `peer`, or says which limit refused it.
+    /// Takes a connection slot for a client at `peer` reading over `transport`, or
+    /// says which limit refused it. Both transports share the limits.
     pub(crate) fn try_open_session(
         self: &Arc<Self>,
         peer: Option<IpAddr>,
+        transport: Wire,
     ) -> Result<SessionSlot, SlotRefused> {
         let prev = self.sessions.fetch_add(1, Ordering::AcqRel);
         if prev >= self.config.max_connections {
@@ -95,10 +97,14 @@ impl ServerState {
             }
             *count += 1;
         }
-        self.metrics.connections_open.inc();
+        self.metrics
+            .connections_open
+            .with_label_values(&[transport.label()])
+            .inc();
         Ok(SessionSlot {
             state: self.clone(),
             ip,
+            transport,
         })
     }
 
@@ -159,6 +165,27 @@ pub(crate) struct SessionSlot {
     state: Arc<ServerState>,
     /// The address counted in `per_ip`, if one was.
     ip: Option<IpAddr>,
+    /// What the client reads over (a byte, where `&str` would grow every session's task).
+    transport: Wire,
+}
+
+/// The transport a client reads over: the `transport` label of the connection metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// A WebSocket session (`/ws`).
+    Ws,
+    /// A Server-Sent Events stream (`/sse`).
+    Sse,
+}
+
+impl Wire {
+    /// Its metrics label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Wire::Ws => "ws",
+            Wire::Sse => "sse",
+        }
+    }
 }
 
 impl Drop for SessionSlot {
@@ -170,6 +197,10 @@ impl Drop for SessionSlot {
             self.state.per_ip.remove_if(&ip, |_, n| *n == 0);
         }
         self.state.sessions.fetch_sub(1, Ordering::AcqRel);
-        self.state.metrics.connections_open.dec();
+        self.state
+            .metrics
+            .connections_open
+            .with_label_values(&[self.transport.label()])
+            .dec();
     }
 }

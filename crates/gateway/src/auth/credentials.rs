@@ -88,7 +88,7 @@ fn query_param(query: &str, name: &str) -> Result<Option<String>, AuthError> {
 }
 
 /// Decodes `%XX` escapes (and `+` as a space, as forms send it); `None` if malformed or not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

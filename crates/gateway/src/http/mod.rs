@@ -1,11 +1,14 @@
-//! The HTTP surface of a connection: WebSocket upgrade at `/ws` ([`upgrade`]), `POST /publish` when
+//! The HTTP surface of a connection: WebSocket upgrade at `/ws` ([`upgrade`]), the event stream
+//! at `/sse` ([`sse`]), both admitted by [`admit`], `POST /publish` when
 //! a publish handler is set ([`publish`]), health, readiness, topics and metrics ([`status`]), and
 //! the embedded dashboard ([`assets`]).
 //!
 //! Builds on the session layer (an upgrade starts a session) and never on the shard above it.
 
+mod admit;
 mod assets;
 mod publish;
+mod sse;
 mod status;
 mod upgrade;
 
@@ -14,7 +17,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -25,9 +28,17 @@ use tickcast_core::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::auth::AuthError;
+use crate::session::sse::SseStream;
 use crate::session::ShardCtx;
 
-type Resp = Response<Full<Bytes>>;
+/// A response body: a whole one, or an event stream (`/sse`).
+type Body = Either<Full<Bytes>, Box<SseStream>>;
+type Resp = Response<Body>;
+
+/// A whole response body.
+fn full(bytes: Bytes) -> Body {
+    Either::Left(Full::new(bytes))
+}
 
 /// Serves HTTP/1.1 on one accepted connection (plain TCP, or TLS after its handshake) until it
 /// closes or upgrades.
@@ -63,13 +74,14 @@ fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>, peer: Option<IpAddr>) -> Re
     }
     match req.uri().path() {
         "/ws" => upgrade::upgrade(ctx, req, peer),
+        "/sse" => sse::sse(ctx, req, peer),
         "/healthz" => json_response(StatusCode::OK, b"{\"status\":\"ok\"}".to_vec()),
         "/readyz" => status::readyz(ctx),
         "/topics" => status::topics(ctx, &req),
         "/metrics" => status::metrics(ctx, &req),
         path => match assets::get(path) {
             Some(asset) => {
-                let mut r = Response::new(Full::new(Bytes::from_static(asset.body)));
+                let mut r = Response::new(full(Bytes::from_static(asset.body)));
                 let h = r.headers_mut();
                 h.insert(
                     header::CONTENT_TYPE,
@@ -110,7 +122,7 @@ pub(super) fn auth_refusal(ctx: &ShardCtx, status: StatusCode, e: &AuthError) ->
     r
 }
 pub(super) fn json_response(status: StatusCode, body: Vec<u8>) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -122,7 +134,7 @@ pub(super) fn json_response(status: StatusCode, body: Vec<u8>) -> Resp {
 }
 
 pub(super) fn text(status: StatusCode, msg: &str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(msg.to_string())));
+    let mut r = Response::new(full(Bytes::from(msg.to_string())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -3,13 +3,12 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use tickcast_core::json;
 
-use super::{auth_refusal, json_response, Resp};
+use super::{auth_refusal, full, json_response, Resp};
 use crate::auth::credentials;
 use crate::auth::AuthError;
 use crate::session::ShardCtx;
@@ -25,7 +24,7 @@ pub(super) fn metrics(ctx: &ShardCtx, req: &Request<Incoming>) -> Resp {
         }
     }
     let body = ctx.state.metrics.render(&ctx.state.bus);
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(Bytes::from(body)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

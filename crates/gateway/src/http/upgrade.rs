@@ -3,10 +3,8 @@
 
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode};
@@ -14,12 +12,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use super::{auth_refusal, text, Resp};
+use super::admit::admit;
+use super::{full, text, Resp};
 use crate::auth::credentials;
-use crate::auth::AuthError;
 use crate::net::transport::Transport;
-use crate::session::{self, SessionAuth, ShardCtx};
-use crate::state::SlotRefused;
+use crate::session::{self, ShardCtx};
+use crate::state::Wire;
 
 pub(super) fn upgrade(
     ctx: &Rc<ShardCtx>,
@@ -35,51 +33,9 @@ pub(super) fn upgrade(
     if ctx.state.is_draining() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down\n");
     }
-    // Who may connect is decided before a session slot is taken, so refused clients hold none.
-    let config = &ctx.state.config;
-    if !credentials::origin_allowed(&config.allowed_origins, req.headers()) {
-        return auth_refusal(ctx, StatusCode::FORBIDDEN, &AuthError::Origin);
-    }
-    let auth = match &config.auth {
-        None => SessionAuth::default(),
-        Some(authenticator) => {
-            let grant = credentials::credential(req.headers(), req.uri())
-                .and_then(|c| c.ok_or(AuthError::Missing))
-                .and_then(|c| authenticator.authenticate(c.expose(), SystemTime::now()));
-            match grant {
-                Ok(g) => SessionAuth {
-                    entitlements: Some(g.entitlements),
-                    // The sweep works with Instants: turn the wall-clock deadline into one now.
-                    expires_at: g.expires_at.map(|at| {
-                        Instant::now() + at.duration_since(SystemTime::now()).unwrap_or_default()
-                    }),
-                },
-                Err(e) => return auth_refusal(ctx, StatusCode::UNAUTHORIZED, &e),
-            }
-        }
-    };
-    let slot = match ctx.state.try_open_session(peer) {
-        Ok(slot) => slot,
-        Err(refused) => {
-            let (limit, status, msg) = match refused {
-                SlotRefused::Global => (
-                    "max_connections",
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "connection limit reached\n",
-                ),
-                SlotRefused::PerIp => (
-                    "max_connections_per_ip",
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many connections from your address\n",
-                ),
-            };
-            ctx.state
-                .metrics
-                .limit_rejections
-                .with_label_values(&[limit])
-                .inc();
-            return text(status, msg);
-        }
+    let (slot, auth) = match admit(ctx, &req, peer, Wire::Ws) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
     };
     let subprotocol = credentials::offers_subprotocol(req.headers());
     let (mut response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
@@ -126,5 +82,5 @@ pub(super) fn upgrade(
             Err(_) => tracing::error!("upgraded connection is neither TCP nor TLS over TCP"),
         }
     });
-    response.map(|_| Full::new(Bytes::new()))
+    response.map(|_| full(Bytes::new()))
 }

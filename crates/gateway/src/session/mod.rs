@@ -3,6 +3,8 @@
 //! - [`reader`]: client frames from fastwebsockets and the RFC 6455 close codes;
 //! - [`request`]: protocol v1 requests, the inbound rate limit and error replies;
 //! - [`writer`]: draining the session's queue into its socket;
+//! - [`subscribe`]: subscribe and unsubscribe, for either transport;
+//! - [`sse`]: the Server-Sent Events stream, which reads a subscriber queue as a session does;
 //! - [`keepalive`]: the pure decisions the shard's sweep applies to a session (ping, close, kill);
 //! - [`inbound`]: the read stream, delivered frame by frame through the frame tracker;
 //! - [`linger`]: after the close frame, reading and discarding the client's input for a bounded
@@ -16,7 +18,8 @@ pub(crate) mod keepalive;
 mod linger;
 mod reader;
 mod request;
-mod subscribe;
+pub(crate) mod sse;
+pub(crate) mod subscribe;
 pub(crate) mod writer;
 
 use std::cell::Cell;
@@ -143,6 +146,14 @@ impl Session {
     /// True once [`kill`](Self::kill) was called.
     pub(crate) fn is_killed(&self) -> bool {
         self.killed.get()
+    }
+
+    /// The session as the subscribe path sees it.
+    pub(crate) fn client(&self) -> subscribe::Client<'_> {
+        subscribe::Client {
+            sub: &self.sub,
+            entitlements: self.entitlements.as_ref(),
+        }
     }
 
     /// Queues a reply or control frame on the priority lane.

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use tickcast_bus::{BusError, TopicOrigin};
+use tickcast_bus::{BusError, Subscriber, TopicOrigin};
 use tickcast_core::protocol::{ProtocolErrorKind, RequestId};
 use tickcast_core::{ClientRequest, CloseCode, ProtocolError, ServerReply};
 
@@ -44,7 +44,7 @@ pub(super) fn within_rate(ctx: &ShardCtx, session: &Session) -> bool {
 
 /// A topic the bus would not create: counted under the limit that refused it, answered with
 /// `topic_limit`.
-pub(super) fn refuse_topic(ctx: &ShardCtx, session: &Session, e: BusError, id: Option<RequestId>) {
+pub(super) fn refuse_topic(ctx: &ShardCtx, sub: &Subscriber, e: BusError, id: Option<RequestId>) {
     let BusError::TopicLimit {
         limit,
         topic,
@@ -63,16 +63,22 @@ pub(super) fn refuse_topic(ctx: &ShardCtx, session: &Session, e: BusError, id: O
         limit,
         topic: topic.to_string(),
     };
-    reply_error(ctx, session, ProtocolError { kind, id });
+    error_to(ctx, sub, ProtocolError { kind, id });
 }
 
 pub(super) fn reply_error(ctx: &ShardCtx, session: &Session, err: ProtocolError) {
+    error_to(ctx, &session.sub, err);
+}
+
+/// Counts `err` by code and queues it to `sub` on the priority lane.
+pub(super) fn error_to(ctx: &ShardCtx, sub: &Subscriber, err: ProtocolError) {
     ctx.state
         .metrics
         .client_errors
         .with_label_values(&[err.code()])
         .inc();
-    session.reply(err.to_frame());
+    sub.queue.borrow_mut().push_control(err.to_frame());
+    sub.wake();
 }
 
 /// Answers one text message.
@@ -86,12 +92,12 @@ pub(super) fn handle_request(ctx: &ShardCtx, session: &Session, buf: &mut [u8]) 
             topics,
             id,
             options,
-        } => subscribe::subscribe(ctx, session, topics, id, &options),
+        } => subscribe::subscribe(ctx, &session.client(), topics, id, &options),
         ClientRequest::Unsubscribe {
             topics,
             patterns,
             id,
-        } => subscribe::unsubscribe(ctx, session, &topics, &patterns, id),
+        } => subscribe::unsubscribe(ctx, &session.client(), &topics, &patterns, id),
         ClientRequest::Ping { id } => {
             session.reply(ServerReply::Pong { id: id.as_ref() }.to_frame())
         }

@@ -5,13 +5,30 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tickcast_bus::{StreamOptions, TopicFilter, TopicOrigin};
+use tickcast_bus::{StreamOptions, Subscriber, TopicFilter, TopicOrigin};
 use tickcast_core::protocol::{ProtocolErrorKind, RequestId, SubscribeOptions};
 use tickcast_core::{ProtocolError, ServerReply, Topic, TopicPattern};
 
-use super::request::{refuse_topic, reply_error};
-use super::{Session, ShardCtx};
+use super::request::{error_to, refuse_topic};
+use super::ShardCtx;
+use crate::auth::entitlements::Entitlements;
 use crate::config::IntervalLimits;
+
+/// Who asks, whatever the transport: its bus subscriber (whose priority lane gets the replies)
+/// and what its credential allows.
+pub(crate) struct Client<'a> {
+    /// The subscriber the topics go to.
+    pub sub: &'a Rc<Subscriber>,
+    /// Topics it may subscribe to; `None` when authentication is off.
+    pub entitlements: Option<&'a Entitlements>,
+}
+
+impl Client<'_> {
+    fn reply(&self, frame: tickcast_core::Frame) {
+        self.sub.queue.borrow_mut().push_control(frame);
+        self.sub.wake();
+    }
+}
 
 /// `ms` checked against `limits`, or the `invalid_field` error naming `field`.
 fn interval(
@@ -36,7 +53,7 @@ fn interval(
 /// Counts a refused limit and answers with `kind`.
 fn over_limit(
     ctx: &ShardCtx,
-    session: &Session,
+    client: &Client<'_>,
     label: &str,
     kind: ProtocolErrorKind,
     id: Option<RequestId>,
@@ -46,23 +63,23 @@ fn over_limit(
         .limit_rejections
         .with_label_values(&[label])
         .inc();
-    reply_error(ctx, session, ProtocolError { kind, id });
+    error_to(ctx, client.sub, ProtocolError { kind, id });
 }
 
 /// Answers a subscribe.
-pub(super) fn subscribe(
+pub(crate) fn subscribe(
     ctx: &ShardCtx,
-    session: &Session,
+    client: &Client<'_>,
     mut topics: Vec<Topic>,
     id: Option<RequestId>,
     options: &SubscribeOptions,
 ) {
     let config = &ctx.state.config;
-    let sub = &session.sub;
+    let sub = client.sub;
     // Options are checked before anything changes, so a bad one leaves the session as it was.
     let heartbeat = match interval(&config.heartbeats, options.heartbeat_ms, "heartbeat_ms") {
         Ok(h) => h,
-        Err(kind) => return reply_error(ctx, session, ProtocolError { kind, id }),
+        Err(kind) => return error_to(ctx, client.sub, ProtocolError { kind, id }),
     };
     let mut throttles = BTreeMap::new();
     let entries = topics
@@ -78,7 +95,7 @@ pub(super) fn subscribe(
         };
         match interval(&config.throttle, ms, field) {
             Ok(t) => throttles.insert(entry.to_string(), t),
-            Err(kind) => return reply_error(ctx, session, ProtocolError { kind, id }),
+            Err(kind) => return error_to(ctx, client.sub, ProtocolError { kind, id }),
         };
     }
     let router = ctx.router.borrow();
@@ -95,11 +112,11 @@ pub(super) fn subscribe(
             limit,
             wanted: held_patterns + new_patterns,
         };
-        return over_limit(ctx, session, "max_patterns_per_connection", kind, id);
+        return over_limit(ctx, client, "max_patterns_per_connection", kind, id);
     }
     // Topics outside the credential's entitlements get `forbidden`; the rest go ahead. A pattern
     // is never refused as a whole: it only ever brings the topics the credential allows.
-    if let Some(allowed) = &session.entitlements {
+    if let Some(allowed) = &client.entitlements {
         let (granted, refused): (Vec<_>, Vec<_>) =
             topics.into_iter().partition(|t| allowed.allows(t.as_str()));
         topics = granted;
@@ -107,9 +124,9 @@ pub(super) fn subscribe(
             let kind = ProtocolErrorKind::Forbidden {
                 topics: refused.iter().map(|t| t.as_str().to_string()).collect(),
             };
-            reply_error(
+            error_to(
                 ctx,
-                session,
+                client.sub,
                 ProtocolError {
                     kind,
                     id: id.clone(),
@@ -124,7 +141,7 @@ pub(super) fn subscribe(
     let wanted = sub.topic_count() + topics.iter().filter(|t| !sub.is_subscribed(t)).count();
     if wanted > limit {
         let kind = ProtocolErrorKind::TooManyTopics { limit, wanted };
-        return over_limit(ctx, session, "max_topics_per_connection", kind, id);
+        return over_limit(ctx, client, "max_topics_per_connection", kind, id);
     }
     // Resolve (create) every topic first, so a refusal leaves nothing half-subscribed. A topic no
     // feed has published yet is created as "requested": it counts against `max_requested_topics`,
@@ -137,7 +154,7 @@ pub(super) fn subscribe(
                     pending.push(topic.clone());
                 }
             }
-            Err(e) => return refuse_topic(ctx, session, e, id),
+            Err(e) => return refuse_topic(ctx, client.sub, e, id),
         }
     }
     // Subscribing queues each topic's opening (recovered ticks or the snapshot) on the data lane;
@@ -179,7 +196,7 @@ pub(super) fn subscribe(
             .map(|s| s.topic.clone()),
     );
     if refused.is_none() && !options.patterns.is_empty() {
-        let allow: Option<TopicFilter> = session.entitlements.clone().map(|e| {
+        let allow: Option<TopicFilter> = client.entitlements.cloned().map(|e| {
             let f: TopicFilter = Rc::new(move |t: &Topic| e.allows(t.as_str()));
             f
         });
@@ -232,7 +249,7 @@ pub(super) fn subscribe(
         .map(|s| (s.topic().clone(), s.epoch().clone()))
         .collect();
     ctx.state.metrics.recovered(&recovery);
-    session.reply(
+    client.reply(
         ServerReply::Subscribed {
             topics: &topics,
             patterns: &options.patterns,
@@ -244,25 +261,25 @@ pub(super) fn subscribe(
         .to_frame(),
     );
     if let Some(e) = refused {
-        refuse_topic(ctx, session, e, id);
+        refuse_topic(ctx, client.sub, e, id);
     }
 }
 
 /// Answers an unsubscribe: named topics, and patterns with every topic only they brought.
-pub(super) fn unsubscribe(
+pub(crate) fn unsubscribe(
     ctx: &ShardCtx,
-    session: &Session,
+    client: &Client<'_>,
     topics: &[Topic],
     patterns: &[TopicPattern],
     id: Option<RequestId>,
 ) {
     let mut router = ctx.router.borrow_mut();
-    router.unsubscribe(&session.sub, topics);
+    router.unsubscribe(client.sub, topics);
     for p in patterns {
-        router.unsubscribe_pattern(&session.sub, p);
+        router.unsubscribe_pattern(client.sub, p);
     }
     drop(router);
-    session.reply(
+    client.reply(
         ServerReply::Unsubscribed {
             topics,
             patterns,

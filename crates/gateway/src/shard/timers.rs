@@ -103,9 +103,11 @@ pub(super) async fn metrics_timer(ctx: Rc<ShardCtx>) {
 /// Adds what this shard counted since the last flush to the shared metrics.
 pub(super) fn add_to_metrics(ctx: &ShardCtx) {
     let m = &ctx.state.metrics;
-    let (messages, bytes) = ctx.counters.drain();
-    m.messages_sent.inc_by(messages);
-    m.bytes_sent.inc_by(bytes);
+    let ((messages, bytes), (events, sse_bytes)) = ctx.counters.drain();
+    m.messages_sent.with_label_values(&["ws"]).inc_by(messages);
+    m.bytes_sent.with_label_values(&["ws"]).inc_by(bytes);
+    m.messages_sent.with_label_values(&["sse"]).inc_by(events);
+    m.bytes_sent.with_label_values(&["sse"]).inc_by(sse_bytes);
     let now = ctx.router.borrow().stats();
     let last = ctx.flushed.replace(now);
     m.messages_conflated.inc_by(now.conflated - last.conflated);
