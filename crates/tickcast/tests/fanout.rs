@@ -175,7 +175,9 @@ async fn a_thousand_concurrent_clients_all_receive() {
         .await
         .expect("all 1,000 received");
     assert_eq!(
-        metrics(&server).await.value("tickcast_connections_open"),
+        metrics(&server)
+            .await
+            .value("tickcast_connections_open{transport=\"ws\"}"),
         1000.0
     );
     release.wait().await;

@@ -149,7 +149,7 @@ async fn exercised_metrics(server: &RunningServer) -> String {
         .iter()
         .all(|s| m.sample(s) == Some(1.0))
             && m.sample("tickcast_tick_to_write_seconds_count").is_some()
-            && m.value("tickcast_messages_sent_total") > 0.0;
+            && m.value("tickcast_messages_sent_total{transport=\"ws\"}") > 0.0;
         ready.then_some(text)
     })
     .await

@@ -121,6 +121,30 @@ pub(super) fn sse(ctx: &Rc<ShardCtx>, req: Request<Incoming>, peer: Option<IpAdd
         Err(e) => return refuse(ctx, StatusCode::BAD_REQUEST, &e),
     };
     let config = &ctx.state.config;
+    // The server's bounds on intervals, checked here so a bad one is a 400, not an event.
+    let entries = query
+        .topics
+        .iter()
+        .map(Topic::as_str)
+        .chain(query.options.patterns.iter().map(|p| p.as_str()));
+    let checks = entries
+        .map(|e| {
+            (
+                &config.throttle,
+                query.options.throttle_for(e),
+                "throttle_ms",
+            )
+        })
+        .chain(std::iter::once((
+            &config.heartbeats,
+            query.options.heartbeat_ms,
+            "heartbeat_ms",
+        )));
+    for (limits, ms, field) in checks {
+        if let Err(kind) = subscribe::interval(limits, ms, field) {
+            return refuse(ctx, StatusCode::BAD_REQUEST, &kind.into());
+        }
+    }
     if query.topics.len() > config.max_topics_per_connection {
         let kind = ProtocolErrorKind::TooManyTopics {
             limit: config.max_topics_per_connection,

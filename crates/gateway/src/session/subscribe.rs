@@ -31,7 +31,7 @@ impl Client<'_> {
 }
 
 /// `ms` checked against `limits`, or the `invalid_field` error naming `field`.
-fn interval(
+pub(crate) fn interval(
     limits: &IntervalLimits,
     ms: Option<u64>,
     field: &str,

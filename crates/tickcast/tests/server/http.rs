@@ -32,8 +32,10 @@ async fn health_ready_topics_metrics_and_dashboard() {
         .contains("content-type: text/plain; version=0.0.4"));
     let m = Metrics::parse(&String::from_utf8(body).unwrap());
     for name in [
-        "tickcast_connections_open",
-        "tickcast_messages_sent_total",
+        "tickcast_connections_open{transport=\"ws\"}",
+        "tickcast_connections_open{transport=\"sse\"}",
+        "tickcast_messages_sent_total{transport=\"ws\"}",
+        "tickcast_messages_sent_total{transport=\"sse\"}",
         "tickcast_feed_ticks_total{feed=\"synthetic\"}",
         // Exported from the start, before any connection lingers.
         "tickcast_connections_lingering",

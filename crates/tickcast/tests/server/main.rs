@@ -20,5 +20,6 @@ mod linger;
 mod protocol;
 mod security;
 mod shaping;
+mod sse;
 mod streams;
 mod tls;

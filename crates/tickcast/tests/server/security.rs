@@ -581,7 +581,7 @@ async fn a_metrics_token_protects_metrics() {
     let (status, body) = http_request(server.addr(), "GET", "/metrics", &auth, b"").await;
     assert_eq!(status, 200);
     assert!(Metrics::parse(&String::from_utf8_lossy(&body))
-        .sample("tickcast_connections_open")
+        .sample("tickcast_connections_open{transport=\"ws\"}")
         .is_some());
     server.shutdown().await;
 }

@@ -146,7 +146,7 @@ pub async fn wait_for_metric(server: &RunningServer, sample: &str, min: f64) {
 /// Waits (bounded) until the server at `addr` reports `n` open WebSocket connections.
 pub async fn wait_for_open(addr: SocketAddr, n: usize) {
     wait_until_async(&format!("{n} open connections"), 3 * WAIT, || async move {
-        metric_at(addr, "tickcast_connections_open").await == Some(n as f64)
+        metric_at(addr, "tickcast_connections_open{transport=\"ws\"}").await == Some(n as f64)
     })
     .await;
 }

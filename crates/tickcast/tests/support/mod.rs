@@ -7,6 +7,7 @@
 //! - [`Metrics`]: a `/metrics` scrape parsed once into a map, looked up by sample name and labels;
 //! - [`TestCert`]: a self-signed certificate and key in a temp dir, the rustls client config that
 //!   trusts it, and an acceptor for test servers that present it;
+//! - [`sse_open`]: an independent Server-Sent Events client over a raw socket;
 //! - [`SeqLedger`]: checks that a stream's seqs skip only where a `gap` marker said so;
 //! - [`wait_until`] and its variants: bounded polling with a sync or an async predicate;
 //! - plain HTTP requests, the real binary as a child process, temp dirs, fixtures and feeds.
@@ -20,6 +21,7 @@ mod http;
 mod ledger;
 mod metrics;
 mod raw;
+mod sse;
 mod tls;
 mod wait;
 
@@ -37,6 +39,7 @@ pub use metrics::{
     metric, metric_at, metrics, metrics_at, wait_for_metric, wait_for_open, Metrics,
 };
 pub use raw::{upgrade_over, RawClient};
+pub use sse::{sse_open, sse_open_with, SseEvent, SseOpen, SseStream};
 pub use tickcast::test_support::{start_server, RunningServer};
 pub use tls::{https_get, tls_connect, TestCert};
 pub use wait::{
