@@ -307,18 +307,43 @@ fn run_board_script(
     test_dir: &Path,
     out_dir: &Path,
     server: &mut Server,
-    mut publisher: Option<&mut Publisher>,
+    publisher: Option<&mut Publisher>,
     env: &[(&str, &str)],
 ) -> u32 {
     let base = format!("http://127.0.0.1:{}", server.port);
+    run_script(
+        "board.test.mjs",
+        &base,
+        test_dir,
+        out_dir,
+        server,
+        publisher,
+        None,
+        env,
+    )
+}
+
+/// Runs the node test `script` with `base` (the URL the page loads), answering its commands (see
+/// the module docs; `CUT` resets every connection `proxy` carries).
+#[allow(clippy::too_many_arguments)]
+fn run_script(
+    script: &str,
+    base: &str,
+    test_dir: &Path,
+    out_dir: &Path,
+    server: &mut Server,
+    mut publisher: Option<&mut Publisher>,
+    proxy: Option<&Proxy>,
+    env: &[(&str, &str)],
+) -> u32 {
     eprintln!(
         "[browser.rs] tickcast up at {base}; screenshots -> {}",
         out_dir.display()
     );
     let mut node = Reaped(Some(
         Command::new("node")
-            .arg(test_dir.join("board.test.mjs"))
-            .arg(&base)
+            .arg(test_dir.join(script))
+            .arg(base)
             .arg(out_dir)
             .envs(env.iter().copied())
             .current_dir(test_dir)
@@ -354,6 +379,12 @@ fn run_board_script(
                 server.restart();
                 answer(&mut node_stdin, "SERVER_RESTARTED");
             }
+            Ok(line) if line.trim() == "CUT" => {
+                proxy
+                    .unwrap_or_else(|| panic!("{script} asked for CUT without a proxy"))
+                    .cut();
+                answer(&mut node_stdin, "CUT_DONE");
+            }
             Ok(line) if line.starts_with("PUBLISH ") || line.trim() == "FEED_DOWN" => {
                 let publisher = publisher
                     .as_deref_mut()
@@ -368,14 +399,14 @@ fn run_board_script(
                         publisher.disconnect();
                         answer(&mut node_stdin, "FEED_IS_DOWN");
                     }
-                    _ => panic!("malformed command from board.test.mjs: {line:?}"),
+                    _ => panic!("malformed command from {script}: {line:?}"),
                 }
             }
-            Ok(line) => eprintln!("[board.test stdout] {line}"),
+            Ok(line) => eprintln!("[{script} stdout] {line}"),
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
                 panic!(
-                    "board.test.mjs did not finish within {NODE_DEADLINE:?}\n{}",
+                    "{script} did not finish within {NODE_DEADLINE:?}\n{}",
                     server.log_tail()
                 );
             }
@@ -404,7 +435,7 @@ fn run_board_script(
     );
     assert!(
         status.success(),
-        "board.test.mjs failed ({status}); screenshots and server logs in {}\n{}",
+        "{script} failed ({status}); screenshots and server logs in {}\n{}",
         out_dir.display(),
         server.log_tail()
     );
@@ -499,5 +530,82 @@ fn market_board_signs_in_when_the_server_requires_a_key() {
             "tickcast_auth_failures_total{{reason=\"{reason}\"}} >= 1 expected: {failures:?}"
         );
     }
+    server.stop();
+}
+
+/// A TCP proxy on a free loopback port to `target`: pumps bytes both ways per connection, and
+/// [`Proxy::cut`] resets every connection it carries (as a network blip or a proxy restart
+/// would) while it keeps accepting new ones.
+struct Proxy {
+    port: u16,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(target: u16) -> Proxy {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
+        let held = conns.clone();
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue; // the server is restarting: the client retries
+                };
+                let pairs = [
+                    (client.try_clone(), upstream.try_clone()),
+                    (upstream.try_clone(), client.try_clone()),
+                ];
+                for pair in pairs {
+                    let (Ok(mut from), Ok(mut to)) = pair else {
+                        continue;
+                    };
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                let mut list = held.lock().expect("proxy list");
+                list.push(client);
+                list.push(upstream);
+            }
+        });
+        Proxy { port, conns }
+    }
+
+    /// Resets every connection carried so far.
+    fn cut(&self) {
+        for c in self.conns.lock().expect("proxy list").drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Chromium's own EventSource on `/sse`, through a proxy: it streams, resumes exactly (every seq
+/// once) after the proxy cuts it, and after a server restart gets `epoch_changed` and a snapshot.
+#[test]
+fn event_source_resumes_through_a_cut_and_a_restart_in_headless_chromium() {
+    let Some(test_dir) =
+        prerequisites("event_source_resumes_through_a_cut_and_a_restart_in_headless_chromium")
+    else {
+        return;
+    };
+    let out_dir = repo_root().join("target/test-output/browser/sse");
+    clean_out_dir(&out_dir);
+    let mut server = Server::start(free_port(), &out_dir, &[]);
+    let proxy = Proxy::start(server.port);
+    let base = format!("http://127.0.0.1:{}", proxy.port);
+    let restarts = run_script(
+        "sse.test.mjs",
+        &base,
+        &test_dir,
+        &out_dir,
+        &mut server,
+        None,
+        Some(&proxy),
+        &[],
+    );
+    assert_eq!(restarts, 1);
     server.stop();
 }
