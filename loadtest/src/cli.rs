@@ -93,6 +93,10 @@ pub struct Cli {
     /// reconnects until the run ends (0 = off)
     #[arg(long)]
     pub churn: Option<f64>,
+    /// Subscribe with throttle_ms: at most one tick per topic per N ms; skipped seqs are then not
+    /// counted as gaps (0 = off) [default: 0].
+    #[arg(long)]
+    pub throttle_ms: Option<u64>,
     /// tickcast's TCP/NDJSON feed input HOST:PORT (enables publishing).
     #[arg(long)]
     pub publish_addr: Option<String>,
@@ -153,7 +157,7 @@ impl Cli {
             ramp_timeout => ramp_timeout_s, connect_timeout => connect_timeout_s,
             warmup => warmup_s, duration => duration_s, sample_every => sample_every,
             src_ips => src_ips, slow_share => slow_share, slow_mode => slow_mode,
-            slow_rate => slow_rate, slow_recv_buffer => slow_recv_buffer, churn => churn_s, publish_addr => publish.addr, publish_rate => publish.rate,
+            slow_rate => slow_rate, slow_recv_buffer => slow_recv_buffer, churn => churn_s, throttle_ms => throttle_ms, publish_addr => publish.addr, publish_rate => publish.rate,
             publish_symbols => publish.symbols, publish_conns => publish.conns,
             feed_rate => server.rate, feed_symbols => server.symbols,
         );

@@ -17,6 +17,7 @@ const BUNDLED: &[(&str, &str)] = &[
         include_str!("../scenarios/slow-consumers.toml"),
     ),
     ("c50k", include_str!("../scenarios/c50k.toml")),
+    ("dashboards", include_str!("../scenarios/dashboards.toml")),
     ("soak", include_str!("../scenarios/soak.toml")),
 ];
 
@@ -226,6 +227,9 @@ pub struct Settings {
     /// Churn: mean seconds a connection lives before it unsubscribes, closes and reconnects
     /// (each lifetime drawn from 0.5..1.5 of it); 0 = connections live for the whole run.
     pub churn_s: f64,
+    /// Subscribe with `"throttle_ms"`: at most one tick per topic per this many ms (0 = off). The
+    /// seqs a throttle skips are not gaps: a throttled run checks that seqs only go forward.
+    pub throttle_ms: u64,
     /// Publisher settings.
     pub publish: PublishSettings,
     /// Server settings (informational for the load generator).
@@ -260,6 +264,7 @@ impl Default for Settings {
             slow_rate: 100.0,
             slow_recv_buffer: 4096,
             churn_s: 0.0,
+            throttle_ms: 0,
             publish: PublishSettings::default(),
             server: ServerSettings::default(),
         }
