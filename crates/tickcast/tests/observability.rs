@@ -572,11 +572,11 @@ async fn real_prometheus_scrapes_tickcast_with_subscribers() {
     }
 
     // Two scrapes later, the messages-sent counter Prometheus stored has risen.
-    let query = format!("tickcast_messages_sent_total{job}");
+    let query = "tickcast_messages_sent_total{job=\"tickcast\",transport=\"ws\"}";
     let mut first = None;
     let (before, after) = loop {
         prom.assert_running();
-        match (first, prom.query_one(&query).await) {
+        match (first, prom.query_one(query).await) {
             (None, Some(v)) => first = Some(v),
             (Some(a), Some(b)) if b > a => break (a, b),
             _ => {}
