@@ -153,7 +153,15 @@ async fn after_a_restart_sse_says_epoch_changed_and_starts_from_the_snapshot() {
         .stream();
     let tick = s.next_of_type("tick").await;
     let id = tick.last_id.unwrap();
+    // Shutdown ends the stream (the chunked body's last chunk), as it closes WebSockets with 1001.
     server.shutdown().await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(e) = s.next_event().await {
+            assert_ne!(e.data["type"], "error", "{:?}", e.data);
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended at shutdown");
 
     let server = start_server(|c| feed(c, &["AAPL"], 200.0)).await;
     wait_for_seq(&server, "ticker.AAPL", 5).await;
