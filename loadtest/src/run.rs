@@ -234,8 +234,8 @@ async fn preflight(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<()>
     }
 }
 
-/// Expected delivered ticks/s when the feed rate is known: each topic's rate times its
-/// subscriber count, scaled by the share of connections that connected.
+/// Expected delivered ticks/s when the feed rate is known: each topic's rate (at most one tick per
+/// `throttle_ms`) times its subscriber count, scaled by the share of connections that connected.
 fn expected_rate(s: &Settings, plan: &SubscribePlan, totals: &[ClassCounters; 2]) -> Option<f64> {
     let topics = plan.topics.len();
     let mut per_topic = vec![0.0f64; topics];
@@ -264,6 +264,13 @@ fn expected_rate(s: &Settings, plan: &SubscribePlan, totals: &[ClassCounters; 2]
     }
     if !known {
         return None;
+    }
+    if s.throttle_ms > 0 {
+        // A throttled topic delivers at most one tick per interval.
+        let most = 1000.0 / s.throttle_ms as f64;
+        for r in &mut per_topic {
+            *r = r.min(most);
+        }
     }
     // Summing over every planned connection is O(conns * K); fine for the sizes allowed.
     let sum: f64 = (0..plan.conns)
