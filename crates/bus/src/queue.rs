@@ -123,6 +123,8 @@ pub enum EntryKind {
         /// Why they are missing.
         reason: GapReason,
     },
+    /// A `reset`: the topic's seq space started over (seq 0, before the new epoch's ticks).
+    Reset,
 }
 
 /// A queue entry: one shard's shared handle on a [`RoutedTick`].
@@ -152,6 +154,17 @@ impl RoutedTick {
         })
     }
 
+    /// Wraps a ready-made `reset` of `topic`, shared by every subscriber of one shard.
+    pub fn reset(topic: TopicId, frame: Frame) -> SharedTick {
+        Rc::new(RoutedTick {
+            topic,
+            seq: Seq(0),
+            ts: TsMicros::UNMEASURED,
+            frame,
+            kind: EntryKind::Reset,
+        })
+    }
+
     /// A marker for seqs `from..=to` of `topic`, owned by one queue and encoded when sealed.
     fn unsealed_gap(topic: TopicId, from: Seq, to: Seq, reason: GapReason) -> SharedTick {
         Rc::new(RoutedTick {
@@ -174,7 +187,7 @@ impl RoutedTick {
     /// The seqs this entry stands for: `seq..=seq` for a tick.
     fn range(&self) -> (Seq, Seq) {
         match self.kind {
-            EntryKind::Tick => (self.seq, self.seq),
+            EntryKind::Tick | EntryKind::Reset => (self.seq, self.seq),
             EntryKind::Gap { from, .. } => (from, self.seq),
         }
     }
@@ -303,6 +316,11 @@ impl OutQueue {
             if old.is_tick() {
                 dropped += 1;
             }
+            if old.kind == EntryKind::Reset {
+                // No seq range to announce for it: the client then sees the seq go back to 1,
+                // and its next subscribe's `epochs` names the new epoch.
+                continue;
+            }
             let (from, to) = old.range();
             match lost.iter_mut().find(|l| l.0 == old.topic) {
                 Some(l) => {
@@ -354,6 +372,22 @@ impl OutQueue {
     /// marker in front of it.
     fn conflate(&mut self, tick: SharedTick) -> Pushed {
         self.conflating = true;
+        if tick.kind == EntryKind::Reset {
+            // What is pending of the topic belongs to the seq space that ended: the reset replaces
+            // it, and the new epoch's ticks conflate behind it.
+            let topic = tick.topic;
+            let mut freed = 0;
+            self.conflated.retain(|q| {
+                let keep = q.topic != topic;
+                if !keep {
+                    freed += q.len() as u32;
+                }
+                keep
+            });
+            self.data_bytes = self.data_bytes - freed + tick.len() as u32;
+            self.conflated.push(tick);
+            return Pushed::Queued;
+        }
         let slot = self
             .conflated
             .iter()

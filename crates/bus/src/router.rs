@@ -355,6 +355,8 @@ pub struct RouterStats {
     pub inbox_markers: u64,
     /// `upstream` markers queued (a feed's seqs skipped).
     pub upstream_markers: u64,
+    /// `reset` frames queued to subscribers (a topic's seq space started over upstream).
+    pub resets: u64,
     /// Heartbeat frames encoded (one per group and quiet interval).
     pub heartbeats: u64,
     /// Heartbeats queued to subscribers.
@@ -882,6 +884,10 @@ impl ShardRouter {
             let Some(routes) = self.routes.get_mut(item.topic.0 as usize) else {
                 continue;
             };
+            if item.reset {
+                reset_routes(&self.limits, &mut self.stats, routes, &item);
+                continue;
+            }
             if routes.is_empty() || item.seq <= routes.last {
                 // No one here, or already covered (a snapshot, or a publisher that stored its tick
                 // before another's but pushed it after: the later one was announced as a gap).
@@ -1032,6 +1038,35 @@ impl Dirty {
 impl Drop for Dirty {
     fn drop(&mut self) {
         self.release_rest();
+    }
+}
+
+/// Tells every subscriber of a topic here that its seq space started over (the `reset` frame)
+/// and moves their positions back to 0, so seq 1 of the new epoch reaches them.
+#[cold]
+fn reset_routes(
+    limits: &QueueLimits,
+    stats: &mut RouterStats,
+    routes: &mut TopicRoutes,
+    item: &Published,
+) {
+    routes.last = Seq(0);
+    routes.last_ts = TsMicros(0);
+    let marker = RoutedTick::reset(item.topic, item.frame.clone());
+    let members = routes
+        .throttled
+        .iter_mut()
+        .flat_map(|g| {
+            g.pending = None;
+            g.members.iter_mut()
+        })
+        .chain(routes.list.iter_mut());
+    for route in members {
+        route.after = Seq(0);
+        let pushed = route.sub.queue.borrow_mut().push_data(limits, marker.clone());
+        stats.resets += 1;
+        account(stats, &route.sub, pushed);
+        route.sub.wake();
     }
 }
 

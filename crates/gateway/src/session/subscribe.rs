@@ -229,7 +229,7 @@ pub(super) fn subscribe(
     let epochs: Vec<_> = epochs_of
         .iter()
         .filter_map(|t| ctx.state.bus.get(t.as_str()))
-        .map(|s| (s.topic().clone(), s.epoch().clone()))
+        .map(|s| (s.topic().clone(), s.epoch()))
         .collect();
     ctx.state.metrics.recovered(&recovery);
     session.reply(
