@@ -191,6 +191,9 @@ struct TopicRoutes {
     /// subscribers are told with a `dropped` marker.
     last: Seq,
     last_ts: TsMicros,
+    /// A `reset` came and no tick since: the new epoch's first tick starts the stream here
+    /// (whatever its seq), like a snapshot, rather than skipping past `last`.
+    after_reset: bool,
 }
 
 impl TopicRoutes {
@@ -895,7 +898,12 @@ impl ShardRouter {
             }
             let started = Instant::now();
             let first = item.gap_from.unwrap_or(item.seq);
-            if first.0 > routes.last.0 + 1 {
+            if routes.after_reset {
+                if item.gap_from.is_some() {
+                    continue; // an upstream marker for seqs before the new epoch's first here
+                }
+                routes.after_reset = false;
+            } else if first.0 > routes.last.0 + 1 {
                 self.stats.inbox_gaps += first.0 - routes.last.0 - 1;
                 lost_on_the_way(&self.limits, &mut self.stats, routes, first, &item);
             }
@@ -1050,8 +1058,12 @@ fn reset_routes(
     routes: &mut TopicRoutes,
     item: &Published,
 ) {
+    if routes.is_empty() {
+        return;
+    }
     routes.last = Seq(0);
     routes.last_ts = TsMicros(0);
+    routes.after_reset = true;
     let marker = RoutedTick::reset(item.topic, item.frame.clone());
     let members = routes
         .throttled
