@@ -1578,6 +1578,63 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_tells_subscribers_and_lets_the_new_epoch_start_over() {
+        let (bus, mut r, topic, t) = with_history(100);
+        publish_n(&bus, &t, 10);
+        let s = Subscriber::new(SubscriberId(0));
+        r.subscribe(
+            &s,
+            std::slice::from_ref(&topic),
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
+        publish_n(&bus, &t, 1);
+        let e2 = Epoch::new("e2").unwrap();
+        assert!(bus.reset_topic(&t, &e2));
+        assert!(!bus.reset_topic(&t, &e2), "already in that epoch");
+        assert_eq!((t.epoch(), t.last().map(|l| l.seq)), (e2, None));
+        assert_eq!(bus.history_entries(), 0, "the old epoch's history is dropped");
+        // The new epoch's first tick here is seq 4 (1..3 went by before this node saw it): it
+        // starts the stream, with no gap marker for seqs of an unknown past.
+        t.skip_seqs(3);
+        publish_n(&bus, &t, 2);
+        r.dispatch(100, |_| {});
+        assert_eq!(
+            payloads(&s),
+            [
+                "10",
+                "11",
+                r#"{"type":"reset","topic":"ticker.AAPL","epoch":"e2"}"#,
+                "4",
+                "5"
+            ]
+        );
+        assert_eq!((bus.epoch_resets(), r.stats().resets), (1, 1));
+        // A client of the old epoch is told; one of the new recovers.
+        let old = r.subscribe(
+            &Subscriber::new(SubscriberId(1)),
+            std::slice::from_ref(&topic),
+            &StreamOptions {
+                since: &since(&topic, 11, "e1"),
+                ..Default::default()
+            },
+            Instant::now(),
+        );
+        assert_eq!(old.unwrap()[0].outcome, Err(NotRecovered::EpochChanged));
+        let new = r.subscribe(
+            &Subscriber::new(SubscriberId(2)),
+            std::slice::from_ref(&topic),
+            &StreamOptions {
+                since: &since(&topic, 4, "e2"),
+                ..Default::default()
+            },
+            Instant::now(),
+        );
+        assert_eq!(new.unwrap()[0].outcome, Ok(()));
+    }
+
+    #[test]
     fn recovery_that_cannot_be_complete_says_why_and_sends_the_snapshot() {
         let (bus, mut r, topic, t) = with_history(3);
         publish_n(&bus, &t, 10);

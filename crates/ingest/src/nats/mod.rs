@@ -237,6 +237,7 @@ impl LastPerSubject {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tickcast_core::Topic;
 
     #[test]
     fn decode_checks_seq_ts_and_subject() {
@@ -265,6 +266,11 @@ mod tests {
             Err(Reject::MissingField("seq"))
         ));
         assert!(validate_prefix("tickcast").is_ok() && validate_prefix("a.b").is_ok());
+        // The epoch's subject is never a topic's: topics have a `.`, so two tokens.
+        assert_eq!(epoch_subject("a.b"), "a.b._epoch");
+        assert!(is_epoch_subject("a.b", "a.b._epoch"));
+        assert!(!is_epoch_subject("a.b", "a.b._epoch.x") && !is_epoch_subject("a", "a.b._epoch"));
+        assert!(Topic::new("_epoch").is_err());
         assert!(validate_prefix("a.>").is_err() && validate_prefix("a b").is_err());
         assert!(validate_stream("TICKCAST").is_ok() && validate_stream("A.B").is_err());
     }
