@@ -1075,7 +1075,11 @@ fn reset_routes(
         .chain(routes.list.iter_mut());
     for route in members {
         route.after = Seq(0);
-        let pushed = route.sub.queue.borrow_mut().push_data(limits, marker.clone());
+        let pushed = route
+            .sub
+            .queue
+            .borrow_mut()
+            .push_data(limits, marker.clone());
         stats.resets += 1;
         account(stats, &route.sub, pushed);
         route.sub.wake();
@@ -1594,7 +1598,11 @@ mod tests {
         assert!(bus.reset_topic(&t, &e2));
         assert!(!bus.reset_topic(&t, &e2), "already in that epoch");
         assert_eq!((t.epoch(), t.last().map(|l| l.seq)), (e2, None));
-        assert_eq!(bus.history_entries(), 0, "the old epoch's history is dropped");
+        assert_eq!(
+            bus.history_entries(),
+            0,
+            "the old epoch's history is dropped"
+        );
         // The new epoch's first tick here is seq 4 (1..3 went by before this node saw it): it
         // starts the stream, with no gap marker for seqs of an unknown past.
         t.skip_seqs(3);

@@ -401,7 +401,10 @@ async fn an_ingest_node_that_lost_its_stream_starts_a_new_epoch_that_gateways_ad
             _ => {}
         }
     };
-    assert_eq!(reset, json!({"type":"reset","topic":topic,"epoch":new_epoch}));
+    assert_eq!(
+        reset,
+        json!({"type":"reset","topic":topic,"epoch":new_epoch})
+    );
     let mut prev = 0;
     for _ in 0..20 {
         let s = c.next_of_type("tick").await["seq"].as_u64().unwrap();
@@ -411,8 +414,18 @@ async fn an_ingest_node_that_lost_its_stream_starts_a_new_epoch_that_gateways_ad
     // Seqs of the new ingest node's space (what it has issued), not the old one's continued.
     assert!(prev <= last_seq(&second, topic), "{prev}");
     assert_eq!(epoch_of(&g, topic), new_epoch);
-    assert!(metric(&g, "tickcast_resets_sent_total").await.unwrap_or(0.0) >= 1.0);
-    assert!(metric(&g, "tickcast_epoch_resets_total").await.unwrap_or(0.0) >= 1.0);
+    assert!(
+        metric(&g, "tickcast_resets_sent_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(
+        metric(&g, "tickcast_epoch_resets_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
 
     // A client coming back with the old epoch is told and gets the snapshot of the new one.
     let mut late = Client::connect(&g).await;

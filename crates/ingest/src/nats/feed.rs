@@ -7,6 +7,10 @@
 //! stale) anything older, so their interleaving does not matter. A disconnect keeps every client:
 //! the feed is marked not connected (not ready), async-nats reconnects and resubscribes, the
 //! reconnect is counted, and the ticks missed meanwhile show up as upstream gaps.
+//!
+//! Each message's `Tickcast-Epoch` header names the ingest tier's epoch; a topic takes it on its
+//! first message and again whenever it changes (the ingest node lost its stream and started a new
+//! seq space): the bus then resets the topic and tells its subscribers.
 
 use std::time::Duration;
 
@@ -22,8 +26,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    decode, epoch_of, is_epoch_subject, validate_prefix, validate_stream, LastPerSubject, NatsError, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, DEFAULT_URL, MIN_CONNECT_TIMEOUT,
+    decode, epoch_of, is_epoch_subject, validate_prefix, validate_stream, LastPerSubject,
+    NatsError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, DEFAULT_URL,
+    MIN_CONNECT_TIMEOUT,
 };
 use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::gaps::{GapTracker, SeqCheck};
@@ -439,7 +444,11 @@ async fn warm_up(
             match last.next().await {
                 Ok(Some((subject, body, epoch))) => {
                     n += 1;
-                    if tx.send((round, Warm::Tick(subject, body, epoch))).await.is_err() {
+                    if tx
+                        .send((round, Warm::Tick(subject, body, epoch)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -5,15 +5,18 @@
 //! At start it creates (or reuses) the JetStream stream capturing `<prefix>.>` with one message per
 //! subject, which is what gateways warm their cache from, and resumes every topic's seq from it, so
 //! a restarted ingest node continues the sequence instead of starting over at 1 (which every
-//! gateway would drop as stale).
+//! gateway would drop as stale). The epoch of those seqs lives in the same stream, as the last
+//! message of the reserved subject `<prefix>._epoch`: its lifetime is the stream's, so a stream
+//! that is new or was lost means a new epoch (made and stored here), and every message names it in
+//! the `Tickcast-Epoch` header for gateways to adopt.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::{Client, ConnectOptions, Event, HeaderMap, Subject};
 use bytes::Bytes;
 use tickcast_bus::{Bus, BusTap, TopicState};
@@ -207,63 +210,33 @@ impl ConnectedSink {
         bus: &Arc<Bus>,
         shutdown: CancellationToken,
     ) -> Result<NatsSink, NatsError> {
-        let ConnectedSink {
-            config,
-            client,
-            js,
-            events_rx,
-            stats,
-            epoch,
-        } = self;
-        if bus.epoch() != &epoch {
+        let config = &self.config;
+        if bus.epoch() != &self.epoch {
             return Err(NatsError::Stream {
                 stream: config.stream.clone(),
                 error: format!(
                     "the bus has epoch {:?}, the stream {:?}",
                     bus.epoch().as_str(),
-                    epoch.as_str()
+                    self.epoch.as_str()
                 ),
             });
         }
-        start_forwarding(config, client, js, events_rx, stats, epoch, bus, shutdown).await
-    }
-}
+        let resumed = resume(&self.js, config, bus, &self.stats).await?;
+        tracing::info!(url = %config.url, stream = %config.stream, topics = resumed, "NATS sink ready; seqs resumed from the stream");
 
-/// The rest of [`ConnectedSink::start`].
-#[allow(clippy::too_many_arguments)]
-async fn start_forwarding(
-    config: NatsSinkConfig,
-    client: Client,
-    js: async_nats::jetstream::Context,
-    events_rx: mpsc::UnboundedReceiver<Event>,
-    stats: Arc<FeedStats>,
-    epoch: Epoch,
-    bus: &Arc<Bus>,
-    shutdown: CancellationToken,
-) -> Result<NatsSink, NatsError> {
-    let resumed = resume(&js, &config, bus, &stats).await?;
-    tracing::info!(url = %config.url, stream = %config.stream, topics = resumed, "NATS sink ready; seqs resumed from the stream");
-
-    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-    let tap = Arc::new(QueueTap {
-        tx,
-        stats: stats.clone(),
-        drop_log: LogLimiter::default(),
-    });
-    if !bus.set_tap(tap.clone()) {
-        return Err(NatsError::TapInUse);
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let stats = self.stats.clone();
+        let tap = Arc::new(QueueTap {
+            tx,
+            stats: stats.clone(),
+            drop_log: LogLimiter::default(),
+        });
+        if !bus.set_tap(tap.clone()) {
+            return Err(NatsError::TapInUse);
+        }
+        let task = tokio::spawn(forward(self, rx, shutdown));
+        Ok(NatsSink { stats, task, tap })
     }
-    let task = tokio::spawn(forward(
-        client,
-        js,
-        config,
-        epoch,
-        rx,
-        events_rx,
-        stats.clone(),
-        shutdown,
-    ));
-    Ok(NatsSink { stats, task, tap })
 }
 
 /// Creates the last-value stream, or keeps the one that exists.
@@ -387,15 +360,18 @@ async fn resume(
 
 /// Moves queued ticks to NATS until shutdown, then flushes.
 async fn forward(
-    client: Client,
-    js: async_nats::jetstream::Context,
-    config: NatsSinkConfig,
-    epoch: Epoch,
+    sink: ConnectedSink,
     mut rx: mpsc::Receiver<Forward>,
-    mut events: mpsc::UnboundedReceiver<Event>,
-    stats: Arc<FeedStats>,
     shutdown: CancellationToken,
 ) {
+    let ConnectedSink {
+        config,
+        client,
+        js,
+        events_rx: mut events,
+        stats,
+        epoch,
+    } = sink;
     // Subject per topic, built once: bounded by the bus's max_topics.
     let mut subjects: HashMap<Topic, Subject> = HashMap::new();
     // Every message names the epoch of its seq, so a gateway adopts a new one at its first tick.
