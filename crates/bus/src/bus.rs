@@ -146,7 +146,7 @@ pub struct Bus {
     stale: AtomicU64,
     /// Upstream gaps seen: a feed's seq skipped.
     upstream_gaps: AtomicU64,
-    /// Topics moved to a new epoch.
+    /// Topics with ticks moved to a new epoch.
     epoch_resets: AtomicU64,
     history: HistoryConfig,
     epoch: Epoch,
@@ -451,11 +451,14 @@ impl Bus {
     /// over): drops its latest tick, history and seq counter, and queues a `reset` for every shard
     /// with subscribers of it, ahead of the new epoch's ticks. Returns whether it changed.
     pub fn reset_topic(&self, topic: &TopicState, epoch: &Epoch) -> bool {
-        let Some(freed) = topic.reset(epoch) else {
+        let Some((freed, had_data)) = topic.reset(epoch) else {
             return false;
         };
         self.account_history(freed);
-        self.epoch_resets.fetch_add(1, Ordering::Relaxed);
+        if had_data {
+            // A topic taking its first epoch from upstream (no tick yet) is no seq space ending.
+            self.epoch_resets.fetch_add(1, Ordering::Relaxed);
+        }
         let frame = reset_frame(topic.topic(), epoch);
         let mut mask = topic.shard_mask.load(Ordering::SeqCst);
         while mask != 0 {
@@ -476,7 +479,7 @@ impl Bus {
         true
     }
 
-    /// Topics moved to a new epoch by [`reset_topic`](Self::reset_topic).
+    /// Topics that had ticks and were moved to a new epoch by [`reset_topic`](Self::reset_topic).
     pub fn epoch_resets(&self) -> u64 {
         self.epoch_resets.load(Ordering::Relaxed)
     }

@@ -347,7 +347,7 @@ impl OutQueue {
     fn announce_in_data(&mut self, topic: TopicId, from: Seq, to: Seq) {
         let next = self.data.iter().position(|q| q.topic == topic);
         match next {
-            Some(i) if !self.data[i].is_tick() => {
+            Some(i) if matches!(self.data[i].kind, EntryKind::Gap { .. }) => {
                 let (f, t) = self.data[i].range();
                 let merged =
                     RoutedTick::unsealed_gap(topic, f.min(from), t.max(to), GapReason::Dropped);
@@ -404,9 +404,10 @@ impl OutQueue {
         }
         let lost_from = self.conflated[i].seq;
         let lost_to = Seq(tick.seq.0.saturating_sub(1));
+        // Its marker, if any (a `reset` of the topic ahead of it is no marker: it stays).
         match self.conflated[..i]
             .iter()
-            .position(|q| q.topic == tick.topic)
+            .position(|q| q.topic == tick.topic && matches!(q.kind, EntryKind::Gap { .. }))
         {
             Some(m) => {
                 let (f, _) = self.conflated[m].range();
@@ -803,6 +804,35 @@ mod tests {
         // Once drained, ticks queue normally again.
         let (t, s, f) = tick(1, 6);
         assert_eq!(q.push(t, s, f), Pushed::Queued);
+    }
+
+    #[test]
+    fn a_reset_while_conflating_replaces_what_its_topic_had_pending() {
+        let mut q = queue(limits(OverflowPolicy::Conflate, 1));
+        for seq in 1..=3 {
+            let (t, s, f) = tick(1, seq);
+            q.push(t, s, f);
+        }
+        let (_, _, other) = tick(2, 7);
+        q.push(TopicId(2), Seq(7), other);
+        let reset = RoutedTick::reset(TopicId(1), Frame::text(b"reset"));
+        let limits = q.limits;
+        assert_eq!(q.q.push_data(&limits, reset), Pushed::Queued);
+        // The new epoch's ticks conflate behind the reset, never ahead of it.
+        for seq in 1..=2 {
+            let (t, s, f) = tick(1, seq);
+            q.push(t, s, f);
+        }
+        assert_eq!(
+            drain(&mut q),
+            vec![
+                r#"{"t":1,"seq":1}"#,
+                r#"{"t":2,"seq":7}"#,
+                "reset",
+                r#"{"type":"gap","topic":"t.1","from":1,"to":1,"reason":"conflated"}"#,
+                r#"{"t":1,"seq":2}"#,
+            ]
+        );
     }
 
     #[test]

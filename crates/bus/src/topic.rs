@@ -140,17 +140,17 @@ impl TopicState {
 
     /// Moves the topic to the seq space `epoch` (its upstream started over): the latest tick, the
     /// history and the seq counter are dropped, so seq 1 of the new epoch is accepted. Returns what
-    /// the history freed, or `None` when the topic was already in `epoch`.
-    pub(crate) fn reset(&self, epoch: &Epoch) -> Option<Stored> {
+    /// the history freed and whether the topic had a tick, or `None` when it was already in `epoch`.
+    pub(crate) fn reset(&self, epoch: &Epoch) -> Option<(Stored, bool)> {
         let mut log = self.log();
         if log.epoch == *epoch {
             return None;
         }
         log.epoch = epoch.clone();
-        log.last = None;
+        let had_data = log.last.take().is_some();
         let freed = log.history.clear();
         self.seq.store(0, Ordering::Relaxed);
-        Some(freed)
+        Some((freed, had_data))
     }
 
     /// Whether a feed serves this topic: set by every publish, cleared by
