@@ -133,11 +133,6 @@ impl TopicState {
         self.log().epoch.clone()
     }
 
-    /// Whether the topic's seq space is `epoch` (a per-message check that copies nothing).
-    pub fn has_epoch(&self, epoch: &str) -> bool {
-        self.log().epoch.as_str() == epoch
-    }
-
     /// Moves the topic to the seq space `epoch` (its upstream started over): the latest tick, the
     /// history and the seq counter are dropped, so seq 1 of the new epoch is accepted. Returns what
     /// the history freed and whether the topic had a tick, or `None` when it was already in `epoch`.
