@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use tickcast_core::stream::reset_frame;
 use tickcast_core::{Epoch, Frame, Seq, Topic, TopicPattern, TsMicros};
 
 use crate::history::{HistoryLimits, Stored};
@@ -145,6 +146,8 @@ pub struct Bus {
     stale: AtomicU64,
     /// Upstream gaps seen: a feed's seq skipped.
     upstream_gaps: AtomicU64,
+    /// Topics with ticks moved to a new epoch.
+    epoch_resets: AtomicU64,
     history: HistoryConfig,
     epoch: Epoch,
     /// Entries and bytes held by every topic's history.
@@ -179,6 +182,7 @@ impl Bus {
             published: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             upstream_gaps: AtomicU64::new(0),
+            epoch_resets: AtomicU64::new(0),
             history: config.history.clone(),
             epoch: config.epoch.clone().unwrap_or_else(fresh_epoch),
             history_entries: AtomicI64::new(0),
@@ -443,6 +447,43 @@ impl Bus {
         self.batch().publish(topic, seq, ts, frame);
     }
 
+    /// Moves `topic` to the seq space `epoch` when it is in another one (its upstream started
+    /// over): drops its latest tick, history and seq counter, and queues a `reset` for every shard
+    /// with subscribers of it, ahead of the new epoch's ticks. Returns whether it changed.
+    pub fn reset_topic(&self, topic: &TopicState, epoch: &Epoch) -> bool {
+        let Some((freed, had_data)) = topic.reset(epoch) else {
+            return false;
+        };
+        self.account_history(freed);
+        if had_data {
+            // A topic taking its first epoch from upstream (no tick yet) is no seq space ending.
+            self.epoch_resets.fetch_add(1, Ordering::Relaxed);
+        }
+        let frame = reset_frame(topic.topic(), epoch);
+        let mut mask = topic.shard_mask.load(Ordering::SeqCst);
+        while mask != 0 {
+            let shard = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if let Some(inbox) = self.inboxes.get(shard) {
+                inbox.push(Published {
+                    topic: topic.id(),
+                    seq: Seq(0),
+                    ts: TsMicros::UNMEASURED,
+                    frame: frame.clone(),
+                    gap_from: None,
+                    reset: true,
+                });
+                inbox.wake();
+            }
+        }
+        true
+    }
+
+    /// Topics that had ticks and were moved to a new epoch by [`reset_topic`](Self::reset_topic).
+    pub fn epoch_resets(&self) -> u64 {
+        self.epoch_resets.load(Ordering::Relaxed)
+    }
+
     /// Installs `tap`, which then sees every accepted tick; `false` if a tap is already installed.
     pub fn set_tap(&self, tap: Arc<dyn BusTap>) -> bool {
         self.tap.set(tap).is_ok()
@@ -513,6 +554,7 @@ impl PublishBatch<'_> {
                         ts,
                         frame: gap.clone(),
                         gap_from: Some(*from),
+                        reset: false,
                     });
                 }
                 inbox.push(Published {
@@ -521,6 +563,7 @@ impl PublishBatch<'_> {
                     ts,
                     frame: frame.clone(),
                     gap_from: None,
+                    reset: false,
                 });
                 self.touched |= 1 << shard;
             }

@@ -144,6 +144,17 @@ impl History {
         !self.limits.ttl.is_zero() && now.saturating_duration_since(e.at) > self.limits.ttl
     }
 
+    /// Drops every entry (the seq space they belong to ended); returns what was freed.
+    pub(crate) fn clear(&mut self) -> Stored {
+        let freed = Stored {
+            entries: -(self.entries.len() as i64),
+            bytes: -(self.bytes as i64),
+        };
+        self.entries = VecDeque::new();
+        self.bytes = 0;
+        freed
+    }
+
     /// Drops the entries past their age; returns what was freed.
     pub(crate) fn expire(&mut self, now: Instant) -> Stored {
         let mut change = Stored::default();

@@ -22,6 +22,9 @@ pub struct Published {
     /// For an `upstream` gap marker (its seq is then the last seq it covers), the first seq it
     /// covers; `None` for a tick.
     pub gap_from: Option<Seq>,
+    /// A `reset` (the frame): the topic's seq space started over, so subscribers' positions go
+    /// back to 0 before the new epoch's ticks.
+    pub reset: bool,
 }
 
 /// Bounded multi-producer queue into one shard. Bounded so a stalled shard cannot grow memory without

@@ -123,6 +123,8 @@ pub enum EntryKind {
         /// Why they are missing.
         reason: GapReason,
     },
+    /// A `reset`: the topic's seq space started over (seq 0, before the new epoch's ticks).
+    Reset,
 }
 
 /// A queue entry: one shard's shared handle on a [`RoutedTick`].
@@ -161,6 +163,17 @@ impl RoutedTick {
         })
     }
 
+    /// Wraps a ready-made `reset` of `topic`, shared by every subscriber of one shard.
+    pub fn reset(topic: TopicId, frame: Frame) -> SharedTick {
+        Rc::new(RoutedTick {
+            topic,
+            seq: Seq(0),
+            ts: TsMicros::UNMEASURED,
+            frame,
+            kind: EntryKind::Reset,
+        })
+    }
+
     /// A marker for seqs `from..=to` of `topic`, owned by one queue and encoded when sealed.
     fn unsealed_gap(topic: TopicId, from: Seq, to: Seq, reason: GapReason) -> SharedTick {
         Rc::new(RoutedTick {
@@ -183,7 +196,7 @@ impl RoutedTick {
     /// The seqs this entry stands for: `seq..=seq` for a tick.
     fn range(&self) -> (Seq, Seq) {
         match self.kind {
-            EntryKind::Tick => (self.seq, self.seq),
+            EntryKind::Tick | EntryKind::Reset => (self.seq, self.seq),
             EntryKind::Gap { from, .. } => (from, self.seq),
         }
     }
@@ -312,6 +325,11 @@ impl OutQueue {
             if old.is_tick() {
                 dropped += 1;
             }
+            if old.kind == EntryKind::Reset {
+                // No seq range to announce for it: the client then sees the seq go back to 1,
+                // and its next subscribe's `epochs` names the new epoch.
+                continue;
+            }
             let (from, to) = old.range();
             match lost.iter_mut().find(|l| l.0 == old.topic) {
                 Some(l) => {
@@ -338,7 +356,7 @@ impl OutQueue {
     fn announce_in_data(&mut self, topic: TopicId, from: Seq, to: Seq) {
         let next = self.data.iter().position(|q| q.topic == topic);
         match next {
-            Some(i) if !self.data[i].is_tick() => {
+            Some(i) if matches!(self.data[i].kind, EntryKind::Gap { .. }) => {
                 let (f, t) = self.data[i].range();
                 let merged =
                     RoutedTick::unsealed_gap(topic, f.min(from), t.max(to), GapReason::Dropped);
@@ -363,6 +381,22 @@ impl OutQueue {
     /// marker in front of it.
     fn conflate(&mut self, tick: SharedTick) -> Pushed {
         self.conflating = true;
+        if tick.kind == EntryKind::Reset {
+            // What is pending of the topic belongs to the seq space that ended: the reset replaces
+            // it, and the new epoch's ticks conflate behind it.
+            let topic = tick.topic;
+            let mut freed = 0;
+            self.conflated.retain(|q| {
+                let keep = q.topic != topic;
+                if !keep {
+                    freed += q.len() as u32;
+                }
+                keep
+            });
+            self.data_bytes = self.data_bytes - freed + tick.len() as u32;
+            self.conflated.push(tick);
+            return Pushed::Queued;
+        }
         let slot = self
             .conflated
             .iter()
@@ -379,9 +413,10 @@ impl OutQueue {
         }
         let lost_from = self.conflated[i].seq;
         let lost_to = Seq(tick.seq.0.saturating_sub(1));
+        // Its marker, if any (a `reset` of the topic ahead of it is no marker: it stays).
         match self.conflated[..i]
             .iter()
-            .position(|q| q.topic == tick.topic)
+            .position(|q| q.topic == tick.topic && matches!(q.kind, EntryKind::Gap { .. }))
         {
             Some(m) => {
                 let (f, _) = self.conflated[m].range();
@@ -805,6 +840,35 @@ mod tests {
         // Once drained, ticks queue normally again.
         let (t, s, f) = tick(1, 6);
         assert_eq!(q.push(t, s, f), Pushed::Queued);
+    }
+
+    #[test]
+    fn a_reset_while_conflating_replaces_what_its_topic_had_pending() {
+        let mut q = queue(limits(OverflowPolicy::Conflate, 1));
+        for seq in 1..=3 {
+            let (t, s, f) = tick(1, seq);
+            q.push(t, s, f);
+        }
+        let (_, _, other) = tick(2, 7);
+        q.push(TopicId(2), Seq(7), other);
+        let reset = RoutedTick::reset(TopicId(1), Frame::text(b"reset"));
+        let limits = q.limits;
+        assert_eq!(q.q.push_data(&limits, reset), Pushed::Queued);
+        // The new epoch's ticks conflate behind the reset, never ahead of it.
+        for seq in 1..=2 {
+            let (t, s, f) = tick(1, seq);
+            q.push(t, s, f);
+        }
+        assert_eq!(
+            drain(&mut q),
+            vec![
+                r#"{"t":1,"seq":1}"#,
+                r#"{"t":2,"seq":7}"#,
+                "reset",
+                r#"{"type":"gap","topic":"t.1","from":1,"to":1,"reason":"conflated"}"#,
+                r#"{"t":1,"seq":2}"#,
+            ]
+        );
     }
 
     #[test]

@@ -191,6 +191,9 @@ struct TopicRoutes {
     /// subscribers are told with a `dropped` marker.
     last: Seq,
     last_ts: TsMicros,
+    /// A `reset` came and no tick since: the new epoch's first tick starts the stream here
+    /// (whatever its seq), like a snapshot, rather than skipping past `last`.
+    after_reset: bool,
 }
 
 impl TopicRoutes {
@@ -355,6 +358,8 @@ pub struct RouterStats {
     pub inbox_markers: u64,
     /// `upstream` markers queued (a feed's seqs skipped).
     pub upstream_markers: u64,
+    /// `reset` frames queued to subscribers (a topic's seq space started over upstream).
+    pub resets: u64,
     /// Heartbeat frames encoded (one per group and quiet interval).
     pub heartbeats: u64,
     /// Heartbeats queued to subscribers.
@@ -882,6 +887,10 @@ impl ShardRouter {
             let Some(routes) = self.routes.get_mut(item.topic.0 as usize) else {
                 continue;
             };
+            if item.reset {
+                reset_routes(&self.limits, &mut self.stats, routes, &item);
+                continue;
+            }
             if routes.is_empty() || item.seq <= routes.last {
                 // No one here, or already covered (a snapshot, or a publisher that stored its tick
                 // before another's but pushed it after: the later one was announced as a gap).
@@ -889,7 +898,12 @@ impl ShardRouter {
             }
             let started = Instant::now();
             let first = item.gap_from.unwrap_or(item.seq);
-            if first.0 > routes.last.0 + 1 {
+            if routes.after_reset {
+                if item.gap_from.is_some() {
+                    continue; // an upstream marker for seqs before the new epoch's first here
+                }
+                routes.after_reset = false;
+            } else if first.0 > routes.last.0 + 1 {
                 self.stats.inbox_gaps += first.0 - routes.last.0 - 1;
                 lost_on_the_way(&self.limits, &mut self.stats, routes, first, &item);
             }
@@ -1032,6 +1046,43 @@ impl Dirty {
 impl Drop for Dirty {
     fn drop(&mut self) {
         self.release_rest();
+    }
+}
+
+/// Tells every subscriber of a topic here that its seq space started over (the `reset` frame)
+/// and moves their positions back to 0, so seq 1 of the new epoch reaches them.
+#[cold]
+fn reset_routes(
+    limits: &QueueLimits,
+    stats: &mut RouterStats,
+    routes: &mut TopicRoutes,
+    item: &Published,
+) {
+    if routes.is_empty() {
+        return;
+    }
+    routes.last = Seq(0);
+    routes.last_ts = TsMicros(0);
+    routes.after_reset = true;
+    let marker = RoutedTick::reset(item.topic, item.frame.clone());
+    let members = routes
+        .throttled
+        .iter_mut()
+        .flat_map(|g| {
+            g.pending = None;
+            g.members.iter_mut()
+        })
+        .chain(routes.list.iter_mut());
+    for route in members {
+        route.after = Seq(0);
+        let pushed = route
+            .sub
+            .queue
+            .borrow_mut()
+            .push_data(limits, marker.clone());
+        stats.resets += 1;
+        account(stats, &route.sub, pushed);
+        route.sub.wake();
     }
 }
 
@@ -1528,6 +1579,67 @@ mod tests {
         publish_n(&bus, &t, 2);
         r.dispatch(100, |_| {});
         assert_eq!(payloads(&s), ["8", "9", "10", "11", "12"]);
+    }
+
+    #[test]
+    fn a_reset_tells_subscribers_and_lets_the_new_epoch_start_over() {
+        let (bus, mut r, topic, t) = with_history(100);
+        publish_n(&bus, &t, 10);
+        let s = Subscriber::new(SubscriberId(0));
+        r.subscribe(
+            &s,
+            std::slice::from_ref(&topic),
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
+        publish_n(&bus, &t, 1);
+        let e2 = Epoch::new("e2").unwrap();
+        assert!(bus.reset_topic(&t, &e2));
+        assert!(!bus.reset_topic(&t, &e2), "already in that epoch");
+        assert_eq!((t.epoch(), t.last().map(|l| l.seq)), (e2, None));
+        assert_eq!(
+            bus.history_entries(),
+            0,
+            "the old epoch's history is dropped"
+        );
+        // The new epoch's first tick here is seq 4 (1..3 went by before this node saw it): it
+        // starts the stream, with no gap marker for seqs of an unknown past.
+        t.skip_seqs(3);
+        publish_n(&bus, &t, 2);
+        r.dispatch(100, |_| {});
+        assert_eq!(
+            payloads(&s),
+            [
+                "10",
+                "11",
+                r#"{"type":"reset","topic":"ticker.AAPL","epoch":"e2"}"#,
+                "4",
+                "5"
+            ]
+        );
+        assert_eq!((bus.epoch_resets(), r.stats().resets), (1, 1));
+        // A client of the old epoch is told; one of the new recovers.
+        let old = r.subscribe(
+            &Subscriber::new(SubscriberId(1)),
+            std::slice::from_ref(&topic),
+            &StreamOptions {
+                since: &since(&topic, 11, "e1"),
+                ..Default::default()
+            },
+            Instant::now(),
+        );
+        assert_eq!(old.unwrap()[0].outcome, Err(NotRecovered::EpochChanged));
+        let new = r.subscribe(
+            &Subscriber::new(SubscriberId(2)),
+            std::slice::from_ref(&topic),
+            &StreamOptions {
+                since: &since(&topic, 4, "e2"),
+                ..Default::default()
+            },
+            Instant::now(),
+        );
+        assert_eq!(new.unwrap()[0].outcome, Ok(()));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct LastTick {
 /// together sees them agree (the recovery race depends on it).
 #[derive(Debug)]
 struct Log {
+    /// The seq space `last` and the history belong to; changes only by [`TopicState::reset`].
+    epoch: Epoch,
     last: Option<LastTick>,
     history: History,
     feed_up: bool,
@@ -68,8 +70,6 @@ pub(crate) enum Store {
 pub struct TopicState {
     id: TopicId,
     topic: Topic,
-    /// The seq space this topic's seqs belong to.
-    epoch: Epoch,
     /// Next seq handed out by [`TopicState::next_seq`]; per topic, so several feeds agree.
     seq: AtomicU64,
     /// Last-value cache and history. A mutex rather than an atomic pointer so storing a frame
@@ -96,9 +96,9 @@ impl TopicState {
         Self {
             id,
             topic,
-            epoch,
             seq: AtomicU64::new(0),
             log: Mutex::new(Log {
+                epoch,
                 last: None,
                 history: History::new(history),
                 feed_up: fed,
@@ -129,8 +129,23 @@ impl TopicState {
     }
 
     /// The seq space of this topic.
-    pub fn epoch(&self) -> &Epoch {
-        &self.epoch
+    pub fn epoch(&self) -> Epoch {
+        self.log().epoch.clone()
+    }
+
+    /// Moves the topic to the seq space `epoch` (its upstream started over): the latest tick, the
+    /// history and the seq counter are dropped, so seq 1 of the new epoch is accepted. Returns what
+    /// the history freed and whether the topic had a tick, or `None` when it was already in `epoch`.
+    pub(crate) fn reset(&self, epoch: &Epoch) -> Option<(Stored, bool)> {
+        let mut log = self.log();
+        if log.epoch == *epoch {
+            return None;
+        }
+        log.epoch = epoch.clone();
+        let had_data = log.last.take().is_some();
+        let freed = log.history.clear();
+        self.seq.store(0, Ordering::Relaxed);
+        Some((freed, had_data))
     }
 
     /// Whether a feed serves this topic: set by every publish, cleared by
@@ -238,7 +253,7 @@ impl TopicState {
                 recovery: None,
             };
         };
-        let outcome = if *epoch != self.epoch {
+        let outcome = if *epoch != log.epoch {
             Err(NotRecovered::EpochChanged)
         } else if from == after {
             Ok(Vec::new())

@@ -144,6 +144,18 @@ pub fn gap_frame(topic: &Topic, from: Seq, to: Seq, reason: GapReason) -> Frame 
     Frame::text(&out)
 }
 
+/// The `reset` of a topic whose seq space started over upstream (new `epoch`): the ticks that
+/// follow count from seq 1 of that epoch, and a `since` of the old epoch no longer recovers.
+pub fn reset_frame(topic: &Topic, epoch: &Epoch) -> Frame {
+    let mut out = Vec::with_capacity(64 + epoch.as_str().len());
+    out.extend_from_slice(b"{\"type\":\"reset\",\"topic\":");
+    json::write_str(&mut out, topic.as_str());
+    out.extend_from_slice(b",\"epoch\":");
+    json::write_str(&mut out, epoch.as_str());
+    out.push(b'}');
+    Frame::text(&out)
+}
+
 /// The `heartbeat` of a quiet topic: its latest seq and that tick's time (0 and 0 before its first
 /// tick), and whether a feed currently serves it.
 pub fn heartbeat_frame(topic: &Topic, seq: Seq, ts: TsMicros, feed_up: bool) -> Frame {

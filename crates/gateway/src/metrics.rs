@@ -154,6 +154,10 @@ pub struct Metrics {
     pub gap_markers: IntCounterVec,
     /// Times a feed's seqs skipped (each becomes an `upstream` gap marker).
     pub upstream_gaps: IntCounter,
+    /// Topics whose seq space started over upstream (a new epoch adopted).
+    pub epoch_resets: IntCounter,
+    /// `reset` frames queued to clients.
+    pub resets_sent: IntCounter,
     /// Heartbeat frames encoded (one per topic, interval and shard when it was quiet).
     pub heartbeats_encoded: IntCounter,
     /// Heartbeats queued to clients.
@@ -327,6 +331,14 @@ impl Metrics {
             upstream_gaps: counter(
                 "tickcast_upstream_gaps_total",
                 "Times a feed's seqs skipped: ticks lost before they reached the server.",
+            ),
+            epoch_resets: counter(
+                "tickcast_epoch_resets_total",
+                "Topics moved to a new epoch because their upstream seq space started over.",
+            ),
+            resets_sent: counter(
+                "tickcast_resets_sent_total",
+                "reset frames queued to clients (a topic they stream changed epoch).",
             ),
             heartbeats_encoded: counter(
                 "tickcast_heartbeats_encoded_total",
@@ -515,6 +527,7 @@ impl Metrics {
             .set(bus.requested_topic_count() as i64);
         sync_counter(&self.topics_reaped, bus.reaped_topics());
         sync_counter(&self.upstream_gaps, bus.upstream_gaps());
+        sync_counter(&self.epoch_resets, bus.epoch_resets());
         self.history_entries.set(bus.history_entries() as i64);
         self.history_bytes.set(bus.history_bytes() as i64);
         let published = bus.published();

@@ -61,6 +61,11 @@ impl GapTracker {
         }
     }
 
+    /// Forgets stream `key` (its seqs started over): its next seq counts as the first.
+    pub fn forget(&mut self, key: u64) {
+        self.last.remove(&key);
+    }
+
     /// Like [`GapTracker::check`] for a contiguous stream that may replay older messages (a NATS
     /// gateway reading JetStream's last message per subject while live messages already flow):
     /// a seq at or below the last one is reported but not recorded, so the stream's position never

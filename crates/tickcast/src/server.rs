@@ -100,7 +100,17 @@ async fn supervise(feed: Box<dyn Feed>, ctx: FeedContext, stats: Arc<FeedStats>)
 
 /// Builds and starts the server described by `settings` (a config, resolved) on the current tokio
 /// runtime.
-pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+pub async fn start(mut settings: Settings) -> anyhow::Result<Running> {
+    // The ingest role's seq space lives in the JetStream stream, and so does its epoch: connect
+    // first, so the bus (and every client of this node) uses the epoch the stream holds.
+    let mut sink = None;
+    if let Some(config) = settings.nats_sink.take() {
+        let connected = tickcast_ingest::nats::sink::connect(config)
+            .await
+            .context("cannot start the NATS sink")?;
+        settings.bus.epoch = Some(connected.epoch().clone());
+        sink = Some(connected);
+    }
     let bus = Bus::new(&settings.bus);
     let registry = Arc::new(FeedRegistry::default());
     let shutdown = CancellationToken::new();
@@ -129,8 +139,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     // failure leaves nothing running): it resumes every topic's seq from JetStream first, so a
     // restarted ingest node continues the sequences gateways know.
     let mut sink_task = None;
-    if let Some(sink) = settings.nats_sink {
-        let sink = tickcast_ingest::nats::sink::start(sink, &bus, shutdown.clone())
+    if let Some(sink) = sink {
+        let sink = sink
+            .start(&bus, shutdown.clone())
             .await
             .context("cannot start the NATS sink")?;
         registry.register(sink.stats.clone());

@@ -73,6 +73,25 @@ impl NatsServer {
     fn kill(&mut self) {
         drop(std::mem::replace(&mut self.child, Reaped(None)));
     }
+
+    /// Kills the process and deletes its store: the next [`NatsServer::spawn`] starts with no
+    /// stream, as after losing the disk.
+    fn kill_and_wipe(&mut self) {
+        self.kill();
+        std::fs::remove_dir_all(self.dir.path()).expect("remove the NATS store");
+        std::fs::create_dir_all(self.dir.path()).expect("recreate the NATS store dir");
+    }
+}
+
+/// The epoch of `topic` on `server` (its bus's view).
+fn epoch_of(server: &RunningServer, topic: &str) -> String {
+    server
+        .running()
+        .state()
+        .bus
+        .get(topic)
+        .map(|t| t.epoch().as_str().to_string())
+        .unwrap_or_default()
 }
 
 /// An ingest node: the synthetic feed over `symbols` at `rate`, every tick to NATS.
@@ -300,4 +319,122 @@ async fn a_client_moves_to_the_other_gateway_without_seq_going_back() {
         assert!(s > prev, "seq went from {prev} to {s}");
         prev = s;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_recovers_what_it_missed_on_another_gateway_after_its_gateway_dies() {
+    let nats = NatsServer::start();
+    let ingest = ingest(&nats, &["AAPL"], 100.0).await;
+    let g1 = gateway(&nats).await;
+    let g2 = gateway(&nats).await;
+    let topic = "ticker.AAPL";
+    let epoch = ingest.running().state().bus.epoch().as_str().to_string();
+    let mut c = Client::connect(&g1).await;
+    let ack = c.subscribe(&[topic], 1).await;
+    // The ingest tier's epoch, on every node: the gateways adopted it from the messages.
+    assert_eq!(ack["epochs"][topic], epoch.as_str(), "{ack}");
+    let mut last = 0;
+    for _ in 0..20 {
+        let s = c.next_of_type("tick").await["seq"].as_u64().unwrap();
+        assert!(s > last, "seq went from {last} to {s}");
+        last = s;
+    }
+    assert_eq!(epoch_of(&g2, topic), epoch);
+
+    // Gateway 1 dies while ticks flow; the client misses some before it reaches gateway 2.
+    g1.shutdown().await;
+    c.expect_close().await;
+    wait_for_seq(&g2, topic, last + 30).await;
+
+    let mut c = Client::connect(&g2).await;
+    c.send(json!({"op":"subscribe","topics":[topic],"since":{topic:{"seq":last,"epoch":epoch}},"id":2}))
+        .await;
+    let ack = c.next_of_type("subscribed").await;
+    assert_eq!(ack["recovery"][topic]["recovered"], true, "{ack}");
+    assert_eq!(ack["epochs"][topic], epoch.as_str(), "{ack}");
+    // Exactly the ticks after `last`, each once and in order, then live ones.
+    let mut expect = last + 1;
+    while expect <= last + 40 {
+        let v = c.next_json().await;
+        assert_eq!(v["type"], "tick", "only ticks expected: {v}");
+        assert_eq!(v["seq"].as_u64(), Some(expect), "{v}");
+        expect += 1;
+    }
+    drop(ingest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_node_that_lost_its_stream_starts_a_new_epoch_that_gateways_adopt() {
+    let mut nats = NatsServer::start();
+    let topic = "ticker.AAPL";
+    let first = ingest(&nats, &["AAPL"], 100.0).await;
+    let old_epoch = first.running().state().bus.epoch().as_str().to_string();
+    let g = gateway(&nats).await;
+    let mut c = Client::connect(&g).await;
+    let ack = c.subscribe(&[topic], 1).await;
+    assert_eq!(ack["epochs"][topic], old_epoch.as_str(), "{ack}");
+    let mut last = 0;
+    while last < 30 {
+        last = c.next_of_type("tick").await["seq"].as_u64().unwrap();
+    }
+
+    // The ingest node stops, NATS loses its store, the ingest node starts again: no stream, so a
+    // new epoch, and seqs from 1.
+    first.shutdown().await;
+    nats.kill_and_wipe();
+    nats.spawn();
+    let second = ingest(&nats, &["AAPL"], 100.0).await;
+    let new_epoch = second.running().state().bus.epoch().as_str().to_string();
+    assert_ne!(new_epoch, old_epoch);
+
+    // The connected client is told, then gets the new seq space going forward.
+    let mut prev = last;
+    let reset = loop {
+        let v = c.next_json().await;
+        match v["type"].as_str() {
+            Some("reset") => break v,
+            Some("tick") => {
+                let s = v["seq"].as_u64().unwrap();
+                assert!(s > prev, "old epoch's seq went from {prev} to {s}");
+                prev = s;
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(
+        reset,
+        json!({"type":"reset","topic":topic,"epoch":new_epoch})
+    );
+    let mut prev = 0;
+    for _ in 0..20 {
+        let s = c.next_of_type("tick").await["seq"].as_u64().unwrap();
+        assert!(s > prev, "new epoch's seq went from {prev} to {s}");
+        prev = s;
+    }
+    // Seqs of the new ingest node's space (what it has issued), not the old one's continued.
+    assert!(prev <= last_seq(&second, topic), "{prev}");
+    assert_eq!(epoch_of(&g, topic), new_epoch);
+    assert!(
+        metric(&g, "tickcast_resets_sent_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(
+        metric(&g, "tickcast_epoch_resets_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+
+    // A client coming back with the old epoch is told and gets the snapshot of the new one.
+    let mut late = Client::connect(&g).await;
+    late.send(json!({"op":"subscribe","topics":[topic],"since":{topic:{"seq":last,"epoch":old_epoch}},"id":3}))
+        .await;
+    let ack = late.next_of_type("subscribed").await;
+    assert_eq!(ack["recovery"][topic]["recovered"], false, "{ack}");
+    assert_eq!(ack["recovery"][topic]["reason"], "epoch_changed", "{ack}");
+    assert_eq!(ack["epochs"][topic], new_epoch.as_str(), "{ack}");
+    late.next_of_type("tick").await;
+    drop(second);
 }

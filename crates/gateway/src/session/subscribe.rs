@@ -246,7 +246,7 @@ pub(crate) fn subscribe(
     let epochs: Vec<_> = epochs_of
         .iter()
         .filter_map(|t| ctx.state.bus.get(t.as_str()))
-        .map(|s| (s.topic().clone(), s.epoch().clone()))
+        .map(|s| (s.topic().clone(), s.epoch()))
         .collect();
     ctx.state.metrics.recovered(&recovery);
     client.reply(

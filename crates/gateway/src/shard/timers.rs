@@ -123,6 +123,7 @@ pub(super) fn add_to_metrics(ctx: &ShardCtx) {
     gaps("conflated", conflated);
     gaps("dropped", dropped + now.inbox_markers - last.inbox_markers);
     gaps("upstream", now.upstream_markers - last.upstream_markers);
+    m.resets_sent.inc_by(now.resets - last.resets);
     m.heartbeats_encoded
         .inc_by(now.heartbeats - last.heartbeats);
     m.heartbeats_sent

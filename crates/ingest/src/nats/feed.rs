@@ -7,6 +7,10 @@
 //! stale) anything older, so their interleaving does not matter. A disconnect keeps every client:
 //! the feed is marked not connected (not ready), async-nats reconnects and resubscribes, the
 //! reconnect is counted, and the ticks missed meanwhile show up as upstream gaps.
+//!
+//! Each message's `Tickcast-Epoch` header names the ingest tier's epoch; a topic takes it on its
+//! first message and again whenever it changes (the ingest node lost its stream and started a new
+//! seq space): the bus then resets the topic and tells its subscribers.
 
 use std::time::Duration;
 
@@ -15,13 +19,16 @@ use bytes::Bytes;
 use futures_util::stream::select_all;
 use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Deserializer};
-use tickcast_core::{Seq, Topic, TsMicros};
+use std::collections::HashMap;
+
+use tickcast_core::{Epoch, Seq, Topic, TsMicros};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    decode, validate_prefix, validate_stream, LastPerSubject, NatsError, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, DEFAULT_URL, MIN_CONNECT_TIMEOUT,
+    decode, epoch_of, is_epoch_subject, validate_prefix, validate_stream, LastPerSubject,
+    NatsError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, DEFAULT_URL,
+    MIN_CONNECT_TIMEOUT,
 };
 use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::gaps::{GapTracker, SeqCheck};
@@ -164,7 +171,7 @@ impl Feed for NatsFeed {
 
 /// From the warm-up reader to the feed loop.
 enum Warm {
-    Tick(String, Bytes),
+    Tick(String, Bytes, Option<String>),
     Done(Result<u64, NatsError>),
 }
 
@@ -176,6 +183,8 @@ struct Ingest {
     scratch: Vec<u8>,
     prefix: String,
     max_message_bytes: usize,
+    /// The epoch last adopted per topic id: the per-message check compares against it, no lock.
+    epochs: HashMap<u32, Epoch>,
 }
 
 impl Ingest {
@@ -185,8 +194,12 @@ impl Ingest {
         batch: &mut tickcast_bus::PublishBatch<'_>,
         subject: &str,
         body: &[u8],
+        epoch: Option<&str>,
     ) -> bool {
-        let result = self.try_handle(batch, subject, body);
+        if is_epoch_subject(&self.prefix, subject) {
+            return false; // the ingest node's epoch record, not a topic
+        }
+        let result = self.try_handle(batch, subject, body, epoch);
         if let Err(e) = &result {
             self.publisher.stats().record_reject(&subject, 0, e);
         }
@@ -198,6 +211,7 @@ impl Ingest {
         batch: &mut tickcast_bus::PublishBatch<'_>,
         subject: &str,
         body: &[u8],
+        epoch: Option<&str>,
     ) -> Result<(), Reject> {
         if body.len() > self.max_message_bytes {
             return Err(Reject::TooLong {
@@ -218,6 +232,15 @@ impl Ingest {
             }
         };
         let key = u64::from(topic.id().0);
+        if let Some(epoch) = epoch {
+            adopt(
+                &mut self.epochs,
+                &mut self.gaps,
+                self.publisher.bus(),
+                &topic,
+                epoch,
+            )?;
+        }
         if let SeqCheck::Gap { missed } = self.gaps.check_forward(key, tick.seq) {
             self.publisher.stats().record_upstream_gap(
                 topic.topic().as_str(),
@@ -239,6 +262,33 @@ impl Ingest {
         );
         Ok(())
     }
+}
+
+/// Moves `topic` to the ingest tier's epoch `epoch` (named by the message) when it is in
+/// another: the ingest node started a new seq space (its stream was lost), or this is the topic's
+/// first message here. Ticks without the header (an older ingest node) keep the gateway's own
+/// epoch. `epochs` is the epoch last adopted per topic id, so the per-message check takes no lock.
+fn adopt(
+    epochs: &mut HashMap<u32, Epoch>,
+    gaps: &mut GapTracker,
+    bus: &tickcast_bus::Bus,
+    topic: &tickcast_bus::TopicState,
+    epoch: &str,
+) -> Result<(), Reject> {
+    let id = topic.id().0;
+    if epochs.get(&id).is_some_and(|e| e.as_str() == epoch) {
+        return Ok(());
+    }
+    let epoch = Epoch::new(epoch).map_err(|_| Reject::Unsupported("Tickcast-Epoch header"))?;
+    let had_data = topic.has_data();
+    if bus.reset_topic(topic, &epoch) {
+        gaps.forget(u64::from(id));
+        if had_data {
+            tracing::warn!(topic = %topic.topic(), epoch = %epoch.as_str(), "the ingest tier started a new seq space: epoch changed, history dropped, clients told");
+        }
+    }
+    epochs.insert(id, epoch);
+    Ok(())
 }
 
 async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> {
@@ -289,6 +339,7 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
         scratch: Vec::with_capacity(512),
         prefix: config.subject_prefix.clone(),
         max_message_bytes: config.max_message_bytes,
+        epochs: HashMap::new(),
     };
     let bus = ingest.publisher.bus().clone();
     loop {
@@ -331,11 +382,11 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
             },
             Some(msg) = live.next() => {
                 let mut batch = bus.batch();
-                let mut n = u64::from(ingest.handle(&mut batch, msg.subject.as_str(), &msg.payload));
+                let mut n = u64::from(ingest.handle(&mut batch, msg.subject.as_str(), &msg.payload, epoch_of(msg.headers.as_ref())));
                 // Drain what is already buffered into the same batch: one shard wake-up per burst.
                 for _ in 1..BATCH {
                     match live.next().now_or_never() {
-                        Some(Some(m)) => n += u64::from(ingest.handle(&mut batch, m.subject.as_str(), &m.payload)),
+                        Some(Some(m)) => n += u64::from(ingest.handle(&mut batch, m.subject.as_str(), &m.payload, epoch_of(m.headers.as_ref()))),
                         _ => break,
                     }
                 }
@@ -345,9 +396,9 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
                 }
             }
             Some((round, warm)) = warm_rx.recv() => match warm {
-                Warm::Tick(subject, body) => {
+                Warm::Tick(subject, body, epoch) => {
                     let mut batch = bus.batch();
-                    ingest.handle(&mut batch, &subject, &body);
+                    ingest.handle(&mut batch, &subject, &body, epoch.as_deref());
                 }
                 Warm::Done(result) if round == warm_round => {
                     match result {
@@ -391,9 +442,13 @@ async fn warm_up(
         };
         loop {
             match last.next().await {
-                Ok(Some((subject, body))) => {
+                Ok(Some((subject, body, epoch))) => {
                     n += 1;
-                    if tx.send((round, Warm::Tick(subject, body))).await.is_err() {
+                    if tx
+                        .send((round, Warm::Tick(subject, body, epoch)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -103,6 +103,32 @@ pub(crate) fn decode<'a>(
     })
 }
 
+/// The NATS header naming the epoch of the seq a message carries.
+pub const EPOCH_HEADER: &str = "Tickcast-Epoch";
+/// Last token of the reserved subject holding the epoch in the stream: no topic can map to it (a
+/// topic always has a `.`, so its subject has at least two tokens after the prefix).
+const EPOCH_TOKEN: &str = "_epoch";
+
+/// The reserved subject `<prefix>._epoch` whose last message in the stream is the epoch.
+pub(crate) fn epoch_subject(prefix: &str) -> String {
+    format!("{prefix}.{EPOCH_TOKEN}")
+}
+
+/// Whether `subject` is the reserved epoch subject under `prefix` (never a topic).
+pub(crate) fn is_epoch_subject(prefix: &str, subject: &str) -> bool {
+    subject
+        .strip_prefix(prefix)
+        .and_then(|s| s.strip_prefix('.'))
+        == Some(EPOCH_TOKEN)
+}
+
+/// The `Tickcast-Epoch` header of a message, if it has one.
+pub(crate) fn epoch_of(headers: Option<&async_nats::HeaderMap>) -> Option<&str> {
+    headers
+        .and_then(|h| h.get(EPOCH_HEADER))
+        .map(|v| v.as_str())
+}
+
 /// The subject ticks of `topic` go to.
 pub(crate) fn subject_of(prefix: &str, topic: &str) -> String {
     format!("{prefix}.{topic}")
@@ -180,8 +206,8 @@ impl LastPerSubject {
         })
     }
 
-    /// The next (subject, body), `None` once the snapshot is read.
-    pub(crate) async fn next(&mut self) -> Result<Option<(String, Bytes)>, String> {
+    /// The next (subject, body, epoch header), `None` once the snapshot is read.
+    pub(crate) async fn next(&mut self) -> Result<Option<(String, Bytes, Option<String>)>, String> {
         if self.remaining == 0 {
             return Ok(None);
         }
@@ -203,6 +229,7 @@ impl LastPerSubject {
         Ok(Some((
             msg.message.subject.to_string(),
             msg.message.payload.clone(),
+            epoch_of(msg.message.headers.as_ref()).map(str::to_string),
         )))
     }
 }
@@ -210,6 +237,7 @@ impl LastPerSubject {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tickcast_core::Topic;
 
     #[test]
     fn decode_checks_seq_ts_and_subject() {
@@ -238,6 +266,11 @@ mod tests {
             Err(Reject::MissingField("seq"))
         ));
         assert!(validate_prefix("tickcast").is_ok() && validate_prefix("a.b").is_ok());
+        // The epoch's subject is never a topic's: topics have a `.`, so two tokens.
+        assert_eq!(epoch_subject("a.b"), "a.b._epoch");
+        assert!(is_epoch_subject("a.b", "a.b._epoch"));
+        assert!(!is_epoch_subject("a.b", "a.b._epoch.x") && !is_epoch_subject("a", "a.b._epoch"));
+        assert!(Topic::new("_epoch").is_err());
         assert!(validate_prefix("a.>").is_err() && validate_prefix("a b").is_err());
         assert!(validate_stream("TICKCAST").is_ok() && validate_stream("A.B").is_err());
     }

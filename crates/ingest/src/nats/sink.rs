@@ -5,23 +5,29 @@
 //! At start it creates (or reuses) the JetStream stream capturing `<prefix>.>` with one message per
 //! subject, which is what gateways warm their cache from, and resumes every topic's seq from it, so
 //! a restarted ingest node continues the sequence instead of starting over at 1 (which every
-//! gateway would drop as stale).
+//! gateway would drop as stale). The epoch of those seqs lives in the same stream, as the last
+//! message of the reserved subject `<prefix>._epoch`: its lifetime is the stream's, so a stream
+//! that is new or was lost means a new epoch (made and stored here), and every message names it in
+//! the `Tickcast-Epoch` header for gateways to adopt.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
-use async_nats::{Client, ConnectOptions, Event, Subject};
+use async_nats::{Client, ConnectOptions, Event, HeaderMap, Subject};
 use bytes::Bytes;
 use tickcast_bus::{Bus, BusTap, TopicState};
-use tickcast_core::{Frame, Seq, Topic, TsMicros};
+use tickcast_core::{Epoch, Frame, Seq, Topic, TsMicros};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{decode, subject_of, LastPerSubject, NatsError};
+use super::{
+    decode, epoch_subject, is_epoch_subject, subject_of, LastPerSubject, NatsError, EPOCH_HEADER,
+};
 use crate::parse::TickParser;
 use crate::publisher::Publisher;
 use crate::reject::LogLimiter;
@@ -119,13 +125,20 @@ impl BusTap for QueueTap {
     }
 }
 
-/// Connects, prepares the stream, resumes seqs into `bus`, then installs the tap and starts
-/// forwarding. Call before the feeds start, so no tick is published with a seq from scratch.
-pub async fn start(
+/// A sink connected to NATS, its stream ready and its epoch known, not forwarding yet: build the
+/// bus with [`epoch`](Self::epoch), then [`start`](Self::start) it.
+pub struct ConnectedSink {
     config: NatsSinkConfig,
-    bus: &Arc<Bus>,
-    shutdown: CancellationToken,
-) -> Result<NatsSink, NatsError> {
+    client: Client,
+    js: async_nats::jetstream::Context,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    stats: Arc<FeedStats>,
+    epoch: Epoch,
+}
+
+/// Connects, prepares the stream and reads the epoch of its seq space from it (a new one, stored
+/// there, when the stream is new or lost it).
+pub async fn connect(config: NatsSinkConfig) -> Result<ConnectedSink, NatsError> {
     let stats = FeedStats::new("nats-sink", "nats_sink");
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let connected_once = Arc::new(AtomicBool::new(false));
@@ -161,28 +174,69 @@ pub async fn start(
     stats.set_connected(true);
     let js = async_nats::jetstream::new(client.clone());
     ensure_stream(&js, &config).await?;
-    let resumed = resume(&js, &config, bus, &stats).await?;
-    tracing::info!(url = %config.url, stream = %config.stream, topics = resumed, "NATS sink ready; seqs resumed from the stream");
-
-    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-    let tap = Arc::new(QueueTap {
-        tx,
-        stats: stats.clone(),
-        drop_log: LogLimiter::default(),
-    });
-    if !bus.set_tap(tap.clone()) {
-        return Err(NatsError::TapInUse);
-    }
-    let task = tokio::spawn(forward(
+    let epoch = match stored_epoch(&js, &config).await? {
+        Some(epoch) => {
+            tracing::info!(stream = %config.stream, epoch = %epoch.as_str(), "epoch read from the stream; seqs continue");
+            epoch
+        }
+        None => {
+            let epoch = fresh_epoch();
+            store_epoch(&js, &config, &epoch).await?;
+            tracing::info!(stream = %config.stream, epoch = %epoch.as_str(), "no epoch in the stream (new or lost): a new seq space starts");
+            epoch
+        }
+    };
+    Ok(ConnectedSink {
+        config,
         client,
         js,
-        config,
-        rx,
         events_rx,
-        stats.clone(),
-        shutdown,
-    ));
-    Ok(NatsSink { stats, task, tap })
+        stats,
+        epoch,
+    })
+}
+
+impl ConnectedSink {
+    /// The epoch of the seq space in the stream: the ingest node's bus must use it.
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// Resumes seqs into `bus` (built with [`epoch`](Self::epoch)), then installs the tap and
+    /// starts forwarding. Call before the feeds start, so no tick is published with a seq from
+    /// scratch.
+    pub async fn start(
+        self,
+        bus: &Arc<Bus>,
+        shutdown: CancellationToken,
+    ) -> Result<NatsSink, NatsError> {
+        let config = &self.config;
+        if bus.epoch() != &self.epoch {
+            return Err(NatsError::Stream {
+                stream: config.stream.clone(),
+                error: format!(
+                    "the bus has epoch {:?}, the stream {:?}",
+                    bus.epoch().as_str(),
+                    self.epoch.as_str()
+                ),
+            });
+        }
+        let resumed = resume(&self.js, config, bus, &self.stats).await?;
+        tracing::info!(url = %config.url, stream = %config.stream, topics = resumed, "NATS sink ready; seqs resumed from the stream");
+
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let stats = self.stats.clone();
+        let tap = Arc::new(QueueTap {
+            tx,
+            stats: stats.clone(),
+            drop_log: LogLimiter::default(),
+        });
+        if !bus.set_tap(tap.clone()) {
+            return Err(NatsError::TapInUse);
+        }
+        let task = tokio::spawn(forward(self, rx, shutdown));
+        Ok(NatsSink { stats, task, tap })
+    }
 }
 
 /// Creates the last-value stream, or keeps the one that exists.
@@ -209,6 +263,57 @@ async fn ensure_stream(
     Ok(())
 }
 
+/// A new epoch: from the wall clock and the process id, so two starts differ.
+fn fresh_epoch() -> Epoch {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    Epoch::from_seed(nanos ^ (u64::from(std::process::id()) << 40))
+}
+
+/// The epoch the stream holds (the last message of the reserved subject), if any.
+async fn stored_epoch(
+    js: &async_nats::jetstream::Context,
+    config: &NatsSinkConfig,
+) -> Result<Option<Epoch>, NatsError> {
+    let err = |e: &dyn std::fmt::Display| NatsError::Stream {
+        stream: config.stream.clone(),
+        error: e.to_string(),
+    };
+    let stream = js.get_stream(&config.stream).await.map_err(|e| err(&e))?;
+    let subject = epoch_subject(&config.subject_prefix);
+    match stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(msg) => {
+            let text = std::str::from_utf8(&msg.payload).map_err(|e| err(&e))?;
+            Epoch::new(text.trim())
+                .map(Some)
+                .map_err(|e| err(&format!("{subject}: {e}")))
+        }
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(err(&e)),
+    }
+}
+
+/// Stores `epoch` as the last message of the reserved subject, waiting for JetStream's ack.
+async fn store_epoch(
+    js: &async_nats::jetstream::Context,
+    config: &NatsSinkConfig,
+    epoch: &Epoch,
+) -> Result<(), NatsError> {
+    let err = |e: &dyn std::fmt::Display| NatsError::Stream {
+        stream: config.stream.clone(),
+        error: e.to_string(),
+    };
+    let body = Bytes::copy_from_slice(epoch.as_str().as_bytes());
+    js.publish(epoch_subject(&config.subject_prefix), body)
+        .await
+        .map_err(|e| err(&e))?
+        .await
+        .map_err(|e| err(&e))?;
+    Ok(())
+}
+
 /// Loads the stream's last tick of every topic into `bus` (its cache and seq counter); returns how
 /// many topics it found.
 async fn resume(
@@ -223,10 +328,13 @@ async fn resume(
     let mut parser = TickParser::default();
     let mut scratch = Vec::new();
     let mut n = 0;
-    while let Some((subject, body)) = last.next().await.map_err(|error| NatsError::Stream {
+    while let Some((subject, body, _)) = last.next().await.map_err(|error| NatsError::Stream {
         stream: config.stream.clone(),
         error,
     })? {
+        if is_epoch_subject(&config.subject_prefix, &subject) {
+            continue;
+        }
         scratch.clear();
         scratch.extend_from_slice(&body);
         let Ok(tick) = decode(&mut parser, &config.subject_prefix, &subject, &mut scratch) else {
@@ -252,16 +360,23 @@ async fn resume(
 
 /// Moves queued ticks to NATS until shutdown, then flushes.
 async fn forward(
-    client: Client,
-    js: async_nats::jetstream::Context,
-    config: NatsSinkConfig,
+    sink: ConnectedSink,
     mut rx: mpsc::Receiver<Forward>,
-    mut events: mpsc::UnboundedReceiver<Event>,
-    stats: Arc<FeedStats>,
     shutdown: CancellationToken,
 ) {
+    let ConnectedSink {
+        config,
+        client,
+        js,
+        events_rx: mut events,
+        stats,
+        epoch,
+    } = sink;
     // Subject per topic, built once: bounded by the bus's max_topics.
     let mut subjects: HashMap<Topic, Subject> = HashMap::new();
+    // Every message names the epoch of its seq, so a gateway adopts a new one at its first tick.
+    let mut headers = HeaderMap::new();
+    headers.insert(EPOCH_HEADER, epoch.as_str());
     let mut buf = Vec::with_capacity(FORWARD_BATCH);
     let mut seen_connect = false;
     loop {
@@ -270,9 +385,12 @@ async fn forward(
             Some(event) = events.recv() => match event {
                 Event::Connected if seen_connect => {
                     tracing::info!(url = %config.url, "NATS sink reconnected");
-                    // A NATS restarted without its store lost the stream: create it again.
+                    // A NATS restarted without its store lost the stream: create it again, and
+                    // store the epoch there again (the seqs go on, so the epoch does too).
                     if let Err(e) = ensure_stream(&js, &config).await {
                         tracing::warn!(error = %e, "cannot recreate the last-value stream");
+                    } else if let Err(e) = restore_epoch(&js, &config, &epoch).await {
+                        tracing::warn!(error = %e, "cannot store the epoch in the stream again");
                     }
                 }
                 Event::Connected => seen_connect = true,
@@ -289,7 +407,7 @@ async fn forward(
                         .or_insert_with_key(|t| Subject::from(subject_of(&config.subject_prefix, t.as_str())))
                         .clone();
                     // Errors only when the client is closed, which happens at shutdown.
-                    if client.publish(subject, body).await.is_err() {
+                    if client.publish_with_headers(subject, headers.clone(), body).await.is_err() {
                         break;
                     }
                 }
@@ -299,6 +417,18 @@ async fn forward(
     }
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
     stats.set_connected(false);
+}
+
+/// Stores `epoch` in the stream unless it holds it already (it was recreated empty).
+async fn restore_epoch(
+    js: &async_nats::jetstream::Context,
+    config: &NatsSinkConfig,
+    epoch: &Epoch,
+) -> Result<(), NatsError> {
+    if stored_epoch(js, config).await?.as_ref() == Some(epoch) {
+        return Ok(());
+    }
+    store_epoch(js, config, epoch).await
 }
 
 #[cfg(test)]
