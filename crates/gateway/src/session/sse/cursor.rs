@@ -15,6 +15,10 @@ pub(crate) const MAX_ID_BYTES: usize = 64 * 1024;
 pub(crate) struct Cursor {
     epoch: Epoch,
     seqs: Vec<Seq>,
+    /// Topics whose seq space restarted in another epoch (a `reset`): the id cannot name two
+    /// epochs, so their seq stays 0 (a resume starts them from their snapshot) until every topic
+    /// has moved to the same epoch, which then becomes the id's.
+    moved: Vec<Option<Epoch>>,
 }
 
 impl Cursor {
@@ -23,13 +27,29 @@ impl Cursor {
         Self {
             epoch,
             seqs: vec![Seq(0); topics],
+            moved: vec![None; topics],
         }
     }
 
     /// Topic `i` delivered up to `seq` (a tick, or the end of a gap marker).
     pub(crate) fn advance(&mut self, i: usize, seq: Seq) {
-        if let Some(s) = self.seqs.get_mut(i) {
-            *s = (*s).max(seq);
+        if self.moved.get(i).is_some_and(Option::is_none) {
+            self.seqs[i] = self.seqs[i].max(seq);
+        }
+    }
+
+    /// Topic `i` restarted its seq space in `epoch` (a `reset`).
+    pub(crate) fn reset(&mut self, i: usize, epoch: Epoch) {
+        if i >= self.seqs.len() {
+            return;
+        }
+        self.seqs[i] = Seq(0);
+        self.moved[i] = (epoch != self.epoch).then_some(epoch);
+        let first = self.moved[0].clone();
+        if first.is_some() && self.moved.iter().all(|m| *m == first) {
+            // Every topic is in the new epoch, from seq 0: the id can name it again.
+            self.epoch = first.unwrap_or_else(|| self.epoch.clone());
+            self.moved.iter_mut().for_each(|m| *m = None);
         }
     }
 
@@ -61,7 +81,8 @@ impl Cursor {
                 seqs.len()
             ));
         }
-        Ok(Cursor { epoch, seqs })
+        let moved = vec![None; seqs.len()];
+        Ok(Cursor { epoch, seqs, moved })
     }
 
     /// The `since` of each topic (0 = the topic delivered nothing: it starts from its snapshot).
@@ -108,6 +129,31 @@ mod tests {
             "a topic that delivered nothing starts from its snapshot"
         );
         assert_eq!((since[1].topic.as_str(), since[1].seq), ("a.C", Seq(88)));
+    }
+
+    #[test]
+    fn a_reset_starts_its_topic_over_and_the_last_one_moves_the_epoch() {
+        let e = |s: &str| Epoch::new(s).unwrap();
+        let id = |c: &Cursor| {
+            let mut out = Vec::new();
+            c.render(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let mut c = Cursor::new(e("old"), 2);
+        c.advance(0, Seq(10));
+        c.advance(1, Seq(20));
+        c.reset(0, e("new"));
+        c.advance(0, Seq(1)); // a new-epoch seq cannot be named with the old epoch
+        c.advance(1, Seq(21));
+        assert_eq!(id(&c), "old.0.21");
+        c.reset(1, e("new"));
+        assert_eq!(id(&c), "new.0.0");
+        c.advance(0, Seq(2));
+        c.advance(1, Seq(1));
+        assert_eq!(id(&c), "new.2.1");
+        // A reset to the id's own epoch just starts the topic over.
+        c.reset(0, e("new"));
+        assert_eq!(id(&c), "new.0.1");
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! The `data` is the payload of the very frame every WebSocket subscriber gets (serialized once;
 //! compact JSON has no newline), copied once into this connection's chunk; the `id` line is this
 //! stream's [`cursor`] after the event, so a cut at any byte resumes exactly from the browser's
-//! `Last-Event-ID`. Replies, errors and heartbeats carry no id: they do not move the cursor.
+//! `Last-Event-ID`. Replies, errors and heartbeats carry no id: they do not move the cursor; a
+//! `reset` (a topic's seq space restarted in a new epoch) starts its topic over in it.
 //!
 //! The stream is an HTTP response body that hyper polls: a queued tick wakes it (the shard's
 //! write pass wakes subscribers it does not own), and it hands hyper one chunk of every event
@@ -31,7 +32,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame as BodyFrame, SizeHint};
 use tickcast_bus::{EntryKind, QueueEntry, Subscriber, TopicId};
-use tickcast_core::TsMicros;
+use tickcast_core::{Epoch, TsMicros};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::ShardCtx;
@@ -120,7 +121,13 @@ impl SseStream {
                     }
                     let id = match self.index.get(&tick.topic) {
                         Some(&i) => {
-                            self.cursor.advance(i, tick.seq);
+                            if tick.kind == EntryKind::Reset {
+                                if let Some(epoch) = reset_epoch(tick.frame.payload()) {
+                                    self.cursor.reset(i, epoch);
+                                }
+                            } else {
+                                self.cursor.advance(i, tick.seq);
+                            }
                             self.id.clear();
                             self.cursor.render(&mut self.id);
                             Some(self.id.as_slice())
@@ -138,6 +145,14 @@ impl SseStream {
         }
         (events, oldest)
     }
+}
+
+/// The epoch a `reset` message names (`{"type":"reset","topic":..,"epoch":".."}`; rare, so read
+/// from its text rather than carried in every queue entry).
+fn reset_epoch(payload: &[u8]) -> Option<Epoch> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let rest = &text[text.find("\"epoch\":\"")? + 9..];
+    Epoch::new(&rest[..rest.find('"')?]).ok()
 }
 
 /// Appends one event: its id line (when it moves the cursor) and its data line.
@@ -209,5 +224,19 @@ impl Body for SseStream {
 impl Drop for SseStream {
     fn drop(&mut self) {
         self.ctx.router.borrow_mut().remove(&self.sub);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_of_a_reset_is_read_from_its_message() {
+        let topic = tickcast_core::Topic::new("ticker.AAPL").unwrap();
+        let epoch = Epoch::new("k3f9").unwrap();
+        let frame = tickcast_core::stream::reset_frame(&topic, &epoch);
+        assert_eq!(reset_epoch(frame.payload()), Some(epoch));
+        assert_eq!(reset_epoch(b"{\"type\":\"reset\"}"), None);
     }
 }
