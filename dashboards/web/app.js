@@ -805,6 +805,17 @@ function onMessage(m) {
     case 'heartbeat':
       onHeartbeat(m);
       return;
+    case 'reset': {
+      // The topic's seq space restarted upstream in a new epoch: its next tick is a fresh baseline.
+      const r = rows.get(m.topic);
+      if (r) {
+        r.epoch = String(m.epoch || '');
+        r.fresh = true;
+        markDirty(r);
+      }
+      log('info', `${m.topic}: seq space restarted (epoch ${m.epoch})`);
+      return;
+    }
     case 'subscribed':
     case 'unsubscribed':
       pending.delete(m.id);

@@ -140,8 +140,10 @@ page.on('websocket', (ws) => ws.on('framesent', (f) => {
   try { subscribes.push(JSON.parse(f.payload)); } catch { /* not ours to judge here */ }
 }));
 
-// Browsers log a console error for a WebSocket that cannot connect: expected only while the server is down.
-const expectedWhileDown = (p) => p.kind === 'console' && /WebSocket connection to .* failed/i.test(p.text);
+// Browsers log a console error for a WebSocket that cannot connect, and for a request refused at the TCP level (the
+// page's /healthz check after a failed attempt, its /topics poll): expected only while the server is down.
+const expectedWhileDown = (p) => p.kind === 'console'
+  && (/WebSocket connection to .* failed/i.test(p.text) || /Failed to load resource: net::ERR_CONNECTION_REFUSED/.test(p.text));
 
 // ---------------------------------------------------------------- page helpers
 const seqs = () => page.$$eval('#rows [data-topic]', (els) =>
