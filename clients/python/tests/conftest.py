@@ -111,6 +111,7 @@ class Server:
             while True:
                 try:
                     self.feed = socket.create_connection(("127.0.0.1", self.feed_port), timeout=2)
+                    self.feed.settimeout(60)
                     break
                 except OSError:
                     if time.monotonic() > deadline:
