@@ -377,7 +377,7 @@ export class TickcastClient {
           const rec = recovery[topic];
           if (rec) {
             if (!rec.recovered) st.seq = undefined; // the snapshot that follows is a fresh start, not a gap
-            this.emit("recovery", { topic, recovered: !!rec.recovered, reason: rec.reason });
+            this.emit("recovery", rec.recovered ? { topic, recovered: true } : { topic, recovered: false, reason: rec.reason });
           } else if (st.epoch !== epoch) st.seq = undefined;
           st.epoch = epoch;
         }
