@@ -1,0 +1,402 @@
+/**
+ * tickcast client (protocol v2, docs/protocol.md): one WebSocket that reconnects with full-jitter exponential
+ * backoff, resubscribes with `since` (last seq + epoch per topic) and reports what it could not recover, gaps
+ * (server markers and any unannounced seq jump), heartbeats, stale feeds and server errors as typed values.
+ * Zero runtime dependencies in browsers; in Node without a global WebSocket it loads the `ws` package.
+ * @packageDocumentation
+ */
+
+/** One tick as the server sent it (prices as JSON numbers with the feed's precision). */
+export interface Tick {
+  type: "tick";
+  topic: string;
+  seq: number;
+  /** Ingest time, unix microseconds. */
+  ts: number;
+  [field: string]: unknown;
+}
+
+/** Seqs from..=to of topic will not arrive; `unannounced` when no server marker named them (a server bug). */
+export interface GapEvent {
+  topic: string;
+  from: number;
+  to: number;
+  reason: "conflated" | "dropped" | "upstream" | "unannounced" | string;
+}
+
+/** The topic had no tick for heartbeat_ms; seq/ts are its last tick's. */
+export interface HeartbeatEvent {
+  topic: string;
+  seq: number;
+  ts: number;
+  feed_up: boolean;
+}
+
+/** Outcome of a resubscribe with `since` after a reconnect. */
+export interface RecoveryEvent {
+  topic: string;
+  recovered: boolean;
+  /** too_old, epoch_changed or no_history when not recovered. */
+  reason?: string;
+}
+
+/** A heartbeat said feed_up:false: the feed that published topic is gone. */
+export interface StaleEvent {
+  topic: string;
+  lastSeq: number;
+}
+
+/** Connection state changes; `code`/`reason` are the close frame's (or the failure's) when disconnected. */
+export interface StateEvent {
+  state: "connecting" | "connected" | "disconnected";
+  code?: number;
+  reason?: string;
+}
+
+/** Events a client emits, by name. */
+export interface ClientEvents {
+  state: StateEvent;
+  tick: Tick;
+  gap: GapEvent;
+  heartbeat: HeartbeatEvent;
+  recovery: RecoveryEvent;
+  stale: StaleEvent;
+}
+
+/** A token, or a (sync or async) function called before every (re)connect that returns one. */
+export type TokenSource = string | (() => string | Promise<string>);
+
+/** Client options. */
+export interface ClientOptions {
+  /** API key or JWT: `Authorization: Bearer` in Node, the `bearer.<token>` subprotocol in browsers. */
+  token?: TokenSource;
+  /** Backoff floor in ms (default 100). */
+  reconnectMinMs?: number;
+  /** Backoff ceiling in ms (default 10000). */
+  reconnectMaxMs?: number;
+  /** heartbeat_ms for every subscribe that does not set one. */
+  heartbeatMs?: number;
+  /** How long a request waits for its reply (default 10000 ms). */
+  requestTimeoutMs?: number;
+  /** A WebSocket constructor to use instead of the global one or `ws`. */
+  WebSocket?: unknown;
+}
+
+/** Subscribe options; `extra` fields are sent as they are (wildcards and other server options). */
+export interface SubscribeOptions {
+  heartbeatMs?: number;
+  throttleMs?: number;
+  extra?: Record<string, unknown>;
+}
+
+/** A server `error` reply to one request, thrown from the call that sent it. */
+export class TickcastError extends Error {
+  /** bad_request, invalid_topic, invalid_field, too_many_topics, topic_limit, forbidden, rate_limited, ... */
+  readonly code: string;
+  /** The field at fault (with invalid_field). */
+  readonly field?: string;
+  /** The request id. */
+  readonly id?: number;
+  constructor(code: string, message: string, field?: string, id?: number) {
+    super(`${code}: ${message}`);
+    this.name = "TickcastError";
+    this.code = code;
+    this.field = field;
+    this.id = id;
+  }
+}
+
+/** Full-jitter exponential backoff: a uniform share (rnd in [0,1)) of min(max, min * 2^attempt). */
+export function backoffDelay(attempt: number, minMs: number, maxMs: number, rnd: number): number {
+  return Math.max(0, rnd) * Math.min(maxMs, minMs * 2 ** Math.min(attempt, 32));
+}
+
+/** The seqs skipped between the last processed seq and this tick's when no marker named them, else null. */
+export function unannouncedGap(lastSeq: number | undefined, seq: number): [number, number] | null {
+  if (lastSeq === undefined || seq <= lastSeq + 1) return null;
+  return [lastSeq + 1, seq - 1];
+}
+
+interface TopicState {
+  epoch?: string;
+  seq?: number;
+  stale: boolean;
+  opts: Record<string, unknown>;
+}
+
+interface Pending {
+  resolve: (msg: Record<string, any>) => void;
+  reject: (err: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+type Listener<T> = (ev: T) => void;
+const isNode = typeof process !== "undefined" && !!(process as any).versions?.node;
+
+/** A tickcast connection; see the package docs. */
+export class TickcastClient {
+  readonly url: string;
+  /** The current connection state. */
+  state: StateEvent["state"] = "disconnected";
+  private opts: Required<Omit<ClientOptions, "token" | "WebSocket" | "heartbeatMs">> & ClientOptions;
+  private ws: any = null;
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private topics = new Map<string, TopicState>();
+  private listeners = new Map<string, Set<Listener<any>>>();
+  private closed = false;
+  private attempt = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private openWaiters: Array<() => void> = [];
+
+  constructor(url: string, options: ClientOptions = {}) {
+    this.url = url;
+    this.opts = { reconnectMinMs: 100, reconnectMaxMs: 10000, requestTimeoutMs: 10000, ...options };
+  }
+
+  /** Adds a listener; returns a function that removes it. */
+  on<K extends keyof ClientEvents>(event: K, fn: Listener<ClientEvents[K]>): () => void {
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    set.add(fn);
+    return () => set!.delete(fn);
+  }
+
+  private emit<K extends keyof ClientEvents>(event: K, value: ClientEvents[K]): void {
+    for (const fn of this.listeners.get(event) ?? []) fn(value);
+  }
+
+  private setState(ev: StateEvent): void {
+    this.state = ev.state;
+    this.emit("state", ev);
+  }
+
+  /** Opens the connection (and keeps reopening it until close()); resolves once connected. */
+  connect(): Promise<void> {
+    this.closed = false;
+    const opened = new Promise<void>((resolve) => this.openWaiters.push(resolve));
+    if (!this.ws && !this.timer) void this.open();
+    else if (this.state === "connected") return Promise.resolve();
+    return opened;
+  }
+
+  /** Closes for good; pending calls reject. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.ws?.close(1000, "client closed");
+    this.failPending(new Error("client closed"));
+  }
+
+  /** Drops the current connection as a network failure would (the client reconnects); for tests and demos. */
+  dropConnection(): void {
+    this.ws?.close(4000, "dropped by the client");
+  }
+
+  private async webSocketClass(): Promise<any> {
+    if (this.opts.WebSocket) return this.opts.WebSocket;
+    if (typeof (globalThis as any).WebSocket === "function") return (globalThis as any).WebSocket;
+    const mod: any = await import("ws");
+    return mod.default ?? mod.WebSocket;
+  }
+
+  private async open(): Promise<void> {
+    this.setState({ state: "connecting" });
+    let ws: any;
+    try {
+      const WS = await this.webSocketClass();
+      const t = this.opts.token;
+      const token = typeof t === "function" ? await t() : t;
+      const nodeWs = isNode && WS !== (globalThis as any).WebSocket;
+      if (token && nodeWs) ws = new WS(this.url, { headers: { Authorization: `Bearer ${token}` } });
+      else if (token) ws = new WS(this.url, ["tickcast.v1", `bearer.${token}`]);
+      else ws = new WS(this.url);
+    } catch (e) {
+      this.setState({ state: "disconnected", reason: String(e) });
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    let failure = "";
+    ws.onopen = () => {
+      this.attempt = 0;
+      this.setState({ state: "connected" });
+      for (const w of this.openWaiters.splice(0)) w();
+      void this.resubscribeAll();
+    };
+    ws.onmessage = (ev: { data: unknown }) => {
+      if (typeof ev.data !== "string") return;
+      let msg: any;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      this.handle(msg);
+    };
+    ws.onerror = (ev: any) => {
+      failure = String(ev?.message ?? ev?.error ?? "error");
+    };
+    ws.onclose = (ev: { code: number; reason: string }) => {
+      this.ws = null;
+      this.failPending(new Error("connection closed"));
+      this.setState({ state: "disconnected", code: ev.code, reason: ev.reason || failure });
+      this.scheduleReconnect();
+    };
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed) return;
+    const delay = backoffDelay(this.attempt++, this.opts.reconnectMinMs, this.opts.reconnectMaxMs, Math.random());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.open();
+    }, delay);
+  }
+
+  private failPending(err: Error): void {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pending.clear();
+  }
+
+  private request(msg: Record<string, unknown>): Promise<Record<string, any>> {
+    if (!this.ws || this.state !== "connected") return Promise.reject(new Error("not connected"));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`no reply to request ${id}`));
+      }, this.opts.requestTimeoutMs);
+      this.pending.set(id, {
+        timer,
+        reject,
+        resolve: (reply) => {
+          if (reply.type === "error") reject(new TickcastError(reply.code, reply.message, reply.field, id));
+          else resolve(reply);
+        },
+      });
+      this.ws.send(JSON.stringify({ ...msg, id }));
+    });
+  }
+
+  private subscribeMsg(topics: string[], opts: Record<string, unknown>): Record<string, unknown> {
+    const since: Record<string, { seq: number; epoch: string }> = {};
+    for (const t of topics) {
+      const st = this.topics.get(t);
+      if (st?.seq !== undefined && st.epoch !== undefined) since[t] = { seq: st.seq, epoch: st.epoch };
+    }
+    const msg: Record<string, unknown> = { op: "subscribe", topics, ...opts };
+    if (Object.keys(since).length) msg.since = since;
+    return msg;
+  }
+
+  /** Subscribes; resolves with the `subscribed` ack, rejects with a TickcastError. Ticks come as `tick` events. */
+  async subscribe(topics: string[], options: SubscribeOptions = {}): Promise<Record<string, any>> {
+    const opts: Record<string, unknown> = { ...options.extra };
+    const hb = options.heartbeatMs ?? this.opts.heartbeatMs;
+    if (hb !== undefined) opts.heartbeat_ms = hb;
+    if (options.throttleMs !== undefined) opts.throttle_ms = options.throttleMs;
+    const fresh = topics.filter((t) => !this.topics.has(t));
+    for (const t of fresh) this.topics.set(t, { stale: false, opts });
+    try {
+      return await this.request(this.subscribeMsg(topics, opts));
+    } catch (e) {
+      if (e instanceof TickcastError) for (const t of fresh) this.topics.delete(t);
+      throw e;
+    }
+  }
+
+  /** Leaves topics; no tick of them follows the resolved promise. */
+  async unsubscribe(topics: string[]): Promise<Record<string, any>> {
+    const reply = await this.request({ op: "unsubscribe", topics });
+    for (const t of topics) this.topics.delete(t);
+    return reply;
+  }
+
+  /** Round trip; resolves with the pong. */
+  ping(): Promise<Record<string, any>> {
+    return this.request({ op: "ping" });
+  }
+
+  private async resubscribeAll(): Promise<void> {
+    const groups = new Map<Record<string, unknown>, string[]>();
+    for (const [t, st] of this.topics) {
+      const g = groups.get(st.opts) ?? [];
+      g.push(t);
+      groups.set(st.opts, g);
+    }
+    for (const [opts, topics] of groups) {
+      for (let i = 0; i < topics.length; i += 100) {
+        try {
+          await this.request(this.subscribeMsg(topics.slice(i, i + 100), opts));
+        } catch {
+          return; // the connection went away again: the next open resubscribes
+        }
+      }
+    }
+  }
+
+  private handle(msg: any): void {
+    switch (msg.type) {
+      case "tick": {
+        const st = this.topics.get(msg.topic);
+        if (!st) return;
+        const gap = unannouncedGap(st.seq, msg.seq);
+        if (gap) this.emit("gap", { topic: msg.topic, from: gap[0], to: gap[1], reason: "unannounced" });
+        st.seq = msg.seq;
+        st.stale = false;
+        this.emit("tick", msg as Tick);
+        return;
+      }
+      case "gap": {
+        const st = this.topics.get(msg.topic);
+        if (!st) return;
+        this.emit("gap", { topic: msg.topic, from: msg.from, to: msg.to, reason: msg.reason });
+        st.seq = msg.to;
+        return;
+      }
+      case "heartbeat": {
+        const st = this.topics.get(msg.topic);
+        if (!st) return;
+        this.emit("heartbeat", { topic: msg.topic, seq: msg.seq, ts: msg.ts, feed_up: msg.feed_up });
+        if (!msg.feed_up && !st.stale) {
+          st.stale = true;
+          this.emit("stale", { topic: msg.topic, lastSeq: msg.seq });
+        } else if (msg.feed_up) st.stale = false;
+        return;
+      }
+      case "subscribed": {
+        const recovery = msg.recovery ?? {};
+        for (const [topic, epoch] of Object.entries<string>(msg.epochs ?? {})) {
+          const st = this.topics.get(topic);
+          if (!st) continue;
+          const rec = recovery[topic];
+          if (rec) {
+            if (!rec.recovered) st.seq = undefined; // the snapshot that follows is a fresh start, not a gap
+            this.emit("recovery", rec.recovered ? { topic, recovered: true } : { topic, recovered: false, reason: rec.reason });
+          } else if (st.epoch !== epoch) st.seq = undefined;
+          st.epoch = epoch;
+        }
+        this.resolve(msg);
+        return;
+      }
+      case "unsubscribed":
+      case "pong":
+      case "error":
+        this.resolve(msg);
+        return;
+    }
+  }
+
+  private resolve(msg: any): void {
+    const p = typeof msg.id === "number" ? this.pending.get(msg.id) : undefined;
+    if (!p) return;
+    this.pending.delete(msg.id);
+    clearTimeout(p.timer);
+    p.resolve(msg);
+  }
+}
