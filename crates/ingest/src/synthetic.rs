@@ -272,7 +272,11 @@ mod tests {
         assert_eq!(due_by(us(3_700), 10_000.0, PERIOD), 30);
         // Exact multiples of rate × period at every boundary, far into a run (no float drift).
         for k in (0..20_000_000u64).step_by(9_973) {
-            assert_eq!(due_by(ms(k) + us(500), 10_000.0, PERIOD), 10 * k, "period {k}");
+            assert_eq!(
+                due_by(ms(k) + us(500), 10_000.0, PERIOD),
+                10 * k,
+                "period {k}"
+            );
             assert_eq!(due_by(ms(k), 1_000.0, PERIOD), k, "period {k}");
         }
         // Fractional per-period counts keep the rate on average.
