@@ -1,8 +1,12 @@
 //! The built-in synthetic feed: random-walk quotes over a symbol list at a fixed total rate.
 //!
 //! Deterministic for a given seed (prices, not timing). Symbols are emitted round-robin, the rate is
-//! open-loop (computed from elapsed time, so a slow timer catches up instead of drifting), and ticks of
-//! one timer period are published as one batch so shards wake once per period.
+//! open-loop (computed from elapsed time, so a slow timer catches up instead of drifting), and the
+//! ticks of whole timer periods are published as one batch so shards wake once per period.
+//!
+//! Whole periods, not "everything due by now": a timer that fires a fraction of a period late would
+//! otherwise cut the round-robin at a different symbol every time, so ticks that belong together
+//! (a client's run of symbols) land in two batches and go out in two writes instead of one.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,6 +183,15 @@ fn step(walk: &mut Walk, rng: &mut SmallRng) -> Quote {
     }
 }
 
+/// Ticks due by the start of the current period: the boundaries of whole periods, so every batch
+/// holds `rate × period` ticks (a steady run of symbols) however late the timer fires within one.
+fn due_by(elapsed: Duration, rate: f64, period: Duration) -> u64 {
+    let period_nanos = period.as_nanos().max(1);
+    let periods = elapsed.as_nanos() / period_nanos;
+    // Multiplied out before the one division so an integral count comes out exact (no 29.999…).
+    (periods as f64 * rate * period_nanos as f64 / 1e9) as u64
+}
+
 async fn run(config: SyntheticConfig, mut ctx: FeedContext) -> Result<(), FeedError> {
     let feed = config.name.clone();
     let mut walks = Vec::new();
@@ -213,7 +226,7 @@ async fn run(config: SyntheticConfig, mut ctx: FeedContext) -> Result<(), FeedEr
             _ = ctx.shutdown.cancelled() => break,
             _ = timer.tick() => {}
         }
-        let due = (started.elapsed().as_secs_f64() * config.rate) as u64;
+        let due = due_by(started.elapsed(), config.rate, PERIOD);
         let mut n = due.saturating_sub(emitted);
         if n > max_burst {
             // We fell behind (stalled process): skip the backlog rather than burst it all at once.
@@ -246,6 +259,30 @@ mod tests {
     use crate::stats::FeedStats;
     use tickcast_bus::{Bus, BusConfig};
     use tokio_util::sync::CancellationToken;
+
+    #[test]
+    fn due_ticks_follow_whole_periods() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        // Anywhere inside period k the count is the one due at its start.
+        assert_eq!(due_by(ms(0), 10_000.0, PERIOD), 0);
+        assert_eq!(due_by(us(999), 10_000.0, PERIOD), 0);
+        assert_eq!(due_by(ms(1), 10_000.0, PERIOD), 10);
+        assert_eq!(due_by(us(1_999), 10_000.0, PERIOD), 10);
+        assert_eq!(due_by(us(3_700), 10_000.0, PERIOD), 30);
+        // Exact multiples of rate × period at every boundary, far into a run (no float drift).
+        for k in (0..20_000_000u64).step_by(9_973) {
+            assert_eq!(
+                due_by(ms(k) + us(500), 10_000.0, PERIOD),
+                10 * k,
+                "period {k}"
+            );
+            assert_eq!(due_by(ms(k), 1_000.0, PERIOD), k, "period {k}");
+        }
+        // Fractional per-period counts keep the rate on average.
+        assert_eq!(due_by(Duration::from_secs(10), 333.3, PERIOD), 3_333);
+        assert_eq!(due_by(Duration::from_secs(3), 0.0, PERIOD), 0);
+    }
 
     #[test]
     fn symbols_parse() {
