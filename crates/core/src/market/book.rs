@@ -156,16 +156,20 @@ impl Book {
         crc32(&buf)
     }
 
-    /// Whether applying the delta would leave best bid >= best ask, decided without mutating the book.
+    /// Whether applying the delta would leave best bid >= best ask, decided without copying the book:
+    /// the new best is the better of the best changed level and the best untouched old level.
     fn would_cross(&self, bids: &[Level], asks: &[Level]) -> bool {
-        let mut trial = self.clone();
-        for &(p, s) in bids {
-            upsert(&mut trial.bids, p, s);
-        }
-        for &(p, s) in asks {
-            upsert(&mut trial.asks, p, s);
-        }
-        trial.is_crossed()
+        let touched = |side: &[Level], p: &Decimal| side.iter().any(|(q, _)| q == p);
+        let new_bid = bids.iter().filter(|l| !l.1.is_zero()).map(|l| l.0).max();
+        let old_bid = self.bids.keys().rev().find(|p| !touched(bids, p)).copied();
+        let new_ask = asks.iter().filter(|l| !l.1.is_zero()).map(|l| l.0).min();
+        let old_ask = self.asks.keys().find(|p| !touched(asks, p)).copied();
+        let bid = new_bid.max(old_bid);
+        let ask = match (new_ask, old_ask) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        matches!((bid, ask), (Some(b), Some(a)) if b >= a)
     }
 
     /// Drops the worst levels beyond `depth` (bids lowest first, asks highest first).

@@ -196,15 +196,19 @@ impl Decimal {
     /// Appends the checksum form Kraken specifies: the printed number with the `.` removed and leading
     /// zeros removed (`"0.00500"` -> `"500"`).
     pub fn write_checksum_digits(self, out: &mut Vec<u8>) {
-        let mut tmp = Vec::with_capacity(48);
-        self.write(&mut tmp);
+        // Print in place, then compact the printed bytes: no temporary buffer on the ingest path.
         let start = out.len();
-        for &c in &tmp {
-            if c == b'.' || (c == b'0' && out.len() == start) {
+        self.write(out);
+        let mut w = start;
+        for r in start..out.len() {
+            let c = out[r];
+            if c == b'.' || (c == b'0' && w == start) {
                 continue;
             }
-            out.push(c);
+            out[w] = c;
+            w += 1;
         }
+        out.truncate(w);
     }
 
     /// The value with trailing fractional zeros removed, used for comparing and hashing.
