@@ -271,6 +271,17 @@ mod tests {
     }
 
     #[test]
+    fn checksums_in_protocol_md_match() {
+        // The example in docs/protocol.md; values computed independently with Python's zlib.crc32.
+        let mut b = Book::new(10);
+        b.apply_snapshot(&[lv("64000.5", "1.25")], &[lv("64001.0", "0.5")])
+            .unwrap();
+        assert_eq!(b.checksum(), 2_238_815_152);
+        b.apply_delta(&[lv("64000.5", "0")], &[]).unwrap();
+        assert_eq!(b.checksum(), 878_852_093);
+    }
+
+    #[test]
     fn checksum_covers_only_ten_levels() {
         let mut a = Book::new(25);
         let bids: Vec<Level> = (1..=20).map(|i| (Decimal::new(i, 1), d("1"))).collect();
