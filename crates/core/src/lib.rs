@@ -3,7 +3,7 @@
 //! Owns the tick model ([`Tick`], [`Seq`], [`TsMicros`], [`Price`]), [`Topic`] validation, the frame
 //! codec that serializes a tick once into a complete, unmasked RFC 6455 text frame ([`Frame`]), the
 //! client protocol (parsing requests, encoding replies; the v2 epochs, gap markers and heartbeats in
-//! [`stream`]), and the inbound frame-boundary tracker
+//! [`stream`]), the market-data model ([`market`]: exact decimals, order books, trades, bars), and the inbound frame-boundary tracker
 //! ([`wire`]).
 //!
 //! It does no I/O and knows nothing about sockets, subscribers or feeds: the bus, the ingesters and the
@@ -12,6 +12,7 @@
 
 pub mod frame;
 pub mod json;
+pub mod market;
 pub mod prefetch;
 pub mod protocol;
 pub mod stream;
