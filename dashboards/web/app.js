@@ -1262,6 +1262,8 @@ window.tickcast = Object.freeze({
   detail: () => detail.state(),
   openDetail: (sym) => detail.open(String(sym)),
   closeDetail: () => detail.close(),
+  /** tests only: corrupt the detail view's copy of the book, so the next checksum fails and the view resyncs */
+  detailTamper: () => detail.tamper(),
   remove: removeTopic,
   reconnect: reconnectNow,
 });

@@ -424,5 +424,14 @@ export function createDetail(io) {
     };
   }
 
-  return { open, close, owns, onMessage, onConnected, onDisconnected, state, get symbol() { return sym; } };
+  /** Test hook: corrupts the page's copy of the book (the best bid's size), as a bug in applying deltas would, so a
+   *  test can watch the next checksum fail, the badge appear and the resync bring a fresh snapshot. */
+  function tamper() {
+    const l = feed && feed.state === 'live' && feed.book.bids.levels[0];
+    if (!l) return false;
+    l.sz = l.sz === '1' ? '2' : '1';
+    return true;
+  }
+
+  return { open, close, owns, onMessage, onConnected, onDisconnected, state, tamper, get symbol() { return sym; } };
 }

@@ -56,7 +56,10 @@ async fn health_ready_topics_metrics_and_dashboard() {
     // the embedded assets would break the page (a failed import stops the whole module graph).
     let web = repo_root().join("dashboards/web");
     let mut assets = vec![("/style.css".to_string(), "text/css")];
-    for entry in std::fs::read_dir(&web).expect("read dashboards/web").flatten() {
+    for entry in std::fs::read_dir(&web)
+        .expect("read dashboards/web")
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".js") {
             assets.push((format!("/{name}"), "text/javascript"));

@@ -1,6 +1,6 @@
 // Unit tests of the dashboard's pure market-data modules (book maintenance, checksum, candles, tape), in node:
 //
-//   node --test dashboards/web/test/unit/
+//   node --test dashboards/web/test/unit/market.test.mjs
 //
 // The checksum examples are the two messages of docs/protocol.md ("Market data"), which the server's own unit test
 // (crates/core/src/market/book.rs, checksums_in_protocol_md_match) pins too: page and server agree on them.
