@@ -110,7 +110,7 @@ export function drawChart(svg, candles, w, h) {
     const t = node('title', {}, `${clock(c.start)}${c.closed ? '' : ' (live)'}  O ${c.open} H ${c.high} L ${c.low} C ${c.close}  vol ${c.volume}  vwap ${c.vwap ?? '–'}  trades ${c.trades}`);
     cg.appendChild(t);
     g.appendChild(cg);
-    if (i % 10 === n % 10 && i < n - 3) {
+    if (i % 10 === n % 10 && i < n - 3 && cx > 26) { // (a label centred closer to the left edge would be clipped)
       frag.appendChild(node('text', { x: cx, y: h - 4, class: 'axis', 'text-anchor': 'middle' }, clock(c.start)));
     }
   });
