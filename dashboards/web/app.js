@@ -859,7 +859,10 @@ function onMessage(m) {
     case 'subscribed':
     case 'unsubscribed':
       pending.delete(m.id);
-      if (m.type === 'subscribed') onSubscribed(m);
+      if (m.type === 'subscribed') {
+        onSubscribed(m);
+        detail.onAck(m);
+      }
       log('debug', `${m.type} ${(m.topics || []).length} topic(s)`);
       return;
     case 'pong': {

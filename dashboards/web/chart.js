@@ -8,8 +8,9 @@ const SVG_NS = 'http://www.w3.org/2000/svg';
 const AXIS_W = 64; // right-hand price axis
 const TIME_H = 18; // bottom time axis
 const VOL_FRAC = 0.22; // share of the plot height for the volume bars
-const STEP = 9; // px per candle (body + gap)
-const BODY = 6;
+const STEP = 9; // px per candle (body + gap) when the plot is full
+const STEP_MAX = 16; // a young series (few candles) is drawn wider, up to this
+const TAG_CLEAR = 12; // px: axis labels this close to the last-price tag are left out (the tag covers them)
 
 function node(tag, attrs, text) {
   const e = document.createElementNS(SVG_NS, tag);
@@ -57,7 +58,9 @@ function clock(us) {
 export function drawChart(svg, candles, w, h) {
   svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
   const plotW = Math.max(0, w - AXIS_W);
-  const n = Math.max(0, Math.min(candles.length, Math.floor(plotW / STEP)));
+  const step = Math.max(STEP, Math.min(STEP_MAX, plotW / Math.max(1, candles.length)));
+  const body = Math.round(step * 0.65);
+  const n = Math.max(0, Math.min(candles.length, Math.floor(plotW / step)));
   const shown = candles.slice(candles.length - n);
   const frag = document.createDocumentFragment();
   if (n === 0) {
@@ -82,31 +85,33 @@ export function drawChart(svg, candles, w, h) {
   const priceH = plotH - volH - 6;
   const y = (p) => 4 + (1 - (p - lo) / (hi - lo)) * (priceH - 4);
   const scale = priceScale(shown);
+  const last = shown[n - 1];
+  const ly = Math.round(y(last.c)) + 0.5;
 
   // grid and price axis
   const grid = node('g', { class: 'grid' });
   for (const v of ticks(lo, hi, 5)) {
     const yy = Math.round(y(v)) + 0.5;
     grid.appendChild(node('line', { x1: 0, x2: plotW, y1: yy, y2: yy }));
-    grid.appendChild(node('text', { x: plotW + 6, y: yy + 4, class: 'axis' }, v.toFixed(scale)));
+    if (Math.abs(yy - ly) > TAG_CLEAR) grid.appendChild(node('text', { x: plotW + 6, y: yy + 4, class: 'axis' }, v.toFixed(scale)));
   }
   grid.appendChild(node('line', { x1: 0, x2: plotW, y1: plotH - volH, y2: plotH - volH, class: 'sep' }));
   frag.appendChild(grid);
 
   // candles right-aligned: the newest at the right edge
-  const x0 = plotW - n * STEP;
+  const x0 = plotW - n * step;
   const g = node('g', { class: 'candles' });
   shown.forEach((c, i) => {
-    const cx = Math.round(x0 + i * STEP + STEP / 2) + 0.5;
+    const cx = Math.round(x0 + i * step + step / 2) + 0.5;
     const dir = c.c > c.o ? 'up' : c.c < c.o ? 'down' : 'flat';
     const cls = `candle ${dir}${c.closed ? '' : ' live'}`;
     const cg = node('g', { class: cls, 'data-start': c.start });
     const top = y(Math.max(c.o, c.c));
     const bot = y(Math.min(c.o, c.c));
     cg.appendChild(node('line', { class: 'wick', x1: cx, x2: cx, y1: y(c.h), y2: y(c.l) }));
-    cg.appendChild(node('rect', { class: 'body', x: cx - BODY / 2, y: top, width: BODY, height: Math.max(1, bot - top) }));
+    cg.appendChild(node('rect', { class: 'body', x: cx - body / 2, y: top, width: body, height: Math.max(1, bot - top) }));
     const vh = vmax > 0 ? (c.v / vmax) * (volH - 2) : 0;
-    cg.appendChild(node('rect', { class: 'vol', x: cx - BODY / 2, y: plotH - vh, width: BODY, height: Math.max(0, vh) }));
+    cg.appendChild(node('rect', { class: 'vol', x: cx - body / 2, y: plotH - vh, width: body, height: Math.max(0, vh) }));
     const t = node('title', {}, `${clock(c.start)}${c.closed ? '' : ' (live)'}  O ${c.open} H ${c.high} L ${c.low} C ${c.close}  vol ${c.volume}  vwap ${c.vwap ?? '–'}  trades ${c.trades}`);
     cg.appendChild(t);
     g.appendChild(cg);
@@ -117,8 +122,6 @@ export function drawChart(svg, candles, w, h) {
   frag.appendChild(g);
 
   // last price: a dashed line and a tag on the axis
-  const last = shown[n - 1];
-  const ly = Math.round(y(last.c)) + 0.5;
   const tagCls = last.c >= last.o ? 'last up' : 'last down';
   frag.appendChild(node('line', { class: tagCls, x1: 0, x2: plotW, y1: ly, y2: ly }));
   frag.appendChild(node('rect', { class: tagCls + ' tag', x: plotW + 2, y: ly - 8, width: AXIS_W - 4, height: 16, rx: 3 }));

@@ -12,6 +12,12 @@
 // - Network handling never touches the DOM: messages update the pure models (bookfeed, tape, candles) and mark
 //   parts dirty; one animation-frame pass (at most every RENDER_MIN_MS; the chart at most every CHART_MIN_MS)
 //   writes the changes. The ladder's 21 rows are built once and only their text and bar widths change.
+// - Backfill: a plain subscribe brings only the latest trade and bar. The server keeps each topic's recent messages
+//   for `since` recovery, so on the first trade (and bar) message, whose seq and the ack's epoch say where the
+//   stream is, the view subscribes that topic again with `since` BACKFILL messages back: the tape and the chart
+//   start full instead of empty. Messages in between (before the server took the unsubscribe) are ignored; the
+//   replay holds them. If the history is shorter, the server says so and sends the latest message: nothing is lost
+//   but the backfill. The same happens after a reconnect, which also fills what the outage missed.
 // - Opening another symbol, or closing the view, unsubscribes the previous symbol's topics; messages of other
 //   topics that are still in flight are ignored.
 
@@ -29,6 +35,8 @@ const CHART_MIN_MS = 250;
 const SNAPSHOT_WAIT_MS = 2000; // after a book gap, how long the server's snapshot may take before we resubscribe
 const RESYNC_MIN_MS = 1000; // resubscribes of the book at most this often (a server that keeps disagreeing must
 // not make the page hammer it)
+const BACKFILL = 90; // trade and bar messages asked back from the server's history (it keeps 100 by default)
+const BACKFILL_WAIT_MS = 3000; // a backfill whose ack does not come by then is given up (messages flow again)
 
 /** Topics of a symbol's detail view. */
 export function detailTopics(sym) {
@@ -76,6 +84,11 @@ export function createDetail(io) {
   let lastResyncAt = -Infinity;
   let resyncs = 0;
   let chartDrawn = 0;
+  /** per topic kind ('trade', 'bar'): 'first' (backfill on the next message), 'asked' (waiting for the ack of the
+   *  `since` subscribe; messages ignored) or 'done' */
+  let backfill = {};
+  let epochs = {};
+  let backfillTimer = 0;
   let chartAt = -Infinity;
   const dirty = { ladder: false, tape: false, chart: false, head: false };
   let frameQueued = false;
@@ -304,6 +317,8 @@ export function createDetail(io) {
     tape = new TradeTape(TAPE_MAX);
     series = new CandleSeries(CANDLES_MAX);
     resyncs = 0;
+    backfill = { trade: 'first', bar: 'first' };
+    epochs = {};
     el.sym.textContent = s;
     el.tape.replaceChildren();
     el.chart.replaceChildren();
@@ -322,7 +337,8 @@ export function createDetail(io) {
     unsubscribe([topics.book, topics.trade, topics.bar]);
     clearTimeout(snapshotTimer);
     clearTimeout(resyncTimer);
-    snapshotTimer = resyncTimer = 0;
+    clearTimeout(backfillTimer);
+    snapshotTimer = resyncTimer = backfillTimer = 0;
     sym = '';
     topics = null;
     el.root.hidden = true;
@@ -360,10 +376,12 @@ export function createDetail(io) {
         return;
       }
       case 'trade':
+        if (m.topic !== topics.trade || holdForBackfill('trade', m)) return;
         if (tape.onTrade(m)) mark('tape');
         return;
       case 'bar':
-        if (m.topic === topics.bar && series.apply(m) !== 'bad') mark('chart');
+        if (m.topic !== topics.bar || holdForBackfill('bar', m)) return;
+        if (series.apply(m) !== 'bad') mark('chart');
         return;
       case 'gap':
         if (m.topic === topics.book) {
@@ -375,7 +393,7 @@ export function createDetail(io) {
             if (feed.state !== 'live') resubscribeBook(`no snapshot within ${SNAPSHOT_WAIT_MS} ms of a gap`);
           }, SNAPSHOT_WAIT_MS);
           mark('ladder');
-        } else if (m.topic === topics.trade) {
+        } else if (m.topic === topics.trade && backfill.trade !== 'asked') { // (held back like the trades)
           tape.onGap(m);
           mark('tape');
         }
@@ -391,11 +409,55 @@ export function createDetail(io) {
     }
   }
 
+  /** True when a trade or bar message must not be applied because of the backfill (see the notes at the top): the
+   *  first message starts it (its seq says how far back to ask), and messages are held until its ack. */
+  function holdForBackfill(kind, m) {
+    const st = backfill[kind];
+    if (st === 'done') return false;
+    if (st === 'asked') return true;
+    const topic = topics[kind];
+    const seq = Number(m.seq);
+    const epoch = epochs[topic];
+    if (!epoch || !Number.isSafeInteger(seq) || seq <= 1 || !io.isOpen()) {
+      backfill[kind] = 'done'; // nothing to ask for (or no way to): apply it as it is
+      return false;
+    }
+    backfill[kind] = 'asked';
+    unsubscribe([topic]);
+    io.send({ op: 'subscribe', topics: [topic], since: { [topic]: { seq: Math.max(0, seq - BACKFILL), epoch } } });
+    // The replay starts over: what was shown is replaced by what the history holds (which includes it).
+    if (kind === 'trade') { tape = new TradeTape(TAPE_MAX); el.tape.replaceChildren(); mark('tape'); }
+    else { series = new CandleSeries(CANDLES_MAX); mark('chart'); }
+    clearTimeout(backfillTimer);
+    backfillTimer = setTimeout(() => {
+      backfillTimer = 0;
+      for (const k of Object.keys(backfill)) if (backfill[k] === 'asked') backfill[k] = 'done';
+    }, BACKFILL_WAIT_MS);
+    return true;
+  }
+
+  /** Every `subscribed` ack (app.js passes them all): the epochs of our topics, and the end of a backfill (its
+   *  replay, or the latest message when the history is too short, follows the ack). */
+  function onAck(m) {
+    if (!sym) return;
+    if (m.epochs && typeof m.epochs === 'object') {
+      for (const t of [topics.trade, topics.bar]) if (typeof m.epochs[t] === 'string') epochs[t] = m.epochs[t];
+    }
+    for (const kind of ['trade', 'bar']) {
+      const t = topics[kind];
+      if (backfill[kind] !== 'asked' || !Array.isArray(m.topics) || !m.topics.includes(t)) continue;
+      backfill[kind] = 'done';
+      const r = m.recovery && m.recovery[t];
+      if (r && r.recovered === false) io.log('debug', `${t}: no backfill (${r.reason}); the latest message follows`);
+    }
+  }
+
   /** The socket (re)opened: subscribe the shown symbol again; the book waits for the snapshot that follows. */
   function onConnected() {
     if (!sym) return;
     feed.restart();
     tape.restart();
+    backfill = { trade: 'first', bar: 'first' };
     subscribe([topics.book, topics.trade, topics.bar]);
     mark('head');
   }
@@ -413,7 +475,7 @@ export function createDetail(io) {
   function state() {
     if (!sym) return null;
     return {
-      sym, topics: { ...topics }, resyncs,
+      sym, topics: { ...topics }, resyncs, backfill: { ...backfill },
       book: {
         state: feed.state, seq: feed.seq, verified: feed.verified, mismatches: feed.mismatches, snapshots: feed.snapshots,
         gaps: feed.gaps, jumps: feed.jumps, malformed: feed.malformed, ignored: feed.ignored, depth: feed.book.depth,
@@ -433,5 +495,5 @@ export function createDetail(io) {
     return true;
   }
 
-  return { open, close, owns, onMessage, onConnected, onDisconnected, state, tamper, get symbol() { return sym; } };
+  return { open, close, owns, onMessage, onAck, onConnected, onDisconnected, state, tamper, get symbol() { return sym; } };
 }

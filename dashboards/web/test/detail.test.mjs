@@ -191,6 +191,16 @@ try {
     assert(widths.some((w) => w > 5), `depth bars drawn: ${widths}`);
   });
 
+  await step('trades and bars are backfilled from the server\'s history (a `since` subscribe once their seq is known)', async () => {
+    await page.waitForFunction(() => { const b = window.tickcast.detail().backfill; return b.trade === 'done' && b.bar === 'done'; });
+    for (const t of ['trade.AAPL', 'bar.1s.AAPL']) {
+      const req = sent.find((r) => r.op === 'subscribe' && r.since && r.since[t]);
+      assert(req && req.topics.length === 1 && req.since[t].seq >= 0 && req.since[t].epoch, `backfill of ${t}: ${JSON.stringify(req)}`);
+    }
+    const d = await detail();
+    log('after backfill:', JSON.stringify({ tape: d.tape, candles: d.candles }));
+  });
+
   await step(`the tape shows at least ${MIN_TRADES} trades, newest first, coloured by side`, async () => {
     await page.waitForFunction((n) => document.querySelectorAll('#tape li.buy, #tape li.sell').length >= n, MIN_TRADES);
     const items = await page.$$eval('#tape li', (lis) => lis.map((li) => ({
