@@ -6,6 +6,7 @@
 // (crates/core/src/market/book.rs, checksums_in_protocol_md_match) pins too: page and server agree on them.
 
 import test from 'node:test';
+import fs from 'node:fs';
 import assert from 'node:assert/strict';
 import { crc32 } from '../../crc32.js';
 import { parseDecimal, formatScaled, checksumDigits } from '../../decimal.js';
@@ -15,8 +16,10 @@ import { CandleSeries } from '../../candles.js';
 import { TradeTape } from '../../tape.js';
 import { parseFloatSafe, spreadOf, sideTotals } from '../../ladder.js';
 
-const DOC_SNAPSHOT = {"type":"book","topic":"book.BTC-USD","seq":41,"ts":1763700000000000,"snapshot":true,"bids":[["64000.5","1.25"]],"asks":[["64001.0","0.5"]],"checksum":2238815152};
-const DOC_DELTA = {"type":"book","topic":"book.BTC-USD","seq":42,"ts":1763700000000100,"snapshot":false,"bids":[["64000.5","0"]],"asks":[],"checksum":878852093};
+// The two book messages of docs/protocol.md, read from the page itself, so the test follows the documentation.
+const DOC_BOOK = fs.readFileSync(new URL('../../../../docs/protocol.md', import.meta.url), 'utf8')
+  .split('\n').filter((l) => l.startsWith('{"type":"book"')).map((l) => JSON.parse(l));
+const [DOC_SNAPSHOT, DOC_DELTA] = DOC_BOOK;
 
 test('crc32 matches the standard check values (zlib crc32)', () => {
   assert.equal(crc32('123456789'), 0xcbf43926);
@@ -48,6 +51,10 @@ test('checksum digits drop the dot and leading zeros (Kraken v2)', () => {
 });
 
 test('the two messages of docs/protocol.md verify', () => {
+  assert.equal(DOC_BOOK.length, 2, 'docs/protocol.md shows a book snapshot and a delta');
+  assert.equal(DOC_SNAPSHOT.snapshot, true);
+  assert.equal(DOC_SNAPSHOT.checksum, 2238815152);
+  assert.equal(DOC_DELTA.checksum, 878852093);
   const b = new OrderBook();
   b.applySnapshot(DOC_SNAPSHOT.bids, DOC_SNAPSHOT.asks);
   assert.equal(b.checksum(), 2238815152);
