@@ -115,6 +115,13 @@ async function shot(name, target = page, opts = {}) {
 }
 
 const detail = () => page.evaluate(() => window.tickcast.detail());
+
+/** One sample of the server's /metrics, e.g. 'tickcast_gap_markers_total{reason="resync"}' (0 when absent). */
+async function metric(sample) {
+  const text = await (await fetch(base + '/metrics')).text();
+  const line = text.split('\n').find((l) => l.startsWith(sample + ' '));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
 const requestsFor = (op, topic) => sent.filter((r) => r.op === op && Array.isArray(r.topics) && r.topics.includes(topic));
 
 /** Waits until the detail view of `sym` has verified `n` more checksums than `from` with the book live. */
@@ -266,6 +273,45 @@ try {
       'the book topic was resubscribed');
     assert(d.book.mismatches === 1 && d.resyncs === 1, `one mismatch, one resync: ${JSON.stringify(d)}`);
     assert(/Each one made the page drop its copy/.test(await page.getAttribute('#d-mismatch', 'title')), 'the badge explains itself');
+  });
+
+  await step('a tab that falls behind: the server resyncs the book (gap marker, then a snapshot) and the page verifies it', async () => {
+    const before = await detail();
+    const sample = 'tickcast_messages_dropped_total{reason="book_resync"}';
+    const resynced0 = await metric(sample);
+    // Keep the tab's renderer busy, so it stops reading its socket (the server's send buffer is small, see
+    // browser.rs), until the server says it resynced a book for it (a synchronous GET /metrics runs without letting
+    // the page read its WebSocket), at most 10 s.
+    const n = await page.evaluate(([s, n0]) => {
+      const end = Date.now() + 10_000;
+      const read = () => {
+        const x = new XMLHttpRequest();
+        x.open('GET', '/metrics', false);
+        x.send();
+        const l = x.responseText.split('\n').find((line) => line.startsWith(s + ' '));
+        return l ? Number(l.slice(s.length + 1)) : 0;
+      };
+      let v = n0;
+      while (Date.now() < end && (v = read()) <= n0) {
+        const t = Date.now() + 50;
+        while (Date.now() < t);
+      }
+      return v - n0;
+    }, [sample, resynced0]);
+    log('book deltas the server replaced by a resync while the tab was busy:', n);
+    assert(n > 0, 'the server resynced a book for the busy tab');
+    // the gap marker names the deltas; the snapshot after it makes the book live again, with no resubscribe
+    await page.waitForFunction((g) => window.tickcast.detail().book.gaps > g, before.book.gaps);
+    const d = await waitVerified('AAPL', 10, (await detail()).book.verified);
+    log('after the resync:', JSON.stringify(d.book), 'tape', JSON.stringify(d.tape));
+    assert(d.book.mismatches === before.book.mismatches && d.book.jumps === 0 && d.book.malformed === 0,
+      `no mismatch, jump or malformed message: ${JSON.stringify(d.book)}`);
+    assert(d.book.snapshots > before.book.snapshots, 'a snapshot followed the gap');
+    assert(d.resyncs === before.resyncs, `the server's snapshot did it, no resubscribe (${d.resyncs})`);
+    assert(d.tape.jumps === 0, `trades lost while behind were announced: ${JSON.stringify(d.tape)}`);
+    assert(await page.isVisible('#d-gaps'), 'the gap badge shows');
+    await sleep(500);
+    await shot('16-resync.png', page.locator('#detail'));
   });
 
   await step('a dropped connection: the view resubscribes on reconnect and the book is verified again', async () => {
