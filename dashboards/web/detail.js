@@ -363,16 +363,12 @@ export function createDetail(io) {
           clearTimeout(snapshotTimer);
           snapshotTimer = 0;
           mark('ladder');
-          if (feed.verified === 1 || m.snapshot === true) mark('head');
         } else if (out === Outcome.MISMATCH || out === Outcome.JUMP || out === Outcome.MALFORMED) {
           io.log('error', `${m.topic}: ${feed.lastProblem}`);
-          mark('ladder');
-          mark('head');
+          mark('ladder'); // faded: not a book the server vouched for
           resubscribeBook(out === Outcome.MISMATCH ? 'checksum mismatch' : out === Outcome.JUMP ? 'seq jump' : 'malformed message');
         }
-        // The verified count moves with every message: keep the header's figure current without re-rendering
-        // all of it per message (the frame pass writes it).
-        dirty.head = true;
+        mark('head'); // the verified count (written once per frame, however many messages came)
         return;
       }
       case 'trade':

@@ -218,6 +218,22 @@ test('a gap marker waits for the snapshot after it; a seq jump without one is re
   assert.equal(h.state, 'waiting');
 });
 
+test('a snapshot while live replaces the book (a server resync without skipped seqs); older deltas are ignored', () => {
+  const { msgs } = streamOf(10);
+  const f = new BookFeed('book.T');
+  for (const m of msgs.slice(0, 4)) f.onBook(m);
+  const ref = new OrderBook();
+  const snap = { type: 'book', topic: 'book.T', seq: 8, snapshot: true, depth: 5, bids: [['50', '1']], asks: [['51', '2']] };
+  ref.applySnapshot(snap.bids, snap.asks, 5);
+  assert.equal(f.onBook({ ...snap, checksum: ref.checksum() }), Outcome.OK);
+  assert.deepEqual(f.book.topBids(10).map((l) => l.px), ['50']);
+  // deltas the snapshot already covers (seq <= 8) are not applied again
+  assert.equal(f.onBook(msgs[6]), Outcome.IGNORED);
+  assert.equal(f.onBook(msgs[7]), Outcome.IGNORED);
+  assert.equal(f.seq, 8);
+  assert.equal(f.state, 'live');
+});
+
 const bar = (start, close, closed = false, extra = {}) => ({
   type: 'bar', topic: 'bar.1s.T', seq: 1, start, open: '10.00', high: '10.50', low: '9.50', close, volume: '100',
   vwap: '10.01', trades: 3, closed, ...extra,
