@@ -52,6 +52,8 @@ struct BookLog {
     /// The snapshot message of the current version, encoded on first demand and shared by every
     /// subscriber that opens or resyncs at this version; cleared by the next update.
     snapshot: Option<Frame>,
+    /// Snapshots encoded on demand so far (a feed's own snapshots are not counted).
+    encodings: u64,
 }
 
 /// A book snapshot for one subscriber: the book at `seq`, as one shared message.
@@ -81,6 +83,7 @@ impl Log {
         let (seq, ts) = (last.seq, last.ts);
         let book = self.book.as_mut()?;
         let frame = book.snapshot.get_or_insert_with(|| {
+            book.encodings += 1;
             let mut out = Vec::with_capacity(128 + 48 * 2 * book.book.depth());
             encode_book_snapshot(&mut out, topic, seq, ts, &book.book);
             Frame::text(&out)
@@ -250,6 +253,12 @@ impl TopicState {
         self.log().book_snapshot(&self.topic)
     }
 
+    /// Snapshots of this book encoded for subscribers so far: one per version asked for, however
+    /// many subscribers opened or resynced at it.
+    pub fn book_snapshot_encodings(&self) -> u64 {
+        self.log().book.as_ref().map_or(0, |b| b.encodings)
+    }
+
     /// Whether this book refused an update and awaits a snapshot: not served until one comes.
     pub fn is_untrusted(&self) -> bool {
         self.untrusted.load(Ordering::Relaxed)
@@ -348,6 +357,7 @@ impl TopicState {
             book: Book::new(depth),
             trusted: true,
             snapshot: None,
+            encodings: 0,
         });
         let applied = if update.snapshot {
             slot.book.apply_snapshot(update.bids, update.asks)
