@@ -154,6 +154,8 @@ struct Market {
     book_topic: Arc<TopicState>,
     trade_topic: Arc<TopicState>,
     sim: SimBook,
+    /// The last trade, in cents and shares, for the symbol's quote.
+    last_trade: Option<(i64, f64)>,
 }
 
 /// How often the candles are advanced (closed on time, open ones re-sent).
@@ -238,6 +240,7 @@ async fn run(config: SyntheticConfig, mut ctx: FeedContext) -> Result<(), FeedEr
                 book_topic: topic_of("book", &symbol)?,
                 trade_topic: topic_of("trade", &symbol)?,
                 sim: SimBook::new(start, &mut rng),
+                last_trade: None,
             });
         }
     }
@@ -320,8 +323,13 @@ async fn run(config: SyntheticConfig, mut ctx: FeedContext) -> Result<(), FeedEr
         for _ in 0..n {
             let count = walks.len();
             let walk = &mut walks[next];
+            // With books, a symbol's quote is its book's touch and last trade, so the board, the
+            // ladder and the tape agree; without, a random walk.
+            let quote = match markets.get(next) {
+                Some(m) => quote_of(m, &mut rng),
+                None => step(walk, &mut rng),
+            };
             next = (next + 1) % count;
-            let quote = step(walk, &mut rng);
             ctx.publisher.publish(&mut batch, &walk.topic, quote, ts);
         }
         drop(batch);
@@ -330,6 +338,20 @@ async fn run(config: SyntheticConfig, mut ctx: FeedContext) -> Result<(), FeedEr
     }
     stats.set_connected(false);
     Ok(())
+}
+
+/// The quote of a symbol with a book: best bid and ask, and the last trade (the mid before one).
+fn quote_of(m: &Market, rng: &mut SmallRng) -> Quote {
+    let (bid, ask) = (m.sim.best_bid(), m.sim.best_ask());
+    let (last, size) = m
+        .last_trade
+        .unwrap_or(((bid + ask) / 2, 100.0 * rng.random_range(1..=20) as f64));
+    Quote {
+        bid: Price(bid as f64 / 100.0),
+        ask: Price(ask as f64 / 100.0),
+        last: Price(last as f64 / 100.0),
+        size: Size(size),
+    }
 }
 
 /// One change of `m`'s book: published as a delta, and its trade, if any, as a trade.
@@ -354,6 +376,9 @@ fn market_step(
         }
     }
     if let Some((side, price, size)) = step.trade {
+        // Cents and shares back from the exact decimals (two places, whole shares).
+        let cents = i64::try_from(price.mantissa()).unwrap_or(0);
+        m.last_trade = Some((cents, size.mantissa() as f64));
         let trade = Trade {
             price,
             size,

@@ -65,11 +65,13 @@ impl SimBook {
         (bids.collect(), asks.collect())
     }
 
-    fn best_bid(&self) -> i64 {
+    /// Best bid in cents (0 for an empty side).
+    pub fn best_bid(&self) -> i64 {
         self.bids.keys().next_back().copied().unwrap_or(0)
     }
 
-    fn best_ask(&self) -> i64 {
+    /// Best ask in cents (`i64::MAX` for an empty side).
+    pub fn best_ask(&self) -> i64 {
         self.asks.keys().next().copied().unwrap_or(i64::MAX)
     }
 
