@@ -10,6 +10,7 @@
 
 pub mod adapters;
 mod backoff;
+pub mod market;
 mod tls;
 
 use std::collections::HashMap;
