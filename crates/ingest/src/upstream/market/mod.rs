@@ -31,7 +31,7 @@
 
 pub mod binance;
 // pub mod coinbase;
-// pub mod kraken;
+pub mod kraken;
 
 use std::collections::HashMap;
 
@@ -43,7 +43,7 @@ use crate::reject::RejectReason;
 
 pub use binance::{BinanceAction, BinanceBook};
 // pub use coinbase::{CoinbaseAction, CoinbaseLevel2};
-// pub use kraken::{KrakenAction, KrakenBook};
+pub use kraken::{KrakenAction, KrakenBook};
 
 /// Longest topic symbol [`topic_symbol`] produces: room is left for the longest channel prefix a
 /// market topic uses (`trade.`), so `<channel>.<symbol>` stays within [`MAX_TOPIC_LEN`].
@@ -584,7 +584,7 @@ pub(crate) mod test_support {
 
     use std::path::PathBuf;
 
-    use tickcast_core::market::{Book, Decimal, Level};
+    use tickcast_core::market::{Decimal, Level};
 
     /// The text of `crates/ingest/tests/fixtures/exchanges/<rel>`.
     pub fn fixture(rel: &str) -> String {
@@ -609,15 +609,6 @@ pub(crate) mod test_support {
 
     pub fn lv(p: &str, s: &str) -> Level {
         (d(p), d(s))
-    }
-
-    /// A book of `depth` built from a snapshot.
-    pub fn book(depth: usize, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> Book {
-        let mut b = Book::new(depth);
-        let bids: Vec<Level> = bids.iter().map(|(p, s)| lv(p, s)).collect();
-        let asks: Vec<Level> = asks.iter().map(|(p, s)| lv(p, s)).collect();
-        b.apply_snapshot(&bids, &asks).unwrap();
-        b
     }
 
     /// Asserts that `levels` equals `expected` digit for digit (Decimal equality is by value, so
