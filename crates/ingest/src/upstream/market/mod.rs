@@ -30,7 +30,7 @@
 //! never collide on one topic by accident.
 
 pub mod binance;
-// pub mod coinbase;
+pub mod coinbase;
 pub mod kraken;
 
 use std::collections::HashMap;
@@ -42,7 +42,7 @@ use tickcast_core::TsMicros;
 use crate::reject::RejectReason;
 
 pub use binance::{BinanceAction, BinanceBook};
-// pub use coinbase::{CoinbaseAction, CoinbaseLevel2};
+pub use coinbase::{CoinbaseAction, CoinbaseLevel2};
 pub use kraken::{KrakenAction, KrakenBook};
 
 /// Longest topic symbol [`topic_symbol`] produces: room is left for the longest channel prefix a
