@@ -917,3 +917,144 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    //! The sync procedure against a reference: whatever the snapshot's position relative to the
+    //! buffered events, the synced book equals the exchange's.
+
+    use super::*;
+    use proptest::prelude::*;
+    use tickcast_core::market::Decimal;
+
+    /// One change: (is_bid, price tick, size lots). Bids sit below 100.0 and asks above, so no
+    /// sequence of changes crosses the book.
+    fn change() -> impl Strategy<Value = (bool, i64, i64)> {
+        (any::<bool>(), 0i64..40, 0i64..4)
+    }
+
+    fn level(is_bid: bool, tick: i64, lots: i64) -> (String, String) {
+        let price = if is_bid { 900 + tick } else { 1001 + tick };
+        (
+            Decimal::new(price.into(), 1).to_string(),
+            Decimal::new(lots.into(), 2).to_string(),
+        )
+    }
+
+    fn event(first: u64, last: u64, changes: &[(bool, i64, i64)]) -> String {
+        let side = |bid: bool| {
+            let v: Vec<(String, String)> = changes
+                .iter()
+                .filter(|c| c.0 == bid)
+                .map(|c| level(c.0, c.1, c.2))
+                .collect();
+            serde_json::to_string(&v).unwrap()
+        };
+        format!(
+            r#"{{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":{first},"u":{last},"b":{},"a":{}}}"#,
+            side(true),
+            side(false)
+        )
+    }
+
+    fn apply(truth: &mut Book, changes: &[(bool, i64, i64)]) {
+        let parse = |bid: bool| -> Vec<Level> {
+            let mut v: Vec<Level> = changes
+                .iter()
+                .filter(|c| c.0 == bid)
+                .map(|c| {
+                    let (p, s) = level(c.0, c.1, c.2);
+                    (Decimal::parse(&p).unwrap(), Decimal::parse(&s).unwrap())
+                })
+                .collect();
+            collapse(&mut v);
+            v
+        };
+        truth.apply_delta(&parse(true), &parse(false)).unwrap();
+    }
+
+    fn snapshot_body(lid: u64, book: &Book) -> String {
+        let side = |levels: Vec<Level>| {
+            let v: Vec<(String, String)> = levels
+                .iter()
+                .map(|(p, s)| (p.to_string(), s.to_string()))
+                .collect();
+            serde_json::to_string(&v).unwrap()
+        };
+        format!(
+            r#"{{"lastUpdateId":{lid},"bids":{},"asks":{}}}"#,
+            side(book.bids().collect()),
+            side(book.asks().collect())
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn synced_book_equals_the_exchange_book(
+            events in proptest::collection::vec((1u64..4, proptest::collection::vec(change(), 0..5)), 2..30),
+            snap_at in any::<prop::sample::Index>(),
+            arrive_after in any::<prop::sample::Index>(),
+        ) {
+            // Contiguous ids starting at 101; the exchange's book after each event.
+            let mut ids = Vec::new();
+            let mut next = 101u64;
+            for (n, _) in &events {
+                ids.push((next, next + n - 1));
+                next += n;
+            }
+            let mut truth = Book::new(1000);
+            let mut history = vec![(100u64, truth.clone())];
+            for ((_, last), (_, changes)) in ids.iter().zip(&events) {
+                apply(&mut truth, changes);
+                history.push((*last, truth.clone()));
+            }
+            // The snapshot reflects the book at some point after we started buffering (after the
+            // first event began, up to just after the last one buffered) and reaches us after
+            // `arrive` events.
+            let arrive = arrive_after.index(events.len()) + 1;
+            let (lid, snap_book) = &history[snap_at.index(arrive + 1)];
+            let mut a = BinanceBook::new(&["BTCUSDT".into()], 1000).unwrap();
+            let mut out = Output::default();
+            for (i, ((first, last), (_, changes))) in ids.iter().zip(&events).enumerate() {
+                if i == arrive {
+                    a.on_snapshot("BTCUSDT", snapshot_body(*lid, snap_book).as_bytes(), &mut out).unwrap();
+                }
+                a.handle(event(*first, *last, changes).as_bytes(), &mut out).unwrap();
+            }
+            if arrive == events.len() {
+                a.on_snapshot("BTCUSDT", snapshot_body(*lid, snap_book).as_bytes(), &mut out).unwrap();
+            }
+            let lost = out.events.iter().filter(|e| matches!(e, MarketEvent::Lost { .. })).count();
+            prop_assert_eq!(lost, 0);
+            prop_assert_eq!(out.actions.len(), 1, "one snapshot fetch");
+            prop_assert_eq!(a.book("BTCUSDT"), Some(&truth));
+            // Replaying the published events gives the same book (what downstream will hold).
+            let mut downstream = Book::new(1000);
+            for e in &out.events {
+                if let MarketEvent::Book { snapshot, bids, asks, .. } = e {
+                    if *snapshot {
+                        downstream.apply_snapshot(bids, asks).unwrap();
+                    } else {
+                        downstream.apply_delta(bids, asks).unwrap();
+                    }
+                }
+            }
+            prop_assert_eq!(&downstream, &truth);
+        }
+
+        /// Arbitrary bytes and mutated fixture lines: an error or events, never a panic.
+        #[test]
+        fn never_panics(line in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), byte in any::<u8>(), junk in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let lines = super::super::test_support::lines("binance/depth_stream.jsonl");
+            let mut msg = lines[line.index(lines.len())].clone().into_bytes();
+            let i = at.index(msg.len());
+            msg[i] = byte;
+            let mut a = BinanceBook::new(&["BTCUSDT".into()], 10).unwrap();
+            let mut out = Output::default();
+            let _ = a.handle(&msg, &mut out);
+            let _ = a.handle(&junk, &mut out);
+            let _ = a.on_snapshot("BTCUSDT", &msg, &mut out);
+            let _ = a.on_snapshot("BTCUSDT", &junk, &mut out);
+        }
+    }
+}

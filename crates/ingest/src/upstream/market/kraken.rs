@@ -735,4 +735,26 @@ mod tests {
             ]
         );
     }
+
+    proptest::proptest! {
+        /// Mutated fixture lines and arbitrary bytes: an error or events, never a panic.
+        #[test]
+        fn never_panics(
+            line in proptest::prelude::any::<proptest::sample::Index>(),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let lines = lines("kraken/book.jsonl");
+            let mut a = KrakenBook::new(&["BTC/USD".into()], 10).unwrap();
+            let mut out = Out::default();
+            // Start from a live book so updates reach the book code.
+            let _ = a.handle(lines[0].as_bytes(), &mut out);
+            let mut msg = lines[line.index(lines.len())].clone().into_bytes();
+            let i = at.index(msg.len());
+            msg[i] = byte;
+            let _ = a.handle(&msg, &mut out);
+            let _ = a.handle(&junk, &mut out);
+        }
+    }
 }
