@@ -7,6 +7,9 @@
 //! subscribers downstream see a dense seq; the upstream's gaps are visible in metrics and logs.
 //! `ws://` and `wss://` URLs are supported; TLS (rustls, system roots plus an optional CA file) is
 //! in the `tls` module.
+//!
+//! [`market`] holds the order-book and trade adapters (Binance diff depth, Kraken v2 book,
+//! Coinbase level2) as socket-free state machines; they are not wired into this feed yet.
 
 pub mod adapters;
 mod backoff;

@@ -222,16 +222,40 @@ impl BinanceBook {
                 got: last,
             });
         }
-        let mut bids = levels(required(m.b.as_deref(), "b")?)?;
-        let mut asks = levels(required(m.a.as_deref(), "a")?)?;
+        let max_buffered = self.max_buffered;
+        let (topic, st) = self.symbols.get_mut(symbol)?;
+        let parsed = required(m.b.as_deref(), "b")
+            .and_then(levels)
+            .and_then(|b| Ok((b, levels(required(m.a.as_deref(), "a")?)?)));
+        let (mut bids, mut asks) = match parsed {
+            Ok(x) => x,
+            Err(e) => {
+                // A live book needed this event (it is not older than the book): without it the
+                // book is wrong, so it is lost now rather than at the next event's id check.
+                if let Sync::Live { last_u, .. } = st.sync {
+                    if last > last_u {
+                        out.events.push(MarketEvent::Lost {
+                            symbol: topic.to_string(),
+                            reason: LostReason::Unreadable,
+                        });
+                        st.sync = Sync::Buffering {
+                            buffer: VecDeque::new(),
+                        };
+                        out.actions.push(BinanceAction::FetchSnapshot {
+                            symbol: symbol.to_string(),
+                        });
+                    }
+                }
+                // While buffering, the missing event leaves a hole the snapshot check finds.
+                return Err(e);
+            }
+        };
         collapse(&mut bids);
         collapse(&mut asks);
         let ts = m
             .event_time
             .and_then(millis_to_micros)
             .unwrap_or(TsMicros::UNMEASURED);
-        let max_buffered = self.max_buffered;
-        let (topic, st) = self.symbols.get_mut(symbol)?;
         let depth = Depth {
             first,
             last,
@@ -834,6 +858,38 @@ mod tests {
                 reason: LostReason::Refused(BookError::Crossed)
             }]
         );
+        assert_eq!(out.actions, vec![fetch("BTCUSDT")]);
+        assert!(a.book("BTCUSDT").is_none());
+    }
+
+    #[test]
+    fn an_unreadable_needed_event_loses_the_book_at_once() {
+        let mut a = adapter();
+        let msgs = lines("binance/depth_stream.jsonl");
+        feed(&mut a, &msgs[..3]);
+        a.on_snapshot(
+            "BTCUSDT",
+            fixture("binance/depth_snapshot.json").as_bytes(),
+            &mut Out::default(),
+        )
+        .unwrap();
+        // A stale unreadable event (u <= 1015) changes nothing.
+        let stale =
+            r#"{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1014,"u":1015,"b":[["x","1"]],"a":[]}"#;
+        let mut out = Out::default();
+        assert!(a.handle(stale.as_bytes(), &mut out).is_err());
+        assert_eq!(out, Out::default());
+        assert!(a.book("BTCUSDT").is_some());
+        // The next one (1016) unreadable: lost, refetch.
+        let needed = r#"{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1016,"u":1016,"b":[["97000.0","1"]],"a":[["97001.0","x"]]}"#;
+        assert_eq!(
+            a.handle(needed.as_bytes(), &mut out),
+            Err(MarketError::BadNumber {
+                field: "size",
+                text: "x".into()
+            })
+        );
+        assert_eq!(kinds(&out.events), ["lost:Unreadable"]);
         assert_eq!(out.actions, vec![fetch("BTCUSDT")]);
         assert!(a.book("BTCUSDT").is_none());
     }
