@@ -281,7 +281,9 @@ impl CoinbaseLevel2 {
             match (side, level) {
                 (Ok(side), Ok(level)) => side.push(level),
                 (Err(err), _) | (_, Err(err)) => {
-                    if st.live {
+                    // A live book misses this update; a snapshot we cannot read must be asked for
+                    // again, or the book would stay unserved.
+                    if st.live || snapshot {
                         lose(st, LostReason::Unreadable, out);
                     }
                     return Err(err);

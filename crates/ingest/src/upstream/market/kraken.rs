@@ -266,7 +266,9 @@ impl KrakenBook {
         let (mut bids, mut asks, ts) = match parsed {
             Ok(x) => x,
             Err(e) => {
-                if st.live {
+                // A live book misses this update; a snapshot we cannot read must be asked for
+                // again, or the book would stay unserved.
+                if st.live || snapshot {
                     lose(st, LostReason::Unreadable, out);
                 }
                 return Err(e);
@@ -708,6 +710,20 @@ mod tests {
             err(r#"{"channel":"ohlc","type":"update","data":[]}"#).0,
             MarketError::Unsupported("channel other than book/trade")
         );
+    }
+
+    #[test]
+    fn an_unusable_snapshot_asks_for_another() {
+        for snap in [
+            r#"{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":[{"price":45283.5,"qty":"x"}],"asks":[],"checksum":0}]}"#,
+            r#"{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":[{"price":45290.5,"qty":1}],"asks":[{"price":45285.2,"qty":1}],"checksum":0}]}"#,
+        ] {
+            let mut a = adapter();
+            let mut out = Out::default();
+            assert!(a.handle(snap.as_bytes(), &mut out).is_err());
+            assert_eq!(out.actions, vec![resub()]);
+            assert!(a.book("BTC/USD").is_none());
+        }
     }
 
     #[test]
