@@ -14,6 +14,27 @@
 //! snapshot, resubscribe) that come back as values, and counts the errors. None of this is wired
 //! into the live upstream feed yet.
 //!
+//! ```
+//! use tickcast_ingest::upstream::market::{binance, BinanceAction, BinanceBook, MarketEvent, Output};
+//!
+//! let mut adapter = BinanceBook::new(&["BTCUSDT".into()], 100)?;
+//! let mut out = Output::default();
+//! // The first depth event is buffered and a REST snapshot asked for.
+//! adapter.handle(br#"{"e":"depthUpdate","E":1733400000000,"s":"BTCUSDT","U":11,"u":12,
+//!     "b":[["97000.00","0.5"]],"a":[]}"#, &mut out)?;
+//! assert_eq!(out.actions, [BinanceAction::FetchSnapshot { symbol: "BTCUSDT".into() }]);
+//! assert_eq!(binance::snapshot_path("BTCUSDT"), "/api/v3/depth?symbol=BTCUSDT&limit=1000");
+//! // The caller performs the GET and hands the body back: the book, then the bridging delta.
+//! out.clear();
+//! adapter.on_snapshot("BTCUSDT", br#"{"lastUpdateId":11,"bids":[["97000.00","1.0"]],
+//!     "asks":[["97000.01","2.0"]]}"#, &mut out)?;
+//! assert!(matches!(&out.events[..], [
+//!     MarketEvent::Book { snapshot: true, .. },
+//!     MarketEvent::Book { snapshot: false, .. },
+//! ]));
+//! # Ok::<(), tickcast_ingest::upstream::market::MarketError>(())
+//! ```
+//!
 //! # Symbol mapping
 //!
 //! Topic symbols may only hold ASCII letters, digits and `. _ : -` (see `tickcast_core::topic`),
