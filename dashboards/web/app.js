@@ -1106,7 +1106,8 @@ function fillDatalist() {
 }
 
 function defaultWatchlist(topics) {
-  const names = topics.map((t) => t.topic);
+  // Rows are quotes: books, trades and candles have their own views, not a row of the board.
+  const names = topics.map((t) => t.topic).filter((n) => n.startsWith('ticker.'));
   const set = new Set(names);
   const out = PREFERRED.filter((t) => set.has(t));
   for (const t of [...names].sort()) {

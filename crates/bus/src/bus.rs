@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use tickcast_core::market::BookError;
 use tickcast_core::stream::reset_frame;
 use tickcast_core::{Epoch, Frame, Seq, Topic, TopicPattern, TsMicros};
 
@@ -12,7 +13,7 @@ use crate::history::{HistoryLimits, Stored};
 use crate::inbox::{Published, ShardInbox};
 use crate::patterns::PatternRegistry;
 use crate::tap::BusTap;
-use crate::topic::{Store, TopicId, TopicState};
+use crate::topic::{BookUpdate, Store, TopicId, TopicState};
 
 /// How much history each topic keeps: a default, and overrides per channel (the part of the topic
 /// before the first `.`), e.g. little for `ticker`, more for `trade`.
@@ -66,7 +67,38 @@ pub struct BusConfig {
     /// The epoch of every topic's seq space; `None` = a new one per bus (the seqs of a standalone
     /// node restart with the process, so its epoch must too).
     pub epoch: Option<Epoch>,
+    /// Levels each side a `book` topic keeps (and its snapshots carry).
+    pub book_depth: usize,
+    /// Candles the ingesters build from trades.
+    pub bars: BarsConfig,
 }
+
+/// Candle intervals built from trades (`bar.<label>.<symbol>`), and how often an open candle is
+/// re-sent. Feeds read it from the bus so every feed builds the same bars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BarsConfig {
+    /// `(label, length)`, e.g. `("1m", 60 s)`.
+    pub intervals: Vec<(String, Duration)>,
+    /// Least time between two sends of an open candle.
+    pub update: Duration,
+}
+
+impl Default for BarsConfig {
+    fn default() -> Self {
+        Self {
+            intervals: vec![
+                ("1s".into(), Duration::from_secs(1)),
+                ("1m".into(), Duration::from_secs(60)),
+            ],
+            update: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Default of [`BusConfig::book_depth`].
+pub const DEFAULT_BOOK_DEPTH: usize = 25;
+/// Largest [`BusConfig::book_depth`] accepted.
+pub const MAX_BOOK_DEPTH: usize = 1000;
 
 impl Default for BusConfig {
     fn default() -> Self {
@@ -77,6 +109,8 @@ impl Default for BusConfig {
             max_requested_topics: 10_000,
             history: HistoryConfig::default(),
             epoch: None,
+            book_depth: DEFAULT_BOOK_DEPTH,
+            bars: BarsConfig::default(),
         }
     }
 }
@@ -161,6 +195,11 @@ pub struct Bus {
     /// When the bus was made: every shard's throttle grid starts here, so subscribers of a topic
     /// at one rate get the same ticks at the same moments whichever shard serves them.
     pub(crate) created: Instant,
+    /// Levels each side a book keeps.
+    book_depth: usize,
+    /// Book updates refused as corrupting.
+    book_refusals: AtomicU64,
+    bars: BarsConfig,
 }
 
 impl Bus {
@@ -190,6 +229,9 @@ impl Bus {
             tap: OnceLock::new(),
             patterns: PatternRegistry::new(shards),
             created: Instant::now(),
+            book_depth: config.book_depth.clamp(1, MAX_BOOK_DEPTH),
+            book_refusals: AtomicU64::new(0),
+            bars: config.bars.clone(),
         })
     }
 
@@ -472,6 +514,7 @@ impl Bus {
                     frame: frame.clone(),
                     gap_from: None,
                     reset: true,
+                    class: topic.class(),
                 });
                 inbox.wake();
             }
@@ -487,6 +530,21 @@ impl Bus {
     /// Installs `tap`, which then sees every accepted tick; `false` if a tap is already installed.
     pub fn set_tap(&self, tap: Arc<dyn BusTap>) -> bool {
         self.tap.set(tap).is_ok()
+    }
+
+    /// Levels each side a book keeps.
+    pub fn book_depth(&self) -> usize {
+        self.book_depth
+    }
+
+    /// The candles feeds build.
+    pub fn bars(&self) -> &BarsConfig {
+        &self.bars
+    }
+
+    /// Book updates refused because they would corrupt the book (negative size, crossed result).
+    pub fn book_refusals(&self) -> u64 {
+        self.book_refusals.load(Ordering::Relaxed)
     }
 
     /// Ticks accepted by the bus.
@@ -523,7 +581,39 @@ impl PublishBatch<'_> {
         // bit, then reads the last value (and history); so it either sees this tick in the cache or
         // gets it pushed (or both, and then its seq check drops the duplicate).
         let now = *self.now.get_or_insert_with(Instant::now);
-        let gap = match topic.store(seq, ts, &frame, now) {
+        let stored = topic.store(seq, ts, &frame, now);
+        self.fan_out(topic, seq, ts, frame, stored);
+    }
+
+    /// Applies `update` to the order book of `topic` (a `book` topic) and publishes the message it
+    /// makes under the topic's next seq: the changed levels, or the whole book for a snapshot,
+    /// with the checksum of the book after it. The book is built here once, whoever subscribes; a
+    /// refused update (negative size, crossed result) takes no seq, changes nothing and is
+    /// counted. `scratch` is the caller's encoding buffer, reused across calls.
+    pub fn publish_book(
+        &mut self,
+        topic: &TopicState,
+        update: BookUpdate<'_>,
+        ts: TsMicros,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Seq, BookError> {
+        let now = *self.now.get_or_insert_with(Instant::now);
+        match topic.store_book(update, self.bus.book_depth, ts, now, scratch) {
+            Ok((seq, frame, stored)) => {
+                self.fan_out(topic, seq, ts, frame, stored);
+                Ok(seq)
+            }
+            Err(e) => {
+                self.bus.book_refusals.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Accounts a stored tick and pushes it (after its `upstream` marker, if any) to every shard
+    /// with a subscriber.
+    fn fan_out(&mut self, topic: &TopicState, seq: Seq, ts: TsMicros, frame: Frame, stored: Store) {
+        let gap = match stored {
             Store::Stale => {
                 self.bus.stale.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -540,6 +630,7 @@ impl PublishBatch<'_> {
         if gap.is_some() {
             self.bus.upstream_gaps.fetch_add(1, Ordering::Relaxed);
         }
+        let class = topic.class();
         let mut mask = topic.shard_mask.load(Ordering::SeqCst);
         while mask != 0 {
             let shard = mask.trailing_zeros() as usize;
@@ -555,6 +646,7 @@ impl PublishBatch<'_> {
                         frame: gap.clone(),
                         gap_from: Some(*from),
                         reset: false,
+                        class,
                     });
                 }
                 inbox.push(Published {
@@ -564,6 +656,7 @@ impl PublishBatch<'_> {
                     frame: frame.clone(),
                     gap_from: None,
                     reset: false,
+                    class,
                 });
                 self.touched |= 1 << shard;
             }

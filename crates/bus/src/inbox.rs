@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
-use tickcast_core::{Frame, Seq, TsMicros};
+use tickcast_core::{Frame, Seq, TopicClass, TsMicros};
 use tokio::sync::Notify;
 
 use crate::topic::TopicId;
@@ -25,6 +25,8 @@ pub struct Published {
     /// A `reset` (the frame): the topic's seq space started over, so subscribers' positions go
     /// back to 0 before the new epoch's ticks.
     pub reset: bool,
+    /// The topic's class, so a queue knows how it may lose this tick without a topic lookup.
+    pub class: TopicClass,
 }
 
 /// Bounded multi-producer queue into one shard. Bounded so a stalled shard cannot grow memory without

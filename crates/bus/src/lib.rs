@@ -24,16 +24,19 @@ mod tap;
 mod throttle;
 mod topic;
 
-pub use bus::{Bus, BusConfig, BusError, HistoryConfig, PublishBatch, TopicOrigin, TopicSnapshot};
+pub use bus::{
+    BarsConfig, Bus, BusConfig, BusError, HistoryConfig, PublishBatch, TopicOrigin, TopicSnapshot,
+    DEFAULT_BOOK_DEPTH, MAX_BOOK_DEPTH,
+};
 pub use history::{HistoryLimits, ENTRY_OVERHEAD as HISTORY_ENTRY_OVERHEAD};
 pub use inbox::{Published, ShardInbox};
 pub use queue::{
     Advanced, EntryKind, OutQueue, OverflowPolicy, Pushed, QueueEntry, QueueLimits, RoutedTick,
-    SharedTick,
+    Sealed, SharedTick,
 };
 pub use router::{
     Dirty, PatternOutcome, RouterStats, ShardRouter, StreamOptions, Subscriber, SubscriberId,
     TopicFilter,
 };
 pub use tap::BusTap;
-pub use topic::{LastTick, Opening, TopicId, TopicState};
+pub use topic::{BookSnapshot, BookUpdate, LastTick, Opening, TopicId, TopicState};

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tickcast_core::prefetch::prefetch;
 use tickcast_core::stream::gap_frame;
-use tickcast_core::{Frame, GapReason, Seq, Topic, TsMicros};
+use tickcast_core::{Frame, GapReason, Seq, Topic, TopicClass, TsMicros};
 
-use crate::topic::TopicId;
+use crate::topic::{BookSnapshot, TopicId};
 
 /// How much of the queue's front [`OutQueue::prefetch_front`] loads: the entries of a typical write.
 const FRONT_PREFETCH_BYTES: usize = 256;
@@ -87,6 +87,11 @@ pub enum Pushed {
     Conflated,
     /// Queued after dropping this many of the oldest queued ticks.
     DroppedOldest(u32),
+    /// Not queued: an event (trade) that found the lane full, announced with a `dropped` marker.
+    DroppedNew,
+    /// A book delta that will reach the subscriber as part of a fresh snapshot instead (the
+    /// lane was full: see [`TopicClass::Book`]).
+    Resynced,
     /// The subscriber must be disconnected as a slow consumer; nothing was queued.
     Disconnect,
     /// The queue is closed; nothing was queued.
@@ -109,6 +114,8 @@ pub struct RoutedTick {
     pub frame: Frame,
     /// A tick, or a gap marker.
     pub kind: EntryKind,
+    /// How the subscriber may lose it when its lane is full.
+    pub class: TopicClass,
 }
 
 /// What a queue entry is.
@@ -125,6 +132,15 @@ pub enum EntryKind {
     },
     /// A `reset`: the topic's seq space started over (seq 0, before the new epoch's ticks).
     Reset,
+    /// Stands in for a book's deltas `from..=seq` that were pending when the lane filled up: when
+    /// the writer is about to send it, it becomes a `resync` marker and the book's current
+    /// snapshot ([`OutQueue::seal_gaps`]).
+    Resync {
+        /// The first seq it stands for.
+        from: Seq,
+    },
+    /// A book's snapshot, sent by a resync: the book at `seq`.
+    Snapshot,
 }
 
 /// A queue entry: one shard's shared handle on a [`RoutedTick`].
@@ -142,35 +158,56 @@ pub enum QueueEntry {
 impl RoutedTick {
     /// Wraps a tick for the queues of one shard.
     pub fn shared(topic: TopicId, seq: Seq, ts: TsMicros, frame: Frame) -> SharedTick {
+        Self::classed(topic, TopicClass::Latest, seq, ts, frame)
+    }
+
+    /// Wraps a tick of a topic of `class` for the queues of one shard.
+    pub fn classed(
+        topic: TopicId,
+        class: TopicClass,
+        seq: Seq,
+        ts: TsMicros,
+        frame: Frame,
+    ) -> SharedTick {
         Rc::new(RoutedTick {
             topic,
             seq,
             ts,
             frame,
             kind: EntryKind::Tick,
+            class,
         })
     }
 
     /// Wraps a ready-made `gap` marker for seqs `from..=to`, shared by every subscriber of one
     /// shard that gets it.
-    pub fn gap(topic: TopicId, from: Seq, to: Seq, reason: GapReason, frame: Frame) -> SharedTick {
+    pub fn gap(
+        topic: TopicId,
+        class: TopicClass,
+        from: Seq,
+        to: Seq,
+        reason: GapReason,
+        frame: Frame,
+    ) -> SharedTick {
         Rc::new(RoutedTick {
             topic,
             seq: to,
             ts: TsMicros::UNMEASURED,
             frame,
             kind: EntryKind::Gap { from, reason },
+            class,
         })
     }
 
     /// Wraps a ready-made `reset` of `topic`, shared by every subscriber of one shard.
-    pub fn reset(topic: TopicId, frame: Frame) -> SharedTick {
+    pub fn reset(topic: TopicId, class: TopicClass, frame: Frame) -> SharedTick {
         Rc::new(RoutedTick {
             topic,
             seq: Seq(0),
             ts: TsMicros::UNMEASURED,
             frame,
             kind: EntryKind::Reset,
+            class,
         })
     }
 
@@ -182,7 +219,25 @@ impl RoutedTick {
             ts: TsMicros::UNMEASURED,
             frame: Frame::empty(),
             kind: EntryKind::Gap { from, reason },
+            class: TopicClass::Latest,
         })
+    }
+
+    /// The placeholder for a book's deltas `from..=to`, owned by one queue (see
+    /// [`EntryKind::Resync`]).
+    fn unsealed_resync(topic: TopicId, from: Seq, to: Seq) -> SharedTick {
+        Rc::new(RoutedTick {
+            topic,
+            seq: to,
+            ts: TsMicros::UNMEASURED,
+            frame: Frame::empty(),
+            kind: EntryKind::Resync { from },
+            class: TopicClass::Book,
+        })
+    }
+
+    fn is_unsealed_resync(&self, topic: TopicId) -> bool {
+        self.topic == topic && matches!(self.kind, EntryKind::Resync { .. })
     }
 
     fn len(&self) -> usize {
@@ -196,8 +251,8 @@ impl RoutedTick {
     /// The seqs this entry stands for: `seq..=seq` for a tick.
     fn range(&self) -> (Seq, Seq) {
         match self.kind {
-            EntryKind::Tick | EntryKind::Reset => (self.seq, self.seq),
-            EntryKind::Gap { from, .. } => (from, self.seq),
+            EntryKind::Tick | EntryKind::Reset | EntryKind::Snapshot => (self.seq, self.seq),
+            EntryKind::Gap { from, .. } | EntryKind::Resync { from } => (from, self.seq),
         }
     }
 }
@@ -209,6 +264,22 @@ pub struct Advanced {
     pub frames: usize,
     /// Ingest time of the oldest tick among them, if any was a tick.
     pub oldest_ts: Option<TsMicros>,
+}
+
+/// Per book topic resynced, the seq of the snapshot sent (see `OutQueue::covered`); a thin
+/// pointer's worth in the queue.
+#[derive(Debug)]
+struct Covered(Vec<(TopicId, Seq)>);
+
+/// What one [`OutQueue::seal_gaps`] made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sealed {
+    /// `conflated` (and other non-`dropped`) markers encoded.
+    pub conflated: u64,
+    /// `dropped` markers encoded.
+    pub dropped: u64,
+    /// Book resyncs: a `resync` marker (when seqs were skipped) and a snapshot each.
+    pub resyncs: u64,
 }
 
 /// The outbound queue of one subscriber. Every connection has one, so it is kept small: the limits
@@ -242,6 +313,11 @@ pub struct OutQueue {
     control: VecDeque<Frame>,
     /// Set when the data lane overflowed; cleared when it drains. Drives `max_lag`.
     lagging_since: Option<Instant>,
+    /// Per book topic resynced, the seq of the snapshot sent: deltas up to it are in the snapshot
+    /// and are removed before the next write (they were on their way to this shard when it was
+    /// taken). Checked when sealing, not when pushing: the push path stays one cache line.
+    /// Boxed: empty for nearly every subscriber, and the queue stays small.
+    covered: Option<Box<Covered>>,
 }
 
 impl Default for OutQueue {
@@ -269,6 +345,7 @@ impl OutQueue {
             control: VecDeque::new(),
             lagging_since: None,
             unsealed: false,
+            covered: None,
         }
     }
 
@@ -304,8 +381,111 @@ impl OutQueue {
         match limits.policy {
             OverflowPolicy::Disconnect => Pushed::Disconnect,
             OverflowPolicy::DropOldest => self.drop_oldest_for(limits, tick),
-            OverflowPolicy::Conflate => self.conflate(tick),
+            OverflowPolicy::Conflate => match tick.class {
+                TopicClass::Latest => self.conflate(tick),
+                TopicClass::Event => self.keep_or_drop_event(limits, tick),
+                TopicClass::Book => self.keep_or_resync_book(limits, tick),
+            },
         }
+    }
+
+    /// Room for one more entry of `len` bytes in both lanes together.
+    fn has_room(&self, limits: &QueueLimits, len: usize) -> bool {
+        self.data.len() + self.conflated.len() < limits.max_frames
+            && self.data_bytes() + len <= limits.max_bytes
+    }
+
+    /// `conflate` for an event (trade): never replaced by a newer one. Queued behind the
+    /// conflated ticks while there is room; else dropped, with a `dropped` marker that widens
+    /// while its topic keeps losing events.
+    fn keep_or_drop_event(&mut self, limits: &QueueLimits, tick: SharedTick) -> Pushed {
+        self.conflating = true;
+        if self.has_room(limits, tick.len()) {
+            self.data_bytes += tick.len() as u32;
+            self.conflated.push(tick);
+            return Pushed::Queued;
+        }
+        let last = self
+            .conflated
+            .iter_mut()
+            .rev()
+            .find(|q| q.topic == tick.topic);
+        if let Some(marker) = last {
+            let widen = matches!(
+                marker.kind,
+                EntryKind::Gap {
+                    reason: GapReason::Dropped,
+                    ..
+                }
+            ) && marker.frame.is_empty()
+                && marker.seq.next() == tick.seq;
+            if let Some(m) = Rc::get_mut(marker).filter(|_| widen) {
+                m.seq = tick.seq;
+                return Pushed::DroppedNew;
+            }
+        }
+        self.conflated.push(RoutedTick::unsealed_gap(
+            tick.topic,
+            tick.seq,
+            tick.seq,
+            GapReason::Dropped,
+        ));
+        self.unsealed = true;
+        Pushed::DroppedNew
+    }
+
+    /// `conflate` for a book delta: queued in order while there is room; else the book's pending
+    /// deltas and this one become one resync placeholder, sent as the book's snapshot.
+    fn keep_or_resync_book(&mut self, limits: &QueueLimits, tick: SharedTick) -> Pushed {
+        self.conflating = true;
+        if let Some(p) = self
+            .conflated
+            .iter_mut()
+            .find(|q| q.is_unsealed_resync(tick.topic))
+        {
+            if let Some(p) = Rc::get_mut(p) {
+                p.seq = p.seq.max(tick.seq);
+                return Pushed::Resynced;
+            }
+        }
+        if self.has_room(limits, tick.len()) {
+            self.data_bytes += tick.len() as u32;
+            self.conflated.push(tick);
+            return Pushed::Queued;
+        }
+        self.resync(tick.topic, tick.seq, tick.seq);
+        Pushed::Resynced
+    }
+
+    /// Replaces every pending entry of book `topic` with one placeholder for `from..=to` (widened
+    /// to what the entries stood for), sent as a `resync` marker and the book's snapshot. Also
+    /// for a book whose deltas never reached this shard (its inbox overflowed).
+    pub fn resync(&mut self, topic: TopicId, from: Seq, to: Seq) {
+        if self.closed {
+            return;
+        }
+        let (mut first, mut last) = (from, to);
+        let mut freed = 0usize;
+        let mut take = |q: &SharedTick| {
+            if q.topic != topic || q.kind == EntryKind::Reset {
+                return true;
+            }
+            let (f, t) = q.range();
+            first = first.min(f);
+            last = last.max(t);
+            freed += q.len();
+            false
+        };
+        self.data.retain(&mut take);
+        self.conflated.retain(&mut take);
+        self.data_bytes -= freed as u32;
+        let placeholder = RoutedTick::unsealed_resync(topic, first, last);
+        if self.conflating {
+            self.conflated.push(placeholder);
+        } else {
+            self.data.push_back(placeholder);
+        }
+        self.unsealed = true;
     }
 
     /// `drop_oldest`: drops from the front until `tick` fits, then announces what each topic lost
@@ -314,6 +494,8 @@ impl OutQueue {
         let mut dropped = 0;
         // (topic, first, last) lost: per topic a prefix of its queued seqs, so one range each.
         let mut lost: Vec<(TopicId, Seq, Seq)> = Vec::new();
+        // Books lost deltas: they are resynced instead of announced as dropped.
+        let mut books: Vec<(TopicId, Seq, Seq)> = Vec::new();
         while !self.data.is_empty()
             && (self.data.len() >= limits.max_frames
                 || self.data_bytes() + tick.len() > limits.max_bytes)
@@ -331,6 +513,11 @@ impl OutQueue {
                 continue;
             }
             let (from, to) = old.range();
+            let lost = if old.class == TopicClass::Book {
+                &mut books
+            } else {
+                &mut lost
+            };
             match lost.iter_mut().find(|l| l.0 == old.topic) {
                 Some(l) => {
                     l.1 = l.1.min(from);
@@ -341,6 +528,21 @@ impl OutQueue {
         }
         for (topic, from, to) in lost {
             self.announce_in_data(topic, from, to);
+        }
+        for (topic, from, to) in books {
+            self.resync(topic, from, to);
+        }
+        if tick.class == TopicClass::Book {
+            if let Some(p) = self
+                .data
+                .iter_mut()
+                .find(|q| q.is_unsealed_resync(tick.topic))
+            {
+                if let Some(p) = Rc::get_mut(p) {
+                    p.seq = p.seq.max(tick.seq);
+                    return Pushed::Resynced;
+                }
+            }
         }
         self.data_bytes += tick.len() as u32;
         self.data.push_back(tick);
@@ -456,18 +658,29 @@ impl OutQueue {
         self.unsealed
     }
 
-    /// Encodes every gap marker not encoded yet, naming its topic with `name_of`; returns how many
-    /// it encoded per reason (conflated, dropped). A marker whose topic `name_of` does not know
-    /// (unsubscribed meanwhile) is removed.
-    pub fn seal_gaps(&mut self, name_of: impl Fn(TopicId) -> Option<Topic>) -> (u64, u64) {
+    /// Encodes every gap marker not encoded yet, naming its topic with `name_of`, and turns each
+    /// book's resync placeholder into a `resync` marker and the snapshot `snapshot_of` gives (the
+    /// book now, shared with every subscriber resyncing at that version). Returns what it made.
+    /// A marker whose topic `name_of` does not know (unsubscribed meanwhile) is removed.
+    pub fn seal_gaps(
+        &mut self,
+        name_of: impl Fn(TopicId) -> Option<Topic>,
+        snapshot_of: impl Fn(TopicId) -> Option<BookSnapshot>,
+    ) -> Sealed {
         if !std::mem::replace(&mut self.unsealed, false) {
-            return (0, 0);
+            return Sealed::default();
         }
-        let mut counts = (0, 0);
+        let mut sealed = Sealed::default();
         let mut added = 0usize;
+        let mut resyncs = false;
         let mut seal = |q: &mut SharedTick| -> bool {
-            let EntryKind::Gap { from, reason } = q.kind else {
-                return true;
+            let (from, reason) = match q.kind {
+                EntryKind::Gap { from, reason } => (from, reason),
+                EntryKind::Resync { .. } => {
+                    resyncs = true;
+                    return true;
+                }
+                _ => return true,
             };
             if !q.frame.is_empty() {
                 return true;
@@ -481,15 +694,102 @@ impl OutQueue {
             marker.frame = gap_frame(&name, from, marker.seq, reason);
             added += marker.frame.len();
             match reason {
-                GapReason::Dropped => counts.1 += 1,
-                _ => counts.0 += 1,
+                GapReason::Dropped => sealed.dropped += 1,
+                _ => sealed.conflated += 1,
             }
             true
         };
         self.data.retain_mut(&mut seal);
         self.conflated.retain_mut(&mut seal);
         self.data_bytes += added as u32;
-        counts
+        if resyncs || self.covered.is_some() {
+            sealed.resyncs = self.seal_resyncs(&name_of, &snapshot_of);
+        }
+        sealed
+    }
+
+    /// The rare part of [`seal_gaps`](Self::seal_gaps): each placeholder becomes the marker for
+    /// the deltas the snapshot replaces and the snapshot itself; queued deltas the snapshot
+    /// already includes are removed, and those still on their way are skipped when they arrive.
+    #[cold]
+    fn seal_resyncs(
+        &mut self,
+        name_of: &impl Fn(TopicId) -> Option<Topic>,
+        snapshot_of: &impl Fn(TopicId) -> Option<BookSnapshot>,
+    ) -> u64 {
+        let mut made = 0;
+        let mut covered: Vec<(TopicId, Seq)> = self.covered.take().map(|c| c.0).unwrap_or_default();
+        let mut seal_lane = |lane: &mut dyn Iterator<Item = SharedTick>| -> Vec<SharedTick> {
+            let mut out = Vec::new();
+            for q in lane {
+                if let EntryKind::Resync { from } = q.kind {
+                    let (Some(name), Some(snap)) = (name_of(q.topic), snapshot_of(q.topic)) else {
+                        continue; // unsubscribed, or the book is gone (its topic was reset)
+                    };
+                    made += 1;
+                    if from < snap.seq {
+                        let to = Seq(snap.seq.0 - 1);
+                        let frame = gap_frame(&name, from, to, GapReason::Resync);
+                        out.push(RoutedTick::gap(
+                            q.topic,
+                            TopicClass::Book,
+                            from,
+                            to,
+                            GapReason::Resync,
+                            frame,
+                        ));
+                    }
+                    out.push(Rc::new(RoutedTick {
+                        topic: q.topic,
+                        seq: snap.seq,
+                        ts: TsMicros::UNMEASURED,
+                        frame: snap.frame,
+                        kind: EntryKind::Snapshot,
+                        class: TopicClass::Book,
+                    }));
+                    match covered.iter_mut().find(|c| c.0 == q.topic) {
+                        Some(c) => c.1 = snap.seq,
+                        None => covered.push((q.topic, snap.seq)),
+                    }
+                    continue;
+                }
+                let made_here = matches!(
+                    q.kind,
+                    EntryKind::Snapshot
+                        | EntryKind::Gap {
+                            reason: GapReason::Resync,
+                            ..
+                        }
+                );
+                if let Some(i) = covered.iter().position(|c| c.0 == q.topic && !made_here) {
+                    if q.kind != EntryKind::Reset && q.seq <= covered[i].1 {
+                        continue; // in the snapshot already sent
+                    }
+                    // The stream went past the snapshot (or started over): nothing more to skip.
+                    covered.swap_remove(i);
+                }
+                out.push(q);
+            }
+            out
+        };
+        let data = seal_lane(&mut self.data.drain(..));
+        self.data = data.into();
+        let conflated = seal_lane(&mut self.conflated.drain(..));
+        self.conflated = conflated;
+        self.conflating = !self.conflated.is_empty();
+        let bytes: usize = self
+            .data
+            .iter()
+            .chain(&self.conflated)
+            .map(|q| q.len())
+            .sum();
+        self.data_bytes = bytes as u32;
+        if !covered.is_empty() {
+            self.covered = Some(Box::new(Covered(covered)));
+            // Deltas the snapshot covers may still arrive: look again before the next write.
+            self.unsealed = true;
+        }
+        made
     }
 
     /// Marks the queue listed for the next write pass; false if it already was.
@@ -535,6 +835,12 @@ impl OutQueue {
         self.conflated.retain(&mut keep);
         self.conflating = !self.conflated.is_empty();
         self.data_bytes -= freed as u32;
+        if let Some(covered) = self.covered.as_mut() {
+            covered.0.retain(|c| c.0 != topic);
+            if covered.0.is_empty() {
+                self.covered = None;
+            }
+        }
     }
 
     fn clear_data(&mut self) {
@@ -543,6 +849,7 @@ impl OutQueue {
         self.conflating = false;
         self.data_bytes = 0;
         self.lagging_since = None;
+        self.covered = None;
     }
 
     /// True when nothing waits to be written.
@@ -788,7 +1095,7 @@ mod tests {
     /// Drains the queue by "writing" everything, returning payloads in wire order. Gap markers are
     /// sealed first, as the writer does, naming topic n `t.n`.
     fn drain(q: &mut OutQueue) -> Vec<String> {
-        q.seal_gaps(|id| Topic::new(&format!("t.{}", id.0)).ok());
+        q.seal_gaps(|id| Topic::new(&format!("t.{}", id.0)).ok(), |_| None);
         let mut out = Vec::new();
         while !q.is_empty() {
             let mut slices = [IoSlice::new(&[]); 8];
@@ -803,6 +1110,111 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Pushes tick `seq` of `topic` of `class`.
+    fn push_class(q: &mut Limited, class: TopicClass, topic: u32, seq: u64) -> Pushed {
+        let (t, s, f) = tick(topic, seq);
+        let limits = q.limits;
+        q.q.push_data(&limits, RoutedTick::classed(t, class, s, TsMicros(1), f))
+    }
+
+    /// Seals like [`drain`], with topic 2's book snapshot at `snap_seq`, and drains.
+    fn drain_with_book(q: &mut OutQueue, snap_seq: u64) -> Vec<String> {
+        q.seal_gaps(
+            |id| Topic::new(&format!("t.{}", id.0)).ok(),
+            |id| {
+                (id == TopicId(2)).then(|| BookSnapshot {
+                    seq: Seq(snap_seq),
+                    frame: Frame::text(format!("snapshot@{snap_seq}").as_bytes()),
+                })
+            },
+        );
+        drain(q)
+    }
+
+    #[test]
+    fn trades_are_never_conflated_and_what_is_dropped_is_announced() {
+        let mut q = queue(limits(OverflowPolicy::Conflate, 3));
+        for seq in 1..=3 {
+            assert_eq!(
+                push_class(&mut q, TopicClass::Event, 1, seq),
+                Pushed::Queued
+            );
+        }
+        // A ticker overflows the lane: conflation starts.
+        assert_eq!(q.push(TopicId(9), Seq(1), tick(9, 1).2), Pushed::Queued);
+        for seq in 4..=6 {
+            assert_eq!(
+                push_class(&mut q, TopicClass::Event, 1, seq),
+                Pushed::DroppedNew
+            );
+        }
+        let out = drain(&mut q);
+        assert_eq!(
+            out,
+            vec![
+                r#"{"t":1,"seq":1}"#,
+                r#"{"t":1,"seq":2}"#,
+                r#"{"t":1,"seq":3}"#,
+                r#"{"t":9,"seq":1}"#,
+                r#"{"type":"gap","topic":"t.1","from":4,"to":6,"reason":"dropped"}"#,
+            ]
+        );
+        // Room again: the next trade is queued as it is.
+        assert_eq!(push_class(&mut q, TopicClass::Event, 1, 7), Pushed::Queued);
+        assert_eq!(drain(&mut q), vec![r#"{"t":1,"seq":7}"#]);
+    }
+
+    #[test]
+    fn a_lagging_book_gets_one_snapshot_instead_of_its_deltas() {
+        let mut q = queue(limits(OverflowPolicy::Conflate, 3));
+        assert_eq!(q.push(TopicId(1), Seq(1), tick(1, 1).2), Pushed::Queued);
+        for seq in 10..=11 {
+            assert_eq!(push_class(&mut q, TopicClass::Book, 2, seq), Pushed::Queued);
+        }
+        for seq in 12..=20 {
+            assert_eq!(
+                push_class(&mut q, TopicClass::Book, 2, seq),
+                Pushed::Resynced
+            );
+        }
+        // Sealed when the book is already at 22 (deltas 21 and 22 are still on their way).
+        let out = drain_with_book(&mut q, 22);
+        assert_eq!(
+            out,
+            vec![
+                r#"{"t":1,"seq":1}"#,
+                r#"{"type":"gap","topic":"t.2","from":10,"to":21,"reason":"resync"}"#,
+                "snapshot@22",
+            ]
+        );
+        // They arrive: the snapshot has them. The stream goes on after it.
+        for seq in 21..=23 {
+            push_class(&mut q, TopicClass::Book, 2, seq);
+        }
+        assert_eq!(drain_with_book(&mut q, 23), vec![r#"{"t":2,"seq":23}"#]);
+        push_class(&mut q, TopicClass::Book, 2, 24);
+        assert_eq!(drain_with_book(&mut q, 24), vec![r#"{"t":2,"seq":24}"#]);
+    }
+
+    #[test]
+    fn drop_oldest_resyncs_a_book_instead_of_dropping_its_deltas() {
+        let mut q = queue(limits(OverflowPolicy::DropOldest, 2));
+        push_class(&mut q, TopicClass::Book, 2, 5);
+        push_class(&mut q, TopicClass::Book, 2, 6);
+        // Full: dropping delta 5 would corrupt the book, so 5..=7 become one resync.
+        assert!(matches!(
+            push_class(&mut q, TopicClass::Book, 2, 7),
+            Pushed::Resynced | Pushed::DroppedOldest(_)
+        ));
+        assert_eq!(
+            drain_with_book(&mut q, 7),
+            vec![
+                r#"{"type":"gap","topic":"t.2","from":5,"to":6,"reason":"resync"}"#,
+                "snapshot@7",
+            ]
+        );
     }
 
     #[test]
@@ -851,7 +1263,7 @@ mod tests {
         }
         let (_, _, other) = tick(2, 7);
         q.push(TopicId(2), Seq(7), other);
-        let reset = RoutedTick::reset(TopicId(1), Frame::text(b"reset"));
+        let reset = RoutedTick::reset(TopicId(1), TopicClass::Latest, Frame::text(b"reset"));
         let limits = q.limits;
         assert_eq!(q.q.push_data(&limits, reset), Pushed::Queued);
         // The new epoch's ticks conflate behind the reset, never ahead of it.

@@ -13,13 +13,13 @@ use tickcast_core::prefetch::prefetch;
 use tickcast_core::protocol::{ProtocolError, ProtocolErrorKind};
 use tickcast_core::protocol::{Recovery, Since};
 use tickcast_core::stream::{gap_frame, heartbeat_frame};
-use tickcast_core::{GapReason, Seq, Topic, TopicPattern, TsMicros};
+use tickcast_core::{GapReason, Seq, Topic, TopicClass, TopicPattern, TsMicros};
 
 use crate::bus::{Bus, BusError, TopicOrigin};
 use crate::inbox::Published;
-use crate::queue::{OutQueue, Pushed, QueueLimits, RoutedTick, SharedTick};
+use crate::queue::{OutQueue, Pushed, QueueLimits, RoutedTick, Sealed, SharedTick};
 use crate::throttle::Clocks;
-use crate::topic::{TopicId, TopicState};
+use crate::topic::{BookSnapshot, TopicId, TopicState};
 
 /// Identifies a subscriber within its shard (for logs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,15 +152,24 @@ impl Subscriber {
             .map(|t| t.state.topic().clone())
     }
 
-    /// Encodes the `gap` markers its queue holds unencoded (see [`OutQueue::seal_gaps`]); call it
-    /// before writing. Returns how many it encoded: (conflated, dropped).
+    /// Encodes the `gap` markers its queue holds unencoded and turns book resyncs into
+    /// snapshots (see [`OutQueue::seal_gaps`]); call it before writing.
     #[inline]
-    pub fn seal_gaps(&self) -> (u64, u64) {
+    pub fn seal_gaps(&self) -> Sealed {
         let mut queue = self.queue.borrow_mut();
         if !queue.has_unsealed_gaps() {
-            return (0, 0);
+            return Sealed::default();
         }
-        queue.seal_gaps(|id| self.name_of(id))
+        queue.seal_gaps(|id| self.name_of(id), |id| self.book_snapshot(id))
+    }
+
+    /// The current snapshot of the book of topic `id`, if this subscriber holds it.
+    fn book_snapshot(&self, id: TopicId) -> Option<BookSnapshot> {
+        self.topics
+            .borrow()
+            .iter()
+            .find(|t| t.state.id() == id)
+            .and_then(|t| t.state.book_snapshot())
     }
 }
 
@@ -348,6 +357,11 @@ pub struct RouterStats {
     pub conflated: u64,
     /// Ticks dropped by the `drop_oldest` policy.
     pub dropped: u64,
+    /// Events (trades) not queued because a lagging subscriber's lane was full (policy `conflate`,
+    /// which never conflates events).
+    pub events_dropped: u64,
+    /// Book deltas a lagging subscriber will get as part of a fresh snapshot instead.
+    pub resyncs: u64,
     /// Subscribers declared slow consumers.
     pub slow_disconnects: u64,
     /// Live subscriptions in this shard.
@@ -517,6 +531,11 @@ impl ShardRouter {
         if self.routes.len() <= idx {
             self.routes.resize_with(idx + 1, TopicRoutes::default);
         }
+        // A book cannot skip deltas: its subscribers get every one (or a resync), never a throttle.
+        let throttle = match state.class() {
+            TopicClass::Book => None,
+            _ => opts.throttle,
+        };
         let held = sub
             .topics
             .borrow()
@@ -528,11 +547,11 @@ impl ShardRouter {
                 sub.topics.borrow_mut()[at].explicit = true;
             }
             let routes = &mut self.routes[idx];
-            if routes.mode_of(sub) != Some(opts.throttle) {
+            if routes.mode_of(sub) != Some(throttle) {
                 if let Some((mut route, _)) = routes.take(sub) {
                     // Carries on from what this shard has routed: nothing is sent twice.
                     route.after = route.after.max(routes.last);
-                    routes.put(route, opts.throttle);
+                    routes.put(route, throttle);
                 }
             }
             if let Some(every) = opts.heartbeat {
@@ -558,7 +577,7 @@ impl ShardRouter {
                 sub: sub.clone(),
                 after: opening.after,
             },
-            opts.throttle,
+            throttle,
         );
         sub.topics.borrow_mut().push(Held {
             state: state.clone(),
@@ -567,10 +586,13 @@ impl ShardRouter {
         self.stats.subscriptions += 1;
         for r in opening.frames {
             // Not live: their latency is not measured.
+            let class = state.class();
             let tick = match r.gap_from {
-                None => RoutedTick::shared(state.id(), r.seq, TsMicros::UNMEASURED, r.frame),
+                None => {
+                    RoutedTick::classed(state.id(), class, r.seq, TsMicros::UNMEASURED, r.frame)
+                }
                 Some(from) => {
-                    RoutedTick::gap(state.id(), from, r.seq, GapReason::Upstream, r.frame)
+                    RoutedTick::gap(state.id(), class, from, r.seq, GapReason::Upstream, r.frame)
                 }
             };
             self.deliver(sub, tick);
@@ -910,10 +932,15 @@ impl ShardRouter {
             routes.last = item.seq;
             routes.last_ts = item.ts;
             let tick = match item.gap_from {
-                None => RoutedTick::shared(item.topic, item.seq, item.ts, item.frame),
-                Some(from) => {
-                    RoutedTick::gap(item.topic, from, item.seq, GapReason::Upstream, item.frame)
-                }
+                None => RoutedTick::classed(item.topic, item.class, item.seq, item.ts, item.frame),
+                Some(from) => RoutedTick::gap(
+                    item.topic,
+                    item.class,
+                    from,
+                    item.seq,
+                    GapReason::Upstream,
+                    item.frame,
+                ),
             };
             if item.gap_from.is_none() {
                 // Throttled members skip seqs by request: they get the latest tick at the next
@@ -1064,7 +1091,7 @@ fn reset_routes(
     routes.last = Seq(0);
     routes.last_ts = TsMicros(0);
     routes.after_reset = true;
-    let marker = RoutedTick::reset(item.topic, item.frame.clone());
+    let marker = RoutedTick::reset(item.topic, item.class, item.frame.clone());
     let members = routes
         .throttled
         .iter_mut()
@@ -1106,6 +1133,13 @@ fn lost_on_the_way(
         if from > to {
             continue;
         }
+        if item.class == TopicClass::Book {
+            // A book that missed deltas is wrong until it gets a snapshot: resync it.
+            route.sub.queue.borrow_mut().resync(item.topic, from, to);
+            stats.resyncs += 1;
+            route.sub.wake();
+            continue;
+        }
         let marker = match &shared {
             Some((f, m)) if *f == from => m.clone(),
             _ => {
@@ -1113,7 +1147,8 @@ fn lost_on_the_way(
                     continue;
                 };
                 let frame = gap_frame(&name, from, to, GapReason::Dropped);
-                let m = RoutedTick::gap(item.topic, from, to, GapReason::Dropped, frame);
+                let m =
+                    RoutedTick::gap(item.topic, item.class, from, to, GapReason::Dropped, frame);
                 shared = Some((from, m.clone()));
                 m
             }
@@ -1167,6 +1202,14 @@ fn account(stats: &mut RouterStats, sub: &Subscriber, pushed: Pushed) -> bool {
         }
         Pushed::DroppedOldest(n) => {
             stats.dropped += u64::from(n);
+            true
+        }
+        Pushed::DroppedNew => {
+            stats.events_dropped += 1;
+            true
+        }
+        Pushed::Resynced => {
+            stats.resyncs += 1;
             true
         }
         Pushed::Disconnect => {

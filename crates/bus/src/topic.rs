@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use tickcast_core::market::encode::encode_book_snapshot;
+use tickcast_core::market::{Book, BookError, Level};
 use tickcast_core::stream::gap_frame;
-use tickcast_core::{Epoch, Frame, GapReason, NotRecovered, Seq, Topic, TsMicros};
+use tickcast_core::{Epoch, Frame, GapReason, NotRecovered, Seq, Topic, TopicClass, TsMicros};
 
 use crate::history::{History, HistoryLimits, Replayed, Stored};
 
@@ -35,6 +37,56 @@ struct Log {
     last: Option<LastTick>,
     history: History,
     feed_up: bool,
+    /// A `book` topic's order book, built once here from the deltas the feed publishes; `None`
+    /// for other topics and before the first book update.
+    book: Option<BookLog>,
+}
+
+/// The order book behind a `book` topic, at the version of the topic's latest seq.
+#[derive(Debug)]
+struct BookLog {
+    book: Book,
+    /// The snapshot message of the current version, encoded on first demand and shared by every
+    /// subscriber that opens or resyncs at this version; cleared by the next update.
+    snapshot: Option<Frame>,
+}
+
+/// A book snapshot for one subscriber: the book at `seq`, as one shared message.
+#[derive(Debug, Clone)]
+pub struct BookSnapshot {
+    /// The seq of the last update the snapshot includes.
+    pub seq: Seq,
+    /// The encoded `book` message with `snapshot:true`.
+    pub frame: Frame,
+}
+
+/// A snapshot or delta for a `book` topic, as a feed publishes it.
+#[derive(Debug, Clone, Copy)]
+pub struct BookUpdate<'a> {
+    /// Replaces the whole book (true) or changes the listed levels (false; size 0 removes).
+    pub snapshot: bool,
+    /// Bid levels.
+    pub bids: &'a [Level],
+    /// Ask levels.
+    pub asks: &'a [Level],
+}
+
+impl Log {
+    /// The snapshot of the current book version (see [`BookLog::snapshot`]).
+    fn book_snapshot(&mut self, topic: &Topic) -> Option<BookSnapshot> {
+        let last = self.last.as_ref()?;
+        let (seq, ts) = (last.seq, last.ts);
+        let book = self.book.as_mut()?;
+        let frame = book.snapshot.get_or_insert_with(|| {
+            let mut out = Vec::with_capacity(128 + 48 * 2 * book.book.depth());
+            encode_book_snapshot(&mut out, topic, seq, ts, &book.book);
+            Frame::text(&out)
+        });
+        Some(BookSnapshot {
+            seq,
+            frame: frame.clone(),
+        })
+    }
 }
 
 /// How a new subscriber's stream of a topic starts ([`TopicState::open`]).
@@ -70,6 +122,8 @@ pub(crate) enum Store {
 pub struct TopicState {
     id: TopicId,
     topic: Topic,
+    /// From the channel: how a lagging subscriber may lose this topic's messages.
+    class: TopicClass,
     /// Next seq handed out by [`TopicState::next_seq`]; per topic, so several feeds agree.
     seq: AtomicU64,
     /// Last-value cache and history. A mutex rather than an atomic pointer so storing a frame
@@ -95,6 +149,7 @@ impl TopicState {
     ) -> Self {
         Self {
             id,
+            class: topic.class(),
             topic,
             seq: AtomicU64::new(0),
             log: Mutex::new(Log {
@@ -102,6 +157,7 @@ impl TopicState {
                 last: None,
                 history: History::new(history),
                 feed_up: fed,
+                book: None,
             }),
             shard_mask: AtomicU64::new(0),
             fed: AtomicBool::new(fed),
@@ -143,6 +199,7 @@ impl TopicState {
         }
         log.epoch = epoch.clone();
         let had_data = log.last.take().is_some();
+        log.book = None;
         let freed = log.history.clear();
         self.seq.store(0, Ordering::Relaxed);
         Some((freed, had_data))
@@ -176,6 +233,22 @@ impl TopicState {
         &self.topic
     }
 
+    /// How a lagging subscriber may lose this topic's messages.
+    pub fn class(&self) -> TopicClass {
+        self.class
+    }
+
+    /// A snapshot of the topic's book at its latest seq (`None` if it has no book): encoded once
+    /// per book version, whoever asks.
+    pub fn book_snapshot(&self) -> Option<BookSnapshot> {
+        self.log().book_snapshot(&self.topic)
+    }
+
+    /// The book's levels at the latest seq (for `/readyz`-style inspection and tests).
+    pub fn book(&self) -> Option<Book> {
+        self.log().book.as_ref().map(|b| b.book.clone())
+    }
+
     /// Assigns the next per-topic sequence number (1 for the first tick).
     pub fn next_seq(&self) -> Seq {
         Seq(self.seq.fetch_add(1, Ordering::Relaxed) + 1)
@@ -201,7 +274,17 @@ impl TopicState {
     /// past the latest + 1 means the feed lost ticks: the `upstream` gap marker is made here, once,
     /// and kept in the history too, so live subscribers and recovering ones are both told.
     pub(crate) fn store(&self, seq: Seq, ts: TsMicros, frame: &Frame, now: Instant) -> Store {
-        let mut log = self.log();
+        self.store_locked(&mut self.log(), seq, ts, frame, now)
+    }
+
+    fn store_locked(
+        &self,
+        log: &mut Log,
+        seq: Seq,
+        ts: TsMicros,
+        frame: &Frame,
+        now: Instant,
+    ) -> Store {
         let prev = log.last.as_ref().map(|l| l.seq);
         if prev.is_some_and(|p| p >= seq) {
             return Store::Stale;
@@ -225,13 +308,68 @@ impl TopicState {
         Store::Stored { gap, history }
     }
 
+    /// Applies a book update and stores the message it makes, under one lock so the book, the
+    /// latest seq and the history always agree (a subscriber opening meanwhile gets a snapshot at
+    /// exactly its `after`). The update takes the topic's next seq and leaves as a delta (the
+    /// changed levels) or a snapshot, with the checksum of the book after it. A refused update
+    /// (negative size, crossed result) takes no seq and changes nothing.
+    pub(crate) fn store_book(
+        &self,
+        update: BookUpdate<'_>,
+        depth: usize,
+        ts: TsMicros,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(Seq, Frame, Store), BookError> {
+        use tickcast_core::market::encode::encode_book_delta;
+        let mut log = self.log();
+        if !update.snapshot && log.book.is_none() {
+            return Err(BookError::NoSnapshot);
+        }
+        let slot = log.book.get_or_insert_with(|| BookLog {
+            book: Book::new(depth),
+            snapshot: None,
+        });
+        if update.snapshot {
+            slot.book.apply_snapshot(update.bids, update.asks)?;
+        } else {
+            slot.book.apply_delta(update.bids, update.asks)?;
+        }
+        let seq = self.next_seq();
+        out.clear();
+        let frame = if update.snapshot {
+            encode_book_snapshot(out, &self.topic, seq, ts, &slot.book);
+            let frame = Frame::text(out);
+            // The feed's snapshot is the snapshot of this version: no second encoding for it.
+            slot.snapshot = Some(frame.clone());
+            frame
+        } else {
+            let checksum = slot.book.checksum();
+            encode_book_delta(
+                out,
+                &self.topic,
+                seq,
+                ts,
+                update.bids,
+                update.asks,
+                checksum,
+            );
+            slot.snapshot = None;
+            Frame::text(out)
+        };
+        let stored = self.store_locked(&mut log, seq, ts, &frame, now);
+        Ok((seq, frame, stored))
+    }
+
     /// How a new subscriber's stream starts: from the history after `since` (when given, its
     /// epoch is this topic's, and the history still holds every seq after it), else from the
     /// latest tick. Read under the lock that publishing takes, so together with the subscriber's
     /// shard bit being set first, every tick is either in the returned frames or pushed live after
     /// `after`, never both and never neither.
     pub fn open(&self, since: Option<(Seq, &Epoch)>, now: Instant) -> Opening {
-        let log = self.log();
+        let mut log = self.log();
+        // A book's latest message is a delta, useless alone: its snapshot stands in for it.
+        let book = log.book_snapshot(&self.topic);
         let last = log.last.as_ref();
         let after = last.map(|l| l.seq).unwrap_or_default();
         let after_ts = last.map(|l| l.ts).unwrap_or_default();
@@ -240,7 +378,9 @@ impl TopicState {
                 vec![Replayed {
                     seq: l.seq,
                     gap_from: None,
-                    frame: l.frame.clone(),
+                    frame: book
+                        .as_ref()
+                        .map_or_else(|| l.frame.clone(), |b| b.frame.clone()),
                 }]
             })
             .unwrap_or_default()

@@ -24,4 +24,4 @@ pub use frame::{CloseCode, Frame};
 pub use protocol::{ClientRequest, ProtocolError, RequestId, ServerReply};
 pub use stream::{Epoch, GapReason, NotRecovered};
 pub use tick::{Price, Seq, Size, Tick, TsMicros};
-pub use topic::{Topic, TopicError, TopicPattern};
+pub use topic::{Topic, TopicClass, TopicError, TopicPattern};

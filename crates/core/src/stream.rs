@@ -109,14 +109,18 @@ pub enum GapReason {
     Dropped,
     /// Never reached this server: the feed's own seqs skipped.
     Upstream,
+    /// Book deltas a lagging subscriber will not get: a fresh snapshot of the book follows
+    /// instead (dropping deltas would corrupt the book).
+    Resync,
 }
 
 impl GapReason {
     /// Every reason, so each metric label is exported before its first event.
-    pub const ALL: [GapReason; 3] = [
+    pub const ALL: [GapReason; 4] = [
         GapReason::Conflated,
         GapReason::Dropped,
         GapReason::Upstream,
+        GapReason::Resync,
     ];
 
     /// The reason as the protocol spells it.
@@ -125,6 +129,7 @@ impl GapReason {
             GapReason::Conflated => "conflated",
             GapReason::Dropped => "dropped",
             GapReason::Upstream => "upstream",
+            GapReason::Resync => "resync",
         }
     }
 }

@@ -53,6 +53,38 @@ impl Topic {
     pub fn symbol(&self) -> &str {
         self.0.split_once('.').map_or("", |(_, s)| s)
     }
+
+    /// How a lagging subscriber may lose this topic's messages, from its channel.
+    pub fn class(&self) -> TopicClass {
+        TopicClass::of_channel(self.channel())
+    }
+}
+
+/// What a topic's messages are, as far as backpressure is concerned: whether a newer one makes an
+/// older one worthless, every one matters, or they only make sense in order from a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopicClass {
+    /// Each message is the latest state (`ticker`, `bar`): a lagging subscriber may get only the
+    /// newest (conflation).
+    #[default]
+    Latest,
+    /// Every message is an event (`trade`): never conflated; a lagging subscriber loses them with
+    /// a `dropped` marker and can recover them from history.
+    Event,
+    /// Deltas of an order book (`book`): losing one corrupts the book, so a lagging subscriber's
+    /// pending deltas are replaced by one fresh snapshot (a `resync` marker, then the snapshot).
+    Book,
+}
+
+impl TopicClass {
+    /// The class of the topics of `channel`.
+    pub fn of_channel(channel: &str) -> TopicClass {
+        match channel {
+            "book" => TopicClass::Book,
+            "trade" => TopicClass::Event,
+            _ => TopicClass::Latest,
+        }
+    }
 }
 
 fn validate(name: &str) -> Result<(), TopicError> {

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use prometheus::local::LocalHistogram;
-use tickcast_bus::{RouterStats, ShardRouter, Subscriber, SubscriberId};
+use tickcast_bus::{RouterStats, Sealed, ShardRouter, Subscriber, SubscriberId};
 use tickcast_core::TsMicros;
 use tokio::sync::Notify;
 
@@ -26,8 +26,8 @@ pub(crate) struct ShardCounters {
     bytes: Cell<u64>,
     /// SSE events and bytes written.
     sse: Cell<(u64, u64)>,
-    /// `gap` markers encoded as they were about to be written: (conflated, dropped).
-    gaps: Cell<(u64, u64)>,
+    /// `gap` markers encoded and book resyncs made as they were about to be written.
+    gaps: Cell<Sealed>,
     frames_per_write: LocalHistogram,
     tick_to_write: LocalHistogram,
     /// Time to fan one tick out to this shard's queues.
@@ -42,7 +42,7 @@ impl ShardCounters {
             messages: Cell::new(0),
             bytes: Cell::new(0),
             sse: Cell::new((0, 0)),
-            gaps: Cell::new((0, 0)),
+            gaps: Cell::new(Sealed::default()),
             frames_per_write: m.frames_per_write.local(),
             tick_to_write: m.tick_to_write_seconds.local(),
             fanout: m.fanout_seconds.local(),
@@ -90,14 +90,18 @@ impl ShardCounters {
     }
 
     /// Counts `gap` markers sealed for a write: (conflated, dropped).
-    pub(crate) fn record_gaps(&self, (conflated, dropped): (u64, u64)) {
-        let (c, d) = self.gaps.get();
-        self.gaps.set((c + conflated, d + dropped));
+    pub(crate) fn record_gaps(&self, s: Sealed) {
+        let t = self.gaps.get();
+        self.gaps.set(Sealed {
+            conflated: t.conflated + s.conflated,
+            dropped: t.dropped + s.dropped,
+            resyncs: t.resyncs + s.resyncs,
+        });
     }
 
-    /// Takes the markers counted since the last call: (conflated, dropped).
-    pub(crate) fn drain_gaps(&self) -> (u64, u64) {
-        self.gaps.replace((0, 0))
+    /// Takes the markers and resyncs counted since the last call.
+    pub(crate) fn drain_gaps(&self) -> Sealed {
+        self.gaps.take()
     }
 
     /// Takes the WebSocket (messages, bytes) and SSE (events, bytes) counted since the last call,

@@ -453,7 +453,12 @@ impl Metrics {
         for code in tickcast_core::protocol::ProtocolErrorKind::CODES {
             self.client_errors.with_label_values(&[code]);
         }
-        for reason in ["drop_oldest", "shard_inbox_full"] {
+        for reason in [
+            "drop_oldest",
+            "event_overflow",
+            "book_resync",
+            "shard_inbox_full",
+        ] {
             self.messages_dropped.with_label_values(&[reason]);
         }
         for reason in GapReason::ALL {

@@ -15,11 +15,13 @@
 //! It does not route ticks to subscribers (the bus does) or speak to clients (the gateway does).
 #![forbid(unsafe_code)]
 
+pub mod bars;
 pub mod csv;
 mod feed;
 pub mod gaps;
 pub mod http;
 pub mod line;
+pub mod market_line;
 pub mod nats;
 pub mod parse;
 mod publisher;
@@ -29,6 +31,7 @@ pub mod sink;
 pub mod spec;
 mod stats;
 pub mod synthetic;
+pub mod synthetic_market;
 pub mod tcp;
 pub mod upstream;
 

@@ -16,8 +16,31 @@ use simd_json::tape::Tape;
 use simd_json::Buffers;
 use tickcast_core::{Price, Size, Topic};
 
+use crate::market_line::{book_from_tape, trade_from_tape, BookLine, TradeLine};
 use crate::publisher::Quote;
 use crate::reject::Reject;
+
+impl Line<'_> {
+    /// The line's topic name.
+    pub fn topic(&self) -> &str {
+        match self {
+            Line::Quote(q) => &q.topic,
+            Line::Book(b) => &b.topic,
+            Line::Trade(t) => &t.topic,
+        }
+    }
+}
+
+/// One parsed input line: a quote (no `type`, or `"type":"ticker"`), a book update or a trade.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line<'a> {
+    /// A top-of-book quote for a `ticker`-style topic.
+    Quote(TickLine<'a>),
+    /// A `book.*` snapshot or delta.
+    Book(BookLine<'a>),
+    /// A `trade.*` print.
+    Trade(TradeLine<'a>),
+}
 
 /// A JSON scalar as a tick field may hold it, before validation.
 #[derive(Debug, Clone, PartialEq)]
@@ -245,11 +268,22 @@ impl TickParser {
         }
     }
 
-    /// Parses one line in place (`line` is scratch afterwards).
+    /// Parses one quote line in place (`line` is scratch afterwards); book and trade lines are
+    /// refused (see [`parse_line`](Self::parse_line)).
     pub fn parse<'a>(&mut self, line: &'a mut [u8]) -> Result<TickLine<'a>, Reject> {
+        match self.parse_line(line)? {
+            Line::Quote(q) => Ok(q),
+            _ => Err(Reject::Unsupported(
+                "book and trade lines are not accepted here",
+            )),
+        }
+    }
+
+    /// Parses one line of any type in place (`line` is scratch afterwards).
+    pub fn parse_line<'a>(&mut self, line: &'a mut [u8]) -> Result<Line<'a>, Reject> {
         let mut tape: Tape<'a> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let result = match simd_json::fill_tape(line, &mut self.buffers, &mut tape) {
-            Ok(()) => raw_from_tape(&tape).and_then(TickLine::try_from),
+            Ok(()) => line_from_tape(&tape),
             Err(e) => Err(Reject::json(&e)),
         };
         self.tape = tape.reset();
@@ -257,8 +291,8 @@ impl TickParser {
     }
 }
 
-/// Reads the fields of a tick object off the tape; unknown keys are skipped, `null` is absent.
-fn raw_from_tape<'a>(tape: &Tape<'a>) -> Result<RawTick<'a>, Reject> {
+/// Reads a line's object off the tape, by its `type`.
+fn line_from_tape<'a>(tape: &Tape<'a>) -> Result<Line<'a>, Reject> {
     let root = tape.as_value();
     let obj = root.as_object().ok_or_else(|| {
         Reject::BadJson(format!(
@@ -266,6 +300,23 @@ fn raw_from_tape<'a>(tape: &Tape<'a>) -> Result<RawTick<'a>, Reject> {
             crate::reject::type_name(root.value_type())
         ))
     })?;
+    let kind = obj.get("type");
+    match kind.as_ref().map(|t| t.as_str()) {
+        // "tick" is how the NATS transport names a quote.
+        None | Some(Some("ticker" | "tick")) => raw_from_tape(&obj)
+            .and_then(TickLine::try_from)
+            .map(Line::Quote),
+        Some(Some("book")) => book_from_tape(&obj).map(Line::Book),
+        Some(Some("trade")) => trade_from_tape(&obj).map(Line::Trade),
+        Some(_) => Err(Reject::BadField(
+            "type",
+            "must be \"ticker\", \"book\" or \"trade\"",
+        )),
+    }
+}
+
+/// Reads the fields of a tick object off the tape; unknown keys are skipped, `null` is absent.
+fn raw_from_tape<'a>(obj: &simd_json::tape::Object<'_, 'a>) -> Result<RawTick<'a>, Reject> {
     let mut raw = RawTick::default();
     for (key, v) in obj.iter() {
         let slot = match key {

@@ -3,10 +3,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tickcast_bus::{Bus, BusError, PublishBatch, TopicState};
+use tickcast_bus::{BookUpdate, Bus, BusError, PublishBatch, TopicState};
 use tickcast_core::frame::TickEncoder;
-use tickcast_core::{Price, Seq, Size, Tick, Topic, TsMicros};
+use tickcast_core::market::encode::encode_trade;
+use tickcast_core::market::{BookError, Trade};
+use tickcast_core::{Frame, Price, Seq, Size, Tick, Topic, TsMicros};
 
+use crate::bars::Bars;
 use crate::stats::FeedStats;
 
 /// A price update as a source reports it, before the ingester stamps it.
@@ -28,16 +31,22 @@ pub struct Publisher {
     stats: Arc<FeedStats>,
     encoder: TickEncoder,
     topics: HashMap<Topic, Arc<TopicState>>,
+    /// Candles built from this feed's trades.
+    bars: Bars,
+    /// Encoding buffer for books and trades, reused.
+    scratch: Vec<u8>,
 }
 
 impl Publisher {
     /// A publisher for one feed.
     pub fn new(bus: Arc<Bus>, stats: Arc<FeedStats>) -> Self {
         Self {
+            bars: Bars::new(bus.bars().clone()),
             bus,
             stats,
             encoder: TickEncoder::new(),
             topics: HashMap::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -86,6 +95,60 @@ impl Publisher {
         };
         let frame = self.encoder.encode(&tick);
         batch.publish(topic, tick.seq, tick.ts, frame);
+    }
+
+    /// Applies a book snapshot or delta to the book of `topic` (a `book.*` topic) and publishes
+    /// the message it makes (see [`PublishBatch::publish_book`]). A refused update changes nothing
+    /// and takes no seq.
+    pub fn publish_book(
+        &mut self,
+        batch: &mut PublishBatch<'_>,
+        topic: &TopicState,
+        update: BookUpdate<'_>,
+        ts: TsMicros,
+    ) -> Result<Seq, BookError> {
+        batch.publish_book(topic, update, ts, &mut self.scratch)
+    }
+
+    /// Publishes `trade` on `topic` (a `trade.*` topic) under its next seq, and folds it into the
+    /// candles of the topic's symbol. An empty `trade_id` is replaced by the seq.
+    pub fn publish_trade(
+        &mut self,
+        batch: &mut PublishBatch<'_>,
+        topic: &TopicState,
+        trade: &Trade,
+        now: TsMicros,
+    ) -> Seq {
+        let seq = topic.next_seq();
+        self.scratch.clear();
+        if trade.trade_id.is_empty() {
+            let named = Trade {
+                trade_id: seq.0.to_string(),
+                ..trade.clone()
+            };
+            encode_trade(&mut self.scratch, topic.topic(), seq, &named);
+        } else {
+            encode_trade(&mut self.scratch, topic.topic(), seq, trade);
+        }
+        // The bus gets the ingest time (latency, heartbeats); the message keeps the execution time.
+        batch.publish(topic, seq, now, Frame::text(&self.scratch));
+        let bus = self.bus.clone();
+        self.bars.on_trade(
+            &bus,
+            batch,
+            topic.topic().symbol(),
+            trade.ts,
+            trade.price,
+            trade.size,
+            now,
+        );
+        seq
+    }
+
+    /// Advances this feed's candles to `now`: closes those whose interval ended and sends open
+    /// ones that changed. Feeds that publish trades call it a few times a second.
+    pub fn tick_bars(&mut self, batch: &mut PublishBatch<'_>, now: TsMicros) {
+        self.bars.on_clock(batch, now);
     }
 
     /// Publishes `quote` on `topic` with a `seq` and `ts` assigned upstream (by the ingest node of a

@@ -24,11 +24,14 @@ pub enum RejectReason {
     Unsupported,
     /// The publisher's credential does not cover the topic (`POST /publish` with auth on).
     Forbidden,
+    /// A book update that would corrupt the book (crossed, negative size, delta before any
+    /// snapshot): refused, the book stays as it was.
+    BookRefused,
 }
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::TooLong,
         RejectReason::BadJson,
         RejectReason::MissingField,
@@ -37,6 +40,7 @@ impl RejectReason {
         RejectReason::TopicLimit,
         RejectReason::Unsupported,
         RejectReason::Forbidden,
+        RejectReason::BookRefused,
     ];
 
     /// The metrics label value.
@@ -50,6 +54,7 @@ impl RejectReason {
             RejectReason::TopicLimit => "topic_limit",
             RejectReason::Unsupported => "unsupported",
             RejectReason::Forbidden => "forbidden",
+            RejectReason::BookRefused => "book_refused",
         }
     }
 
@@ -89,6 +94,12 @@ pub enum Reject {
     /// The publisher may not publish this topic.
     #[error("not entitled to publish {0}")]
     Forbidden(String),
+    /// A field of a book or trade line is malformed: which, and what it must be.
+    #[error("field {0:?} {1}")]
+    BadField(&'static str, &'static str),
+    /// The book refused the update; it is unchanged.
+    #[error("book update refused: {0}")]
+    BookRefused(tickcast_core::market::BookError),
 }
 
 impl Reject {
@@ -103,6 +114,8 @@ impl Reject {
             Reject::TopicLimit(_) => RejectReason::TopicLimit,
             Reject::Unsupported(_) => RejectReason::Unsupported,
             Reject::Forbidden(_) => RejectReason::Forbidden,
+            Reject::BadField(..) => RejectReason::BadNumber,
+            Reject::BookRefused(_) => RejectReason::BookRefused,
         }
     }
 }

@@ -5,11 +5,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tickcast_bus::{PublishBatch, TopicState};
+use tickcast_bus::{BookUpdate, PublishBatch, TopicState};
+use tickcast_core::market::Trade;
 use tickcast_core::{Topic, TsMicros};
 
 use crate::gaps::{GapTracker, SeqCheck, SeqMode};
-use crate::parse::{for_each_line, validate_topic, TickLine, TickParser};
+use crate::parse::{for_each_line, validate_topic, Line, TickLine, TickParser};
 use crate::publisher::{Publisher, Quote};
 use crate::reject::Reject;
 use crate::stats::FeedStats;
@@ -92,9 +93,9 @@ impl TickSink {
         let max_line = self.max_line;
         for_each_line(data, first_line, max_line, |n, line| {
             let result = line.and_then(|l| {
-                let tick = self.parser.parse(l)?;
-                in_scope(scope, &tick)?;
-                self.publish_line(&mut batch, &tick, ts)
+                let line = self.parser.parse_line(l)?;
+                in_scope(scope, line.topic())?;
+                self.publish_any(&mut batch, &line, ts)
             });
             match result {
                 Ok(p) => {
@@ -137,9 +138,9 @@ impl TickSink {
         let bus = self.publisher.bus().clone();
         let mut batch = bus.batch();
         let ts = TsMicros::now();
-        let result = self.parser.parse(doc).and_then(|tick| {
-            in_scope(scope, &tick)?;
-            self.publish_line(&mut batch, &tick, ts)
+        let result = self.parser.parse_line(doc).and_then(|line| {
+            in_scope(scope, line.topic())?;
+            self.publish_any(&mut batch, &line, ts)
         });
         drop(batch);
         match result {
@@ -161,6 +162,50 @@ impl TickSink {
                 }
             }
         }
+    }
+
+    /// Publishes a validated line of any type into `batch`; `Ok(false)` when nothing was published
+    /// (an upstream duplicate).
+    pub fn publish_any(
+        &mut self,
+        batch: &mut PublishBatch<'_>,
+        line: &Line<'_>,
+        ts: TsMicros,
+    ) -> Result<bool, Reject> {
+        match line {
+            Line::Quote(tick) => self.publish_line(batch, tick, ts),
+            Line::Book(book) => {
+                let topic = self.resolve(&book.topic)?;
+                let update = BookUpdate {
+                    snapshot: book.snapshot,
+                    bids: &book.bids,
+                    asks: &book.asks,
+                };
+                self.publisher
+                    .publish_book(batch, &topic, update, ts)
+                    .map_err(Reject::BookRefused)?;
+                Ok(true)
+            }
+            Line::Trade(t) => {
+                let topic = self.resolve(&t.topic)?;
+                let trade = Trade {
+                    price: t.price,
+                    size: t.size,
+                    side: t.side,
+                    trade_id: t.trade_id.as_deref().unwrap_or_default().to_string(),
+                    ts: t.ts.map_or(ts, TsMicros),
+                };
+                self.publisher.publish_trade(batch, &topic, &trade, ts);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Advances the feed's candles to `now` (see [`Publisher::tick_bars`]).
+    pub fn tick_bars(&mut self, now: TsMicros) {
+        let bus = self.publisher.bus().clone();
+        let mut batch = bus.batch();
+        self.publisher.tick_bars(&mut batch, now);
     }
 
     /// Publishes a validated line into `batch`; `Ok(false)` when its upstream seq shows a duplicate.
@@ -239,11 +284,11 @@ impl TickSink {
 }
 
 /// Refuses a line whose topic the publisher may not publish.
-fn in_scope(scope: &dyn Fn(&str) -> bool, tick: &TickLine<'_>) -> Result<(), Reject> {
-    if scope(&tick.topic) {
+fn in_scope(scope: &dyn Fn(&str) -> bool, topic: &str) -> Result<(), Reject> {
+    if scope(topic) {
         Ok(())
     } else {
-        Err(Reject::Forbidden(tick.topic.to_string()))
+        Err(Reject::Forbidden(topic.to_string()))
     }
 }
 

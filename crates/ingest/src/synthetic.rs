@@ -20,6 +20,9 @@ use tickcast_core::{Price, Size, Topic, TsMicros};
 use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::publisher::Quote;
 use crate::spec::{millis, FeedConfigError};
+use crate::synthetic_market::SimBook;
+use tickcast_bus::{BookUpdate, PublishBatch};
+use tickcast_core::market::Trade;
 
 /// Familiar tickers the server shows out of the box.
 pub const DEFAULT_SYMBOLS: &[&str] = &[
@@ -91,6 +94,9 @@ pub struct SyntheticConfig {
     pub symbols: Symbols,
     /// Total ticks per second over all symbols.
     pub rate: f64,
+    /// Book changes per second over all symbols, on `book.<symbol>`; one in five is a trade at
+    /// the touch, on `trade.<symbol>` (and into the `bar.*` candles). 0 = no books or trades.
+    pub market_rate: f64,
     /// Seed of the random walk.
     pub seed: u64,
     /// Readiness waits for this feed (up while it runs).
@@ -107,6 +113,7 @@ impl Default for SyntheticConfig {
             channel: "ticker".into(),
             symbols: Symbols::default(),
             rate: 1000.0,
+            market_rate: 200.0,
             seed: 42,
             required: true,
             max_idle: None,
@@ -120,14 +127,17 @@ impl SyntheticConfig {
         let feed = &self.name;
         FeedConfigError::named(feed)?;
         FeedConfigError::non_negative(feed, "rate", self.rate, "")?;
+        FeedConfigError::non_negative(feed, "market_rate", self.market_rate, "")?;
         if matches!(&self.symbols, Symbols::Count(0))
             || matches!(&self.symbols, Symbols::List(l) if l.is_empty())
         {
             return Err(FeedConfigError::new(feed, "symbols", "must not be empty"));
         }
         for s in self.symbols.names() {
-            Topic::from_parts(&self.channel, &s)
-                .map_err(|e| FeedConfigError::new(feed, "symbols", format!("{s:?}: {e}")))?;
+            for channel in [self.channel.as_str(), "book", "trade"] {
+                Topic::from_parts(channel, &s)
+                    .map_err(|e| FeedConfigError::new(feed, "symbols", format!("{s:?}: {e}")))?;
+            }
         }
         Ok(())
     }
@@ -138,6 +148,16 @@ struct Walk {
     topic: Arc<TopicState>,
     last_cents: i64,
 }
+
+/// One symbol's simulated order book and its topics.
+struct Market {
+    book_topic: Arc<TopicState>,
+    trade_topic: Arc<TopicState>,
+    sim: SimBook,
+}
+
+/// How often the candles are advanced (closed on time, open ones re-sent).
+const BAR_CLOCK: Duration = Duration::from_millis(50);
 
 /// The synthetic feed.
 pub struct SyntheticFeed {
@@ -195,36 +215,95 @@ fn due_by(elapsed: Duration, rate: f64, period: Duration) -> u64 {
 async fn run(config: SyntheticConfig, mut ctx: FeedContext) -> Result<(), FeedError> {
     let feed = config.name.clone();
     let mut walks = Vec::new();
-    for symbol in config.symbols.names() {
-        let topic = Topic::from_parts(&config.channel, &symbol).map_err(|e| FeedError::Config {
-            feed: feed.clone(),
-            reason: e.to_string(),
-        })?;
-        let state = ctx.publisher.topic(&topic).map_err(|e| FeedError::Config {
-            feed: feed.clone(),
-            reason: e.to_string(),
-        })?;
-        walks.push(Walk {
-            topic: state,
-            last_cents: start_cents(&symbol, config.seed),
-        });
-    }
+    let mut markets = Vec::new();
     let mut rng = SmallRng::seed_from_u64(config.seed);
+    let mut topic_of = |channel: &str, symbol: &str| {
+        let topic = Topic::from_parts(channel, symbol).map_err(|e| FeedError::Config {
+            feed: feed.clone(),
+            reason: e.to_string(),
+        })?;
+        ctx.publisher.topic(&topic).map_err(|e| FeedError::Config {
+            feed: feed.clone(),
+            reason: e.to_string(),
+        })
+    };
+    for symbol in config.symbols.names() {
+        let start = start_cents(&symbol, config.seed);
+        walks.push(Walk {
+            topic: topic_of(&config.channel, &symbol)?,
+            last_cents: start,
+        });
+        if config.market_rate > 0.0 {
+            markets.push(Market {
+                book_topic: topic_of("book", &symbol)?,
+                trade_topic: topic_of("trade", &symbol)?,
+                sim: SimBook::new(start, &mut rng),
+            });
+        }
+    }
     let stats = ctx.publisher.stats().clone();
     stats.set_connected(true);
     tracing::info!(feed = %feed, symbols = walks.len(), rate = config.rate, "synthetic feed started");
 
     let bus = ctx.publisher.bus().clone();
+    {
+        // Every book starts from a snapshot, so its first subscriber has a whole book.
+        let mut batch = bus.batch();
+        let ts = TsMicros::now();
+        for m in &markets {
+            let (bids, asks) = m.sim.levels();
+            let update = BookUpdate {
+                snapshot: true,
+                bids: &bids,
+                asks: &asks,
+            };
+            if let Err(e) = ctx
+                .publisher
+                .publish_book(&mut batch, &m.book_topic, update, ts)
+            {
+                tracing::warn!(feed = %feed, error = %e, "synthetic book refused");
+            }
+        }
+    }
+    let mut market_emitted: u64 = 0;
+    let mut next_market = 0usize;
+    let mut bars_at = Instant::now();
     let mut timer = tokio::time::interval(PERIOD);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
     let mut emitted: u64 = 0;
     let mut next = 0usize;
     let max_burst = (config.rate * MAX_CATCH_UP.as_secs_f64()).ceil() as u64;
+    let market_burst = (config.market_rate * MAX_CATCH_UP.as_secs_f64()).ceil() as u64;
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
             _ = timer.tick() => {}
+        }
+        if !markets.is_empty() {
+            let due = due_by(started.elapsed(), config.market_rate, PERIOD);
+            let mut n = due.saturating_sub(market_emitted);
+            if n > market_burst {
+                market_emitted += n - market_burst; // stalled: skip the backlog, as for ticks
+                n = market_burst;
+            }
+            market_emitted += n;
+            let ts = TsMicros::now();
+            let mut batch = bus.batch();
+            let count = markets.len();
+            for _ in 0..n {
+                let m = &mut markets[next_market];
+                next_market = (next_market + 1) % count;
+                market_step(&mut ctx, &mut batch, m, &mut rng, ts, &feed);
+            }
+            if bars_at.elapsed() >= BAR_CLOCK {
+                bars_at = Instant::now();
+                ctx.publisher.tick_bars(&mut batch, ts);
+            }
+            drop(batch);
+            if n > 0 {
+                stats.record_ticks(n, ts);
+            }
         }
         let due = due_by(started.elapsed(), config.rate, PERIOD);
         let mut n = due.saturating_sub(emitted);
@@ -251,6 +330,40 @@ async fn run(config: SyntheticConfig, mut ctx: FeedContext) -> Result<(), FeedEr
     }
     stats.set_connected(false);
     Ok(())
+}
+
+/// One change of `m`'s book: published as a delta, and its trade, if any, as a trade.
+fn market_step(
+    ctx: &mut FeedContext,
+    batch: &mut PublishBatch<'_>,
+    m: &mut Market,
+    rng: &mut SmallRng,
+    ts: TsMicros,
+    feed: &str,
+) {
+    let step = m.sim.step(rng);
+    if !step.bids.is_empty() || !step.asks.is_empty() {
+        let update = BookUpdate {
+            snapshot: false,
+            bids: &step.bids,
+            asks: &step.asks,
+        };
+        if let Err(e) = ctx.publisher.publish_book(batch, &m.book_topic, update, ts) {
+            // The simulation keeps its book valid; a refusal is a bug worth seeing.
+            tracing::warn!(feed = %feed, error = %e, "synthetic book delta refused");
+        }
+    }
+    if let Some((side, price, size)) = step.trade {
+        let trade = Trade {
+            price,
+            size,
+            side,
+            trade_id: String::new(),
+            ts,
+        };
+        ctx.publisher
+            .publish_trade(batch, &m.trade_topic, &trade, ts);
+    }
 }
 
 #[cfg(test)]
@@ -352,6 +465,7 @@ mod tests {
         let feed = SyntheticFeed::new(SyntheticConfig {
             symbols: Symbols::Count(4),
             rate: 2000.0,
+            market_rate: 0.0,
             ..Default::default()
         })
         .unwrap();
@@ -377,6 +491,48 @@ mod tests {
                 t.seq.0 >= n / 4 && t.seq.0 <= n / 4 + 1,
                 "round-robin: {t:?}"
             );
+        }
+    }
+
+    /// Books, trades and candles of every symbol: each book's messages, applied by a book of the
+    /// test's own, keep it equal to the server's book; trades and candles exist.
+    #[tokio::test]
+    async fn publishes_books_trades_and_candles_for_every_symbol() {
+        let bus = Bus::new(&BusConfig::default());
+        let stats = FeedStats::new("synthetic", "synthetic");
+        let shutdown = CancellationToken::new();
+        let feed = SyntheticFeed::new(SyntheticConfig {
+            symbols: Symbols::Count(2),
+            rate: 10.0,
+            market_rate: 2000.0,
+            ..Default::default()
+        })
+        .unwrap();
+        let ctx = FeedContext::new(bus.clone(), stats.clone(), shutdown.clone());
+        let task = tokio::spawn(Box::new(feed).run(ctx));
+        for _ in 0..300 {
+            let trades = bus
+                .get("trade.SYM0001")
+                .map_or(0, |t| t.last().map_or(0, |l| l.seq.0));
+            if trades >= 50 && bus.get("bar.1s.SYM0001").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        for sym in ["SYM0000", "SYM0001"] {
+            let book = bus.get(&format!("book.{sym}")).expect("book topic");
+            let b = book.book().expect("a book");
+            assert_eq!(b.bids().count(), 20, "{sym}");
+            assert!(!b.is_crossed());
+            let snap = book.book_snapshot().expect("snapshot");
+            let v: serde_json::Value = serde_json::from_slice(snap.frame.payload()).unwrap();
+            assert_eq!(v["checksum"], u64::from(b.checksum()), "{sym}");
+            assert_eq!(v["seq"], snap.seq.0);
+            let trade = bus.get(&format!("trade.{sym}")).expect("trade topic");
+            assert!(trade.last().is_some(), "{sym} traded");
+            assert!(bus.get(&format!("bar.1s.{sym}")).is_some(), "{sym} candles");
         }
     }
 }

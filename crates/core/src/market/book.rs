@@ -51,6 +51,9 @@ pub enum BookError {
     /// The best bid would be at or above the best ask.
     #[error("crossed book")]
     Crossed,
+    /// A delta for a book that has had no snapshot: it has nothing to apply to.
+    #[error("delta for a book with no snapshot yet")]
+    NoSnapshot,
 }
 
 /// A book with bids and asks keyed by exact price and at most `depth` levels a side.

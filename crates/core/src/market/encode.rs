@@ -47,7 +47,9 @@ fn write_head(out: &mut Vec<u8>, ty: &str, topic: &Topic, seq: Seq, ts: TsMicros
 /// A `book` snapshot: the whole (depth-limited) book and its checksum.
 pub fn encode_book_snapshot(out: &mut Vec<u8>, topic: &Topic, seq: Seq, ts: TsMicros, book: &Book) {
     write_head(out, "book", topic, seq, ts);
-    out.extend_from_slice(b",\"snapshot\":true,\"bids\":");
+    out.extend_from_slice(b",\"snapshot\":true,\"depth\":");
+    write_u64(out, book.depth() as u64);
+    out.extend_from_slice(b",\"bids\":");
     write_levels(out, book.bids());
     out.extend_from_slice(b",\"asks\":");
     write_levels(out, book.asks());

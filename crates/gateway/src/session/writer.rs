@@ -10,6 +10,7 @@
 use std::io;
 use std::task::{Context, Poll};
 
+use tickcast_bus::Sealed;
 use tickcast_core::{CloseCode, Frame, TsMicros};
 
 use super::{Session, ShardCtx};
@@ -131,7 +132,7 @@ fn write_some(
     // Markers for what backpressure took away are encoded now, once per write at most, not per
     // replaced tick.
     let sealed = session.sub.seal_gaps();
-    if sealed != (0, 0) {
+    if sealed != Sealed::default() {
         ctx.counters.record_gaps(sealed);
     }
     let mut q = session.sub.queue.borrow_mut();

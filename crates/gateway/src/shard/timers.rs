@@ -114,14 +114,24 @@ pub(super) fn add_to_metrics(ctx: &ShardCtx) {
     m.messages_dropped
         .with_label_values(&["drop_oldest"])
         .inc_by(now.dropped - last.dropped);
+    m.messages_dropped
+        .with_label_values(&["event_overflow"])
+        .inc_by(now.events_dropped - last.events_dropped);
+    m.messages_dropped
+        .with_label_values(&["book_resync"])
+        .inc_by(now.resyncs - last.resyncs);
     m.slow_consumer_disconnects
         .inc_by(now.slow_disconnects - last.slow_disconnects);
     m.subscriptions
         .add(now.subscriptions as i64 - last.subscriptions as i64);
-    let (conflated, dropped) = ctx.counters.drain_gaps();
+    let sealed = ctx.counters.drain_gaps();
     let gaps = |reason: &str, n: u64| m.gap_markers.with_label_values(&[reason]).inc_by(n);
-    gaps("conflated", conflated);
-    gaps("dropped", dropped + now.inbox_markers - last.inbox_markers);
+    gaps("conflated", sealed.conflated);
+    gaps(
+        "dropped",
+        sealed.dropped + now.inbox_markers - last.inbox_markers,
+    );
+    gaps("resync", sealed.resyncs);
     gaps("upstream", now.upstream_markers - last.upstream_markers);
     m.resets_sent.inc_by(now.resets - last.resets);
     m.heartbeats_encoded

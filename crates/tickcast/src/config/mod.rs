@@ -19,6 +19,7 @@ use tickcast_ingest::nats::sink::NatsSinkConfig;
 pub mod auth;
 pub mod feeds;
 pub mod limits;
+pub mod market;
 pub mod nats;
 pub mod overrides;
 pub mod server;
@@ -27,6 +28,7 @@ pub mod tls;
 
 pub use auth::{ApiKeySection, AuthSection};
 pub use limits::{BackpressureSection, KeepaliveSection, LimitsSection};
+pub use market::MarketSection;
 pub use nats::{NatsSection, StorageSpec};
 pub use overrides::Overrides;
 pub use server::{Role, ServerSection};
@@ -70,6 +72,8 @@ pub struct Config {
     pub heartbeats: HeartbeatsSection,
     /// Throttle intervals clients may ask for.
     pub throttle: ThrottleSection,
+    /// Order books and candles built at ingest.
+    pub market: MarketSection,
     /// Logging.
     pub log: LogSection,
     /// Authentication, topic entitlements and the Origin allowlist.
@@ -178,6 +182,7 @@ impl Config {
         self.history.validate()?;
         self.heartbeats.validate()?;
         self.throttle.validate()?;
+        self.market.validate()?;
         let mut gateway = GatewayConfig::default();
         self.server.configure(&mut gateway);
         self.limits.configure(&mut gateway);
@@ -200,6 +205,8 @@ impl Config {
             history: self.history.history(),
             // A standalone node's seqs restart with the process: a new epoch each run.
             epoch: None,
+            book_depth: self.market.book_depth()?,
+            bars: self.market.bars()?,
         };
         Ok(Settings {
             bus,

@@ -17,6 +17,7 @@ mod asyncapi;
 mod feeds;
 mod http;
 mod linger;
+mod market;
 mod protocol;
 mod security;
 mod shaping;

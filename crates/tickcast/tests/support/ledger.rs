@@ -40,7 +40,9 @@ impl SeqLedger {
         };
         let int = |k: &str| v[k].as_u64().ok_or(format!("no {k}: {v}"));
         match v["type"].as_str() {
-            Some("tick") => {
+            // Every message that takes a seq of its topic: ticks, books (a snapshot after a
+            // `resync` marker is the next seq), trades, candles.
+            Some("tick" | "book" | "trade" | "bar") => {
                 let (topic, seq) = (topic()?, int("seq")?);
                 self.ticks += 1;
                 match self.last.insert(topic.clone(), seq) {

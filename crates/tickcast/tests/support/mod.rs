@@ -9,12 +9,14 @@
 //!   trusts it, and an acceptor for test servers that present it;
 //! - [`sse_open`]: an independent Server-Sent Events client over a raw socket;
 //! - [`SeqLedger`]: checks that a stream's seqs skip only where a `gap` marker said so;
+//! - [`BookBuilder`]: an order book of the test's own, checking every `book` message's checksum;
 //! - [`wait_until`] and its variants: bounded polling with a sync or an async predicate;
 //! - plain HTTP requests, the real binary as a child process, temp dirs, fixtures and feeds.
 //!
 //! Servers are started through `tickcast::test_support::start_server`, always on 127.0.0.1:0.
 #![allow(dead_code, unused_imports)]
 
+mod book;
 mod client;
 mod frame;
 mod http;
@@ -31,6 +33,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+pub use book::BookBuilder;
 pub use client::{Client, Event};
 pub use frame::{masked, masked_text, read_frame_from, unmasked, upgrade_request, MASK};
 pub use http::{http_get, http_get_addr, http_get_over, http_request, try_http_get_addr};

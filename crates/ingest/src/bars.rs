@@ -1,0 +1,132 @@
+//! The candles one feed builds from its trades: per traded symbol, one [`BarBuilder`] per interval
+//! of the bus's [`BarsConfig`], each publishing on `bar.<interval>.<symbol>`.
+//!
+//! Built once here, at ingest, like the books: every subscriber of a candle topic gets the same
+//! encoded bar. A feed calls [`Bars::on_trade`] for each trade and [`Bars::on_clock`] now and
+//! then, so a candle closes when its interval ends even if no trade follows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tickcast_bus::{BarsConfig, Bus, PublishBatch, TopicState};
+use tickcast_core::market::encode::encode_bar;
+use tickcast_core::market::{Bar, BarBuilder, BarSpec, Decimal, TradeOutcome};
+use tickcast_core::{Frame, Topic, TsMicros};
+
+/// One interval's candle of one symbol.
+struct Candle {
+    topic: Arc<TopicState>,
+    builder: BarBuilder,
+}
+
+/// Every candle a feed builds.
+pub struct Bars {
+    config: BarsConfig,
+    symbols: HashMap<String, Vec<Candle>>,
+    /// Scratch, reused.
+    ready: Vec<Bar>,
+    scratch: Vec<u8>,
+    /// Trades a builder refused (older than the last closed candle).
+    late: u64,
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+impl Bars {
+    /// The candles of the intervals in `config`.
+    pub fn new(config: BarsConfig) -> Self {
+        Self {
+            config,
+            symbols: HashMap::new(),
+            ready: Vec::new(),
+            scratch: Vec::new(),
+            late: 0,
+        }
+    }
+
+    /// Trades too old for any candle (counted, not folded in).
+    pub fn late_trades(&self) -> u64 {
+        self.late
+    }
+
+    /// Folds a trade of `symbol` executed at `ts` into every interval's candle and publishes the
+    /// candles that are due. A symbol's candle topics are created on its first trade.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_trade(
+        &mut self,
+        bus: &Bus,
+        batch: &mut PublishBatch<'_>,
+        symbol: &str,
+        ts: TsMicros,
+        price: Decimal,
+        size: Decimal,
+        now: TsMicros,
+    ) {
+        if self.config.intervals.is_empty() {
+            return;
+        }
+        if !self.symbols.contains_key(symbol) {
+            let candles = self.candles_of(bus, symbol);
+            self.symbols.insert(symbol.to_string(), candles);
+        }
+        let Some(candles) = self.symbols.get_mut(symbol) else {
+            return;
+        };
+        for c in candles.iter_mut() {
+            if c.builder.on_trade(ts, price, size, now, &mut self.ready) == TradeOutcome::Rejected {
+                self.late += 1;
+            }
+            publish(batch, &c.topic, &mut self.ready, &mut self.scratch, now);
+        }
+    }
+
+    /// Closes the candles whose interval has ended and sends open ones that changed and are due.
+    pub fn on_clock(&mut self, batch: &mut PublishBatch<'_>, now: TsMicros) {
+        for candles in self.symbols.values_mut() {
+            for c in candles.iter_mut() {
+                c.builder.on_clock(now, &mut self.ready);
+                publish(batch, &c.topic, &mut self.ready, &mut self.scratch, now);
+            }
+        }
+    }
+
+    /// The candle topics of `symbol`; an interval whose topic the bus refuses (topic limit, or a
+    /// symbol that makes an invalid name) is left out.
+    fn candles_of(&self, bus: &Bus, symbol: &str) -> Vec<Candle> {
+        let update_us = micros(self.config.update);
+        self.config
+            .intervals
+            .iter()
+            .filter_map(|(label, length)| {
+                let topic = Topic::new(&format!("bar.{label}.{symbol}")).ok()?;
+                let topic = bus.topic(&topic).ok()?;
+                Some(Candle {
+                    topic,
+                    builder: BarBuilder::new(BarSpec {
+                        interval_us: micros(*length),
+                        update_us,
+                    }),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Publishes the candles in `ready` (in order) on `topic`, each under the topic's next seq.
+fn publish(
+    batch: &mut PublishBatch<'_>,
+    topic: &TopicState,
+    ready: &mut Vec<Bar>,
+    scratch: &mut Vec<u8>,
+    now: TsMicros,
+) {
+    for bar in ready.drain(..) {
+        let seq = topic.next_seq();
+        scratch.clear();
+        encode_bar(scratch, topic.topic(), seq, &bar);
+        batch.publish(topic, seq, now, Frame::text(scratch));
+    }
+}
