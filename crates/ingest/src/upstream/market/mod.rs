@@ -60,7 +60,7 @@ use tickcast_core::market::{BookError, Decimal, DecimalError, Level, Trade};
 use tickcast_core::topic::MAX_TOPIC_LEN;
 use tickcast_core::TsMicros;
 
-use crate::reject::RejectReason;
+use crate::reject::{Reject, RejectReason};
 
 pub use binance::{BinanceAction, BinanceBook};
 pub use coinbase::{CoinbaseAction, CoinbaseLevel2};
@@ -241,19 +241,27 @@ impl MarketError {
     /// The bounded reason the caller counts this under (the labels of
     /// `tickcast_feed_parse_errors_total`).
     pub fn reason(&self) -> RejectReason {
+        self.to_reject().reason()
+    }
+
+    /// The feed-level [`Reject`] this error is counted and logged as.
+    pub fn to_reject(&self) -> Reject {
         match self {
-            MarketError::Json(_) => RejectReason::BadJson,
-            MarketError::BadNumber { .. }
-            | MarketError::Negative(_)
-            | MarketError::ZeroSizeInSnapshot
-            | MarketError::BadTimestamp(_) => RejectReason::BadNumber,
-            MarketError::UnknownSymbol(_) | MarketError::BadSymbol(_) => RejectReason::BadTopic,
-            MarketError::BadSide(_)
-            | MarketError::Crossed
-            | MarketError::OutOfOrder { .. }
-            | MarketError::UnexpectedSnapshot(_)
-            | MarketError::Unsupported(_)
-            | MarketError::Exchange(_) => RejectReason::Unsupported,
+            MarketError::Json(m) => Reject::BadJson(m.clone()),
+            MarketError::BadNumber { field, .. } => Reject::BadNumber(field),
+            MarketError::Negative(field) => Reject::BadField(field, "must be above zero"),
+            MarketError::ZeroSizeInSnapshot => Reject::BookRefused(BookError::ZeroSizeInSnapshot),
+            MarketError::Crossed => Reject::BookRefused(BookError::Crossed),
+            MarketError::UnknownSymbol(s) => Reject::BadTopic(format!("unknown symbol {s:?}")),
+            MarketError::BadSymbol(s) => Reject::BadTopic(format!("symbol {s:?}")),
+            MarketError::BadSide(_) => Reject::BadField("side", "must be the venue's buy or sell"),
+            MarketError::BadTimestamp(_) => {
+                Reject::BadField("timestamp", "must be an RFC 3339 time or epoch ms")
+            }
+            MarketError::OutOfOrder { .. } => Reject::Unsupported("out-of-order upstream id"),
+            MarketError::UnexpectedSnapshot(_) => Reject::Unsupported("snapshot not requested"),
+            MarketError::Unsupported(what) => Reject::Unsupported(what),
+            MarketError::Exchange(_) => Reject::Unsupported("exchange error message"),
         }
     }
 
@@ -275,6 +283,7 @@ impl From<BookError> for MarketError {
             BookError::NegativeSize => MarketError::Negative("size"),
             BookError::ZeroSizeInSnapshot => MarketError::ZeroSizeInSnapshot,
             BookError::Crossed => MarketError::Crossed,
+            BookError::NoSnapshot => MarketError::Unsupported("delta before any snapshot"),
         }
     }
 }
