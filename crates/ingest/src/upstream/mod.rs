@@ -8,8 +8,9 @@
 //! `ws://` and `wss://` URLs are supported; TLS (rustls, system roots plus an optional CA file) is
 //! in the `tls` module.
 //!
-//! [`market`] holds the order-book and trade adapters (Binance diff depth, Kraken v2 book,
-//! Coinbase level2) as socket-free state machines; they are not wired into this feed yet.
+//! The market adapter kinds (`binance_book`, `kraken`, `coinbase_level2`) publish order books and
+//! trades instead of quotes: their protocols are socket-free state machines in [`market`], driven
+//! by the `market_session` module (REST snapshots, resubscribes, lost books as upstream gaps).
 
 pub mod adapters;
 mod backoff;
@@ -262,23 +263,22 @@ impl UpstreamConfig {
             (None, _) => {}
         }
         let depth = self.market_depth();
-        if self.adapter != AdapterKind::Kraken
-            && !(10..=market::binance::SNAPSHOT_LIMIT as usize).contains(&depth)
-        {
+        if self.adapter == AdapterKind::Kraken {
+            if !market::kraken::DEPTHS.contains(&depth) {
+                let problem =
+                    format!("is {depth}, must be one of Kraken's depths 10, 25, 100, 500, 1000");
+                return Err(FeedConfigError::new(feed, "book_depth", problem));
+            }
+        } else if !(10..=market::binance::SNAPSHOT_LIMIT as usize).contains(&depth) {
             let problem = format!(
                 "is {depth}, must be between 10 and {}",
                 market::binance::SNAPSHOT_LIMIT
             );
             return Err(FeedConfigError::new(feed, "book_depth", problem));
         }
-        // The adapter checks the rest (Kraken's depths, symbols that cannot be topics) itself.
-        market_session::Market::new(self.adapter, &self.symbols, depth).map_err(|e| {
-            let key = match e {
-                market::MarketError::BadSymbol(_) => "subscribe",
-                _ => "book_depth",
-            };
-            FeedConfigError::new(feed, key, e.to_string())
-        })?;
+        // Symbols that cannot be topics (or two that would share one) are refused by the adapter.
+        market_session::Market::new(self.adapter, &self.symbols, depth)
+            .map_err(|e| FeedConfigError::new(feed, "subscribe", e.to_string()))?;
         Ok(())
     }
 
@@ -654,6 +654,57 @@ mod tests {
         assert!(m.contains("idle_timeout_ms is 5, must be >= 100"), "{m}");
         let m = problem(&with(&|c| c.channel = Some("a b".into())));
         assert!(m.contains("channel \"a b\""), "{m}");
+
+        // Market adapters: their keys, and only theirs.
+        let m = problem(&with(&|c| {
+            c.rest_url = Some("https://api.binance.com".into())
+        }));
+        assert!(
+            m.contains("rest_url is only used by the market adapters"),
+            "{m}"
+        );
+        let m = problem(&with(&|c| c.book_depth = Some(25)));
+        assert!(
+            m.contains("book_depth is only used by the market adapters"),
+            "{m}"
+        );
+        let market = |kind: AdapterKind, symbols: &[&str]| {
+            let mut c = ok.clone();
+            c.adapter = kind;
+            c.symbols = symbols.iter().map(|s| s.to_string()).collect();
+            c
+        };
+        let binance = market(AdapterKind::BinanceBook, &["BTCUSDT"]);
+        let m = problem(&binance);
+        assert!(
+            m.contains("rest_url is required with adapter \"binance_book\""),
+            "{m}"
+        );
+        let mut c = binance.clone();
+        c.rest_url = Some("api.binance.com".into());
+        assert!(problem(&c).contains("must start with http:// or https://"));
+        c.rest_url = Some("https://api.binance.com".into());
+        c.validate().unwrap();
+        c.book_depth = Some(5000);
+        assert!(problem(&c).contains("book_depth is 5000, must be between 10 and 1000"));
+        c.book_depth = None;
+        c.channel = Some("depth".into());
+        assert!(problem(&c).contains("channel is not used with adapter \"binance_book\""));
+        let mut k = market(AdapterKind::Kraken, &["BTC/USD", "ETH/USD"]);
+        k.validate().unwrap();
+        k.book_depth = Some(20);
+        assert!(problem(&k).contains("book_depth is 20, must be one of Kraken's depths"));
+        k.book_depth = Some(100);
+        k.rest_url = Some("https://api.kraken.com".into());
+        assert!(problem(&k).contains("rest_url is only used with adapter \"binance_book\""));
+        let m = problem(&market(AdapterKind::CoinbaseLevel2, &["BTC USD"]));
+        assert!(
+            m.contains("subscribe symbol \"BTC USD\" cannot be a topic symbol"),
+            "{m}"
+        );
+        market(AdapterKind::CoinbaseLevel2, &["BTC-USD"])
+            .validate()
+            .unwrap();
 
         // The feed refuses what the config refuses, with the same words.
         let refused = UpstreamFeed::new(with(&|c| c.max_message_bytes = 10));

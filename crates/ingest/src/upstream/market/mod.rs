@@ -11,8 +11,9 @@
 //! No adapter touches a socket or a clock: each decision is a function of (adapter state, input),
 //! in the style of quinn-proto. The caller feeds every text message it receives (and, for Binance,
 //! every REST snapshot body), publishes the [`MarketEvent`]s, performs the actions (fetch a
-//! snapshot, resubscribe) that come back as values, and counts the errors. None of this is wired
-//! into the live upstream feed yet.
+//! snapshot, resubscribe) that come back as values, and counts the errors. In the server that
+//! caller is the upstream feed's market session (`adapter = "binance_book" | "kraken" |
+//! "coinbase_level2"`).
 //!
 //! ```
 //! use tickcast_ingest::upstream::market::{binance, BinanceAction, BinanceBook, MarketEvent, Output};
