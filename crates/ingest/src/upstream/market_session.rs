@@ -232,7 +232,7 @@ impl Rest {
             .await
             .map_err(|e| format!("sending the request failed: {e}"))?;
         let mut raw = Vec::new();
-        let mut chunk = vec![0u8; 16 * 1024];
+        let mut chunk = vec![0u8; 64 * 1024];
         loop {
             match stream.read(&mut chunk).await {
                 Ok(0) => break,
@@ -241,6 +241,7 @@ impl Rest {
                     if raw.len() > MAX_SNAPSHOT_BYTES {
                         return Err(format!("answer larger than {MAX_SNAPSHOT_BYTES} bytes"));
                     }
+                    // Parsed again per read: answers are a few reads long (bounded above).
                     if let Some(body) = complete_body(&raw)? {
                         return Ok(body);
                     }
@@ -515,19 +516,13 @@ impl<'c> MarketSession<'c> {
                     self.topic.clear();
                     self.topic.push_str("book.");
                     self.topic.push_str(&symbol);
-                    let topic = match sink.resolve(&self.topic) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            sink.stats()
-                                .record_reject(&self.config.url, self.received, &e);
-                            continue;
-                        }
-                    };
+                    // Looked up, not created: a book never published has nothing to withdraw.
+                    let topic = sink.bus().get(&self.topic);
                     sink.stats().record_upstream_gap(
                         &self.topic,
                         format_args!("book lost ({}): {reason:?}", reason.label()),
                     );
-                    if topic.has_data() {
+                    if let Some(topic) = topic.filter(|t| t.has_data()) {
                         // One seq left unused: subscribers get an `upstream` gap marker right
                         // before the next snapshot, so the loss is in every client's stream.
                         topic.skip_seqs(1);
