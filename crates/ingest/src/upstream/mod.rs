@@ -706,6 +706,23 @@ mod tests {
             .validate()
             .unwrap();
 
+        // The config file's spelling of the market kinds.
+        for (name, kind) in [
+            ("binance_book", AdapterKind::BinanceBook),
+            ("kraken", AdapterKind::Kraken),
+            ("coinbase_level2", AdapterKind::CoinbaseLevel2),
+        ] {
+            let c: UpstreamConfig = serde_json::from_str(&format!(
+                r#"{{"url":"wss://x/ws","adapter":"{name}","subscribe":["A"],"book_depth":25}}"#
+            ))
+            .unwrap();
+            assert_eq!(
+                (c.adapter, c.adapter.label(), c.book_depth),
+                (kind, name, Some(25))
+            );
+            assert!(kind.is_market());
+        }
+
         // The feed refuses what the config refuses, with the same words.
         let refused = UpstreamFeed::new(with(&|c| c.max_message_bytes = 10));
         let e = refused.err().expect("refused").to_string();
