@@ -694,17 +694,17 @@ mod tests {
             addr
         }
 
-        /// Answers each GET on a fresh loopback port with the next of `bodies` (200, JSON),
-        /// recording the request targets.
+        /// Answers each GET on a fresh loopback port with the next of `answers` (status, JSON
+        /// body), recording the request targets.
         async fn http_server(
-            bodies: Vec<String>,
+            answers: Vec<(u16, String)>,
         ) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let seen = Arc::new(Mutex::new(Vec::new()));
             let log = seen.clone();
             tokio::spawn(async move {
-                for body in bodies {
+                for (status, body) in answers {
                     let (mut tcp, _) = listener.accept().await.unwrap();
                     let mut head = Vec::new();
                     let mut byte = [0u8; 1];
@@ -718,7 +718,7 @@ mod tests {
                     let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
                     log.lock().unwrap().push(target);
                     let answer = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     tcp.write_all(answer.as_bytes()).await.unwrap();
@@ -781,9 +781,9 @@ mod tests {
         #[tokio::test]
         async fn binance_book_syncs_over_rest_and_announces_the_gap() {
             let (http, requests) = http_server(vec![
-                fixture("binance/depth_snapshot_stale.json"),
-                fixture("binance/depth_snapshot.json"),
-                fixture("binance/depth_snapshot_resync.json"),
+                (200, fixture("binance/depth_snapshot_stale.json")),
+                (200, fixture("binance/depth_snapshot.json")),
+                (200, fixture("binance/depth_snapshot_resync.json")),
             ])
             .await;
             let depth = lines("binance/depth_stream.jsonl");
@@ -863,6 +863,35 @@ mod tests {
                     Some("4180713")
                 )
             );
+            feed.stop().await;
+        }
+
+        #[tokio::test]
+        async fn binance_book_retries_a_failed_snapshot() {
+            let (http, requests) = http_server(vec![
+                (503, r#"{"code":-1003,"msg":"busy"}"#.into()),
+                (200, fixture("binance/depth_snapshot.json")),
+            ])
+            .await;
+            let depth = lines("binance/depth_stream.jsonl");
+            let ws = ws_server(move |mut ws| async move {
+                recv_text(&mut ws).await;
+                send_all(&mut ws, &depth[..3]).await;
+                ws
+            })
+            .await;
+            let mut config = UpstreamConfig::new(format!("ws://{ws}/ws"), vec!["BTCUSDT".into()]);
+            config.adapter = AdapterKind::BinanceBook;
+            config.rest_url = Some(format!("http://{http}"));
+            let feed = start(config);
+            until("the book after the retry", || {
+                feed.book("book.BTCUSDT").is_some()
+            })
+            .await;
+            assert_eq!(requests.lock().unwrap().len(), 2);
+            // The event that straddles the snapshot was applied on top of it.
+            assert_eq!(feed.seq("book.BTCUSDT"), 2);
+            assert_eq!(feed.stats.upstream_gaps(), 0);
             feed.stop().await;
         }
 
