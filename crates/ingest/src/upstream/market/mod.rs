@@ -198,8 +198,8 @@ pub enum MarketError {
         /// What was there (cut to 40 bytes).
         text: String,
     },
-    /// A level or trade size below zero (or a price at or below zero).
-    #[error("field {0:?} is negative")]
+    /// A level size below zero, or a price or trade size at or below zero.
+    #[error("field {0:?} is negative (or a zero price or trade size)")]
     Negative(&'static str),
     /// A snapshot level with size zero.
     #[error("zero size in a snapshot")]
@@ -250,7 +250,9 @@ impl MarketError {
         match self {
             MarketError::Json(m) => Reject::BadJson(m.clone()),
             MarketError::BadNumber { field, .. } => Reject::BadNumber(field),
-            MarketError::Negative(field) => Reject::BadField(field, "must be above zero"),
+            MarketError::Negative(field) => {
+                Reject::BadField(field, "is negative (or a zero price or trade size)")
+            }
             MarketError::ZeroSizeInSnapshot => Reject::BookRefused(BookError::ZeroSizeInSnapshot),
             MarketError::Crossed => Reject::BookRefused(BookError::Crossed),
             MarketError::UnknownSymbol(s) => Reject::BadTopic(format!("unknown symbol {s:?}")),
