@@ -7,15 +7,22 @@
 //! Then the same 10,000 subscribers throttled at one rate: a publish holds the tick once for all of
 //! them (its cost does not grow with subscribers), and the release at the interval's boundary fans
 //! it out as a live tick would.
+//!
+//! Then books (issue 20): one book delta (applied to the book, checksummed, encoded once) to the
+//! same 10,000 subscribers, next to the tick above; the delta alone with no subscriber (the ingest
+//! cost per delta on one core); and a storm of 1,000 subscribers that fell behind on one book,
+//! resynced with one shared snapshot (it prints how many snapshots were encoded).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tickcast_bus::{
-    Bus, BusConfig, Dirty, QueueLimits, ShardRouter, StreamOptions, Subscriber, SubscriberId,
+    BookUpdate, Bus, BusConfig, Dirty, QueueLimits, ShardRouter, StreamOptions, Subscriber,
+    SubscriberId, TopicState,
 };
 use tickcast_core::frame::TickEncoder;
+use tickcast_core::market::{Decimal, Level};
 use tickcast_core::{Price, Seq, Size, Tick, Topic, TsMicros};
 
 const SUBSCRIBERS: usize = 10_000;
@@ -243,5 +250,155 @@ fn throttled(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fanout, throttled);
+/// A book of 20 levels a side around 100.00, as the synthetic feed makes.
+fn book_levels() -> (Vec<Level>, Vec<Level>) {
+    let lv = |cents: i128, lots: i128| (Decimal::new(cents, 2), Decimal::new(lots * 100, 0));
+    let bids = (0..20).map(|i| lv(9_999 - i, 1 + i % 7)).collect();
+    let asks = (0..20).map(|i| lv(10_000 + i, 1 + i % 5)).collect();
+    (bids, asks)
+}
+
+/// A router of `subs` subscribers of `book.AAPL` under `limits`, after the book's snapshot.
+fn book_fixture(
+    subs: usize,
+    limits: QueueLimits,
+) -> (
+    std::sync::Arc<Bus>,
+    ShardRouter,
+    std::sync::Arc<TopicState>,
+    Vec<std::rc::Rc<Subscriber>>,
+) {
+    let bus = Bus::new(&BusConfig::default());
+    let mut router = ShardRouter::new(bus.clone(), 0, limits);
+    let topic = Topic::new("book.AAPL").expect("valid topic");
+    let state = bus.topic(&topic).expect("topic");
+    let (bids, asks) = book_levels();
+    let snapshot = BookUpdate {
+        snapshot: true,
+        bids: &bids,
+        asks: &asks,
+    };
+    bus.batch()
+        .publish_book(&state, snapshot, TsMicros(1), &mut Vec::new())
+        .expect("valid book");
+    let subs: Vec<_> = (0..subs)
+        .map(|i| Subscriber::new(SubscriberId(i as u64)))
+        .collect();
+    for i in 0..subs.len() {
+        let s = &subs[i * 7919 % subs.len()];
+        router
+            .subscribe(
+                s,
+                std::slice::from_ref(&topic),
+                &StreamOptions::default(),
+                std::time::Instant::now(),
+            )
+            .expect("subscribe");
+    }
+    (bus, router, state, subs)
+}
+
+/// The `n`th delta: one bid level resized (never crossing).
+fn delta(n: u64) -> [Level; 1] {
+    [(
+        Decimal::new(9_990, 2),
+        Decimal::new(i128::from(n % 50 + 1) * 100, 0),
+    )]
+}
+
+fn books(c: &mut Criterion) {
+    let mut g = c.benchmark_group("books");
+    g.throughput(Throughput::Elements(SUBSCRIBERS as u64));
+    let (bus, mut router, state, subs) = book_fixture(SUBSCRIBERS, QueueLimits::default());
+    let mut scratch = Vec::new();
+    let mut n = 0u64;
+    g.bench_function("publish_1_book_delta_to_10k_subscribers", |b| {
+        b.iter_batched(
+            || {
+                drain(&subs);
+                buffer()
+            },
+            |spare| {
+                n += 1;
+                let bids = delta(n);
+                let update = BookUpdate {
+                    snapshot: false,
+                    bids: &bids,
+                    asks: &[],
+                };
+                bus.batch()
+                    .publish_book(&state, update, TsMicros(1), &mut scratch)
+                    .expect("valid delta");
+                router.dispatch(usize::MAX, |_| {});
+                router.take_dirty(spare)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    drop((router, subs));
+
+    g.throughput(Throughput::Elements(1));
+    let (bus, _router, state, _subs) = book_fixture(0, QueueLimits::default());
+    g.bench_function("ingest_1_book_delta_no_subscribers", |b| {
+        b.iter(|| {
+            n += 1;
+            let bids = delta(n);
+            let update = BookUpdate {
+                snapshot: false,
+                bids: &bids,
+                asks: &[],
+            };
+            bus.batch()
+                .publish_book(&state, update, TsMicros(1), &mut scratch)
+                .expect("valid delta")
+        })
+    });
+
+    // 1,000 subscribers whose queues hold 4 frames, 20 deltas behind: each holds a resync
+    // placeholder; the measured part turns them into marker + shared snapshot, as the writers do.
+    const SLOW: usize = 1000;
+    g.throughput(Throughput::Elements(SLOW as u64));
+    let limits = QueueLimits {
+        max_frames: 4,
+        ..QueueLimits::default()
+    };
+    let (bus, mut router, state, subs) = book_fixture(SLOW, limits);
+    let before = state.book_snapshot_encodings();
+    let mut storms = 0u64;
+    g.bench_function("resync_storm_1000_slow_book_subscribers", |b| {
+        b.iter_batched(
+            || {
+                drain(&subs);
+                for _ in 0..20 {
+                    n += 1;
+                    let bids = delta(n);
+                    let update = BookUpdate {
+                        snapshot: false,
+                        bids: &bids,
+                        asks: &[],
+                    };
+                    bus.batch()
+                        .publish_book(&state, update, TsMicros(1), &mut scratch)
+                        .expect("valid delta");
+                    router.dispatch(usize::MAX, |_| {});
+                }
+                drop(router.take_dirty(buffer()));
+                storms += 1;
+            },
+            |()| {
+                for s in &subs {
+                    std::hint::black_box(s.seal_gaps());
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    println!(
+        "resync storms of {SLOW} subscribers: {storms}, snapshots encoded: {}",
+        state.book_snapshot_encodings() - before
+    );
+    g.finish();
+}
+
+criterion_group!(benches, fanout, throttled, books);
 criterion_main!(benches);

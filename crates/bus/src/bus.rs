@@ -532,6 +532,18 @@ impl Bus {
         self.tap.set(tap).is_ok()
     }
 
+    /// The books that refused an update and await a snapshot (for `/readyz` and the metrics).
+    pub fn untrusted_books(&self) -> Vec<Topic> {
+        let mut out: Vec<Topic> = self
+            .topics
+            .iter()
+            .filter(|t| t.is_untrusted())
+            .map(|t| t.topic().clone())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Levels each side a book keeps.
     pub fn book_depth(&self) -> usize {
         self.book_depth

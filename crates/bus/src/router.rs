@@ -1376,6 +1376,93 @@ mod tests {
         assert_eq!(r.take_dirty(Vec::new()).remaining(), 3);
     }
 
+    /// 1,000 subscribers of a book fall behind together: each gets a `resync` marker and the
+    /// snapshot, and the snapshot is encoded once for all of them (one shared buffer), not once
+    /// each. A new subscriber at the same version shares it too.
+    #[test]
+    fn a_storm_of_slow_book_subscribers_costs_one_snapshot_encoding() {
+        use crate::topic::BookUpdate;
+        use tickcast_core::market::Decimal;
+        let bus = Bus::new(&BusConfig::default());
+        let limits = QueueLimits {
+            max_frames: 4,
+            ..QueueLimits::default()
+        };
+        let mut r = ShardRouter::new(bus.clone(), 0, limits);
+        let topic = Topic::new("book.X").unwrap();
+        let t = bus.topic(&topic).unwrap();
+        let level = |p: i128, s: i128| (Decimal::new(p, 2), Decimal::new(s, 0));
+        let mut scratch = Vec::new();
+        let mut publish = |snapshot: bool, bid: (Decimal, Decimal)| {
+            let asks = [level(20_000, 1)];
+            let update = BookUpdate {
+                snapshot,
+                bids: &[bid],
+                asks: if snapshot { &asks } else { &[] },
+            };
+            bus.batch()
+                .publish_book(&t, update, TsMicros(1), &mut scratch)
+                .unwrap();
+        };
+        publish(true, level(10_000, 1));
+        let subs: Vec<_> = (0..1000)
+            .map(|i| Subscriber::new(SubscriberId(i)))
+            .collect();
+        for s in &subs {
+            r.subscribe(
+                s,
+                std::slice::from_ref(&topic),
+                &StreamOptions::default(),
+                Instant::now(),
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            t.book_snapshot_encodings(),
+            0,
+            "the feed's own snapshot, shared"
+        );
+        for i in 1..=20 {
+            publish(false, level(10_000 + i, 1));
+            r.dispatch(usize::MAX, |_| {});
+        }
+        let mut frames = std::collections::HashSet::new();
+        for s in &subs {
+            let sealed = s.seal_gaps();
+            assert_eq!(sealed.resyncs, 1);
+            let q = s.queue.borrow();
+            let mut out = Vec::new();
+            q.gather(&mut out, usize::MAX);
+            let text = String::from_utf8_lossy(&out);
+            assert!(text.contains(r#""reason":"resync""#), "{text}");
+            assert!(text.contains(r#""snapshot":true"#), "{text}");
+            drop(q);
+            let mut q = s.queue.borrow_mut();
+            while let Some(e) = q.pop_front() {
+                if let crate::queue::QueueEntry::Data(d) = e {
+                    if d.kind == crate::queue::EntryKind::Snapshot {
+                        frames.insert(d.frame.as_slice().as_ptr() as usize);
+                    }
+                }
+            }
+        }
+        assert_eq!(frames.len(), 1, "every subscriber got the same buffer");
+        assert_eq!(t.book_snapshot_encodings(), 1, "one for the 1,000 resyncs");
+        let late = Subscriber::new(SubscriberId(9999));
+        r.subscribe(
+            &late,
+            std::slice::from_ref(&topic),
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
+        assert_eq!(
+            t.book_snapshot_encodings(),
+            1,
+            "a new subscriber at that version shares it"
+        );
+    }
+
     #[test]
     fn snapshot_on_subscribe_and_no_duplicate_after_it() {
         let (bus, mut r, topic, t) = one_topic();

@@ -46,9 +46,14 @@ struct Log {
 #[derive(Debug)]
 struct BookLog {
     book: Book,
+    /// False after a refused update, until the next snapshot: the book may differ from the
+    /// feed's, so deltas are refused and the gap is announced when a snapshot resumes it.
+    trusted: bool,
     /// The snapshot message of the current version, encoded on first demand and shared by every
     /// subscriber that opens or resyncs at this version; cleared by the next update.
     snapshot: Option<Frame>,
+    /// Snapshots encoded on demand so far (a feed's own snapshots are not counted).
+    encodings: u64,
 }
 
 /// A book snapshot for one subscriber: the book at `seq`, as one shared message.
@@ -78,6 +83,7 @@ impl Log {
         let (seq, ts) = (last.seq, last.ts);
         let book = self.book.as_mut()?;
         let frame = book.snapshot.get_or_insert_with(|| {
+            book.encodings += 1;
             let mut out = Vec::with_capacity(128 + 48 * 2 * book.book.depth());
             encode_book_snapshot(&mut out, topic, seq, ts, &book.book);
             Frame::text(&out)
@@ -137,6 +143,8 @@ pub struct TopicState {
     fed: AtomicBool,
     /// When the reaper first saw this requested topic unused; cleared when it is used again.
     pub(crate) idle_since: Mutex<Option<Instant>>,
+    /// A `book` topic whose book refused an update and awaits a snapshot (see `BookLog::trusted`).
+    untrusted: AtomicBool,
 }
 
 impl TopicState {
@@ -162,6 +170,7 @@ impl TopicState {
             shard_mask: AtomicU64::new(0),
             fed: AtomicBool::new(fed),
             idle_since: Mutex::new(None),
+            untrusted: AtomicBool::new(false),
         }
     }
 
@@ -244,6 +253,17 @@ impl TopicState {
         self.log().book_snapshot(&self.topic)
     }
 
+    /// Snapshots of this book encoded for subscribers so far: one per version asked for, however
+    /// many subscribers opened or resynced at it.
+    pub fn book_snapshot_encodings(&self) -> u64 {
+        self.log().book.as_ref().map_or(0, |b| b.encodings)
+    }
+
+    /// Whether this book refused an update and awaits a snapshot: not served until one comes.
+    pub fn is_untrusted(&self) -> bool {
+        self.untrusted.load(Ordering::Relaxed)
+    }
+
     /// The book's levels at the latest seq (for `/readyz`-style inspection and tests).
     pub fn book(&self) -> Option<Book> {
         self.log().book.as_ref().map(|b| b.book.clone())
@@ -323,18 +343,39 @@ impl TopicState {
     ) -> Result<(Seq, Frame, Store), BookError> {
         use tickcast_core::market::encode::encode_book_delta;
         let mut log = self.log();
-        if !update.snapshot && log.book.is_none() {
-            return Err(BookError::NoSnapshot);
+        match &log.book {
+            None if !update.snapshot => return Err(BookError::NoSnapshot),
+            Some(b) if !b.trusted && !update.snapshot => {
+                // Its seq is left unused: subscribers see the gap when a snapshot resumes the book.
+                self.skip_seqs(1);
+                return Err(BookError::AwaitingSnapshot);
+            }
+            _ => {}
         }
+        let published = log.last.is_some();
         let slot = log.book.get_or_insert_with(|| BookLog {
             book: Book::new(depth),
+            trusted: true,
             snapshot: None,
+            encodings: 0,
         });
-        if update.snapshot {
-            slot.book.apply_snapshot(update.bids, update.asks)?;
+        let applied = if update.snapshot {
+            slot.book.apply_snapshot(update.bids, update.asks)
         } else {
-            slot.book.apply_delta(update.bids, update.asks)?;
+            slot.book.apply_delta(update.bids, update.asks)
+        };
+        if let Err(e) = applied {
+            if published {
+                slot.trusted = false;
+                self.untrusted.store(true, Ordering::Relaxed);
+                self.skip_seqs(1);
+            } else {
+                log.book = None; // a refused first snapshot leaves no book
+            }
+            return Err(e);
         }
+        slot.trusted = true;
+        self.untrusted.store(false, Ordering::Relaxed);
         let seq = self.next_seq();
         out.clear();
         let frame = if update.snapshot {

@@ -4,13 +4,15 @@
 //! this same file on stable and runs it over every committed seed in `corpus/`.
 
 use tickcast_core::frame::{OpCode, TickEncoder};
+use tickcast_core::market::encode::{encode_book_delta, encode_book_snapshot, encode_trade};
+use tickcast_core::market::{Book, Decimal, Level, Trade};
 use tickcast_core::protocol::{Recovery, ServerReply};
 use tickcast_core::wire::{FrameTracker, WireViolation as Violation};
 use tickcast_core::{
     ClientRequest, Frame, NotRecovered, Price, Seq, Size, Tick, Topic, TopicPattern, TsMicros,
 };
 use tickcast_ingest::line::{Framed, LineFramer};
-use tickcast_ingest::parse::{for_each_line, parse_line_serde_json, TickLine, TickParser};
+use tickcast_ingest::parse::{for_each_line, parse_line_serde_json, Line, TickLine, TickParser};
 use tickcast_ingest::RejectReason;
 
 fn json(bytes: &[u8]) -> serde_json::Value {
@@ -443,5 +445,170 @@ pub fn inbound_frames(data: &[u8]) {
         (Err(v), Outcome::Violation(w, _)) => assert_eq!(v, w),
         (Ok(()), Outcome::End { at_rest }) => assert_eq!(whole.at_rest(), at_rest),
         (r, e) => panic!("whole stream: {r:?} vs {e:?}"),
+    }
+}
+
+/// One book or trade feed line (`{"type":"book",...}`, `{"type":"trade",...}`) on any bytes: the
+/// parser never panics; what it accepts has valid topics of the right channel, exact decimals and
+/// non-negative sizes; a book update applied to a book leaves it uncrossed or is refused with the
+/// book unchanged; the messages tickcast encodes from it are JSON, carry the book's checksum, and
+/// parse back as the same update (books and trades round-trip exactly).
+pub fn market_line(data: &[u8]) {
+    let mut parser = TickParser::new(64);
+    let mut buf = data.to_vec();
+    let Ok(line) = parser.parse_line(&mut buf) else {
+        return;
+    };
+    match line {
+        Line::Quote(_) => {}
+        Line::Book(b) => {
+            let topic = Topic::new(&b.topic).expect("a valid topic");
+            assert_eq!(topic.channel(), "book");
+            assert!(b.bids.iter().chain(&b.asks).all(|l| !l.1.is_negative()));
+            let mut book = Book::new(25);
+            let before = book.clone();
+            let applied = if b.snapshot {
+                book.apply_snapshot(&b.bids, &b.asks)
+            } else {
+                book.apply_delta(&b.bids, &b.asks)
+            };
+            if applied.is_err() {
+                assert_eq!(book, before, "a refused update changes nothing");
+                return;
+            }
+            assert!(!book.is_crossed());
+            let mut out = Vec::new();
+            encode_book_delta(
+                &mut out,
+                &topic,
+                Seq(1),
+                TsMicros(1),
+                &b.bids,
+                &b.asks,
+                book.checksum(),
+            );
+            let v = json(&out);
+            assert_eq!(v["checksum"], u64::from(book.checksum()));
+            // A delta with no level is refused as a line (it would say nothing); an empty
+            // snapshot (an empty book) is not.
+            if !(b.bids.is_empty() && b.asks.is_empty()) {
+                let Ok(Line::Book(back)) = parser.parse_line(&mut out) else {
+                    panic!("an encoded delta parses as a book line");
+                };
+                assert_eq!(
+                    (back.bids, back.asks),
+                    (b.bids, b.asks),
+                    "levels round-trip exactly"
+                );
+            }
+            let mut snap = Vec::new();
+            encode_book_snapshot(&mut snap, &topic, Seq(1), TsMicros(1), &book);
+            let v = json(&snap);
+            assert_eq!(v["snapshot"], true);
+            assert_eq!(v["depth"], 25);
+        }
+        Line::Trade(t) => {
+            let topic = Topic::new(&t.topic).expect("a valid topic");
+            assert_eq!(topic.channel(), "trade");
+            assert!(!t.size.is_negative() && !t.size.is_zero());
+            let trade = Trade {
+                price: t.price,
+                size: t.size,
+                side: t.side,
+                trade_id: t.trade_id.as_deref().unwrap_or("1").to_string(),
+                ts: TsMicros(t.ts.unwrap_or(0)),
+            };
+            let mut out = Vec::new();
+            encode_trade(&mut out, &topic, Seq(1), &trade);
+            json(&out);
+            let Ok(Line::Trade(back)) = parser.parse_line(&mut out) else {
+                panic!("an encoded trade parses as a trade line");
+            };
+            assert_eq!(
+                (back.price, back.size, back.side),
+                (t.price, t.size, t.side)
+            );
+        }
+    }
+}
+
+/// A run of book snapshots and deltas decoded from any bytes, applied to the book and to a plain
+/// reference (a map per side, trimmed to the depth): they hold the same levels after every update,
+/// a refused update (crossed, negative) leaves the book unchanged, the book is never crossed, and
+/// two books with the same levels have the same checksum.
+pub fn book_deltas(data: &[u8]) {
+    use std::collections::BTreeMap;
+    let Some((&depth, ops)) = data.split_first() else {
+        return;
+    };
+    let depth = 1 + usize::from(depth % 12);
+    let mut book = Book::new(depth);
+    let (mut bids, mut asks): (BTreeMap<i128, i128>, BTreeMap<i128, i128>) = Default::default();
+    // Each op: [kind, n, then n × (side, price, size)]; prices 0..=255 cents, sizes -1..=254.
+    let mut rest = ops;
+    while let [kind, n, tail @ ..] = rest {
+        let n = usize::from(*n % 8);
+        let take = (n * 3).min(tail.len());
+        let (levels, next) = tail.split_at(take);
+        rest = next;
+        let (mut b, mut a) = (Vec::new(), Vec::new());
+        for l in levels.chunks_exact(3) {
+            let level = (
+                Decimal::new(i128::from(l[1]), 2),
+                Decimal::new(i128::from(l[2]) - 1, 0),
+            );
+            if l[0] % 2 == 0 {
+                b.push(level)
+            } else {
+                a.push(level)
+            }
+        }
+        let snapshot = kind % 4 == 0;
+        let before = book.clone();
+        let applied = if snapshot {
+            book.apply_snapshot(&b, &a)
+        } else {
+            book.apply_delta(&b, &a)
+        };
+        if applied.is_err() {
+            assert_eq!(book, before, "a refused update changes nothing");
+            continue;
+        }
+        if snapshot {
+            bids.clear();
+            asks.clear();
+        }
+        for (side, levels) in [(&mut bids, &b), (&mut asks, &a)] {
+            for (p, s) in levels {
+                if s.is_zero() {
+                    side.remove(&p.mantissa());
+                } else {
+                    side.insert(p.mantissa(), s.mantissa());
+                }
+            }
+        }
+        while bids.len() > depth {
+            bids.pop_first();
+        }
+        while asks.len() > depth {
+            asks.pop_last();
+        }
+        assert!(!book.is_crossed());
+        let got_b: Vec<_> = book
+            .bids()
+            .map(|(p, s)| (p.mantissa(), s.mantissa()))
+            .collect();
+        let got_a: Vec<_> = book
+            .asks()
+            .map(|(p, s)| (p.mantissa(), s.mantissa()))
+            .collect();
+        let want_b: Vec<_> = bids.iter().rev().map(|(p, s)| (*p, *s)).collect();
+        let want_a: Vec<_> = asks.iter().map(|(p, s)| (*p, *s)).collect();
+        assert_eq!((got_b, got_a), (want_b, want_a), "depth {depth}");
+        let mut same = Book::new(depth);
+        let (sb, sa): (Vec<Level>, Vec<Level>) = (book.bids().collect(), book.asks().collect());
+        if same.apply_snapshot(&sb, &sa).is_ok() {
+            assert_eq!(same.checksum(), book.checksum());
+        }
     }
 }

@@ -156,6 +156,10 @@ pub struct Metrics {
     pub upstream_gaps: IntCounter,
     /// Topics whose seq space started over upstream (a new epoch adopted).
     pub epoch_resets: IntCounter,
+    /// Book updates refused (crossed, negative size, delta before a snapshot or while untrusted).
+    pub book_refusals: IntCounter,
+    /// Books that refused an update and await a snapshot; not served meanwhile.
+    pub books_untrusted: IntGauge,
     /// `reset` frames queued to clients.
     pub resets_sent: IntCounter,
     /// Heartbeat frames encoded (one per topic, interval and shard when it was quiet).
@@ -325,7 +329,7 @@ impl Metrics {
             ),
             gap_markers: counter_vec(
                 "tickcast_gap_markers_total",
-                "Gap markers queued to clients, by reason (conflated, dropped, upstream).",
+                "Gap markers queued to clients, by reason (conflated, dropped, upstream, resync).",
                 "reason",
             ),
             upstream_gaps: counter(
@@ -335,6 +339,14 @@ impl Metrics {
             epoch_resets: counter(
                 "tickcast_epoch_resets_total",
                 "Topics moved to a new epoch because their upstream seq space started over.",
+            ),
+            book_refusals: counter(
+                "tickcast_book_refusals_total",
+                "Book updates refused as corrupting (crossed, negative size, delta with no trusted book).",
+            ),
+            books_untrusted: gauge(
+                "tickcast_books_untrusted",
+                "Books that refused an update and await a snapshot from their feed (listed in /readyz).",
             ),
             resets_sent: counter(
                 "tickcast_resets_sent_total",
@@ -533,6 +545,8 @@ impl Metrics {
         sync_counter(&self.topics_reaped, bus.reaped_topics());
         sync_counter(&self.upstream_gaps, bus.upstream_gaps());
         sync_counter(&self.epoch_resets, bus.epoch_resets());
+        sync_counter(&self.book_refusals, bus.book_refusals());
+        self.books_untrusted.set(bus.untrusted_books().len() as i64);
         self.history_entries.set(bus.history_entries() as i64);
         self.history_bytes.set(bus.history_bytes() as i64);
         let published = bus.published();

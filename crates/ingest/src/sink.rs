@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tickcast_bus::{BookUpdate, PublishBatch, TopicState};
 use tickcast_core::market::Trade;
+use tickcast_core::TopicClass;
 use tickcast_core::{Topic, TsMicros};
 
 use crate::gaps::{GapTracker, SeqCheck, SeqMode};
@@ -216,6 +217,15 @@ impl TickSink {
         ts: TsMicros,
     ) -> Result<bool, Reject> {
         let topic = self.resolve(&tick.topic)?;
+        if topic.class() != TopicClass::Latest {
+            // A quote would be a foreign message in a book's deltas or a trade tape.
+            return Err(Reject::BadTopic(format!(
+                "{}: a quote line on a {} topic; send \"type\":\"{}\" lines there",
+                tick.topic,
+                topic.topic().channel(),
+                topic.topic().channel()
+            )));
+        }
         if let Some(seq) = tick.seq {
             if !self.check_upstream_seq(&topic, 0, seq, SeqMode::Contiguous) {
                 return Ok(false);

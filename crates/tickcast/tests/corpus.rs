@@ -1,6 +1,7 @@
 //! Replays the committed fuzz corpora (`crates/fuzz/corpus/<target>/`) through the same checks the
 //! fuzz targets run (`crates/fuzz/src/lib.rs`, compiled here on stable): the client-message parser,
-//! the feed line splitter and tick parser, the frame codec and the inbound frame tracker. Any seed
+//! the feed line splitter and tick parser, the book and trade line parser, book deltas against a
+//! reference book, the frame codec and the inbound frame tracker. Any seed
 //! that panics fails the test with its file name.
 
 #[path = "../../fuzz/src/lib.rs"]
@@ -45,4 +46,57 @@ fn frame_codec_corpus() {
 #[test]
 fn inbound_frames_corpus() {
     replay("inbound_frames", checks::inbound_frames);
+}
+
+#[test]
+fn market_line_corpus() {
+    replay("market_line", checks::market_line);
+}
+
+#[test]
+fn book_deltas_corpus() {
+    replay("book_deltas", checks::book_deltas);
+}
+
+/// Beyond the seeds: each seed of the two market targets mutated (bytes flipped, inserted,
+/// dropped) with a fixed-seed generator, so the checks see thousands of near-valid lines on stable
+/// too. Deterministic, bounded (a few thousand inputs per seed).
+#[test]
+fn mutated_market_seeds() {
+    for (target, check) in [
+        ("market_line", checks::market_line as fn(&[u8])),
+        ("book_deltas", checks::book_deltas),
+    ] {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus")
+            .join(target);
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for entry in std::fs::read_dir(&dir).expect("corpus dir") {
+            let seed = std::fs::read(entry.expect("entry").path()).expect("seed");
+            for _ in 0..2_000 {
+                let mut data = seed.clone();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() as usize) % (data.len() + 1);
+                    let byte = b"{}[]\",:.-0159ebstk "[(next() % 19) as usize];
+                    match next() % 3 {
+                        0 if at < data.len() => data[at] = byte,
+                        1 => data.insert(at, byte),
+                        _ if at < data.len() => {
+                            data.remove(at);
+                        }
+                        _ => {}
+                    }
+                }
+                if std::panic::catch_unwind(|| check(&data)).is_err() {
+                    panic!("{target}: {:?}", String::from_utf8_lossy(&data));
+                }
+            }
+        }
+    }
 }

@@ -54,6 +54,10 @@ pub enum BookError {
     /// A delta for a book that has had no snapshot: it has nothing to apply to.
     #[error("delta for a book with no snapshot yet")]
     NoSnapshot,
+    /// A delta for a book that refused an earlier update: it may differ from the feed's book,
+    /// so only a snapshot is accepted until one comes.
+    #[error("delta for a book awaiting a snapshot after a refused update")]
+    AwaitingSnapshot,
 }
 
 /// A book with bids and asks keyed by exact price and at most `depth` levels a side.

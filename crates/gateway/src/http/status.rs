@@ -32,21 +32,34 @@ pub(super) fn metrics(ctx: &ShardCtx, req: &Request<Incoming>) -> Resp {
     r
 }
 
+/// Ready or not, with the reasons; and the books that cannot be trusted until their feed sends a
+/// snapshot (they do not make the server unready: every other topic is served).
 pub(super) fn readyz(ctx: &ShardCtx) -> Resp {
-    match ctx.state.readiness() {
-        Ok(()) => json_response(StatusCode::OK, b"{\"ready\":true}".to_vec()),
+    let untrusted = ctx.state.bus.untrusted_books();
+    let strings = |body: &mut Vec<u8>, list: &mut dyn Iterator<Item = &str>| {
+        for (i, r) in list.enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            json::write_str(body, r);
+        }
+    };
+    let (status, mut body) = match ctx.state.readiness() {
+        Ok(()) => (StatusCode::OK, b"{\"ready\":true".to_vec()),
         Err(reasons) => {
             let mut body = b"{\"ready\":false,\"reasons\":[".to_vec();
-            for (i, r) in reasons.iter().enumerate() {
-                if i > 0 {
-                    body.push(b',');
-                }
-                json::write_str(&mut body, r);
-            }
-            body.extend_from_slice(b"]}");
-            json_response(StatusCode::SERVICE_UNAVAILABLE, body)
+            strings(&mut body, &mut reasons.iter().map(String::as_str));
+            body.push(b']');
+            (StatusCode::SERVICE_UNAVAILABLE, body)
         }
+    };
+    if !untrusted.is_empty() {
+        body.extend_from_slice(b",\"untrusted_books\":[");
+        strings(&mut body, &mut untrusted.iter().map(|t| t.as_str()));
+        body.push(b']');
     }
+    body.push(b'}');
+    json_response(status, body)
 }
 
 /// Every topic that has data, as its latest tick (the tick JSON itself). With auth on it needs a

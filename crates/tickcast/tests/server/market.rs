@@ -211,10 +211,9 @@ async fn candles_match_a_hand_computed_ohlcv_and_bad_lines_are_counted() {
     let lines = [
         r#"{"type":"book","topic":"book.XBT","bids":[["99.5","1"]]}"#.to_string(), // delta before a snapshot
         r#"{"type":"book","topic":"book.XBT","snapshot":true,"bids":[["100.00","2"],["99.50","1.5"]],"asks":[["100.50","3"]]}"#.into(),
-        r#"{"type":"book","topic":"book.XBT","bids":[["101","1"]]}"#.into(), // would cross
+        r#"{"type":"book","topic":"book.XBT","bids":[["100.25","1"]],"asks":[["100.50","0"],["100.75","4"]]}"#.into(),
         r#"{"type":"book","topic":"book.XBT","bids":[["100.00","-1"]]}"#.into(), // negative size
         r#"{"type":"book","topic":"book.XBT","bids":[[100.25,"1"]]}"#.into(), // float price
-        r#"{"type":"book","topic":"book.XBT","bids":[["100.25","1"]],"asks":[["100.50","0"],["100.75","4"]]}"#.into(),
         r#"{"type":"trade","topic":"trade.XBT","price":"abc","size":"1","side":"buy"}"#.into(), // not a decimal
         r#"{"type":"trade","topic":"book.XBT","price":"1","size":"1","side":"buy"}"#.into(), // wrong channel
         trade_line("100.10", "2", "buy", 100),
@@ -229,9 +228,11 @@ async fn candles_match_a_hand_computed_ohlcv_and_bad_lines_are_counted() {
         .expect("publish");
 
     let mut book = BookBuilder::default();
+    let mut ledger = SeqLedger::default();
     let mut closed = None;
     while closed.is_none() || book.verified < 2 {
         let v = client.next_json().await;
+        ledger.observe(&v).unwrap_or_else(|e| panic!("{e}"));
         match v["type"].as_str() {
             Some("book") => book.apply(&v).unwrap_or_else(|e| panic!("{e}")),
             Some("bar") if v["closed"] == true && v["start"] == T0 => closed = Some(v),
@@ -268,12 +269,48 @@ async fn candles_match_a_hand_computed_ohlcv_and_bad_lines_are_counted() {
         "the valid delta applied, the bad ones not"
     );
 
+    // A delta that would cross the book: refused, and the book is not trusted (nor served) until
+    // the feed sends a snapshot; a delta meanwhile is refused too.
+    let untrusted = [
+        r#"{"type":"book","topic":"book.XBT","bids":[["101","1"]]}"#,
+        r#"{"type":"book","topic":"book.XBT","bids":[["99","1"]]}"#,
+    ];
+    publisher
+        .write_all((untrusted.join("\n") + "\n").as_bytes())
+        .await
+        .expect("publish");
+    wait_until_async("the crossed book is marked", WAIT, || async {
+        let (_, _, body) = http_get(&server, "/readyz").await;
+        String::from_utf8_lossy(&body).contains(r#""untrusted_books":["book.XBT"]"#)
+    })
+    .await;
+    assert_eq!(metric(&server, "tickcast_books_untrusted").await, Some(1.0));
+    publisher
+        .write_all(
+            b"{\"type\":\"book\",\"topic\":\"book.XBT\",\"snapshot\":true,\"bids\":[[\"100\",\"1\"]],\"asks\":[[\"101\",\"1\"]]}\n",
+        )
+        .await
+        .expect("publish");
+    // The subscriber is told what it did not get, then has the whole book again.
+    let gap = client.next_of_type("gap").await;
+    ledger.observe(&gap).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (&gap["topic"], &gap["reason"]),
+        (&json!("book.XBT"), &json!("upstream")),
+        "{gap}"
+    );
+    let snapshot = client.next_of_type("book").await;
+    ledger.observe(&snapshot).unwrap_or_else(|e| panic!("{e}"));
+    book.apply(&snapshot).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((book.len(), &snapshot["snapshot"]), ((1, 1), &json!(true)));
+    assert_eq!(metric(&server, "tickcast_books_untrusted").await, Some(0.0));
+
     let stats = feed_stats(&server, "pub");
     use tickcast_ingest::reject::RejectReason;
     assert_eq!(
         stats.parse_errors_for(RejectReason::BookRefused),
-        2,
-        "no snapshot, crossed"
+        3,
+        "no snapshot, crossed, delta while untrusted"
     );
     assert_eq!(
         stats.parse_errors_for(RejectReason::BadNumber),
@@ -288,7 +325,8 @@ async fn candles_match_a_hand_computed_ohlcv_and_bad_lines_are_counted() {
     let m = metrics(&server).await;
     assert_eq!(
         m.value("tickcast_feed_parse_errors_total{feed=\"pub\",reason=\"book_refused\"}"),
-        2.0
+        3.0
     );
+    assert_eq!(m.value("tickcast_book_refusals_total"), 3.0);
     server.shutdown().await;
 }
