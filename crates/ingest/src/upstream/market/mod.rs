@@ -287,6 +287,9 @@ impl From<BookError> for MarketError {
             BookError::ZeroSizeInSnapshot => MarketError::ZeroSizeInSnapshot,
             BookError::Crossed => MarketError::Crossed,
             BookError::NoSnapshot => MarketError::Unsupported("delta before any snapshot"),
+            BookError::AwaitingSnapshot => {
+                MarketError::Unsupported("delta while the book awaits a snapshot")
+            }
         }
     }
 }
