@@ -8,7 +8,10 @@
 //! resubscribe requests sent on the socket) and turning a lost book into an `upstream` gap: the
 //! loss is counted in `tickcast_feed_upstream_gaps_total`, one seq of the book topic is left
 //! unused so subscribers get a gap marker before the new snapshot, and the topic is marked not
-//! served (`feed_up: false` in heartbeats) until that snapshot is published.
+//! served (`feed_up: false` in heartbeats) until that snapshot is published. A book update the
+//! bus refuses (its copy disagrees, or it awaits a snapshot after an earlier refusal) makes the
+//! adapter sync that book again ([`LostReason::RefusedDownstream`]), so the bus never waits for a
+//! snapshot that would not come.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tickcast_core::market::BookError;
 use tickcast_core::TsMicros;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -25,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::market::{
     binance, BinanceAction, BinanceBook, CoinbaseAction, CoinbaseLevel2, KrakenAction, KrakenBook,
-    MarketError, MarketEvent, Output,
+    LostReason, MarketError, MarketEvent, Output,
 };
 use super::tls::Endpoint;
 use super::{AdapterKind, End, UpstreamConfig, Ws, CLOSE_TIMEOUT};
@@ -116,6 +120,10 @@ impl Market {
                         b.reconnected(&mut out);
                         Ok(())
                     }
+                    Step::Resync(symbol, e) => {
+                        b.resync(symbol, LostReason::RefusedDownstream(e), &mut out);
+                        Ok(())
+                    }
                 };
                 events.append(&mut out.events);
                 acts.extend(
@@ -133,6 +141,10 @@ impl Market {
                         k.reconnected(&mut out);
                         Ok(())
                     }
+                    Step::Resync(symbol, e) => {
+                        k.resync(symbol, LostReason::RefusedDownstream(e), &mut out);
+                        Ok(())
+                    }
                     Step::Snapshot(..) | Step::SnapshotFailed(_) => Ok(()),
                 };
                 events.append(&mut out.events);
@@ -147,6 +159,10 @@ impl Market {
                     Step::Message(m) => c.handle(m, &mut out),
                     Step::Reconnected => {
                         c.reconnected(&mut out);
+                        Ok(())
+                    }
+                    Step::Resync(symbol, e) => {
+                        c.resync(symbol, LostReason::RefusedDownstream(e), &mut out);
                         Ok(())
                     }
                     Step::Snapshot(..) | Step::SnapshotFailed(_) => Ok(()),
@@ -167,6 +183,8 @@ enum Step<'a> {
     Snapshot(&'a str, &'a [u8]),
     SnapshotFailed(&'a str),
     Reconnected,
+    /// The bus refused an update of this topic symbol's book.
+    Resync(&'a str, BookError),
 }
 
 /// Where Binance REST snapshots come from: `http://` or `https://` host, port and base path.
@@ -466,7 +484,17 @@ impl<'c> MarketSession<'c> {
     /// Feeds one input to the state machine, publishes what it produced and counts its error.
     fn step(&mut self, sink: &mut TickSink, step: Step<'_>) {
         let result = self.market.step(&mut self.events, &mut self.acts, step);
-        self.publish(sink);
+        let mut refused = self.publish(sink);
+        // A book the bus refused (its copy disagrees, or awaits a snapshot) is synced again; a
+        // book that is already syncing produces nothing more, so this ends.
+        while !refused.is_empty() {
+            for (symbol, e) in refused {
+                let _ =
+                    self.market
+                        .step(&mut self.events, &mut self.acts, Step::Resync(&symbol, e));
+            }
+            refused = self.publish(sink);
+        }
         if let Err(e) = result {
             match e {
                 // The exchange's own complaint: logged, not counted as bad input.
@@ -480,16 +508,19 @@ impl<'c> MarketSession<'c> {
         }
     }
 
-    /// Publishes the pending events in one bus batch.
-    fn publish(&mut self, sink: &mut TickSink) {
+    /// Publishes the pending events in one bus batch; returns the book updates the bus refused
+    /// (topic symbol and why).
+    fn publish(&mut self, sink: &mut TickSink) -> Vec<(String, BookError)> {
+        let mut refused = Vec::new();
         if self.events.is_empty() {
-            return;
+            return refused;
         }
         let bus = sink.bus().clone();
         let mut batch = bus.batch();
         let now = TsMicros::now();
         let mut published = 0u64;
         for event in self.events.drain(..) {
+            let mut book_of = None;
             let line = match event {
                 MarketEvent::Book {
                     symbol,
@@ -498,7 +529,7 @@ impl<'c> MarketSession<'c> {
                     asks,
                     ts,
                 } => Line::Book(BookLine {
-                    topic: Cow::Owned(format!("book.{symbol}")),
+                    topic: Cow::Owned(format!("book.{}", book_of.insert(symbol))),
                     snapshot,
                     bids,
                     asks,
@@ -533,15 +564,22 @@ impl<'c> MarketSession<'c> {
             };
             match sink.publish_any(&mut batch, &line, now) {
                 Ok(p) => published += u64::from(p),
-                Err(e) => sink
-                    .stats()
-                    .record_reject(&self.config.url, self.received, &e),
+                Err(e) => {
+                    sink.stats()
+                        .record_reject(&self.config.url, self.received, &e);
+                    if let (Reject::BookRefused(why), Some(symbol)) = (&e, book_of) {
+                        if !refused.iter().any(|(s, _)| *s == symbol) {
+                            refused.push((symbol, *why));
+                        }
+                    }
+                }
             }
         }
         drop(batch);
         if published > 0 {
             sink.stats().record_ticks(published, now);
         }
+        refused
     }
 
     /// Performs the pending actions: REST fetches in the background, messages on the socket.
@@ -945,6 +983,64 @@ mod tests {
             assert_eq!(feed.stats.upstream_gaps(), 1);
             assert_eq!(feed.bus.upstream_gaps(), 1);
             assert_eq!(feed.stats.parse_errors(), 0);
+            feed.stop().await;
+        }
+
+        /// The bus's copy of a book diverges (here: another publisher writes it); the next delta,
+        /// fine for the adapter, is refused by the bus, and the adapter resyncs the book.
+        #[tokio::test]
+        async fn a_book_the_bus_refuses_is_resynced() {
+            let l2 = lines("coinbase/level2.jsonl");
+            let (diverged_tx, diverged_rx) = tokio::sync::oneshot::channel::<()>();
+            let ws = ws_server(move |mut ws| async move {
+                for _ in 0..3 {
+                    recv_text(&mut ws).await;
+                }
+                send_all(&mut ws, &l2[..2]).await; // snapshot, subscriptions
+                diverged_rx.await.unwrap();
+                send_all(&mut ws, &l2[2..3]).await; // bid 21921.73: crosses the bus's copy
+                assert!(recv_text(&mut ws).await.starts_with(r#"{"type":"unsubscribe""#));
+                assert!(recv_text(&mut ws).await.starts_with(r#"{"type":"subscribe""#));
+                let snapshot = r#"{"channel":"l2_data","client_id":"","timestamp":"2023-02-09T20:32:51.200000000Z","sequence_num":3,"events":[{"type":"snapshot","product_id":"BTC-USD","updates":[{"side":"bid","event_time":"1970-01-01T00:00:00Z","price_level":"21921.73","new_quantity":"0.1"},{"side":"offer","event_time":"1970-01-01T00:00:00Z","price_level":"21922.86","new_quantity":"0.6"}]}]}"#;
+                send_all(&mut ws, &[snapshot.to_string()]).await;
+                ws
+            })
+            .await;
+            let mut config = UpstreamConfig::new(format!("ws://{ws}/"), vec!["BTC-USD".into()]);
+            config.adapter = AdapterKind::CoinbaseLevel2;
+            let feed = start(config);
+            until("the first book", || feed.book("book.BTC-USD").is_some()).await;
+            // Another writer replaces the bus's book: best ask 21921.0, below the feed's bids.
+            let mut other = crate::sink::TickSink::new(
+                crate::publisher::Publisher::new(feed.bus.clone(), FeedStats::new("other", "test")),
+                4096,
+            );
+            let lv = crate::upstream::market::test_support::lv;
+            let line = crate::parse::Line::Book(crate::market_line::BookLine {
+                topic: "book.BTC-USD".into(),
+                snapshot: true,
+                bids: vec![lv("21900", "1")],
+                asks: vec![lv("21921.0", "1")],
+                ts: None,
+            });
+            let bus = feed.bus.clone();
+            let mut batch = bus.batch();
+            other
+                .publish_any(&mut batch, &line, tickcast_core::TsMicros::now())
+                .unwrap();
+            drop(batch);
+            diverged_tx.send(()).unwrap();
+            until("the resynced book", || {
+                feed.book("book.BTC-USD").is_some_and(|b| {
+                    levels(b.bids()) == strs(&[("21921.73", "0.1")])
+                        && levels(b.asks()) == strs(&[("21922.86", "0.6")])
+                })
+            })
+            .await;
+            // The refused delta was counted; the loss announced.
+            assert_eq!(feed.stats.parse_errors(), 1);
+            assert_eq!(feed.stats.upstream_gaps(), 1);
+            assert!(!feed.bus.get("book.BTC-USD").unwrap().is_untrusted());
             feed.stop().await;
         }
 

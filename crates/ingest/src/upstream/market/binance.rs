@@ -427,6 +427,32 @@ impl BinanceBook {
         Ok(())
     }
 
+    /// The book of `topic_symbol` was refused downstream (see [`LostReason::RefusedDownstream`]):
+    /// if it is in sync it is lost and synced again from a new snapshot; a book already syncing
+    /// is left to finish.
+    pub fn resync(
+        &mut self,
+        topic_symbol: &str,
+        reason: LostReason,
+        out: &mut Output<BinanceAction>,
+    ) {
+        let Some((exchange, topic, st)) = self.symbols.by_topic_mut(topic_symbol) else {
+            return;
+        };
+        if let Sync::Live { .. } = st.sync {
+            out.events.push(MarketEvent::Lost {
+                symbol: topic.to_string(),
+                reason,
+            });
+            st.sync = Sync::Buffering {
+                buffer: VecDeque::new(),
+            };
+            out.actions.push(BinanceAction::FetchSnapshot {
+                symbol: exchange.clone(),
+            });
+        }
+    }
+
     /// The WebSocket connection was replaced: every book in sync is lost (events may have been
     /// missed in between) and every symbol starts over at step 1 with the next depth event.
     pub fn reconnected(&mut self, out: &mut Output<BinanceAction>) {
@@ -892,6 +918,37 @@ mod tests {
         assert_eq!(kinds(&out.events), ["lost:Unreadable"]);
         assert_eq!(out.actions, vec![fetch("BTCUSDT")]);
         assert!(a.book("BTCUSDT").is_none());
+    }
+
+    #[test]
+    fn a_downstream_refusal_resyncs_a_live_book_only() {
+        let mut a = adapter();
+        let msgs = lines("binance/depth_stream.jsonl");
+        feed(&mut a, &msgs[..3]);
+        let mut out = Out::default();
+        // Syncing: nothing to do.
+        a.resync(
+            "BTCUSDT",
+            LostReason::RefusedDownstream(BookError::Crossed),
+            &mut out,
+        );
+        assert_eq!(out, Out::default());
+        a.on_snapshot(
+            "BTCUSDT",
+            fixture("binance/depth_snapshot.json").as_bytes(),
+            &mut Out::default(),
+        )
+        .unwrap();
+        a.resync(
+            "BTCUSDT",
+            LostReason::RefusedDownstream(BookError::Crossed),
+            &mut out,
+        );
+        assert_eq!(kinds(&out.events), ["lost:RefusedDownstream(Crossed)"]);
+        assert_eq!(out.actions, vec![fetch("BTCUSDT")]);
+        assert!(a.book("BTCUSDT").is_none());
+        a.resync("ETHUSDT", LostReason::Reconnected, &mut out);
+        assert_eq!(out.events.len(), 1);
     }
 
     #[test]

@@ -373,6 +373,29 @@ impl CoinbaseLevel2 {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// The book of `topic_symbol` was refused downstream (see [`LostReason::RefusedDownstream`]):
+    /// if it is in sync it is lost and subscribed again for a new snapshot.
+    pub fn resync(
+        &mut self,
+        topic_symbol: &str,
+        reason: LostReason,
+        out: &mut Output<CoinbaseAction>,
+    ) {
+        let Some((exchange, topic, st)) = self.symbols.by_topic_mut(topic_symbol) else {
+            return;
+        };
+        if st.live {
+            st.live = false;
+            out.events.push(MarketEvent::Lost {
+                symbol: topic.to_string(),
+                reason,
+            });
+            out.actions.push(CoinbaseAction::Resubscribe {
+                symbol: exchange.clone(),
+            });
+        }
+    }
+
     /// The connection was replaced: numbering restarts and every live book is lost until its
     /// new snapshot (the caller subscribes again on the new connection).
     pub fn reconnected(&mut self, out: &mut Output<CoinbaseAction>) {

@@ -141,6 +141,9 @@ pub enum LostReason {
     Unreadable,
     /// The connection was replaced; whatever was sent in between is missing.
     Reconnected,
+    /// Downstream (the bus's copy of the book) refused an update the adapter had applied: the
+    /// two books disagree, so the adapter syncs again.
+    RefusedDownstream(BookError),
 }
 
 impl LostReason {
@@ -152,6 +155,7 @@ impl LostReason {
             LostReason::Refused(_) => "refused",
             LostReason::Unreadable => "unreadable",
             LostReason::Reconnected => "reconnected",
+            LostReason::RefusedDownstream(_) => "refused_downstream",
         }
     }
 }
@@ -355,6 +359,11 @@ impl<S> Symbols<S> {
 
     pub(crate) fn get(&self, exchange: &str) -> Option<(&str, &S)> {
         self.map.get(exchange).map(|(t, s)| (t.as_str(), s))
+    }
+
+    /// The exchange symbol and state of topic symbol `topic`.
+    pub(crate) fn by_topic_mut(&mut self, topic: &str) -> Option<(&String, &str, &mut S)> {
+        self.iter_mut().find(|(_, t, _)| *t == topic)
     }
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &str, &mut S)> {
