@@ -22,8 +22,13 @@
 // - Authentication: a token from the page's `#token=` fragment (then removed from the address bar) or typed into the
 //   form the board shows when the server is up but refuses the WebSocket is sent as the subprotocol pair
 //   `tickcast.v1, bearer.<token>` (browsers cannot set headers) and kept in this tab's sessionStorage only.
+// - Symbol detail: selecting a symbol opens detail.js's view (book ladder with checksums verified in the page, trade
+//   tape, 1 s candles) on its own topics; this file routes those topics' messages (book, trade, bar, and their gap
+//   and reset markers) to it, and tells it when the socket opens and drops.
 // - Works under `default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'`: no inline
 //   script or style, classes only.
+
+import { createDetail, detailTopics } from './detail.js';
 
 const TOPIC_RE = /^[A-Za-z0-9._:-]{1,64}$/;
 const LS_KEY = 'tickcast.watchlist.v1';
@@ -144,6 +149,31 @@ const skewMin = new Float64Array(SKEW_SECONDS).fill(Infinity);
 let skewHead = 0;
 let skewUs = 0; // removed from every sample: 0, or the most negative raw difference in the window
 let skewNote = '';
+
+// The symbol detail view; `send`, `log` are hoisted declarations below, `ws` is only read once the page runs.
+const detail = createDetail({
+  send: (req) => send(req),
+  log: (level, text) => log(level, text),
+  isOpen: () => !!ws && ws.readyState === 1,
+  onSelect: (sym) => {
+    for (const r of rows.values()) r.row.classList.toggle('sel', !!sym && symbolOf(r.topic) === sym);
+  },
+});
+
+/** The symbol a board topic is about: `ticker.AAPL` -> `AAPL` (other channels: what follows the first dot). */
+function symbolOf(topic) {
+  return topic.slice(topic.indexOf('.') + 1);
+}
+
+/** Opens the detail view of a board row's symbol, if its detail topics are valid topic names. */
+function openDetail(topic) {
+  const sym = symbolOf(topic);
+  if (!sym || !Object.values(detailTopics(sym)).every((t) => TOPIC_RE.test(t))) {
+    toast('warn', 'no detail view', `${topic}: ${sym || 'no symbol'} makes no valid book/trade/bar topic`);
+    return;
+  }
+  detail.open(sym);
+}
 
 const dirty = new Set();
 let frameQueued = false;
@@ -269,6 +299,7 @@ const io = 'IntersectionObserver' in window
 function addRow(topic) {
   const r = new Row(topic);
   rows.set(topic, r);
+  if (detail.symbol && symbolOf(topic) === detail.symbol) r.row.classList.add('sel');
   el.rows.appendChild(r.row);
   if (io) io.observe(r.row);
   updateCounts();
@@ -586,6 +617,7 @@ function connect() {
     stableTimer = setTimeout(() => { attempt = 0; }, STABLE_MS);
     pending.clear();
     subscribe([...rows.keys()], connects > 1);
+    detail.onConnected();
     startPing();
   };
   sock.onmessage = (ev) => {
@@ -704,6 +736,7 @@ function dropSocket() {
   stopPing();
   recovery = null;
   for (const r of rows.values()) r.fresh = true;
+  detail.onDisconnected();
   if (s) {
     s.onopen = s.onmessage = s.onclose = null;
     if (s.readyState <= 1) {
@@ -799,13 +832,20 @@ function onMessage(m) {
     case 'tick':
       onTick(m);
       return;
+    case 'book':
+    case 'trade':
+    case 'bar':
+      detail.onMessage(m);
+      return;
     case 'gap':
-      onGap(m);
+      if (detail.owns(m.topic)) detail.onMessage(m);
+      else onGap(m);
       return;
     case 'heartbeat':
       onHeartbeat(m);
       return;
     case 'reset': {
+      if (detail.owns(m.topic)) detail.onMessage(m);
       // The topic's seq space restarted upstream in a new epoch: its next tick is a fresh baseline.
       const r = rows.get(m.topic);
       if (r) {
@@ -819,7 +859,10 @@ function onMessage(m) {
     case 'subscribed':
     case 'unsubscribed':
       pending.delete(m.id);
-      if (m.type === 'subscribed') onSubscribed(m);
+      if (m.type === 'subscribed') {
+        onSubscribed(m);
+        detail.onAck(m);
+      }
       log('debug', `${m.type} ${(m.topics || []).length} topic(s)`);
       return;
     case 'pong': {
@@ -1175,11 +1218,12 @@ el.input.addEventListener('focus', () => {
 });
 
 el.rows.addEventListener('click', (e) => {
-  const btn = e.target.closest('button[data-act="remove"]');
-  if (!btn) return;
-  const row = btn.closest('.row');
+  const row = e.target.closest('.row');
   const r = row && rowByEl.get(row);
-  if (r) removeTopic(r.topic);
+  if (!r) return;
+  // the remove button removes; a click anywhere else on the row (or its symbol button, for keyboards) selects it
+  if (e.target.closest('button[data-act="remove"]')) removeTopic(r.topic);
+  else openDetail(r.topic);
 });
 
 window.addEventListener('online', reconnectNow);
@@ -1218,6 +1262,12 @@ window.tickcast = Object.freeze({
     return true;
   },
   add: (text) => addTopics(parseInput(String(text))),
+  /** the detail view's state (book verification counts, tape, candles), or null when closed */
+  detail: () => detail.state(),
+  openDetail: (sym) => detail.open(String(sym)),
+  closeDetail: () => detail.close(),
+  /** tests only: corrupt the detail view's copy of the book, so the next checksum fails and the view resyncs */
+  detailTamper: () => detail.tamper(),
   remove: removeTopic,
   reconnect: reconnectNow,
 });

@@ -465,20 +465,44 @@ impl OutQueue {
             return;
         }
         let (mut first, mut last) = (from, to);
+        // Deltas a snapshot already sent includes (they arrived after it was sealed) are removed
+        // but stand for nothing the client misses.
+        // Unless that snapshot has not left yet: then it goes too, and what it covered is missed.
+        let snapshot_queued = self
+            .data
+            .iter()
+            .chain(&self.conflated)
+            .any(|q| q.topic == topic && q.kind == EntryKind::Snapshot);
+        if snapshot_queued {
+            if let Some(c) = self.covered.as_mut() {
+                c.0.retain(|c| c.0 != topic);
+            }
+        }
+        let covered = self
+            .covered
+            .as_ref()
+            .and_then(|c| c.0.iter().find(|c| c.0 == topic))
+            .map(|c| c.1);
         let mut freed = 0usize;
         let mut take = |q: &SharedTick| {
             if q.topic != topic || q.kind == EntryKind::Reset {
                 return true;
             }
+            freed += q.len();
+            if q.kind == EntryKind::Tick && covered.is_some_and(|c| q.seq <= c) {
+                return false;
+            }
             let (f, t) = q.range();
             first = first.min(f);
             last = last.max(t);
-            freed += q.len();
             false
         };
         self.data.retain(&mut take);
         self.conflated.retain(&mut take);
         self.data_bytes -= freed as u32;
+        if let Some(c) = covered {
+            first = first.max(c.next()); // the client has everything up to the snapshot's seq
+        }
         let placeholder = RoutedTick::unsealed_resync(topic, first, last);
         if self.conflating {
             self.conflated.push(placeholder);
@@ -726,6 +750,9 @@ impl OutQueue {
                     let (Some(name), Some(snap)) = (name_of(q.topic), snapshot_of(q.topic)) else {
                         continue; // unsubscribed, or the book is gone (its topic was reset)
                     };
+                    if snap.seq < from {
+                        continue; // only deltas the last snapshot sent already includes
+                    }
                     made += 1;
                     if from < snap.seq {
                         let to = Seq(snap.seq.0 - 1);
@@ -1196,6 +1223,72 @@ mod tests {
         assert_eq!(drain_with_book(&mut q, 23), vec![r#"{"t":2,"seq":23}"#]);
         push_class(&mut q, TopicClass::Book, 2, 24);
         assert_eq!(drain_with_book(&mut q, 24), vec![r#"{"t":2,"seq":24}"#]);
+    }
+
+    /// Deltas the last snapshot covers that arrive after it and are then swept into a new resync
+    /// stand for nothing: the next marker starts after the snapshot.
+    #[test]
+    fn a_second_resync_starts_after_the_snapshot_the_first_sent() {
+        let mut q = queue(limits(OverflowPolicy::Conflate, 2));
+        q.push(TopicId(1), Seq(1), tick(1, 1).2);
+        q.push(TopicId(1), Seq(2), tick(1, 2).2);
+        push_class(&mut q, TopicClass::Book, 2, 10);
+        assert_eq!(
+            drain_with_book(&mut q, 12),
+            vec![
+                r#"{"t":1,"seq":1}"#,
+                r#"{"t":1,"seq":2}"#,
+                r#"{"type":"gap","topic":"t.2","from":10,"to":11,"reason":"resync"}"#,
+                "snapshot@12",
+            ]
+        );
+        // 11 and 12 arrive late, with 13..=16, into a queue that overflows again.
+        q.push(TopicId(1), Seq(3), tick(1, 3).2);
+        q.push(TopicId(1), Seq(4), tick(1, 4).2);
+        for seq in 11..=16 {
+            push_class(&mut q, TopicClass::Book, 2, seq);
+        }
+        let out = drain_with_book(&mut q, 16);
+        assert_eq!(
+            out[2..],
+            [
+                r#"{"type":"gap","topic":"t.2","from":13,"to":15,"reason":"resync"}"#.to_string(),
+                "snapshot@16".to_string(),
+            ],
+            "{out:?}"
+        );
+    }
+
+    /// A second resync before the first one's snapshot was written replaces both: the marker
+    /// starts where the first one did.
+    #[test]
+    fn a_resync_before_the_last_snapshot_left_covers_from_the_start() {
+        let mut q = queue(limits(OverflowPolicy::Conflate, 2));
+        q.push(TopicId(1), Seq(1), tick(1, 1).2);
+        q.push(TopicId(1), Seq(2), tick(1, 2).2);
+        push_class(&mut q, TopicClass::Book, 2, 10);
+        q.seal_gaps(
+            |id| Topic::new(&format!("t.{}", id.0)).ok(),
+            |_| {
+                Some(BookSnapshot {
+                    seq: Seq(12),
+                    frame: Frame::text(b"snapshot@12"),
+                })
+            },
+        );
+        // Not written yet; more deltas overflow the queue again.
+        for seq in 11..=14 {
+            push_class(&mut q, TopicClass::Book, 2, seq);
+        }
+        let out = drain_with_book(&mut q, 14);
+        assert_eq!(
+            out[2..],
+            [
+                r#"{"type":"gap","topic":"t.2","from":10,"to":13,"reason":"resync"}"#.to_string(),
+                "snapshot@14".to_string(),
+            ],
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -173,6 +173,9 @@ struct Chunk {
     data: BytesMut,
 }
 
+/// How often the feed's candles are advanced.
+const BAR_CLOCK: std::time::Duration = std::time::Duration::from_millis(100);
+
 async fn run(feed: TcpFeed, ctx: FeedContext) -> Result<(), FeedError> {
     let TcpFeed { config, listener } = feed;
     let listener = TcpListener::from_std(listener).map_err(|error| FeedError::Io {
@@ -187,10 +190,14 @@ async fn run(feed: TcpFeed, ctx: FeedContext) -> Result<(), FeedError> {
     let tracker = TaskTracker::new();
     let refused_log = LogLimiter::default();
     tracing::info!(feed = %config.name, listen = %config.listen, "tcp feed listening for NDJSON publishers");
+    // Candles built from the publishers' trades close on time even when no trade follows.
+    let mut bar_clock = tokio::time::interval(BAR_CLOCK);
+    bar_clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => break,
+            _ = bar_clock.tick() => sink.tick_bars(tickcast_core::TsMicros::now()),
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(pair) => pair,

@@ -57,6 +57,18 @@ listen = "127.0.0.1:{tcp_port}"
 required = false
 "#;
 
+/// The detail view test's server: the synthetic feed (symbols and tick rate from the command line) with
+/// busier books (3,000 changes/s over its symbols), and a 32 KiB socket send buffer, so a tab that
+/// stops reading for a few seconds has its book resynced (a `resync` gap marker and a snapshot).
+const DETAIL_CONFIG: &str = r#"[server]
+socket_send_buffer_bytes = 32768
+
+[[feeds]]
+kind = "synthetic"
+name = "synthetic"
+market_rate = 3000
+"#;
+
 struct Server {
     port: u16,
     out_dir: PathBuf,
@@ -531,6 +543,77 @@ fn market_board_signs_in_when_the_server_requires_a_key() {
         );
     }
     server.stop();
+}
+
+/// The symbol detail view against the real server and its synthetic feed: selecting a symbol opens a
+/// book ladder whose checksums the page verifies (at least `DETAIL_TEST_MIN_CHECKSUMS`, 30 by default,
+/// with no mismatch), a trade tape and 1 s candles; a corrupted copy of the book is caught and
+/// resynced; a tab that falls behind gets the server's resync (gap, snapshot) and verifies on;
+/// switching and closing unsubscribe. Screenshots land in
+/// `target/test-output/browser/detail/` (`10-detail.png` .. `16-resync.png`).
+#[test]
+fn symbol_detail_view_in_headless_chromium() {
+    let Some(test_dir) = prerequisites("symbol_detail_view_in_headless_chromium") else {
+        return;
+    };
+    let out_dir = repo_root().join("target/test-output/browser/detail");
+    clean_out_dir(&out_dir);
+    let config = out_dir.join("detail.toml");
+    std::fs::write(&config, DETAIL_CONFIG).expect("write detail config");
+    let config = config.to_string_lossy().into_owned();
+    let mut server = Server::start(free_port(), &out_dir, &["--config", &config]);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let restarts = run_script(
+        "detail.test.mjs",
+        &base,
+        &test_dir,
+        &out_dir,
+        &mut server,
+        None,
+        None,
+        &[],
+    );
+    assert_eq!(restarts, 0);
+    assert_screenshots(
+        &out_dir,
+        &[
+            "10-detail.png",
+            "11-ladder.png",
+            "12-tape.png",
+            "13-chart.png",
+            "14-mismatch.png",
+            "15-detail-phone.png",
+            "16-resync.png",
+        ],
+    );
+    server.stop();
+}
+
+/// The dashboard's pure modules (exact decimals, CRC-32 and the Kraken v2 book checksum, book
+/// maintenance and its seq/gap/resync rules, candles, tape) under `node --test`; needs only node.
+#[test]
+fn dashboard_market_modules_unit_tests_in_node() {
+    if !node_ok() {
+        let msg = "node on PATH is missing";
+        if std::env::var_os("CI").is_some() {
+            panic!("{msg} (CI is set, so this is a failure, not a skip)");
+        }
+        eprintln!("\n!!! SKIPPED dashboard_market_modules_unit_tests_in_node: {msg}\n");
+        return;
+    }
+    let web = repo_root().join("dashboards/web");
+    let out = Command::new("node")
+        .args(["--test", "test/unit/market.test.mjs"])
+        .current_dir(&web)
+        .output()
+        .expect("run node --test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "node --test failed:\n{text}");
+    assert!(text.contains("# fail 0"), "node --test output:\n{text}");
 }
 
 /// A TCP proxy on a free loopback port to `target`: pumps bytes both ways per connection, and

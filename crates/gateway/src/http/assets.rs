@@ -17,6 +17,43 @@ pub(crate) fn get(path: &str) -> Option<Asset> {
             include_bytes!("../../../../dashboards/web/app.js"),
             "text/javascript; charset=utf-8",
         ),
+        // ES modules of the symbol detail view (imported by app.js)
+        "/detail.js" => (
+            include_bytes!("../../../../dashboards/web/detail.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/bookfeed.js" => (
+            include_bytes!("../../../../dashboards/web/bookfeed.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/book.js" => (
+            include_bytes!("../../../../dashboards/web/book.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/decimal.js" => (
+            include_bytes!("../../../../dashboards/web/decimal.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/crc32.js" => (
+            include_bytes!("../../../../dashboards/web/crc32.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/tape.js" => (
+            include_bytes!("../../../../dashboards/web/tape.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/candles.js" => (
+            include_bytes!("../../../../dashboards/web/candles.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/chart.js" => (
+            include_bytes!("../../../../dashboards/web/chart.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/ladder.js" => (
+            include_bytes!("../../../../dashboards/web/ladder.js"),
+            "text/javascript; charset=utf-8",
+        ),
         "/style.css" => (
             include_bytes!("../../../../dashboards/web/style.css"),
             "text/css; charset=utf-8",
