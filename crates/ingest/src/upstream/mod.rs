@@ -7,9 +7,15 @@
 //! subscribers downstream see a dense seq; the upstream's gaps are visible in metrics and logs.
 //! `ws://` and `wss://` URLs are supported; TLS (rustls, system roots plus an optional CA file) is
 //! in the `tls` module.
+//!
+//! The market adapter kinds (`binance_book`, `kraken`, `coinbase_level2`) publish order books and
+//! trades instead of quotes: their protocols are socket-free state machines in [`market`], driven
+//! by the `market_session` module (REST snapshots, resubscribes, lost books as upstream gaps).
 
 pub mod adapters;
 mod backoff;
+pub mod market;
+mod market_session;
 mod tls;
 
 use std::collections::HashMap;
@@ -67,9 +73,18 @@ pub struct UpstreamConfig {
     /// The upstream's protocol.
     #[serde(default)]
     pub adapter: AdapterKind,
-    /// What to subscribe to: topics (tickcast), product ids (coinbase) or symbols (binance).
+    /// What to subscribe to: topics (tickcast), product ids (coinbase, coinbase_level2), symbols
+    /// (binance, binance_book: `BTCUSDT`) or pairs (kraken: `BTC/USD`).
     #[serde(rename = "subscribe")]
     pub symbols: Vec<String>,
+    /// binance_book only (and required there): the REST base URL the depth snapshots are fetched
+    /// from, `https://api.binance.com` (`http://` too, for tests).
+    #[serde(default)]
+    pub rest_url: Option<String>,
+    /// Market adapters only: levels each side the adapter keeps per book (default 1000; kraken:
+    /// the subscribed depth, one of 10, 25, 100, 500, 1000, default 25).
+    #[serde(default)]
+    pub book_depth: Option<usize>,
     /// Channel of the republished topics (`<channel>.<symbol>`). `None`: the upstream's channel for
     /// tickcast, `ticker` for exchanges.
     #[serde(default)]
@@ -146,6 +161,8 @@ impl UpstreamConfig {
             url: url.into(),
             adapter: AdapterKind::default(),
             symbols,
+            rest_url: None,
+            book_depth: None,
             channel: None,
             backoff_min: DEFAULT_BACKOFF_MIN,
             backoff_max: DEFAULT_BACKOFF_MAX,
@@ -202,7 +219,73 @@ impl UpstreamConfig {
             crate::parse::validate_topic(&format!("{c}.X"))
                 .map_err(|e| FeedConfigError::new(feed, "channel", format!("{c:?}: {e}")))?;
         }
+        self.validate_market()
+    }
+
+    /// The rules of the market adapters' keys.
+    fn validate_market(&self) -> Result<(), FeedConfigError> {
+        let feed = &self.name;
+        let kind = self.adapter.label();
+        if !self.adapter.is_market() {
+            for (key, set) in [
+                ("rest_url", self.rest_url.is_some()),
+                ("book_depth", self.book_depth.is_some()),
+            ] {
+                if set {
+                    let problem =
+                        format!("is only used by the market adapters, and adapter is {kind:?}");
+                    return Err(FeedConfigError::new(feed, key, problem));
+                }
+            }
+            return Ok(());
+        }
+        if self.channel.is_some() {
+            let problem = format!(
+                "is not used with adapter {kind:?} (topics are book.<symbol> and trade.<symbol>)"
+            );
+            return Err(FeedConfigError::new(feed, "channel", problem));
+        }
+        match (&self.rest_url, self.adapter) {
+            (None, AdapterKind::BinanceBook) => {
+                let problem =
+                    "is required with adapter \"binance_book\" (e.g. \"https://api.binance.com\")";
+                return Err(FeedConfigError::new(feed, "rest_url", problem));
+            }
+            (Some(url), AdapterKind::BinanceBook) => {
+                market_session::Rest::parse(url)
+                    .map_err(|p| FeedConfigError::new(feed, "rest_url", p))?;
+            }
+            (Some(_), _) => {
+                let problem =
+                    format!("is only used with adapter \"binance_book\", and adapter is {kind:?}");
+                return Err(FeedConfigError::new(feed, "rest_url", problem));
+            }
+            (None, _) => {}
+        }
+        let depth = self.market_depth();
+        if self.adapter == AdapterKind::Kraken {
+            if !market::kraken::DEPTHS.contains(&depth) {
+                let problem =
+                    format!("is {depth}, must be one of Kraken's depths 10, 25, 100, 500, 1000");
+                return Err(FeedConfigError::new(feed, "book_depth", problem));
+            }
+        } else if !(10..=market::binance::SNAPSHOT_LIMIT as usize).contains(&depth) {
+            let problem = format!(
+                "is {depth}, must be between 10 and {}",
+                market::binance::SNAPSHOT_LIMIT
+            );
+            return Err(FeedConfigError::new(feed, "book_depth", problem));
+        }
+        // Symbols that cannot be topics (or two that would share one) are refused by the adapter.
+        market_session::Market::new(self.adapter, &self.symbols, depth)
+            .map_err(|e| FeedConfigError::new(feed, "subscribe", e.to_string()))?;
         Ok(())
+    }
+
+    /// The levels a market adapter keeps: `book_depth` or the adapter's default.
+    fn market_depth(&self) -> usize {
+        self.book_depth
+            .unwrap_or_else(|| market_session::default_depth(self.adapter))
     }
 }
 
@@ -210,6 +293,8 @@ impl UpstreamConfig {
 pub struct UpstreamFeed {
     config: UpstreamConfig,
     endpoint: Endpoint,
+    /// binance_book: where the REST snapshots come from.
+    rest: Option<market_session::Rest>,
 }
 
 impl UpstreamFeed {
@@ -221,7 +306,22 @@ impl UpstreamFeed {
                 feed: config.name.clone(),
                 reason,
             })?;
-        Ok(Self { config, endpoint })
+        let rest = match &config.rest_url {
+            Some(url) => Some(
+                market_session::Rest::new(&config.name, url, config.ca_file.as_deref()).map_err(
+                    |reason| FeedError::Config {
+                        feed: config.name.clone(),
+                        reason,
+                    },
+                )?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            endpoint,
+            rest,
+        })
     }
 }
 
@@ -237,6 +337,13 @@ impl Feed for UpstreamFeed {
 
 type Ws = WebSocketStream<UpstreamStream>;
 
+/// The session kind of a feed: ticker quotes through an [`Adapter`], or books and trades through
+/// a market state machine.
+enum Sessions<'c> {
+    Quotes(Session<'c>),
+    Market(market_session::MarketSession<'c>),
+}
+
 /// How a session ended.
 enum End {
     Shutdown,
@@ -244,7 +351,11 @@ enum End {
 }
 
 async fn run(feed: UpstreamFeed, ctx: FeedContext) -> Result<(), FeedError> {
-    let UpstreamFeed { config, endpoint } = feed;
+    let UpstreamFeed {
+        config,
+        endpoint,
+        rest,
+    } = feed;
     let stats = ctx.publisher.stats().clone();
     let mut sink = TickSink::new(ctx.publisher, config.max_message_bytes);
     let seed = config
@@ -252,7 +363,18 @@ async fn run(feed: UpstreamFeed, ctx: FeedContext) -> Result<(), FeedError> {
         .bytes()
         .fold(TsMicros::now().0, |h, b| h.rotate_left(5) ^ u64::from(b));
     let mut backoff = Backoff::new(config.backoff_min, config.backoff_max, seed);
-    let mut session = Session::new(&config);
+    let mut session = match config.adapter.build() {
+        Some(adapter) => Sessions::Quotes(Session::new(&config, adapter)),
+        None => {
+            let market =
+                market_session::Market::new(config.adapter, &config.symbols, config.market_depth())
+                    .map_err(|e| FeedError::Config {
+                        feed: config.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+            Sessions::Market(market_session::MarketSession::new(&config, market, rest))
+        }
+    };
     let mut attempted_before = false;
     loop {
         let connect = tokio::time::timeout(config.connect_timeout, connect(&config, &endpoint));
@@ -269,9 +391,16 @@ async fn run(feed: UpstreamFeed, ctx: FeedContext) -> Result<(), FeedError> {
         match ws {
             Ok(Ok(ws)) => {
                 tracing::info!(feed = %config.name, url = %config.url, adapter = config.adapter.label(), "upstream connected");
-                let end = session.run(ws, &mut sink, &ctx.shutdown).await;
+                let end = match &mut session {
+                    Sessions::Quotes(s) => s.run(ws, &mut sink, &ctx.shutdown).await,
+                    Sessions::Market(s) => s.run(ws, &mut sink, &ctx.shutdown).await,
+                };
                 stats.set_connected(false);
-                if session.received > 0 {
+                let received = match &session {
+                    Sessions::Quotes(s) => s.received,
+                    Sessions::Market(s) => s.received,
+                };
+                if received > 0 {
                     backoff.reset();
                 }
                 match end {
@@ -360,10 +489,10 @@ struct Session<'c> {
 }
 
 impl<'c> Session<'c> {
-    fn new(config: &'c UpstreamConfig) -> Self {
+    fn new(config: &'c UpstreamConfig, adapter: Box<dyn Adapter>) -> Self {
         Self {
             config,
-            adapter: config.adapter.build(),
+            adapter,
             merged: HashMap::new(),
             buf: Vec::new(),
             buffers: simd_json::Buffers::default(),
@@ -525,6 +654,74 @@ mod tests {
         assert!(m.contains("idle_timeout_ms is 5, must be >= 100"), "{m}");
         let m = problem(&with(&|c| c.channel = Some("a b".into())));
         assert!(m.contains("channel \"a b\""), "{m}");
+
+        // Market adapters: their keys, and only theirs.
+        let m = problem(&with(&|c| {
+            c.rest_url = Some("https://api.binance.com".into())
+        }));
+        assert!(
+            m.contains("rest_url is only used by the market adapters"),
+            "{m}"
+        );
+        let m = problem(&with(&|c| c.book_depth = Some(25)));
+        assert!(
+            m.contains("book_depth is only used by the market adapters"),
+            "{m}"
+        );
+        let market = |kind: AdapterKind, symbols: &[&str]| {
+            let mut c = ok.clone();
+            c.adapter = kind;
+            c.symbols = symbols.iter().map(|s| s.to_string()).collect();
+            c
+        };
+        let binance = market(AdapterKind::BinanceBook, &["BTCUSDT"]);
+        let m = problem(&binance);
+        assert!(
+            m.contains("rest_url is required with adapter \"binance_book\""),
+            "{m}"
+        );
+        let mut c = binance.clone();
+        c.rest_url = Some("api.binance.com".into());
+        assert!(problem(&c).contains("must start with http:// or https://"));
+        c.rest_url = Some("https://api.binance.com".into());
+        c.validate().unwrap();
+        c.book_depth = Some(5000);
+        assert!(problem(&c).contains("book_depth is 5000, must be between 10 and 1000"));
+        c.book_depth = None;
+        c.channel = Some("depth".into());
+        assert!(problem(&c).contains("channel is not used with adapter \"binance_book\""));
+        let mut k = market(AdapterKind::Kraken, &["BTC/USD", "ETH/USD"]);
+        k.validate().unwrap();
+        k.book_depth = Some(20);
+        assert!(problem(&k).contains("book_depth is 20, must be one of Kraken's depths"));
+        k.book_depth = Some(100);
+        k.rest_url = Some("https://api.kraken.com".into());
+        assert!(problem(&k).contains("rest_url is only used with adapter \"binance_book\""));
+        let m = problem(&market(AdapterKind::CoinbaseLevel2, &["BTC USD"]));
+        assert!(
+            m.contains("subscribe symbol \"BTC USD\" cannot be a topic symbol"),
+            "{m}"
+        );
+        market(AdapterKind::CoinbaseLevel2, &["BTC-USD"])
+            .validate()
+            .unwrap();
+
+        // The config file's spelling of the market kinds.
+        for (name, kind) in [
+            ("binance_book", AdapterKind::BinanceBook),
+            ("kraken", AdapterKind::Kraken),
+            ("coinbase_level2", AdapterKind::CoinbaseLevel2),
+        ] {
+            let c: UpstreamConfig = serde_json::from_str(&format!(
+                r#"{{"url":"wss://x/ws","adapter":"{name}","subscribe":["A"],"book_depth":25}}"#
+            ))
+            .unwrap();
+            assert_eq!(
+                (c.adapter, c.adapter.label(), c.book_depth),
+                (kind, name, Some(25))
+            );
+            assert!(kind.is_market());
+        }
 
         // The feed refuses what the config refuses, with the same words.
         let refused = UpstreamFeed::new(with(&|c| c.max_message_bytes = 10));

@@ -26,16 +26,32 @@ pub enum AdapterKind {
     Coinbase,
     /// Binance spot streams `<symbol>@bookTicker` and `<symbol>@trade` (raw or combined).
     Binance,
+    /// Binance spot order books (`<symbol>@depth@100ms` kept in sync with REST snapshots from
+    /// `rest_url`) and trades, published as `book.*` and `trade.*` ([`crate::upstream::market::binance`]).
+    BinanceBook,
+    /// Kraken WebSocket v2 `book` (checksums verified) and `trade`, published as `book.*` and
+    /// `trade.*` ([`crate::upstream::market::kraken`]).
+    Kraken,
+    /// Coinbase Advanced Trade `level2` and `market_trades`, published as `book.*` and `trade.*`
+    /// ([`crate::upstream::market::coinbase`]).
+    CoinbaseLevel2,
 }
 
 impl AdapterKind {
-    /// A fresh adapter of this kind.
-    pub fn build(self) -> Box<dyn Adapter> {
+    /// A fresh quote adapter of this kind; `None` for the market kinds, whose state machines
+    /// live in [`crate::upstream::market`].
+    pub fn build(self) -> Option<Box<dyn Adapter>> {
         match self {
-            AdapterKind::Tickcast => Box::new(Tickcast),
-            AdapterKind::Coinbase => Box::new(Coinbase),
-            AdapterKind::Binance => Box::new(Binance),
+            AdapterKind::Tickcast => Some(Box::new(Tickcast)),
+            AdapterKind::Coinbase => Some(Box::new(Coinbase)),
+            AdapterKind::Binance => Some(Box::new(Binance)),
+            AdapterKind::BinanceBook | AdapterKind::Kraken | AdapterKind::CoinbaseLevel2 => None,
         }
+    }
+
+    /// Whether this kind publishes order books and trades (else ticker quotes).
+    pub fn is_market(self) -> bool {
+        self.build().is_none()
     }
 
     /// The name used in configuration and logs.
@@ -44,6 +60,9 @@ impl AdapterKind {
             AdapterKind::Tickcast => "tickcast",
             AdapterKind::Coinbase => "coinbase",
             AdapterKind::Binance => "binance",
+            AdapterKind::BinanceBook => "binance_book",
+            AdapterKind::Kraken => "kraken",
+            AdapterKind::CoinbaseLevel2 => "coinbase_level2",
         }
     }
 }
