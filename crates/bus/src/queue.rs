@@ -753,6 +753,24 @@ impl OutQueue {
                     if snap.seq < from {
                         continue; // only deltas the last snapshot sent already includes
                     }
+                    if snap.frame.is_empty() {
+                        // The book is withdrawn: the client is told what it misses up to now; the
+                        // feed's next snapshot comes live, after an `upstream` marker.
+                        let frame = gap_frame(&name, from, snap.seq, GapReason::Resync);
+                        out.push(RoutedTick::gap(
+                            q.topic,
+                            TopicClass::Book,
+                            from,
+                            snap.seq,
+                            GapReason::Resync,
+                            frame,
+                        ));
+                        match covered.iter_mut().find(|c| c.0 == q.topic) {
+                            Some(c) => c.1 = snap.seq,
+                            None => covered.push((q.topic, snap.seq)),
+                        }
+                        continue;
+                    }
                     made += 1;
                     if from < snap.seq {
                         let to = Seq(snap.seq.0 - 1);

@@ -1255,7 +1255,8 @@ mod tests {
             q.fill(&mut s);
             let bytes = s[0].to_vec();
             q.advance(bytes.len());
-            out.push(String::from_utf8(bytes[2..].to_vec()).unwrap());
+            let head = if bytes[1] & 0x7f == 126 { 4 } else { 2 };
+            out.push(String::from_utf8(bytes[head..].to_vec()).unwrap());
         }
         out
     }
@@ -1461,6 +1462,76 @@ mod tests {
             1,
             "a new subscriber at that version shares it"
         );
+    }
+
+    /// A withdrawn book shows new subscribers nothing; the feed's next snapshot reaches every
+    /// subscriber after an `upstream` marker for the seq the withdrawal left unused.
+    #[test]
+    fn a_withdrawn_book_resumes_with_a_marker_and_the_next_snapshot() {
+        use crate::topic::BookUpdate;
+        use tickcast_core::market::Decimal;
+        let bus = Bus::new(&BusConfig::default());
+        let mut r = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
+        let topic = Topic::new("book.X").unwrap();
+        let t = bus.topic(&topic).unwrap();
+        let (bid, ask) = (
+            [(Decimal::new(100, 0), Decimal::new(1, 0))],
+            [(Decimal::new(101, 0), Decimal::new(1, 0))],
+        );
+        let snapshot = BookUpdate {
+            snapshot: true,
+            bids: &bid,
+            asks: &ask,
+        };
+        let mut scratch = Vec::new();
+        bus.batch()
+            .publish_book(&t, snapshot, TsMicros(1), &mut scratch)
+            .unwrap();
+        let early = Subscriber::new(SubscriberId(0));
+        r.subscribe(
+            &early,
+            std::slice::from_ref(&topic),
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
+        assert!(t.withdraw_book());
+        assert_eq!(bus.untrusted_books(), vec![topic.clone()]);
+        let late = Subscriber::new(SubscriberId(1));
+        r.subscribe(
+            &late,
+            std::slice::from_ref(&topic),
+            &StreamOptions::default(),
+            Instant::now(),
+        )
+        .unwrap();
+        assert!(
+            payloads(&late).is_empty(),
+            "nothing to show while withdrawn"
+        );
+        let delta = BookUpdate {
+            snapshot: false,
+            bids: &bid,
+            asks: &[],
+        };
+        assert!(bus
+            .batch()
+            .publish_book(&t, delta, TsMicros(2), &mut scratch)
+            .is_err());
+        bus.batch()
+            .publish_book(&t, snapshot, TsMicros(3), &mut scratch)
+            .unwrap();
+        r.dispatch(usize::MAX, |_| {});
+        let early = payloads(&early);
+        assert_eq!(early.len(), 3, "{early:?}");
+        assert!(
+            early[1].contains(r#""from":2,"to":3,"reason":"upstream""#),
+            "{early:?}"
+        );
+        assert!(early[2].contains(r#""seq":4"#) && early[2].contains(r#""snapshot":true"#));
+        let late = payloads(&late);
+        assert_eq!(late.len(), 2, "{late:?}");
+        assert!(bus.untrusted_books().is_empty());
     }
 
     #[test]

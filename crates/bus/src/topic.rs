@@ -61,7 +61,8 @@ struct BookLog {
 pub struct BookSnapshot {
     /// The seq of the last update the snapshot includes.
     pub seq: Seq,
-    /// The encoded `book` message with `snapshot:true`.
+    /// The encoded `book` message with `snapshot:true`; empty while the book is untrusted (no
+    /// book can be sent until the feed's next snapshot).
     pub frame: Frame,
 }
 
@@ -82,6 +83,13 @@ impl Log {
         let last = self.last.as_ref()?;
         let (seq, ts) = (last.seq, last.ts);
         let book = self.book.as_mut()?;
+        if !book.trusted {
+            // Nothing to send but where the stream stands: the feed's next snapshot resumes it.
+            return Some(BookSnapshot {
+                seq,
+                frame: Frame::empty(),
+            });
+        }
         let frame = book.snapshot.get_or_insert_with(|| {
             book.encodings += 1;
             let mut out = Vec::with_capacity(128 + 48 * 2 * book.book.depth());
@@ -259,6 +267,26 @@ impl TopicState {
         self.log().book.as_ref().map_or(0, |b| b.encodings)
     }
 
+    /// Withdraws the book: its feed lost sync with the venue's (a sequence gap, a checksum
+    /// mismatch), so it is untrusted until the feed publishes a snapshot, as after a refused
+    /// update. New subscribers get no snapshot meanwhile, deltas are refused, and one seq is left
+    /// unused so every subscriber gets an `upstream` gap before that snapshot. False if the topic
+    /// has no book.
+    pub fn withdraw_book(&self) -> bool {
+        let mut log = self.log();
+        let published = log.last.is_some();
+        let Some(book) = log.book.as_mut() else {
+            return false;
+        };
+        if book.trusted && published {
+            book.trusted = false;
+            book.snapshot = None;
+            self.untrusted.store(true, Ordering::Relaxed);
+            self.skip_seqs(1);
+        }
+        true
+    }
+
     /// Whether this book refused an update and awaits a snapshot: not served until one comes.
     pub fn is_untrusted(&self) -> bool {
         self.untrusted.load(Ordering::Relaxed)
@@ -415,14 +443,16 @@ impl TopicState {
         let after = last.map(|l| l.seq).unwrap_or_default();
         let after_ts = last.map(|l| l.ts).unwrap_or_default();
         let snapshot = || {
-            last.map(|l| {
-                vec![Replayed {
+            last.map(|l| match &book {
+                // An untrusted book has nothing to show yet.
+                Some(b) if b.frame.is_empty() => Vec::new(),
+                _ => vec![Replayed {
                     seq: l.seq,
                     gap_from: None,
                     frame: book
                         .as_ref()
                         .map_or_else(|| l.frame.clone(), |b| b.frame.clone()),
-                }]
+                }],
             })
             .unwrap_or_default()
         };

@@ -553,11 +553,11 @@ impl<'c> MarketSession<'c> {
                         &self.topic,
                         format_args!("book lost ({}): {reason:?}", reason.label()),
                     );
-                    if let Some(topic) = topic.filter(|t| t.has_data()) {
-                        // One seq left unused: subscribers get an `upstream` gap marker right
-                        // before the next snapshot, so the loss is in every client's stream.
-                        topic.skip_seqs(1);
-                        topic.set_feed_down();
+                    if let Some(topic) = topic {
+                        // Untrusted until the adapter's next snapshot: not shown to new
+                        // subscribers, and every subscriber gets an `upstream` gap marker right
+                        // before that snapshot, so the loss is in every client's stream.
+                        topic.withdraw_book();
                     }
                     continue;
                 }
