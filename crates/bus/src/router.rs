@@ -1163,7 +1163,9 @@ fn lost_on_the_way(
 
 /// Queues `tick` for the subscriber of `route` unless it already has it (its snapshot or recovery
 /// covered it), and lists the subscriber for the next write pass.
-#[inline]
+// Always: this is the per-subscriber step of every fan-out, and the compiler stopped inlining it
+// into `dispatch` once that grew (a call per subscriber cost ~15% of a 10k fan-out in the bench).
+#[inline(always)]
 fn route_tick(
     limits: &QueueLimits,
     stats: &mut RouterStats,

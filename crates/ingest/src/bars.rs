@@ -4,6 +4,10 @@
 //! Built once here, at ingest, like the books: every subscriber of a candle topic gets the same
 //! encoded bar. A feed calls [`Bars::on_trade`] for each trade and [`Bars::on_clock`] now and
 //! then, so a candle closes when its interval ends even if no trade follows.
+//!
+//! A symbol the feed sends only quotes for gets candles from the quotes' `last`/`size`: a quote
+//! whose last trade differs from the previous quote's counts as one trade (a quote that repeats
+//! the last trade adds nothing). Once a real trade of the symbol comes, quotes stop counting.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,10 +24,19 @@ struct Candle {
     builder: BarBuilder,
 }
 
+/// One symbol's candles, and where its trades come from.
+struct Symbol {
+    candles: Vec<Candle>,
+    /// A `trade` of this symbol came: quotes no longer count as trades.
+    traded: bool,
+    /// The previous quote's (last, size), to tell a new trade from a repeated one.
+    last_quote: Option<(f64, f64)>,
+}
+
 /// Every candle a feed builds.
 pub struct Bars {
     config: BarsConfig,
-    symbols: HashMap<String, Vec<Candle>>,
+    symbols: HashMap<String, Symbol>,
     /// Scratch, reused.
     ready: Vec<Bar>,
     scratch: Vec<u8>,
@@ -68,14 +81,68 @@ impl Bars {
         if self.config.intervals.is_empty() {
             return;
         }
+        self.symbol(bus, symbol).traded = true;
+        self.fold(symbol, ts, price, size, now, batch);
+    }
+
+    /// Counts a quote of `symbol` as a trade at `now` when its last trade (`last`, `size`) is new
+    /// and the symbol has no real trades (see the module doc).
+    pub fn on_quote(
+        &mut self,
+        bus: &Bus,
+        batch: &mut PublishBatch<'_>,
+        symbol: &str,
+        last: f64,
+        size: f64,
+        now: TsMicros,
+    ) {
+        if self.config.intervals.is_empty() || size <= 0.0 || !size.is_finite() {
+            return;
+        }
+        let s = self.symbol(bus, symbol);
+        if s.traded || s.last_quote == Some((last, size)) {
+            return;
+        }
+        s.last_quote = Some((last, size));
+        let (Some(price), Some(size)) = (shortest(last), shortest(size)) else {
+            return; // exponent notation: a value no candle needs
+        };
+        self.fold(symbol, now, price, size, now, batch);
+    }
+
+    /// The state of `symbol`, made (with its candle topics) on first use.
+    fn symbol(&mut self, bus: &Bus, symbol: &str) -> &mut Symbol {
         if !self.symbols.contains_key(symbol) {
             let candles = self.candles_of(bus, symbol);
-            self.symbols.insert(symbol.to_string(), candles);
+            self.symbols.insert(
+                symbol.to_string(),
+                Symbol {
+                    candles,
+                    traded: false,
+                    last_quote: None,
+                },
+            );
         }
-        let Some(candles) = self.symbols.get_mut(symbol) else {
+        // Looked up by `&str`: no allocation once the symbol is known (every quote comes here).
+        self.symbols
+            .get_mut(symbol)
+            .expect("the symbol was inserted above")
+    }
+
+    /// Folds one trade into every interval's candle of `symbol` and publishes what is due.
+    fn fold(
+        &mut self,
+        symbol: &str,
+        ts: TsMicros,
+        price: Decimal,
+        size: Decimal,
+        now: TsMicros,
+        batch: &mut PublishBatch<'_>,
+    ) {
+        let Some(s) = self.symbols.get_mut(symbol) else {
             return;
         };
-        for c in candles.iter_mut() {
+        for c in s.candles.iter_mut() {
             if c.builder.on_trade(ts, price, size, now, &mut self.ready) == TradeOutcome::Rejected {
                 self.late += 1;
             }
@@ -85,8 +152,8 @@ impl Bars {
 
     /// Closes the candles whose interval has ended and sends open ones that changed and are due.
     pub fn on_clock(&mut self, batch: &mut PublishBatch<'_>, now: TsMicros) {
-        for candles in self.symbols.values_mut() {
-            for c in candles.iter_mut() {
+        for s in self.symbols.values_mut() {
+            for c in s.candles.iter_mut() {
                 c.builder.on_clock(now, &mut self.ready);
                 publish(batch, &c.topic, &mut self.ready, &mut self.scratch, now);
             }
@@ -113,6 +180,14 @@ impl Bars {
             })
             .collect()
     }
+}
+
+/// The shortest decimal that round-trips `v`, as the feed most likely wrote it (`189.13`, and `100`
+/// rather than ryu's `100.0`); `None` for what needs an exponent.
+fn shortest(v: f64) -> Option<Decimal> {
+    let mut buf = ryu::Buffer::new();
+    let s = buf.format(v);
+    Decimal::parse(s.strip_suffix(".0").unwrap_or(s)).ok()
 }
 
 /// Publishes the candles in `ready` (in order) on `topic`, each under the topic's next seq.

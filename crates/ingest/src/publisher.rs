@@ -95,6 +95,14 @@ impl Publisher {
         };
         let frame = self.encoder.encode(&tick);
         batch.publish(topic, tick.seq, tick.ts, frame);
+        self.bars.on_quote(
+            &self.bus,
+            batch,
+            topic.topic().symbol(),
+            quote.last.0,
+            quote.size.0,
+            ts,
+        );
     }
 
     /// Applies a book snapshot or delta to the book of `topic` (a `book.*` topic) and publishes
@@ -132,9 +140,8 @@ impl Publisher {
         }
         // The bus gets the ingest time (latency, heartbeats); the message keeps the execution time.
         batch.publish(topic, seq, now, Frame::text(&self.scratch));
-        let bus = self.bus.clone();
         self.bars.on_trade(
-            &bus,
+            &self.bus,
             batch,
             topic.topic().symbol(),
             trade.ts,

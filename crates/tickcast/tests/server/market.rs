@@ -342,3 +342,49 @@ async fn candles_match_a_hand_computed_ohlcv_and_bad_lines_are_counted() {
     assert_eq!(m.value("tickcast_book_refusals_total"), 3.0);
     server.shutdown().await;
 }
+
+/// A feed that sends only quotes still gets candles: each quote with a new last trade counts as a
+/// trade of its `last` and `size`; a quote repeating it adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quote_only_symbols_get_candles_from_last_and_size() {
+    let server = start_server(|c| {
+        c.feeds = feeds(
+            "[[feeds]]\nkind = \"tcp\"\nname = \"pub\"\nlisten = \"127.0.0.1:0\"\nrequired = false",
+        );
+        c.market.bar_update_ms = 10;
+    })
+    .await;
+    let mut client = Client::connect(&server).await;
+    client.subscribe(&["bar.1m.QQ"], 1).await;
+    let mut publisher = tcp_publisher(&server, "pub").await;
+    let quotes = [
+        tick_line("ticker.QQ", 9.9, 10.1, 10.0, 100.0),
+        tick_line("ticker.QQ", 9.8, 10.1, 10.0, 100.0), // the same last trade: not counted
+        tick_line("ticker.QQ", 10.9, 11.1, 11.0, 200.0),
+        tick_line("ticker.QQ", 8.9, 9.1, 9.0, 300.0),
+    ];
+    publisher
+        .write_all((quotes.join("\n") + "\n").as_bytes())
+        .await
+        .expect("publish");
+    // Latest state per candle (a minute boundary may split them): 3 trades, 600 shares in all.
+    let mut candles = std::collections::BTreeMap::new();
+    while candles
+        .values()
+        .map(|b: &Value| b["trades"].as_u64().unwrap_or(0))
+        .sum::<u64>()
+        < 3
+    {
+        let v = client.next_of_type("bar").await;
+        candles.insert(v["start"].as_u64().expect("start"), v);
+    }
+    let all: Vec<&Value> = candles.values().collect();
+    let volume: u64 = all
+        .iter()
+        .map(|b| b["volume"].as_str().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(volume, 600, "{all:?}");
+    assert_eq!(all[0]["open"], "10", "{all:?}");
+    assert_eq!(all[all.len() - 1]["close"], "9", "{all:?}");
+    server.shutdown().await;
+}
