@@ -81,6 +81,8 @@ pub struct BarsConfig {
     pub intervals: Vec<(String, Duration)>,
     /// Least time between two sends of an open candle.
     pub update: Duration,
+    /// Whether a symbol a feed sends only quotes for gets candles from the quotes' last trade.
+    pub from_quotes: bool,
 }
 
 impl Default for BarsConfig {
@@ -91,6 +93,7 @@ impl Default for BarsConfig {
                 ("1m".into(), Duration::from_secs(60)),
             ],
             update: Duration::from_millis(250),
+            from_quotes: true,
         }
     }
 }

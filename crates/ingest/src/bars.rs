@@ -60,6 +60,12 @@ impl Bars {
         }
     }
 
+    /// Stops counting quotes as trades (a feed whose candles come from its own trades, or a load
+    /// test that measures quotes alone).
+    pub fn ignore_quotes(&mut self) {
+        self.config.from_quotes = false;
+    }
+
     /// Trades too old for any candle (counted, not folded in).
     pub fn late_trades(&self) -> u64 {
         self.late
@@ -96,7 +102,11 @@ impl Bars {
         size: f64,
         now: TsMicros,
     ) {
-        if self.config.intervals.is_empty() || size <= 0.0 || !size.is_finite() {
+        if !self.config.from_quotes
+            || self.config.intervals.is_empty()
+            || size <= 0.0
+            || !size.is_finite()
+        {
             return;
         }
         let s = self.symbol(bus, symbol);

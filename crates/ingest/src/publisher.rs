@@ -152,6 +152,11 @@ impl Publisher {
         seq
     }
 
+    /// Stops building candles from this feed's quotes (see [`Bars::ignore_quotes`]).
+    pub fn ignore_quotes_for_bars(&mut self) {
+        self.bars.ignore_quotes();
+    }
+
     /// Advances this feed's candles to `now`: closes those whose interval ended and sends open
     /// ones that changed. Feeds that publish trades call it a few times a second.
     pub fn tick_bars(&mut self, batch: &mut PublishBatch<'_>, now: TsMicros) {

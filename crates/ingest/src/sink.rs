@@ -312,6 +312,11 @@ mod tests {
         let bus = Bus::new(&BusConfig {
             max_topics: 3,
             max_requested_topics: 0,
+            // No candles: these tests count the quotes' own topics against the limit.
+            bars: tickcast_bus::BarsConfig {
+                from_quotes: false,
+                ..Default::default()
+            },
             ..Default::default()
         });
         let stats = FeedStats::new("t", "tcp");

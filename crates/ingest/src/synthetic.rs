@@ -216,6 +216,8 @@ fn due_by(elapsed: Duration, rate: f64, period: Duration) -> u64 {
 
 async fn run(config: SyntheticConfig, mut ctx: FeedContext) -> Result<(), FeedError> {
     let feed = config.name.clone();
+    // Its candles come from its trades (with `market_rate`); its quotes alone are a load test.
+    ctx.publisher.ignore_quotes_for_bars();
     let mut walks = Vec::new();
     let mut markets = Vec::new();
     let mut rng = SmallRng::seed_from_u64(config.seed);

@@ -27,6 +27,8 @@ pub struct MarketSection {
     pub bar_intervals: Vec<String>,
     /// Least time between two sends of an open candle, in milliseconds.
     pub bar_update_ms: u64,
+    /// Whether symbols a feed sends only quotes for get candles from the quotes' last trade.
+    pub bars_from_quotes: bool,
 }
 
 impl Default for MarketSection {
@@ -36,6 +38,7 @@ impl Default for MarketSection {
             book_depth: DEFAULT_BOOK_DEPTH,
             bar_intervals: bars.intervals.into_iter().map(|(l, _)| l).collect(),
             bar_update_ms: millis(bars.update),
+            bars_from_quotes: bars.from_quotes,
         }
     }
 }
@@ -87,6 +90,7 @@ impl MarketSection {
         Ok(BarsConfig {
             intervals,
             update: Duration::from_millis(self.bar_update_ms),
+            from_quotes: self.bars_from_quotes,
         })
     }
 }
