@@ -405,22 +405,33 @@ impl OutQueue {
             self.conflated.push(tick);
             return Pushed::Queued;
         }
-        let last = self
-            .conflated
-            .iter_mut()
-            .rev()
-            .find(|q| q.topic == tick.topic);
-        if let Some(marker) = last {
+        // Widen the topic's marker if it is the last thing queued of it, sealed or not: a run of
+        // drops is one marker, so markers never outnumber the trades kept between them.
+        let last = self.conflated.iter().rposition(|q| q.topic == tick.topic);
+        if let Some(i) = last {
+            let q = &self.conflated[i];
             let widen = matches!(
-                marker.kind,
+                q.kind,
                 EntryKind::Gap {
                     reason: GapReason::Dropped,
                     ..
                 }
-            ) && marker.frame.is_empty()
-                && marker.seq.next() == tick.seq;
-            if let Some(m) = Rc::get_mut(marker).filter(|_| widen) {
-                m.seq = tick.seq;
+            ) && q.seq.next() == tick.seq;
+            if widen {
+                let (from, _) = q.range();
+                match Rc::get_mut(&mut self.conflated[i]) {
+                    Some(m) if m.frame.is_empty() => m.seq = tick.seq,
+                    _ => {
+                        self.data_bytes -= self.conflated[i].len() as u32;
+                        self.conflated[i] = RoutedTick::unsealed_gap(
+                            tick.topic,
+                            from,
+                            tick.seq,
+                            GapReason::Dropped,
+                        );
+                        self.unsealed = true;
+                    }
+                }
                 return Pushed::DroppedNew;
             }
         }
@@ -1209,6 +1220,32 @@ mod tests {
         // Room again: the next trade is queued as it is.
         assert_eq!(push_class(&mut q, TopicClass::Event, 1, 7), Pushed::Queued);
         assert_eq!(drain(&mut q), vec![r#"{"t":1,"seq":7}"#]);
+    }
+
+    /// A marker already encoded (the writer sealed it, the socket has not taken it) still widens:
+    /// a reader that stays behind gets one marker per run of drops, never a lane full of them.
+    #[test]
+    fn a_sealed_trade_marker_widens_instead_of_piling_up() {
+        let mut q = queue(limits(OverflowPolicy::Conflate, 3));
+        for seq in 1..=3 {
+            push_class(&mut q, TopicClass::Event, 1, seq);
+        }
+        q.push(TopicId(9), Seq(1), tick(9, 1).2);
+        for seq in 4..=100 {
+            assert_eq!(
+                push_class(&mut q, TopicClass::Event, 1, seq),
+                Pushed::DroppedNew
+            );
+            if seq % 10 == 0 {
+                q.seal_gaps(|id| Topic::new(&format!("t.{}", id.0)).ok(), |_| None);
+            }
+        }
+        assert_eq!(q.data_len(), 5, "3 trades, a ticker and one marker");
+        let out = drain(&mut q);
+        assert_eq!(
+            out.last().map(String::as_str),
+            Some(r#"{"type":"gap","topic":"t.1","from":4,"to":100,"reason":"dropped"}"#)
+        );
     }
 
     #[test]

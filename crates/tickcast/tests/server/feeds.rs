@@ -892,6 +892,8 @@ async fn topics_clients_make_up_never_lock_out_a_feed_and_go_away_unused() {
         c.feeds = feeds("[[feeds]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:0\"");
         c.limits.max_topics = 3;
         c.limits.requested_topic_grace_ms = 0;
+        // Only the quotes' own topics count here; candles would take slots of the limit.
+        c.market.bars_from_quotes = false;
     })
     .await;
     let bus = server.running().state().bus.clone();

@@ -38,9 +38,9 @@ async fn next_tick(c: &mut Client) -> (String, u64) {
 async fn a_wildcard_gets_every_topic_of_its_channel_including_later_ones_until_unsubscribed() {
     let server = start_server(|c| c.feeds = feeds(TCP_FEED)).await;
     let mut publisher = tcp_publisher(&server, "pub").await;
-    publish(&mut publisher, &["ticker.AAPL", "trade.AAPL"], 1).await;
+    publish(&mut publisher, &["ticker.AAPL", "fx.AAPL"], 1).await;
     wait_for_seq(&server, "ticker.AAPL", 1).await;
-    wait_for_seq(&server, "trade.AAPL", 1).await;
+    wait_for_seq(&server, "fx.AAPL", 1).await;
     // A topic only a client asked for (no feed publishes it) is not the channel's.
     let mut other = Client::connect(&server).await;
     other.subscribe(&["ticker.MADEUP"], 1).await;
@@ -60,12 +60,7 @@ async fn a_wildcard_gets_every_topic_of_its_channel_including_later_ones_until_u
     );
 
     // Topics a feed starts after the subscribe arrive from their first tick; other channels don't.
-    publish(
-        &mut publisher,
-        &["trade.AAPL", "ticker.NEW", "ticker.AAPL"],
-        2,
-    )
-    .await;
+    publish(&mut publisher, &["fx.AAPL", "ticker.NEW", "ticker.AAPL"], 2).await;
     assert_eq!(next_tick(&mut c).await, ("ticker.NEW".into(), 1));
     assert_eq!(next_tick(&mut c).await, ("ticker.AAPL".into(), 2));
 
@@ -81,19 +76,15 @@ async fn a_wildcard_gets_every_topic_of_its_channel_including_later_ones_until_u
     )
     .await;
     wait_for_seq(&server, "ticker.LATER", 1).await;
-    c.subscribe(&["trade.AAPL"], 3).await;
-    assert_eq!(
-        next_tick(&mut c).await,
-        ("trade.AAPL".into(), 2),
-        "snapshot"
-    );
+    c.subscribe(&["fx.AAPL"], 3).await;
+    assert_eq!(next_tick(&mut c).await, ("fx.AAPL".into(), 2), "snapshot");
     publish(
         &mut publisher,
-        &["ticker.AAPL", "ticker.LATEST", "trade.AAPL"],
+        &["ticker.AAPL", "ticker.LATEST", "fx.AAPL"],
         4,
     )
     .await;
-    assert_eq!(next_tick(&mut c).await, ("trade.AAPL".into(), 3));
+    assert_eq!(next_tick(&mut c).await, ("fx.AAPL".into(), 3));
 
     wait_for_metric(&server, "tickcast_wildcard_matches_total", 2.0).await;
     server.shutdown().await;
