@@ -412,7 +412,11 @@ mod tests {
         );
         assert!(Level::parse(b"1.5", b"0.000").unwrap().is_removal());
         for bad in [&b""[..], b".", b"1.2.3", b"-1", b"1e3", b" 1", b"1\\u0030"] {
-            assert_eq!(Level::parse(bad, b"1"), Err(BookError::BadDecimal), "{bad:?}");
+            assert_eq!(
+                Level::parse(bad, b"1"),
+                Err(BookError::BadDecimal),
+                "{bad:?}"
+            );
         }
         // 19 fractional digits cannot be keyed exactly.
         assert!(Level::parse(b"0.0000000000000000001", b"1").is_err());
@@ -440,13 +444,34 @@ mod tests {
     fn malformed_messages_are_errors_not_panics() {
         let mut m = BookMsg::default();
         for (s, want) in [
-            (r#"{"snapshot":false,"bids":[],"asks":[]}"#, BookError::NoChecksum),
-            (r#"{"snapshot":true,"bids":[],"asks":[],"checksum":1}"#, BookError::NoDepth),
-            (r#"{"bids":[],"asks":[],"checksum":1}"#, BookError::NoSnapshotFlag),
-            (r#"{"snapshot":false,"bids":[["1"]],"checksum":1}"#, BookError::Malformed),
-            (r#"{"snapshot":false,"bids":[["1","x"]],"checksum":1}"#, BookError::BadDecimal),
-            (r#"{"snapshot":false,"bids":[[1,2]],"checksum":1}"#, BookError::Malformed),
-            (r#"{"snapshot":false,"checksum":99999999999}"#, BookError::NoChecksum),
+            (
+                r#"{"snapshot":false,"bids":[],"asks":[]}"#,
+                BookError::NoChecksum,
+            ),
+            (
+                r#"{"snapshot":true,"bids":[],"asks":[],"checksum":1}"#,
+                BookError::NoDepth,
+            ),
+            (
+                r#"{"bids":[],"asks":[],"checksum":1}"#,
+                BookError::NoSnapshotFlag,
+            ),
+            (
+                r#"{"snapshot":false,"bids":[["1"]],"checksum":1}"#,
+                BookError::Malformed,
+            ),
+            (
+                r#"{"snapshot":false,"bids":[["1","x"]],"checksum":1}"#,
+                BookError::BadDecimal,
+            ),
+            (
+                r#"{"snapshot":false,"bids":[[1,2]],"checksum":1}"#,
+                BookError::Malformed,
+            ),
+            (
+                r#"{"snapshot":false,"checksum":99999999999}"#,
+                BookError::NoChecksum,
+            ),
             (r#"{"snapshot":maybe}"#, BookError::Malformed),
             (r#"{"snapshot":false,"bids":["#, BookError::Malformed),
         ] {
@@ -476,7 +501,13 @@ mod tests {
     }
 
     impl Reference {
-        fn apply(&mut self, snapshot: bool, depth: usize, bids: &[(String, String)], asks: &[(String, String)]) {
+        fn apply(
+            &mut self,
+            snapshot: bool,
+            depth: usize,
+            bids: &[(String, String)],
+            asks: &[(String, String)],
+        ) {
             if snapshot {
                 self.depth = depth;
                 self.bids.clear();
@@ -524,8 +555,11 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(20);
         for round in 0..20 {
             let depth = rng.random_range(1..=30usize);
-            let (mut ours, mut m, mut reference) =
-                (LocalBook::default(), BookMsg::default(), Reference::default());
+            let (mut ours, mut m, mut reference) = (
+                LocalBook::default(),
+                BookMsg::default(),
+                Reference::default(),
+            );
             // Prices as cents around 100.00 with varying spellings ("100.5", "100.50", "0100.50").
             let spell = |rng: &mut SmallRng, cents: i64| match rng.random_range(0..3) {
                 0 => format!("{}.{:02}", cents / 100, cents % 100),
@@ -550,17 +584,29 @@ mod tests {
                         format!("{}.{}", rng.random_range(0..50), rng.random_range(1..1000))
                     };
                     let l = (spell(&mut rng, cents), size);
-                    if bid { bids.push(l) } else { asks.push(l) }
+                    if bid {
+                        bids.push(l)
+                    } else {
+                        asks.push(l)
+                    }
                 }
                 reference.apply(snapshot, depth, &bids, &asks);
                 let want = reference.checksum();
                 let json = format!(
                     r#"{{"type":"book","topic":"book.X","seq":{step},"ts":1,"snapshot":{snapshot},{}"bids":{},"asks":{},"checksum":{want}}}"#,
-                    if snapshot { format!(r#""depth":{depth},"#) } else { String::new() },
+                    if snapshot {
+                        format!(r#""depth":{depth},"#)
+                    } else {
+                        String::new()
+                    },
                     levels_json(&bids),
                     levels_json(&asks)
                 );
-                assert_eq!(apply(&mut ours, &mut m, &json), want, "round {round} step {step}: {json}");
+                assert_eq!(
+                    apply(&mut ours, &mut m, &json),
+                    want,
+                    "round {round} step {step}: {json}"
+                );
                 assert_eq!(ours.len(), (reference.bids.len(), reference.asks.len()));
                 assert!(!ours.is_crossed());
             }

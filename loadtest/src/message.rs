@@ -754,12 +754,21 @@ mod tests {
         let trade = br#"{"type":"trade","topic":"trade.AAPL","seq":7,"ts":17,"price":"189.13","size":"200","side":"buy","trade_id":"t-1"}"#;
         let bar = br#"{"type":"bar","topic":"bar.1s.AAPL","seq":3,"start":1763699960000000,"open":"189.10","trades":9,"closed":false}"#;
         for (b, kind, topic, seq, ts) in [
-            (&book[..], Kind::Book, &b"book.AAPL"[..], 41, Some(1763700000000000)),
+            (
+                &book[..],
+                Kind::Book,
+                &b"book.AAPL"[..],
+                41,
+                Some(1763700000000000),
+            ),
             (trade, Kind::Trade, b"trade.AAPL", 7, Some(17)),
             (bar, Kind::Bar, b"bar.1s.AAPL", 3, None),
         ] {
             let fast = scan_market_fast(b).expect("fast path");
-            assert_eq!((fast.kind, fast.topic, fast.seq, fast.ts), (kind, topic, Some(seq), ts));
+            assert_eq!(
+                (fast.kind, fast.topic, fast.seq, fast.ts),
+                (kind, topic, Some(seq), ts)
+            );
             assert_eq!(scan_general(b), fast, "{}", String::from_utf8_lossy(b));
             assert_eq!(scan(b), fast);
             assert!(kind.is_data());

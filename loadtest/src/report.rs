@@ -480,7 +480,9 @@ pub fn nothing_measured(r: &Report) -> Option<String> {
 /// on market channels (`book`, `trade`, `bar.*`) so do unannounced gaps and reordered messages.
 pub fn failures(r: &Report) -> Option<String> {
     let sub = r.subscribe.as_ref()?;
-    let classes: Vec<&ClassReport> = std::iter::once(&sub.fast).chain(sub.slow.as_ref()).collect();
+    let classes: Vec<&ClassReport> = std::iter::once(&sub.fast)
+        .chain(sub.slow.as_ref())
+        .collect();
     let sum = |f: fn(&ClassReport) -> u64| classes.iter().copied().map(f).sum::<u64>();
     let market = sub.channel != "ticker";
     let mut why = Vec::new();

@@ -690,10 +690,17 @@ mod tests {
         assert_eq!(s.feed_rate_per_topic(), 100.0);
         s.channel = Some("trade".into());
         assert_eq!(s.feed_rate_per_topic(), 20.0);
-        assert!(s.server_config().contains("market_rate = 1000.0"), "{}", s.server_config());
+        assert!(
+            s.server_config().contains("market_rate = 1000.0"),
+            "{}",
+            s.server_config()
+        );
         for bad in ["", "book.x", "bar", "a b", ".book"] {
             s.channel = Some(bad.into());
-            assert!(s.validate().unwrap_err().to_string().contains("--channel"), "{bad}");
+            assert!(
+                s.validate().unwrap_err().to_string().contains("--channel"),
+                "{bad}"
+            );
         }
         s.channel = Some("bar.1s".into());
         assert!(s.validate().is_ok());

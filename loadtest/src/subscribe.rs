@@ -615,7 +615,9 @@ fn on_book(
             Some(at) if at == seq => cnt.book_resyncs += 1,
             Some(at) => {
                 cnt.book_errors += 1;
-                note(format_args!("the snapshot after a resync marker should have seq {at}"));
+                note(format_args!(
+                    "the snapshot after a resync marker should have seq {at}"
+                ));
             }
             None => {}
         }
@@ -665,7 +667,11 @@ fn on_book(
         state.broken = true;
         note(format_args!(
             "checksum {sent} sent, {computed} computed ({} snapshot)",
-            if msg.snapshot { "a" } else { "after a delta, not a" }
+            if msg.snapshot {
+                "a"
+            } else {
+                "after a delta, not a"
+            }
         ));
     }
     msg.snapshot
@@ -990,18 +996,37 @@ mod tests {
 
     /// A book message for `book.SYM{sym}`; its checksum is the one `truth` has after applying
     /// it (plus `skew`, to make a wrong one).
-    fn book_msg(truth: &mut LocalBook, sym: u32, seq: u64, snapshot: bool, bids: &str, asks: &str, skew: u32) -> Vec<u8> {
-        let head = format!(r#"{{"type":"book","topic":"book.SYM{sym:04}","seq":{seq},"ts":{},"snapshot":{snapshot},"#, now_us());
+    fn book_msg(
+        truth: &mut LocalBook,
+        sym: u32,
+        seq: u64,
+        snapshot: bool,
+        bids: &str,
+        asks: &str,
+        skew: u32,
+    ) -> Vec<u8> {
+        let head = format!(
+            r#"{{"type":"book","topic":"book.SYM{sym:04}","seq":{seq},"ts":{},"snapshot":{snapshot},"#,
+            now_us()
+        );
         let depth = if snapshot { r#""depth":3,"# } else { "" };
         let body = format!(r#"{depth}"bids":[{bids}],"asks":[{asks}]"#);
         let mut m = BookMsg::default();
-        book::parse(format!("{{\"snapshot\":{snapshot},{body},\"checksum\":0}}").as_bytes(), &mut m).unwrap();
+        book::parse(
+            format!("{{\"snapshot\":{snapshot},{body},\"checksum\":0}}").as_bytes(),
+            &mut m,
+        )
+        .unwrap();
         if snapshot {
             truth.apply_snapshot(&m);
         } else {
             truth.apply_delta(&m);
         }
-        format!(r#"{head}{body},"checksum":{}}}"#, truth.checksum().wrapping_add(skew)).into_bytes()
+        format!(
+            r#"{head}{body},"checksum":{}}}"#,
+            truth.checksum().wrapping_add(skew)
+        )
+        .into_bytes()
     }
 
     #[test]
@@ -1011,8 +1036,24 @@ mod tests {
         let mut t1 = LocalBook::default();
         let mut t2 = LocalBook::default();
         let msgs = vec![
-            book_msg(&mut t1, 1, 10, true, r#"["9.5","1"],["9.4","2"]"#, r#"["10.0","1"],["10.1","3"]"#, 0),
-            book_msg(&mut t1, 1, 11, false, r#"["9.50","0"],["9.6","5"],["9.3","1"],["9.2","1"]"#, "", 0),
+            book_msg(
+                &mut t1,
+                1,
+                10,
+                true,
+                r#"["9.5","1"],["9.4","2"]"#,
+                r#"["10.0","1"],["10.1","3"]"#,
+                0,
+            ),
+            book_msg(
+                &mut t1,
+                1,
+                11,
+                false,
+                r#"["9.50","0"],["9.6","5"],["9.3","1"],["9.2","1"]"#,
+                "",
+                0,
+            ),
             book_msg(&mut t1, 1, 12, false, "", r#"["10.00","4"]"#, 0),
             // Topic 2: a delta before any snapshot (an error, once), then one more (unverified).
             book_msg(&mut t2, 2, 5, false, r#"["1","1"]"#, "", 0),
@@ -1029,7 +1070,14 @@ mod tests {
             book_msg(&mut t2, 2, 9, false, r#"["1","3"]"#, "", 0),
         ];
         for m in &msgs {
-            on_message(&ctx, &mut seqs, 0, &String::from_utf8_lossy(m).replace("ticker.SYM", "book.SYM").into_bytes());
+            on_message(
+                &ctx,
+                &mut seqs,
+                0,
+                &String::from_utf8_lossy(m)
+                    .replace("ticker.SYM", "book.SYM")
+                    .into_bytes(),
+            );
         }
         let st = ctx.st.borrow();
         let c = &st.counters[0];
@@ -1046,8 +1094,16 @@ mod tests {
         assert_eq!(c.unannounced_gaps, 0);
         assert_eq!(c.baselines, 2);
         assert_eq!(st.book_samples.len(), 3, "{:?}", st.book_samples);
-        assert!(st.book_samples[0].starts_with("book.SYM0002 seq 5: a delta before"), "{:?}", st.book_samples);
-        assert!(st.book_samples[1].contains("checksum"), "{:?}", st.book_samples);
+        assert!(
+            st.book_samples[0].starts_with("book.SYM0002 seq 5: a delta before"),
+            "{:?}",
+            st.book_samples
+        );
+        assert!(
+            st.book_samples[1].contains("checksum"),
+            "{:?}",
+            st.book_samples
+        );
         // Deltas after the first message are latency samples (11, 12, 13, 14, 22, 6, 9);
         // snapshots are not.
         assert_eq!(st.window_latency[0].len(), 7);
@@ -1060,12 +1116,17 @@ mod tests {
         let trade = |seq: u64| {
             format!(r#"{{"type":"trade","topic":"trade.SYM0001","seq":{seq},"ts":{},"price":"1.5","size":"2","side":"buy","trade_id":"x"}}"#, now_us()).into_bytes()
         };
-        let dropped = br#"{"type":"gap","topic":"trade.SYM0001","from":3,"to":5,"reason":"dropped"}"#.to_vec();
+        let dropped =
+            br#"{"type":"gap","topic":"trade.SYM0001","from":3,"to":5,"reason":"dropped"}"#
+                .to_vec();
         for m in [trade(1), trade(2), dropped, trade(6), trade(6), trade(8)] {
             on_message(&ctx, &mut seqs, 0, &m);
         }
         let c = &ctx.st.borrow().counters[0];
-        assert_eq!((c.kinds[Kind::Trade.index()], c.trades_window, c.ticks), (5, 5, 5));
+        assert_eq!(
+            (c.kinds[Kind::Trade.index()], c.trades_window, c.ticks),
+            (5, 5, 5)
+        );
         assert_eq!(c.trades_dropped_announced, 3);
         assert_eq!(c.trades_dropped_announced_window, 3);
         assert_eq!(c.trade_duplicates, 1);

@@ -103,8 +103,14 @@ async fn a_book_run_verifies_thousands_of_checksums_without_a_mismatch() {
     assert_eq!(fast["unexpected_topic"], 0, "{fast:#}");
     assert_eq!(fast["baselines"], 40, "{fast:#}");
     assert!(fast["data_messages"]["book"].as_u64().unwrap() >= verified);
-    assert!(fast["latency_us"]["samples"].as_u64().unwrap() > 0, "{fast:#}");
-    assert!(sub["books_verified_per_s"].as_f64().unwrap() > 1_000.0, "{sub:#}");
+    assert!(
+        fast["latency_us"]["samples"].as_u64().unwrap() > 0,
+        "{fast:#}"
+    );
+    assert!(
+        sub["books_verified_per_s"].as_f64().unwrap() > 1_000.0,
+        "{sub:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,7 +156,10 @@ async fn slow_trade_readers_lose_trades_only_with_announced_drops() {
     let _ = std::fs::remove_file(&json);
     let sub = &report["subscribe"];
     assert_eq!(sub["channel"], "trade");
-    assert!(sub["expected_msgs_per_s"].as_f64().unwrap() > 0.0, "{sub:#}");
+    assert!(
+        sub["expected_msgs_per_s"].as_f64().unwrap() > 0.0,
+        "{sub:#}"
+    );
     for class in ["fast", "slow"] {
         let c = &sub[class];
         assert_eq!(c["connected"], 5, "{class}: {c:#}");
@@ -158,11 +167,16 @@ async fn slow_trade_readers_lose_trades_only_with_announced_drops() {
         assert_eq!(c["unannounced_gaps_all_phases"], 0, "{class}: {c:#}");
         assert_eq!(c["trade_duplicates"], 0, "{class}: {c:#}");
         assert_eq!(c["reorders"], 0, "{class}: {c:#}");
-        assert_eq!(c["gap_markers_all_phases"]["conflated"], 0, "trades are never conflated");
+        assert_eq!(
+            c["gap_markers_all_phases"]["conflated"], 0,
+            "trades are never conflated"
+        );
         assert_eq!(c["unexpected_topic"], 0, "{class}: {c:#}");
     }
     let slow = &sub["slow"];
-    let dropped = slow["trades_dropped_announced_all_phases"].as_u64().unwrap();
+    let dropped = slow["trades_dropped_announced_all_phases"]
+        .as_u64()
+        .unwrap();
     assert!(
         dropped > 0,
         "slow readers were told about dropped trades: {slow:#}"
@@ -172,5 +186,8 @@ async fn slow_trade_readers_lose_trades_only_with_announced_drops() {
         true,
         "{slow:#}"
     );
-    assert!(slow["disconnects"].as_object().unwrap().is_empty(), "{slow:#}");
+    assert!(
+        slow["disconnects"].as_object().unwrap().is_empty(),
+        "{slow:#}"
+    );
 }
