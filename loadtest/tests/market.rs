@@ -181,9 +181,8 @@ async fn slow_trade_readers_lose_trades_only_with_announced_drops() {
         dropped > 0,
         "slow readers were told about dropped trades: {slow:#}"
     );
-    assert_eq!(
+    assert!(
         slow["gap_markers_all_phases"]["dropped"].as_u64().unwrap() > 0,
-        true,
         "{slow:#}"
     );
     assert!(
