@@ -66,9 +66,9 @@ impl Level {
     /// Parses `["price","size"]`'s two strings (raw bytes between the quotes).
     pub fn parse(price: &[u8], size: &[u8]) -> Result<Level, BookError> {
         let mut digits = [0u8; 2 * MAX_DIGITS];
-        let (key, price_len) = decimal(price, &mut digits[..MAX_DIGITS])?;
+        let (key, price_len) = decimal(price, &mut digits[..MAX_DIGITS], true)?;
         let key = key.ok_or(BookError::BadDecimal)?;
-        let (_, size_len) = decimal(size, &mut digits[price_len..price_len + MAX_DIGITS])?;
+        let (_, size_len) = decimal(size, &mut digits[price_len..price_len + MAX_DIGITS], false)?;
         Ok(Level {
             key,
             price_len: price_len as u8,
@@ -96,10 +96,10 @@ impl Level {
 }
 
 /// Reads a plain decimal (`digits[.digits]`): writes its checksum digits (no `.`, no leading
-/// zeros) into `out` and returns (the value times 10^18 when it fits, digits written). Zero writes
-/// nothing.
-fn decimal(s: &[u8], out: &mut [u8]) -> Result<(Option<i128>, usize), BookError> {
-    let mut key: Option<i128> = Some(0);
+/// zeros) into `out` and returns (the value times 10^18 when it fits and `keyed`, digits written).
+/// Zero writes nothing.
+fn decimal(s: &[u8], out: &mut [u8], keyed: bool) -> Result<(Option<i128>, usize), BookError> {
+    let mut key: Option<i128> = keyed.then_some(0);
     let mut frac: Option<u32> = None;
     let mut n = 0usize;
     let mut any = false;
@@ -294,16 +294,22 @@ impl LocalBook {
         matches!((self.bids.first(), self.asks.first()), (Some(b), Some(a)) if b.key >= a.key)
     }
 
-    /// Kraken v2 checksum of the book now.
+    /// Kraken v2 checksum of the book now: the top levels' digits gathered on the stack, then
+    /// one CRC-32 pass eight bytes at a time.
     pub fn checksum(&self) -> u32 {
-        let mut crc = !0u32;
-        for l in self.asks.iter().take(CHECKSUM_LEVELS) {
-            crc = crc32_update(crc, l.checksum_digits());
+        let mut buf = [0u8; 2 * CHECKSUM_LEVELS * 2 * MAX_DIGITS];
+        let mut n = 0;
+        for l in self
+            .asks
+            .iter()
+            .take(CHECKSUM_LEVELS)
+            .chain(self.bids.iter().take(CHECKSUM_LEVELS))
+        {
+            let d = l.checksum_digits();
+            buf[n..n + d.len()].copy_from_slice(d);
+            n += d.len();
         }
-        for l in self.bids.iter().take(CHECKSUM_LEVELS) {
-            crc = crc32_update(crc, l.checksum_digits());
-        }
-        !crc
+        crc32(&buf[..n])
     }
 
     /// Levels each side now (bids, asks).
@@ -337,9 +343,10 @@ fn upsert(side: &mut Vec<Level>, l: &Level, descending: bool) {
     }
 }
 
-/// CRC-32 (IEEE) lookup table, built at compile time.
-const CRC_TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
+/// CRC-32 (IEEE) lookup tables for slicing by 8, built at compile time: `CRC_TABLES[0]` is the
+/// classic byte table, `CRC_TABLES[k][b]` the CRC of byte `b` followed by `k` zero bytes.
+const CRC_TABLES: [[u32; 256]; 8] = {
+    let mut t = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
@@ -352,24 +359,43 @@ const CRC_TABLE: [u32; 256] = {
             };
             k += 1;
         }
-        t[i] = c;
+        t[0][i] = c;
         i += 1;
+    }
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+            i += 1;
+        }
+        k += 1;
     }
     t
 };
 
-/// Continues a CRC-32 (IEEE) over `bytes` (start with `!0`, finish with `!`).
-#[inline]
-fn crc32_update(mut crc: u32, bytes: &[u8]) -> u32 {
-    for &b in bytes {
-        crc = CRC_TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    crc
-}
-
 /// CRC-32 (IEEE) of `bytes`, as zlib's `crc32`.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    !crc32_update(!0, bytes)
+    let t = &CRC_TABLES;
+    let mut crc = !0u32;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
+        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        crc = t[7][(lo & 0xff) as usize]
+            ^ t[6][((lo >> 8) & 0xff) as usize]
+            ^ t[5][((lo >> 16) & 0xff) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][(hi & 0xff) as usize]
+            ^ t[2][((hi >> 8) & 0xff) as usize]
+            ^ t[1][((hi >> 16) & 0xff) as usize]
+            ^ t[0][(hi >> 24) as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = t[0][((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
 }
 
 #[cfg(test)]
@@ -387,6 +413,28 @@ mod tests {
             book.apply_delta(scratch);
         }
         book.checksum()
+    }
+
+    #[test]
+    fn crc32_by_eight_matches_bit_by_bit() {
+        fn bitwise(bytes: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &b in bytes {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 != 0 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 37 % 251) as u8).collect();
+        for n in 0..data.len() {
+            assert_eq!(crc32(&data[..n]), bitwise(&data[..n]), "{n} bytes");
+        }
     }
 
     /// The examples of docs/protocol.md and asyncapi.yaml.
