@@ -1029,6 +1029,38 @@ mod tests {
     }
 
     #[test]
+    fn wrong_market_data_fails_a_run() {
+        let ticker = Settings::default();
+        let book = Settings {
+            channel: Some("book".into()),
+            ..Settings::default()
+        };
+        let mut c = counters(5, 5, 0, 10);
+        assert_eq!(failures(&report_with(&book, c.clone())), None);
+        // Ticker runs keep reporting unannounced gaps without failing; market channels fail.
+        c.unannounced_gaps = 3;
+        assert_eq!(failures(&report_with(&ticker, c.clone())), None);
+        let why = failures(&report_with(&book, c.clone())).expect("fails");
+        assert_eq!(
+            why,
+            "book channel check failed: 3 unannounced missing seq(s)"
+        );
+        c.unannounced_gaps = 0;
+        c.book_checksum_mismatches = 2;
+        c.book_errors = 1;
+        let why = failures(&report_with(&ticker, c.clone())).expect("fails on any channel");
+        assert!(
+            why.contains("2 book checksum mismatch(es), 1 book error(s)"),
+            "{why}"
+        );
+        let mut t = counters(5, 5, 0, 10);
+        t.trade_duplicates = 1;
+        assert!(failures(&report_with(&ticker, t))
+            .unwrap()
+            .contains("1 duplicate trade(s)"));
+    }
+
+    #[test]
     fn buckets_cover_all_samples() {
         let mut h = crate::stats::latency_histogram();
         for v in [1u64, 5, 50, 500, 5_000, 50_000] {
