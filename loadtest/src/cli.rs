@@ -17,7 +17,7 @@ use crate::topics::Assign;
 #[derive(Debug, Parser)]
 #[command(name = "tickcast-loadgen", version, max_term_width = 100)]
 pub struct Cli {
-    /// Bundled scenario name (smoke, fanout-1k, fanout-10k, slow-consumers, c50k, soak) or a .toml path.
+    /// Bundled scenario name (smoke, fanout-1k, fanout-10k, slow-consumers, c50k, dashboards, books, soak) or a .toml path.
     #[arg(long, short = 's')]
     pub scenario: Option<String>,
     /// What to drive [default: subscribe, or both when --publish-addr is given].

@@ -18,6 +18,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ),
     ("c50k", include_str!("../scenarios/c50k.toml")),
     ("dashboards", include_str!("../scenarios/dashboards.toml")),
+    ("books", include_str!("../scenarios/books.toml")),
     ("soak", include_str!("../scenarios/soak.toml")),
 ];
 
