@@ -16,8 +16,9 @@ use crate::message::Parser;
 /// Levels each side the checksum covers.
 pub const CHECKSUM_LEVELS: usize = 10;
 
-/// Longest checksum digit string of one price or size (a longer one is refused as unusable).
-const MAX_DIGITS: usize = 24;
+/// Longest checksum digit string of one price or size (a longer one is refused as unusable):
+/// 20, so a level takes 64 bytes.
+const MAX_DIGITS: usize = 20;
 
 /// Fractional digits a price key holds exactly.
 const KEY_SCALE: u32 = 18;
@@ -448,6 +449,16 @@ mod tests {
         let delta = r#"{"type":"book","topic":"book.BTC-USD","seq":42,"ts":1763700000000100,"snapshot":false,"bids":[["64000.5","0"]],"asks":[],"checksum":878852093}"#;
         assert_eq!(apply(&mut b, &mut m, delta), 878_852_093);
         assert_eq!(b.len(), (0, 1));
+    }
+
+    #[test]
+    fn a_level_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Level>(), 64);
+        assert!(
+            Level::parse(b"123456789012345678.901", b"1").is_err(),
+            "21 digits"
+        );
+        assert!(Level::parse(b"1234567890123456.7891", b"0.00000000001234567891").is_ok());
     }
 
     #[test]
