@@ -17,7 +17,7 @@ use crate::topics::Assign;
 #[derive(Debug, Parser)]
 #[command(name = "tickcast-loadgen", version, max_term_width = 100)]
 pub struct Cli {
-    /// Bundled scenario name (smoke, fanout-1k, fanout-10k, slow-consumers, c50k, soak) or a .toml path.
+    /// Bundled scenario name (smoke, fanout-1k, fanout-10k, slow-consumers, c50k, dashboards, books, soak) or a .toml path.
     #[arg(long, short = 's')]
     pub scenario: Option<String>,
     /// What to drive [default: subscribe, or both when --publish-addr is given].
@@ -41,9 +41,14 @@ pub struct Cli {
     /// Explicit comma-separated topic list (replaces the pattern).
     #[arg(long, value_delimiter = ',')]
     pub topic_list: Option<Vec<String>>,
-    /// Take the topic list from the server's GET /topics.
+    /// Take the topic list from the server's GET /topics (the channel's topics only).
     #[arg(long)]
     pub topics_from_server: bool,
+    /// Channel to subscribe to: ticker, book (checks every book checksum), trade (checks trade
+    /// continuity), bar.1s, bar.1m, ...; replaces the channel of the topic prefix and list
+    /// [default: the topic prefix's, ticker].
+    #[arg(long)]
+    pub channel: Option<String>,
     /// How connections pick topics [default: sequential].
     #[arg(long, value_enum)]
     pub assign: Option<Assign>,
@@ -112,6 +117,10 @@ pub struct Cli {
     /// The server's synthetic feed rate (ticks/s over all symbols), for the expected rate.
     #[arg(long)]
     pub feed_rate: Option<f64>,
+    /// The server's synthetic feed market_rate (book changes/s over all symbols), for the
+    /// expected rate of book and trade runs and the config --print-server-config prints.
+    #[arg(long)]
+    pub market_rate: Option<f64>,
     /// The server's synthetic feed symbol count, for the expected rate [default: --topics].
     #[arg(long)]
     pub feed_symbols: Option<usize>,
@@ -160,7 +169,11 @@ impl Cli {
             slow_rate => slow_rate, slow_recv_buffer => slow_recv_buffer, churn => churn_s, throttle_ms => throttle_ms, publish_addr => publish.addr, publish_rate => publish.rate,
             publish_symbols => publish.symbols, publish_conns => publish.conns,
             feed_rate => server.rate, feed_symbols => server.symbols,
+            market_rate => server.market_rate,
         );
+        if let Some(c) = &self.channel {
+            s.channel = Some(c.clone());
+        }
         if self.topics_from_server {
             s.topics_from_server = true;
         }
@@ -235,6 +248,10 @@ where
     // A run that received nothing measured nothing: the table and files are still written (they
     // show what was tried), but the exit status must not say success.
     if let Some(why) = crate::report::nothing_measured(report) {
+        anyhow::bail!("{why}");
+    }
+    // Wrong market data (a book checksum mismatch, a lost or repeated trade) fails the run too.
+    if let Some(why) = crate::report::failures(report) {
         anyhow::bail!("{why}");
     }
     Ok(())

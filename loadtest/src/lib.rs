@@ -6,6 +6,7 @@
 //! and benchmarks can use the pieces directly.
 #![deny(unsafe_code)]
 
+pub mod book;
 pub mod cli;
 pub mod control;
 pub mod curves;

@@ -14,6 +14,12 @@ use memchr::memchr2;
 pub enum Kind {
     /// `{"type":"tick",...}`: market data.
     Tick,
+    /// `{"type":"book",...}`: an order book snapshot or delta (seq-checked like ticks).
+    Book,
+    /// `{"type":"trade",...}`: one trade (seq-checked like ticks).
+    Trade,
+    /// `{"type":"bar",...}`: a candle (seq-checked like ticks; no `ts`).
+    Bar,
     /// Subscription acknowledged.
     Subscribed,
     /// Unsubscription acknowledged.
@@ -34,17 +40,26 @@ pub enum Kind {
 
 impl Kind {
     /// Number of kinds, for per-kind counters.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 12;
 
     /// Stable index for per-kind counters.
     pub fn index(self) -> usize {
         self as usize
     }
 
+    /// A data message of its topic (tick, book, trade, bar): carries a `seq` that is checked.
+    #[inline]
+    pub fn is_data(self) -> bool {
+        matches!(self, Kind::Tick | Kind::Book | Kind::Trade | Kind::Bar)
+    }
+
     /// Name used in reports.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Tick => "tick",
+            Kind::Book => "book",
+            Kind::Trade => "trade",
+            Kind::Bar => "bar",
             Kind::Subscribed => "subscribed",
             Kind::Unsubscribed => "unsubscribed",
             Kind::Pong => "pong",
@@ -59,6 +74,9 @@ impl Kind {
     /// All kinds in index order.
     pub const ALL: [Kind; Kind::COUNT] = [
         Kind::Tick,
+        Kind::Book,
+        Kind::Trade,
+        Kind::Bar,
         Kind::Subscribed,
         Kind::Unsubscribed,
         Kind::Pong,
@@ -79,19 +97,22 @@ pub enum GapReason {
     Dropped,
     /// Never reached the server: the feed's own seqs skipped.
     Upstream,
+    /// Book deltas the client was too far behind for, replaced by the snapshot that follows.
+    Resync,
     /// A reason this load generator does not know, or none.
     Unknown,
 }
 
 impl GapReason {
     /// Number of reasons, for per-reason counters.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
 
     /// All reasons in index order.
     pub const ALL: [GapReason; GapReason::COUNT] = [
         GapReason::Conflated,
         GapReason::Dropped,
         GapReason::Upstream,
+        GapReason::Resync,
         GapReason::Unknown,
     ];
 
@@ -107,6 +128,7 @@ impl GapReason {
             GapReason::Conflated => "conflated",
             GapReason::Dropped => "dropped",
             GapReason::Upstream => "upstream",
+            GapReason::Resync => "resync",
             GapReason::Unknown => "unknown",
         }
     }
@@ -118,6 +140,7 @@ impl GapReason {
             b"conflated" => GapReason::Conflated,
             b"dropped" => GapReason::Dropped,
             b"upstream" => GapReason::Upstream,
+            b"resync" => GapReason::Resync,
             _ => GapReason::Unknown,
         }
     }
@@ -165,10 +188,57 @@ pub fn scan(b: &[u8]) -> Msg<'_> {
 /// inlined into the receive loop stays small.
 #[inline(never)]
 fn scan_rest(b: &[u8]) -> Msg<'_> {
+    if let Some(m) = scan_market_fast(b) {
+        return m;
+    }
     match scan_gap_fast(b) {
         Some(m) => m,
         None => scan_general(b),
     }
+}
+
+/// Fast path for `book`, `trade` and `bar` messages in tickcast's field order:
+/// `{"type":"book","topic":"T","seq":N,"ts":N,...`, the same for `trade`, and
+/// `{"type":"bar","topic":"T","seq":N,...` (bars have no `ts`). Anything else returns `None`.
+#[inline]
+fn scan_market_fast(b: &[u8]) -> Option<Msg<'_>> {
+    let rest = b.strip_prefix(b"{\"type\":\"")?;
+    let (kind, rest) = if let Some(r) = rest.strip_prefix(b"book\",\"topic\":\"") {
+        (Kind::Book, r)
+    } else if let Some(r) = rest.strip_prefix(b"trade\",\"topic\":\"") {
+        (Kind::Trade, r)
+    } else if let Some(r) = rest.strip_prefix(b"bar\",\"topic\":\"") {
+        (Kind::Bar, r)
+    } else {
+        return None;
+    };
+    let q = memchr2(b'"', b'\\', rest)?;
+    if rest[q] != b'"' {
+        return None;
+    }
+    let topic = &rest[..q];
+    let rest = rest.get(q + 1..)?.strip_prefix(b",\"seq\":")?;
+    let (seq, n) = leading_uint(rest)?;
+    let rest = rest.get(n..)?;
+    let ts = if kind == Kind::Bar {
+        None
+    } else {
+        let rest = rest.strip_prefix(b",\"ts\":")?;
+        let (ts, n) = leading_uint(rest)?;
+        if !matches!(rest.get(n), Some(b',' | b'}')) {
+            return None;
+        }
+        Some(ts)
+    };
+    if kind == Kind::Bar && !matches!(rest.first(), Some(b',' | b'}')) {
+        return None;
+    }
+    Some(Msg {
+        topic,
+        seq: Some(seq),
+        ts,
+        ..empty(kind)
+    })
 }
 
 /// A message with only its kind known.
@@ -285,6 +355,9 @@ fn scan_general(b: &[u8]) -> Msg<'_> {
                 typed = true;
                 m.kind = match v {
                     b"tick" => Kind::Tick,
+                    b"book" => Kind::Book,
+                    b"trade" => Kind::Trade,
+                    b"bar" => Kind::Bar,
                     b"subscribed" => Kind::Subscribed,
                     b"unsubscribed" => Kind::Unsubscribed,
                     b"pong" => Kind::Pong,
@@ -356,8 +429,13 @@ fn scan_general(b: &[u8]) -> Msg<'_> {
                 }
             }
         }
-        // A tick needs nothing past these four; the remaining fields are prices.
-        if m.kind == Kind::Tick && !m.topic.is_empty() && m.seq.is_some() && m.ts.is_some() {
+        // A tick needs nothing past these four; the remaining fields are prices. So do book and
+        // trade messages (a book's levels are read apart, by `book::parse`); a bar has no `ts`.
+        if m.kind.is_data()
+            && !m.topic.is_empty()
+            && m.seq.is_some()
+            && (m.ts.is_some() || m.kind == Kind::Bar)
+        {
             return m;
         }
         // A gap marker needs these four and its reason, which tickcast sends last.
@@ -370,7 +448,7 @@ fn scan_general(b: &[u8]) -> Msg<'_> {
             return m;
         }
         // Other messages need only their type (and an error its code, which comes right after).
-        if typed && !matches!(m.kind, Kind::Tick | Kind::Error | Kind::Gap) {
+        if typed && !m.kind.is_data() && !matches!(m.kind, Kind::Error | Kind::Gap) {
             return m;
         }
         p.ws();
@@ -393,14 +471,20 @@ fn malformed(mut m: Msg<'_>) -> Msg<'_> {
     m
 }
 
-struct Parser<'a> {
-    b: &'a [u8],
-    i: usize,
+/// A cursor over one JSON text (also used by `book::parse`).
+pub(crate) struct Parser<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) i: usize,
 }
 
 impl<'a> Parser<'a> {
+    /// A cursor at the start of `b`.
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        Self { b, i: 0 }
+    }
+
     #[inline]
-    fn ws(&mut self) {
+    pub(crate) fn ws(&mut self) {
         while let Some(&c) = self.b.get(self.i) {
             if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
                 break;
@@ -410,7 +494,7 @@ impl<'a> Parser<'a> {
     }
 
     #[inline]
-    fn eat(&mut self, c: u8) -> bool {
+    pub(crate) fn eat(&mut self, c: u8) -> bool {
         if self.b.get(self.i) == Some(&c) {
             self.i += 1;
             true
@@ -422,7 +506,7 @@ impl<'a> Parser<'a> {
     /// A string's raw bytes (escapes left as they are); `None` (position unchanged) if the
     /// value is not a string.
     #[inline]
-    fn string(&mut self) -> Option<&'a [u8]> {
+    pub(crate) fn string(&mut self) -> Option<&'a [u8]> {
         if self.b.get(self.i) != Some(&b'"') {
             return None;
         }
@@ -441,7 +525,7 @@ impl<'a> Parser<'a> {
 
     /// A non-negative integer; `None` (position unchanged) if the value is anything else.
     #[inline]
-    fn uint(&mut self) -> Option<u64> {
+    pub(crate) fn uint(&mut self) -> Option<u64> {
         let start = self.i;
         let mut v: u64 = 0;
         let mut j = start;
@@ -460,7 +544,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Skips any JSON value (nested arrays/objects by bracket depth, bounded by the input).
-    fn skip_value(&mut self) -> bool {
+    pub(crate) fn skip_value(&mut self) -> bool {
         match self.b.get(self.i) {
             Some(b'"') => self.string().is_some(),
             Some(b'[' | b'{') => {
@@ -662,5 +746,44 @@ mod tests {
         assert_eq!(scan(b"not json").kind, Kind::Malformed);
         let m = scan(br#"{"type":"tick","topic":"t","seq":1.5,"ts":2}"#);
         assert_eq!((m.kind, m.seq), (Kind::Tick, None));
+    }
+
+    #[test]
+    fn scans_book_trade_and_bar_messages() {
+        let book = br#"{"type":"book","topic":"book.AAPL","seq":41,"ts":1763700000000000,"snapshot":true,"depth":25,"bids":[["189.12","300"]],"asks":[["189.14","100"]],"checksum":12}"#;
+        let trade = br#"{"type":"trade","topic":"trade.AAPL","seq":7,"ts":17,"price":"189.13","size":"200","side":"buy","trade_id":"t-1"}"#;
+        let bar = br#"{"type":"bar","topic":"bar.1s.AAPL","seq":3,"start":1763699960000000,"open":"189.10","trades":9,"closed":false}"#;
+        for (b, kind, topic, seq, ts) in [
+            (
+                &book[..],
+                Kind::Book,
+                &b"book.AAPL"[..],
+                41,
+                Some(1763700000000000),
+            ),
+            (trade, Kind::Trade, b"trade.AAPL", 7, Some(17)),
+            (bar, Kind::Bar, b"bar.1s.AAPL", 3, None),
+        ] {
+            let fast = scan_market_fast(b).expect("fast path");
+            assert_eq!(
+                (fast.kind, fast.topic, fast.seq, fast.ts),
+                (kind, topic, Some(seq), ts)
+            );
+            assert_eq!(scan_general(b), fast, "{}", String::from_utf8_lossy(b));
+            assert_eq!(scan(b), fast);
+            assert!(kind.is_data());
+        }
+        // Other field orders and spacing go the general way, with the same result.
+        let m = scan(br#"{"seq":5,"type":"bar","topic":"bar.1m.X","closed":true}"#);
+        assert_eq!((m.kind, m.seq, m.ts), (Kind::Bar, Some(5), None));
+        let m = scan(br#"{ "type" : "trade", "ts":3, "topic":"trade.X", "seq":9 }"#);
+        assert_eq!((m.kind, m.seq, m.ts), (Kind::Trade, Some(9), Some(3)));
+        assert!(scan_market_fast(br#"{"type":"book","topic":"t","seq":1,"ts":2x}"#).is_none());
+        assert!(scan_market_fast(br#"{"type":"bars","topic":"t","seq":1}"#).is_none());
+        assert_eq!(
+            scan(br#"{"type":"gap","topic":"book.X","from":3,"to":9,"reason":"resync"}"#).reason,
+            GapReason::Resync
+        );
+        assert!(!Kind::Gap.is_data() && !Kind::Heartbeat.is_data());
     }
 }

@@ -84,6 +84,12 @@ pub struct SubscribeReport {
     pub fast: ClassReport,
     /// Simulated slow readers (absent when there are none).
     pub slow: Option<ClassReport>,
+    /// The channel subscribed to (`ticker`, `book`, `trade`, `bar.1s`, ...).
+    pub channel: String,
+    /// Book messages whose checksum verified, per second of the window (all classes).
+    pub books_verified_per_s: f64,
+    /// First few book checksum mismatches and book errors (topic, seq, what).
+    pub book_samples: Vec<String>,
 }
 
 /// Results of one class of connections.
@@ -138,8 +144,38 @@ pub struct ClassReport {
     pub bad_ticks: u64,
     /// Gap markers without topic, from or to, or with from > to.
     pub bad_markers: u64,
-    /// Non-tick messages by type (`subscribed`, `error`, `other`, ...), whole run.
+    /// Non-data messages by type (`subscribed`, `error`, `other`, ...), whole run.
     pub other_messages: BTreeMap<&'static str, u64>,
+    /// Data messages by type (`tick`, `book`, `trade`, `bar`; those that came), whole run.
+    pub data_messages: BTreeMap<&'static str, u64>,
+    /// `book` messages in the window.
+    pub book_messages: u64,
+    /// Book messages whose checksum matched the book this connection kept, in the window.
+    pub books_verified: u64,
+    /// The same over the whole run.
+    pub books_verified_all_phases: u64,
+    /// Book messages whose checksum did not match, whole run: a server bug (the run fails).
+    pub book_checksum_mismatches: u64,
+    /// Book snapshots applied (one per book on subscribe, one per resync), whole run.
+    pub book_snapshots: u64,
+    /// `resync` gap markers followed by the snapshot at the next seq, whole run.
+    pub book_resyncs: u64,
+    /// Book messages that break the protocol (a delta before any snapshot or right after a gap
+    /// marker, an unusable message, a crossed book, a resync not followed by its snapshot), whole
+    /// run: the run fails.
+    pub book_errors: u64,
+    /// Deltas not verified because the book was already wrong, until the next snapshot.
+    pub book_unverified: u64,
+    /// `trade` messages in the window.
+    pub trades: u64,
+    /// `trade` messages over the whole run.
+    pub trades_all_phases: u64,
+    /// Trade seqs announced dropped (`gap` reason `dropped` on trade topics), in the window.
+    pub trades_dropped_announced: u64,
+    /// The same over the whole run.
+    pub trades_dropped_announced_all_phases: u64,
+    /// Trades at or below a seq already accounted for (duplicates), whole run.
+    pub trade_duplicates: u64,
     /// Tick age on receipt (now − ts), microseconds, window only, baselines excluded.
     pub latency_us: Option<LatencySummary>,
     /// Latency distribution: `[upper bound µs, count]`, log-spaced.
@@ -265,6 +301,8 @@ pub struct Inputs<'a> {
     pub handshake: Option<LatencySummary>,
     /// Connection error samples.
     pub error_samples: Vec<String>,
+    /// Book mismatch and error samples.
+    pub book_samples: Vec<String>,
     /// Threads without a final report.
     pub missing_finals: usize,
     /// Phase marks and window samples.
@@ -297,6 +335,9 @@ pub fn build(i: Inputs<'_>) -> Report {
         missing_thread_reports: i.missing_finals,
         fast: class(Class::Fast),
         slow: (t[1].planned > 0).then(|| class(Class::Slow)),
+        channel: s.effective_channel(),
+        books_verified_per_s: t.iter().map(|c| c.books_verified_window).sum::<u64>() as f64 / w,
+        book_samples: i.book_samples.clone(),
     });
     let publish = i.publish.map(|p| {
         let sent_window = m.published.1.saturating_sub(m.published.0);
@@ -434,6 +475,54 @@ pub fn nothing_measured(r: &Report) -> Option<String> {
     ))
 }
 
+/// What the run found wrong with the server's market data, as one line for stderr; `None` when
+/// nothing. Any book checksum mismatch or book error fails a run, and so do trade duplicates;
+/// on market channels (`book`, `trade`, `bar.*`) so do unannounced gaps and reordered messages.
+pub fn failures(r: &Report) -> Option<String> {
+    let sub = r.subscribe.as_ref()?;
+    let classes: Vec<&ClassReport> = std::iter::once(&sub.fast)
+        .chain(sub.slow.as_ref())
+        .collect();
+    let sum = |f: fn(&ClassReport) -> u64| classes.iter().copied().map(f).sum::<u64>();
+    let market = sub.channel != "ticker";
+    let mut why = Vec::new();
+    let n = sum(|c| c.book_checksum_mismatches);
+    if n > 0 {
+        why.push(format!("{n} book checksum mismatch(es)"));
+    }
+    let n = sum(|c| c.book_errors);
+    if n > 0 {
+        why.push(format!("{n} book error(s)"));
+    }
+    let n = sum(|c| c.trade_duplicates);
+    if n > 0 {
+        why.push(format!("{n} duplicate trade(s)"));
+    }
+    if market {
+        let n = sum(|c| c.unannounced_gaps_all_phases);
+        if n > 0 {
+            why.push(format!("{n} unannounced missing seq(s)"));
+        }
+        let n = sum(|c| c.reorders);
+        if n > 0 {
+            why.push(format!("{n} reordered or duplicate message(s)"));
+        }
+    }
+    if why.is_empty() {
+        return None;
+    }
+    let first = sub
+        .book_samples
+        .first()
+        .map(|s| format!("; first: {s}"))
+        .unwrap_or_default();
+    Some(format!(
+        "{} channel check failed: {}{first}",
+        sub.channel,
+        why.join(", ")
+    ))
+}
+
 /// The run's topic set in a few words, for messages.
 fn subscribed_topics(p: &Settings) -> String {
     if p.topics_from_server {
@@ -443,11 +532,11 @@ fn subscribed_topics(p: &Settings) -> String {
         let more = if p.topic_list.len() > 3 { ", ..." } else { "" };
         format!("{}{more}", shown.join(", "))
     } else if p.topics <= 1 {
-        format!("{}0000", p.topic_prefix)
+        format!("{}0000", p.pattern_prefix())
     } else {
         format!(
             "{0}0000..{0}{1:04}",
-            p.topic_prefix,
+            p.pattern_prefix(),
             p.topics.saturating_sub(1)
         )
     }
@@ -479,9 +568,43 @@ fn class_report(c: &ClassCounters, h: &Histogram<u64>, w: f64) -> ClassReport {
         bad_markers: c.bad_markers,
         other_messages: Kind::ALL
             .iter()
-            .filter(|k| **k != Kind::Tick && c.kinds[k.index()] > 0)
+            .filter(|k| !k.is_data() && c.kinds[k.index()] > 0)
             .map(|k| (k.name(), c.kinds[k.index()]))
             .collect(),
+        data_messages: {
+            // Ticks are not counted by kind: they are what is left of all data messages.
+            let market: u64 = Kind::ALL
+                .iter()
+                .filter(|k| k.is_data() && **k != Kind::Tick)
+                .map(|k| c.kinds[k.index()])
+                .sum();
+            Kind::ALL
+                .iter()
+                .filter(|k| k.is_data())
+                .map(|k| {
+                    let n = if *k == Kind::Tick {
+                        c.ticks.saturating_sub(market)
+                    } else {
+                        c.kinds[k.index()]
+                    };
+                    (k.name(), n)
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        },
+        book_messages: c.book_messages_window,
+        books_verified: c.books_verified_window,
+        books_verified_all_phases: c.books_verified,
+        book_checksum_mismatches: c.book_checksum_mismatches,
+        book_snapshots: c.book_snapshots,
+        book_resyncs: c.book_resyncs,
+        book_errors: c.book_errors,
+        book_unverified: c.book_unverified,
+        trades: c.trades_window,
+        trades_all_phases: c.kinds[Kind::Trade.index()],
+        trades_dropped_announced: c.trades_dropped_announced_window,
+        trades_dropped_announced_all_phases: c.trades_dropped_announced,
+        trade_duplicates: c.trade_duplicates,
         latency_us: LatencySummary::of(h),
         latency_buckets: log_buckets(h),
     }
@@ -506,6 +629,10 @@ fn fmt_reasons(m: &BTreeMap<&'static str, u64>) -> String {
         get(GapReason::Dropped),
         get(GapReason::Upstream)
     );
+    let resync = get(GapReason::Resync);
+    if resync > 0 {
+        let _ = write!(s, " r{resync}");
+    }
     let unknown = get(GapReason::Unknown);
     if unknown > 0 {
         let _ = write!(s, "+{unknown}?");
@@ -675,6 +802,56 @@ pub fn table(r: &Report) -> String {
             }
             o.push('\n');
         }
+        let market = sub.channel != "ticker"
+            || classes
+                .iter()
+                .any(|(_, c)| c.data_messages.keys().any(|k| *k != "tick"));
+        if market {
+            let market_rows: [Row; 8] = [
+                ("book msgs (window)", |c| c.book_messages.to_string()),
+                ("books verified", |c| {
+                    format!("{} ({} all)", c.books_verified, c.books_verified_all_phases)
+                }),
+                ("BOOK MISMATCHES/errors", |c| {
+                    format!("{}/{}", c.book_checksum_mismatches, c.book_errors)
+                }),
+                ("book snapshots/resyncs", |c| {
+                    format!("{}/{}", c.book_snapshots, c.book_resyncs)
+                }),
+                ("book unverified", |c| c.book_unverified.to_string()),
+                ("trades (window)", |c| {
+                    format!("{} ({} all)", c.trades, c.trades_all_phases)
+                }),
+                ("trades dropped (ann.)", |c| {
+                    format!(
+                        "{} ({} all)",
+                        c.trades_dropped_announced, c.trades_dropped_announced_all_phases
+                    )
+                }),
+                ("trade duplicates", |c| c.trade_duplicates.to_string()),
+            ];
+            for (label, f) in market_rows {
+                let _ = write!(o, "{label:<22}");
+                for (_, c) in &classes {
+                    let _ = write!(o, "{:>18}", f(c));
+                }
+                o.push('\n');
+            }
+            let data: Vec<String> = classes
+                .iter()
+                .map(|(n, c)| format!("{n}: {}", fmt_map(c.data_messages.iter())))
+                .collect();
+            let _ = writeln!(o, "{:<22}{}", "data messages", data.join("  "));
+            let _ = writeln!(
+                o,
+                "channel {}: {} book msgs/s verified",
+                sub.channel,
+                fmt_rate(sub.books_verified_per_s)
+            );
+            for sample in &sub.book_samples {
+                let _ = writeln!(o, "book problem: {sample}");
+            }
+        }
         let others: Vec<String> = classes
             .iter()
             .map(|(n, c)| format!("{n}: {}", fmt_map(c.other_messages.iter())))
@@ -767,6 +944,7 @@ mod tests {
             window_latency: &lat,
             handshake: None,
             error_samples: Vec::new(),
+            book_samples: Vec::new(),
             missing_finals: 0,
             marks: &marks,
             server_pid: None,
@@ -848,6 +1026,38 @@ mod tests {
             2.0,
         ));
         assert_eq!(nothing_measured(&r), None);
+    }
+
+    #[test]
+    fn wrong_market_data_fails_a_run() {
+        let ticker = Settings::default();
+        let book = Settings {
+            channel: Some("book".into()),
+            ..Settings::default()
+        };
+        let mut c = counters(5, 5, 0, 10);
+        assert_eq!(failures(&report_with(&book, c.clone())), None);
+        // Ticker runs keep reporting unannounced gaps without failing; market channels fail.
+        c.unannounced_gaps = 3;
+        assert_eq!(failures(&report_with(&ticker, c.clone())), None);
+        let why = failures(&report_with(&book, c.clone())).expect("fails");
+        assert_eq!(
+            why,
+            "book channel check failed: 3 unannounced missing seq(s)"
+        );
+        c.unannounced_gaps = 0;
+        c.book_checksum_mismatches = 2;
+        c.book_errors = 1;
+        let why = failures(&report_with(&ticker, c.clone())).expect("fails on any channel");
+        assert!(
+            why.contains("2 book checksum mismatch(es), 1 book error(s)"),
+            "{why}"
+        );
+        let mut t = counters(5, 5, 0, 10);
+        t.trade_duplicates = 1;
+        assert!(failures(&report_with(&ticker, t))
+            .unwrap()
+            .contains("1 duplicate trade(s)"));
     }
 
     #[test]

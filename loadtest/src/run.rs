@@ -109,11 +109,27 @@ pub fn run(settings: Settings, opts: RunOptions) -> anyhow::Result<Outcome> {
             .as_ref()
             .context("--topics-from-server needs --url")?;
         let names = rt.block_on(crate::topics::fetch_from_server(t.addr, &t.host))?;
-        TopicTable::list(names).context("GET /topics returned no topics")?
+        let channel = s.effective_channel();
+        let total = names.len();
+        let mut channels: Vec<&str> = names
+            .iter()
+            .map(|n| crate::scenario::channel_of(n))
+            .collect();
+        channels.sort_unstable();
+        channels.dedup();
+        let seen = channels.join(", ");
+        let mine: Vec<String> = names
+            .iter()
+            .filter(|n| crate::scenario::channel_of(n) == channel)
+            .cloned()
+            .collect();
+        TopicTable::list(mine).with_context(|| {
+            format!("GET /topics returned {total} topic(s), none of channel {channel:?} (channels: {seen})")
+        })?
     } else if !s.topic_list.is_empty() {
-        TopicTable::list(s.topic_list.clone())?
+        TopicTable::list(s.resolved_topic_list())?
     } else {
-        TopicTable::pattern(&s.topic_prefix, s.topics)?
+        TopicTable::pattern(&s.pattern_prefix(), s.topics)?
     });
     drop(rt);
 
@@ -191,6 +207,7 @@ pub fn run(settings: Settings, opts: RunOptions) -> anyhow::Result<Outcome> {
     let mut window_latency = [stats::latency_histogram(), stats::latency_histogram()];
     let mut handshake = stats::latency_histogram();
     let mut error_samples = Vec::new();
+    let mut book_samples = Vec::new();
     for f in orch.finals.iter().flatten() {
         for (acc, h) in window_latency.iter_mut().zip(f.window_latency.iter()) {
             // Same bounds everywhere, so adding cannot fail.
@@ -198,6 +215,7 @@ pub fn run(settings: Settings, opts: RunOptions) -> anyhow::Result<Outcome> {
         }
         let _ = handshake.add(&f.handshake);
         error_samples.extend(f.error_samples.iter().cloned());
+        book_samples.extend(f.book_samples.iter().cloned());
     }
     let missing_finals = orch.finals.iter().filter(|f| f.is_none()).count();
 
@@ -211,6 +229,7 @@ pub fn run(settings: Settings, opts: RunOptions) -> anyhow::Result<Outcome> {
         window_latency: &window_latency,
         handshake: LatencySummary::of(&handshake),
         error_samples,
+        book_samples,
         missing_finals,
         marks: &marks,
         server_pid: opts.server_pid,
@@ -240,14 +259,15 @@ fn expected_rate(s: &Settings, plan: &SubscribePlan, totals: &[ClassCounters; 2]
     let topics = plan.topics.len();
     let mut per_topic = vec![0.0f64; topics];
     let mut known = false;
-    if s.server.rate > 0.0 && !s.topics_from_server && s.topic_list.is_empty() {
+    let feed_per_topic = s.feed_rate_per_topic();
+    if feed_per_topic > 0.0 && !s.topics_from_server && s.topic_list.is_empty() {
         let symbols = if s.server.symbols > 0 {
             s.server.symbols
         } else {
             s.topics
         };
         for r in per_topic.iter_mut().take(symbols) {
-            *r += s.server.rate / symbols as f64;
+            *r += feed_per_topic;
         }
         known = true;
     }

@@ -18,6 +18,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ),
     ("c50k", include_str!("../scenarios/c50k.toml")),
     ("dashboards", include_str!("../scenarios/dashboards.toml")),
+    ("books", include_str!("../scenarios/books.toml")),
     ("soak", include_str!("../scenarios/soak.toml")),
 ];
 
@@ -160,6 +161,10 @@ pub struct ServerSettings {
     pub symbols: usize,
     /// `--rate` of tickcast's synthetic feed in ticks/s over all symbols (0 = unknown).
     pub rate: f64,
+    /// `market_rate` of tickcast's synthetic feed: book changes per second over all symbols,
+    /// one in five also a trade (0 = unknown / the server's default). Goes into the config file
+    /// `--print-server-config` prints, and gives the expected rate of book and trade runs.
+    pub market_rate: f64,
     /// tickcast's `[backpressure] policy` (absent = the server's default, `conflate`).
     pub policy: Option<ServerPolicy>,
     /// tickcast's `[backpressure] max_queued_frames`: ticks queued per client before the policy
@@ -191,8 +196,13 @@ pub struct Settings {
     pub topic_prefix: String,
     /// Explicit topics; when set, replaces the pattern.
     pub topic_list: Vec<String>,
-    /// Take the topic set from the server's `GET /topics`.
+    /// Take the topic set from the server's `GET /topics` (only the topics of the channel).
     pub topics_from_server: bool,
+    /// Channel subscribed to: `ticker`, `book`, `trade`, `bar.1s`, `bar.1m`, ... It replaces the
+    /// channel of `topic_prefix` (`book` makes `ticker.SYM` into `book.SYM`) and of each
+    /// `topic_list` entry (a bare symbol gets it), and filters `topics_from_server`. Unset: the
+    /// channel of `topic_prefix` (`ticker` by default).
+    pub channel: Option<String>,
     /// How connections choose their topics.
     pub assign: Assign,
     /// Seed for random assignment and slow-connection choice.
@@ -248,6 +258,7 @@ impl Default for Settings {
             topic_prefix: "ticker.SYM".into(),
             topic_list: Vec::new(),
             topics_from_server: false,
+            channel: None,
             assign: Assign::Sequential,
             seed: 1,
             threads: 1,
@@ -355,6 +366,24 @@ impl Settings {
                     ));
                 }
             }
+            if let Some(c) = &self.channel {
+                let parts: Vec<&str> = c.split('.').collect();
+                let ok_part = |p: &str| {
+                    !p.is_empty()
+                        && p.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                };
+                let ok = parts.iter().all(|p| ok_part(p))
+                    && match parts[0] {
+                        "bar" => parts.len() == 2,
+                        _ => parts.len() == 1,
+                    };
+                if !ok {
+                    return bad(format!(
+                        "--channel must be a channel like ticker, book, trade or bar.1s (got {c:?})"
+                    ));
+                }
+            }
             if self.threads == 0 || self.threads > MAX_THREADS {
                 return bad(format!(
                     "--threads must be between 1 and {MAX_THREADS} (got {})",
@@ -422,6 +451,52 @@ impl Settings {
         Ok(())
     }
 
+    /// The channel the run subscribes to: `channel`, or `topic_prefix`'s.
+    pub fn effective_channel(&self) -> String {
+        match &self.channel {
+            Some(c) => c.clone(),
+            None => channel_of(&self.topic_prefix).to_string(),
+        }
+    }
+
+    /// The prefix of pattern topics: `topic_prefix` with its channel replaced by `channel`.
+    pub fn pattern_prefix(&self) -> String {
+        match &self.channel {
+            Some(c) => with_channel(&self.topic_prefix, c),
+            None => self.topic_prefix.clone(),
+        }
+    }
+
+    /// `topic_list` with each entry's channel replaced by `channel` (when set).
+    pub fn resolved_topic_list(&self) -> Vec<String> {
+        match &self.channel {
+            Some(c) => self.topic_list.iter().map(|t| with_channel(t, c)).collect(),
+            None => self.topic_list.clone(),
+        }
+    }
+
+    /// Messages per second one topic of the run's channel gets from the synthetic feed of
+    /// `[server]` (0 when unknown): `rate / symbols` for tickers, `market_rate / symbols` for
+    /// books, a fifth of that for trades.
+    pub fn feed_rate_per_topic(&self) -> f64 {
+        let symbols = if self.server.symbols > 0 {
+            self.server.symbols
+        } else {
+            self.topics
+        } as f64;
+        let total = match self.effective_channel().as_str() {
+            "ticker" => self.server.rate,
+            "book" => self.server.market_rate,
+            "trade" => self.server.market_rate / 5.0,
+            _ => 0.0,
+        };
+        if symbols > 0.0 {
+            total / symbols
+        } else {
+            0.0
+        }
+    }
+
     /// Latency sampling interval as a mask (interval rounded up to a power of two).
     pub fn sample_mask(&self) -> u64 {
         u64::from(self.sample_every.max(1)).next_power_of_two() - 1
@@ -438,6 +513,13 @@ impl Settings {
             out.push_str(&format!(
                 "[server]\nsocket_send_buffer_bytes = {}\n",
                 v.socket_send_buffer_bytes
+            ));
+        }
+        if v.market_rate > 0.0 {
+            // `--symbols`/`--rate` (run.sh's flags) configure this feed too.
+            out.push_str(&format!(
+                "[[feeds]]\nkind = \"synthetic\"\nmarket_rate = {:?}\n",
+                v.market_rate
             ));
         }
         if v.policy.is_some() || v.max_queued_frames > 0 {
@@ -461,6 +543,31 @@ impl Settings {
         };
         format!("--symbols {} --rate {}", symbols, self.server.rate)
     }
+}
+
+/// The channel of a topic or prefix: up to the first `.`, or the first two parts for `bar.*`
+/// (`bar.1m.AAPL` is channel `bar.1m`); a name without `.` has none.
+pub fn channel_of(topic: &str) -> &str {
+    let mut dots = topic.match_indices('.').map(|(i, _)| i);
+    match dots.next() {
+        None => "",
+        Some(i) if &topic[..i] == "bar" => match dots.next() {
+            Some(j) => &topic[..j],
+            None => topic,
+        },
+        Some(i) => &topic[..i],
+    }
+}
+
+/// `topic` with its channel replaced by `channel` (a bare symbol gets it).
+pub fn with_channel(topic: &str, channel: &str) -> String {
+    let ch = channel_of(topic);
+    let symbol = if ch.is_empty() {
+        topic
+    } else {
+        topic.get(ch.len() + 1..).unwrap_or_default()
+    };
+    format!("{channel}.{symbol}")
 }
 
 /// Size of the local ephemeral port range.
@@ -559,6 +666,45 @@ mod tests {
         let slow = load("slow-consumers").unwrap().server;
         assert!(slow.socket_send_buffer_bytes > 0 && slow.max_queued_frames > 0);
         assert_eq!(slow.policy, Some(ServerPolicy::Conflate));
+    }
+
+    #[test]
+    fn channels_rewrite_topics() {
+        assert_eq!(channel_of("ticker.SYM"), "ticker");
+        assert_eq!(channel_of("bar.1m.AAPL"), "bar.1m");
+        assert_eq!(channel_of("AAPL"), "");
+        assert_eq!(with_channel("ticker.SYM", "book"), "book.SYM");
+        assert_eq!(with_channel("bar.1s.SYM", "trade"), "trade.SYM");
+        assert_eq!(with_channel("AAPL", "bar.1s"), "bar.1s.AAPL");
+        let mut s = Settings::default();
+        assert_eq!(
+            (s.effective_channel(), s.pattern_prefix()),
+            ("ticker".into(), "ticker.SYM".into())
+        );
+        s.channel = Some("book".into());
+        s.topic_list = vec!["ticker.AAPL".into(), "MSFT".into()];
+        assert_eq!(s.pattern_prefix(), "book.SYM");
+        assert_eq!(s.resolved_topic_list(), ["book.AAPL", "book.MSFT"]);
+        assert!(s.validate().is_ok());
+        s.server.market_rate = 1000.0;
+        s.server.symbols = 10;
+        assert_eq!(s.feed_rate_per_topic(), 100.0);
+        s.channel = Some("trade".into());
+        assert_eq!(s.feed_rate_per_topic(), 20.0);
+        assert!(
+            s.server_config().contains("market_rate = 1000.0"),
+            "{}",
+            s.server_config()
+        );
+        for bad in ["", "book.x", "bar", "a b", ".book"] {
+            s.channel = Some(bad.into());
+            assert!(
+                s.validate().unwrap_err().to_string().contains("--channel"),
+                "{bad}"
+            );
+        }
+        s.channel = Some("bar.1s".into());
+        assert!(s.validate().is_ok());
     }
 
     #[test]

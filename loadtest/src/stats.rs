@@ -100,8 +100,35 @@ pub struct ClassCounters {
     pub bad_ticks: u64,
     /// Gap markers missing `topic`, `from` or `to`, or with `from` > `to`.
     pub bad_markers: u64,
-    /// Non-tick messages by kind ([`Kind::index`]).
+    /// Messages by kind ([`Kind::index`]), all phases (data kinds too, except ticks).
     pub kinds: [u64; Kind::COUNT],
+    /// `book` messages inside the window.
+    pub book_messages_window: u64,
+    /// Book snapshots applied, all phases.
+    pub book_snapshots: u64,
+    /// Book messages whose checksum matched the book kept from them, all phases.
+    pub books_verified: u64,
+    /// Book messages verified inside the window.
+    pub books_verified_window: u64,
+    /// Book messages whose checksum did not match (a server bug), all phases.
+    pub book_checksum_mismatches: u64,
+    /// `resync` gap markers followed by a snapshot at the next seq, all phases.
+    pub book_resyncs: u64,
+    /// Book messages that break the protocol's promises: a delta before any snapshot or right
+    /// after a gap marker, an unusable message, a crossed book, a resync not followed by its
+    /// snapshot. All phases.
+    pub book_errors: u64,
+    /// Deltas not verified because the book was already wrong (after a mismatch, an error or an
+    /// unannounced gap) until the next snapshot, all phases.
+    pub book_unverified: u64,
+    /// `trade` messages inside the window.
+    pub trades_window: u64,
+    /// Trade seqs announced dropped (`gap` reason `dropped` on a trade topic) in the window.
+    pub trades_dropped_announced_window: u64,
+    /// Trade seqs announced dropped, all phases.
+    pub trades_dropped_announced: u64,
+    /// Trades at or below the highest seq accounted for (duplicates), all phases.
+    pub trade_duplicates: u64,
 }
 
 impl ClassCounters {
@@ -136,6 +163,18 @@ impl ClassCounters {
         self.bad_ticks += o.bad_ticks;
         self.bad_markers += o.bad_markers;
         add_each(&mut self.kinds, &o.kinds);
+        self.book_messages_window += o.book_messages_window;
+        self.book_snapshots += o.book_snapshots;
+        self.books_verified += o.books_verified;
+        self.books_verified_window += o.books_verified_window;
+        self.book_checksum_mismatches += o.book_checksum_mismatches;
+        self.book_resyncs += o.book_resyncs;
+        self.book_errors += o.book_errors;
+        self.book_unverified += o.book_unverified;
+        self.trades_window += o.trades_window;
+        self.trades_dropped_announced_window += o.trades_dropped_announced_window;
+        self.trades_dropped_announced += o.trades_dropped_announced;
+        self.trade_duplicates += o.trade_duplicates;
     }
 
     /// Gap markers of every reason, all phases.
@@ -194,6 +233,8 @@ pub struct FinalHistograms {
     pub handshake: Histogram<u64>,
     /// First few connection error messages, for the report.
     pub error_samples: Vec<String>,
+    /// First few book checksum mismatches and errors, for the report.
+    pub book_samples: Vec<String>,
 }
 
 /// Percentiles of a latency histogram, in microseconds.

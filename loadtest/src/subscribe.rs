@@ -16,8 +16,9 @@ use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
 use hdrhistogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::book::{self, BookMsg, LocalBook};
 use crate::control::{Control, Phase, MAX_RUN};
-use crate::message::{scan, Kind, Msg};
+use crate::message::{scan, GapReason, Kind, Msg};
 use crate::scenario::{Settings, SlowMode};
 use crate::seqcheck::{TickCheck, TopicSeq};
 use crate::stats::{self, Class, ClassCounters, FinalHistograms, WorkerReport};
@@ -31,6 +32,9 @@ pub const REPORT_EVERY: Duration = Duration::from_millis(100);
 
 /// Connection error messages kept per thread for the report (the rest are only counted).
 const MAX_ERROR_SAMPLES: usize = 5;
+
+/// Book mismatch and error descriptions kept per thread for the report.
+const MAX_BOOK_SAMPLES: usize = 5;
 
 /// A capped slow reader may catch up on at most this much unused budget after an idle spell.
 const SLOW_BURST: Duration = Duration::from_millis(100);
@@ -160,6 +164,9 @@ struct WorkerState {
     handshake: Histogram<u64>,
     sample_ctr: u64,
     error_samples: Vec<String>,
+    /// The book message being checked: reused, so its level vectors stop allocating.
+    book_msg: BookMsg,
+    book_samples: Vec<String>,
 }
 
 impl WorkerState {
@@ -171,6 +178,8 @@ impl WorkerState {
             handshake: stats::latency_histogram(),
             sample_ctr: 0,
             error_samples: Vec::new(),
+            book_msg: BookMsg::default(),
+            book_samples: Vec::new(),
         }
     }
 
@@ -182,6 +191,7 @@ impl WorkerState {
                 window_latency: self.window_latency.clone(),
                 handshake: self.handshake.clone(),
                 error_samples: self.error_samples.clone(),
+                book_samples: self.book_samples.clone(),
             })
         });
         WorkerReport {
@@ -280,13 +290,39 @@ async fn reporter(ctx: Rc<Ctx>, worker: usize, tx: Sender<WorkerReport>) {
     }
 }
 
-/// Per-connection sequence state: subscribed topic ids (sorted) and the sequence state of each.
+/// Per-connection sequence state: subscribed topic ids (sorted), the sequence state of each,
+/// and the order book of each `book` topic (made on its first book message or marker).
 struct SeqTrack {
     ids: Vec<u32>,
     seqs: Vec<TopicSeq>,
+    books: Vec<Option<Box<BookState>>>,
+}
+
+/// One subscribed book on one connection.
+#[derive(Debug, Default)]
+struct BookState {
+    book: LocalBook,
+    /// A snapshot came (deltas apply).
+    synced: bool,
+    /// The book is known to be wrong (mismatch, error, unannounced gap): deltas are not
+    /// verified until the next snapshot.
+    broken: bool,
+    /// A gap marker came since the last book message: the next one must be a snapshot.
+    after_gap: bool,
+    /// The seq the snapshot after a `resync` marker must have.
+    resync_at: Option<u64>,
 }
 
 impl SeqTrack {
+    fn new(ids: Vec<u32>) -> Self {
+        let n = ids.len();
+        Self {
+            ids,
+            seqs: vec![TopicSeq::new(); n],
+            books: (0..n).map(|_| None).collect(),
+        }
+    }
+
     #[inline]
     fn slot(&self, id: u32) -> Option<usize> {
         if self.ids.len() <= 16 {
@@ -357,11 +393,7 @@ async fn conn_life(
     }
     drop(permit);
 
-    let n = ids.len();
-    let mut seqs = SeqTrack {
-        ids,
-        seqs: vec![TopicSeq::new(); n],
-    };
+    let mut seqs = SeqTrack::new(ids);
     let reading = async {
         match class {
             Class::Fast => read_loop(ctx, &mut ws, &mut seqs, ci, None).await,
@@ -448,7 +480,7 @@ fn on_message(ctx: &Ctx, seqs: &mut SeqTrack, ci: usize, payload: &[u8]) {
     let in_window = phase == Phase::Window;
     let mut st = ctx.st.borrow_mut();
     let st = &mut *st;
-    if m.kind != Kind::Tick {
+    if !m.kind.is_data() {
         st.counters[ci].kinds[m.kind.index()] += 1;
         if m.kind == Kind::Gap {
             on_gap_marker(ctx, seqs, &mut st.counters[ci], &m, in_window);
@@ -456,6 +488,13 @@ fn on_message(ctx: &Ctx, seqs: &mut SeqTrack, ci: usize, payload: &[u8]) {
         return;
     }
     let cnt = &mut st.counters[ci];
+    // Ticks are counted by `ticks` alone; other data kinds also by kind.
+    if m.kind != Kind::Tick {
+        cnt.kinds[m.kind.index()] += 1;
+        if m.kind == Kind::Trade && in_window {
+            cnt.trades_window += 1;
+        }
+    }
     cnt.ticks += 1;
     if in_window {
         cnt.ticks_window += 1;
@@ -493,12 +532,24 @@ fn on_message(ctx: &Ctx, seqs: &mut SeqTrack, ci: usize, payload: &[u8]) {
         }
         TickCheck::Reorder => {
             cnt.reorders += 1;
+            if m.kind == Kind::Trade {
+                cnt.trade_duplicates += 1;
+            }
             return;
         }
     }
     if outcome.first {
         // Snapshot (or first live tick): the baseline. Its ts may be old, so no latency sample.
-        cnt.baselines += 1;
+        st.counters[ci].baselines += 1;
+    }
+    if m.kind == Kind::Book {
+        let snapshot = on_book(st, seqs, slot, &m, outcome.check, payload, ci, in_window);
+        // A snapshot's ts is its book's last update, not when it was sent: no latency sample.
+        if snapshot {
+            return;
+        }
+    }
+    if outcome.first {
         return;
     }
 
@@ -514,6 +565,116 @@ fn on_message(ctx: &Ctx, seqs: &mut SeqTrack, ci: usize, payload: &[u8]) {
     if in_window {
         st.window_latency[ci].saturating_record(lat);
     }
+}
+
+/// Applies one `book` message to the connection's copy of that book and verifies its checksum;
+/// true when it was a snapshot. Out of line: only book messages pay for it.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn on_book(
+    st: &mut WorkerState,
+    seqs: &mut SeqTrack,
+    slot: usize,
+    m: &Msg<'_>,
+    check: TickCheck,
+    payload: &[u8],
+    ci: usize,
+    in_window: bool,
+) -> bool {
+    let WorkerState {
+        counters,
+        book_msg: msg,
+        book_samples,
+        ..
+    } = st;
+    let cnt = &mut counters[ci];
+    let seq = m.seq.unwrap_or(0);
+    let mut note = |what: std::fmt::Arguments<'_>| {
+        if book_samples.len() < MAX_BOOK_SAMPLES {
+            book_samples.push(format!(
+                "{} seq {seq}: {what}",
+                String::from_utf8_lossy(m.topic)
+            ));
+        }
+    };
+    if in_window {
+        cnt.book_messages_window += 1;
+    }
+    let state = seqs.books[slot].get_or_insert_with(Default::default);
+    if let Err(e) = book::parse(payload, msg) {
+        cnt.book_errors += 1;
+        state.broken = true;
+        note(format_args!("{}", e.name()));
+        return false;
+    }
+    let resync_at = state.resync_at.take();
+    let after_gap = std::mem::take(&mut state.after_gap);
+    if msg.snapshot {
+        cnt.book_snapshots += 1;
+        match resync_at {
+            Some(at) if at == seq => cnt.book_resyncs += 1,
+            Some(at) => {
+                cnt.book_errors += 1;
+                note(format_args!(
+                    "the snapshot after a resync marker should have seq {at}"
+                ));
+            }
+            None => {}
+        }
+        state.book.apply_snapshot(msg);
+        state.synced = true;
+        state.broken = false;
+    } else {
+        let error = if !state.synced {
+            Some("a delta before any snapshot")
+        } else if after_gap {
+            Some("a delta right after a gap marker (deltas missing and no snapshot)")
+        } else {
+            None
+        };
+        if let Some(why) = error {
+            cnt.book_errors += 1;
+            // Counted once: later deltas are unverified until a snapshot.
+            state.synced = true;
+            state.broken = true;
+            note(format_args!("{why}"));
+            return false;
+        }
+        if state.broken || matches!(check, TickCheck::Unannounced { .. }) {
+            // Deltas are missing (the unannounced gap is counted as such) or the book is
+            // already wrong: nothing to verify against until a snapshot.
+            state.broken = true;
+            cnt.book_unverified += 1;
+            return false;
+        }
+        state.book.apply_delta(msg);
+    }
+    if state.book.is_crossed() {
+        cnt.book_errors += 1;
+        state.broken = true;
+        note(format_args!("the book is crossed"));
+        return msg.snapshot;
+    }
+    let sent = msg.checksum.unwrap_or(u64::MAX);
+    let computed = state.book.checksum();
+    if sent == u64::from(computed) {
+        cnt.books_verified += 1;
+        if in_window {
+            cnt.books_verified_window += 1;
+        }
+    } else {
+        cnt.book_checksum_mismatches += 1;
+        state.broken = true;
+        note(format_args!(
+            "checksum {sent} sent, {computed} computed ({} snapshot)",
+            if msg.snapshot {
+                "a"
+            } else {
+                "after a delta, not a"
+            }
+        ));
+    }
+    msg.snapshot
 }
 
 /// Accounts for a `gap` marker: the seqs it announces move the topic's sequence forward, so the
@@ -538,6 +699,20 @@ fn on_gap_marker(
         cnt.bad_markers += 1;
         return;
     };
+    // Book topics: the next book message must be a snapshot (at `to + 1` after a resync).
+    if m.reason == GapReason::Resync || m.topic.starts_with(b"book.") {
+        let state = seqs.books[slot].get_or_insert_with(Default::default);
+        state.after_gap = true;
+        if m.reason == GapReason::Resync {
+            state.resync_at = Some(to.saturating_add(1));
+        }
+    }
+    if m.reason == GapReason::Dropped && m.topic.starts_with(b"trade.") {
+        cnt.trades_dropped_announced += o.announced;
+        if in_window {
+            cnt.trades_dropped_announced_window += o.announced;
+        }
+    }
     let r = m.reason.index();
     cnt.gap_markers[r] += 1;
     cnt.gaps += o.announced + o.unannounced;
@@ -619,12 +794,16 @@ mod tests {
     use super::*;
 
     fn plan(conns: usize, share: f64) -> SubscribePlan {
+        plan_of("ticker.SYM", conns, share)
+    }
+
+    fn plan_of(prefix: &str, conns: usize, share: f64) -> SubscribePlan {
         let s = Settings {
             conns,
             slow_share: share,
             ..Settings::default()
         };
-        let topics = Arc::new(TopicTable::pattern("ticker.SYM", 100).unwrap());
+        let topics = Arc::new(TopicTable::pattern(prefix, 100).unwrap());
         SubscribePlan::new(
             &s,
             WsTarget::parse("ws://127.0.0.1:1/ws").unwrap(),
@@ -679,7 +858,11 @@ mod tests {
     }
 
     fn ctx() -> Ctx {
-        let p = plan(1, 0.0);
+        ctx_of("ticker.SYM")
+    }
+
+    fn ctx_of(prefix: &str) -> Ctx {
+        let p = plan_of(prefix, 1, 0.0);
         let control = Arc::new(Control::new());
         control.set(Phase::Window);
         Ctx {
@@ -698,10 +881,7 @@ mod tests {
     }
 
     fn track(ids: &[u32]) -> SeqTrack {
-        SeqTrack {
-            ids: ids.to_vec(),
-            seqs: vec![TopicSeq::new(); ids.len()],
-        }
+        SeqTrack::new(ids.to_vec())
     }
 
     fn gap(sym: u32, from: u64, to: u64, reason: &str) -> Vec<u8> {
@@ -812,5 +992,144 @@ mod tests {
         assert_eq!(c.bad_markers, 2);
         assert_eq!(c.baselines, 2);
         assert_eq!(c.ticks, 9);
+    }
+
+    /// A book message for `book.SYM{sym}`; its checksum is the one `truth` has after applying
+    /// it (plus `skew`, to make a wrong one).
+    fn book_msg(
+        truth: &mut LocalBook,
+        sym: u32,
+        seq: u64,
+        snapshot: bool,
+        bids: &str,
+        asks: &str,
+        skew: u32,
+    ) -> Vec<u8> {
+        let head = format!(
+            r#"{{"type":"book","topic":"book.SYM{sym:04}","seq":{seq},"ts":{},"snapshot":{snapshot},"#,
+            now_us()
+        );
+        let depth = if snapshot { r#""depth":3,"# } else { "" };
+        let body = format!(r#"{depth}"bids":[{bids}],"asks":[{asks}]"#);
+        let mut m = BookMsg::default();
+        book::parse(
+            format!("{{\"snapshot\":{snapshot},{body},\"checksum\":0}}").as_bytes(),
+            &mut m,
+        )
+        .unwrap();
+        if snapshot {
+            truth.apply_snapshot(&m);
+        } else {
+            truth.apply_delta(&m);
+        }
+        format!(
+            r#"{head}{body},"checksum":{}}}"#,
+            truth.checksum().wrapping_add(skew)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn book_accounting() {
+        let ctx = ctx_of("book.SYM");
+        let mut seqs = track(&[1, 2]);
+        let mut t1 = LocalBook::default();
+        let mut t2 = LocalBook::default();
+        let msgs = vec![
+            book_msg(
+                &mut t1,
+                1,
+                10,
+                true,
+                r#"["9.5","1"],["9.4","2"]"#,
+                r#"["10.0","1"],["10.1","3"]"#,
+                0,
+            ),
+            book_msg(
+                &mut t1,
+                1,
+                11,
+                false,
+                r#"["9.50","0"],["9.6","5"],["9.3","1"],["9.2","1"]"#,
+                "",
+                0,
+            ),
+            book_msg(&mut t1, 1, 12, false, "", r#"["10.00","4"]"#, 0),
+            // Topic 2: a delta before any snapshot (an error, once), then one more (unverified).
+            book_msg(&mut t2, 2, 5, false, r#"["1","1"]"#, "", 0),
+            book_msg(&mut t2, 2, 6, false, r#"["1","2"]"#, "", 0),
+            // Topic 1: a wrong checksum, then deltas that cannot be verified until the resync.
+            book_msg(&mut t1, 1, 13, false, r#"["9.7","1"]"#, "", 1),
+            book_msg(&mut t1, 1, 14, false, r#"["9.7","2"]"#, "", 0),
+            gap(1, 15, 20, "resync"),
+            book_msg(&mut t1, 1, 21, true, r#"["9.5","1"]"#, r#"["10.0","1"]"#, 0),
+            book_msg(&mut t1, 1, 22, false, r#"["9.4","1"]"#, "", 0),
+            // Topic 2 resynced: then a gap followed by a delta is an error.
+            book_msg(&mut t2, 2, 7, true, r#"["1","1"]"#, r#"["2","1"]"#, 0),
+            gap(2, 8, 8, "upstream"),
+            book_msg(&mut t2, 2, 9, false, r#"["1","3"]"#, "", 0),
+        ];
+        for m in &msgs {
+            on_message(
+                &ctx,
+                &mut seqs,
+                0,
+                &String::from_utf8_lossy(m)
+                    .replace("ticker.SYM", "book.SYM")
+                    .into_bytes(),
+            );
+        }
+        let st = ctx.st.borrow();
+        let c = &st.counters[0];
+        assert_eq!(c.kinds[Kind::Book.index()], 11);
+        assert_eq!(c.book_snapshots, 3);
+        assert_eq!(c.book_resyncs, 1);
+        // 10, 11, 12, 21, 22 (topic 1) and 7 (topic 2).
+        assert_eq!(c.books_verified, 6);
+        assert_eq!(c.books_verified_window, 6);
+        assert_eq!(c.book_checksum_mismatches, 1);
+        assert_eq!(c.book_errors, 2, "{:?}", st.book_samples);
+        assert_eq!(c.book_unverified, 2);
+        assert_eq!(c.book_messages_window, 11);
+        assert_eq!(c.unannounced_gaps, 0);
+        assert_eq!(c.baselines, 2);
+        assert_eq!(st.book_samples.len(), 3, "{:?}", st.book_samples);
+        assert!(
+            st.book_samples[0].starts_with("book.SYM0002 seq 5: a delta before"),
+            "{:?}",
+            st.book_samples
+        );
+        assert!(
+            st.book_samples[1].contains("checksum"),
+            "{:?}",
+            st.book_samples
+        );
+        // Deltas after the first message are latency samples (11, 12, 13, 14, 22, 6, 9);
+        // snapshots are not.
+        assert_eq!(st.window_latency[0].len(), 7);
+    }
+
+    #[test]
+    fn trade_accounting() {
+        let ctx = ctx_of("trade.SYM");
+        let mut seqs = track(&[1]);
+        let trade = |seq: u64| {
+            format!(r#"{{"type":"trade","topic":"trade.SYM0001","seq":{seq},"ts":{},"price":"1.5","size":"2","side":"buy","trade_id":"x"}}"#, now_us()).into_bytes()
+        };
+        let dropped =
+            br#"{"type":"gap","topic":"trade.SYM0001","from":3,"to":5,"reason":"dropped"}"#
+                .to_vec();
+        for m in [trade(1), trade(2), dropped, trade(6), trade(6), trade(8)] {
+            on_message(&ctx, &mut seqs, 0, &m);
+        }
+        let c = &ctx.st.borrow().counters[0];
+        assert_eq!(
+            (c.kinds[Kind::Trade.index()], c.trades_window, c.ticks),
+            (5, 5, 5)
+        );
+        assert_eq!(c.trades_dropped_announced, 3);
+        assert_eq!(c.trades_dropped_announced_window, 3);
+        assert_eq!(c.trade_duplicates, 1);
+        assert_eq!(c.unannounced_gaps, 1, "7 vanished");
     }
 }
