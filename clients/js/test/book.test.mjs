@@ -90,7 +90,7 @@ test("thousands of book messages from the real server, every checksum verified",
         assert.equal(book.seq, msg.seq);
       },
     });
-    await poll(() => sub.verified >= 3000, "3000 verified book messages");
+    await poll(() => sub.verified >= 3000 || invalid.length > 0, "3000 verified book messages");
     assert.equal(sub.mismatches, 0);
     assert.deepEqual(invalid, []);
     assert.ok(inOrder, "verified messages come in seq order");
