@@ -369,9 +369,11 @@ export class TickcastClient {
     return opened;
   }
 
-  /** Closes for good; pending calls reject. */
+  /** Closes for good; pending calls reject, and no event but the final `state` follows (not even of messages
+   *  already received). */
   close(): void {
     this.closed = true;
+    if (this.ws) this.ws.onmessage = null;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.ws?.close(1000, "client closed");
