@@ -57,3 +57,13 @@ def test_wheel_in_fresh_venv_runs_readme_examples(server: Server) -> None:
         )
         assert cli.returncode == 0, cli.stderr
         assert '"topic": "ticker.AAPL"' in cli.stdout and '"seq": 1' in cli.stdout, cli.stdout
+        cli = subprocess.run(
+            [str(venv / "bin/python"), "-m", "tickcast", "book", "book.SYN1", "--url", server.url, "--count", "3",
+             "--levels", "2"],
+            cwd=tmp, capture_output=True, text=True, timeout=60,
+        )
+        assert cli.returncode == 0, cli.stderr
+        lines = cli.stdout.strip().split("\n")
+        assert len(lines) == 3 and all(re.match(r"book\.SYN1 #\d+ spread=\d+\.\d+ bids: \S+ \S+ \| asks: \S+ \S+$", x)
+                                        for x in lines), cli.stdout
+        assert "mismatches=0" in cli.stderr, cli.stderr
