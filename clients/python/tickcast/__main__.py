@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Optional
 
-from . import Bar, BookInvalid, BookMessage, Client, Gap, OrderBook, Recovery, Reset, ServerError, Stale, Tick, Trade
+from . import Bar, BookInvalid, BookMessage, Client, Gap, Level, OrderBook, Recovery, Reset, ServerError, Stale, Tick, Trade
 
 
 async def _sub(args: argparse.Namespace) -> int:
@@ -48,6 +48,10 @@ def _line(ev: object) -> str:
     return f"{ev.topic} #{ev.seq} {kind} bids={len(ev.bids)} asks={len(ev.asks)} checksum={ev.checksum}"
 
 
+def _levels(levels: list[Level]) -> str:
+    return " ".join(f"{lv.size}@{lv.price}" for lv in levels)
+
+
 async def _book(args: argparse.Namespace) -> int:
     async with Client(args.url, token=args.token) as client:
         sub = client.book(args.topic)
@@ -57,8 +61,8 @@ async def _book(args: argparse.Namespace) -> int:
                 if isinstance(ev, OrderBook):
                     seen += 1
                     bids, asks = ev.top(args.levels)
-                    side = lambda levels: " ".join(f"{lv.size}@{lv.price}" for lv in levels)  # noqa: E731
-                    print(f"{ev.topic} #{ev.seq} spread={ev.spread} bids: {side(bids)} | asks: {side(asks)}", flush=True)
+                    print(f"{ev.topic} #{ev.seq} spread={ev.spread} bids: {_levels(bids)} | asks: {_levels(asks)}",
+                          flush=True)
                     if args.count is not None and seen >= args.count:
                         print(f"# verified={ev.verified} mismatches={ev.mismatches} resubscribes={sub.resubscribes}",
                               file=sys.stderr, flush=True)

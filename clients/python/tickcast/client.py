@@ -158,7 +158,7 @@ class BookSubscription(Subscription):
             self._timer.cancel()
             self._timer = None
 
-    async def events(self) -> AsyncIterator[Any]:  # type: ignore[override]
+    async def events(self) -> AsyncIterator[Any]:
         """The book after each verified change (coalesced) and every other event of the topic, in order."""
         await self._start()
         while True:

@@ -72,9 +72,10 @@ class Bar:
 
     @classmethod
     def from_msg(cls, msg: dict[str, Any]) -> "Bar":
-        d = [_dec(msg.get(k)) for k in ("open", "high", "low", "close", "volume", "vwap")]
-        return cls(str(msg.get("topic", "")), int(msg.get("seq", 0)), int(msg.get("start", 0)), *d,
-                   int(msg.get("trades", 0)), bool(msg.get("closed", False)), msg)
+        return cls(str(msg.get("topic", "")), int(msg.get("seq", 0)), int(msg.get("start", 0)),
+                   _dec(msg.get("open")), _dec(msg.get("high")), _dec(msg.get("low")), _dec(msg.get("close")),
+                   _dec(msg.get("volume")), _dec(msg.get("vwap")), int(msg.get("trades", 0)),
+                   bool(msg.get("closed", False)), msg)
 
 
 @dataclass(frozen=True)
