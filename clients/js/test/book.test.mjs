@@ -118,9 +118,9 @@ test("a corrupted local book is caught by the next checksum and rebuilt from a r
     const invalid = [];
     const sub = await c.book("book.SYN1", { onInvalid: (e) => invalid.push(e) });
     await poll(() => sub.verified >= 200, "200 verified");
-    // Corrupt the best bid's size behind the SDK's back: the next message's checksum cannot match.
-    const best = sub.book["bidSide"].levels[0];
-    best.size = String(Number(best.size) + 1);
+    // Corrupt every level's size behind the SDK's back: the next delta rewrites a level or two, never all of them,
+    // so its checksum cannot match.
+    for (const side of [sub.book["bidSide"], sub.book["askSide"]]) for (const l of side.levels) l.size = String(Number(l.size) + 1);
     const before = sub.verified;
     await poll(() => sub.mismatches === 1, "the mismatch");
     assert.equal(invalid[0].reason, "mismatch");
