@@ -2,9 +2,18 @@
  * tickcast client (protocol v2, docs/protocol.md): one WebSocket that reconnects with full-jitter exponential
  * backoff, resubscribes with `since` (last seq + epoch per topic) and reports what it could not recover, gaps
  * (server markers and any unannounced seq jump), heartbeats, stale feeds and server errors as typed values.
+ * Market data: `trade` and `bar` events, and order books kept from `book.<SYM>` with every checksum verified
+ * ({@link TickcastClient.book}, {@link OrderBook}).
  * Zero runtime dependencies in browsers; in Node without a global WebSocket it loads the `ws` package.
  * @packageDocumentation
  */
+
+import { OrderBook, type BookMessage, type BookOutcome } from "./book.js";
+
+export {
+  OrderBook, CHECKSUM_LEVELS, MAX_SCALE, checksumDigits, crc32, decimalSub, parseDecimal,
+  type BookLevel, type BookMessage, type BookOutcome,
+} from "./book.js";
 
 /** One tick as the server sent it (prices as JSON numbers with the feed's precision). */
 export interface Tick {
@@ -14,6 +23,47 @@ export interface Tick {
   /** Ingest time, unix microseconds. */
   ts: number;
   [field: string]: unknown;
+}
+
+/** One trade on `trade.<SYM>` (never conflated; a drop is announced by a `gap` with reason `dropped`). */
+export interface Trade {
+  type: "trade";
+  topic: string;
+  seq: number;
+  /** Execution time, unix microseconds. */
+  ts: number;
+  /** Exact decimal strings, as the feed wrote them. */
+  price: string;
+  size: string;
+  /** The taker's side. */
+  side: "buy" | "sell";
+  /** The venue's id, or tickcast's seq when the feed gave none. */
+  trade_id: string;
+}
+
+/** One candle on `bar.<interval>.<SYM>`: `closed:false` updates replace the bar with the same `start`. */
+export interface Bar {
+  type: "bar";
+  topic: string;
+  seq: number;
+  /** Interval start, unix microseconds. */
+  start: number;
+  open: string;
+  high: string;
+  low: string;
+  close: string;
+  volume: string;
+  vwap: string;
+  /** Trades in the bar. */
+  trades: number;
+  /** false while the interval is open (the bar is re-sent as it changes); true once final. */
+  closed: boolean;
+}
+
+/** The topic's seq space started over upstream with this epoch (protocol v2 `reset`). */
+export interface ResetEvent {
+  topic: string;
+  epoch: string;
 }
 
 /** Seqs from..=to of topic will not arrive; `unannounced` when no server marker named them (a server bug). */
@@ -61,6 +111,11 @@ export interface ClientEvents {
   heartbeat: HeartbeatEvent;
   recovery: RecoveryEvent;
   stale: StaleEvent;
+  trade: Trade;
+  bar: Bar;
+  /** Every `book` message as it came (a {@link TickcastClient.book} subscription keeps the book itself). */
+  book: BookMessage;
+  reset: ResetEvent;
 }
 
 /** A token, or a (sync or async) function called before every (re)connect that returns one. */
@@ -87,6 +142,139 @@ export interface SubscribeOptions {
   heartbeatMs?: number;
   throttleMs?: number;
   extra?: Record<string, unknown>;
+}
+
+/** Why a {@link BookSubscription} dropped its book. */
+export interface BookInvalidEvent {
+  topic: string;
+  /**
+   * mismatch (checksum), jump (delta seq jump without a gap marker), malformed, gap (a server gap marker: the
+   * server sends a snapshot next), reset (the seq space started over), stalled (a delta came while waiting for a
+   * snapshot none announced).
+   */
+  reason: "mismatch" | "jump" | "malformed" | "gap" | "reset" | "stalled";
+  /** In words, e.g. "checksum mismatch at seq 42: server 123, local 456". */
+  detail: string;
+  /** Seq of the message (or the gap's `to`) that dropped it. */
+  seq: number;
+  /** Whether the subscription resubscribes for a fresh snapshot (else the server sends one by itself). */
+  resubscribe: boolean;
+}
+
+/** Options of {@link TickcastClient.book}. */
+export interface BookOptions {
+  /** Called after every message that left the book verified (checksum matched), with the book and the message. */
+  onUpdate?: (book: OrderBook, msg: BookMessage) => void;
+  /** Called when the book is dropped; the next snapshot makes it valid again (`onUpdate` then). */
+  onInvalid?: (ev: BookInvalidEvent) => void;
+  /** heartbeat_ms for the topic. */
+  heartbeatMs?: number;
+  /** Least time between two resubscribes for a fresh snapshot (default 1000 ms). */
+  resubscribeMinMs?: number;
+}
+
+/**
+ * A kept order book: `book` is valid (checksum verified) whenever `checksumOk`; on a checksum mismatch, a seq jump
+ * or a malformed message it is dropped and the topic resubscribed for a fresh snapshot; on a gap marker it is
+ * dropped until the snapshot the server sends next. Created by {@link TickcastClient.book}.
+ */
+export class BookSubscription {
+  readonly topic: string;
+  /** The book (the same object for the subscription's life; read it in `onUpdate` or any time). */
+  readonly book: OrderBook;
+  /** Resubscribes sent for a fresh snapshot. */
+  resubscribes = 0;
+  /** @internal a subscribe of ours is under way: deltas before its snapshot are expected to be ignored */
+  inFlight = false;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private lastResubscribeAt = -Infinity;
+
+  /** @internal */
+  constructor(
+    topic: string,
+    private readonly options: BookOptions,
+    private readonly fresh: () => Promise<void>,
+    private readonly leave: () => Promise<unknown>,
+  ) {
+    this.topic = topic;
+    this.book = new OrderBook(topic);
+  }
+
+  /** True while the book is held and its last checksum matched. */
+  get checksumOk(): boolean {
+    return this.book.valid;
+  }
+
+  /** Checksum mismatches so far. */
+  get mismatches(): number {
+    return this.book.mismatches;
+  }
+
+  /** Messages verified so far. */
+  get verified(): number {
+    return this.book.verified;
+  }
+
+  /** Unsubscribes; the book is no longer kept. */
+  async close(): Promise<void> {
+    this.stop();
+    await this.leave();
+  }
+
+  /** @internal */
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** @internal one `book` message of the topic, in stream order */
+  onMessage(msg: BookMessage): void {
+    const out: BookOutcome = this.book.apply(msg);
+    if (out === "ok") {
+      this.options.onUpdate?.(this.book, msg);
+    } else if (out === "ignored") {
+      // A delta while no book is held and no snapshot is on its way: none will come by itself.
+      if (!this.book.valid && !this.inFlight && !this.timer)
+        this.dropped("stalled", "a delta came while waiting for a snapshot", msg.seq, true);
+    } else {
+      this.dropped(out, this.book.lastProblem, msg.seq, true);
+    }
+  }
+
+  /** @internal a gap marker of the topic: the server follows it with a snapshot */
+  onGap(from: number, to: number, reason: string): void {
+    this.book.invalidate(`gap ${from}-${to} (${reason}): waiting for a snapshot`);
+    this.dropped("gap", this.book.lastProblem, to, false);
+  }
+
+  /** @internal the seq space started over: start over with a fresh subscribe */
+  onReset(epoch: string): void {
+    this.book.invalidate(`seq space restarted (epoch ${epoch})`);
+    this.dropped("reset", this.book.lastProblem, this.book.seq, true);
+  }
+
+  private dropped(reason: BookInvalidEvent["reason"], detail: string, seq: number, resubscribe: boolean): void {
+    this.options.onInvalid?.({ topic: this.topic, reason, detail, seq, resubscribe });
+    if (resubscribe) this.resubscribe();
+  }
+
+  private resubscribe(): void {
+    if (this.inFlight || this.timer) return;
+    const wait = this.lastResubscribeAt + (this.options.resubscribeMinMs ?? 1000) - Date.now();
+    if (wait > 0) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        if (!this.book.valid) this.resubscribe();
+      }, wait);
+      return;
+    }
+    this.lastResubscribeAt = Date.now();
+    this.resubscribes++;
+    this.inFlight = true;
+    this.fresh()
+      .catch(() => {}) // the connection went away: the reconnect subscribes without since, so a snapshot comes
+      .finally(() => (this.inFlight = false));
+  }
 }
 
 /** A server `error` reply to one request, thrown from the call that sent it. */
@@ -143,6 +331,7 @@ export class TickcastClient {
   private nextId = 1;
   private pending = new Map<number, Pending>();
   private topics = new Map<string, TopicState>();
+  private books = new Map<string, BookSubscription>();
   private listeners = new Map<string, Set<Listener<any>>>();
   private closed = false;
   private attempt = 0;
@@ -180,12 +369,15 @@ export class TickcastClient {
     return opened;
   }
 
-  /** Closes for good; pending calls reject. */
+  /** Closes for good; pending calls reject, and no event but the final `state` follows (not even of messages
+   *  already received). */
   close(): void {
     this.closed = true;
+    if (this.ws) this.ws.onmessage = null;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.ws?.close(1000, "client closed");
+    for (const b of this.books.values()) b.stop();
     this.failPending(new Error("client closed"));
   }
 
@@ -287,6 +479,8 @@ export class TickcastClient {
     const since: Record<string, { seq: number; epoch: string }> = {};
     for (const t of topics) {
       const st = this.topics.get(t);
+      // A book not held (or not verified) gains nothing from the deltas after its seq: take the snapshot.
+      if (this.books.has(t) && !this.books.get(t)!.book.valid) continue;
       if (st?.seq !== undefined && st.epoch !== undefined) since[t] = { seq: st.seq, epoch: st.epoch };
     }
     const msg: Record<string, unknown> = { op: "subscribe", topics, ...opts };
@@ -313,8 +507,49 @@ export class TickcastClient {
   /** Leaves topics; no tick of them follows the resolved promise. */
   async unsubscribe(topics: string[]): Promise<Record<string, any>> {
     const reply = await this.request({ op: "unsubscribe", topics });
-    for (const t of topics) this.topics.delete(t);
+    for (const t of topics) {
+      this.topics.delete(t);
+      this.books.get(t)?.stop();
+      this.books.delete(t);
+    }
     return reply;
+  }
+
+  /**
+   * Subscribes to one `book.<SYM>` topic and keeps its order book: snapshot, deltas applied in seq order, levels
+   * keyed by exact decimal value, each side trimmed to the snapshot's depth, the Kraken checksum verified after
+   * every message. `onUpdate(book, msg)` follows every verified message. On a checksum mismatch, a seq jump or a
+   * malformed message the book is dropped and the topic resubscribed for a fresh snapshot; on a `gap` marker it
+   * is dropped until the snapshot the server sends next (`onInvalid` says so each time). After a reconnect a held
+   * book resumes with `since`, else it takes a fresh snapshot. Resolves once subscribed; rejects with a
+   * TickcastError (forbidden, invalid_topic, ...).
+   */
+  async book(topic: string, options: BookOptions = {}): Promise<BookSubscription> {
+    if (this.books.has(topic)) throw new Error(`a book of ${topic} is already kept`);
+    const sub = new BookSubscription(topic, options, () => this.freshSubscribe(topic), () => this.unsubscribe([topic]));
+    const held = this.topics.has(topic); // subscribed already: only a new subscribe brings a snapshot
+    this.books.set(topic, sub);
+    sub.inFlight = true;
+    try {
+      if (held) await this.freshSubscribe(topic);
+      else await this.subscribe([topic], { heartbeatMs: options.heartbeatMs });
+    } catch (e) {
+      sub.stop();
+      this.books.delete(topic);
+      throw e;
+    } finally {
+      sub.inFlight = false;
+    }
+    return sub;
+  }
+
+  /** Unsubscribes and subscribes again without `since`: the server sends the topic's snapshot. */
+  private async freshSubscribe(topic: string): Promise<void> {
+    const st = this.topics.get(topic);
+    if (!st) return;
+    await this.request({ op: "unsubscribe", topics: [topic] });
+    st.seq = undefined; // the snapshot is a fresh start, not a gap
+    await this.request({ op: "subscribe", topics: [topic], ...st.opts });
   }
 
   /** Round trip; resolves with the pong. */
@@ -342,14 +577,18 @@ export class TickcastClient {
 
   private handle(msg: any): void {
     switch (msg.type) {
-      case "tick": {
+      case "tick":
+      case "trade":
+      case "bar":
+      case "book": {
         const st = this.topics.get(msg.topic);
         if (!st) return;
         const gap = unannouncedGap(st.seq, msg.seq);
         if (gap) this.emit("gap", { topic: msg.topic, from: gap[0], to: gap[1], reason: "unannounced" });
         st.seq = msg.seq;
         st.stale = false;
-        this.emit("tick", msg as Tick);
+        if (msg.type === "book") this.books.get(msg.topic)?.onMessage(msg as BookMessage);
+        this.emit(msg.type as "tick" | "trade" | "bar" | "book", msg);
         return;
       }
       case "gap": {
@@ -357,6 +596,16 @@ export class TickcastClient {
         if (!st) return;
         this.emit("gap", { topic: msg.topic, from: msg.from, to: msg.to, reason: msg.reason });
         st.seq = msg.to;
+        this.books.get(msg.topic)?.onGap(msg.from, msg.to, msg.reason);
+        return;
+      }
+      case "reset": {
+        const st = this.topics.get(msg.topic);
+        if (!st) return;
+        st.epoch = msg.epoch;
+        st.seq = undefined; // the new seq space's first tick is a fresh start
+        this.emit("reset", { topic: msg.topic, epoch: msg.epoch });
+        this.books.get(msg.topic)?.onReset(msg.epoch);
         return;
       }
       case "heartbeat": {

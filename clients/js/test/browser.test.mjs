@@ -1,10 +1,11 @@
 // The SDK's dist/index.js in real headless Chromium (playwright-core from dashboards/web/test/, Debian's chromium):
 // a page on a tiny loopback HTTP server imports it, connects with a token (the bearer.<token> subprotocol), receives
-// ticks, gets a typed error, and recovers after a dropped connection. Missing prerequisites skip, or fail under CI.
+// ticks, gets a typed error, recovers after a dropped connection, and keeps an order book whose checksums all verify
+// (BigInt decimals and the CRC-32 table in a browser). Missing prerequisites skip, or fail under CI.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,13 +19,14 @@ let skip = !binary ? "no tickcast binary" : !existsSync(PW) ? "playwright-core m
   : !existsSync(CHROMIUM) ? "chromium missing" : false;
 if (skip && process.env.CI) throw new Error(`browser SDK test prerequisite missing: ${skip}`);
 
-test("the SDK in headless Chromium: token subprotocol, ticks, typed error, recovery", { skip, timeout: 90000 }, async () => {
+test("the SDK in headless Chromium: token subprotocol, ticks, typed error, recovery, a verified book", { skip, timeout: 90000 }, async () => {
   const { chromium } = createRequire(import.meta.url)(PW);
-  const s = await Server.start(binary, { auth: true });
+  const s = await Server.start(binary, { auth: true, keyTopics: ["ticker.*", "book.*"], marketRate: 2000 });
+  const modules = new Set(readdirSync(join(HERE, "dist")).filter((f) => f.endsWith(".js")).map((f) => `/${f}`));
   const page_ = createServer((req, res) => {
-    if (req.url === "/index.js") {
+    if (modules.has(req.url)) { // dist/index.js and the modules it imports (./book.js)
       res.writeHead(200, { "content-type": "text/javascript" });
-      res.end(readFileSync(join(HERE, "dist/index.js")));
+      res.end(readFileSync(join(HERE, "dist", req.url.slice(1))));
     } else {
       res.writeHead(200, { "content-type": "text/html" });
       res.end("<!doctype html><title>sdk</title>");
@@ -57,6 +59,25 @@ test("the SDK in headless Chromium: token subprotocol, ticks, typed error, recov
     assert.deepEqual(seen.recovery, [{ topic: "ticker.BRW", recovered: true }]);
     assert.deepEqual(seen.error, { name: "TickcastError", code: "invalid_field", field: "heartbeat_ms" });
     assert.equal(seen.states.filter((x) => x === "connected").length, 2);
+
+    await page.evaluate(async () => {
+      window.bookSeen = { updates: 0, invalid: [] };
+      window.bookSub = await window.client.book("book.SYN1", {
+        onUpdate: () => window.bookSeen.updates++,
+        onInvalid: (e) => window.bookSeen.invalid.push(e),
+      });
+    });
+    await page.waitForFunction(() => window.bookSub.verified >= 1000, null, { timeout: 20000 });
+    const book = await page.evaluate(() => ({
+      verified: window.bookSub.verified, mismatches: window.bookSub.mismatches, ok: window.bookSub.checksumOk,
+      updates: window.bookSeen.updates, invalid: window.bookSeen.invalid, spread: window.bookSub.book.spread,
+      bid: window.bookSub.book.bestBid,
+    }));
+    assert.equal(book.mismatches, 0);
+    assert.deepEqual(book.invalid, []);
+    assert.ok(book.ok && book.verified >= 1000 && book.updates === book.verified, JSON.stringify(book));
+    assert.match(book.spread, /^\d+\.\d+$/);
+    assert.ok(book.bid && typeof book.bid.price === "string");
     await page.evaluate(() => window.client.close());
   } finally {
     await browser.close();

@@ -42,20 +42,39 @@ def free_port() -> int:
 
 
 class Server:
-    """One tickcast process with a synthetic feed (rate 0 unless asked) and a tcp feed tests publish to."""
+    """One tickcast process with a synthetic feed (rate 0 unless asked) and a tcp feed tests publish to.
 
-    def __init__(self, binary: str, auth: bool = False, rate: int = 0) -> None:
+    market_rate: the synthetic feed's book changes per second over SYN1 and SYN2 (server default 200);
+    book_depth: [market] book_depth; max_queued_frames: [backpressure] max_queued_frames; key_topics: what the
+    API key may subscribe to with auth."""
+
+    def __init__(
+        self,
+        binary: str,
+        auth: bool = False,
+        rate: int = 0,
+        market_rate: Optional[int] = None,
+        book_depth: Optional[int] = None,
+        max_queued_frames: Optional[int] = None,
+        key_topics: tuple[str, ...] = ("ticker.*",),
+    ) -> None:
         self.binary = binary
         self.port = free_port()
         self.feed_port = free_port()
         self.rate = rate
         self.dir = tempfile.mkdtemp(prefix="tickcast-sdk-")
         cfg = (
-            '[[feeds]]\nkind = "synthetic"\nname = "synthetic"\n\n'
-            f'[[feeds]]\nkind = "tcp"\nname = "pub"\nlisten = "127.0.0.1:{self.feed_port}"\nrequired = false\n'
+            '[[feeds]]\nkind = "synthetic"\nname = "synthetic"\n'
+            + (f"market_rate = {market_rate}\n" if market_rate is not None else "")
+            + f'\n[[feeds]]\nkind = "tcp"\nname = "pub"\nlisten = "127.0.0.1:{self.feed_port}"\nrequired = false\n'
         )
+        if book_depth is not None:
+            cfg += f"\n[market]\nbook_depth = {book_depth}\n"
+        if max_queued_frames is not None:
+            cfg += f"\n[backpressure]\nmax_queued_frames = {max_queued_frames}\n"
         if auth:
-            cfg += f'\n[auth]\nenabled = true\n\n[[auth.api_keys]]\nkey = "{API_KEY}"\ntopics = ["ticker.*"]\n'
+            topics = ", ".join(f'"{t}"' for t in key_topics)
+            cfg += f'\n[auth]\nenabled = true\n\n[[auth.api_keys]]\nkey = "{API_KEY}"\ntopics = [{topics}]\n'
         self.config = os.path.join(self.dir, "tickcast.toml")
         with open(self.config, "w") as f:
             f.write(cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import itertools
 import json
@@ -13,8 +14,11 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Union
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from .book import OrderBook
 from .errors import ClientClosed, ConnectionLost, ServerError
-from .events import Event, Gap, Heartbeat, Recovery, Stale, StateChange, Tick
+from .events import (
+    Bar, BookInvalid, BookMessage, Data, Event, Gap, Heartbeat, Recovery, Reset, Stale, StateChange, Tick, Trade,
+)
 
 #: A token, or a function (sync or async) called before every (re)connect that returns one.
 TokenSource = Union[str, Callable[[], Union[str, Awaitable[str]]], None]
@@ -46,8 +50,9 @@ _END = object()
 
 
 class Subscription:
-    """Topics subscribed together. `await` it for the ack; `async for tick in sub` yields ticks;
-    `async for ev in sub.events()` yields every event (Tick, Gap, Heartbeat, Stale, Recovery)."""
+    """Topics subscribed together. `await` it for the ack; `async for msg in sub` yields the market data (Tick,
+    Trade, Bar, BookMessage); `async for ev in sub.events()` yields every event (those, and Gap, Heartbeat, Stale,
+    Recovery, Reset)."""
 
     def __init__(self, client: "Client", topics: list[str], options: dict[str, Any]) -> None:
         self.client = client
@@ -79,17 +84,164 @@ class Subscription:
                 raise item
             yield item
 
-    def __aiter__(self) -> AsyncIterator[Tick]:
-        return self._ticks()
+    def __aiter__(self) -> AsyncIterator[Data]:
+        return self._data()
 
-    async def _ticks(self) -> AsyncIterator[Tick]:
+    async def _data(self) -> AsyncIterator[Data]:
         async for ev in self.events():
-            if isinstance(ev, Tick):
+            if isinstance(ev, (Tick, Trade, Bar, BookMessage)):
                 yield ev
+
+    def _since_ok(self, topic: str) -> bool:
+        """Whether a resubscribe may resume topic with `since`."""
+        return True
 
     async def unsubscribe(self) -> None:
         """Leaves these topics; no tick of them follows."""
         await self.client._unsubscribe(self)
+
+
+class BookSubscription(Subscription):
+    """One `book.<SYM>` topic whose order book the client keeps (`Client.book()`): `await` it for the ack;
+    `async for book in sub` yields the `OrderBook` (the same object, current when yielded) after it changed and
+    verified, skipping intermediate versions a slow loop body missed; `sub.events()` yields the book the same way
+    and, in order, BookInvalid, Gap, Heartbeat, Stale, Recovery and Reset events. On a checksum mismatch, a seq
+    jump or a malformed message the book is dropped and the topic resubscribed for a fresh snapshot (at most once
+    per `resubscribe_min` seconds); on a gap marker it is dropped until the snapshot the server sends next."""
+
+    def __init__(self, client: "Client", topic: str, options: dict[str, Any], resubscribe_min: float = 1.0) -> None:
+        super().__init__(client, [topic], options)
+        self.topic = topic
+        #: The book (the same object for the subscription's life).
+        self.book = OrderBook(topic)
+        #: Resubscribes sent for a fresh snapshot.
+        self.resubscribes = 0
+        self.resubscribe_min = resubscribe_min
+        self._controls: collections.deque[Any] = collections.deque()
+        self._wake = asyncio.Event()
+        self._changed = False
+        self._in_flight = False
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._last_resubscribe = float("-inf")
+
+    @property
+    def checksum_ok(self) -> bool:
+        """True while the book is held and its last checksum matched."""
+        return self.book.valid
+
+    @property
+    def mismatches(self) -> int:
+        """Checksum mismatches so far."""
+        return self.book.mismatches
+
+    @property
+    def verified(self) -> int:
+        """Book messages verified so far."""
+        return self.book.verified
+
+    def _start(self) -> "asyncio.Task[None]":
+        if self._started is None:
+            self._started = asyncio.ensure_future(self.client._subscribe_book(self))
+        return self._started
+
+    def _since_ok(self, topic: str) -> bool:
+        return self.book.valid  # a dropped book gains nothing from the deltas after its seq: take the snapshot
+
+    def _push(self, item: Any) -> None:
+        if item is _END:
+            self._cancel_timer()
+        self._controls.append(item)
+        self._wake.set()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def events(self) -> AsyncIterator[Any]:
+        """The book after each verified change (coalesced) and every other event of the topic, in order."""
+        await self._start()
+        while True:
+            if self._controls:
+                item = self._controls.popleft()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+            elif self._changed:
+                self._changed = False
+                if self.book.valid:  # a later message may have dropped it since it changed
+                    yield self.book
+            else:
+                self._wake.clear()
+                await self._wake.wait()
+
+    def __aiter__(self) -> AsyncIterator[OrderBook]:  # type: ignore[override]
+        return self._books()
+
+    async def _books(self) -> AsyncIterator[OrderBook]:
+        async for ev in self.events():
+            if isinstance(ev, OrderBook):
+                yield ev
+
+    # --- called by the client's reader, in stream order ----------------------------------------
+
+    def _on_book(self, msg: dict[str, Any]) -> None:
+        seq = int(msg.get("seq", 0))
+        out = self.book.apply(msg)
+        if out == "ok":
+            self._changed = True
+            self._wake.set()
+        elif out == "ignored":
+            # A delta while no book is held and no snapshot is on its way: none will come by itself.
+            subscribing = self._started is None or not self._started.done()
+            if not self.book.valid and not subscribing and not self._in_flight and self._timer is None:
+                self._dropped("stalled", "a delta came while waiting for a snapshot", seq, True)
+        else:
+            self._dropped(out, self.book.last_problem, seq, True)
+
+    def _on_gap(self, from_seq: int, to_seq: int, reason: str) -> None:
+        self.book.invalidate(f"gap {from_seq}-{to_seq} ({reason}): waiting for a snapshot")
+        self._dropped("gap", self.book.last_problem, to_seq, False)
+
+    def _on_reset(self, epoch: str) -> None:
+        self.book.invalidate(f"seq space restarted (epoch {epoch})")
+        self._dropped("reset", self.book.last_problem, self.book.seq, True)
+
+    def _dropped(self, reason: str, detail: str, seq: int, resubscribe: bool) -> None:
+        self._changed = False
+        self._push(BookInvalid(self.topic, reason, detail, seq, resubscribe))
+        if resubscribe:
+            self._resubscribe()
+
+    def _resubscribe(self) -> None:
+        if self._in_flight or self._timer is not None or self.client._closed:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_resubscribe + self.resubscribe_min - loop.time()
+        if wait > 0:
+            self._timer = loop.call_later(wait, self._timer_fired)
+            return
+        self._last_resubscribe = loop.time()
+        self.resubscribes += 1
+        self._in_flight = True
+        task = asyncio.ensure_future(self.client._fresh_subscribe(self))
+        task.add_done_callback(self._resubscribed)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        if not self.book.valid:
+            self._resubscribe()
+
+    def _resubscribed(self, task: "asyncio.Task[None]") -> None:
+        self._in_flight = False
+        if task.cancelled():
+            return
+        err = task.exception()
+        if isinstance(err, ServerError):
+            self._push(err)
+        # Connection lost or closed: a reconnect subscribes without since (the book is not valid): a snapshot comes.
 
 
 class Client:
@@ -214,6 +366,9 @@ class Client:
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(err)
+                # Whoever awaits it still gets err; a request whose task is gone (a book's resubscribe cancelled
+                # at shutdown) must not log "Future exception was never retrieved".
+                fut.exception()
         self._pending.clear()
 
     # --- requests --------------------------------------------------------------------------------
@@ -261,6 +416,7 @@ class Client:
             t: {"seq": st.seq, "epoch": st.epoch}
             for t in sub.topics
             if (st := self._topics.get(t)) is not None and st.seq is not None and st.epoch is not None
+            and sub._since_ok(t)
         }
         if since:
             msg["since"] = since
@@ -278,6 +434,47 @@ class Client:
                     del self._subs[t]
                     self._topics.pop(t, None)
             raise
+
+    def book(
+        self,
+        topic: str,
+        *,
+        heartbeat_ms: Optional[int] = None,
+        resubscribe_min: float = 1.0,
+        **options: Any,
+    ) -> BookSubscription:
+        """Subscribes to one `book.<SYM>` topic and keeps its order book: the snapshot, then deltas applied in seq
+        order, levels keyed by exact decimal value, each side trimmed to the snapshot's depth, the Kraken checksum
+        verified after every message. `async for book in client.book("book.AAPL")` yields the OrderBook after each
+        verified change; see BookSubscription for what happens on a mismatch, a seq jump or a gap. After a
+        reconnect a held book resumes with `since`, else it takes a fresh snapshot."""
+        opts = dict(options)
+        hb = heartbeat_ms if heartbeat_ms is not None else self.heartbeat_ms
+        if hb is not None:
+            opts["heartbeat_ms"] = hb
+        return BookSubscription(self, topic, opts, resubscribe_min)
+
+    async def _subscribe_book(self, sub: BookSubscription) -> None:
+        held = sub.topic in self._subs  # subscribed already: only a new subscribe brings a snapshot
+        if not held:
+            await self._subscribe(sub)
+            return
+        old = self._subs[sub.topic]
+        self._subs[sub.topic] = sub
+        try:
+            await self._fresh_subscribe(sub)
+        except ServerError:
+            self._subs[sub.topic] = old
+            raise
+
+    async def _fresh_subscribe(self, sub: Subscription) -> None:
+        """Unsubscribes and subscribes again without `since`: the server sends the snapshots."""
+        await self._request({"op": "unsubscribe", "topics": list(sub.topics)})
+        for t in sub.topics:
+            st = self._topics.get(t)
+            if st is not None:
+                st.seq = None  # the snapshot is a fresh start, not a gap
+        await self._request({"op": "subscribe", "topics": list(sub.topics), **sub.options})
 
     async def _resubscribe_all(self) -> None:
         for sub in list(dict.fromkeys(self._subs.values())):
@@ -319,7 +516,7 @@ class Client:
 
     def _handle(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
-        if kind == "tick":
+        if kind in ("tick", "trade", "bar", "book"):
             topic = msg.get("topic", "")
             st = self._topics.get(topic)
             if st is None:
@@ -330,15 +527,42 @@ class Client:
                 self._emit(topic, Gap(topic, gap[0], gap[1], "unannounced"))
             st.seq = seq
             st.stale = False
-            self._emit(topic, Tick(topic, seq, int(msg.get("ts", 0)), msg))
+            sub = self._subs.get(topic)
+            if kind == "tick":
+                self._emit(topic, Tick(topic, seq, int(msg.get("ts", 0)), msg))
+            elif kind == "trade":
+                self._emit(topic, Trade.from_msg(msg))
+            elif kind == "bar":
+                self._emit(topic, Bar.from_msg(msg))
+            elif isinstance(sub, BookSubscription):
+                sub._on_book(msg)
+            else:
+                self._emit(topic, BookMessage.from_msg(msg))
         elif kind == "gap":
             topic = msg.get("topic", "")
             st = self._topics.get(topic)
             if st is None:
                 return
             to = int(msg.get("to", 0))
-            self._emit(topic, Gap(topic, int(msg.get("from", 0)), to, str(msg.get("reason", ""))))
+            from_seq = int(msg.get("from", 0))
+            reason = str(msg.get("reason", ""))
+            self._emit(topic, Gap(topic, from_seq, to, reason))
             st.seq = to
+            sub = self._subs.get(topic)
+            if isinstance(sub, BookSubscription):
+                sub._on_gap(from_seq, to, reason)
+        elif kind == "reset":
+            topic = msg.get("topic", "")
+            st = self._topics.get(topic)
+            if st is None:
+                return
+            epoch = str(msg.get("epoch", ""))
+            st.epoch = epoch
+            st.seq = None  # the new seq space's first tick is a fresh start
+            self._emit(topic, Reset(topic, epoch))
+            sub = self._subs.get(topic)
+            if isinstance(sub, BookSubscription):
+                sub._on_reset(epoch)
         elif kind == "heartbeat":
             topic = msg.get("topic", "")
             st = self._topics.get(topic)

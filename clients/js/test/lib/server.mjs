@@ -34,12 +34,19 @@ export async function poll(cond, what) {
 }
 
 export class Server {
-  static async start(binary, { auth = false } = {}) {
+  /**
+   * auth: an API key (API_KEY) allowed `keyTopics`; marketRate: the synthetic feed's book changes per second over
+   * all symbols (default 200); bookDepth: [market] book_depth (default 25);
+   * maxQueuedFrames: [backpressure] max_queued_frames (default 1024); symbols: the synthetic feed's.
+   */
+  static async start(binary, { auth = false, keyTopics = ["ticker.*"], marketRate, bookDepth, maxQueuedFrames, symbols = "SYN1" } = {}) {
     const s = new Server();
-    s.binary = binary; s.port = await freePort(); s.feedPort = await freePort(); s.sent = 0; s.feed = null;
+    s.binary = binary; s.symbols = symbols; s.port = await freePort(); s.feedPort = await freePort(); s.sent = 0; s.feed = null;
     s.dir = mkdtempSync(join(tmpdir(), "tickcast-js-"));
-    let cfg = `[[feeds]]\nkind = "synthetic"\nname = "synthetic"\n\n[[feeds]]\nkind = "tcp"\nname = "pub"\nlisten = "127.0.0.1:${s.feedPort}"\nrequired = false\n`;
-    if (auth) cfg += `\n[auth]\nenabled = true\n\n[[auth.api_keys]]\nkey = "${API_KEY}"\ntopics = ["ticker.*"]\n`;
+    let cfg = `[[feeds]]\nkind = "synthetic"\nname = "synthetic"\n${marketRate !== undefined ? `market_rate = ${marketRate}\n` : ""}\n[[feeds]]\nkind = "tcp"\nname = "pub"\nlisten = "127.0.0.1:${s.feedPort}"\nrequired = false\n`;
+    if (bookDepth !== undefined) cfg += `\n[market]\nbook_depth = ${bookDepth}\n`;
+    if (maxQueuedFrames !== undefined) cfg += `\n[backpressure]\nmax_queued_frames = ${maxQueuedFrames}\n`;
+    if (auth) cfg += `\n[auth]\nenabled = true\n\n[[auth.api_keys]]\nkey = "${API_KEY}"\ntopics = ${JSON.stringify(keyTopics)}\n`;
     s.config = join(s.dir, "tickcast.toml");
     writeFileSync(s.config, cfg);
     await s.spawn();
@@ -48,7 +55,7 @@ export class Server {
   get url() { return `ws://127.0.0.1:${this.port}/ws`; }
   async spawn() {
     const log = openSync(join(this.dir, "server.log"), "a");
-    this.proc = spawn(this.binary, ["--listen", `127.0.0.1:${this.port}`, "--config", this.config, "--symbols", "SYN1", "--rate", "1"],
+    this.proc = spawn(this.binary, ["--listen", `127.0.0.1:${this.port}`, "--config", this.config, "--symbols", this.symbols, "--rate", "1"],
       { stdio: ["ignore", log, log] });
     for (let i = 0; i < 600; i++) {
       try { const r = await fetch(`http://127.0.0.1:${this.port}/healthz`); if (r.ok) return; } catch {}
