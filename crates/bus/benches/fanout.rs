@@ -281,9 +281,16 @@ fn book_fixture(
     bus.batch()
         .publish_book(&state, snapshot, TsMicros(1), &mut Vec::new())
         .expect("valid book");
+    // Spread in memory like the tick fixture's (other allocations between subscribers), so the
+    // two fan-outs compare like for like.
+    let mut others = Vec::with_capacity(subs);
     let subs: Vec<_> = (0..subs)
-        .map(|i| Subscriber::new(SubscriberId(i as u64)))
+        .map(|i| {
+            others.push(vec![0u8; 1024]);
+            Subscriber::new(SubscriberId(i as u64))
+        })
         .collect();
+    std::mem::forget(others); // kept for the bench's life, as the tick fixture keeps its own
     for i in 0..subs.len() {
         let s = &subs[i * 7919 % subs.len()];
         router
