@@ -313,6 +313,24 @@ fn delta(n: u64) -> [Level; 1] {
     )]
 }
 
+/// Publishes the `n`th delta (one bid level resized) to `state`'s book.
+fn publish_delta(
+    bus: &Bus,
+    state: &TopicState,
+    n: u64,
+    scratch: &mut Vec<u8>,
+) -> tickcast_core::Seq {
+    let bids = delta(n);
+    let update = BookUpdate {
+        snapshot: false,
+        bids: &bids,
+        asks: &[],
+    };
+    bus.batch()
+        .publish_book(state, update, TsMicros(1), scratch)
+        .expect("valid delta")
+}
+
 fn books(c: &mut Criterion) {
     let mut g = c.benchmark_group("books");
     g.throughput(Throughput::Elements(SUBSCRIBERS as u64));
@@ -327,15 +345,7 @@ fn books(c: &mut Criterion) {
             },
             |spare| {
                 n += 1;
-                let bids = delta(n);
-                let update = BookUpdate {
-                    snapshot: false,
-                    bids: &bids,
-                    asks: &[],
-                };
-                bus.batch()
-                    .publish_book(&state, update, TsMicros(1), &mut scratch)
-                    .expect("valid delta");
+                publish_delta(&bus, &state, n, &mut scratch);
                 router.dispatch(usize::MAX, |_| {});
                 router.take_dirty(spare)
             },
@@ -349,15 +359,7 @@ fn books(c: &mut Criterion) {
     g.bench_function("ingest_1_book_delta_no_subscribers", |b| {
         b.iter(|| {
             n += 1;
-            let bids = delta(n);
-            let update = BookUpdate {
-                snapshot: false,
-                bids: &bids,
-                asks: &[],
-            };
-            bus.batch()
-                .publish_book(&state, update, TsMicros(1), &mut scratch)
-                .expect("valid delta")
+            publish_delta(&bus, &state, n, &mut scratch)
         })
     });
 
@@ -378,15 +380,7 @@ fn books(c: &mut Criterion) {
                 drain(&subs);
                 for _ in 0..20 {
                     n += 1;
-                    let bids = delta(n);
-                    let update = BookUpdate {
-                        snapshot: false,
-                        bids: &bids,
-                        asks: &[],
-                    };
-                    bus.batch()
-                        .publish_book(&state, update, TsMicros(1), &mut scratch)
-                        .expect("valid delta");
+                    publish_delta(&bus, &state, n, &mut scratch);
                     router.dispatch(usize::MAX, |_| {});
                 }
                 drop(router.take_dirty(buffer()));

@@ -8,10 +8,8 @@ pub mod book;
 pub mod crc32;
 pub mod decimal;
 pub mod encode;
-pub mod ingest;
 
 pub use bar::{Bar, BarBuilder, BarSpec, TradeOutcome};
 pub use book::{Book, BookError, Level, Side};
 pub use decimal::{Decimal, DecimalError};
 pub use encode::Trade;
-pub use ingest::{Applied, BookTopic};

@@ -23,10 +23,10 @@ use tickcast_core::market::BookError;
 use tickcast_core::TsMicros;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::liveness::{Liveness, Received};
 use super::market::{
     binance, BinanceAction, BinanceBook, CoinbaseAction, CoinbaseLevel2, KrakenAction, KrakenBook,
     LostReason, MarketError, MarketEvent, Output,
@@ -408,16 +408,13 @@ impl<'c> MarketSession<'c> {
             }
         }
         sink.stats().set_connected(true);
-        let idle = self.config.idle_timeout;
-        let mut last_heard = Instant::now();
-        let mut pinged = false;
+        let mut alive = Liveness::new(self.config.idle_timeout);
         let mut bars = tokio::time::interval(BARS_PERIOD);
         bars.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Some(why) = self.perform(&mut ws).await {
                 return End::Lost(why);
             }
-            let deadline = last_heard + if pinged { idle * 2 } else { idle };
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => {
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
@@ -440,28 +437,22 @@ impl<'c> MarketSession<'c> {
                     }
                     continue;
                 }
-                _ = tokio::time::sleep_until(deadline) => {
-                    if pinged {
-                        return End::Lost(format!("no data for {} ms", (idle * 2).as_millis()));
-                    }
-                    pinged = true;
-                    if let Err(e) = ws.send(Message::Ping(Default::default())).await {
-                        return End::Lost(format!("ping failed: {e}"));
+                _ = tokio::time::sleep_until(alive.deadline()) => {
+                    if let Err(why) = alive.on_deadline(&mut ws).await {
+                        return End::Lost(why);
                     }
                     continue;
                 }
                 m = ws.next() => m,
             };
-            last_heard = Instant::now();
-            pinged = false;
-            match msg {
-                None => return End::Lost("connection closed".into()),
-                Some(Err(e)) => return End::Lost(e.to_string()),
-                Some(Ok(Message::Text(t))) => {
+            alive.heard();
+            match Received::from(msg) {
+                Received::End(why) => return End::Lost(why),
+                Received::Text(t) => {
                     self.received += 1;
                     self.step(sink, Step::Message(t.as_bytes()));
                 }
-                Some(Ok(Message::Binary(_))) => {
+                Received::Binary => {
                     self.received += 1;
                     sink.stats().record_reject(
                         &self.config.url,
@@ -469,14 +460,7 @@ impl<'c> MarketSession<'c> {
                         &Reject::Unsupported("binary message"),
                     );
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    let why = frame.map_or_else(
-                        || "closed by upstream".to_string(),
-                        |f| format!("closed by upstream: {} {}", f.code, f.reason),
-                    );
-                    return End::Lost(why);
-                }
-                Some(Ok(_)) => {}
+                Received::Control => {}
             }
         }
     }

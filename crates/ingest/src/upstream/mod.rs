@@ -14,6 +14,7 @@
 
 pub mod adapters;
 mod backoff;
+mod liveness;
 pub mod market;
 mod market_session;
 mod tls;
@@ -25,7 +26,6 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tickcast_core::{Price, Size, TsMicros};
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -40,6 +40,7 @@ use crate::publisher::Quote;
 use crate::reject::Reject;
 use crate::sink::TickSink;
 use crate::spec::{millis, FeedConfigError, MIN_LINE_BYTES};
+use liveness::{Liveness, Received};
 use tls::{Endpoint, UpstreamStream};
 
 /// Default of [`UpstreamConfig::connect_timeout`].
@@ -510,39 +511,29 @@ impl<'c> Session<'c> {
             }
         }
         sink.stats().set_connected(true);
-        let idle = self.config.idle_timeout;
-        let mut last_heard = Instant::now();
-        let mut pinged = false;
+        let mut alive = Liveness::new(self.config.idle_timeout);
         loop {
-            let deadline = last_heard + if pinged { idle * 2 } else { idle };
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => {
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
                     return End::Shutdown;
                 }
-                _ = tokio::time::sleep_until(deadline) => {
-                    if pinged {
-                        return End::Lost(format!("no data for {} ms", (idle * 2).as_millis()));
-                    }
-                    // Silent upstreams may be alive with nothing to say: a ping tells.
-                    pinged = true;
-                    if let Err(e) = ws.send(Message::Ping(Default::default())).await {
-                        return End::Lost(format!("ping failed: {e}"));
+                _ = tokio::time::sleep_until(alive.deadline()) => {
+                    if let Err(why) = alive.on_deadline(&mut ws).await {
+                        return End::Lost(why);
                     }
                     continue;
                 }
                 m = ws.next() => m,
             };
-            last_heard = Instant::now();
-            pinged = false;
-            match msg {
-                None => return End::Lost("connection closed".into()),
-                Some(Err(e)) => return End::Lost(e.to_string()),
-                Some(Ok(Message::Text(t))) => {
+            alive.heard();
+            match Received::from(msg) {
+                Received::End(why) => return End::Lost(why),
+                Received::Text(t) => {
                     self.received += 1;
                     self.handle(t.as_bytes(), sink);
                 }
-                Some(Ok(Message::Binary(_))) => {
+                Received::Binary => {
                     self.received += 1;
                     sink.stats().record_reject(
                         &self.config.url,
@@ -550,14 +541,7 @@ impl<'c> Session<'c> {
                         &Reject::Unsupported("binary message"),
                     );
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    let why = frame.map_or_else(
-                        || "closed by upstream".to_string(),
-                        |f| format!("closed by upstream: {} {}", f.code, f.reason),
-                    );
-                    return End::Lost(why);
-                }
-                Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
+                Received::Control => {}
             }
         }
     }

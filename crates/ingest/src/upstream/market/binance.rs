@@ -546,7 +546,7 @@ fn apply_live(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{assert_levels, fixture, lines, lv};
+    use super::super::test_support::{assert_levels, fixture, lines, lv, trades_of};
     use super::*;
     use tickcast_core::market::BookError;
 
@@ -985,23 +985,7 @@ mod tests {
                 }
             )]
         );
-        let trades: Vec<(String, String, Side, String, u64)> = out
-            .events
-            .iter()
-            .map(|e| match e {
-                MarketEvent::Trade { symbol, trade } => {
-                    assert_eq!(symbol, "BTCUSDT");
-                    (
-                        trade.price.to_string(),
-                        trade.size.to_string(),
-                        trade.side,
-                        trade.trade_id.clone(),
-                        trade.ts.0,
-                    )
-                }
-                other => panic!("{other:?}"),
-            })
-            .collect();
+        let trades = trades_of(&out.events, "BTCUSDT");
         assert_eq!(
             trades,
             vec![

@@ -396,7 +396,7 @@ impl KrakenBook {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{assert_levels, lines, lv};
+    use super::super::test_support::{assert_levels, lines, lv, trades_of};
     use super::*;
     use tickcast_core::market::crc32::crc32;
     use tickcast_core::market::BookError;
@@ -590,23 +590,7 @@ mod tests {
         for m in lines("kraken/trades.jsonl") {
             a.handle(m.as_bytes(), &mut out).unwrap();
         }
-        let got: Vec<(String, String, Side, String, u64)> = out
-            .events
-            .iter()
-            .map(|e| match e {
-                MarketEvent::Trade { symbol, trade } => {
-                    assert_eq!(symbol, "BTC-USD");
-                    (
-                        trade.price.to_string(),
-                        trade.size.to_string(),
-                        trade.side,
-                        trade.trade_id.clone(),
-                        trade.ts.0,
-                    )
-                }
-                other => panic!("{other:?}"),
-            })
-            .collect();
+        let got = trades_of(&out.events, "BTC-USD");
         assert_eq!(
             got,
             vec![

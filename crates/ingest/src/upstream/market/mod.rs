@@ -648,6 +648,30 @@ pub(crate) mod test_support {
             .collect()
     }
 
+    /// The trades of `events` for `symbol` as (price, size, side, id, ts), printed digit for digit;
+    /// panics on any other event.
+    pub fn trades_of(
+        events: &[super::MarketEvent],
+        symbol: &str,
+    ) -> Vec<(String, String, tickcast_core::market::Side, String, u64)> {
+        events
+            .iter()
+            .map(|e| match e {
+                super::MarketEvent::Trade { symbol: s, trade } => {
+                    assert_eq!(s, symbol);
+                    (
+                        trade.price.to_string(),
+                        trade.size.to_string(),
+                        trade.side,
+                        trade.trade_id.clone(),
+                        trade.ts.0,
+                    )
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
     pub fn d(s: &str) -> Decimal {
         Decimal::parse(s).unwrap()
     }
