@@ -1,6 +1,6 @@
 //! The topic registry and the publish path.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -193,6 +193,11 @@ pub struct Bus {
     /// Sees every accepted tick (set once, by an ingest node's NATS sink); a `OnceLock` so the
     /// publish path pays one atomic load when there is none.
     tap: OnceLock<Arc<dyn BusTap>>,
+    /// Set while this node is a standby of an ingest tier: feeds' new ticks are discarded before
+    /// they take a seq (the leader numbers them), while ticks with upstream seqs still go in.
+    standby: AtomicBool,
+    /// Ticks discarded by feeds because of `standby`.
+    standby_discards: AtomicU64,
     /// Shards' wildcard subscriptions, told about topics feeds start later.
     pub(crate) patterns: PatternRegistry,
     /// When the bus was made: every shard's throttle grid starts here, so subscribers of a topic
@@ -230,6 +235,8 @@ impl Bus {
             history_entries: AtomicI64::new(0),
             history_bytes: AtomicI64::new(0),
             tap: OnceLock::new(),
+            standby: AtomicBool::new(false),
+            standby_discards: AtomicU64::new(0),
             patterns: PatternRegistry::new(shards),
             created: Instant::now(),
             book_depth: config.book_depth.clamp(1, MAX_BOOK_DEPTH),
@@ -528,6 +535,37 @@ impl Bus {
     /// Topics that had ticks and were moved to a new epoch by [`reset_topic`](Self::reset_topic).
     pub fn epoch_resets(&self) -> u64 {
         self.epoch_resets.load(Ordering::Relaxed)
+    }
+
+    /// Makes this node a standby (`true`: feeds' ticks are discarded before taking a seq) or the
+    /// publisher of its seq space again (`false`, the default).
+    pub fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::Release);
+    }
+
+    /// Whether feeds' ticks are discarded (see [`set_standby`](Self::set_standby)); one relaxed
+    /// load, checked per tick by the publishing side.
+    pub fn standby(&self) -> bool {
+        self.standby.load(Ordering::Relaxed)
+    }
+
+    /// Counts one feed tick discarded while standby.
+    pub fn record_standby_discard(&self) {
+        self.standby_discards.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Feed ticks discarded while standby.
+    pub fn standby_discards(&self) -> u64 {
+        self.standby_discards.load(Ordering::Relaxed)
+    }
+
+    /// Every topic feeds publish, unordered (walks every topic).
+    pub fn fed_topics(&self) -> Vec<Arc<TopicState>> {
+        self.topics
+            .iter()
+            .filter(|t| t.is_fed())
+            .map(|t| t.clone())
+            .collect()
     }
 
     /// Installs `tap`, which then sees every accepted tick; `false` if a tap is already installed.

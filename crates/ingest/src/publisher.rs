@@ -76,7 +76,9 @@ impl Publisher {
         Ok(state)
     }
 
-    /// Stamps `quote` with the topic's next seq and `ts`, encodes it and adds it to `batch`.
+    /// Stamps `quote` with the topic's next seq and `ts`, encodes it and adds it to `batch`. On a
+    /// standby ingest node ([`Bus::standby`]) the quote is discarded (and counted) before it takes
+    /// a seq: the leader numbers that topic's ticks.
     pub fn publish(
         &mut self,
         batch: &mut PublishBatch<'_>,
@@ -84,6 +86,10 @@ impl Publisher {
         quote: Quote,
         ts: TsMicros,
     ) {
+        if self.bus.standby() {
+            self.bus.record_standby_discard();
+            return;
+        }
         let tick = Tick {
             topic: topic.topic().clone(),
             seq: topic.next_seq(),

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod feeds;
+pub mod leadership;
 pub mod server;
 pub mod test_support;
 

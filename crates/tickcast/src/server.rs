@@ -7,11 +7,13 @@ use anyhow::Context;
 use tickcast_bus::Bus;
 use tickcast_gateway::{Gateway, ServerState};
 use tickcast_ingest::{Feed, FeedContext, FeedRegistry, FeedStats};
+use tickcast_ingest::nats::sink::LeaderStats;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::feeds::{FeedMetrics, FeedReadiness, HttpPublish};
+use crate::leadership::LeaderMetrics;
 
 /// A started server.
 pub struct Running {
@@ -22,12 +24,19 @@ pub struct Running {
     feeds: Vec<JoinHandle<()>>,
     /// Addresses feeds listen on (TCP feeds), by feed name.
     feed_addrs: Vec<(String, SocketAddr)>,
+    /// Leadership of an ingest node (its NATS sink), `None` for other roles.
+    leader: Option<Arc<LeaderStats>>,
 }
 
 impl Running {
     /// The address the gateway listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Leadership of an ingest node's NATS sink (`None` unless `server.role = "ingest"`).
+    pub fn leader(&self) -> Option<&Arc<LeaderStats>> {
+        self.leader.as_ref()
     }
 
     /// Shared server state (bus, metrics), for tests and embedding.
@@ -139,12 +148,16 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Running> {
     // failure leaves nothing running): it resumes every topic's seq from JetStream first, so a
     // restarted ingest node continues the sequences gateways know.
     let mut sink_task = None;
+    let mut leader = None;
     if let Some(sink) = sink {
         let sink = sink
             .start(&bus, shutdown.clone())
             .await
             .context("cannot start the NATS sink")?;
         registry.register(sink.stats.clone());
+        LeaderMetrics::install(sink.leader.clone(), bus.clone(), &state.metrics)
+            .context("cannot register the leadership metrics")?;
+        leader = Some(sink.leader.clone());
         sink_task = Some(sink.task);
     }
 
@@ -173,6 +186,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Running> {
         gateway,
         feeds: handles,
         feed_addrs,
+        leader,
     })
 }
 

@@ -1,6 +1,10 @@
 //! The NATS feed of a gateway node: subscribes to the ingest tier's subjects and publishes every
 //! tick into the local bus with its upstream seq and ts unchanged.
 //!
+//! It subscribes to the subjects as the JetStream stream republishes them
+//! ([`live_prefix`](super::live_prefix)): only appends the stream accepted, in its order, so the
+//! appends it refused from a deposed ingest leader never reach a client.
+//!
 //! On every (re)connect it reads JetStream's last message per subject while the live subscription
 //! already delivers, and only then reports itself connected, so `/readyz` turns ready with a warm
 //! cache. Both paths meet in the bus, which keeps the newest seq per topic and drops (and counts as
@@ -26,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    decode, epoch_of, is_epoch_subject, validate_prefix, validate_stream, LastPerSubject,
+    decode, epoch_of, is_reserved_subject, live_prefix, validate_prefix, validate_stream, LastPerSubject,
     NatsError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, DEFAULT_URL,
     MIN_CONNECT_TIMEOUT,
 };
@@ -182,24 +186,29 @@ struct Ingest {
     gaps: GapTracker,
     scratch: Vec<u8>,
     prefix: String,
+    /// Where the stream republishes what it stored: the live subjects ([`super::live_prefix`]).
+    live_prefix: String,
     max_message_bytes: usize,
     /// The epoch last adopted per topic id: the per-message check compares against it, no lock.
     epochs: HashMap<u32, Epoch>,
 }
 
 impl Ingest {
-    /// Publishes one message into `batch`; returns whether it was a valid tick.
+    /// Publishes one message into `batch` (`live`: as republished by the stream; else read from
+    /// the stream itself); returns whether it was a valid tick.
     fn handle(
         &mut self,
         batch: &mut tickcast_bus::PublishBatch<'_>,
+        live: bool,
         subject: &str,
         body: &[u8],
         epoch: Option<&str>,
     ) -> bool {
-        if is_epoch_subject(&self.prefix, subject) {
-            return false; // the ingest node's epoch record, not a topic
+        let prefix = if live { &self.live_prefix } else { &self.prefix };
+        if is_reserved_subject(prefix, subject) {
+            return false; // the ingest tier's epoch record or leader heartbeat, not a topic
         }
-        let result = self.try_handle(batch, subject, body, epoch);
+        let result = self.try_handle(batch, live, subject, body, epoch);
         if let Err(e) = &result {
             self.publisher.stats().record_reject(&subject, 0, e);
         }
@@ -209,6 +218,7 @@ impl Ingest {
     fn try_handle(
         &mut self,
         batch: &mut tickcast_bus::PublishBatch<'_>,
+        live: bool,
         subject: &str,
         body: &[u8],
         epoch: Option<&str>,
@@ -220,7 +230,8 @@ impl Ingest {
         }
         self.scratch.clear();
         self.scratch.extend_from_slice(body);
-        let tick = decode(&mut self.parser, &self.prefix, subject, &mut self.scratch)?;
+        let prefix = if live { &self.live_prefix } else { &self.prefix };
+        let tick = decode(&mut self.parser, prefix, subject, &mut self.scratch)?;
         let topic = match self.publisher.cached(&tick.topic) {
             Some(t) => t.clone(),
             None => {
@@ -313,10 +324,13 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
             feed: name.clone(),
             reason: format!("url {:?}: {e}", config.url),
         })?;
+    // Live data is what the stream stored, as it republishes it: never an append it refused.
+    let live_prefix = live_prefix(&config.subject_prefix);
     let mut subs = Vec::new();
     for subject in &config.subjects {
+        let live_subject = format!("{live_prefix}{}", &subject[config.subject_prefix.len()..]);
         let sub = client
-            .subscribe(subject.clone())
+            .subscribe(live_subject)
             .await
             .map_err(|e| FeedError::Config {
                 feed: name.clone(),
@@ -338,6 +352,7 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
         gaps: GapTracker::default(),
         scratch: Vec::with_capacity(512),
         prefix: config.subject_prefix.clone(),
+        live_prefix,
         max_message_bytes: config.max_message_bytes,
         epochs: HashMap::new(),
     };
@@ -382,11 +397,11 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
             },
             Some(msg) = live.next() => {
                 let mut batch = bus.batch();
-                let mut n = u64::from(ingest.handle(&mut batch, msg.subject.as_str(), &msg.payload, epoch_of(msg.headers.as_ref())));
+                let mut n = u64::from(ingest.handle(&mut batch, true, msg.subject.as_str(), &msg.payload, epoch_of(msg.headers.as_ref())));
                 // Drain what is already buffered into the same batch: one shard wake-up per burst.
                 for _ in 1..BATCH {
                     match live.next().now_or_never() {
-                        Some(Some(m)) => n += u64::from(ingest.handle(&mut batch, m.subject.as_str(), &m.payload, epoch_of(m.headers.as_ref()))),
+                        Some(Some(m)) => n += u64::from(ingest.handle(&mut batch, true, m.subject.as_str(), &m.payload, epoch_of(m.headers.as_ref()))),
                         _ => break,
                     }
                 }
@@ -398,7 +413,7 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
             Some((round, warm)) = warm_rx.recv() => match warm {
                 Warm::Tick(subject, body, epoch) => {
                     let mut batch = bus.batch();
-                    ingest.handle(&mut batch, &subject, &body, epoch.as_deref());
+                    ingest.handle(&mut batch, false, &subject, &body, epoch.as_deref());
                 }
                 Warm::Done(result) if round == warm_round => {
                     match result {

@@ -8,6 +8,7 @@
 //! the ingest node's seq and ts unchanged, so a client that moves to another gateway sees one
 //! consistent sequence.
 
+pub mod election;
 pub mod feed;
 pub mod sink;
 
@@ -109,17 +110,45 @@ pub const EPOCH_HEADER: &str = "Tickcast-Epoch";
 /// topic always has a `.`, so its subject has at least two tokens after the prefix).
 const EPOCH_TOKEN: &str = "_epoch";
 
+/// Last token of the reserved subject the leader's heartbeats (its lease) go to.
+const LEADER_TOKEN: &str = "_leader";
+/// The NATS header naming the leader's term on its heartbeats (see [`election`]).
+pub const TERM_HEADER: &str = "Tickcast-Term";
+
 /// The reserved subject `<prefix>._epoch` whose last message in the stream is the epoch.
 pub(crate) fn epoch_subject(prefix: &str) -> String {
     format!("{prefix}.{EPOCH_TOKEN}")
 }
 
+/// The reserved subject `<prefix>._leader` the leader's heartbeats go to.
+pub(crate) fn leader_subject(prefix: &str) -> String {
+    format!("{prefix}.{LEADER_TOKEN}")
+}
+
+/// The prefix the stream republishes every message it stored under: `tickcast.ticker.AAPL` is
+/// delivered live as `tickcast_live.ticker.AAPL`. Gateways subscribe there, so they see exactly
+/// what the stream accepted, in its order: a deposed leader's refused appends never reach them.
+pub fn live_prefix(prefix: &str) -> String {
+    format!("{prefix}_live")
+}
+
 /// Whether `subject` is the reserved epoch subject under `prefix` (never a topic).
 pub(crate) fn is_epoch_subject(prefix: &str, subject: &str) -> bool {
-    subject
-        .strip_prefix(prefix)
-        .and_then(|s| s.strip_prefix('.'))
-        == Some(EPOCH_TOKEN)
+    reserved_token(prefix, subject) == Some(EPOCH_TOKEN)
+}
+
+/// Whether `subject` is the reserved leader subject under `prefix` (never a topic).
+pub(crate) fn is_leader_subject(prefix: &str, subject: &str) -> bool {
+    reserved_token(prefix, subject) == Some(LEADER_TOKEN)
+}
+
+/// Whether `subject` is one of the reserved subjects under `prefix` (never a topic).
+pub(crate) fn is_reserved_subject(prefix: &str, subject: &str) -> bool {
+    is_epoch_subject(prefix, subject) || is_leader_subject(prefix, subject)
+}
+
+fn reserved_token<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
+    subject.strip_prefix(prefix).and_then(|s| s.strip_prefix('.'))
 }
 
 /// The `Tickcast-Epoch` header of a message, if it has one.
@@ -270,6 +299,11 @@ mod tests {
         assert_eq!(epoch_subject("a.b"), "a.b._epoch");
         assert!(is_epoch_subject("a.b", "a.b._epoch"));
         assert!(!is_epoch_subject("a.b", "a.b._epoch.x") && !is_epoch_subject("a", "a.b._epoch"));
+        assert_eq!(leader_subject("a.b"), "a.b._leader");
+        assert!(is_leader_subject("a.b", "a.b._leader") && is_reserved_subject("a.b", "a.b._leader"));
+        assert!(!is_reserved_subject("a.b", "a.b.ticker.X"));
+        assert!(Topic::new("_leader").is_err());
+        assert_eq!(live_prefix("a.b"), "a.b_live");
         assert!(Topic::new("_epoch").is_err());
         assert!(validate_prefix("a.>").is_err() && validate_prefix("a b").is_err());
         assert!(validate_stream("TICKCAST").is_ok() && validate_stream("A.B").is_err());

@@ -3,38 +3,59 @@
 //! or absent NATS never blocks the feeds (overflow drops the tick and counts it).
 //!
 //! At start it creates (or reuses) the JetStream stream capturing `<prefix>.>` with one message per
-//! subject, which is what gateways warm their cache from, and resumes every topic's seq from it, so
-//! a restarted ingest node continues the sequence instead of starting over at 1 (which every
-//! gateway would drop as stale). The epoch of those seqs lives in the same stream, as the last
-//! message of the reserved subject `<prefix>._epoch`: its lifetime is the stream's, so a stream
-//! that is new or was lost means a new epoch (made and stored here), and every message names it in
-//! the `Tickcast-Epoch` header for gateways to adopt.
-
+//! subject, which is what gateways warm their cache from; the stream republishes every message it
+//! stores under [`live_prefix`](super::live_prefix), which is what gateways subscribe to. The epoch
+//! of the seq space lives in the same stream, as the last message of the reserved subject
+//! `<prefix>._epoch`: its lifetime is the stream's, so a stream that is new or was lost means a new
+//! epoch (made and stored here), and every message names it in the `Tickcast-Epoch` header.
+//!
+//! Several ingest nodes may run the same feeds; exactly one publishes (see [`super::election`]).
+//! Every append the leader makes carries `Nats-Expected-Last-Sequence` = the stream sequence of
+//! its previous append, so the stream itself refuses the appends of a leader that lost the lease
+//! (it was paused, partitioned): two leaders can never both append, and since gateways read what
+//! the stream republishes, a refused tick reaches no client. A node taking over first reads every
+//! topic's last seq from the stream (as of the sequence its winning heartbeat is conditional on),
+//! then leaves one seq unused per topic: whatever the old leader lost between its last append and
+//! the takeover reaches clients as an `upstream` gap, never hidden.
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage as Publish;
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
-use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
-use async_nats::{Client, ConnectOptions, Event, HeaderMap, Subject};
+use async_nats::jetstream::stream::{Config as StreamConfig, Republish, StorageType};
+use async_nats::jetstream::Context;
+use async_nats::{Client, ConnectOptions, Event, HeaderMap, Subject, Subscriber};
 use bytes::Bytes;
+use futures_util::stream::FuturesOrdered;
+use futures_util::StreamExt;
 use tickcast_bus::{Bus, BusTap, TopicState};
 use tickcast_core::{Epoch, Frame, Seq, Topic, TsMicros};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::election::{Action, Election, LeaseTiming, Role};
 use super::{
-    decode, epoch_subject, is_epoch_subject, subject_of, LastPerSubject, NatsError, EPOCH_HEADER,
+    decode, epoch_subject, is_reserved_subject, leader_subject, live_prefix, subject_of,
+    LastPerSubject, NatsError, EPOCH_HEADER, TERM_HEADER,
 };
 use crate::parse::TickParser;
 use crate::publisher::Publisher;
 use crate::reject::LogLimiter;
 use crate::stats::FeedStats;
 
+
 /// Most messages handed to the NATS client per wake-up of the forwarding task.
 const FORWARD_BATCH: usize = 256;
+/// Appends awaiting JetStream's ack at most; below the client's own limit (5,000) so sending never
+/// waits on a permit only our own unpolled acks hold.
+const MAX_IN_FLIGHT: usize = 2048;
 /// Time given to flush what is queued when the server shuts down.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -62,6 +83,10 @@ pub struct NatsSinkConfig {
     pub queue_capacity: usize,
     /// Time allowed to connect at startup (a NATS that cannot be reached fails startup).
     pub connect_timeout: Duration,
+    /// How the leader's lease is renewed and when a standby takes over.
+    pub lease: LeaseTiming,
+    /// This node's name in the leader's heartbeats and logs.
+    pub node: String,
 }
 
 /// Default of [`NatsSinkConfig::queue_capacity`].
@@ -76,7 +101,56 @@ impl Default for NatsSinkConfig {
             storage: StreamStorage::File,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             connect_timeout: super::DEFAULT_CONNECT_TIMEOUT,
+            lease: LeaseTiming::default(),
+            node: default_node_name(),
         }
+    }
+}
+
+/// `<hostname>-<pid>`: unique among nodes of one tier without configuration.
+pub fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() { "ingest".into() } else { host };
+    format!("{host}-{}", std::process::id())
+}
+
+/// Leadership as the metrics see it.
+#[derive(Debug, Default)]
+pub struct LeaderStats {
+    leader: AtomicBool,
+    term: AtomicU64,
+    takeovers: AtomicU64,
+    lost_attempts: AtomicU64,
+    step_downs: AtomicU64,
+    refused_appends: AtomicU64,
+}
+
+impl LeaderStats {
+    /// Whether this node publishes now.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Relaxed)
+    }
+    /// The term this node leads (or last led), 0 if never.
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::Relaxed)
+    }
+    /// Times this node won the lease.
+    pub fn takeovers(&self) -> u64 {
+        self.takeovers.load(Ordering::Relaxed)
+    }
+    /// Takeover attempts another node won.
+    pub fn lost_attempts(&self) -> u64 {
+        self.lost_attempts.load(Ordering::Relaxed)
+    }
+    /// Times this node stopped leading (refused append, NATS failure, newer term heard).
+    pub fn step_downs(&self) -> u64 {
+        self.step_downs.load(Ordering::Relaxed)
+    }
+    /// Appends the stream refused because someone else had appended (the fence at work).
+    pub fn refused_appends(&self) -> u64 {
+        self.refused_appends.load(Ordering::Relaxed)
     }
 }
 
@@ -84,6 +158,8 @@ impl Default for NatsSinkConfig {
 pub struct NatsSink {
     /// `connected`, ticks forwarded and reconnects, under the name `nats-sink`.
     pub stats: Arc<FeedStats>,
+    /// Leadership of this node.
+    pub leader: Arc<LeaderStats>,
     /// The forwarding task; ends after shutdown, once queued ticks are flushed.
     pub task: JoinHandle<()>,
     tap: Arc<QueueTap>,
@@ -99,10 +175,13 @@ impl NatsSink {
 /// What the bus tap hands to the forwarding task.
 type Forward = (Topic, Bytes);
 
-/// The bus tap: a non-blocking push onto the bounded queue.
+/// The bus tap: a non-blocking push onto the bounded queue, while this node leads.
 #[derive(Debug)]
 struct QueueTap {
     tx: mpsc::Sender<Forward>,
+    /// Off while standby: the ticks a takeover loads from the stream go into the bus through here
+    /// too, and must not be appended again.
+    active: AtomicBool,
     /// The sink's stats: drops count there, so they reach `/metrics` (`tickcast_feed_dropped_total`).
     stats: Arc<FeedStats>,
     drop_log: LogLimiter,
@@ -110,6 +189,9 @@ struct QueueTap {
 
 impl BusTap for QueueTap {
     fn published(&self, topic: &TopicState, _seq: Seq, _ts: TsMicros, frame: &Frame) {
+        if !self.active.load(Ordering::Acquire) {
+            return;
+        }
         // The body is the frame's payload: a slice of the same bytes, no copy, no re-encoding.
         let header = frame.len() - frame.payload().len();
         let body = frame.bytes().slice(header..);
@@ -130,7 +212,7 @@ impl BusTap for QueueTap {
 pub struct ConnectedSink {
     config: NatsSinkConfig,
     client: Client,
-    js: async_nats::jetstream::Context,
+    js: Context,
     events_rx: mpsc::UnboundedReceiver<Event>,
     stats: Arc<FeedStats>,
     epoch: Epoch,
@@ -181,8 +263,13 @@ pub async fn connect(config: NatsSinkConfig) -> Result<ConnectedSink, NatsError>
         }
         None => {
             let epoch = fresh_epoch();
-            store_epoch(&js, &config, &epoch).await?;
-            tracing::info!(stream = %config.stream, epoch = %epoch.as_str(), "no epoch in the stream (new or lost): a new seq space starts");
+            let epoch = if store_epoch(&js, &config, &epoch).await? {
+                tracing::info!(stream = %config.stream, epoch = %epoch.as_str(), "no epoch in the stream (new or lost): a new seq space starts");
+                epoch
+            } else {
+                // Another ingest node starting at the same moment stored its epoch first: share it.
+                stored_epoch(&js, &config).await?.ok_or_else(|| err(&config, &"the epoch stored first is gone"))?
+            };
             epoch
         }
     };
@@ -202,9 +289,9 @@ impl ConnectedSink {
         &self.epoch
     }
 
-    /// Resumes seqs into `bus` (built with [`epoch`](Self::epoch)), then installs the tap and
-    /// starts forwarding. Call before the feeds start, so no tick is published with a seq from
-    /// scratch.
+    /// Installs the (inactive) tap on `bus` (built with [`epoch`](Self::epoch)), makes the bus a
+    /// standby and starts the task that wins the lease, resumes seqs from the stream and forwards.
+    /// Call before the feeds start, so no tick takes a seq before this node knows the stream's.
     pub async fn start(
         self,
         bus: &Arc<Bus>,
@@ -212,39 +299,74 @@ impl ConnectedSink {
     ) -> Result<NatsSink, NatsError> {
         let config = &self.config;
         if bus.epoch() != &self.epoch {
-            return Err(NatsError::Stream {
-                stream: config.stream.clone(),
-                error: format!(
+            return Err(err(
+                config,
+                &format_args!(
                     "the bus has epoch {:?}, the stream {:?}",
                     bus.epoch().as_str(),
                     self.epoch.as_str()
                 ),
-            });
+            ));
         }
-        let resumed = resume(&self.js, config, bus, &self.stats).await?;
-        tracing::info!(url = %config.url, stream = %config.stream, topics = resumed, "NATS sink ready; seqs resumed from the stream");
+        config
+            .lease
+            .validate()
+            .map_err(|e| err(config, &format_args!("lease: {e}")))?;
+        bus.set_standby(true);
+        // Heartbeats as the stream stored them: what every standby watches.
+        let beats = self
+            .client
+            .subscribe(leader_subject(&live_prefix(&config.subject_prefix)))
+            .await
+            .map_err(|e| err(config, &e))?;
+        let heard = last_heartbeat(&self.js, config).await?;
+        tracing::info!(node = %config.node, stream = %config.stream, "NATS sink ready; standby until this node holds the lease");
 
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let stats = self.stats.clone();
         let tap = Arc::new(QueueTap {
             tx,
+            active: AtomicBool::new(false),
             stats: stats.clone(),
             drop_log: LogLimiter::default(),
         });
         if !bus.set_tap(tap.clone()) {
             return Err(NatsError::TapInUse);
         }
-        let task = tokio::spawn(forward(self, rx, shutdown));
-        Ok(NatsSink { stats, task, tap })
+        let leader = Arc::new(LeaderStats::default());
+        let task = tokio::spawn(
+            Forwarder {
+                election: Election::new(heard),
+                subjects: HashMap::new(),
+                pipeline: None,
+                beats,
+                rx,
+                tap: tap.clone(),
+                bus: bus.clone(),
+                leader: leader.clone(),
+                sink: self,
+            }
+            .run(shutdown),
+        );
+        Ok(NatsSink {
+            stats,
+            leader,
+            task,
+            tap,
+        })
     }
 }
 
-/// Creates the last-value stream, or keeps the one that exists.
-async fn ensure_stream(
-    js: &async_nats::jetstream::Context,
-    config: &NatsSinkConfig,
-) -> Result<(), NatsError> {
-    js.get_or_create_stream(StreamConfig {
+fn err(config: &NatsSinkConfig, e: &dyn std::fmt::Display) -> NatsError {
+    NatsError::Stream {
+        stream: config.stream.clone(),
+        error: e.to_string(),
+    }
+}
+
+/// The stream's config: `<prefix>.>`, one message per subject, republished under the live prefix.
+fn stream_config(config: &NatsSinkConfig) -> StreamConfig {
+    StreamConfig {
         name: config.stream.clone(),
         subjects: vec![format!("{}.>", config.subject_prefix)],
         // Only the latest tick of each topic matters: older ones are superseded.
@@ -253,13 +375,30 @@ async fn ensure_stream(
             StreamStorage::File => StorageType::File,
             StreamStorage::Memory => StorageType::Memory,
         },
+        republish: Some(Republish {
+            source: format!("{}.>", config.subject_prefix),
+            destination: format!("{}.>", live_prefix(&config.subject_prefix)),
+            headers_only: false,
+        }),
         ..Default::default()
-    })
-    .await
-    .map_err(|e| NatsError::Stream {
-        stream: config.stream.clone(),
-        error: e.to_string(),
-    })?;
+    }
+}
+
+/// Creates the last-value stream, or keeps the one that exists (adding the republish to one made
+/// before it had one).
+async fn ensure_stream(js: &Context, config: &NatsSinkConfig) -> Result<(), NatsError> {
+    let wanted = stream_config(config);
+    let mut stream = js
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|e| err(config, &e))?;
+    if stream.cached_info().config.republish != wanted.republish {
+        let mut updated = stream.cached_info().config.clone();
+        updated.republish = wanted.republish;
+        js.update_stream(updated).await.map_err(|e| err(config, &e))?;
+        tracing::info!(stream = %config.stream, "stream now republishes what it stores (gateways read that)");
+    }
+    let _ = stream.info().await;
     Ok(())
 }
 
@@ -273,51 +412,80 @@ fn fresh_epoch() -> Epoch {
 }
 
 /// The epoch the stream holds (the last message of the reserved subject), if any.
-async fn stored_epoch(
-    js: &async_nats::jetstream::Context,
-    config: &NatsSinkConfig,
-) -> Result<Option<Epoch>, NatsError> {
-    let err = |e: &dyn std::fmt::Display| NatsError::Stream {
-        stream: config.stream.clone(),
-        error: e.to_string(),
-    };
-    let stream = js.get_stream(&config.stream).await.map_err(|e| err(&e))?;
+async fn stored_epoch(js: &Context, config: &NatsSinkConfig) -> Result<Option<Epoch>, NatsError> {
+    let stream = js
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| err(config, &e))?;
     let subject = epoch_subject(&config.subject_prefix);
     match stream.get_last_raw_message_by_subject(&subject).await {
         Ok(msg) => {
-            let text = std::str::from_utf8(&msg.payload).map_err(|e| err(&e))?;
+            let text = std::str::from_utf8(&msg.payload).map_err(|e| err(config, &e))?;
             Epoch::new(text.trim())
                 .map(Some)
-                .map_err(|e| err(&format!("{subject}: {e}")))
+                .map_err(|e| err(config, &format_args!("{subject}: {e}")))
         }
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        Err(e) => Err(err(&e)),
+        Err(e) => Err(err(config, &e)),
     }
 }
 
-/// Stores `epoch` as the last message of the reserved subject, waiting for JetStream's ack.
+/// Stores `epoch` as the first message of the reserved subject, waiting for JetStream's ack;
+/// `false` if the subject already had one (another node stored its epoch first).
 async fn store_epoch(
-    js: &async_nats::jetstream::Context,
+    js: &Context,
     config: &NatsSinkConfig,
     epoch: &Epoch,
-) -> Result<(), NatsError> {
-    let err = |e: &dyn std::fmt::Display| NatsError::Stream {
-        stream: config.stream.clone(),
-        error: e.to_string(),
-    };
+) -> Result<bool, NatsError> {
     let body = Bytes::copy_from_slice(epoch.as_str().as_bytes());
-    js.publish(epoch_subject(&config.subject_prefix), body)
+    let publish = Publish::build()
+        .payload(body)
+        .expected_last_subject_sequence(0);
+    let ack = js
+        .send_publish(epoch_subject(&config.subject_prefix), publish)
         .await
-        .map_err(|e| err(&e))?
+        .map_err(|e| err(config, &e))?
+        .await;
+    match ack {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+        Err(e) => Err(err(config, &e)),
+    }
+}
+
+/// When the leader was last heard, from the heartbeat the stream holds: a lease that lapsed long
+/// ago (the tier was down) is taken over at once, a fresh one is waited out.
+async fn last_heartbeat(js: &Context, config: &NatsSinkConfig) -> Result<Instant, NatsError> {
+    let now = Instant::now();
+    let lapsed = now.checked_sub(config.lease.lease).unwrap_or(now);
+    let stream = js
+        .get_stream(&config.stream)
         .await
-        .map_err(|e| err(&e))?;
-    Ok(())
+        .map_err(|e| err(config, &e))?;
+    match stream
+        .get_last_raw_message_by_subject(&leader_subject(&config.subject_prefix))
+        .await
+    {
+        Ok(msg) => {
+            let stored = msg.time.unix_timestamp_nanos();
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as i128;
+            // The stored time is NATS's clock: a skew only delays or hastens one attempt, which
+            // the conditional append keeps safe either way.
+            let age = Duration::from_nanos((wall - stored).clamp(0, u64::MAX as i128) as u64);
+            Ok(now.checked_sub(age).unwrap_or(lapsed).max(lapsed))
+        }
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(lapsed),
+        Err(e) => Err(err(config, &e)),
+    }
 }
 
 /// Loads the stream's last tick of every topic into `bus` (its cache and seq counter); returns how
 /// many topics it found.
 async fn resume(
-    js: &async_nats::jetstream::Context,
+    js: &Context,
     config: &NatsSinkConfig,
     bus: &Arc<Bus>,
     stats: &Arc<FeedStats>,
@@ -328,11 +496,8 @@ async fn resume(
     let mut parser = TickParser::default();
     let mut scratch = Vec::new();
     let mut n = 0;
-    while let Some((subject, body, _)) = last.next().await.map_err(|error| NatsError::Stream {
-        stream: config.stream.clone(),
-        error,
-    })? {
-        if is_epoch_subject(&config.subject_prefix, &subject) {
+    while let Some((subject, body, _)) = last.next().await.map_err(|e| err(config, &e))? {
+        if is_reserved_subject(&config.subject_prefix, &subject) {
             continue;
         }
         scratch.clear();
@@ -358,77 +523,303 @@ async fn resume(
     Ok(n)
 }
 
-/// Moves queued ticks to NATS until shutdown, then flushes.
-async fn forward(
-    sink: ConnectedSink,
-    mut rx: mpsc::Receiver<Forward>,
-    shutdown: CancellationToken,
-) {
-    let ConnectedSink {
-        config,
-        client,
-        js,
-        events_rx: mut events,
-        stats,
-        epoch,
-    } = sink;
-    // Subject per topic, built once: bounded by the bus's max_topics.
-    let mut subjects: HashMap<Topic, Subject> = HashMap::new();
-    // Every message names the epoch of its seq, so a gateway adopts a new one at its first tick.
-    let mut headers = HeaderMap::new();
-    headers.insert(EPOCH_HEADER, epoch.as_str());
-    let mut buf = Vec::with_capacity(FORWARD_BATCH);
-    let mut seen_connect = false;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(event) = events.recv() => match event {
-                Event::Connected if seen_connect => {
-                    tracing::info!(url = %config.url, "NATS sink reconnected");
-                    // A NATS restarted without its store lost the stream: create it again, and
-                    // store the epoch there again (the seqs go on, so the epoch does too).
-                    if let Err(e) = ensure_stream(&js, &config).await {
-                        tracing::warn!(error = %e, "cannot recreate the last-value stream");
-                    } else if let Err(e) = restore_epoch(&js, &config, &epoch).await {
-                        tracing::warn!(error = %e, "cannot store the epoch in the stream again");
-                    }
-                }
-                Event::Connected => seen_connect = true,
-                Event::Disconnected => tracing::warn!(url = %config.url, "NATS sink disconnected; ticks queue, then drop"),
-                other => tracing::debug!(event = %other, "NATS sink event"),
-            },
-            n = rx.recv_many(&mut buf, FORWARD_BATCH) => {
-                if n == 0 {
-                    break;
-                }
-                for (topic, body) in buf.drain(..) {
-                    let subject = subjects
-                        .entry(topic)
-                        .or_insert_with_key(|t| Subject::from(subject_of(&config.subject_prefix, t.as_str())))
-                        .clone();
-                    // Errors only when the client is closed, which happens at shutdown.
-                    if client.publish_with_headers(subject, headers.clone(), body).await.is_err() {
-                        break;
-                    }
-                }
-                stats.record_ticks(n as u64, TsMicros::now());
-            }
-        }
-    }
-    let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
-    stats.set_connected(false);
+/// The leader's appends: each conditional on the stream's sequence being the previous one's.
+struct Pipeline {
+    js: Context,
+    /// The stream sequence of this node's last append: the next one expects it.
+    tail: u64,
+    /// Every tick's headers: the epoch (the expected sequence is added per append).
+    headers: HeaderMap,
+    in_flight: FuturesOrdered<Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>>,
 }
 
-/// Stores `epoch` in the stream unless it holds it already (it was recreated empty).
-async fn restore_epoch(
-    js: &async_nats::jetstream::Context,
-    config: &NatsSinkConfig,
-    epoch: &Epoch,
-) -> Result<(), NatsError> {
-    if stored_epoch(js, config).await?.as_ref() == Some(epoch) {
-        return Ok(());
+impl Pipeline {
+    /// Sends one append without waiting for its ack (awaiting the oldest when the window is full).
+    async fn append(
+        &mut self,
+        subject: Subject,
+        body: Bytes,
+        headers: HeaderMap,
+    ) -> Result<(), PublishError> {
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            if let Some(ack) = self.in_flight.next().await {
+                ack?;
+            }
+        }
+        let publish = Publish::build()
+            .payload(body)
+            .headers(headers)
+            .expected_last_sequence(self.tail);
+        let ack = self.js.send_publish(subject, publish).await?;
+        self.tail += 1;
+        self.in_flight.push_back(ack.into_future());
+        Ok(())
     }
-    store_epoch(js, config, epoch).await
+
+    /// Waits for every ack still due (at shutdown).
+    async fn drain(&mut self) -> Result<(), PublishError> {
+        while let Some(ack) = self.in_flight.next().await {
+            ack?;
+        }
+        Ok(())
+    }
+}
+
+/// The forwarding task: leadership, and while leading, ticks to the stream.
+struct Forwarder {
+    sink: ConnectedSink,
+    election: Election,
+    /// Subject per topic, built once: bounded by the bus's max_topics.
+    subjects: HashMap<Topic, Subject>,
+    /// Present while leading.
+    pipeline: Option<Pipeline>,
+    beats: Subscriber,
+    rx: mpsc::Receiver<Forward>,
+    tap: Arc<QueueTap>,
+    bus: Arc<Bus>,
+    leader: Arc<LeaderStats>,
+}
+
+impl Forwarder {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut buf = Vec::with_capacity(FORWARD_BATCH);
+        let mut seen_connect = false;
+        loop {
+            let wake = match self.election.next(Instant::now(), &self.sink.config.lease) {
+                Action::WaitUntil(at) => at,
+                Action::TakeOver | Action::Renew => Instant::now(),
+            };
+            let leading = self.pipeline.is_some();
+            let acks_due = self
+                .pipeline
+                .as_ref()
+                .is_some_and(|p| !p.in_flight.is_empty());
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(event) = self.sink.events_rx.recv() => match event {
+                    Event::Connected if seen_connect => {
+                        tracing::info!(url = %self.sink.config.url, "NATS sink reconnected");
+                    }
+                    Event::Connected => seen_connect = true,
+                    Event::Disconnected => {
+                        tracing::warn!(url = %self.sink.config.url, "NATS sink disconnected");
+                        // Appends in flight may be lost: stop, and win the lease again (or not).
+                        self.step_down("NATS disconnected");
+                    }
+                    other => tracing::debug!(event = %other, "NATS sink event"),
+                },
+                Some(beat) = self.beats.next() => {
+                    let term = beat_term(&beat);
+                    if self.election.heard(term, Instant::now()) {
+                        self.step_down("a newer leader's heartbeat");
+                    }
+                }
+                Some(ack) = next_ack(&mut self.pipeline), if acks_due => {
+                    if let Err(e) = ack {
+                        self.refused(&e);
+                    }
+                }
+                n = self.rx.recv_many(&mut buf, FORWARD_BATCH), if leading => {
+                    if n == 0 {
+                        break;
+                    }
+                    self.forward(&mut buf).await;
+                }
+                _ = tokio::time::sleep_until(wake.into()) => self.on_timer().await,
+            }
+        }
+        if let Some(p) = self.pipeline.as_mut() {
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, p.drain()).await;
+        }
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, self.sink.client.flush()).await;
+        self.leader.leader.store(false, Ordering::Relaxed);
+        self.sink.stats.set_connected(false);
+    }
+
+    /// Appends a batch of queued ticks.
+    async fn forward(&mut self, buf: &mut Vec<Forward>) {
+        let n = buf.len() as u64;
+        let prefix = &self.sink.config.subject_prefix;
+        let Some(p) = self.pipeline.as_mut() else {
+            buf.clear();
+            return;
+        };
+        let mut failed = None;
+        for (topic, body) in buf.drain(..) {
+            if failed.is_some() {
+                continue;
+            }
+            let subject = self
+                .subjects
+                .entry(topic)
+                .or_insert_with_key(|t| Subject::from(subject_of(prefix, t.as_str())))
+                .clone();
+            if let Err(e) = p.append(subject, body, p.headers.clone()).await {
+                failed = Some(e);
+            }
+        }
+        match failed {
+            Some(e) => self.refused(&e),
+            None => self.sink.stats.record_ticks(n, TsMicros::now()),
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        match self.election.next(now, &self.sink.config.lease) {
+            Action::WaitUntil(_) => {}
+            Action::Renew => {
+                let Some(p) = self.pipeline.as_mut() else {
+                    return;
+                };
+                let Role::Leader { term } = self.election.role() else {
+                    return;
+                };
+                let mut headers = HeaderMap::new();
+                headers.insert(TERM_HEADER, term.to_string().as_str());
+                let subject = Subject::from(leader_subject(&self.sink.config.subject_prefix));
+                match p.append(subject, beat_body(&self.sink.config.node), headers).await {
+                    Ok(()) => self.election.renewed(now),
+                    Err(e) => self.refused(&e),
+                }
+            }
+            Action::TakeOver => match self.take_over().await {
+                Ok(Some(term)) => {
+                    self.election.took_over(term, Instant::now());
+                    self.leader.term.store(term, Ordering::Relaxed);
+                    self.leader.takeovers.fetch_add(1, Ordering::Relaxed);
+                    self.leader.leader.store(true, Ordering::Relaxed);
+                    self.tap.active.store(true, Ordering::Release);
+                    self.bus.set_standby(false);
+                    tracing::info!(node = %self.sink.config.node, term, "this node leads: its feeds publish");
+                }
+                Ok(None) => {
+                    self.leader.lost_attempts.fetch_add(1, Ordering::Relaxed);
+                    self.election.lost(Instant::now());
+                    tracing::info!(node = %self.sink.config.node, "another node appended first; staying standby");
+                }
+                Err(e) => {
+                    self.election.lost(Instant::now());
+                    tracing::warn!(error = %e, "takeover failed; retrying after a lease");
+                }
+            },
+        }
+    }
+
+    /// Resumes every topic's seq from the stream and appends this node's first heartbeat,
+    /// conditional on the stream's last sequence as read before: `Some(term)` if it won.
+    async fn take_over(&mut self) -> Result<Option<u64>, NatsError> {
+        let config = &self.sink.config;
+        let js = &self.sink.js;
+        // NATS may have lost the stream (restarted without its store): make it again, with the
+        // epoch this node's seqs belong to.
+        ensure_stream(js, config).await?;
+        match stored_epoch(js, config).await? {
+            Some(e) if e == self.sink.epoch => {}
+            Some(other) => {
+                return Err(err(
+                    config,
+                    &format_args!(
+                        "the stream holds epoch {:?}, this node's seqs are of {:?}: restart this node to join it",
+                        other.as_str(),
+                        self.sink.epoch.as_str()
+                    ),
+                ))
+            }
+            None => {
+                store_epoch(js, config, &self.sink.epoch).await?;
+            }
+        }
+        let last = js
+            .get_stream(&config.stream)
+            .await
+            .map_err(|e| err(config, &e))?
+            .cached_info()
+            .state
+            .last_sequence;
+        let topics = resume(js, config, &self.bus, &self.sink.stats).await?;
+        let mut headers = HeaderMap::new();
+        headers.insert(EPOCH_HEADER, self.sink.epoch.as_str());
+        let mut pipeline = Pipeline {
+            js: js.clone(),
+            tail: last,
+            headers,
+            in_flight: FuturesOrdered::new(),
+        };
+        let subject = Subject::from(leader_subject(&config.subject_prefix));
+        pipeline
+            .append(subject, beat_body(&config.node), HeaderMap::new())
+            .await
+            .map_err(|e| err(config, &e))?;
+        let term = match pipeline.in_flight.next().await {
+            Some(Ok(ack)) => ack.sequence,
+            Some(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => return Ok(None),
+            Some(Err(e)) => return Err(err(config, &e)),
+            None => return Ok(None),
+        };
+        pipeline.tail = term;
+        // Whatever the old leader lost between its last append and now: one unused seq per topic
+        // reaches every client as an `upstream` gap.
+        for topic in self.bus.fed_topics() {
+            if topic.last().is_some() {
+                topic.skip_seqs(1);
+            }
+        }
+        tracing::info!(topics, last_sequence = last, "seqs resumed from the stream for the takeover");
+        self.pipeline = Some(pipeline);
+        Ok(Some(term))
+    }
+
+    /// An append failed: refused by the stream (someone else appended) or lost by NATS.
+    fn refused(&mut self, e: &PublishError) {
+        if e.kind() == PublishErrorKind::WrongLastSequence {
+            self.leader.refused_appends.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::warn!(error = %e, "append refused or failed");
+        self.step_down("an append was refused or failed");
+    }
+
+    /// Stops publishing: the bus discards feed ticks again, queued ticks are dropped (the next
+    /// leader announces them as a gap), and the lease is waited out before trying again.
+    fn step_down(&mut self, why: &str) {
+        if self.pipeline.take().is_none() {
+            return;
+        }
+        self.bus.set_standby(true);
+        self.tap.active.store(false, Ordering::Release);
+        while self.rx.try_recv().is_ok() {}
+        self.election.step_down(Instant::now());
+        self.leader.leader.store(false, Ordering::Relaxed);
+        self.leader.step_downs.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(node = %self.sink.config.node, why, "this node stopped leading; standby");
+    }
+}
+
+/// The next ack of the pipeline (only polled while one is due).
+async fn next_ack(pipeline: &mut Option<Pipeline>) -> Option<Result<PublishAck, PublishError>> {
+    match pipeline {
+        Some(p) => p.in_flight.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A heartbeat's body: who leads, for people reading the stream.
+fn beat_body(node: &str) -> Bytes {
+    Bytes::from(format!("{{\"node\":{}}}", serde_json::Value::from(node)))
+}
+
+/// The term a heartbeat (as republished by the stream) belongs to: its header, or, on the first
+/// heartbeat of a term, its own stream sequence.
+fn beat_term(msg: &async_nats::Message) -> u64 {
+    let header = |name: &str| {
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+    };
+    header(TERM_HEADER)
+        .or_else(|| header("Nats-Sequence"))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -451,6 +842,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(1);
         let tap = QueueTap {
             tx,
+            active: AtomicBool::new(true),
             stats: stats.clone(),
             drop_log: LogLimiter::default(),
         };

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use tickcast_ingest::nats::sink::{NatsSinkConfig, StreamStorage};
+use tickcast_ingest::nats::election::LeaseTiming;
+use tickcast_ingest::nats::sink::{default_node_name, NatsSinkConfig, StreamStorage};
 
 use super::{millis, ConfigError};
 
@@ -34,6 +35,12 @@ pub struct NatsSection {
     pub queue_capacity: usize,
     /// Time allowed to connect at startup, in milliseconds.
     pub connect_timeout_ms: u64,
+    /// How often the leading ingest node appends its heartbeat (its lease), in milliseconds.
+    pub renew_ms: u64,
+    /// Silence after which a standby ingest node takes over, in milliseconds (>= 3 x renew_ms).
+    pub lease_ms: u64,
+    /// This node's name in heartbeats and logs; empty = `<hostname>-<pid>`.
+    pub node: String,
 }
 
 impl Default for NatsSection {
@@ -49,6 +56,9 @@ impl Default for NatsSection {
             },
             queue_capacity: s.queue_capacity,
             connect_timeout_ms: millis(s.connect_timeout),
+            renew_ms: millis(s.lease.renew),
+            lease_ms: millis(s.lease.lease),
+            node: String::new(),
         }
     }
 }
@@ -69,12 +79,23 @@ impl NatsSection {
                 "nats.queue_capacity must be >= 1 and connect_timeout_ms >= {min_connect}"
             )));
         }
+        self.lease()
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("nats.{e}")))?;
         Ok(())
+    }
+
+    fn lease(&self) -> LeaseTiming {
+        LeaseTiming {
+            renew: Duration::from_millis(self.renew_ms),
+            lease: Duration::from_millis(self.lease_ms),
+        }
     }
 
     /// The checked sink settings.
     pub fn sink(self) -> Result<NatsSinkConfig, ConfigError> {
         self.validate()?;
+        let lease = self.lease();
         Ok(NatsSinkConfig {
             url: self.url,
             subject_prefix: self.subject_prefix,
@@ -85,6 +106,12 @@ impl NatsSection {
             },
             queue_capacity: self.queue_capacity,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            lease,
+            node: if self.node.trim().is_empty() {
+                default_node_name()
+            } else {
+                self.node
+            },
         })
     }
 }
@@ -106,6 +133,10 @@ mod tests {
         match resolve(&format!("{ingest}{bad_prefix}")) {
             Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.subject_prefix"), "{m}"),
             other => panic!("{other:?}"),
+        }
+        match resolve(&format!("{ingest}[nats]\nrenew_ms = 500\nlease_ms = 1000")) {
+            Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.lease_ms"), "{m}"),
+            other => panic!("expected the lease refused, got {other:?}"),
         }
         match resolve(&format!("{ingest}[nats]\nurl = \" \"")) {
             Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.url must be set"), "{m}"),
