@@ -24,7 +24,11 @@ pub struct LeaderMetrics {
 
 impl LeaderMetrics {
     /// Creates the metrics and registers them (and their refresh) with `metrics`.
-    pub fn install(stats: Arc<LeaderStats>, bus: Arc<Bus>, metrics: &Metrics) -> prometheus::Result<()> {
+    pub fn install(
+        stats: Arc<LeaderStats>,
+        bus: Arc<Bus>,
+        metrics: &Metrics,
+    ) -> prometheus::Result<()> {
         let m = Arc::new(LeaderMetrics {
             stats,
             bus,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tickcast_bus::Bus;
 use tickcast_gateway::{Gateway, ServerState};
-use tickcast_ingest::{Feed, FeedContext, FeedRegistry, FeedStats};
 use tickcast_ingest::nats::sink::LeaderStats;
+use tickcast_ingest::{Feed, FeedContext, FeedRegistry, FeedStats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

@@ -30,9 +30,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    decode, epoch_of, is_reserved_subject, live_prefix, validate_prefix, validate_stream, LastPerSubject,
-    NatsError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, DEFAULT_URL,
-    MIN_CONNECT_TIMEOUT,
+    decode, epoch_of, is_reserved_subject, live_prefix, validate_prefix, validate_stream,
+    LastPerSubject, NatsError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX,
+    DEFAULT_URL, MIN_CONNECT_TIMEOUT,
 };
 use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::gaps::{GapTracker, SeqCheck};
@@ -204,7 +204,11 @@ impl Ingest {
         body: &[u8],
         epoch: Option<&str>,
     ) -> bool {
-        let prefix = if live { &self.live_prefix } else { &self.prefix };
+        let prefix = if live {
+            &self.live_prefix
+        } else {
+            &self.prefix
+        };
         if is_reserved_subject(prefix, subject) {
             return false; // the ingest tier's epoch record or leader heartbeat, not a topic
         }
@@ -230,7 +234,11 @@ impl Ingest {
         }
         self.scratch.clear();
         self.scratch.extend_from_slice(body);
-        let prefix = if live { &self.live_prefix } else { &self.prefix };
+        let prefix = if live {
+            &self.live_prefix
+        } else {
+            &self.prefix
+        };
         let tick = decode(&mut self.parser, prefix, subject, &mut self.scratch)?;
         let topic = match self.publisher.cached(&tick.topic) {
             Some(t) => t.clone(),

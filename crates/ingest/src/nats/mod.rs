@@ -148,7 +148,9 @@ pub(crate) fn is_reserved_subject(prefix: &str, subject: &str) -> bool {
 }
 
 fn reserved_token<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
-    subject.strip_prefix(prefix).and_then(|s| s.strip_prefix('.'))
+    subject
+        .strip_prefix(prefix)
+        .and_then(|s| s.strip_prefix('.'))
 }
 
 /// The `Tickcast-Epoch` header of a message, if it has one.
@@ -300,7 +302,9 @@ mod tests {
         assert!(is_epoch_subject("a.b", "a.b._epoch"));
         assert!(!is_epoch_subject("a.b", "a.b._epoch.x") && !is_epoch_subject("a", "a.b._epoch"));
         assert_eq!(leader_subject("a.b"), "a.b._leader");
-        assert!(is_leader_subject("a.b", "a.b._leader") && is_reserved_subject("a.b", "a.b._leader"));
+        assert!(
+            is_leader_subject("a.b", "a.b._leader") && is_reserved_subject("a.b", "a.b._leader")
+        );
         assert!(!is_reserved_subject("a.b", "a.b.ticker.X"));
         assert!(Topic::new("_leader").is_err());
         assert_eq!(live_prefix("a.b"), "a.b_live");

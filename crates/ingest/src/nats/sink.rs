@@ -50,7 +50,6 @@ use crate::publisher::Publisher;
 use crate::reject::LogLimiter;
 use crate::stats::FeedStats;
 
-
 /// Most messages handed to the NATS client per wake-up of the forwarding task.
 const FORWARD_BATCH: usize = 256;
 /// Appends awaiting JetStream's ack at most; below the client's own limit (5,000) so sending never
@@ -112,7 +111,11 @@ pub fn default_node_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let host = if host.is_empty() { "ingest".into() } else { host };
+    let host = if host.is_empty() {
+        "ingest".into()
+    } else {
+        host
+    };
     format!("{host}-{}", std::process::id())
 }
 
@@ -268,7 +271,9 @@ pub async fn connect(config: NatsSinkConfig) -> Result<ConnectedSink, NatsError>
                 epoch
             } else {
                 // Another ingest node starting at the same moment stored its epoch first: share it.
-                stored_epoch(&js, &config).await?.ok_or_else(|| err(&config, &"the epoch stored first is gone"))?
+                stored_epoch(&js, &config)
+                    .await?
+                    .ok_or_else(|| err(&config, &"the epoch stored first is gone"))?
             };
             epoch
         }
@@ -395,7 +400,9 @@ async fn ensure_stream(js: &Context, config: &NatsSinkConfig) -> Result<(), Nats
     if stream.cached_info().config.republish != wanted.republish {
         let mut updated = stream.cached_info().config.clone();
         updated.republish = wanted.republish;
-        js.update_stream(updated).await.map_err(|e| err(config, &e))?;
+        js.update_stream(updated)
+            .await
+            .map_err(|e| err(config, &e))?;
         tracing::info!(stream = %config.stream, "stream now republishes what it stores (gateways read that)");
     }
     let _ = stream.info().await;
@@ -530,7 +537,8 @@ struct Pipeline {
     tail: u64,
     /// Every tick's headers: the epoch (the expected sequence is added per append).
     headers: HeaderMap,
-    in_flight: FuturesOrdered<Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>>,
+    in_flight:
+        FuturesOrdered<Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>>,
 }
 
 impl Pipeline {
@@ -678,7 +686,10 @@ impl Forwarder {
                 let mut headers = HeaderMap::new();
                 headers.insert(TERM_HEADER, term.to_string().as_str());
                 let subject = Subject::from(leader_subject(&self.sink.config.subject_prefix));
-                match p.append(subject, beat_body(&self.sink.config.node), headers).await {
+                match p
+                    .append(subject, beat_body(&self.sink.config.node), headers)
+                    .await
+                {
                     Ok(()) => self.election.renewed(now),
                     Err(e) => self.refused(&e),
                 }
@@ -765,7 +776,11 @@ impl Forwarder {
                 topic.skip_seqs(1);
             }
         }
-        tracing::info!(topics, last_sequence = last, "seqs resumed from the stream for the takeover");
+        tracing::info!(
+            topics,
+            last_sequence = last,
+            "seqs resumed from the stream for the takeover"
+        );
         self.pipeline = Some(pipeline);
         Ok(Some(term))
     }

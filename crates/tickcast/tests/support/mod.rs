@@ -11,6 +11,7 @@
 //! - [`SeqLedger`]: checks that a stream's seqs skip only where a `gap` marker said so;
 //! - [`BookBuilder`]: an order book of the test's own, checking every `book` message's checksum;
 //! - [`wait_until`] and its variants: bounded polling with a sync or an async predicate;
+//! - [`NatsServer`]: a real `nats-server -js` on a free port (scale-out and failover tests);
 //! - plain HTTP requests, the real binary as a child process, temp dirs, fixtures and feeds.
 //!
 //! Servers are started through `tickcast::test_support::start_server`, always on 127.0.0.1:0.
@@ -22,6 +23,7 @@ mod frame;
 mod http;
 mod ledger;
 mod metrics;
+mod nats;
 mod raw;
 mod sse;
 mod tls;
@@ -41,6 +43,7 @@ pub use ledger::SeqLedger;
 pub use metrics::{
     metric, metric_at, metrics, metrics_at, wait_for_metric, wait_for_open, Metrics,
 };
+pub use nats::NatsServer;
 pub use raw::{upgrade_over, RawClient};
 pub use sse::{sse_open, sse_open_with, SseEvent, SseOpen, SseStream};
 pub use tickcast::test_support::{start_server, RunningServer};
