@@ -18,8 +18,7 @@
 //! then leaves one seq unused per topic: whatever the old leader lost between its last append and
 //! the takeover reaches clients as an `upstream` gap, never hidden.
 use std::collections::HashMap;
-use std::future::{Future, IntoFuture};
-use std::pin::Pin;
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -530,6 +529,9 @@ async fn resume(
     Ok(n)
 }
 
+/// JetStream's answer to one append.
+type AckFuture = <async_nats::jetstream::context::PublishAckFuture as IntoFuture>::IntoFuture;
+
 /// The leader's appends: each conditional on the stream's sequence being the previous one's.
 struct Pipeline {
     js: Context,
@@ -537,8 +539,7 @@ struct Pipeline {
     tail: u64,
     /// Every tick's headers: the epoch (the expected sequence is added per append).
     headers: HeaderMap,
-    in_flight:
-        FuturesOrdered<Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>>,
+    in_flight: FuturesOrdered<AckFuture>,
 }
 
 impl Pipeline {
