@@ -34,7 +34,7 @@ use bytes::Bytes;
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use tickcast_bus::{Bus, BusTap, TopicState};
-use tickcast_core::{Epoch, Frame, Seq, Topic, TsMicros};
+use tickcast_core::{Epoch, Frame, Seq, Topic, TopicClass, TsMicros};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -191,7 +191,7 @@ struct QueueTap {
 
 impl BusTap for QueueTap {
     fn published(&self, topic: &TopicState, _seq: Seq, _ts: TsMicros, frame: &Frame) {
-        if !self.active.load(Ordering::Acquire) {
+        if !self.active.load(Ordering::Acquire) || !crosses_nats(topic.topic()) {
             return;
         }
         // The body is the frame's payload: a slice of the same bytes, no copy, no re-encoding.
@@ -207,6 +207,13 @@ impl BusTap for QueueTap {
             }
         }
     }
+}
+
+/// Whether `topic`'s messages go to NATS: quotes only, the one message gateways decode. Books,
+/// trades and candles are built by each ingest node and do not cross NATS yet; sending them would
+/// only load the stream and be refused by every gateway.
+fn crosses_nats(topic: &Topic) -> bool {
+    topic.class() == TopicClass::Latest && topic.channel() != "bar"
 }
 
 /// A sink connected to NATS, its stream ready and its epoch known, not forwarding yet: build the
@@ -488,20 +495,20 @@ async fn last_heartbeat(js: &Context, config: &NatsSinkConfig) -> Result<Instant
     }
 }
 
-/// Loads the stream's last tick of every topic into `bus` (its cache and seq counter); returns how
-/// many topics it found.
+/// Loads the stream's last tick of every topic into `bus` (its cache and seq counter); returns the
+/// topics it found.
 async fn resume(
     js: &Context,
     config: &NatsSinkConfig,
     bus: &Arc<Bus>,
     stats: &Arc<FeedStats>,
-) -> Result<u64, NatsError> {
+) -> Result<Vec<Arc<TopicState>>, NatsError> {
     let filter = format!("{}.>", config.subject_prefix);
     let mut last = LastPerSubject::open(js, &config.stream, &filter).await?;
     let mut publisher = Publisher::new(bus.clone(), stats.clone());
     let mut parser = TickParser::default();
     let mut scratch = Vec::new();
-    let mut n = 0;
+    let mut found = Vec::new();
     while let Some((subject, body, _)) = last.next().await.map_err(|e| err(config, &e))? {
         if is_reserved_subject(&config.subject_prefix, &subject) {
             continue;
@@ -524,9 +531,9 @@ async fn resume(
             TsMicros(tick.ts),
             tick.quote,
         );
-        n += 1;
+        found.push(state);
     }
-    Ok(n)
+    Ok(found)
 }
 
 /// JetStream's answer to one append.
@@ -771,14 +778,13 @@ impl Forwarder {
         };
         pipeline.tail = term;
         // Whatever the old leader lost between its last append and now: one unused seq per topic
-        // reaches every client as an `upstream` gap.
-        for topic in self.bus.fed_topics() {
-            if topic.last().is_some() {
-                topic.skip_seqs(1);
-            }
+        // of the stream reaches every client as an `upstream` gap. (Only those: topics that do
+        // not cross NATS, books and trades, go on locally and must not skip.)
+        for topic in &topics {
+            topic.skip_seqs(1);
         }
         tracing::info!(
-            topics,
+            topics = topics.len(),
             last_sequence = last,
             "seqs resumed from the stream for the takeover"
         );
@@ -842,6 +848,14 @@ fn beat_term(msg: &async_nats::Message) -> u64 {
 mod tests {
     use super::*;
     use tickcast_bus::BusConfig;
+
+    #[test]
+    fn only_quotes_cross_nats() {
+        let t = |s: &str| Topic::new(s).expect("topic");
+        assert!(crosses_nats(&t("ticker.AAPL")) && crosses_nats(&t("fx.EURUSD")));
+        assert!(!crosses_nats(&t("book.AAPL")) && !crosses_nats(&t("trade.AAPL")));
+        assert!(!crosses_nats(&t("bar.1m.AAPL")));
+    }
 
     #[test]
     fn a_full_queue_drops_ticks_and_counts_them_in_the_sink_stats() {
