@@ -45,8 +45,9 @@ class Server:
     """One tickcast process with a synthetic feed (rate 0 unless asked) and a tcp feed tests publish to.
 
     market_rate: the synthetic feed's book changes per second over SYN1 and SYN2 (server default 200);
-    book_depth: [market] book_depth; max_queued_frames: [backpressure] max_queued_frames; key_topics: what the
-    API key may subscribe to with auth."""
+    book_depth: [market] book_depth; max_queued_frames, policy: [backpressure] max_queued_frames and policy;
+    send_buffer: [server] socket_send_buffer_bytes (small: a stalled client reaches the policy sooner); key_topics:
+    what the API key may subscribe to with auth; jwt_secret: also accept HS256 JWTs signed with it (no leeway)."""
 
     def __init__(
         self,
@@ -57,6 +58,9 @@ class Server:
         book_depth: Optional[int] = None,
         max_queued_frames: Optional[int] = None,
         key_topics: tuple[str, ...] = ("ticker.*",),
+        policy: Optional[str] = None,
+        send_buffer: Optional[int] = None,
+        jwt_secret: Optional[str] = None,
     ) -> None:
         self.binary = binary
         self.port = free_port()
@@ -68,13 +72,19 @@ class Server:
             + (f"market_rate = {market_rate}\n" if market_rate is not None else "")
             + f'\n[[feeds]]\nkind = "tcp"\nname = "pub"\nlisten = "127.0.0.1:{self.feed_port}"\nrequired = false\n'
         )
+        if send_buffer is not None:
+            cfg = f"[server]\nsocket_send_buffer_bytes = {send_buffer}\n\n" + cfg
         if book_depth is not None:
             cfg += f"\n[market]\nbook_depth = {book_depth}\n"
-        if max_queued_frames is not None:
-            cfg += f"\n[backpressure]\nmax_queued_frames = {max_queued_frames}\n"
+        if max_queued_frames is not None or policy is not None:
+            cfg += "\n[backpressure]\n"
+            cfg += f"max_queued_frames = {max_queued_frames}\n" if max_queued_frames is not None else ""
+            cfg += f'policy = "{policy}"\n' if policy is not None else ""
         if auth:
             topics = ", ".join(f'"{t}"' for t in key_topics)
-            cfg += f'\n[auth]\nenabled = true\n\n[[auth.api_keys]]\nkey = "{API_KEY}"\ntopics = [{topics}]\n'
+            cfg += "\n[auth]\nenabled = true\n"
+            cfg += f'hs256_secret = "{jwt_secret}"\nleeway_secs = 0\n' if jwt_secret is not None else ""
+            cfg += f'\n[[auth.api_keys]]\nkey = "{API_KEY}"\ntopics = [{topics}]\n'
         self.config = os.path.join(self.dir, "tickcast.toml")
         with open(self.config, "w") as f:
             f.write(cfg)
@@ -125,6 +135,18 @@ class Server:
 
     def publish(self, topic: str, n: int) -> None:
         """Sends n ticks of topic through the tcp feed (one kept-open publisher connection)."""
+        lines = []
+        for _ in range(n):
+            self.sent += 1
+            last = 100 + (self.sent % 1000) / 100
+            lines.append(
+                f'{{"topic":"{topic}","bid":{last - 0.01:.2f},"ask":{last + 0.01:.2f},'
+                f'"last":{last:.2f},"size":{1 + self.sent % 100}}}\n'
+            )
+        self.publish_lines(lines)
+
+    def publish_lines(self, lines: list[str]) -> None:
+        """Sends feed lines (ticks, book and trade messages, each ending in a newline) through the tcp feed."""
         if self.feed is None:
             deadline = time.monotonic() + 10
             while True:
@@ -136,15 +158,15 @@ class Server:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
-        lines = []
-        for _ in range(n):
-            self.sent += 1
-            last = 100 + (self.sent % 1000) / 100
-            lines.append(
-                f'{{"topic":"{topic}","bid":{last - 0.01:.2f},"ask":{last + 0.01:.2f},'
-                f'"last":{last:.2f},"size":{1 + self.sent % 100}}}\n'
-            )
         self.feed.sendall("".join(lines).encode())
+
+    def metric(self, name: str) -> float:
+        """The value of one sample of /metrics (`name` with its labels as the server prints them), 0 when absent."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+        return 0.0
 
     def feed_down(self) -> None:
         """Disconnects the only publisher: its topics' heartbeats say feed_up false."""
