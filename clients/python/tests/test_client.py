@@ -17,7 +17,7 @@ LIMIT = 30.0
 
 
 def run(coro: Awaitable[T]) -> T:
-    return asyncio.run(asyncio.wait_for(coro, LIMIT))  # type: ignore[arg-type]
+    return asyncio.run(asyncio.wait_for(coro, LIMIT))
 
 
 async def collect(events: Any, want: Callable[[list[Any]], bool], limit: int = 100_000) -> list[Any]:

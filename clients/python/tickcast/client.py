@@ -26,7 +26,7 @@ TokenSource = Union[str, Callable[[], Union[str, Awaitable[str]]], None]
 
 def backoff_delay(attempt: int, min_s: float, max_s: float, rnd: float) -> float:
     """Full-jitter exponential backoff: a uniform share (rnd in [0, 1)) of min(max, min * 2^attempt)."""
-    cap = min(max_s, min_s * (2 ** min(attempt, 32)))
+    cap = min(max_s, min_s * (2.0 ** min(attempt, 32)))
     return max(0.0, rnd) * cap
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 
 class TickcastError(Exception):
@@ -45,7 +45,7 @@ class Unauthorized(TickcastError):
         self.close_code = close_code
 
     @classmethod
-    def from_handshake(cls, status: int, body: bytes) -> Optional["Unauthorized"]:
+    def from_handshake(cls, status: int, body: Union[bytes, bytearray]) -> Optional["Unauthorized"]:
         """The refusal a handshake answered with `status` and JSON `body` ({"error": reason, "message": ...}) says,
         or None when the status is not an auth refusal (a 429 or 503 is worth retrying)."""
         if status not in (401, 403):
