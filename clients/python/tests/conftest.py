@@ -41,6 +41,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def tick_lines(topic: str, start: int, n: int) -> list[str]:
+    """n quote lines of topic for a tcp feed, their prices varied by a running count from `start`."""
+    lines = []
+    for i in range(start + 1, start + n + 1):
+        last = 100 + (i % 1000) / 100
+        lines.append(f'{{"topic":"{topic}","bid":{last - 0.01:.2f},"ask":{last + 0.01:.2f},'
+                     f'"last":{last:.2f},"size":{1 + i % 100}}}\n')
+    return lines
+
+
 class Server:
     """One tickcast process with a synthetic feed (rate 0 unless asked) and a tcp feed tests publish to.
 
@@ -135,15 +145,8 @@ class Server:
 
     def publish(self, topic: str, n: int) -> None:
         """Sends n ticks of topic through the tcp feed (one kept-open publisher connection)."""
-        lines = []
-        for _ in range(n):
-            self.sent += 1
-            last = 100 + (self.sent % 1000) / 100
-            lines.append(
-                f'{{"topic":"{topic}","bid":{last - 0.01:.2f},"ask":{last + 0.01:.2f},'
-                f'"last":{last:.2f},"size":{1 + self.sent % 100}}}\n'
-            )
-        self.publish_lines(lines)
+        self.publish_lines(tick_lines(topic, self.sent, n))
+        self.sent += n
 
     def publish_lines(self, lines: list[str]) -> None:
         """Sends feed lines (ticks, book and trade messages, each ending in a newline) through the tcp feed."""
