@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 import pytest
@@ -36,6 +37,17 @@ async def poll(cond: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in 20 s")
+
+
+def stall(cond: Callable[[], bool]) -> None:
+    """Blocks the event loop until cond() holds (at most 20 s): the client reads nothing meanwhile, as one whose
+    consumer hogs the loop, so the server's queue for it fills. (Not transport.pause_reading(): websockets' own flow
+    control resumes reading when its buffer drains, which can undo it.)"""
+    deadline = time.monotonic() + 20
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in 20 s")
+        time.sleep(0.02)
 
 
 def test_backoff_is_full_jitter_and_capped() -> None:
