@@ -55,7 +55,7 @@ class Server:
     """One tickcast process with a synthetic feed (rate 0 unless asked) and a tcp feed tests publish to.
 
     market_rate: the synthetic feed's book changes per second over SYN1 and SYN2 (server default 200);
-    book_depth: [market] book_depth; max_queued_frames, policy: [backpressure] max_queued_frames and policy;
+    book_depth: [market] book_depth; max_queued_frames, max_queued_bytes, policy: [backpressure] keys;
     send_buffer: [server] socket_send_buffer_bytes (small: a stalled client reaches the policy sooner); key_topics:
     what the API key may subscribe to with auth; jwt_secret: also accept HS256 JWTs signed with it (no leeway)."""
 
@@ -67,6 +67,7 @@ class Server:
         market_rate: Optional[int] = None,
         book_depth: Optional[int] = None,
         max_queued_frames: Optional[int] = None,
+        max_queued_bytes: Optional[int] = None,
         key_topics: tuple[str, ...] = ("ticker.*",),
         policy: Optional[str] = None,
         send_buffer: Optional[int] = None,
@@ -86,10 +87,10 @@ class Server:
             cfg = f"[server]\nsocket_send_buffer_bytes = {send_buffer}\n\n" + cfg
         if book_depth is not None:
             cfg += f"\n[market]\nbook_depth = {book_depth}\n"
-        if max_queued_frames is not None or policy is not None:
-            cfg += "\n[backpressure]\n"
-            cfg += f"max_queued_frames = {max_queued_frames}\n" if max_queued_frames is not None else ""
-            cfg += f'policy = "{policy}"\n' if policy is not None else ""
+        backpressure = {"max_queued_frames": max_queued_frames, "max_queued_bytes": max_queued_bytes,
+                        "policy": f'"{policy}"' if policy is not None else None}
+        if any(v is not None for v in backpressure.values()):
+            cfg += "\n[backpressure]\n" + "".join(f"{k} = {v}\n" for k, v in backpressure.items() if v is not None)
         if auth:
             topics = ", ".join(f'"{t}"' for t in key_topics)
             cfg += "\n[auth]\nenabled = true\n"
