@@ -15,6 +15,7 @@ import pytest
 from conftest import API_KEY, Server
 from test_client import collect, run
 from tickcast import Client, Tick, Unauthorized, may_retry_refused
+from tickcast.__main__ import main
 
 SECRET = "sdk-test-jwt-secret-0123456789abcdef"
 
@@ -68,6 +69,11 @@ def test_a_wrong_or_missing_credential_raises_at_once(auth_server: Server) -> No
         assert (e.status, e.reason) == (401, "missing_credentials")
         await anonymous.close()
     run(main())
+
+
+def test_the_command_line_says_why_and_exits(auth_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sub", "ticker.SDKC", "--url", auth_server.url, "--token", "wrong", "--count", "1"]) == 2
+    assert capsys.readouterr().err == "error: HTTP 401: unknown api key\n"
 
 
 def test_a_token_provider_gets_one_fresh_try(auth_server: Server) -> None:
