@@ -41,12 +41,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def tick_lines(topic: str, start: int, n: int) -> list[str]:
+    """n quote lines of topic for a tcp feed, their prices varied by a running count from `start`."""
+    lines = []
+    for i in range(start + 1, start + n + 1):
+        last = 100 + (i % 1000) / 100
+        lines.append(f'{{"topic":"{topic}","bid":{last - 0.01:.2f},"ask":{last + 0.01:.2f},'
+                     f'"last":{last:.2f},"size":{1 + i % 100}}}\n')
+    return lines
+
+
 class Server:
     """One tickcast process with a synthetic feed (rate 0 unless asked) and a tcp feed tests publish to.
 
     market_rate: the synthetic feed's book changes per second over SYN1 and SYN2 (server default 200);
-    book_depth: [market] book_depth; max_queued_frames: [backpressure] max_queued_frames; key_topics: what the
-    API key may subscribe to with auth."""
+    book_depth: [market] book_depth; max_queued_frames, max_queued_bytes, policy: [backpressure] keys;
+    send_buffer: [server] socket_send_buffer_bytes (small: a stalled client reaches the policy sooner); key_topics:
+    what the API key may subscribe to with auth; jwt_secret: also accept HS256 JWTs signed with it (no leeway)."""
 
     def __init__(
         self,
@@ -56,7 +67,11 @@ class Server:
         market_rate: Optional[int] = None,
         book_depth: Optional[int] = None,
         max_queued_frames: Optional[int] = None,
+        max_queued_bytes: Optional[int] = None,
         key_topics: tuple[str, ...] = ("ticker.*",),
+        policy: Optional[str] = None,
+        send_buffer: Optional[int] = None,
+        jwt_secret: Optional[str] = None,
     ) -> None:
         self.binary = binary
         self.port = free_port()
@@ -68,13 +83,19 @@ class Server:
             + (f"market_rate = {market_rate}\n" if market_rate is not None else "")
             + f'\n[[feeds]]\nkind = "tcp"\nname = "pub"\nlisten = "127.0.0.1:{self.feed_port}"\nrequired = false\n'
         )
+        if send_buffer is not None:
+            cfg = f"[server]\nsocket_send_buffer_bytes = {send_buffer}\n\n" + cfg
         if book_depth is not None:
             cfg += f"\n[market]\nbook_depth = {book_depth}\n"
-        if max_queued_frames is not None:
-            cfg += f"\n[backpressure]\nmax_queued_frames = {max_queued_frames}\n"
+        backpressure = {"max_queued_frames": max_queued_frames, "max_queued_bytes": max_queued_bytes,
+                        "policy": f'"{policy}"' if policy is not None else None}
+        if any(v is not None for v in backpressure.values()):
+            cfg += "\n[backpressure]\n" + "".join(f"{k} = {v}\n" for k, v in backpressure.items() if v is not None)
         if auth:
             topics = ", ".join(f'"{t}"' for t in key_topics)
-            cfg += f'\n[auth]\nenabled = true\n\n[[auth.api_keys]]\nkey = "{API_KEY}"\ntopics = [{topics}]\n'
+            cfg += "\n[auth]\nenabled = true\n"
+            cfg += f'hs256_secret = "{jwt_secret}"\nleeway_secs = 0\n' if jwt_secret is not None else ""
+            cfg += f'\n[[auth.api_keys]]\nkey = "{API_KEY}"\ntopics = [{topics}]\n'
         self.config = os.path.join(self.dir, "tickcast.toml")
         with open(self.config, "w") as f:
             f.write(cfg)
@@ -125,6 +146,11 @@ class Server:
 
     def publish(self, topic: str, n: int) -> None:
         """Sends n ticks of topic through the tcp feed (one kept-open publisher connection)."""
+        self.publish_lines(tick_lines(topic, self.sent, n))
+        self.sent += n
+
+    def publish_lines(self, lines: list[str]) -> None:
+        """Sends feed lines (ticks, book and trade messages, each ending in a newline) through the tcp feed."""
         if self.feed is None:
             deadline = time.monotonic() + 10
             while True:
@@ -136,15 +162,15 @@ class Server:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
-        lines = []
-        for _ in range(n):
-            self.sent += 1
-            last = 100 + (self.sent % 1000) / 100
-            lines.append(
-                f'{{"topic":"{topic}","bid":{last - 0.01:.2f},"ask":{last + 0.01:.2f},'
-                f'"last":{last:.2f},"size":{1 + self.sent % 100}}}\n'
-            )
         self.feed.sendall("".join(lines).encode())
+
+    def metric(self, name: str) -> float:
+        """The value of one sample of /metrics (`name` with its labels as the server prints them), 0 when absent."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+        return 0.0
 
     def feed_down(self) -> None:
         """Disconnects the only publisher: its topics' heartbeats say feed_up false."""

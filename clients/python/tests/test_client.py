@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 import pytest
@@ -17,7 +18,7 @@ LIMIT = 30.0
 
 
 def run(coro: Awaitable[T]) -> T:
-    return asyncio.run(asyncio.wait_for(coro, LIMIT))  # type: ignore[arg-type]
+    return asyncio.run(asyncio.wait_for(coro, LIMIT))
 
 
 async def collect(events: Any, want: Callable[[list[Any]], bool], limit: int = 100_000) -> list[Any]:
@@ -36,6 +37,17 @@ async def poll(cond: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in 20 s")
+
+
+def stall(cond: Callable[[], bool]) -> None:
+    """Blocks the event loop until cond() holds (at most 20 s): the client reads nothing meanwhile, as one whose
+    consumer hogs the loop, so the server's queue for it fills. (Not transport.pause_reading(): websockets' own flow
+    control resumes reading when its buffer drains, which can undo it.)"""
+    deadline = time.monotonic() + 20
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in 20 s")
+        time.sleep(0.02)
 
 
 def test_backoff_is_full_jitter_and_capped() -> None:
@@ -173,11 +185,5 @@ def test_auth_with_async_token_provider(auth_server: Server) -> None:
             with pytest.raises(ServerError) as e:
                 await c.subscribe("book.SDKT")
             assert e.value.code == "forbidden"
-        assert calls == [1]
-        bad = Client(auth_server.url, token="wrong", reconnect_min=0.01, reconnect_max=0.05)
-        task = asyncio.ensure_future(bad.connect())
-        await poll(lambda: len([s for s in bad.states if s.state == "disconnected"]) >= 2)
-        assert "401" in bad.states[1].reason
-        task.cancel()
-        await bad.close()
+        assert calls == [1]  # a refused credential: test_auth.py
     run(main())

@@ -10,7 +10,10 @@ import json
 import sys
 from typing import Optional
 
-from . import Bar, BookInvalid, BookMessage, Client, Gap, Level, OrderBook, Recovery, Reset, ServerError, Stale, Tick, Trade
+from . import (
+    Bar, BookInvalid, BookMessage, Client, Gap, Level, OrderBook, Recovery, Reset, ServerError, Stale, Tick, Trade,
+    Unauthorized,
+)
 
 
 async def _sub(args: argparse.Namespace) -> int:
@@ -95,6 +98,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     try:
         return asyncio.run(_book(args) if args.cmd == "book" else _sub(args))
+    except Unauthorized as e:  # retrying cannot help: say why and stop
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
 import itertools
 import json
@@ -12,13 +11,14 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Union
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .book import OrderBook
-from .errors import ClientClosed, ConnectionLost, ServerError
+from .errors import ClientClosed, ConnectionLost, ServerError, TickcastError, Unauthorized
 from .events import (
     Bar, BookInvalid, BookMessage, Data, Event, Gap, Heartbeat, Recovery, Reset, Stale, StateChange, Tick, Trade,
 )
+from .overflow import CLIENT_OVERFLOW, OverflowQueue
 
 #: A token, or a function (sync or async) called before every (re)connect that returns one.
 TokenSource = Union[str, Callable[[], Union[str, Awaitable[str]]], None]
@@ -26,7 +26,7 @@ TokenSource = Union[str, Callable[[], Union[str, Awaitable[str]]], None]
 
 def backoff_delay(attempt: int, min_s: float, max_s: float, rnd: float) -> float:
     """Full-jitter exponential backoff: a uniform share (rnd in [0, 1)) of min(max, min * 2^attempt)."""
-    cap = min(max_s, min_s * (2 ** min(attempt, 32)))
+    cap = min(max_s, min_s * (2.0 ** min(attempt, 32)))
     return max(0.0, rnd) * cap
 
 
@@ -35,6 +35,12 @@ def unannounced_gap(last_seq: Optional[int], seq: int) -> Optional[tuple[int, in
     if last_seq is None or seq <= last_seq + 1:
         return None
     return (last_seq + 1, seq - 1)
+
+
+def may_retry_refused(refusals: int, token_provider: bool) -> bool:
+    """Whether to reconnect after `refusals` auth refusals in a row: a fixed credential (or none) never succeeds
+    again; a token provider gets one more try with a fresh token (it may have handed out one that just expired)."""
+    return token_provider and refusals < 2
 
 
 @dataclass
@@ -52,13 +58,19 @@ _END = object()
 class Subscription:
     """Topics subscribed together. `await` it for the ack; `async for msg in sub` yields the market data (Tick,
     Trade, Bar, BookMessage); `async for ev in sub.events()` yields every event (those, and Gap, Heartbeat, Stale,
-    Recovery, Reset)."""
+    Recovery, Reset).
 
-    def __init__(self, client: "Client", topics: list[str], options: dict[str, Any]) -> None:
+    Memory is bounded: at most `max_queue` data items wait for the consumer. When one more arrives the oldest is
+    dropped and a `Gap(topic, from, to, "client_overflow")` naming exactly the seqs lost takes its place (one per
+    topic however long the stall; see tickcast.overflow). `overflows` counts the items dropped."""
+
+    def __init__(self, client: "Client", topics: list[str], options: dict[str, Any], max_queue: int) -> None:
         self.client = client
         self.topics = topics
         self.options = options
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.max_queue = max_queue
+        self._queue: OverflowQueue[Any] = OverflowQueue(max_queue)
+        self._wake = asyncio.Event()
         self._started: Optional[asyncio.Task[None]] = None
 
     def _start(self) -> "asyncio.Task[None]":
@@ -70,14 +82,25 @@ class Subscription:
         yield from self._start().__await__()
         return self
 
+    @property
+    def overflows(self) -> int:
+        """Data items (ticks, trades, bars, book messages, heartbeats) dropped because the queue was full."""
+        return self._queue.dropped
+
     def _push(self, item: Any) -> None:
-        self._queue.put_nowait(item)
+        self._queue.push(item)
+        self._wake.set()
 
     async def events(self) -> AsyncIterator[Event]:
-        """Every event of these topics, in the order the server sent them."""
+        """Every event of these topics, in the order the server sent them (a full queue's gaps in place of what it
+        dropped)."""
         await self._start()
         while True:
-            item = await self._queue.get()
+            item = self._queue.pop()
+            if item is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             if item is _END:
                 return
             if isinstance(item, BaseException):
@@ -107,18 +130,23 @@ class BookSubscription(Subscription):
     verified, skipping intermediate versions a slow loop body missed; `sub.events()` yields the book the same way
     and, in order, BookInvalid, Gap, Heartbeat, Stale, Recovery and Reset events. On a checksum mismatch, a seq
     jump or a malformed message the book is dropped and the topic resubscribed for a fresh snapshot (at most once
-    per `resubscribe_min` seconds); on a gap marker it is dropped until the snapshot the server sends next."""
+    per `resubscribe_min` seconds); on a gap marker it is dropped until the snapshot the server sends next.
 
-    def __init__(self, client: "Client", topic: str, options: dict[str, Any], resubscribe_min: float = 1.0) -> None:
-        super().__init__(client, [topic], options)
+    Memory is bounded: book messages are applied as they come (the book is the state, never a backlog); the other
+    events wait for the consumer, at most `max_queue` of them. When one more comes, the book resyncs rather than
+    leave its consumer with a hole: the queued events are dropped, the book too (`BookInvalid` reason
+    "client_overflow"), and the topic is resubscribed for a fresh snapshot. `overflows` counts these resyncs."""
+
+    def __init__(self, client: "Client", topic: str, options: dict[str, Any], resubscribe_min: float = 1.0,
+                 max_queue: int = 10_000) -> None:
+        super().__init__(client, [topic], options, max_queue)
         self.topic = topic
         #: The book (the same object for the subscription's life).
         self.book = OrderBook(topic)
         #: Resubscribes sent for a fresh snapshot.
         self.resubscribes = 0
         self.resubscribe_min = resubscribe_min
-        self._controls: collections.deque[Any] = collections.deque()
-        self._wake = asyncio.Event()
+        self._resyncs = 0
         self._changed = False
         self._in_flight = False
         self._timer: Optional[asyncio.TimerHandle] = None
@@ -139,6 +167,11 @@ class BookSubscription(Subscription):
         """Book messages verified so far."""
         return self.book.verified
 
+    @property
+    def overflows(self) -> int:
+        """Times the event queue was full and the book resynced."""
+        return self._resyncs
+
     def _start(self) -> "asyncio.Task[None]":
         if self._started is None:
             self._started = asyncio.ensure_future(self.client._subscribe_book(self))
@@ -150,8 +183,28 @@ class BookSubscription(Subscription):
     def _push(self, item: Any) -> None:
         if item is _END:
             self._cancel_timer()
-        self._controls.append(item)
+        elif len(self._queue) >= self.max_queue:
+            self._overflowed()
+        self._queue.push(item)
         self._wake.set()
+
+    def _overflowed(self) -> None:
+        # Errors and the end are kept: they say why the iterator stops, and there is at most one of each.
+        kept = []
+        lost = 0
+        while (item := self._queue.pop()) is not None:
+            if item is _END or isinstance(item, BaseException):
+                kept.append(item)
+            else:
+                lost += 1
+        for item in kept:
+            self._queue.push(item)
+        self._resyncs += 1
+        self.book.invalidate(f"{lost} events dropped: the consumer fell behind; resubscribing for a snapshot")
+        self._changed = False
+        # Queued directly, not through _push: it must not count against the queue it is clearing.
+        self._queue.push(BookInvalid(self.topic, CLIENT_OVERFLOW, self.book.last_problem, self.book.seq, True))
+        self._resubscribe()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -162,8 +215,8 @@ class BookSubscription(Subscription):
         """The book after each verified change (coalesced) and every other event of the topic, in order."""
         await self._start()
         while True:
-            if self._controls:
-                item = self._controls.popleft()
+            item = self._queue.pop()
+            if item is not None:
                 if item is _END:
                     return
                 if isinstance(item, BaseException):
@@ -247,7 +300,10 @@ class BookSubscription(Subscription):
 class Client:
     """A tickcast connection that reconnects with full-jitter backoff and resubscribes with `since`.
 
-    Use as `async with Client(url) as c:`. `on_state` is called with a StateChange on every transition."""
+    Use as `async with Client(url) as c:`. `on_state` is called with a StateChange on every transition.
+    `max_queue`: the default bound of each subscription's queue (see Subscription). A refused credential stops the
+    client instead of retrying forever: `connect()`, requests and every subscription's iterator raise Unauthorized
+    (after one retry with a fresh token when `token` is a function)."""
 
     def __init__(
         self,
@@ -259,7 +315,10 @@ class Client:
         heartbeat_ms: Optional[int] = None,
         request_timeout: float = 10.0,
         on_state: Optional[Callable[[StateChange], None]] = None,
+        max_queue: int = 10_000,
     ) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
         self.url = url
         self.token = token
         self.reconnect_min = reconnect_min
@@ -267,6 +326,7 @@ class Client:
         self.heartbeat_ms = heartbeat_ms
         self.request_timeout = request_timeout
         self.on_state = on_state
+        self.max_queue = max_queue
         self.state = "disconnected"
         self.states: list[StateChange] = []
         self._ws: Optional[ClientConnection] = None
@@ -277,11 +337,15 @@ class Client:
         self._connected = asyncio.Event()
         self._closed = False
         self._runner: Optional[asyncio.Task[None]] = None
+        # Why the connection loop stopped for good (a refused credential), and the event that says it did.
+        self._fatal: Optional[TickcastError] = None
+        self._stopped = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def connect(self) -> "Client":
-        """Starts the connection loop and waits until the first connection is open."""
+        """Starts the connection loop and waits until the first connection is open; raises Unauthorized when the
+        server refuses the credential."""
         if self._runner is None:
             self._runner = asyncio.ensure_future(self._run())
         waiter = asyncio.ensure_future(self._connected.wait())
@@ -289,6 +353,8 @@ class Client:
         if waiter not in done:
             waiter.cancel()
             self._runner.result()
+            if self._fatal is not None:
+                raise self._fatal
         return self
 
     async def close(self) -> None:
@@ -329,18 +395,28 @@ class Client:
 
     async def _run(self) -> None:
         attempt = 0
+        refusals = 0  # auth refusals since the last accepted handshake
         while not self._closed:
             self._set_state(StateChange("connecting"))
             try:
                 tok = await self._token()
                 headers = {"Authorization": f"Bearer {tok}"} if tok else None
                 ws = await connect(self.url, additional_headers=headers, max_size=None, open_timeout=10)
-            except (OSError, asyncio.TimeoutError, Exception) as e:  # noqa: B014 - any failure retries
+            except Exception as e:  # any failure retries, but a refused credential
                 self._set_state(StateChange("disconnected", None, str(e)))
+                refused = (Unauthorized.from_handshake(e.response.status_code, e.response.body)
+                           if isinstance(e, InvalidStatus) else None)
+                if refused is not None:
+                    refusals += 1
+                    if not may_retry_refused(refusals, callable(self.token)):
+                        self._stop(refused)
+                        return
+                    continue  # at once: the provider's fresh token is the point, not a wait
                 await asyncio.sleep(backoff_delay(attempt, self.reconnect_min, self.reconnect_max, random.random()))
                 attempt += 1
                 continue
             attempt = 0
+            refusals = 0
             self._ws = ws
             self._set_state(StateChange("connected"))
             self._connected.set()
@@ -359,8 +435,34 @@ class Client:
             self._set_state(StateChange("disconnected", ws.close_code, ws.close_reason or ""))
             if self._closed:
                 return
+            refused = Unauthorized.from_close(ws.close_code, ws.close_reason or "")
+            if refused is not None:
+                refusals += 1
+                if not may_retry_refused(refusals, callable(self.token)):
+                    self._stop(refused)
+                    return
             await asyncio.sleep(backoff_delay(attempt, self.reconnect_min, self.reconnect_max, random.random()))
             attempt += 1
+
+    def _stop(self, err: TickcastError) -> None:
+        """Ends the connection loop for good: connect(), requests and every subscription's iterator raise err."""
+        self._fatal = err
+        self._stopped.set()
+        self._fail_pending(err)
+        for sub in set(self._subs.values()):
+            sub._push(err)
+
+    async def _wait_connected(self) -> None:
+        """Until a connection is open, or raises why there will be none."""
+        if not self._connected.is_set() and self._fatal is None:
+            waits = {asyncio.ensure_future(self._connected.wait()), asyncio.ensure_future(self._stopped.wait())}
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+        if self._fatal is not None:
+            raise self._fatal
 
     def _fail_pending(self, err: Exception) -> None:
         for fut in self._pending.values():
@@ -376,7 +478,7 @@ class Client:
     async def _request(self, msg: dict[str, Any]) -> dict[str, Any]:
         if self._closed:
             raise ClientClosed("client closed")
-        await asyncio.wait_for(self._connected.wait(), self.request_timeout)
+        await asyncio.wait_for(self._wait_connected(), self.request_timeout)
         ws = self._ws
         if ws is None:
             raise ConnectionLost("not connected")
@@ -398,17 +500,19 @@ class Client:
         *topics: str,
         heartbeat_ms: Optional[int] = None,
         throttle_ms: Optional[int] = None,
+        max_queue: Optional[int] = None,
         **options: Any,
     ) -> Subscription:
         """Subscribes to topics (patterns too, where the server supports wildcards); `await` the result for
-        the ack or iterate it. Extra keyword options are sent as subscribe fields as they are."""
+        the ack or iterate it. Extra keyword options are sent as subscribe fields as they are. `max_queue`
+        overrides the client's bound of the subscription's queue."""
         opts = dict(options)
         hb = heartbeat_ms if heartbeat_ms is not None else self.heartbeat_ms
         if hb is not None:
             opts["heartbeat_ms"] = hb
         if throttle_ms is not None:
             opts["throttle_ms"] = throttle_ms
-        return Subscription(self, list(topics), opts)
+        return Subscription(self, list(topics), opts, self.max_queue if max_queue is None else max_queue)
 
     def _subscribe_msg(self, sub: Subscription) -> dict[str, Any]:
         msg: dict[str, Any] = {"op": "subscribe", "topics": sub.topics, **sub.options}
@@ -441,6 +545,7 @@ class Client:
         *,
         heartbeat_ms: Optional[int] = None,
         resubscribe_min: float = 1.0,
+        max_queue: Optional[int] = None,
         **options: Any,
     ) -> BookSubscription:
         """Subscribes to one `book.<SYM>` topic and keeps its order book: the snapshot, then deltas applied in seq
@@ -452,7 +557,8 @@ class Client:
         hb = heartbeat_ms if heartbeat_ms is not None else self.heartbeat_ms
         if hb is not None:
             opts["heartbeat_ms"] = hb
-        return BookSubscription(self, topic, opts, resubscribe_min)
+        return BookSubscription(self, topic, opts, resubscribe_min,
+                                self.max_queue if max_queue is None else max_queue)
 
     async def _subscribe_book(self, sub: BookSubscription) -> None:
         held = sub.topic in self._subs  # subscribed already: only a new subscribe brings a snapshot

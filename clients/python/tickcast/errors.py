@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import json
+from typing import Any, Optional, Union
 
 
 class TickcastError(Exception):
@@ -27,3 +28,40 @@ class ConnectionLost(TickcastError):
 
 class ClientClosed(TickcastError):
     """The client was closed."""
+
+
+class Unauthorized(TickcastError):
+    """The server refused the credential, so reconnecting with it cannot succeed and the client stops: HTTP 401
+    (missing, unknown, malformed or expired credential) or 403 (Origin not allowed) on the WebSocket handshake, or a
+    close 1008 "token expired" of an open connection. `status` is the HTTP status (None for a close), `close_code`
+    the close code (None for a handshake), `reason` the server's label (invalid_api_key, invalid_token,
+    token_expired, missing_credentials, malformed_credentials, origin_not_allowed; "" when it sent none)."""
+
+    def __init__(self, message: str, status: Optional[int] = None, reason: str = "",
+                 close_code: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.close_code = close_code
+
+    @classmethod
+    def from_handshake(cls, status: int, body: Union[bytes, bytearray]) -> Optional["Unauthorized"]:
+        """The refusal a handshake answered with `status` and JSON `body` ({"error": reason, "message": ...}) says,
+        or None when the status is not an auth refusal (a 429 or 503 is worth retrying)."""
+        if status not in (401, 403):
+            return None
+        try:
+            info = json.loads(body)
+        except ValueError:
+            info = None
+        if not isinstance(info, dict):
+            info = {}
+        reason, message = str(info.get("error", "")), str(info.get("message", ""))
+        return cls(f"HTTP {status}: {message or reason or 'refused'}", status, reason)
+
+    @classmethod
+    def from_close(cls, code: Optional[int], reason: str) -> Optional["Unauthorized"]:
+        """The refusal a close frame says (1008 "token expired"), or None (1008 also closes slow consumers)."""
+        if code != 1008 or reason != "token expired":
+            return None
+        return cls(f"close {code}: {reason}", None, "token_expired", code)

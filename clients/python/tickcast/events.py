@@ -104,8 +104,9 @@ class BookMessage:
 class BookInvalid:
     """A `Client.book()` subscription dropped its book: reason 'mismatch' (checksum), 'jump' (a delta seq jump
     without a gap marker), 'malformed', 'gap' (a server gap marker: its snapshot follows), 'reset' (the seq space
-    started over) or 'stalled' (a delta while waiting for a snapshot none announced). resubscribe: whether it asked
-    for a fresh snapshot (else the server sends one by itself)."""
+    started over), 'stalled' (a delta while waiting for a snapshot none announced) or 'client_overflow' (the events
+    queue was full: its events were dropped). resubscribe: whether it asked for a fresh snapshot (else the server
+    sends one by itself)."""
 
     topic: str
     reason: str
@@ -124,8 +125,10 @@ class Reset:
 
 @dataclass(frozen=True)
 class Gap:
-    """Seqs from..=to of topic will not arrive; reason is the server's (conflated, dropped, upstream) or
-    'unannounced' when the client saw a seq jump without a marker (a server bug)."""
+    """Seqs from..=to of topic will not arrive; reason is the server's (conflated, dropped, upstream, resync),
+    'client_overflow' when this client's own queue was full and dropped them (its consumer fell behind; such a gap
+    may take in a server gap the consumer never got to), or 'unannounced' when the client saw a seq jump without a
+    marker (a server bug)."""
 
     topic: str
     from_seq: int
