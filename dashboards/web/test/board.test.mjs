@@ -133,6 +133,12 @@ function watch(p, tab) {
 }
 watch(page, 'main');
 
+// The scripts the main page loads (paths), to check it runs the SDK's client and no other.
+const scripts = new Set();
+page.on('request', (r) => {
+  if (r.resourceType() === 'script') scripts.add(new URL(r.url()).pathname);
+});
+
 // The subscribe requests the main page sends, as parsed JSON (to check `since` and `heartbeat_ms`).
 const subscribes = [];
 page.on('websocket', (ws) => ws.on('framesent', (f) => {
@@ -171,14 +177,21 @@ async function shot(name, opts = {}) {
   log('screenshot', file);
 }
 
-/** The header's "p50 / max ms" and every row's latency cell that has a value are numbers >= 0. */
+/** The header's "p50 / max ms ±u" and every row's latency cell that has a value are numbers >= 0, and the readout's
+ *  tooltip says what it measures and how far to trust it. */
 async function assertLatencyNotNegative(p) {
   await p.waitForFunction(() => [...document.querySelectorAll('#rows .c-lat')].some((c) => c.textContent.trim() !== '–'));
+  await p.waitForFunction(() => / ms ±/.test(document.getElementById('st-lat').textContent));
   const text = (await p.textContent('#st-lat')).trim();
-  const m = /^(-?[\d.]+) \/ (-?[\d.]+) ms$/.exec(text);
-  assert(m, `latency readout is "p50 / max ms" (got ${JSON.stringify(text)})`);
-  const [p50, max] = [Number(m[1]), Number(m[2])];
-  assert(p50 >= 0 && max >= p50, `latency p50 / max are not negative (got ${text})`);
+  const m = /^(-?[\d.]+) \/ (-?[\d.]+) ms ±([\d.]+)$/.exec(text);
+  assert(m, `latency readout is "p50 / max ms ±u" (got ${JSON.stringify(text)})`);
+  const [p50, max, pm] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  assert(p50 >= 0 && max >= p50 && pm >= 0, `latency p50 / max are not negative (got ${text})`);
+  const title = await p.getAttribute('#st-lat', 'title');
+  assert(/^Tick ingest on the server → receipt in this browser, p50 \/ max over the last second, ± [\d.]+ ms\./.test(title)
+    && /measured from pings/.test(title) && /Never negative/.test(title), `the readout says what it measures: ${title}`);
+  const clock = await p.evaluate(() => window.tickcast.clock());
+  assert(clock && clock.rttUs >= 0, `the offset the readout uses comes from a measured round trip (${JSON.stringify(clock)})`);
   const cells = await p.$$eval('#rows .c-lat', (cs) => cs.map((c) => c.textContent.trim()).filter((t) => t !== '–'));
   assert(cells.every((t) => Number(t) >= 0), `row latencies are not negative (got ${cells.join(', ')})`);
   return { p50, max };
@@ -309,13 +322,25 @@ try {
       await page.waitForFunction(() => document.querySelectorAll('#topic-list option').length >= 4);
     });
 
+    await step('the page runs the JS SDK (dashboards/web/sdk/) and no client code of its own', async () => {
+      const loaded = [...scripts].sort();
+      log('scripts:', loaded.join(' '));
+      for (const s of ['/app.js', '/sdk/index.js', '/sdk/book.js', '/sdk/clock.js']) assert(scripts.has(s), `${s} loaded: ${loaded}`);
+      // The page's own modules are views and models (no socket, no book, no checksum); everything else is the SDK's.
+      const own = new Set(['/app.js', '/detail.js', '/tape.js', '/candles.js', '/chart.js', '/ladder.js', '/latency.js']);
+      const other = loaded.filter((s) => !own.has(s) && !s.startsWith('/sdk/'));
+      assert(other.length === 0, `no script outside the page's views and the SDK: ${other}`);
+      const sources = await Promise.all([...own].map(async (s) => (await fetch(base + s)).text()));
+      assert(sources.every((src) => !/new WebSocket\(/.test(src)), 'only the SDK opens a WebSocket');
+    });
+
     await step('rows show data and their seq increases', async () => {
       await waitSeqsAdvance(topics, 'initial');
       // bid/ask/last are rendered as numbers, and the header stats come alive (updated once a second)
       const last = (await page.textContent('#rows [data-topic="ticker.AAPL"] .c-last')).trim();
       assert(/^\d+\.\d+$/.test(last), `AAPL last is a price (got ${last})`);
       await page.waitForFunction(() => Number(document.getElementById('st-rate').textContent) > 0);
-      await page.waitForFunction(() => /ms$/.test(document.getElementById('st-lat').textContent));
+      await page.waitForFunction(() => / ms ±[\d.]+$/.test(document.getElementById('st-lat').textContent));
       const stats = await page.$eval('.stats', (s) => s.textContent.replace(/\s+/g, ' ').trim());
       log('stats:', stats);
       await assertLatencyNotNegative(page);
@@ -334,11 +359,15 @@ try {
         });
         await tab.goto(base + '/', { waitUntil: 'load', timeout: STEP_MS });
         await tab.waitForSelector('html[data-conn="open"]');
-        await tab.waitForFunction(() => /ms$/.test(document.getElementById('st-lat').textContent)
+        await tab.waitForFunction(() => / ms ±/.test(document.getElementById('st-lat').textContent)
           && /behind the server/.test(document.getElementById('st-lat').title));
         await sleep(1100); // a second full of samples after the offset is known
         const { p50 } = await assertLatencyNotNegative(tab);
         assert(p50 < 1000, `the 5 s clock offset is removed (p50 ${p50} ms)`);
+        const clock = await tab.evaluate(() => window.tickcast.clock());
+        assert(Math.abs(clock.offsetUs - 5e6) < 1e5, `the SDK measured the 5 s offset from pings: ${JSON.stringify(clock)}`);
+        const title = await tab.getAttribute('#st-lat', 'title');
+        assert(/This browser's clock is (49\d\d|50\d\d) ms behind the server's/.test(title), `the tooltip says so: ${title}`);
         log('skewed clock:', await tab.textContent('#st-lat'), '|', await tab.getAttribute('#st-lat', 'title'));
       } finally {
         await tab.close();

@@ -161,12 +161,16 @@ try {
     assert(await page.evaluate(() => document.querySelector('#rows [data-topic="ticker.AAPL"]').classList.contains('sel')),
       'the selected row is marked');
     await page.waitForFunction(() => window.tickcast.detail()?.book.snapshots >= 1);
-    const subs = sent.filter((r) => r.op === 'subscribe' && r.topics.includes('book.AAPL'));
-    assert(subs.length === 1, `one subscribe names book.AAPL: ${JSON.stringify(subs)}`);
-    const req = subs[0];
-    for (const t of ['book.AAPL', 'trade.AAPL', 'bar.1s.AAPL']) assert(req.topics.includes(t), `${t} subscribed: ${JSON.stringify(req)}`);
+    // The book through the SDK's book() (its own subscribe), trades and bars in one more.
+    const subs = sent.filter((r) => r.op === 'subscribe' && r.topics.some((t) => t.endsWith('.AAPL') && !t.startsWith('ticker.')));
+    const book = subs.filter((r) => r.topics.includes('book.AAPL'));
+    assert(book.length === 1 && book[0].topics.length === 1, `one subscribe names book.AAPL: ${JSON.stringify(subs)}`);
+    const market = subs.filter((r) => r.topics.includes('trade.AAPL') && r.topics.includes('bar.1s.AAPL'));
+    assert(market.length === 1, `one subscribe names trade.AAPL and bar.1s.AAPL: ${JSON.stringify(subs)}`);
     // a throttle would skip book deltas without gap markers: the book could not be maintained
-    assert(!('throttle_ms' in req) && !req.topics.some((t) => t.includes('@')), `not throttled: ${JSON.stringify(req)}`);
+    for (const req of [book[0], market[0]]) {
+      assert(!('throttle_ms' in req) && !req.topics.some((t) => t.includes('@')), `not throttled: ${JSON.stringify(req)}`);
+    }
   });
 
   await step(`the page verifies ${MIN_CHECKSUMS} book checksums with no mismatch and the ladder shows the book`, async () => {
@@ -314,12 +318,20 @@ try {
     await shot('16-resync.png', page.locator('#detail'));
   });
 
-  await step('a dropped connection: the view resubscribes on reconnect and the book is verified again', async () => {
+  await step('a dropped connection: the SDK resumes the held book on reconnect and it is verified again', async () => {
+    await waitVerified('AAPL', 1, (await detail()).book.verified); // held and verified when the link drops
     const before = await detail();
+    const sent0 = sent.length;
     const connects = await page.evaluate(() => { const c = window.tickcast.state().connects; window.tickcast.drop(); return c; });
     await page.waitForFunction((c) => window.tickcast.state().connects > c && document.documentElement.dataset.conn === 'open', connects);
-    await page.waitForFunction((n) => window.tickcast.detail().book.snapshots > n, before.book.snapshots);
-    const d = await waitVerified('AAPL', 10, (await detail()).book.verified);
+    // A verified book resumes with `since` (the missed deltas are replayed), or takes a snapshot if the history
+    // is too short: either way every message after is verified.
+    const resume = sent.slice(sent0).find((r) => r.op === 'subscribe' && r.topics.includes('book.AAPL'));
+    assert(resume, 'the book topic was resubscribed');
+    log('book resubscribe after the drop:', JSON.stringify(resume));
+    assert(resume.since && resume.since['book.AAPL'] && resume.since['book.AAPL'].seq >= before.book.seq,
+      `it resumes from the book's seq: ${JSON.stringify(resume)} (book at ${before.book.seq})`);
+    const d = await waitVerified('AAPL', 10, before.book.verified);
     assert(d.book.mismatches === before.book.mismatches && d.book.jumps === 0, `no new mismatch: ${JSON.stringify(d.book)}`);
   });
 
