@@ -610,6 +610,52 @@ try {
       }
     });
 
+    await step('a `reset` (the seq space restarted upstream) makes the next tick a fresh baseline, not a reorder', async () => {
+      // This tab's relay plays a scale-out epoch change for AAPL: after its 20th tick, a `reset` naming a new epoch,
+      // then AAPL's ticks renumbered from 1, as the new seq space would number them.
+      const tab = await context.newPage();
+      watch(tab, 'reset');
+      let aapl = 0;
+      let restartAt = -1;
+      await tab.routeWebSocket(/\/ws$/, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((m) => server.send(m));
+        server.onMessage((m) => {
+          if (typeof m === 'string' && m.includes('"topic":"ticker.AAPL"') && m.includes('"type":"tick"')) {
+            const t = JSON.parse(m);
+            if (restartAt < 0 && ++aapl === 20) {
+              restartAt = t.seq;
+              ws.send(JSON.stringify({ type: 'reset', topic: 'ticker.AAPL', epoch: 'resettest' }));
+            }
+            if (restartAt >= 0) {
+              ws.send(JSON.stringify({ ...t, seq: t.seq - restartAt + 1 }));
+              return;
+            }
+          }
+          ws.send(m);
+        });
+      });
+      try {
+        await tab.goto(base + '/', { waitUntil: 'load' });
+        await tab.waitForFunction(() => /ticker\.AAPL: seq space restarted \(epoch resettest\)/.test(document.getElementById('log').textContent));
+        // (The old seq space had reached restartAt: the new one's seqs stay below it for a while.)
+        await tab.waitForFunction((top) => { const r = window.tickcast.row('ticker.AAPL'); return r.seq >= 2 && r.seq < top; }, restartAt);
+        const r = await tab.evaluate(() => window.tickcast.row('ticker.AAPL'));
+        log('after the reset:', JSON.stringify(r));
+        assert(r.epoch === 'resettest' && r.seqEpoch === 'resettest', `the row follows the new epoch: ${JSON.stringify(r)}`);
+        assert(r.gaps === 0 && r.jumps === 0, `no gap, no jump: ${JSON.stringify(r)}`);
+        const lt = await tab.$eval('#log', (l) => l.textContent);
+        assert(!/ticker\.AAPL: seq went back/.test(lt) && !/ticker\.AAPL: seq \d+ → \d+ without a gap marker/.test(lt),
+          'not logged as a reorder or a jump');
+        assert((await badgesShown(tab)).length === 0, 'no badge: ' + (await badgesShown(tab)).join('; '));
+        // The row shows the new seq space's numbers.
+        await tab.waitForFunction(([sel, top]) => { const q = Number(document.querySelector(sel).dataset.seq); return q >= 1 && q < top; },
+          [rowSel('ticker.AAPL'), restartAt]);
+      } finally {
+        await tab.close();
+      }
+    });
+
     await step('no console error before the restart', async () => {
       assert(problems.length === 0, JSON.stringify(problems));
     });
