@@ -220,6 +220,21 @@ const rowSel = (t) => `#rows [data-topic="${t}"]`;
 const badgesShown = (p) => p.$$eval('#rows .gap-badge:not([hidden]), #rows .jump-badge:not([hidden])',
   (bs) => bs.map((b) => `${b.closest('[data-topic]').dataset.topic}: ${b.textContent} (${b.title})`));
 
+const isAaplTick = (m) => typeof m === 'string' && m.includes('"type":"tick"') && m.includes('"topic":"ticker.AAPL"');
+
+/** A new tab whose WebSocket goes through a relay here: what the page sends passes; what the server sends goes to
+ *  `fromServer(message, toPage)`, which may drop, change or add messages. */
+async function relayedTab(name, fromServer) {
+  const tab = await context.newPage();
+  watch(tab, name);
+  await tab.routeWebSocket(/\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((m) => server.send(m));
+    server.onMessage((m) => fromServer(m, (x) => ws.send(x)));
+  });
+  return tab;
+}
+
 const toastTexts = () => page.$$eval('#toasts .toast', (ts) => ts.map((t) => t.textContent));
 const logText = () => page.$eval('#log', (l) => l.textContent);
 
@@ -576,21 +591,14 @@ try {
 
     await step('a seq jump without a gap marker is shown apart (as the server bug it would be)', async () => {
       // This tab's WebSocket goes through a relay here that swallows one AAPL tick: a skip nobody announced.
-      const tab = await context.newPage();
-      watch(tab, 'jump');
       let aapl = 0;
       let swallowed = -1;
-      await tab.routeWebSocket(/\/ws$/, (ws) => {
-        const server = ws.connectToServer();
-        ws.onMessage((m) => server.send(m));
-        server.onMessage((m) => {
-          if (swallowed < 0 && typeof m === 'string' && m.includes('"type":"tick"')
-            && m.includes('"topic":"ticker.AAPL"') && ++aapl === 20) {
-            swallowed = JSON.parse(m).seq;
-            return;
-          }
-          ws.send(m);
-        });
+      const tab = await relayedTab('jump', (m, toPage) => {
+        if (swallowed < 0 && isAaplTick(m) && ++aapl === 20) {
+          swallowed = JSON.parse(m).seq;
+          return;
+        }
+        toPage(m);
       });
       try {
         await tab.goto(base + '/', { waitUntil: 'load' });
@@ -613,27 +621,16 @@ try {
     await step('a `reset` (the seq space restarted upstream) makes the next tick a fresh baseline, not a reorder', async () => {
       // This tab's relay plays a scale-out epoch change for AAPL: after its 20th tick, a `reset` naming a new epoch,
       // then AAPL's ticks renumbered from 1, as the new seq space would number them.
-      const tab = await context.newPage();
-      watch(tab, 'reset');
       let aapl = 0;
       let restartAt = -1;
-      await tab.routeWebSocket(/\/ws$/, (ws) => {
-        const server = ws.connectToServer();
-        ws.onMessage((m) => server.send(m));
-        server.onMessage((m) => {
-          if (typeof m === 'string' && m.includes('"topic":"ticker.AAPL"') && m.includes('"type":"tick"')) {
-            const t = JSON.parse(m);
-            if (restartAt < 0 && ++aapl === 20) {
-              restartAt = t.seq;
-              ws.send(JSON.stringify({ type: 'reset', topic: 'ticker.AAPL', epoch: 'resettest' }));
-            }
-            if (restartAt >= 0) {
-              ws.send(JSON.stringify({ ...t, seq: t.seq - restartAt + 1 }));
-              return;
-            }
-          }
-          ws.send(m);
-        });
+      const tab = await relayedTab('reset', (m, toPage) => {
+        if (!isAaplTick(m)) return toPage(m);
+        const t = JSON.parse(m);
+        if (restartAt < 0 && ++aapl === 20) {
+          restartAt = t.seq;
+          toPage(JSON.stringify({ type: 'reset', topic: 'ticker.AAPL', epoch: 'resettest' }));
+        }
+        return toPage(restartAt < 0 ? m : JSON.stringify({ ...t, seq: t.seq - restartAt + 1 }));
       });
       try {
         await tab.goto(base + '/', { waitUntil: 'load' });

@@ -75,7 +75,10 @@ async fn health_ready_topics_metrics_and_dashboard() {
         }
     }
     assert!(assets.iter().any(|(p, _)| p == "/app.js"), "{assets:?}");
-    assert!(assets.iter().any(|(p, _)| p == "/sdk/index.js"), "{assets:?}");
+    assert!(
+        assets.iter().any(|(p, _)| p == "/sdk/index.js"),
+        "{assets:?}"
+    );
     for (path, ty) in &assets {
         let (status, head, _) = http_get(&server, path).await;
         assert_eq!(status, 200, "{path}");
