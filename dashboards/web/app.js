@@ -206,7 +206,7 @@ class Row {
   constructor(topic) {
     this.topic = topic;
     this.seq = -1; // last seq processed (-1: none yet)
-    this.seqEpoch = ''; // the epoch `seq` belongs to (the SDK's, as of that tick)
+    this.seqEpoch = ''; // the epoch `seq` belongs to (the SDK's, as of the baseline tick)
     this.fresh = true; // next tick is a (re)subscribe baseline: no gap check, no latency sample
     this.bid = NaN;
     this.ask = NaN;
@@ -840,6 +840,8 @@ function onTick(m) {
   const nowMs = Date.now();
   if (r.fresh || r.seq < 0 || m.snapshot === true) {
     r.fresh = false; // baseline after (re)subscribe: the snapshot is old, so no latency sample
+    // Only a baseline can start another epoch (a reset or a lost recovery makes the row fresh first).
+    r.seqEpoch = client.position(topic)?.epoch ?? '';
   } else if (seq === r.seq) {
     return; // duplicate
   } else if (seq < r.seq) {
@@ -858,7 +860,6 @@ function onTick(m) {
     }
   }
   r.seq = seq;
-  r.seqEpoch = client.position(topic)?.epoch ?? '';
   // Data newer than the heartbeat knew of: not quiet, feed up. (A resubscribe's snapshot of the very tick the
   // heartbeat named says nothing new about the feed, and the row keeps its state.)
   if (r.quietTs >= 0 && Number(m.ts) !== r.quietTs) { r.quietTs = -1; r.feedDown = false; }
