@@ -190,6 +190,9 @@ async function assertLatencyNotNegative(p) {
   const title = await p.getAttribute('#st-lat', 'title');
   assert(/^Tick ingest on the server → receipt in this browser, p50 \/ max over the last second, ± [\d.]+ ms\./.test(title)
     && /measured from pings/.test(title) && /Never negative/.test(title), `the readout says what it measures: ${title}`);
+  const column = await p.getAttribute('[role="columnheader"].c-lat', 'title');
+  assert(/ingest on the server → receipt in this browser/.test(column) && /offset measured from pings/.test(column),
+    `the rows' latency column says what it measures: ${column}`);
   const clock = await p.evaluate(() => window.tickcast.clock());
   assert(clock && clock.rttUs >= 0, `the offset the readout uses comes from a measured round trip (${JSON.stringify(clock)})`);
   const cells = await p.$$eval('#rows .c-lat', (cs) => cs.map((c) => c.textContent.trim()).filter((t) => t !== '–'));
