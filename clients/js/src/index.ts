@@ -429,9 +429,9 @@ export class TickcastClient {
   }
 
   private setState(ev: StateEvent): void {
-    if (ev.state === "connected") this.clockSync?.start();
-    else this.clockSync?.stop();
     this.state = ev.state;
+    if (ev.state === "connected") this.clockSync?.start(); // (its first ping needs the state set)
+    else this.clockSync?.stop();
     this.emit("state", ev);
   }
 

@@ -45,6 +45,20 @@ test("corrected latency moves receipt onto the server's clock, never negative, Â
   assert.ok(Number.isNaN(correctedLatency(NaN, 5_003_000, clock).latencyUs));
 });
 
+test("clockSyncMs: the first ping goes out on connecting, not one interval later", { skip: binary ? false : "tickcast binary not found", timeout: 30000 }, async () => {
+  const s = await Server.start(binary);
+  const c = new TickcastClient(s.url, { clockSyncMs: 60000 });
+  try {
+    await c.connect();
+    const t0 = Date.now();
+    await poll(() => c.clockOffset() !== null, "the first clock sample");
+    assert.ok(Date.now() - t0 < 5000, `an estimate ${Date.now() - t0} ms after connecting`);
+  } finally {
+    c.close();
+    await s.stop();
+  }
+});
+
 test("clockSyncMs: pongs carry the server's time and the client keeps an estimate", { skip: binary ? false : "tickcast binary not found", timeout: 30000 }, async () => {
   const s = await Server.start(binary);
   const c = new TickcastClient(s.url, { clockSyncMs: 200 });

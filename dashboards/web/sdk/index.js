@@ -198,11 +198,11 @@ export class TickcastClient {
             fn(value);
     }
     setState(ev) {
+        this.state = ev.state;
         if (ev.state === "connected")
-            this.clockSync?.start();
+            this.clockSync?.start(); // (its first ping needs the state set)
         else
             this.clockSync?.stop();
-        this.state = ev.state;
         this.emit("state", ev);
     }
     /** Opens the connection (and keeps reopening it until close()); resolves once connected. */
