@@ -1,34 +1,40 @@
-// tickcast market board: the reference browser client of the WebSocket protocol (v2: recovery, gap markers,
-// heartbeats; docs/protocol.md).
+// tickcast market board: a browser client of the WebSocket protocol (v2: recovery, gap markers, heartbeats;
+// docs/protocol.md) built on the JS SDK (`clients/js`, compiled into ./sdk/ by `npm run dashboard-sdk`), so the
+// repository has one client implementation: the SDK owns the socket, reconnects with backoff, resubscribes with
+// `since`, detects unannounced seq jumps, keeps the detail view's order book, and pings to estimate the clock offset.
 //
 // Design notes
-// - Network handling never touches the DOM: each tick only updates a plain per-row state object and marks the row
-//   dirty. One requestAnimationFrame pass (at most ~30 per second) then writes the changed rows (text nodes, flash
+// - Network handling never touches the DOM: each SDK event only updates a plain per-row state object and marks the
+//   row dirty. One requestAnimationFrame pass (at most ~30 per second) then writes the changed rows (text nodes, flash
 //   classes; sparklines at most twice a second). Rows are fixed-size containment roots, so a change re-lays out and repaints one row only.
 //   Rows scrolled out of view are not painted until they come back (IntersectionObserver).
 // - Memory is bounded: sparklines are fixed-size ring buffers (one point per time bucket), latency samples live in a
 //   fixed ring, the event log and the toasts keep a fixed number of entries.
-// - Reconnects use exponential backoff with jitter and resubscribe the whole watchlist. Each row keeps the last seq it
-//   processed and the epoch (seq space) that seq belongs to; the resubscribe names them in `since`, so after a
-//   network blip the server replays exactly the missed ticks (`recovered:true`) and the row carries on. When it
-//   cannot (`recovered:false`: too_old, epoch_changed, no_history) the snapshot that follows is a fresh baseline, as
-//   is the snapshot of any plain subscribe: never counted as a gap.
+// - Reconnects: the SDK resubscribes every topic, naming its last seq and epoch in `since`, so after a network blip
+//   the server replays exactly the missed ticks (`recovered:true`) and the row carries on. When it cannot
+//   (`recovered:false`: too_old, epoch_changed, no_history) the snapshot that follows is a fresh baseline, as is the
+//   snapshot of any plain subscribe: never counted as a gap. A `reset` (the topic's seq space restarted upstream)
+//   makes the next tick a fresh baseline too. The board logs how many rows each reconnect recovered.
 // - Gaps: the server announces every seq it skips with a `gap` marker (conflated, dropped, lost upstream) right before
-//   the next tick; a row counts them by reason and moves its baseline past them. A seq jump without a marker would be
-//   a server bug: it is counted apart, shown with its own badge and logged as a warning.
+//   the next tick; a row counts them by reason. A seq jump without a marker (the SDK reports it as a gap with reason
+//   `unannounced`) would be a server bug: it is counted apart, shown with its own badge and logged as a warning.
 // - Heartbeats: every subscribe asks for them (HEARTBEAT_MS), so a quiet row says since when it has had no data, and
 //   a row whose feed went away (`feed_up:false`) is marked "feed down" until a tick or a feed_up:true heartbeat comes.
 //   A busy topic gets none; a quiet one's DOM changes only when its state does.
+// - Latency: ingest `ts` (server clock) → receipt here, with receipt moved onto the server's clock by the SDK's
+//   ping-based offset estimate (latency.js says exactly what the figure is and how far to trust it).
 // - Authentication: a token from the page's `#token=` fragment (then removed from the address bar) or typed into the
-//   form the board shows when the server is up but refuses the WebSocket is sent as the subprotocol pair
+//   form the board shows when the server is up but refuses the WebSocket is sent by the SDK as the subprotocol pair
 //   `tickcast.v1, bearer.<token>` (browsers cannot set headers) and kept in this tab's sessionStorage only.
 // - Symbol detail: selecting a symbol opens detail.js's view (book ladder with checksums verified in the page, trade
-//   tape, 1 s candles) on its own topics; this file routes those topics' messages (book, trade, bar, and their gap
-//   and reset markers) to it, and tells it when the socket opens and drops.
+//   tape, 1 s candles) on its own topics; this file routes those topics' gap, reset and recovery events to it, and
+//   tells it when the socket opens and drops.
 // - Works under `default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'`: no inline
 //   script or style, classes only.
 
+import { TickcastClient, TickcastError, correctedLatency, localNowUs } from './sdk/index.js';
 import { createDetail, detailTopics } from './detail.js';
+import { latencyStats, latencyReadout, fmtMs } from './latency.js';
 
 const TOPIC_RE = /^[A-Za-z0-9._:-]{1,64}$/;
 const LS_KEY = 'tickcast.watchlist.v1';
@@ -47,12 +53,12 @@ const SPARK_H = 24;
 const FLASH_MIN_MS = 800; // flash a row's price at most this often (busy symbols would otherwise stay lit)
 const FLASH_ON_MS = 350; // how long a flash stays on
 
-const BACKOFF_BASE_MS = 250;
-const BACKOFF_MAX_MS = 15000;
-const STABLE_MS = 5000; // a connection open this long resets the backoff
-const PING_EVERY_MS = 15000;
-const PING_TIMEOUT_MS = 10000;
-const CONNECT_TIMEOUT_MS = 10000;
+const RECONNECT_MIN_MS = 250; // SDK backoff: full jitter up to min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2^attempt)
+const RECONNECT_MAX_MS = 15000;
+// Pings: every CLOCK_SYNC_MS for the clock offset estimate; one unanswered for REQUEST_TIMEOUT_MS means a dead link,
+// which the SDK drops and reconnects (close code 4000).
+const CLOCK_SYNC_MS = 5000;
+const REQUEST_TIMEOUT_MS = 10000;
 const SUB_CHUNK = 100; // topics per subscribe request
 // heartbeat_ms of every subscribe: a topic with no tick for this long gets a heartbeat saying whether its feed is up.
 // It bounds how late the board notices a dead feed (a human glancing at a board tolerates a few seconds), while a
@@ -66,7 +72,6 @@ const LOG_MAX = 100;
 const TOAST_MAX = 4;
 const TOAST_MS = 7000;
 const LAT_RING = 8192;
-const SKEW_SECONDS = 60; // window of the browser-behind-server clock offset estimate (one minimum per second)
 
 const CLOSE_TEXT = {
   1000: 'normal closure',
@@ -82,7 +87,7 @@ const CLOSE_TEXT = {
   1012: 'service restart',
   1013: 'try again later',
   1015: 'TLS failure',
-  4000: 'no pong from server (client timeout)',
+  4000: 'dropped by this page (no pong in time, or tickcast.drop())',
 };
 
 // ---------------------------------------------------------------- DOM handles
@@ -109,24 +114,17 @@ const el = {
   authForget: $('auth-forget'),
 };
 
+
 // ---------------------------------------------------------------- state
 /** @type {Map<string, Row>} watchlist in display order */
 const rows = new Map();
 const rowByEl = new WeakMap();
 /** ticks received per topic (diagnostics and test hook) */
 const received = new Map();
-/** outstanding requests: id -> {op, topics} */
-const pending = new Map();
 
-let ws = null;
-let nextId = 1;
-let attempt = 0;
-let reconnectTimer = 0;
-let stableTimer = 0;
-let pingTimer = 0;
-let pongTimer = 0;
-let connectTimer = 0;
 let connects = 0;
+let attempt = 0; // connection attempts since the last open
+let opened = false; // the current attempt got as far as open (a close then is a drop, not a refusal)
 let connState = 'connecting';
 
 let msgCount = 0; // messages since the last stats tick
@@ -135,26 +133,47 @@ let totalGaps = 0; // gap markers plus unannounced seq jumps
 let totalMissed = 0; // ticks they skipped
 let totalJumps = 0; // seq jumps without a gap marker (server bug)
 let heartbeatMs = HEARTBEAT_MS; // 0 once a server refused it
-/** the recovery outcomes of the current (re)connect's resubscribe: {ids, asked, ok, lost: {reason: n}} */
+/** the recovery outcomes of the current reconnect's resubscribe: {asked, ok, lost: {reason: n}} */
 let recovery = null;
 const latRing = new Float64Array(LAT_RING);
 let latN = 0; // samples since the last stats tick (capped at LAT_RING)
 let latHead = 0;
-// Latency is this browser's receive time minus the tick's `ts` (unix µs, stamped by the server at ingest), so it
-// compares two clocks. When the browser's runs behind the server's the difference goes negative: the smallest
-// difference seen over the last SKEW_SECONDS (one minimum per second, fixed ring) is then taken as the offset and
-// removed, so figures are never negative (they then read the delay above the fastest recent tick). A browser clock
-// ahead of the server's cannot be told apart from delay and inflates the figures.
-const skewMin = new Float64Array(SKEW_SECONDS).fill(Infinity);
-let skewHead = 0;
-let skewUs = 0; // removed from every sample: 0, or the most negative raw difference in the window
-let skewNote = '';
 
-// The symbol detail view; `send`, `log` are hoisted declarations below, `ws` is only read once the page runs.
+// ---------------------------------------------------------------- authentication state
+/** The credential sent with every connection attempt ('' = none); the SDK reads it before each (re)connect. */
+let token = [tokenFromFragment(), sessionStorage.getItem(TOKEN_KEY)].find((t) => t && TOKEN_RE.test(t)) ?? '';
+
+/** Takes `#token=...` from the address (a fragment never reaches the server or its logs) and removes it. */
+function tokenFromFragment() {
+  const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+  if (!m) return null;
+  let t = '';
+  try { t = decodeURIComponent(m[1]).trim(); } catch { /* malformed escape: ignore */ }
+  history.replaceState(null, '', location.pathname + location.search);
+  if (t) sessionStorage.setItem(TOKEN_KEY, t);
+  return t || null;
+}
+
+function wsUrl() {
+  const u = new URL('ws', location.href);
+  u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  u.search = '';
+  u.hash = '';
+  return u.href;
+}
+
+const client = new TickcastClient(wsUrl(), {
+  token: () => token,
+  reconnectMinMs: RECONNECT_MIN_MS,
+  reconnectMaxMs: RECONNECT_MAX_MS,
+  requestTimeoutMs: REQUEST_TIMEOUT_MS,
+  clockSyncMs: CLOCK_SYNC_MS,
+});
+
+// The symbol detail view; `log` is a hoisted declaration below.
 const detail = createDetail({
-  send: (req) => send(req),
+  client,
   log: (level, text) => log(level, text),
-  isOpen: () => !!ws && ws.readyState === 1,
   onSelect: (sym) => {
     for (const r of rows.values()) r.row.classList.toggle('sel', !!sym && symbolOf(r.topic) === sym);
   },
@@ -187,8 +206,7 @@ class Row {
   constructor(topic) {
     this.topic = topic;
     this.seq = -1; // last seq processed (-1: none yet)
-    this.seqEpoch = ''; // the epoch `seq` belongs to: with it, `since` after a reconnect
-    this.epoch = ''; // the topic's epoch as the latest subscribe ack named it
+    this.seqEpoch = ''; // the epoch `seq` belongs to (the SDK's, as of the baseline tick)
     this.fresh = true; // next tick is a (re)subscribe baseline: no gap check, no latency sample
     this.bid = NaN;
     this.ask = NaN;
@@ -336,38 +354,9 @@ function fmtChg(last, first) {
   return p > 0 ? '+' + s : s;
 }
 
-/** wall-clock time in µs with sub-millisecond resolution (Date.now() has whole milliseconds only) */
-function nowUs() {
-  return (performance.timeOrigin + performance.now()) * 1000;
-}
-
-/** tick ingest → receipt here in µs, offset-corrected (never negative); NaN when the tick has no usable ts */
-function tickAgeUs(ts) {
-  const raw = nowUs() - ts;
-  if (!Number.isFinite(raw)) return NaN;
-  if (raw < skewMin[skewHead]) skewMin[skewHead] = raw;
-  if (raw < skewUs) skewUs = raw;
-  return raw - skewUs;
-}
-
-/** once a second: start a new second of offset evidence, forget the oldest, re-estimate */
-function skewTick() {
-  skewHead = (skewHead + 1) % SKEW_SECONDS;
-  skewMin[skewHead] = Infinity;
-  let m = 0;
-  for (let i = 0; i < SKEW_SECONDS; i++) if (skewMin[i] < m) m = skewMin[i];
-  skewUs = m;
-}
-
 /** HH:MM:SS of a unix-µs time, in this browser's time zone */
 function fmtClock(tsUs) {
   return new Date(tsUs / 1000).toLocaleTimeString([], { hour12: false });
-}
-
-function fmtMs(us) {
-  if (!Number.isFinite(us)) return '–';
-  const ms = us / 1000;
-  return Math.abs(ms) >= 100 ? ms.toFixed(0) : ms.toFixed(1);
 }
 
 function setText(r, key, s) {
@@ -565,15 +554,8 @@ function toast(level, title, detail) {
   setTimeout(() => div.remove(), TOAST_MS);
 }
 
-// ---------------------------------------------------------------- connection
-function wsUrl() {
-  const u = new URL('ws', location.href);
-  u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  u.search = '';
-  u.hash = '';
-  return u.href;
-}
 
+// ---------------------------------------------------------------- connection (the SDK's state events)
 function setConn(state, text) {
   connState = state;
   el.conn.dataset.state = state;
@@ -581,65 +563,37 @@ function setConn(state, text) {
   el.root.dataset.conn = state;
 }
 
-function connect() {
-  clearTimeout(reconnectTimer);
-  reconnectTimer = 0;
-  if (ws) return;
-  setConn('connecting', attempt ? `reconnecting… (attempt ${attempt + 1})` : 'connecting…');
-  let sock;
-  try {
-    sock = new WebSocket(wsUrl(), token ? ['tickcast.v1', 'bearer.' + token] : []);
-  } catch (e) {
-    toast('error', 'cannot open WebSocket', String(e && e.message || e));
-    scheduleReconnect();
-    return;
-  }
-  sock.binaryType = 'arraybuffer';
-  ws = sock;
-  let opened = false;
-  clearTimeout(connectTimer);
-  connectTimer = setTimeout(() => {
-    if (ws !== sock || opened) return;
-    log('warn', `connect attempt ${attempt + 1} timed out after ${CONNECT_TIMEOUT_MS / 1000}s`);
-    dropSocket();
-    scheduleReconnect();
-  }, CONNECT_TIMEOUT_MS);
-  sock.onopen = () => {
-    if (ws !== sock) return;
+function onState(ev) {
+  if (ev.state === 'connecting') {
+    attempt++;
+    opened = false;
+    // While refused, the pill keeps saying so: each retry would otherwise hide it for a moment.
+    if (connState !== 'refused') setConn('connecting', attempt > 1 ? `reconnecting… (attempt ${attempt})` : 'connecting…');
+  } else if (ev.state === 'connected') {
     opened = true;
-    clearTimeout(connectTimer);
+    attempt = 0;
     connects++;
     el.root.dataset.connects = String(connects);
     setConn('open', 'live');
     hideAuth();
     log('info', connects > 1 ? `reconnected (#${connects})` : 'connected');
-    clearTimeout(stableTimer);
-    stableTimer = setTimeout(() => { attempt = 0; }, STABLE_MS);
-    pending.clear();
-    subscribe([...rows.keys()], connects > 1);
+    // The SDK resubscribes every topic now: until a row's ack says it recovered, its next tick is a baseline.
+    recovery = null;
+    let asked = 0;
+    for (const r of rows.values()) {
+      r.fresh = true;
+      const p = client.position(r.topic);
+      if (p && p.seq !== undefined && p.epoch !== undefined) asked++; // the SDK names these in `since`
+    }
+    if (connects > 1 && asked) recovery = { asked, ok: 0, lost: {} };
     detail.onConnected();
-    startPing();
-  };
-  sock.onmessage = (ev) => {
-    if (ws !== sock) return;
-    msgCount++;
-    totalMsgs++;
-    if (typeof ev.data !== 'string') {
-      log('warn', `unexpected binary frame (${ev.data.byteLength} bytes) ignored`);
-      return;
-    }
-    let m;
-    try {
-      m = JSON.parse(ev.data);
-    } catch {
-      log('warn', 'unparsable message from server: ' + ev.data.slice(0, 80));
-      return;
-    }
-    onMessage(m);
-  };
-  sock.onclose = (ev) => {
-    if (ws !== sock) return;
-    dropSocket();
+    const gone = [...unsubscribeOnConnect].filter((t) => !rows.has(t));
+    unsubscribeOnConnect.clear();
+    unsubscribe(gone);
+  } else {
+    recovery = null;
+    for (const r of rows.values()) r.fresh = true;
+    detail.onDisconnected();
     const what = CLOSE_TEXT[ev.code] || 'closed';
     const reason = ev.reason ? ` — ${ev.reason}` : '';
     if (opened) {
@@ -647,37 +601,23 @@ function connect() {
       toast(level, `closed ${ev.code}`, what + reason);
     } else {
       // failed attempts while the server is away: the status pill says so; one toast per outage is enough
-      log('warn', `connect attempt ${attempt + 1} failed (${ev.code} ${what}${reason})`);
+      log('warn', `connect attempt ${attempt} failed (${ev.code ?? ''} ${what}${reason})`);
       checkRefusal();
     }
-    scheduleReconnect();
-  };
-  // onerror carries no detail in browsers; the close event that always follows reports it.
+    opened = false;
+    if (connState !== 'refused') setConn('reconnecting', 'offline — reconnecting…');
+  }
 }
 
 // ---------------------------------------------------------------- authentication
-/** The credential sent with every connection attempt ('' = none). */
-let token = [tokenFromFragment(), sessionStorage.getItem(TOKEN_KEY)].find((t) => t && TOKEN_RE.test(t)) ?? '';
-
-/** Takes `#token=...` from the address (a fragment never reaches the server or its logs) and removes it. */
-function tokenFromFragment() {
-  const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
-  if (!m) return null;
-  let t = '';
-  try { t = decodeURIComponent(m[1]).trim(); } catch { /* malformed escape: ignore */ }
-  history.replaceState(null, '', location.pathname + location.search);
-  if (t) sessionStorage.setItem(TOKEN_KEY, t);
-  return t || null;
-}
-
 /** A connection attempt failed before opening: if the server itself is up, it refused us (401/403 at the upgrade,
  *  or a connection limit), which a browser cannot see directly; offer the credential form. */
 async function checkRefusal() {
   let up = false;
   try {
     up = (await fetch('healthz', { cache: 'no-store' })).ok;
-  } catch { /* server away: the reconnect loop handles it */ }
-  if (!up || ws) return;
+  } catch { /* server away: the SDK keeps reconnecting */ }
+  if (!up || client.state === 'connected') return;
   setConn('refused', token ? 'refused — check the token' : 'refused — sign in?');
   showAuth(token
     ? 'The server refused the connection with this token (expired, unknown, or not allowed from this page?).'
@@ -699,13 +639,14 @@ function hideAuth() {
   el.authInput.value = '';
 }
 
+/** A new credential: drop the connection (if any) and connect again at once with it. */
 function setToken(t) {
   token = t;
   if (t) sessionStorage.setItem(TOKEN_KEY, t);
   else sessionStorage.removeItem(TOKEN_KEY);
-  attempt = 0;
-  dropSocket();
-  reconnectNow();
+  setConn('connecting', 'connecting…');
+  client.dropConnection();
+  client.reconnectNow();
 }
 
 el.authForm.addEventListener('submit', (ev) => {
@@ -728,271 +669,149 @@ el.authForget.addEventListener('click', () => {
   setToken('');
 });
 
-function dropSocket() {
-  const s = ws;
-  ws = null;
-  clearTimeout(connectTimer);
-  clearTimeout(stableTimer);
-  stopPing();
-  recovery = null;
-  for (const r of rows.values()) r.fresh = true;
-  detail.onDisconnected();
-  if (s) {
-    s.onopen = s.onmessage = s.onclose = null;
-    if (s.readyState <= 1) {
-      try { s.close(4000, 'client timeout'); } catch { /* ignore */ }
+// ---------------------------------------------------------------- requests
+/** Subscribes in chunks of SUB_CHUNK topics, asking for heartbeats. Offline, the SDK keeps the topics and subscribes
+ *  them when it connects. */
+function subscribe(topics) {
+  for (let i = 0; i < topics.length; i += SUB_CHUNK) subscribeChunk(topics.slice(i, i + SUB_CHUNK));
+}
+
+async function subscribeChunk(chunk) {
+  for (const t of chunk) {
+    const r = rows.get(t);
+    if (r) r.fresh = true; // the snapshot that follows a plain subscribe is a baseline
+  }
+  try {
+    onAck(await client.subscribe(chunk, heartbeatMs ? { heartbeatMs } : {}));
+  } catch (e) {
+    if (!(e instanceof TickcastError)) return; // not connected (or dropped): the SDK subscribes them on connect
+    // A server whose [heartbeats] bounds refuse HEARTBEAT_MS subscribed nothing: subscribe again without.
+    if (e.code === 'invalid_field' && e.field === 'heartbeat_ms' && heartbeatMs) {
+      toast('warn', 'heartbeats off', `the server refused heartbeat_ms ${heartbeatMs} (${errorText(e)}); `
+        + 'quiet and feed-down rows will not be shown');
+      heartbeatMs = 0;
+      subscribeChunk(chunk);
+      return;
     }
+    requestFailed(e, 'subscribe', chunk);
   }
 }
 
-function scheduleReconnect() {
-  if (reconnectTimer) return;
-  const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt, 16));
-  const delay = Math.round(exp / 2 + Math.random() * (exp / 2)); // "equal jitter"
-  attempt++;
-  setConn('reconnecting', `offline — retry in ${(delay / 1000).toFixed(1)}s`);
-  reconnectTimer = setTimeout(connect, delay);
-}
-
-function reconnectNow() {
-  if (ws) return;
-  clearTimeout(reconnectTimer);
-  reconnectTimer = 0;
-  connect();
-}
-
-/** Keepalive: a ping every PING_EVERY_MS; no pong within PING_TIMEOUT_MS means a dead link: drop and reconnect. */
-function startPing() {
-  stopPing();
-  pingTimer = setInterval(() => {
-    if (!ws || ws.readyState !== 1 || pongTimer) return;
-    send({ op: 'ping' });
-    pongTimer = setTimeout(() => {
-      pongTimer = 0;
-      toast('error', 'closed 4000', CLOSE_TEXT[4000]);
-      dropSocket();
-      scheduleReconnect();
-    }, PING_TIMEOUT_MS);
-  }, PING_EVERY_MS);
-}
-
-function stopPing() {
-  clearInterval(pingTimer);
-  clearTimeout(pongTimer);
-  pingTimer = 0;
-  pongTimer = 0;
-}
-
-function send(obj) {
-  if (!ws || ws.readyState !== 1) return 0;
-  const id = nextId++;
-  obj.id = id;
-  if (obj.op === 'subscribe' || obj.op === 'unsubscribe' || obj.op === 'ping') {
-    pending.set(id, { op: obj.op, topics: obj.topics || [], at: performance.now(), req: obj });
-    if (pending.size > 1000) pending.delete(pending.keys().next().value);
-  }
-  ws.send(JSON.stringify(obj));
-  return id;
-}
-
-/** Subscribes in chunks of SUB_CHUNK topics, asking for heartbeats. With `recover` (a resubscribe after a reconnect)
- *  each row that has processed a tick names its seq and epoch in `since`, in the request of its own chunk (the server
- *  accepts `since` only for topics of the same request); the ack says per topic whether the missed ticks follow. */
-function subscribe(topics, recover = false) {
-  const ids = new Set();
-  let asked = 0;
-  for (let i = 0; i < topics.length; i += SUB_CHUNK) {
-    const chunk = topics.slice(i, i + SUB_CHUNK);
-    const req = { op: 'subscribe', topics: chunk };
-    if (heartbeatMs) req.heartbeat_ms = heartbeatMs;
-    let since = null;
-    for (const t of chunk) {
-      const r = rows.get(t);
-      if (!r) continue;
-      r.fresh = true; // until the ack says the stream recovers, the next tick is a baseline
-      if (recover && r.seq >= 0 && r.seqEpoch) {
-        (since ??= {})[t] = { seq: r.seq, epoch: r.seqEpoch };
-        asked++;
-      }
-    }
-    if (since) req.since = since;
-    const id = send(req);
-    if (id && since) ids.add(id);
-  }
-  if (recover) recovery = ids.size ? { ids, asked, ok: 0, lost: {} } : null;
-}
+/** Topics removed while offline: the SDK still holds them (it forgets a topic on the server's ack) and resubscribes
+ *  them on connect, so they are unsubscribed then. */
+const unsubscribeOnConnect = new Set();
 
 function unsubscribe(topics) {
-  if (topics.length) send({ op: 'unsubscribe', topics });
+  if (!topics.length) return;
+  client.unsubscribe(topics)
+    .then((ack) => log('debug', `unsubscribed ${(ack.topics || []).length} topic(s)`))
+    .catch((e) => {
+      if (e instanceof TickcastError) requestFailed(e, 'unsubscribe', topics);
+      else for (const t of topics) if (!rows.has(t)) unsubscribeOnConnect.add(t);
+    });
 }
 
-// ---------------------------------------------------------------- protocol
-function onMessage(m) {
-  switch (m && m.type) {
-    case 'tick':
-      onTick(m);
-      return;
-    case 'book':
-    case 'trade':
-    case 'bar':
-      detail.onMessage(m);
-      return;
-    case 'gap':
-      if (detail.owns(m.topic)) detail.onMessage(m);
-      else onGap(m);
-      return;
-    case 'heartbeat':
-      onHeartbeat(m);
-      return;
-    case 'reset': {
-      if (detail.owns(m.topic)) detail.onMessage(m);
-      // The topic's seq space restarted upstream in a new epoch: its next tick is a fresh baseline.
-      const r = rows.get(m.topic);
-      if (r) {
-        r.epoch = String(m.epoch || '');
-        r.fresh = true;
-        markDirty(r);
-      }
-      log('info', `${m.topic}: seq space restarted (epoch ${m.epoch})`);
-      return;
-    }
-    case 'subscribed':
-    case 'unsubscribed':
-      pending.delete(m.id);
-      if (m.type === 'subscribed') {
-        onSubscribed(m);
-        detail.onAck(m);
-      }
-      log('debug', `${m.type} ${(m.topics || []).length} topic(s)`);
-      return;
-    case 'pong': {
-      const p = pending.get(m.id);
-      pending.delete(m.id);
-      clearTimeout(pongTimer);
-      pongTimer = 0;
-      if (p) log('debug', `pong in ${(performance.now() - p.at).toFixed(1)} ms`);
-      return;
-    }
-    case 'error':
-      onError(m);
-      return;
-    default:
-      log('warn', 'unknown message type: ' + String(m && m.type).slice(0, 40));
+/** The server's words of a TickcastError (its message without the code the SDK puts in front). */
+function errorText(e) {
+  const prefix = e.code + ': ';
+  return e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
+}
+
+/** A request of ours the server refused: toast it, and mark the rows it was about that have no data. */
+function requestFailed(e, op, topics) {
+  toast('error', e.code, `${errorText(e)} (request ${e.id} ${op})`);
+  for (const t of topics) {
+    const r = rows.get(t);
+    if (r && r.seq < 0) { r.errCode = e.code; markDirty(r); }
   }
 }
 
-/** The ack: each topic's epoch, and the outcome of each `since` (recovered: the stream goes on from the row's seq;
- *  not: the snapshot that follows is a fresh baseline, as the row already expects). */
-function onSubscribed(m) {
+/** An ack of ours: clears the error mark of rows it subscribed. */
+function onAck(m) {
   for (const t of m.topics || []) {
     const r = rows.get(t);
     if (r && r.errCode) { r.errCode = ''; markDirty(r); }
   }
-  if (m.epochs && typeof m.epochs === 'object') {
-    for (const [t, e] of Object.entries(m.epochs)) {
-      const r = rows.get(t);
-      if (r) r.epoch = String(e);
-    }
-  }
-  const tally = recovery && recovery.ids.has(m.id) ? recovery : null;
-  if (m.recovery && typeof m.recovery === 'object') {
-    for (const [t, o] of Object.entries(m.recovery)) {
-      const r = rows.get(t);
-      const ok = !!o && o.recovered === true;
-      const reason = ok ? '' : String(o && o.reason || 'unknown');
-      if (r && ok) r.fresh = false; // the missed ticks follow: seq r.seq + 1 comes next
-      if (!ok) log('debug', `${t} not recovered (${reason}): the snapshot is a fresh baseline`);
-      if (tally) {
-        if (ok) tally.ok++;
-        else tally.lost[reason] = (tally.lost[reason] || 0) + 1;
-      }
-    }
-  }
-  if (tally) recoveryDone(m.id);
+  log('debug', `subscribed ${(m.topics || []).length} topic(s)`);
 }
 
-/** One request of the reconnect's resubscribe answered (acked or refused): log the outcome once all are. */
-function recoveryDone(id) {
+// ---------------------------------------------------------------- SDK events
+const KNOWN_TYPES = new Set(['tick', 'gap', 'heartbeat', 'reset', 'subscribed', 'unsubscribed', 'pong', 'error', 'book', 'trade', 'bar']);
+
+client.on('state', onState);
+client.on('message', (m) => {
+  msgCount++;
+  totalMsgs++;
+  if (!KNOWN_TYPES.has(m && m.type)) log('warn', 'unknown message type: ' + String(m && m.type).slice(0, 40));
+});
+client.on('tick', onTick);
+client.on('gap', (g) => (detail.owns(g.topic) ? detail.onGap(g) : onGap(g)));
+client.on('heartbeat', onHeartbeat);
+client.on('reset', onReset);
+client.on('recovery', (ev) => (detail.owns(ev.topic) ? detail.onRecovery(ev) : onRecovery(ev)));
+client.on('trade', (m) => detail.onTrade(m));
+client.on('bar', (m) => detail.onBar(m));
+// An error answering none of our requests: to input sent with tickcast.sendRaw(), or unsolicited (rate_limited).
+client.on('error', (e) => toast('error', e.code || 'error', String(e.message || '') + (e.id != null ? ` (request ${e.id})` : '')));
+
+/** The seq space of the topic restarted upstream in a new epoch: its next tick is a fresh baseline, not a reorder. */
+function onReset(ev) {
+  if (detail.owns(ev.topic)) detail.onReset(ev);
+  const r = rows.get(ev.topic);
+  if (r) {
+    r.fresh = true;
+    markDirty(r);
+  }
+  log('info', `${ev.topic}: seq space restarted (epoch ${ev.epoch})`);
+}
+
+/** A row's `since` outcome after a reconnect: recovered (the missed ticks follow: no baseline needed) or not (the
+ *  snapshot that follows is a fresh baseline). The reconnect's tally is logged once every row has answered. */
+function onRecovery(ev) {
+  const r = rows.get(ev.topic);
+  if (!r) return;
+  if (ev.recovered) r.fresh = false;
+  else log('debug', `${ev.topic} not recovered (${ev.reason}): the snapshot is a fresh baseline`);
   const t = recovery;
-  if (!t || !t.ids.delete(id) || t.ids.size) return;
+  if (!t) return;
+  if (ev.recovered) t.ok++;
+  else t.lost[ev.reason] = (t.lost[ev.reason] || 0) + 1;
+  const lost = Object.entries(t.lost);
+  if (t.ok + lost.reduce((n, [, k]) => n + k, 0) < t.asked) return;
   recovery = null;
-  const lost = Object.entries(t.lost).map(([k, n]) => `${n} ${k}`).join(', ');
-  log('info', lost
-    ? `reconnect #${connects}: recovered ${t.ok} of ${t.asked} topic(s); not recovered: ${lost} (fresh baseline)`
+  const words = lost.map(([k, n]) => `${n} ${k}`).join(', ');
+  log('info', words
+    ? `reconnect #${connects}: recovered ${t.ok} of ${t.asked} topic(s); not recovered: ${words} (fresh baseline)`
     : `reconnect #${connects}: recovered ${t.ok} of ${t.asked} topic(s), no tick lost`);
 }
 
-function onError(m) {
-  const code = String(m.code || 'error');
-  const p = m.id != null ? pending.get(m.id) : undefined;
-  if (p) pending.delete(m.id);
-  if (p && p.op === 'subscribe' && code === 'invalid_field' && retryWithout(p, String(m.field || ''), m)) return;
-  // `forbidden` refuses part of a request and its ack follows; other errors refuse all of it
-  if (p && p.op === 'subscribe' && code !== 'forbidden') recoveryDone(m.id);
-  let detail = String(m.message || '');
-  if (m.id != null) detail += ` (request ${m.id}${p ? ' ' + p.op : ''})`;
-  toast('error', code, detail);
-  if (p && p.op === 'subscribe') {
-    for (const t of p.topics) {
-      const r = rows.get(t);
-      if (r && r.seq < 0) { r.errCode = code; markDirty(r); }
-    }
-  }
-}
-
-/** A subscribe refused for a v2 option this server does not take as sent (heartbeat_ms outside its [heartbeats]
- *  bounds, a `since` it finds malformed): nothing of it was subscribed, so send it again without that option. */
-function retryWithout(p, field, m) {
-  const req = { ...p.req };
-  delete req.id;
-  const why = m.message ? `${field}: ${m.message}` : field;
-  if (field === 'heartbeat_ms' && req.heartbeat_ms) {
-    if (heartbeatMs) {
-      toast('warn', 'heartbeats off', `the server refused heartbeat_ms ${heartbeatMs} (${why}); `
-        + 'quiet and feed-down rows will not be shown');
-    }
-    heartbeatMs = 0;
-    delete req.heartbeat_ms;
-  } else if (field.startsWith('since') && req.since) {
-    log('warn', `the server refused since (${why}); subscribing without recovery`);
-    if (recovery && recovery.ids.has(m.id)) {
-      const n = Object.keys(req.since).length;
-      recovery.lost.refused = (recovery.lost.refused || 0) + n;
-    }
-    delete req.since;
-  } else {
-    return false;
-  }
-  const id = send(req);
-  if (recovery && recovery.ids.has(m.id)) {
-    if (id && req.since) recovery.ids.add(id);
-    recoveryDone(m.id);
-  }
-  return true;
-}
-
 /** `gap`: seqs from..=to of the topic will not come (conflated or dropped while this board was behind, or lost by
- *  the feed). Counted by reason; the row's baseline moves to `to`, so the tick after it is no gap of its own. */
-function onGap(m) {
-  const r = rows.get(m.topic);
+ *  the feed), or, with reason `unannounced`, a seq jump no marker named (the SDK's finding: a server bug). Counted
+ *  by reason; the row's baseline moves to `to`, so the tick after it is no gap of its own. */
+function onGap(g) {
+  const r = rows.get(g.topic);
   if (!r) return;
-  const from = Number(m.from);
-  const to = Number(m.to);
+  const { from, to } = g;
   if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || to < from) {
-    log('warn', `${m.topic}: malformed gap marker ignored: ${JSON.stringify(m).slice(0, 120)}`);
+    log('warn', `${g.topic}: malformed gap marker ignored: ${JSON.stringify(g).slice(0, 120)}`);
     return;
   }
-  const reason = Object.hasOwn(r.lost, m.reason) ? m.reason : 'other';
   const n = to - from + 1;
-  r.gaps++;
-  r.lost[reason] += n;
   totalGaps++;
   totalMissed += n;
-  if (!r.fresh && r.seq >= 0) {
-    if (from !== r.seq + 1) log('warn', `${m.topic}: gap marker ${from}–${to} does not follow seq ${r.seq}`);
-    if (to > r.seq) r.seq = to;
+  if (g.reason === 'unannounced') {
+    r.jumps++;
+    r.jumpMissed += n;
+    totalJumps++;
+    log('warn', `${g.topic}: seq ${from - 1} → ${to + 1} without a gap marker (${n} tick(s) missing unannounced: server bug?)`);
+  } else {
+    const reason = Object.hasOwn(r.lost, g.reason) ? g.reason : 'other';
+    r.gaps++;
+    r.lost[reason] += n;
+    if (!r.fresh && r.seq >= 0 && from !== r.seq + 1) log('warn', `${g.topic}: gap marker ${from}–${to} does not follow seq ${r.seq}`);
+    log(reason === 'conflated' || reason === 'dropped' ? 'info' : 'warn', `${g.topic}: ${n} tick(s) ${GAP_WORDS[reason]} (seq ${from}–${to})`);
   }
-  log(reason === 'conflated' || reason === 'dropped' ? 'info' : 'warn', `${m.topic}: ${n} tick(s) ${GAP_WORDS[reason]} (seq ${from}–${to})`);
+  if (!r.fresh && r.seq >= 0 && to > r.seq) r.seq = to;
   markDirty(r);
 }
 
@@ -1020,25 +839,19 @@ function onTick(m) {
   const seq = Number(m.seq);
   const nowMs = Date.now();
   if (r.fresh || r.seq < 0 || m.snapshot === true) {
-    r.fresh = false; // baseline after (re)subscribe: the snapshot is old, so no gap or latency sample
+    r.fresh = false; // baseline after (re)subscribe: the snapshot is old, so no latency sample
+    // Only a baseline can start another epoch (a reset or a lost recovery makes the row fresh first).
+    r.seqEpoch = client.position(topic)?.epoch ?? '';
   } else if (seq === r.seq) {
     return; // duplicate
   } else if (seq < r.seq) {
     log('warn', `${topic}: seq went back ${r.seq} → ${seq} (feed restarted?)`);
   } else {
-    if (seq > r.seq + 1) {
-      // Every skipped seq must have been announced by a gap marker (which moved r.seq): this one was not.
-      const missed = seq - r.seq - 1;
-      r.jumps++;
-      r.jumpMissed += missed;
-      totalGaps++;
-      totalMissed += missed;
-      totalJumps++;
-      log('warn', `${topic}: seq ${r.seq} → ${seq} without a gap marker (${missed} tick(s) missing unannounced: server bug?)`);
-    }
+    // (A skip no gap marker announced came as an `unannounced` gap event just before this tick.)
     // Ticks replayed after a reconnect count too: they were published while the link was down (anything older the
     // row already had) and really did arrive that late.
-    const lat = tickAgeUs(Number(m.ts));
+    const clock = client.clockOffset();
+    const lat = clock ? correctedLatency(Number(m.ts), localNowUs(), clock).latencyUs : NaN;
     if (Number.isFinite(lat)) {
       r.latUs = lat;
       latRing[latHead] = lat;
@@ -1047,7 +860,6 @@ function onTick(m) {
     }
   }
   r.seq = seq;
-  r.seqEpoch = r.epoch;
   // Data newer than the heartbeat knew of: not quiet, feed up. (A resubscribe's snapshot of the very tick the
   // heartbeat named says nothing new about the feed, and the row keeps its state.)
   if (r.quietTs >= 0 && Number(m.ts) !== r.quietTs) { r.quietTs = -1; r.feedDown = false; }
@@ -1066,25 +878,18 @@ function onTick(m) {
 
 // ---------------------------------------------------------------- stats, once per second
 let latScratch = new Float64Array(0);
+let latTitle = '';
 function statsTick() {
   el.rate.textContent = String(msgCount);
   msgCount = 0;
-  if (latN > 0) {
-    if (latScratch.length < latN) latScratch = new Float64Array(LAT_RING);
-    const a = latScratch.subarray(0, latN);
-    for (let i = 0; i < latN; i++) a[i] = latRing[(latHead - 1 - i + LAT_RING) % LAT_RING];
-    a.sort();
-    el.lat.textContent = `${fmtMs(a[a.length >> 1])} / ${fmtMs(a[a.length - 1])} ms`;
-    latN = 0;
-  } else {
-    el.lat.textContent = '–';
-  }
-  skewTick();
-  const note = skewUs < 0 ? `this browser's clock is about ${fmtMs(-skewUs)} ms behind the server's: removed` : '';
-  if (note !== skewNote) {
-    skewNote = note;
-    if (note) el.lat.title = note;
-    else el.lat.removeAttribute('title');
+  if (latScratch.length < latN) latScratch = new Float64Array(LAT_RING);
+  for (let i = 0; i < latN; i++) latScratch[i] = latRing[(latHead - 1 - i + LAT_RING) % LAT_RING];
+  const { text, title } = latencyReadout(latencyStats(latScratch, latN), client.clockOffset());
+  latN = 0;
+  el.lat.textContent = text;
+  if (title !== latTitle) {
+    latTitle = title;
+    el.lat.title = title;
   }
   el.gaps.textContent = totalGaps ? `${totalGaps} (${totalMissed} missed)` : '0';
   el.gaps.classList.toggle('warn', totalGaps > 0);
@@ -1226,20 +1031,31 @@ el.rows.addEventListener('click', (e) => {
   else openDetail(r.topic);
 });
 
-window.addEventListener('online', reconnectNow);
+window.addEventListener('online', () => client.reconnectNow());
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') {
-    reconnectNow();
+    client.reconnectNow();
     for (const r of rows.values()) if (r.seq >= 0) markDirty(r);
   }
 });
 
 // Tiny debugging / test hook (also handy from the devtools console).
 window.tickcast = Object.freeze({
-  /** send a request object ({op, ...}); returns the id used, or 0 when offline */
-  send: (obj) => send({ ...obj }),
-  /** send raw text as-is, e.g. to see how the server answers malformed input */
-  sendRaw: (text) => { if (ws && ws.readyState === 1) { ws.send(text); return true; } return false; },
+  /** subscribe ({op:'subscribe', topics}) or unsubscribe through the SDK, outside the watchlist; resolves with the
+   *  request id (its ack's, or its error's, which is shown as a toast), or 0 when offline */
+  send: async (obj) => {
+    const topics = Array.isArray(obj.topics) ? obj.topics.map(String) : [];
+    try {
+      const ack = await (obj.op === 'unsubscribe' ? client.unsubscribe(topics) : client.subscribe(topics));
+      return ack.id;
+    } catch (e) {
+      if (!(e instanceof TickcastError)) return 0;
+      requestFailed(e, obj.op, topics);
+      return e.id;
+    }
+  },
+  /** send raw text as-is, e.g. to see how the server answers malformed input (its error is shown as a toast) */
+  sendRaw: (text) => client.sendRaw(String(text)),
   received: (topic) => received.get(topic) || 0,
   state: () => ({
     conn: connState, connects, attempt, topics: [...rows.keys()], totalMsgs, gaps: totalGaps, missed: totalMissed,
@@ -1249,16 +1065,15 @@ window.tickcast = Object.freeze({
   row: (topic) => {
     const r = rows.get(topic);
     return r && {
-      seq: r.seq, seqEpoch: r.seqEpoch, epoch: r.epoch, fresh: r.fresh, gaps: r.gaps, lost: { ...r.lost },
+      seq: r.seq, seqEpoch: r.seqEpoch, epoch: client.position(topic)?.epoch ?? '', fresh: r.fresh, gaps: r.gaps, lost: { ...r.lost },
       jumps: r.jumps, jumpMissed: r.jumpMissed, quietTs: r.quietTs, feedDown: r.feedDown,
     };
   },
   /** drop the connection as a network blip would: the board reconnects (with backoff) and recovers */
   drop: () => {
-    if (!ws) return false;
+    if (client.state !== 'connected') return false;
     log('warn', 'connection dropped (tickcast.drop())');
-    dropSocket();
-    scheduleReconnect();
+    client.dropConnection();
     return true;
   },
   add: (text) => addTopics(parseInput(String(text))),
@@ -1269,7 +1084,9 @@ window.tickcast = Object.freeze({
   /** tests only: corrupt the detail view's copy of the book, so the next checksum fails and the view resyncs */
   detailTamper: () => detail.tamper(),
   remove: removeTopic,
-  reconnect: reconnectNow,
+  reconnect: () => client.reconnectNow(),
+  /** the clock offset estimate the latency readout uses ({offsetUs, rttUs, atUs}), or null before the first pong */
+  clock: () => client.clockOffset(),
 });
 
 async function init() {
@@ -1287,7 +1104,8 @@ async function init() {
   }
   for (const t of list) if (!rows.has(t)) addRow(t);
   updateCounts();
-  connect();
+  subscribe([...rows.keys()]); // offline still: the SDK keeps them and subscribes them once connected
+  client.connect();
 }
 
 init();

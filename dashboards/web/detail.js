@@ -2,41 +2,37 @@
 // (`bar.1s.<SYM>`) for the symbol selected on the board.
 //
 // Design notes
-// - The page keeps its own copy of the book and verifies the server's checksum on every snapshot and delta
-//   (bookfeed.js). A mismatch, a seq jump or a malformed message means the copy is wrong: the view shows it
-//   (badge and count), stops showing that book as live and resubscribes the book topic, whose first message is a
-//   fresh snapshot. After a `gap` for the book the server sends a snapshot by itself; the view waits for it
-//   (SNAPSHOT_WAIT_MS) before resubscribing.
+// - The book is the SDK's (`client.book()`): it applies snapshots and deltas and verifies the server's checksum on
+//   every message. A mismatch, a seq jump or a malformed message means the copy is wrong: the SDK drops it and
+//   resubscribes for a fresh snapshot, and the view shows it (badge and count) and fades the ladder until the book
+//   is verified again. After a `gap` for the book the server sends a snapshot by itself, which the SDK waits for.
 // - Book topics are never throttled: a throttle skips deltas without gap markers, and every skipped delta would
 //   break the book. Trades and bars are not throttled either (the tape and the candles want every message).
-// - Network handling never touches the DOM: messages update the pure models (bookfeed, tape, candles) and mark
+// - Network handling never touches the DOM: messages update the models (the SDK's book, tape, candles) and mark
 //   parts dirty; one animation-frame pass (at most every RENDER_MIN_MS; the chart at most every CHART_MIN_MS)
 //   writes the changes. The ladder's 21 rows are built once and only their text and bar widths change.
 // - Backfill: a plain subscribe brings only the latest trade and bar. The server keeps each topic's recent messages
-//   for `since` recovery, so on the first trade (and bar) message, whose seq and the ack's epoch say where the
-//   stream is, the view subscribes that topic again with `since` BACKFILL messages back: the tape and the chart
-//   start full instead of empty. Messages in between (before the server took the unsubscribe) are ignored; the
-//   replay holds them. If the history is shorter, the server says so and sends the latest message: nothing is lost
-//   but the backfill. The same happens after a reconnect, which also fills what the outage missed.
+//   for `since` recovery, so on the first trade (and bar) message, whose seq and epoch say where the stream is, the
+//   view subscribes that topic again with `since` BACKFILL messages back: the tape and the chart start full instead
+//   of empty. Messages before the unsubscribe's ack are ignored; the replay holds them. If the history is shorter,
+//   the server says so and sends the latest message: nothing is lost but the backfill. After a reconnect the SDK
+//   resumes every topic from its last seq, which fills what the outage missed.
 // - Opening another symbol, or closing the view, unsubscribes the previous symbol's topics; messages of other
 //   topics that are still in flight are ignored.
 
-import { BookFeed, Outcome } from './bookfeed.js';
+import { OrderBook, TickcastError } from './sdk/index.js';
 import { TradeTape } from './tape.js';
 import { CandleSeries } from './candles.js';
 import { drawChart } from './chart.js';
-import { spreadOf, sideTotals } from './ladder.js';
+import { spreadOf, sideTotals, isCrossed } from './ladder.js';
 
 const LADDER_LEVELS = 10; // per side
 const TAPE_MAX = 60;
 const CANDLES_MAX = 300;
 const RENDER_MIN_MS = 50;
 const CHART_MIN_MS = 250;
-const SNAPSHOT_WAIT_MS = 2000; // after a book gap, how long the server's snapshot may take before we resubscribe
-const RESYNC_MIN_MS = 1000; // resubscribes of the book at most this often (a server that keeps disagreeing must
-// not make the page hammer it)
 const BACKFILL = 90; // trade and bar messages asked back from the server's history (it keeps 100 by default)
-const BACKFILL_WAIT_MS = 3000; // a backfill whose ack does not come by then is given up (messages flow again)
+const EMPTY_BOOK = new OrderBook(); // what the ladder shows before the SDK's book exists
 
 /** Topics of a symbol's detail view. */
 export function detailTopics(sym) {
@@ -50,11 +46,12 @@ function fmtTime(us) {
 }
 
 /**
- * @param {{send: (req: object) => number, log: (level: string, text: string) => void, isOpen: () => boolean,
- *          onSelect: (sym: string) => void}} io  send: a request to the server (0 when offline); isOpen: the
- *          socket is open; onSelect: the symbol shown changed ('' when closed), for the board's highlight
+ * @param {{client: import('./sdk/index.js').TickcastClient, log: (level: string, text: string) => void,
+ *          onSelect: (sym: string) => void}} io  client: the board's SDK client; onSelect: the symbol shown changed
+ *          ('' when closed), for the board's highlight
  */
 export function createDetail(io) {
+  const { client } = io;
   const $ = (id) => document.getElementById(id);
   const el = {
     root: $('detail'),
@@ -76,19 +73,16 @@ export function createDetail(io) {
 
   let sym = '';
   let topics = null;
-  let feed = null;
+  /** the SDK's BookSubscription of the shown symbol (null until its subscribe is acked) */
+  let sub = null;
+  let subscribed = false; // this symbol's subscribes were sent (else they go out once connected)
+  let bookGaps = 0; // gap markers of the book (each followed by the server's snapshot)
   let tape = null;
   let series = null;
-  let snapshotTimer = 0;
-  let resyncTimer = 0;
-  let lastResyncAt = -Infinity;
-  let resyncs = 0;
   let chartDrawn = 0;
-  /** per topic kind ('trade', 'bar'): 'first' (backfill on the next message), 'asked' (waiting for the ack of the
-   *  `since` subscribe; messages ignored) or 'done' */
+  /** per topic kind ('trade', 'bar'): 'first' (backfill on the next message), 'asked' (waiting for the unsubscribe
+   *  that starts it; messages ignored) or 'done' */
   let backfill = {};
-  let epochs = {};
-  let backfillTimer = 0;
   let chartAt = -Infinity;
   const dirty = { ladder: false, tape: false, chart: false, head: false };
   let frameQueued = false;
@@ -124,8 +118,8 @@ export function createDetail(io) {
   }
 
   function setRow(r, level, total, maxTotal) {
-    const px = level ? level.px : '';
-    const sz = level ? level.sz : '';
+    const px = level ? level.price : '';
+    const sz = level ? level.size : '';
     const cum = level ? fmtQty(total) : '';
     if (r.shown.px !== px) { r.shown.px = px; r.px.nodeValue = px; }
     if (r.shown.sz !== sz) { r.shown.sz = sz; r.sz.nodeValue = sz; }
@@ -174,9 +168,16 @@ export function createDetail(io) {
     }
   }
 
+  /** offline, live (the book's last checksum matched), resync (dropped, a snapshot is on its way) or waiting. */
+  function bookState() {
+    const f = sub && sub.book;
+    return client.state !== 'connected' ? 'offline' : !f ? 'waiting' : f.valid ? 'live' : f.snapshots ? 'resync' : 'waiting';
+  }
+
   function renderHead() {
-    const f = feed;
-    const state = !io.isOpen() ? 'offline' : f.state === 'live' ? 'live' : f.snapshots ? 'resync' : 'waiting';
+    const f = sub ? sub.book : EMPTY_BOOK;
+    const state = bookState();
+    const resyncs = sub ? sub.resubscribes : 0;
     const words = {
       offline: 'offline',
       live: `book live · seq ${f.seq}`,
@@ -199,20 +200,19 @@ export function createDetail(io) {
       el.mismatch.textContent = parts.join(' · ');
       el.mismatch.title = `Last: ${f.lastProblem}. Each one made the page drop its copy and resubscribe for a fresh snapshot (${resyncs} resubscribe(s)).`;
     }
-    const g = f.gaps + tape.gaps;
+    const g = bookGaps + tape.gaps;
     el.gaps.hidden = g === 0;
     if (g) {
       el.gaps.textContent = `gap ×${g}`;
-      el.gaps.title = `book: ${f.gaps} gap marker(s) (each followed by a fresh snapshot); trades: ${tape.gaps} gap marker(s), ${tape.missed} trade(s) missed`;
+      el.gaps.title = `book: ${bookGaps} gap marker(s) (each followed by a fresh snapshot); trades: ${tape.gaps} gap marker(s), ${tape.missed} trade(s) missed`;
     }
   }
 
   function renderLadder() {
-    const b = feed.book;
-    const live = feed.state === 'live';
-    el.root.classList.toggle('book-stale', !live);
-    const asks = b.topAsks(LADDER_LEVELS);
-    const bids = b.topBids(LADDER_LEVELS);
+    const b = sub ? sub.book : EMPTY_BOOK;
+    el.root.classList.toggle('book-stale', !b.valid);
+    const asks = b.asks(LADDER_LEVELS);
+    const bids = b.bids(LADDER_LEVELS);
     const at = sideTotals(asks);
     const bt = sideTotals(bids);
     const maxTotal = Math.max(at[at.length - 1] || 0, bt[bt.length - 1] || 0);
@@ -225,9 +225,9 @@ export function createDetail(io) {
     const sp = spreadOf(bids[0], asks[0]);
     const text = sp ? `spread ${sp.text}` + (Number.isFinite(sp.bps) ? ` · ${sp.bps.toFixed(1)} bps` : '') : 'spread –';
     if (el.spreadRow.textContent !== text) el.spreadRow.textContent = text;
-    const head = bids[0] && asks[0] ? `${bids[0].px} / ${asks[0].px}` : '';
+    const head = bids[0] && asks[0] ? `${bids[0].price} / ${asks[0].price}` : '';
     if (el.spread.textContent !== head) el.spread.textContent = head;
-    el.spreadRow.classList.toggle('crossed', b.isCrossed());
+    el.spreadRow.classList.toggle('crossed', isCrossed(bids[0], asks[0]));
   }
 
   function tapeItem(e) {
@@ -281,31 +281,41 @@ export function createDetail(io) {
   if ('ResizeObserver' in window) new ResizeObserver(() => { if (sym) mark('chart'); }).observe(el.chart);
 
   // ------------------------------------------------------------ subscriptions
-  function subscribe(list) {
-    if (list.length && io.isOpen()) io.send({ op: 'subscribe', topics: list });
+  /** Subscribes the shown symbol's topics: the book through the SDK (kept and verified there), trades and bars. */
+  function subscribeAll() {
+    if (!sym || subscribed || client.state !== 'connected') return;
+    subscribed = true;
+    const mine = sym;
+    const t = topics;
+    client.book(t.book, {
+      onUpdate: () => { if (sym === mine) { mark('ladder'); mark('head'); } },
+      onInvalid: (ev) => { if (sym === mine) bookInvalid(ev); },
+    }).then((s) => {
+      if (sym !== mine) return; // switched meanwhile: its unsubscribe already dropped this book
+      sub = s;
+      mark('head');
+    }).catch((e) => failed(e, t.book, mine));
+    client.subscribe([t.trade, t.bar]).catch((e) => failed(e, `${t.trade}, ${t.bar}`, mine));
   }
 
-  function unsubscribe(list) {
-    if (list.length && io.isOpen()) io.send({ op: 'unsubscribe', topics: list });
+  function failed(e, what, mine) {
+    if (sym !== mine) return;
+    if (e instanceof TickcastError) io.log('error', `${what}: ${e.message}`);
+    else subscribed = false; // the connection went away first: subscribe again once connected
   }
 
-  /** Drops the page's copy of the book and asks for a fresh snapshot: unsubscribe, then subscribe again (a second
-   *  subscribe to a topic already held sends no snapshot). Rate-limited by RESYNC_MIN_MS. */
-  function resubscribeBook(why) {
-    clearTimeout(snapshotTimer);
-    snapshotTimer = 0;
-    if (resyncTimer) return;
-    const wait = lastResyncAt + RESYNC_MIN_MS - performance.now();
-    if (wait > 0) {
-      resyncTimer = setTimeout(() => { resyncTimer = 0; resubscribeBook(why); }, wait);
-      return;
+  /** The SDK dropped the book: say why; it resubscribes (or waits for the server's snapshot) by itself. */
+  function bookInvalid(ev) {
+    if (ev.reason === 'gap') {
+      bookGaps++;
+      io.log('info', `${ev.topic}: ${ev.detail}`);
+    } else if (ev.reason === 'reset') {
+      io.log('info', `${ev.topic}: ${ev.detail}; resubscribing for a fresh snapshot`);
+    } else {
+      io.log(ev.reason === 'stalled' ? 'warn' : 'error', `${ev.topic}: ${ev.detail}${ev.resubscribe ? '; resubscribing for a fresh snapshot' : ''}`);
     }
-    if (!sym || feed.state === 'live' || !io.isOpen()) return;
-    lastResyncAt = performance.now();
-    resyncs++;
-    io.log('warn', `${topics.book}: ${why}; resubscribing for a fresh snapshot`);
-    unsubscribe([topics.book]);
-    subscribe([topics.book]);
+    mark('ladder'); // faded: not a book the server vouched for
+    mark('head');
   }
 
   function open(s) {
@@ -313,19 +323,19 @@ export function createDetail(io) {
     if (sym) close(false);
     sym = s;
     topics = detailTopics(s);
-    feed = new BookFeed(topics.book);
+    sub = null;
+    subscribed = false;
+    bookGaps = 0;
     tape = new TradeTape(TAPE_MAX);
     series = new CandleSeries(CANDLES_MAX);
-    resyncs = 0;
     backfill = { trade: 'first', bar: 'first' };
-    epochs = {};
     el.sym.textContent = s;
     el.tape.replaceChildren();
     el.chart.replaceChildren();
     el.ohlc.textContent = '';
     el.root.dataset.sym = s;
     el.root.hidden = false;
-    subscribe([topics.book, topics.trade, topics.bar]);
+    subscribeAll();
     io.log('info', `detail view: ${s} (${topics.book}, ${topics.trade}, ${topics.bar})`);
     io.onSelect(s);
     for (const k of Object.keys(dirty)) dirty[k] = true;
@@ -334,13 +344,17 @@ export function createDetail(io) {
 
   function close(notify = true) {
     if (!sym) return;
-    unsubscribe([topics.book, topics.trade, topics.bar]);
-    clearTimeout(snapshotTimer);
-    clearTimeout(resyncTimer);
-    clearTimeout(backfillTimer);
-    snapshotTimer = resyncTimer = backfillTimer = 0;
+    const list = [topics.book, topics.trade, topics.bar];
+    // One unsubscribe for the three: the SDK stops keeping the book when the server acks it.
+    if (subscribed) {
+      client.unsubscribe(list)
+        .then((ack) => io.log('debug', `unsubscribed ${(ack.topics || []).length} topic(s)`))
+        .catch((e) => { if (e instanceof TickcastError) io.log('error', `unsubscribe ${list.join(', ')}: ${e.message}`); });
+    }
     sym = '';
     topics = null;
+    sub = null;
+    subscribed = false;
     el.root.hidden = true;
     delete el.root.dataset.sym;
     if (notify) io.onSelect('');
@@ -349,120 +363,84 @@ export function createDetail(io) {
   el.close.addEventListener('click', () => close());
   el.root.addEventListener('keydown', (e) => { if (e.key === 'Escape') close(); });
 
-  // ------------------------------------------------------------ messages (app.js routes the detail topics here)
+  // ------------------------------------------------------------ SDK events of the shown topics (app.js routes them)
   function owns(topic) {
     return !!topics && (topic === topics.book || topic === topics.trade || topic === topics.bar);
   }
 
-  function onMessage(m) {
-    if (!owns(m.topic)) return; // late message of a symbol no longer shown
-    switch (m.type) {
-      case 'book': {
-        const out = feed.onBook(m);
-        if (out === Outcome.OK) {
-          clearTimeout(snapshotTimer);
-          snapshotTimer = 0;
-          mark('ladder');
-        } else if (out === Outcome.MISMATCH || out === Outcome.JUMP || out === Outcome.MALFORMED) {
-          io.log('error', `${m.topic}: ${feed.lastProblem}`);
-          mark('ladder'); // faded: not a book the server vouched for
-          resubscribeBook(out === Outcome.MISMATCH ? 'checksum mismatch' : out === Outcome.JUMP ? 'seq jump' : 'malformed message');
-        }
-        mark('head'); // the verified count (written once per frame, however many messages came)
-        return;
-      }
-      case 'trade':
-        if (m.topic !== topics.trade || holdForBackfill('trade', m)) return;
-        if (tape.onTrade(m)) mark('tape');
-        return;
-      case 'bar':
-        if (m.topic !== topics.bar || holdForBackfill('bar', m)) return;
-        if (series.apply(m) !== 'bad') mark('chart');
-        return;
-      case 'gap':
-        if (m.topic === topics.book) {
-          feed.onGap(m);
-          io.log('info', `${m.topic}: ${feed.lastProblem}`);
-          clearTimeout(snapshotTimer);
-          snapshotTimer = setTimeout(() => {
-            snapshotTimer = 0;
-            if (feed.state !== 'live') resubscribeBook(`no snapshot within ${SNAPSHOT_WAIT_MS} ms of a gap`);
-          }, SNAPSHOT_WAIT_MS);
-          mark('ladder');
-        } else if (m.topic === topics.trade && backfill.trade !== 'asked') { // (held back like the trades)
-          tape.onGap(m);
-          mark('tape');
-        }
-        mark('head');
-        return;
-      case 'reset':
-        // A new seq space: the book's next message may be a delta of a book we never saw; start over.
-        if (m.topic === topics.book) { feed.restart(); resubscribeBook('seq space restarted'); }
-        if (m.topic === topics.trade) tape.restart();
-        mark('head');
-        return;
-      default:
+  function onTrade(m) {
+    if (!topics || m.topic !== topics.trade || holdForBackfill('trade', m)) return;
+    if (tape.onTrade(m)) mark('tape');
+  }
+
+  function onBar(m) {
+    if (!topics || m.topic !== topics.bar || holdForBackfill('bar', m)) return;
+    if (series.apply(m) !== 'bad') mark('chart');
+  }
+
+  /** A gap of a shown topic (the book's are the SDK's business: see bookInvalid). */
+  function onGap(g) {
+    if (g.topic === topics.trade && backfill.trade !== 'asked') { // (held back like the trades)
+      tape.onGap(g);
+      mark('tape');
+      mark('head');
     }
   }
 
+  /** A new seq space: the tape's next trade is a fresh baseline (the SDK restarts the book by itself). */
+  function onReset(ev) {
+    if (ev.topic === topics.trade) tape.restart();
+    mark('head');
+  }
+
+  /** After a reconnect a topic that could not be resumed starts over from its latest message. */
+  function onRecovery(ev) {
+    if (!ev.recovered && ev.topic === topics.trade) tape.restart();
+  }
+
   /** True when a trade or bar message must not be applied because of the backfill (see the notes at the top): the
-   *  first message starts it (its seq says how far back to ask), and messages are held until its ack. */
+   *  first message starts it (its seq says how far back to ask), and messages are held until the old stream ends. */
   function holdForBackfill(kind, m) {
     const st = backfill[kind];
     if (st === 'done') return false;
     if (st === 'asked') return true;
     const topic = topics[kind];
     const seq = Number(m.seq);
-    const epoch = epochs[topic];
-    if (!epoch || !Number.isSafeInteger(seq) || seq <= 1 || !io.isOpen()) {
+    const epoch = client.position(topic)?.epoch;
+    if (!epoch || !Number.isSafeInteger(seq) || seq <= 1 || client.state !== 'connected') {
       backfill[kind] = 'done'; // nothing to ask for (or no way to): apply it as it is
       return false;
     }
     backfill[kind] = 'asked';
-    unsubscribe([topic]);
-    io.send({ op: 'subscribe', topics: [topic], since: { [topic]: { seq: Math.max(0, seq - BACKFILL), epoch } } });
-    // The replay starts over: what was shown is replaced by what the history holds (which includes it).
-    if (kind === 'trade') { tape = new TradeTape(TAPE_MAX); el.tape.replaceChildren(); mark('tape'); }
-    else { series = new CandleSeries(CANDLES_MAX); mark('chart'); }
-    clearTimeout(backfillTimer);
-    backfillTimer = setTimeout(() => {
-      backfillTimer = 0;
-      for (const k of Object.keys(backfill)) if (backfill[k] === 'asked') backfill[k] = 'done';
-    }, BACKFILL_WAIT_MS);
+    const mine = sym;
+    const since = { [topic]: { seq: Math.max(0, seq - BACKFILL), epoch } };
+    client.unsubscribe([topic]).then(() => {
+      if (sym !== mine) return undefined;
+      // No message of the old stream follows the ack: from here on they are the replay, which replaces what was
+      // shown (it includes it).
+      backfill[kind] = 'done';
+      if (kind === 'trade') { tape = new TradeTape(TAPE_MAX); el.tape.replaceChildren(); mark('tape'); }
+      else { series = new CandleSeries(CANDLES_MAX); mark('chart'); }
+      return client.subscribe([topic], { since });
+    }).then((ack) => {
+      const r = ack && ack.recovery && ack.recovery[topic];
+      if (r && r.recovered === false) io.log('debug', `${topic}: no backfill (${r.reason}); the latest message follows`);
+    }).catch((e) => {
+      if (sym === mine) backfill[kind] = 'done';
+      if (e instanceof TickcastError) io.log('error', `${topic}: backfill refused: ${e.message}`);
+    });
     return true;
   }
 
-  /** Every `subscribed` ack (app.js passes them all): the epochs of our topics, and the end of a backfill (its
-   *  replay, or the latest message when the history is too short, follows the ack). */
-  function onAck(m) {
-    if (!sym) return;
-    if (m.epochs && typeof m.epochs === 'object') {
-      for (const t of [topics.trade, topics.bar]) if (typeof m.epochs[t] === 'string') epochs[t] = m.epochs[t];
-    }
-    for (const kind of ['trade', 'bar']) {
-      const t = topics[kind];
-      if (backfill[kind] !== 'asked' || !Array.isArray(m.topics) || !m.topics.includes(t)) continue;
-      backfill[kind] = 'done';
-      const r = m.recovery && m.recovery[t];
-      if (r && r.recovered === false) io.log('debug', `${t}: no backfill (${r.reason}); the latest message follows`);
-    }
-  }
-
-  /** The socket (re)opened: subscribe the shown symbol again; the book waits for the snapshot that follows. */
+  /** The socket (re)opened: the SDK resumes the shown topics itself; subscribe them if they never were. */
   function onConnected() {
     if (!sym) return;
-    feed.restart();
-    tape.restart();
-    backfill = { trade: 'first', bar: 'first' };
-    subscribe([topics.book, topics.trade, topics.bar]);
+    subscribeAll();
     mark('head');
   }
 
   function onDisconnected() {
     if (!sym) return;
-    feed.restart();
-    clearTimeout(snapshotTimer);
-    snapshotTimer = 0;
     mark('head');
     mark('ladder');
   }
@@ -470,26 +448,31 @@ export function createDetail(io) {
   /** Test and devtools hook: what the view holds. */
   function state() {
     if (!sym) return null;
+    const f = sub ? sub.book : EMPTY_BOOK;
     return {
-      sym, topics: { ...topics }, resyncs, backfill: { ...backfill },
+      sym, topics: { ...topics }, resyncs: sub ? sub.resubscribes : 0, backfill: { ...backfill },
       book: {
-        state: feed.state, seq: feed.seq, verified: feed.verified, mismatches: feed.mismatches, snapshots: feed.snapshots,
-        gaps: feed.gaps, jumps: feed.jumps, malformed: feed.malformed, ignored: feed.ignored, depth: feed.book.depth,
-        bids: feed.book.topBids(LADDER_LEVELS).length, asks: feed.book.topAsks(LADDER_LEVELS).length, lastProblem: feed.lastProblem,
+        state: f.valid ? 'live' : 'waiting', seq: f.seq, verified: f.verified, mismatches: f.mismatches,
+        snapshots: f.snapshots, gaps: bookGaps, jumps: f.jumps, malformed: f.malformed, depth: f.depth,
+        bids: f.bids(LADDER_LEVELS).length, asks: f.asks(LADDER_LEVELS).length, lastProblem: f.lastProblem,
       },
       tape: { total: tape.total, shown: el.tape.childElementCount, gaps: tape.gaps, missed: tape.missed, jumps: tape.jumps },
       candles: { kept: series.candles.length, drawn: chartDrawn, updates: series.updates, revisions: series.revisions },
     };
   }
 
-  /** Test hook: corrupts the page's copy of the book (the best bid's size), as a bug in applying deltas would, so a
-   *  test can watch the next checksum fail, the badge appear and the resync bring a fresh snapshot. */
+  /** Test hook: corrupts the SDK's copy of the book (the best bid's size, through its internals), as a bug in
+   *  applying deltas would, so a test can watch the next checksum fail, the badge appear and the resync bring a
+   *  fresh snapshot. */
   function tamper() {
-    const l = feed && feed.state === 'live' && feed.book.bids.levels[0];
+    const l = sub && sub.book.valid && sub.book.bidSide.levels[0];
     if (!l) return false;
-    l.sz = l.sz === '1' ? '2' : '1';
+    l.size = l.size === '1' ? '2' : '1';
     return true;
   }
 
-  return { open, close, owns, onMessage, onAck, onConnected, onDisconnected, state, tamper, get symbol() { return sym; } };
+  return {
+    open, close, owns, onTrade, onBar, onGap, onReset, onRecovery, onConnected, onDisconnected, state, tamper,
+    get symbol() { return sym; },
+  };
 }

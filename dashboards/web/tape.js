@@ -1,8 +1,9 @@
 // The trade tape of one `trade.<SYM>` stream: newest first, bounded. Pure logic, no DOM.
 //
 // Trades are never conflated: every missing seq is announced by a `gap` marker (reason `dropped`), which the tape
-// shows as an entry of its own where the trades are missing. A seq jump without a marker is counted apart (it would
-// be a server bug). The first trade after a (re)subscribe is a baseline: its seq is not compared.
+// shows as an entry of its own where the trades are missing. A seq jump without a marker comes from the SDK as a gap
+// with reason `unannounced`: shown the same way and counted apart (it would be a server bug). Trades at or before
+// the last seq (duplicates) are ignored; the first trade after a (re)subscribe is a baseline.
 
 /**
  * @typedef {{kind: 'trade', seq: number, ts: number, price: string, size: string, side: string, id: string}
@@ -20,7 +21,7 @@ export class TradeTape {
     this.total = 0; // trades received
     this.gaps = 0;
     this.missed = 0; // trades the gap markers named
-    this.jumps = 0;
+    this.jumps = 0; // unannounced gaps
     this.added = 0; // entries added since the view last took them (see takeAdded)
   }
 
@@ -39,10 +40,6 @@ export class TradeTape {
     const seq = Number(m.seq);
     if (typeof m.price !== 'string' || typeof m.size !== 'string' || !Number.isSafeInteger(seq)) return false;
     if (!this.fresh && seq <= this.seq) return false;
-    if (!this.fresh && seq > this.seq + 1) {
-      this.jumps++;
-      this.push({ kind: 'gap', from: this.seq + 1, to: seq - 1, reason: 'unannounced' });
-    }
     this.fresh = false;
     this.seq = seq;
     this.total++;
@@ -53,12 +50,13 @@ export class TradeTape {
     return true;
   }
 
-  /** A `gap` marker for this topic: trades from..=to will not come. */
+  /** A gap of this topic (a server marker, or the SDK's `unannounced`): trades from..=to will not come. */
   onGap(m) {
     const from = Number(m.from);
     const to = Number(m.to);
     if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || to < from) return;
-    this.gaps++;
+    if (m.reason === 'unannounced') this.jumps++;
+    else this.gaps++;
     this.missed += to - from + 1;
     this.push({ kind: 'gap', from, to, reason: String(m.reason || 'unknown') });
     if (!this.fresh && to > this.seq) this.seq = to;

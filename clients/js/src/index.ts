@@ -9,11 +9,16 @@
  */
 
 import { OrderBook, type BookMessage, type BookOutcome } from "./book.js";
+import type { ClockSample } from "./clock.js";
+import { ClockSync } from "./clocksync.js";
 
 export {
   OrderBook, CHECKSUM_LEVELS, MAX_SCALE, checksumDigits, crc32, decimalSub, parseDecimal,
   type BookLevel, type BookMessage, type BookOutcome,
 } from "./book.js";
+export {
+  ClockWindow, bestSample, clockSample, correctedLatency, localNowUs, type ClockSample, type CorrectedLatency,
+} from "./clock.js";
 
 /** One tick as the server sent it (prices as JSON numbers with the feed's precision). */
 export interface Tick {
@@ -103,6 +108,14 @@ export interface StateEvent {
   reason?: string;
 }
 
+/** A server `error` that answers no request of this client's (e.g. to malformed input, or a rate limit). */
+export interface ServerErrorEvent {
+  code: string;
+  message: string;
+  field?: string;
+  id?: unknown;
+}
+
 /** Events a client emits, by name. */
 export interface ClientEvents {
   state: StateEvent;
@@ -116,6 +129,12 @@ export interface ClientEvents {
   /** Every `book` message as it came (a {@link TickcastClient.book} subscription keeps the book itself). */
   book: BookMessage;
   reset: ResetEvent;
+  /** Every message the server sent, parsed, before the client handles it (counts, diagnostics, unknown types). */
+  message: Record<string, any>;
+  /** An `error` reply no pending request was waiting for (a request's own error rejects its promise instead). */
+  error: ServerErrorEvent;
+  /** A new clock offset estimate (with `clockSyncMs`): the min-round-trip sample of the last 8 pings. */
+  clock: ClockSample;
 }
 
 /** A token, or a (sync or async) function called before every (re)connect that returns one. */
@@ -135,12 +154,23 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** A WebSocket constructor to use instead of the global one or `ws`. */
   WebSocket?: unknown;
+  /**
+   * Ping every this many ms while connected (and once on connecting) to estimate the server's clock offset from the
+   * pongs' `ts` ({@link TickcastClient.clockOffset}, `clock` events); a ping unanswered within `requestTimeoutMs`
+   * means a dead link, which is dropped and reconnected. Off by default.
+   */
+  clockSyncMs?: number;
 }
 
 /** Subscribe options; `extra` fields are sent as they are (wildcards and other server options). */
 export interface SubscribeOptions {
   heartbeatMs?: number;
   throttleMs?: number;
+  /**
+   * Resume these topics after the given positions, in this request only (e.g. to backfill from the server's history);
+   * a topic the client already has a position for resumes from its own. Reconnects resume from what was received.
+   */
+  since?: Record<string, { seq: number; epoch: string }>;
   extra?: Record<string, unknown>;
 }
 
@@ -326,7 +356,7 @@ export class TickcastClient {
   readonly url: string;
   /** The current connection state. */
   state: StateEvent["state"] = "disconnected";
-  private opts: Required<Omit<ClientOptions, "token" | "WebSocket" | "heartbeatMs">> & ClientOptions;
+  private opts: Required<Omit<ClientOptions, "token" | "WebSocket" | "heartbeatMs" | "clockSyncMs">> & ClientOptions;
   private ws: any = null;
   private nextId = 1;
   private pending = new Map<number, Pending>();
@@ -337,10 +367,53 @@ export class TickcastClient {
   private attempt = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private openWaiters: Array<() => void> = [];
+  private clockSync: ClockSync | null = null;
+  private clock: ClockSample | null = null;
 
   constructor(url: string, options: ClientOptions = {}) {
     this.url = url;
     this.opts = { reconnectMinMs: 100, reconnectMaxMs: 10000, requestTimeoutMs: 10000, ...options };
+    if (options.clockSyncMs)
+      this.clockSync = new ClockSync(options.clockSyncMs, {
+        ping: () => this.ping(),
+        onSample: (best) => {
+          this.clock = best;
+          this.emit("clock", best);
+        },
+        onDead: () => this.dropConnection(),
+        timedOut: (e) => e instanceof Error && e.message.startsWith("no reply to request"),
+      });
+  }
+
+  /**
+   * The server's clock minus this machine's (`offsetUs`, within ± `rttUs / 2`), from the quickest of the last 8
+   * pings; null before the first pong with a `ts`, or without `clockSyncMs`. Kept across a reconnect until a new pong.
+   */
+  clockOffset(): ClockSample | null {
+    return this.clock;
+  }
+
+  /** The last seq received of a subscribed topic and the epoch it belongs to (what a reconnect resumes from). */
+  position(topic: string): { seq?: number; epoch?: string } | undefined {
+    const st = this.topics.get(topic);
+    return st && { seq: st.seq, epoch: st.epoch };
+  }
+
+  /** Connects now if no socket is open or opening (skipping the backoff wait), e.g. when the browser comes online. */
+  reconnectNow(): void {
+    if (this.closed || this.ws) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.attempt = 0;
+    void this.open();
+  }
+
+  /** Sends text as it is, outside the protocol's bookkeeping (diagnostics: see how a server answers malformed
+   *  input; its `error` comes as an `error` event). False when not connected. */
+  sendRaw(text: string): boolean {
+    if (!this.ws || this.state !== "connected") return false;
+    this.ws.send(text);
+    return true;
   }
 
   /** Adds a listener; returns a function that removes it. */
@@ -357,6 +430,8 @@ export class TickcastClient {
 
   private setState(ev: StateEvent): void {
     this.state = ev.state;
+    if (ev.state === "connected") this.clockSync?.start(); // (its first ping needs the state set)
+    else this.clockSync?.stop();
     this.emit("state", ev);
   }
 
@@ -425,6 +500,7 @@ export class TickcastClient {
       } catch {
         return;
       }
+      this.emit("message", msg);
       this.handle(msg);
     };
     ws.onerror = (ev: any) => {
@@ -496,8 +572,10 @@ export class TickcastClient {
     if (options.throttleMs !== undefined) opts.throttle_ms = options.throttleMs;
     const fresh = topics.filter((t) => !this.topics.has(t));
     for (const t of fresh) this.topics.set(t, { stale: false, opts });
+    const msg = this.subscribeMsg(topics, opts);
+    if (options.since) msg.since = { ...options.since, ...(msg.since as object | undefined) };
     try {
-      return await this.request(this.subscribeMsg(topics, opts));
+      return await this.request(msg);
     } catch (e) {
       if (e instanceof TickcastError) for (const t of fresh) this.topics.delete(t);
       throw e;
@@ -643,6 +721,8 @@ export class TickcastClient {
 
   private resolve(msg: any): void {
     const p = typeof msg.id === "number" ? this.pending.get(msg.id) : undefined;
+    if (!p && msg.type === "error")
+      this.emit("error", { code: msg.code, message: msg.message, field: msg.field, id: msg.id });
     if (!p) return;
     this.pending.delete(msg.id);
     clearTimeout(p.timer);

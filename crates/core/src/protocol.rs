@@ -12,7 +12,7 @@ use simd_json::BorrowedValue;
 use crate::frame::Frame;
 use crate::json;
 use crate::stream::{Epoch, NotRecovered};
-use crate::tick::Seq;
+use crate::tick::{Seq, TsMicros};
 use crate::topic::{Topic, TopicError, TopicPattern};
 
 /// Where a client's copy of a topic stopped: recover every tick after `seq` of `epoch`.
@@ -477,8 +477,12 @@ pub enum ServerReply<'a> {
         patterns: &'a [TopicPattern],
         id: Option<&'a RequestId>,
     },
-    /// Answer to an application ping.
-    Pong { id: Option<&'a RequestId> },
+    /// Answer to an application ping, with the server's clock when it answered (`ts`, unix µs), so
+    /// a client can estimate its clock offset from the round trip (NTP style) and correct latencies.
+    Pong {
+        ts: TsMicros,
+        id: Option<&'a RequestId>,
+    },
     /// A request could not be served.
     Error {
         code: &'a str,
@@ -557,8 +561,9 @@ impl ServerReply<'_> {
                 }
                 id
             }
-            ServerReply::Pong { id } => {
-                out.extend_from_slice(b"{\"type\":\"pong\"");
+            ServerReply::Pong { ts, id } => {
+                out.extend_from_slice(b"{\"type\":\"pong\",\"ts\":");
+                json::write_u64(&mut out, ts.0);
                 id
             }
             ServerReply::Error {
@@ -729,8 +734,12 @@ mod tests {
             f.payload(),
             br#"{"type":"subscribed","topics":["ticker.AAPL"],"epochs":{"ticker.AAPL":"k3f9"},"recovery":{"ticker.AAPL":{"recovered":false,"reason":"too_old"}}}"#
         );
-        let f = ServerReply::Pong { id: None }.to_frame();
-        assert_eq!(f.payload(), br#"{"type":"pong"}"#);
+        let f = ServerReply::Pong {
+            ts: TsMicros(1763700000000000),
+            id: None,
+        }
+        .to_frame();
+        assert_eq!(f.payload(), br#"{"type":"pong","ts":1763700000000000}"#);
     }
 
     #[test]

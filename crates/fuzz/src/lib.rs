@@ -104,8 +104,17 @@ pub fn client_request(data: &[u8]) {
                     v
                 }
                 ClientRequest::Ping { .. } => {
-                    let v = json(ServerReply::Pong { id: id.as_ref() }.to_frame().payload());
+                    let ts = TsMicros(1);
+                    let v = json(
+                        ServerReply::Pong {
+                            ts,
+                            id: id.as_ref(),
+                        }
+                        .to_frame()
+                        .payload(),
+                    );
                     assert_eq!(v["type"], "pong");
+                    assert_eq!(v["ts"], 1);
                     v
                 }
             };

@@ -589,8 +589,9 @@ fn symbol_detail_view_in_headless_chromium() {
     server.stop();
 }
 
-/// The dashboard's pure modules (exact decimals, CRC-32 and the Kraken v2 book checksum, book
-/// maintenance and its seq/gap/resync rules, candles, tape) under `node --test`; needs only node.
+/// The dashboard's own pure modules (candles, tape, ladder numbers, the latency readout) under
+/// `node --test`; needs only node. (The book, its checksum and the clock offset estimate are the JS
+/// SDK's, tested in `clients/js`.)
 #[test]
 fn dashboard_market_modules_unit_tests_in_node() {
     if !node_ok() {

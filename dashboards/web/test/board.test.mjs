@@ -133,6 +133,12 @@ function watch(p, tab) {
 }
 watch(page, 'main');
 
+// The scripts the main page loads (paths), to check it runs the SDK's client and no other.
+const scripts = new Set();
+page.on('request', (r) => {
+  if (r.resourceType() === 'script') scripts.add(new URL(r.url()).pathname);
+});
+
 // The subscribe requests the main page sends, as parsed JSON (to check `since` and `heartbeat_ms`).
 const subscribes = [];
 page.on('websocket', (ws) => ws.on('framesent', (f) => {
@@ -171,14 +177,24 @@ async function shot(name, opts = {}) {
   log('screenshot', file);
 }
 
-/** The header's "p50 / max ms" and every row's latency cell that has a value are numbers >= 0. */
+/** The header's "p50 / max ms ±u" and every row's latency cell that has a value are numbers >= 0, and the readout's
+ *  tooltip says what it measures and how far to trust it. */
 async function assertLatencyNotNegative(p) {
   await p.waitForFunction(() => [...document.querySelectorAll('#rows .c-lat')].some((c) => c.textContent.trim() !== '–'));
+  await p.waitForFunction(() => / ms ±/.test(document.getElementById('st-lat').textContent));
   const text = (await p.textContent('#st-lat')).trim();
-  const m = /^(-?[\d.]+) \/ (-?[\d.]+) ms$/.exec(text);
-  assert(m, `latency readout is "p50 / max ms" (got ${JSON.stringify(text)})`);
-  const [p50, max] = [Number(m[1]), Number(m[2])];
-  assert(p50 >= 0 && max >= p50, `latency p50 / max are not negative (got ${text})`);
+  const m = /^(-?[\d.]+) \/ (-?[\d.]+) ms ±([\d.]+)$/.exec(text);
+  assert(m, `latency readout is "p50 / max ms ±u" (got ${JSON.stringify(text)})`);
+  const [p50, max, pm] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  assert(p50 >= 0 && max >= p50 && pm >= 0, `latency p50 / max are not negative (got ${text})`);
+  const title = await p.getAttribute('#st-lat', 'title');
+  assert(/^Tick ingest on the server → receipt in this browser, p50 \/ max over the last second, ± [\d.]+ ms\./.test(title)
+    && /measured from pings/.test(title) && /Never negative/.test(title), `the readout says what it measures: ${title}`);
+  const column = await p.getAttribute('[role="columnheader"].c-lat', 'title');
+  assert(/ingest on the server → receipt in this browser/.test(column) && /offset measured from pings/.test(column),
+    `the rows' latency column says what it measures: ${column}`);
+  const clock = await p.evaluate(() => window.tickcast.clock());
+  assert(clock && clock.rttUs >= 0, `the offset the readout uses comes from a measured round trip (${JSON.stringify(clock)})`);
   const cells = await p.$$eval('#rows .c-lat', (cs) => cs.map((c) => c.textContent.trim()).filter((t) => t !== '–'));
   assert(cells.every((t) => Number(t) >= 0), `row latencies are not negative (got ${cells.join(', ')})`);
   return { p50, max };
@@ -206,6 +222,21 @@ const rowSel = (t) => `#rows [data-topic="${t}"]`;
 /** Badges (gap, seq jump) showing on any row of `p`. */
 const badgesShown = (p) => p.$$eval('#rows .gap-badge:not([hidden]), #rows .jump-badge:not([hidden])',
   (bs) => bs.map((b) => `${b.closest('[data-topic]').dataset.topic}: ${b.textContent} (${b.title})`));
+
+const isAaplTick = (m) => typeof m === 'string' && m.includes('"type":"tick"') && m.includes('"topic":"ticker.AAPL"');
+
+/** A new tab whose WebSocket goes through a relay here: what the page sends passes; what the server sends goes to
+ *  `fromServer(message, toPage)`, which may drop, change or add messages. */
+async function relayedTab(name, fromServer) {
+  const tab = await context.newPage();
+  watch(tab, name);
+  await tab.routeWebSocket(/\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((m) => server.send(m));
+    server.onMessage((m) => fromServer(m, (x) => ws.send(x)));
+  });
+  return tab;
+}
 
 const toastTexts = () => page.$$eval('#toasts .toast', (ts) => ts.map((t) => t.textContent));
 const logText = () => page.$eval('#log', (l) => l.textContent);
@@ -309,13 +340,25 @@ try {
       await page.waitForFunction(() => document.querySelectorAll('#topic-list option').length >= 4);
     });
 
+    await step('the page runs the JS SDK (dashboards/web/sdk/) and no client code of its own', async () => {
+      const loaded = [...scripts].sort();
+      log('scripts:', loaded.join(' '));
+      for (const s of ['/app.js', '/sdk/index.js', '/sdk/book.js', '/sdk/clock.js']) assert(scripts.has(s), `${s} loaded: ${loaded}`);
+      // The page's own modules are views and models (no socket, no book, no checksum); everything else is the SDK's.
+      const own = new Set(['/app.js', '/detail.js', '/tape.js', '/candles.js', '/chart.js', '/ladder.js', '/latency.js']);
+      const other = loaded.filter((s) => !own.has(s) && !s.startsWith('/sdk/'));
+      assert(other.length === 0, `no script outside the page's views and the SDK: ${other}`);
+      const sources = await Promise.all([...own].map(async (s) => (await fetch(base + s)).text()));
+      assert(sources.every((src) => !/new WebSocket\(/.test(src)), 'only the SDK opens a WebSocket');
+    });
+
     await step('rows show data and their seq increases', async () => {
       await waitSeqsAdvance(topics, 'initial');
       // bid/ask/last are rendered as numbers, and the header stats come alive (updated once a second)
       const last = (await page.textContent('#rows [data-topic="ticker.AAPL"] .c-last')).trim();
       assert(/^\d+\.\d+$/.test(last), `AAPL last is a price (got ${last})`);
       await page.waitForFunction(() => Number(document.getElementById('st-rate').textContent) > 0);
-      await page.waitForFunction(() => /ms$/.test(document.getElementById('st-lat').textContent));
+      await page.waitForFunction(() => / ms ±[\d.]+$/.test(document.getElementById('st-lat').textContent));
       const stats = await page.$eval('.stats', (s) => s.textContent.replace(/\s+/g, ' ').trim());
       log('stats:', stats);
       await assertLatencyNotNegative(page);
@@ -334,11 +377,15 @@ try {
         });
         await tab.goto(base + '/', { waitUntil: 'load', timeout: STEP_MS });
         await tab.waitForSelector('html[data-conn="open"]');
-        await tab.waitForFunction(() => /ms$/.test(document.getElementById('st-lat').textContent)
+        await tab.waitForFunction(() => / ms ±/.test(document.getElementById('st-lat').textContent)
           && /behind the server/.test(document.getElementById('st-lat').title));
         await sleep(1100); // a second full of samples after the offset is known
         const { p50 } = await assertLatencyNotNegative(tab);
         assert(p50 < 1000, `the 5 s clock offset is removed (p50 ${p50} ms)`);
+        const clock = await tab.evaluate(() => window.tickcast.clock());
+        assert(Math.abs(clock.offsetUs - 5e6) < 1e5, `the SDK measured the 5 s offset from pings: ${JSON.stringify(clock)}`);
+        const title = await tab.getAttribute('#st-lat', 'title');
+        assert(/This browser's clock is (49\d\d|50\d\d) ms behind the server's/.test(title), `the tooltip says so: ${title}`);
         log('skewed clock:', await tab.textContent('#st-lat'), '|', await tab.getAttribute('#st-lat', 'title'));
       } finally {
         await tab.close();
@@ -547,21 +594,14 @@ try {
 
     await step('a seq jump without a gap marker is shown apart (as the server bug it would be)', async () => {
       // This tab's WebSocket goes through a relay here that swallows one AAPL tick: a skip nobody announced.
-      const tab = await context.newPage();
-      watch(tab, 'jump');
       let aapl = 0;
       let swallowed = -1;
-      await tab.routeWebSocket(/\/ws$/, (ws) => {
-        const server = ws.connectToServer();
-        ws.onMessage((m) => server.send(m));
-        server.onMessage((m) => {
-          if (swallowed < 0 && typeof m === 'string' && m.includes('"type":"tick"')
-            && m.includes('"topic":"ticker.AAPL"') && ++aapl === 20) {
-            swallowed = JSON.parse(m).seq;
-            return;
-          }
-          ws.send(m);
-        });
+      const tab = await relayedTab('jump', (m, toPage) => {
+        if (swallowed < 0 && isAaplTick(m) && ++aapl === 20) {
+          swallowed = JSON.parse(m).seq;
+          return;
+        }
+        toPage(m);
       });
       try {
         await tab.goto(base + '/', { waitUntil: 'load' });
@@ -576,6 +616,41 @@ try {
         assert(lt.includes(`ticker.AAPL: seq ${swallowed - 1} → ${swallowed + 1} without a gap marker`),
           `logged as a warning (swallowed seq ${swallowed})`);
         await tab.waitForFunction(() => document.getElementById('st-gaps').classList.contains('bad'));
+      } finally {
+        await tab.close();
+      }
+    });
+
+    await step('a `reset` (the seq space restarted upstream) makes the next tick a fresh baseline, not a reorder', async () => {
+      // This tab's relay plays a scale-out epoch change for AAPL: after its 20th tick, a `reset` naming a new epoch,
+      // then AAPL's ticks renumbered from 1, as the new seq space would number them.
+      let aapl = 0;
+      let restartAt = -1;
+      const tab = await relayedTab('reset', (m, toPage) => {
+        if (!isAaplTick(m)) return toPage(m);
+        const t = JSON.parse(m);
+        if (restartAt < 0 && ++aapl === 20) {
+          restartAt = t.seq;
+          toPage(JSON.stringify({ type: 'reset', topic: 'ticker.AAPL', epoch: 'resettest' }));
+        }
+        return toPage(restartAt < 0 ? m : JSON.stringify({ ...t, seq: t.seq - restartAt + 1 }));
+      });
+      try {
+        await tab.goto(base + '/', { waitUntil: 'load' });
+        await tab.waitForFunction(() => /ticker\.AAPL: seq space restarted \(epoch resettest\)/.test(document.getElementById('log').textContent));
+        // (The old seq space had reached restartAt: the new one's seqs stay below it for a while.)
+        await tab.waitForFunction((top) => { const r = window.tickcast.row('ticker.AAPL'); return r.seq >= 2 && r.seq < top; }, restartAt);
+        const r = await tab.evaluate(() => window.tickcast.row('ticker.AAPL'));
+        log('after the reset:', JSON.stringify(r));
+        assert(r.epoch === 'resettest' && r.seqEpoch === 'resettest', `the row follows the new epoch: ${JSON.stringify(r)}`);
+        assert(r.gaps === 0 && r.jumps === 0, `no gap, no jump: ${JSON.stringify(r)}`);
+        const lt = await tab.$eval('#log', (l) => l.textContent);
+        assert(!/ticker\.AAPL: seq went back/.test(lt) && !/ticker\.AAPL: seq \d+ → \d+ without a gap marker/.test(lt),
+          'not logged as a reorder or a jump');
+        assert((await badgesShown(tab)).length === 0, 'no badge: ' + (await badgesShown(tab)).join('; '));
+        // The row shows the new seq space's numbers.
+        await tab.waitForFunction(([sel, top]) => { const q = Number(document.querySelector(sel).dataset.seq); return q >= 1 && q < top; },
+          [rowSel('ticker.AAPL'), restartAt]);
       } finally {
         await tab.close();
       }

@@ -161,12 +161,16 @@ try {
     assert(await page.evaluate(() => document.querySelector('#rows [data-topic="ticker.AAPL"]').classList.contains('sel')),
       'the selected row is marked');
     await page.waitForFunction(() => window.tickcast.detail()?.book.snapshots >= 1);
-    const subs = sent.filter((r) => r.op === 'subscribe' && r.topics.includes('book.AAPL'));
-    assert(subs.length === 1, `one subscribe names book.AAPL: ${JSON.stringify(subs)}`);
-    const req = subs[0];
-    for (const t of ['book.AAPL', 'trade.AAPL', 'bar.1s.AAPL']) assert(req.topics.includes(t), `${t} subscribed: ${JSON.stringify(req)}`);
+    // The book through the SDK's book() (its own subscribe), trades and bars in one more.
+    const subs = sent.filter((r) => r.op === 'subscribe' && r.topics.some((t) => t.endsWith('.AAPL') && !t.startsWith('ticker.')));
+    const book = subs.filter((r) => r.topics.includes('book.AAPL'));
+    assert(book.length === 1 && book[0].topics.length === 1, `one subscribe names book.AAPL: ${JSON.stringify(subs)}`);
+    const market = subs.filter((r) => r.topics.includes('trade.AAPL') && r.topics.includes('bar.1s.AAPL'));
+    assert(market.length === 1, `one subscribe names trade.AAPL and bar.1s.AAPL: ${JSON.stringify(subs)}`);
     // a throttle would skip book deltas without gap markers: the book could not be maintained
-    assert(!('throttle_ms' in req) && !req.topics.some((t) => t.includes('@')), `not throttled: ${JSON.stringify(req)}`);
+    for (const req of [book[0], market[0]]) {
+      assert(!('throttle_ms' in req) && !req.topics.some((t) => t.includes('@')), `not throttled: ${JSON.stringify(req)}`);
+    }
   });
 
   await step(`the page verifies ${MIN_CHECKSUMS} book checksums with no mismatch and the ladder shows the book`, async () => {
@@ -230,13 +234,20 @@ try {
 
   await step(`the chart shows at least ${MIN_CANDLES} candles; the live one is the newest and updates in place`, async () => {
     await page.waitForFunction((n) => document.querySelectorAll('#chart .candle').length >= n, MIN_CANDLES, { timeout: 30_000 });
-    const c = await page.$$eval('#chart .candle', (gs) => gs.map((g) => ({ start: Number(g.dataset.start), live: g.classList.contains('live'),
+    const measure = () => page.$$eval('#chart .candle', (gs) => gs.map((g) => ({ start: Number(g.dataset.start), live: g.classList.contains('live'),
       body: g.querySelector('.body').getBBox().height, vol: g.querySelector('.vol').getBBox().height })));
+    // About 1 run in 10 every box of the chart reads 0 high, bodies and volume bars alike, as if not laid out (cause
+    // not found; the candles' data was sound): such a chart is measured again, up to 1 s, before it is judged.
+    let c = await measure();
+    for (let i = 0; i < 10 && c.every((x) => x.body === 0 && x.vol === 0); i++) {
+      await sleep(100);
+      c = await measure();
+    }
     log('candles:', c.length, 'live', c.filter((x) => x.live).length, 'starts', c.slice(-4).map((x) => x.start).join(','));
     assert(c.every((x, i) => i === 0 || x.start > c[i - 1].start), 'one candle per start, oldest first');
     assert(c.every((x, i) => i === 0 || (x.start - c[i - 1].start) % 1_000_000 === 0), '1 s bar starts');
     assert(c.filter((x) => x.live).length <= 1 && c.slice(0, -1).every((x) => !x.live), 'only the newest may be live');
-    assert(c.every((x) => x.body >= 1), 'every candle has a body');
+    assert(c.every((x) => x.body >= 1), `every candle has a body: ${JSON.stringify(c)}`);
     const d = await detail();
     log('candles state:', JSON.stringify(d.candles), 'bar msgs received', recvByTopic.get('bar.1s.AAPL'));
     assert(d.candles.updates > d.candles.kept || d.candles.kept >= MIN_CANDLES, 'bars were applied');
@@ -314,12 +325,23 @@ try {
     await shot('16-resync.png', page.locator('#detail'));
   });
 
-  await step('a dropped connection: the view resubscribes on reconnect and the book is verified again', async () => {
+  await step('a dropped connection: the SDK resumes the held book on reconnect and it is verified again', async () => {
+    await waitVerified('AAPL', 1, (await detail()).book.verified); // held and verified when the link drops
     const before = await detail();
+    const sent0 = sent.length;
     const connects = await page.evaluate(() => { const c = window.tickcast.state().connects; window.tickcast.drop(); return c; });
     await page.waitForFunction((c) => window.tickcast.state().connects > c && document.documentElement.dataset.conn === 'open', connects);
-    await page.waitForFunction((n) => window.tickcast.detail().book.snapshots > n, before.book.snapshots);
-    const d = await waitVerified('AAPL', 10, (await detail()).book.verified);
+    // A verified book resumes with `since` (the missed deltas are replayed), or takes a snapshot if the history
+    // is too short: either way every message after is verified.
+    // (The SDK resubscribes topic groups one request after another: the book's may come after the rows'.)
+    const resumed = () => sent.slice(sent0).find((r) => r.op === 'subscribe' && r.topics.includes('book.AAPL'));
+    for (const end = Date.now() + STEP_MS; !resumed() && Date.now() < end;) await sleep(50);
+    const resume = resumed();
+    assert(resume, 'the book topic was resubscribed');
+    log('book resubscribe after the drop:', JSON.stringify(resume));
+    assert(resume.since && resume.since['book.AAPL'] && resume.since['book.AAPL'].seq >= before.book.seq,
+      `it resumes from the book's seq: ${JSON.stringify(resume)} (book at ${before.book.seq})`);
+    const d = await waitVerified('AAPL', 10, before.book.verified);
     assert(d.book.mismatches === before.book.mismatches && d.book.jumps === 0, `no new mismatch: ${JSON.stringify(d.book)}`);
   });
 

@@ -17,25 +17,9 @@ pub(crate) fn get(path: &str) -> Option<Asset> {
             include_bytes!("../../../../dashboards/web/app.js"),
             "text/javascript; charset=utf-8",
         ),
-        // ES modules of the symbol detail view (imported by app.js)
+        // ES modules of the board and its symbol detail view (imported by app.js)
         "/detail.js" => (
             include_bytes!("../../../../dashboards/web/detail.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "/bookfeed.js" => (
-            include_bytes!("../../../../dashboards/web/bookfeed.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "/book.js" => (
-            include_bytes!("../../../../dashboards/web/book.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "/decimal.js" => (
-            include_bytes!("../../../../dashboards/web/decimal.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "/crc32.js" => (
-            include_bytes!("../../../../dashboards/web/crc32.js"),
             "text/javascript; charset=utf-8",
         ),
         "/tape.js" => (
@@ -52,6 +36,28 @@ pub(crate) fn get(path: &str) -> Option<Asset> {
         ),
         "/ladder.js" => (
             include_bytes!("../../../../dashboards/web/ladder.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/latency.js" => (
+            include_bytes!("../../../../dashboards/web/latency.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        // The JS SDK (clients/js) compiled for the page: `npm run dashboard-sdk` writes these, and the SDK's
+        // test suite fails when they differ from a fresh build, so the server needs no node to embed them.
+        "/sdk/index.js" => (
+            include_bytes!("../../../../dashboards/web/sdk/index.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/sdk/book.js" => (
+            include_bytes!("../../../../dashboards/web/sdk/book.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/sdk/clock.js" => (
+            include_bytes!("../../../../dashboards/web/sdk/clock.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/sdk/clocksync.js" => (
+            include_bytes!("../../../../dashboards/web/sdk/clocksync.js"),
             "text/javascript; charset=utf-8",
         ),
         "/style.css" => (

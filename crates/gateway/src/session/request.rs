@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tickcast_bus::{BusError, Subscriber, TopicOrigin};
 use tickcast_core::protocol::{ProtocolErrorKind, RequestId};
-use tickcast_core::{ClientRequest, CloseCode, ProtocolError, ServerReply};
+use tickcast_core::{ClientRequest, CloseCode, ProtocolError, ServerReply, TsMicros};
 
 use super::{subscribe, Session, ShardCtx};
 use crate::limits::Verdict;
@@ -98,8 +98,12 @@ pub(super) fn handle_request(ctx: &ShardCtx, session: &Session, buf: &mut [u8]) 
             patterns,
             id,
         } => subscribe::unsubscribe(ctx, &session.client(), &topics, &patterns, id),
-        ClientRequest::Ping { id } => {
-            session.reply(ServerReply::Pong { id: id.as_ref() }.to_frame())
-        }
+        ClientRequest::Ping { id } => session.reply(
+            ServerReply::Pong {
+                ts: TsMicros::now(),
+                id: id.as_ref(),
+            }
+            .to_frame(),
+        ),
     }
 }

@@ -58,20 +58,27 @@ async fn health_ready_topics_metrics_and_dashboard() {
     assert!(lower.contains("content-type: text/html"));
     assert!(lower.contains("content-security-policy: default-src 'self'"));
     assert!(String::from_utf8_lossy(&body).contains("<html"));
-    // Every .js file of the dashboard is served: app.js imports the detail view's modules, and a module left out of
-    // the embedded assets would break the page (a failed import stops the whole module graph).
+    // Every .js file of the dashboard is served, and of its copy of the JS SDK (`sdk/`): app.js imports the detail
+    // view's modules and the SDK's, and a module left out of the embedded assets would break the page (a failed
+    // import stops the whole module graph).
     let web = repo_root().join("dashboards/web");
     let mut assets = vec![("/style.css".to_string(), "text/css")];
-    for entry in std::fs::read_dir(&web)
-        .expect("read dashboards/web")
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".js") {
-            assets.push((format!("/{name}"), "text/javascript"));
+    for dir in ["", "sdk/"] {
+        for entry in std::fs::read_dir(web.join(dir))
+            .expect("read dashboards/web")
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".js") {
+                assets.push((format!("/{dir}{name}"), "text/javascript"));
+            }
         }
     }
     assert!(assets.iter().any(|(p, _)| p == "/app.js"), "{assets:?}");
+    assert!(
+        assets.iter().any(|(p, _)| p == "/sdk/index.js"),
+        "{assets:?}"
+    );
     for (path, ty) in &assets {
         let (status, head, _) = http_get(&server, path).await;
         assert_eq!(status, 200, "{path}");

@@ -47,7 +47,19 @@ async fn subscribe_receive_unsubscribe() {
     let before = last_seq(&server, "ticker.AAPL");
     wait_for_seq(&server, "ticker.AAPL", before + 20).await;
     c.send(json!({"op":"ping","id":3})).await;
-    let next = c.next_json().await;
+    let mut next = c.next_json().await;
+    // The pong carries the server's clock (unix µs) for clients' offset estimates: check it, then
+    // compare the rest exactly.
+    let ts = next["ts"].as_u64().expect("pong ts");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    assert!(
+        now.abs_diff(ts) < 60_000_000,
+        "pong ts {ts} is the server's clock"
+    );
+    next.as_object_mut().unwrap().remove("ts");
     assert_eq!(
         next,
         json!({"type":"pong","id":3}),
