@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::header::NATS_EXPECTED_LAST_SEQUENCE;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::publish::PublishAck;
@@ -51,9 +52,9 @@ use crate::stats::FeedStats;
 
 /// Most messages handed to the NATS client per wake-up of the forwarding task.
 const FORWARD_BATCH: usize = 256;
-/// Appends awaiting JetStream's ack at most; below the client's own limit (5,000) so sending never
-/// waits on a permit only our own unpolled acks hold.
-const MAX_IN_FLIGHT: usize = 2048;
+/// Acked appends (heartbeats) in flight at most; below the client's own limit (5,000) so sending
+/// never waits on a permit only our own unpolled acks hold.
+const MAX_IN_FLIGHT: usize = 64;
 /// Time given to flush what is queued when the server shuts down.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -540,8 +541,15 @@ async fn resume(
 type AckFuture = <async_nats::jetstream::context::PublishAckFuture as IntoFuture>::IntoFuture;
 
 /// The leader's appends: each conditional on the stream's sequence being the previous one's.
+///
+/// Ticks go without a reply subject: the stream still checks their expected sequence and drops a
+/// refused one (and, since each expects the one before, every one after it), but sends no ack, so
+/// NATS and this node do no per-tick ack work. Heartbeats are acked: a heartbeat accepted means
+/// every append before it was, and one refused means the chain broke somewhere since the last one
+/// (this node was deposed, or NATS lost an append), so this node learns of it within `renew`.
 struct Pipeline {
     js: Context,
+    client: Client,
     /// The stream sequence of this node's last append: the next one expects it.
     tail: u64,
     /// Every tick's headers: the epoch (the expected sequence is added per append).
@@ -550,7 +558,23 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    /// Sends one append without waiting for its ack (awaiting the oldest when the window is full).
+    /// Sends one tick's append, without an ack.
+    async fn append_tick(
+        &mut self,
+        subject: Subject,
+        body: Bytes,
+    ) -> Result<(), async_nats::PublishError> {
+        let mut headers = self.headers.clone();
+        headers.insert(NATS_EXPECTED_LAST_SEQUENCE, self.tail.to_string().as_str());
+        self.client
+            .publish_with_headers(subject, headers, body)
+            .await?;
+        self.tail += 1;
+        Ok(())
+    }
+
+    /// Sends one acked append without waiting for its ack (awaiting the oldest when the window is
+    /// full).
     async fn append(
         &mut self,
         subject: Subject,
@@ -670,12 +694,13 @@ impl Forwarder {
                 .entry(topic)
                 .or_insert_with_key(|t| Subject::from(subject_of(prefix, t.as_str())))
                 .clone();
-            if let Err(e) = p.append(subject, body, p.headers.clone()).await {
+            if let Err(e) = p.append_tick(subject, body).await {
                 failed = Some(e);
             }
         }
         match failed {
-            Some(e) => self.refused(&e),
+            // Only when the client is closed, which happens at shutdown.
+            Some(e) => self.step_down(&format!("NATS client closed: {e}")),
             None => self.sink.stats.record_ticks(n, TsMicros::now()),
         }
     }
@@ -761,6 +786,7 @@ impl Forwarder {
         headers.insert(EPOCH_HEADER, self.sink.epoch.as_str());
         let mut pipeline = Pipeline {
             js: js.clone(),
+            client: self.sink.client.clone(),
             tail: last,
             headers,
             in_flight: FuturesOrdered::new(),
