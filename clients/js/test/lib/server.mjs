@@ -37,15 +37,18 @@ export class Server {
   /**
    * auth: an API key (API_KEY) allowed `keyTopics`; marketRate: the synthetic feed's book changes per second over
    * all symbols (default 200); bookDepth: [market] book_depth (default 25);
-   * maxQueuedFrames: [backpressure] max_queued_frames (default 1024); symbols: the synthetic feed's.
+   * maxQueuedFrames: [backpressure] max_queued_frames (default 1024); policy: [backpressure] policy (conflate,
+   * drop_oldest, disconnect); sendBuffer: [server] socket_send_buffer_bytes (a small one makes a client that stops
+   * reading meet its queue's policy sooner); symbols: the synthetic feed's.
    */
-  static async start(binary, { auth = false, keyTopics = ["ticker.*"], marketRate, bookDepth, maxQueuedFrames, symbols = "SYN1" } = {}) {
+  static async start(binary, { auth = false, keyTopics = ["ticker.*"], marketRate, bookDepth, maxQueuedFrames, policy, sendBuffer, symbols = "SYN1" } = {}) {
     const s = new Server();
     s.binary = binary; s.symbols = symbols; s.port = await freePort(); s.feedPort = await freePort(); s.sent = 0; s.feed = null;
     s.dir = mkdtempSync(join(tmpdir(), "tickcast-js-"));
     let cfg = `[[feeds]]\nkind = "synthetic"\nname = "synthetic"\n${marketRate !== undefined ? `market_rate = ${marketRate}\n` : ""}\n[[feeds]]\nkind = "tcp"\nname = "pub"\nlisten = "127.0.0.1:${s.feedPort}"\nrequired = false\n`;
     if (bookDepth !== undefined) cfg += `\n[market]\nbook_depth = ${bookDepth}\n`;
-    if (maxQueuedFrames !== undefined) cfg += `\n[backpressure]\nmax_queued_frames = ${maxQueuedFrames}\n`;
+    if (maxQueuedFrames !== undefined || policy) cfg += `\n[backpressure]\n${maxQueuedFrames !== undefined ? `max_queued_frames = ${maxQueuedFrames}\n` : ""}${policy ? `policy = "${policy}"\n` : ""}`;
+    if (sendBuffer !== undefined) cfg += `\n[server]\nsocket_send_buffer_bytes = ${sendBuffer}\n`;
     if (auth) cfg += `\n[auth]\nenabled = true\n\n[[auth.api_keys]]\nkey = "${API_KEY}"\ntopics = ${JSON.stringify(keyTopics)}\n`;
     s.config = join(s.dir, "tickcast.toml");
     writeFileSync(s.config, cfg);
@@ -73,6 +76,12 @@ export class Server {
     await exited; clearTimeout(t);
   }
   async restart() { await this.stop(); await this.spawn(); }
+  /** The value of one metric series, e.g. `tickcast_gap_markers_total{reason="conflated"}` (0 when absent). */
+  async metric(series) {
+    const text = await (await fetch(`http://127.0.0.1:${this.port}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(series + " "));
+    return line ? Number(line.slice(series.length + 1)) : 0;
+  }
   async publish(topic, n) {
     if (!this.feed) {
       for (let i = 0; ; i++) {
