@@ -17,7 +17,12 @@ function forward(targetPort, req, onResponse, onError) {
 export async function startProxy(targetPort, serve = () => false) {
   const server = createServer((req, res) => {
     if (serve(req, res)) return;
-    const up = forward(targetPort, req, (r) => { res.writeHead(r.statusCode, r.headers); r.pipe(res); },
+    const up = forward(targetPort, req, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+      // A server that goes away mid-stream (a restart) cuts the client's stream too, rather than leave it open.
+      r.on("close", () => { if (!res.writableEnded) res.destroy(); });
+    },
       () => { if (!res.headersSent) res.writeHead(502); res.end(); });
     res.on("close", () => up.destroy());
   });
