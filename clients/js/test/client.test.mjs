@@ -3,7 +3,7 @@ import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import { TickcastClient, TickcastError, backoffDelay, unannouncedGap } from "../dist/index.js";
 import { handshakeStatus, isAuthClose, refusal } from "../dist/errors.js";
-import { Server, findBinary, poll, API_KEY } from "./lib/server.mjs";
+import { Server, findBinary, poll, jwt, API_KEY } from "./lib/server.mjs";
 
 const binary = findBinary();
 const opts = { skip: binary ? false : "tickcast binary not found", timeout: 30000 };
@@ -195,6 +195,34 @@ test("a token provider gets one retry with a fresh token: refused twice stops, a
       await poll(() => ev.tick.length >= 1, "a tick with the second token");
       assert.equal(tokens.length, 0);
       good.close();
+    }
+  } finally { await s.stop(); }
+});
+
+test("an expiring JWT: a provider's fresh token resumes every seq, a fixed token stops with unauthorized", opts, async () => {
+  const s = await Server.start(binary, { auth: true, jwtAuth: true });
+  try {
+    for (const transport of ["websocket", "sse"]) {
+      let minted = 0;
+      const renewed = new TickcastClient(s.url, { transport, token: () => (minted++, jwt(["ticker.*"], 2)), reconnectMinMs: 10 });
+      const fixed = new TickcastClient(s.url, { transport, token: jwt(["ticker.*"], 2), reconnectMinMs: 10, reconnectMaxMs: 20 });
+      const ev = record(renewed), fixedEv = record(fixed);
+      const errors = [];
+      fixed.on("error", (e) => errors.push(e));
+      await renewed.connect();
+      await fixed.connect();
+      const topic = `ticker.JW${transport[0].toUpperCase()}`;
+      await renewed.subscribe([topic]);
+      await fixed.subscribe([topic]);
+      for (let i = 0; i < 35; i++) { await s.publish(topic, 1); await sleep(100); } // past the expiry
+      await poll(() => ev.tick.length >= 35 && errors.length === 1, "every tick, and the fixed token's stop");
+      assert.deepEqual(ev.tick.map((t) => t.seq), Array.from({ length: 35 }, (_, i) => i + 1), transport);
+      assert.ok(minted >= 2 && ev.recovery.every((r) => r.recovered), `${transport}: ${minted} ${JSON.stringify(ev.recovery)}`);
+      assert.equal(renewed.state, "connected");
+      assert.equal(errors[0].code, "unauthorized");
+      assert.equal(fixed.state, "disconnected");
+      assert.ok(fixedEv.tick.length < 35, "the fixed token's stream ended");
+      renewed.close(); fixed.close();
     }
   } finally { await s.stop(); }
 });
