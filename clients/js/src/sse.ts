@@ -152,32 +152,41 @@ function withId(url: string, lastEventId: string | undefined): string {
   return u.toString();
 }
 
+/** A stream's end, told at most once: by the stream itself (`onEnd`), or silently by `close()`. */
+function ending(stop: () => void, h: SseHandlers) {
+  let ended = false;
+  return {
+    get ended() {
+      return ended;
+    },
+    end(e: SseEnd) {
+      if (ended) return;
+      ended = true;
+      stop();
+      h.onEnd(e);
+    },
+    close() {
+      ended = true;
+      stop();
+    },
+  };
+}
+
 function openEventSource(url: string, lastEventId: string | undefined, ES: any, h: SseHandlers): SseStream {
   // The first request of an EventSource sends no Last-Event-ID: the documented query parameter carries it.
   const es = new ES(withId(url, lastEventId));
-  let ended = false;
-  const end = (e: SseEnd) => {
-    if (ended) return;
-    ended = true;
-    es.close();
-    h.onEnd(e);
-  };
+  const life = ending(() => es.close(), h);
   es.onopen = () => h.onOpen();
-  es.onmessage = (ev: { data: string }) => { if (!ended) h.onMessage(ev.data); };
+  es.onmessage = (ev: { data: string }) => { if (!life.ended) h.onMessage(ev.data); };
   // CLOSED after an error: the response was not a 200 event stream (a refusal); CONNECTING: a cut.
-  es.onerror = () => end(es.readyState === 2 ? { refused: true } : { reason: "event stream cut" });
-  return { kind: "eventsource", close: () => { ended = true; es.close(); } };
+  es.onerror = () => life.end(es.readyState === 2 ? { refused: true } : { reason: "event stream cut" });
+  return { kind: "eventsource", close: life.close };
 }
 
 function openFetch(url: string, lastEventId: string | undefined, token: string | undefined, h: SseHandlers): SseStream {
   const abort = new AbortController();
-  let ended = false;
-  const end = (e: SseEnd) => {
-    if (ended) return;
-    ended = true;
-    abort.abort();
-    h.onEnd(e);
-  };
+  const life = ending(() => abort.abort(), h);
+  const end = life.end;
   const headers: Record<string, string> = { accept: "text/event-stream" };
   if (token) headers.authorization = `Bearer ${token}`;
   if (lastEventId !== undefined) headers["last-event-id"] = lastEventId;
@@ -191,9 +200,9 @@ function openFetch(url: string, lastEventId: string | undefined, token: string |
       const parser = new SseParser();
       for (;;) {
         const { done, value } = await reader.read();
-        if (done || ended) break;
+        if (done || life.ended) break;
         for (const ev of parser.push(decoder.decode(value, { stream: true }))) {
-          if (ended) break;
+          if (life.ended) break;
           h.onMessage(ev.data);
         }
       }
@@ -202,7 +211,7 @@ function openFetch(url: string, lastEventId: string | undefined, token: string |
       end({ reason: String((e as Error)?.message ?? e) });
     }
   })();
-  return { kind: "fetch", close: () => { ended = true; abort.abort(); } };
+  return { kind: "fetch", close: life.close };
 }
 
 /**

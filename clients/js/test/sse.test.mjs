@@ -1,5 +1,6 @@
 // The SSE transport: its pure parts (event-stream parsing, the resume id, URLs), then the client against real
-// tickcast servers, behind a proxy that refuses WebSockets (auto fallback) and straight (transport "sse").
+// tickcast servers, behind a proxy that refuses WebSockets (auto fallback) and straight (transport "sse"); a server
+// restart over SSE is in client.test.mjs, next to the WebSocket one.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { TickcastClient } from "../dist/index.js";
@@ -98,31 +99,6 @@ test("auto falls back to SSE behind a proxy that refuses WebSockets; cuts and to
       assert.deepEqual(of("ticker.JSG"), seqs(1, 7));
     } finally { c.close(); await proxy.close(); await s.stop(); }
   });
-
-test("SSE across a server restart: epoch_changed, then the new seqs from 1, each once", opts, async () => {
-  const s = await Server.start(binary);
-  const c = new TickcastClient(s.url, { transport: "sse", reconnectMinMs: 50, reconnectMaxMs: 300 });
-  try {
-    const ev = record(c);
-    await c.connect();
-    await c.subscribe(["ticker.JSE"]);
-    await s.publish("ticker.JSE", 20);
-    await poll(() => ev.tick.length >= 20, "20 ticks");
-    await s.restart();
-    await poll(() => ev.recovery.length >= 1, "the recovery outcome");
-    assert.deepEqual(ev.recovery, [{ topic: "ticker.JSE", recovered: false, reason: "epoch_changed" }]);
-    await s.publish("ticker.JSE", 10);
-    await poll(() => ev.tick.length >= 30, "10 ticks after the restart");
-    assert.deepEqual(ev.tick.map((t) => t.seq), [...seqs(1, 20), ...seqs(1, 10)]);
-    assert.equal(ev.gap.length, 0, "a fresh start is not a gap");
-    // And a cut after the restart resumes in the new epoch.
-    c.dropConnection();
-    await s.publish("ticker.JSE", 10);
-    await poll(() => ev.tick.length >= 40, "10 more ticks");
-    assert.deepEqual(ev.tick.slice(20).map((t) => t.seq), seqs(1, 20));
-    assert.deepEqual(ev.recovery[1], { topic: "ticker.JSE", recovered: true });
-  } finally { c.close(); await s.stop(); }
-});
 
 test("an order book over SSE: every checksum verifies", opts, async () => {
   const s = await Server.start(binary, { marketRate: 2000 });
