@@ -445,14 +445,24 @@ export class TickcastClient {
       this.scheduleReconnect();
       return;
     }
+    if (this.closed) return this.setState({ state: "disconnected", reason: "client closed" }); // closed meanwhile
     if (this.mode === "sse") this.openSse(token);
     else await this.openWs(token);
   }
 
   private async openWs(token: string | undefined): Promise<void> {
     let ws: any;
+    let WS: any;
     try {
-      const WS = await this.webSocketClass();
+      WS = await this.webSocketClass();
+    } catch (e) {
+      // No WebSocket in this runtime (Node 20 without the `ws` package): "auto" goes on over SSE at once.
+      if (this.opts.transport === "auto") this.mode = "sse";
+      this.setState({ state: "disconnected", reason: String(e) });
+      this.scheduleReconnect();
+      return;
+    }
+    try {
       const nodeWs = isNode && WS !== (globalThis as any).WebSocket;
       if (token && nodeWs) ws = new WS(this.url, { headers: { Authorization: `Bearer ${token}` } });
       else if (token) ws = new WS(this.url, ["tickcast.v1", `bearer.${token}`]);
