@@ -129,7 +129,6 @@ export interface SseHandlers {
 
 /** An open (or opening) stream. */
 export interface SseStream {
-  readonly kind: "eventsource" | "fetch";
   close(): void;
 }
 
@@ -180,7 +179,7 @@ function openEventSource(url: string, lastEventId: string | undefined, ES: any, 
   es.onmessage = (ev: { data: string }) => { if (!life.ended) h.onMessage(ev.data); };
   // CLOSED after an error: the response was not a 200 event stream (a refusal); CONNECTING: a cut.
   es.onerror = () => life.end(es.readyState === 2 ? { refused: true } : { reason: "event stream cut" });
-  return { kind: "eventsource", close: life.close };
+  return { close: life.close };
 }
 
 function openFetch(url: string, lastEventId: string | undefined, token: string | undefined, h: SseHandlers): SseStream {
@@ -211,13 +210,14 @@ function openFetch(url: string, lastEventId: string | undefined, token: string |
       end({ reason: String((e as Error)?.message ?? e) });
     }
   })();
-  return { kind: "fetch", close: life.close };
+  return { close: life.close };
 }
 
 /**
  * The HTTP status (and body, when not 2xx) `url` answers with, without reading a 2xx body (a stream or a list);
  * undefined when it cannot be reached or read (down, or a cross-origin page the server sends no CORS headers to).
- * Used where a runtime hides a refusal's status (browser WebSockets and EventSource).
+ * Used where a runtime hides a refusal's status (browser WebSockets and EventSource), and to tell a WebSocket that a
+ * proxy refuses (the server answers HTTP) from a server that is down.
  */
 export async function probe(url: string, token: string | undefined): Promise<{ status: number; body: string } | undefined> {
   if (typeof fetch !== "function") return undefined;
