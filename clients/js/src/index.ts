@@ -4,6 +4,8 @@
  * (server markers and any unannounced seq jump), heartbeats, stale feeds and server errors as typed values.
  * Market data: `trade` and `bar` events, and order books kept from `book.<SYM>` with every checksum verified
  * ({@link TickcastClient.book}, {@link OrderBook}).
+ * When the WebSocket cannot get through (a proxy that refuses upgrades) it falls back to the server's Server-Sent
+ * Events stream (`transport`, src/sse.ts); a refused credential fails fast with a `TickcastError` `unauthorized`.
  * Zero runtime dependencies in browsers; in Node without a global WebSocket it loads the `ws` package.
  * @packageDocumentation
  */
@@ -11,6 +13,10 @@
 import { OrderBook, type BookMessage, type BookOutcome } from "./book.js";
 import type { ClockSample } from "./clock.js";
 import { ClockSync } from "./clocksync.js";
+import { TickcastError, handshakeStatus, isAuthClose, refusal } from "./errors.js";
+import { openSse, probe, siblingUrl, sseResumeId, sseStreamUrl, type SseEnd, type SseStream, type SseTopic } from "./sse.js";
+
+export { TickcastError } from "./errors.js";
 
 export {
   OrderBook, CHECKSUM_LEVELS, MAX_SCALE, checksumDigits, crc32, decimalSub, parseDecimal,
@@ -131,8 +137,12 @@ export interface ClientEvents {
   reset: ResetEvent;
   /** Every message the server sent, parsed, before the client handles it (counts, diagnostics, unknown types). */
   message: Record<string, any>;
-  /** An `error` reply no pending request was waiting for (a request's own error rejects its promise instead). */
-  error: ServerErrorEvent;
+  /**
+   * A refused credential stopped the client for good (a {@link TickcastError} `unauthorized`: see
+   * {@link ClientOptions.token}; `connect()` rejects too), or an `error` reply no pending request was waiting for
+   * (a request's own error rejects its promise instead).
+   */
+  error: TickcastError | ServerErrorEvent;
   /** A new clock offset estimate (with `clockSyncMs`): the min-round-trip sample of the last 8 pings. */
   clock: ClockSample;
 }
@@ -142,8 +152,26 @@ export type TokenSource = string | (() => string | Promise<string>);
 
 /** Client options. */
 export interface ClientOptions {
-  /** API key or JWT: `Authorization: Bearer` in Node, the `bearer.<token>` subprotocol in browsers. */
+  /**
+   * API key or JWT: `Authorization: Bearer` in Node, the `bearer.<token>` subprotocol in browsers (over SSE with the
+   * browser's EventSource, the `token` query parameter). A refused credential (HTTP 401, 403 for the Origin, or a
+   * close with 1008 "token expired") stops the client: `connect()` rejects with a {@link TickcastError} `unauthorized`
+   * and an `error` event says so; no reconnect follows. With a function the client first reconnects once with a
+   * fresh token from it, and stops only if that one is refused too.
+   */
   token?: TokenSource;
+  /**
+   * "websocket", "sse" (the server's `GET /sse` Server-Sent Events stream), or "auto" (default): WebSocket, and SSE
+   * once `sseFallbackAfter` WebSocket attempts in a row failed while the server answered HTTP (a proxy that refuses
+   * upgrades); the client then stays on SSE until closed.
+   */
+  transport?: "auto" | "websocket" | "sse";
+  /** Failed WebSocket attempts before "auto" switches to SSE (default 3). */
+  sseFallbackAfter?: number;
+  /** The SSE endpoint (default: `url` with http(s) for ws(s) and `/sse` for its last `/ws`). */
+  sseUrl?: string;
+  /** An EventSource constructor to use instead of the global one; with neither, a fetch() reader reads the stream. */
+  EventSource?: unknown;
   /** Backoff floor in ms (default 100). */
   reconnectMinMs?: number;
   /** Backoff ceiling in ms (default 10000). */
@@ -307,23 +335,6 @@ export class BookSubscription {
   }
 }
 
-/** A server `error` reply to one request, thrown from the call that sent it. */
-export class TickcastError extends Error {
-  /** bad_request, invalid_topic, invalid_field, too_many_topics, topic_limit, forbidden, rate_limited, ... */
-  readonly code: string;
-  /** The field at fault (with invalid_field). */
-  readonly field?: string;
-  /** The request id. */
-  readonly id?: number;
-  constructor(code: string, message: string, field?: string, id?: number) {
-    super(`${code}: ${message}`);
-    this.name = "TickcastError";
-    this.code = code;
-    this.field = field;
-    this.id = id;
-  }
-}
-
 /** Full-jitter exponential backoff: a uniform share (rnd in [0,1)) of min(max, min * 2^attempt). */
 export function backoffDelay(attempt: number, minMs: number, maxMs: number, rnd: number): number {
   return Math.max(0, rnd) * Math.min(maxMs, minMs * 2 ** Math.min(attempt, 32));
@@ -356,7 +367,7 @@ export class TickcastClient {
   readonly url: string;
   /** The current connection state. */
   state: StateEvent["state"] = "disconnected";
-  private opts: Required<Omit<ClientOptions, "token" | "WebSocket" | "heartbeatMs" | "clockSyncMs">> & ClientOptions;
+  private opts: Required<Omit<ClientOptions, "token" | "WebSocket" | "heartbeatMs" | "clockSyncMs" | "sseUrl" | "EventSource">> & ClientOptions;
   private ws: any = null;
   private nextId = 1;
   private pending = new Map<number, Pending>();
@@ -366,13 +377,26 @@ export class TickcastClient {
   private closed = false;
   private attempt = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
-  private openWaiters: Array<() => void> = [];
+  private openWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  private mode: "websocket" | "sse";
+  /** WebSocket attempts in a row that failed while the server answered HTTP (auto mode counts them to SSE). */
+  private wsFailures = 0;
+  /** A refused credential was retried once with a fresh token since the last connection. */
+  private authRetried = false;
+  private sse: SseStream | null = null;
+  private sseToken: string | undefined;
+  /** Subscribes and unsubscribes over SSE, answered by the `subscribed` of the stream they reopened. */
+  private sseWaiters: Pending[] = [];
+  /** The stream was reopened for a topic change, not after a cut: its recovered topics are not news. */
+  private sseQuiet = false;
+
   private clockSync: ClockSync | null = null;
   private clock: ClockSample | null = null;
 
   constructor(url: string, options: ClientOptions = {}) {
     this.url = url;
-    this.opts = { reconnectMinMs: 100, reconnectMaxMs: 10000, requestTimeoutMs: 10000, ...options };
+    this.opts = { reconnectMinMs: 100, reconnectMaxMs: 10000, requestTimeoutMs: 10000, transport: "auto", sseFallbackAfter: 3, ...options };
+    this.mode = this.opts.transport === "sse" ? "sse" : "websocket";
     if (options.clockSyncMs)
       this.clockSync = new ClockSync(options.clockSyncMs, {
         ping: () => this.ping(),
@@ -401,7 +425,7 @@ export class TickcastClient {
 
   /** Connects now if no socket is open or opening (skipping the backoff wait), e.g. when the browser comes online. */
   reconnectNow(): void {
-    if (this.closed || this.ws) return;
+    if (this.closed || this.ws || this.sse) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.attempt = 0;
@@ -414,6 +438,11 @@ export class TickcastClient {
     if (!this.ws || this.state !== "connected") return false;
     this.ws.send(text);
     return true;
+  }
+
+  /** The transport in use (or being tried): "websocket", or "sse" once configured or fallen back to. */
+  get transport(): "websocket" | "sse" {
+    return this.mode;
   }
 
   /** Adds a listener; returns a function that removes it. */
@@ -435,12 +464,16 @@ export class TickcastClient {
     this.emit("state", ev);
   }
 
-  /** Opens the connection (and keeps reopening it until close()); resolves once connected. */
+  /**
+   * Opens the connection (and keeps reopening it until close()); resolves once connected. Rejects with a
+   * {@link TickcastError} `unauthorized` when the server refuses the credential (see {@link ClientOptions.token}).
+   */
   connect(): Promise<void> {
+    if (this.closed) this.authRetried = false; // a new start: a provider gets its fresh-token retry again
     this.closed = false;
-    const opened = new Promise<void>((resolve) => this.openWaiters.push(resolve));
-    if (!this.ws && !this.timer) void this.open();
-    else if (this.state === "connected") return Promise.resolve();
+    if (this.state === "connected") return Promise.resolve();
+    const opened = new Promise<void>((resolve, reject) => this.openWaiters.push({ resolve, reject }));
+    if (!this.ws && !this.sse && !this.timer && this.state !== "connecting") void this.open();
     return opened;
   }
 
@@ -454,11 +487,22 @@ export class TickcastClient {
     this.ws?.close(1000, "client closed");
     for (const b of this.books.values()) b.stop();
     this.failPending(new Error("client closed"));
+    if (this.mode === "sse" && this.state !== "disconnected") {
+      this.sse?.close();
+      this.sse = null;
+      this.setState({ state: "disconnected", reason: "client closed" });
+    }
   }
 
   /** Drops the current connection as a network failure would (the client reconnects); for tests and demos. */
   dropConnection(): void {
     this.ws?.close(4000, "dropped by the client");
+    const stream = this.sse;
+    if (stream) {
+      this.sse = null;
+      stream.close();
+      void this.sseEnded({ reason: "dropped by the client" }, "");
+    }
   }
 
   private async webSocketClass(): Promise<any> {
@@ -470,11 +514,33 @@ export class TickcastClient {
 
   private async open(): Promise<void> {
     this.setState({ state: "connecting" });
-    let ws: any;
+    let token: string | undefined;
     try {
-      const WS = await this.webSocketClass();
       const t = this.opts.token;
-      const token = typeof t === "function" ? await t() : t;
+      token = typeof t === "function" ? await t() : t;
+    } catch (e) {
+      this.setState({ state: "disconnected", reason: String(e) });
+      this.scheduleReconnect();
+      return;
+    }
+    if (this.closed) return this.setState({ state: "disconnected", reason: "client closed" }); // closed meanwhile
+    if (this.mode === "sse") this.openSse(token);
+    else await this.openWs(token);
+  }
+
+  private async openWs(token: string | undefined): Promise<void> {
+    let ws: any;
+    let WS: any;
+    try {
+      WS = await this.webSocketClass();
+    } catch (e) {
+      // No WebSocket in this runtime (Node 20 without the `ws` package): "auto" goes on over SSE at once.
+      if (this.opts.transport === "auto") this.mode = "sse";
+      this.setState({ state: "disconnected", reason: String(e) });
+      this.scheduleReconnect();
+      return;
+    }
+    try {
       const nodeWs = isNode && WS !== (globalThis as any).WebSocket;
       if (token && nodeWs) ws = new WS(this.url, { headers: { Authorization: `Bearer ${token}` } });
       else if (token) ws = new WS(this.url, ["tickcast.v1", `bearer.${token}`]);
@@ -486,22 +552,15 @@ export class TickcastClient {
     }
     this.ws = ws;
     let failure = "";
+    let opened = false;
     ws.onopen = () => {
-      this.attempt = 0;
-      this.setState({ state: "connected" });
-      for (const w of this.openWaiters.splice(0)) w();
+      opened = true;
+      this.wsFailures = 0;
+      this.connected();
       void this.resubscribeAll();
     };
     ws.onmessage = (ev: { data: unknown }) => {
-      if (typeof ev.data !== "string") return;
-      let msg: any;
-      try {
-        msg = JSON.parse(ev.data);
-      } catch {
-        return;
-      }
-      this.emit("message", msg);
-      this.handle(msg);
+      if (typeof ev.data === "string") this.receive(ev.data);
     };
     ws.onerror = (ev: any) => {
       failure = String(ev?.message ?? ev?.error ?? "error");
@@ -509,9 +568,69 @@ export class TickcastClient {
     ws.onclose = (ev: { code: number; reason: string }) => {
       this.ws = null;
       this.failPending(new Error("connection closed"));
-      this.setState({ state: "disconnected", code: ev.code, reason: ev.reason || failure });
-      this.scheduleReconnect();
+      const down: StateEvent = { state: "disconnected", code: ev.code, reason: ev.reason || failure };
+      if (!opened && !this.closed) void this.handshakeFailed(token, failure, down);
+      else if (isAuthClose(ev.code, ev.reason) && !this.closed)
+        this.refused(new TickcastError("unauthorized", ev.reason), down);
+      else {
+        this.setState(down);
+        this.scheduleReconnect();
+      }
     };
+  }
+
+  /**
+   * A WebSocket that never opened: refused (401/403: stop), blocked while the server answers HTTP (auto mode counts
+   * it toward SSE), or the server is down. `ws` names the status in its error; browsers hide it, so the `/topics`
+   * endpoint next to `/ws` is asked with the same credential (it also gives the refusal's reason).
+   */
+  private async handshakeFailed(token: string | undefined, failure: string, down: StateEvent): Promise<void> {
+    const known = handshakeStatus(failure);
+    const p = await probe(siblingUrl(this.url, "topics"), token);
+    if (this.closed) return this.setState(down);
+    const status = known ?? p?.status;
+    const err = status === undefined ? undefined : refusal(status, p?.status === status ? p.body : "");
+    if (err?.code === "unauthorized") return this.refused(err, down);
+    if (status !== undefined && this.opts.transport === "auto" && ++this.wsFailures >= this.opts.sseFallbackAfter) {
+      this.mode = "sse";
+      this.attempt = 0;
+    }
+    this.setState(down);
+    this.scheduleReconnect();
+  }
+
+  private connected(): void {
+    this.attempt = 0;
+    this.authRetried = false;
+    this.setState({ state: "connected" });
+    for (const w of this.openWaiters.splice(0)) w.resolve();
+  }
+
+  /** A refused credential: once more with a fresh token from a provider, else stop and tell. */
+  private refused(err: TickcastError, down: StateEvent): void {
+    if (typeof this.opts.token === "function" && !this.authRetried) {
+      this.authRetried = true;
+      this.setState(down);
+      this.scheduleReconnect();
+      return;
+    }
+    this.closed = true; // connect() starts over
+    for (const b of this.books.values()) b.stop();
+    this.failPending(err);
+    this.setState({ ...down, reason: err.message });
+    for (const w of this.openWaiters.splice(0)) w.reject(err);
+    this.emit("error", err);
+  }
+
+  private receive(text: string): void {
+    let msg: any;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return;
+    }
+    this.emit("message", msg);
+    this.handle(msg);
   }
 
   private scheduleReconnect(): void {
@@ -524,11 +643,99 @@ export class TickcastClient {
   }
 
   private failPending(err: Error): void {
-    for (const p of this.pending.values()) {
+    for (const p of [...this.pending.values(), ...this.sseWaiters.splice(0)]) {
       clearTimeout(p.timer);
       p.reject(err);
     }
     this.pending.clear();
+  }
+
+  // --- SSE: one stream per topic set, reopened (resuming) on every subscribe and unsubscribe ---
+
+  private openSse(token: string | undefined): void {
+    this.sseToken = token;
+    this.sseQuiet = false;
+    // A stream needs topics: with none the client is ready, and the first subscribe opens it.
+    if (this.topics.size === 0) this.connected();
+    else this.startStream();
+  }
+
+  private sseTopics(): SseTopic[] {
+    return [...this.topics].map(([topic, st]) => ({
+      topic,
+      throttleMs: st.opts.throttle_ms as number | undefined,
+      seq: this.resumable(topic, st) ? st.seq : undefined,
+      epoch: st.epoch,
+    }));
+  }
+
+  /** (Re)opens the stream for the current topic set, resuming each topic from what was processed. */
+  private startStream(): void {
+    this.sse?.close();
+    const topics = this.sseTopics();
+    const hbs = [...this.topics.values()].map((st) => st.opts.heartbeat_ms).filter((h): h is number => typeof h === "number");
+    const ES = this.opts.EventSource ?? (globalThis as any).EventSource;
+    const base = this.opts.sseUrl ?? siblingUrl(this.url, "sse");
+    // EventSource cannot send headers: its token goes in the query, as the server allows.
+    const url = sseStreamUrl(base, topics, hbs.length ? Math.min(...hbs) : undefined, ES ? this.sseToken : undefined);
+    const stream: SseStream = openSse(url, sseResumeId(topics), this.sseToken, ES, {
+      onOpen: () => {
+        if (this.state !== "connected") this.connected();
+      },
+      onMessage: (data) => this.receive(data),
+      onEnd: (end) => {
+        if (this.sse !== stream) return;
+        this.sse = null;
+        void this.sseEnded(end, url);
+      },
+    });
+    this.sse = stream;
+  }
+
+  /** A stream that ended: a refused query rejects the change that caused it, a refused credential stops, a cut
+   *  reconnects. EventSource hides the status: the same URL is asked again with fetch. */
+  private async sseEnded(end: SseEnd, url: string): Promise<void> {
+    let err = end.status !== undefined ? refusal(end.status, end.body ?? "") : undefined;
+    if (end.refused) {
+      const p = await probe(url, undefined);
+      if (p) err = refusal(p.status, p.body);
+    }
+    if (this.closed) return;
+    const down: StateEvent = { state: "disconnected", code: end.status, reason: end.reason ?? err?.message ?? `HTTP ${end.status}` };
+    if (err?.code === "unauthorized") return this.refused(err, down);
+    if (err && this.sseWaiters.length) {
+      for (const p of this.sseWaiters.splice(0)) {
+        clearTimeout(p.timer);
+        p.reject(err);
+      }
+      return; // the subscribe that caused it restores the previous topic set
+    }
+    this.failPending(new Error("connection closed"));
+    this.setState(down);
+    this.scheduleReconnect();
+  }
+
+  /** Reopens the stream with the current topics; resolves with its `subscribed`. */
+  private sseReopen(): Promise<Record<string, any>> {
+    if (this.state !== "connected") return Promise.reject(new Error("not connected"));
+    this.sseQuiet = true;
+    if (this.topics.size === 0) {
+      this.sse?.close();
+      this.sse = null;
+      return Promise.resolve({ type: "subscribed", topics: [] });
+    }
+    return new Promise((resolve, reject) => {
+      const p: Pending = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.sseWaiters = this.sseWaiters.filter((w) => w !== p);
+          reject(new Error("no reply from the event stream"));
+        }, this.opts.requestTimeoutMs),
+      };
+      this.sseWaiters.push(p);
+      this.startStream();
+    });
   }
 
   private request(msg: Record<string, unknown>): Promise<Record<string, any>> {
@@ -551,12 +758,17 @@ export class TickcastClient {
     });
   }
 
+  /** Whether a topic resumes after its seq: a book not held (or not verified) gains nothing from the deltas after
+   *  it and takes the snapshot. */
+  private resumable(topic: string, st: TopicState): boolean {
+    return !(this.books.has(topic) && !this.books.get(topic)!.book.valid);
+  }
+
   private subscribeMsg(topics: string[], opts: Record<string, unknown>): Record<string, unknown> {
     const since: Record<string, { seq: number; epoch: string }> = {};
     for (const t of topics) {
       const st = this.topics.get(t);
-      // A book not held (or not verified) gains nothing from the deltas after its seq: take the snapshot.
-      if (this.books.has(t) && !this.books.get(t)!.book.valid) continue;
+      if (st && !this.resumable(t, st)) continue;
       if (st?.seq !== undefined && st.epoch !== undefined) since[t] = { seq: st.seq, epoch: st.epoch };
     }
     const msg: Record<string, unknown> = { op: "subscribe", topics, ...opts };
@@ -564,7 +776,11 @@ export class TickcastClient {
     return msg;
   }
 
-  /** Subscribes; resolves with the `subscribed` ack, rejects with a TickcastError. Ticks come as `tick` events. */
+  /**
+   * Subscribes; resolves with the `subscribed` ack, rejects with a TickcastError. Ticks come as `tick` events. Over
+   * SSE the stream is reopened with the new topic set (every topic resuming where it was) and the ack is the new
+   * stream's; `heartbeatMs` applies to the whole stream (the shortest asked), `extra` is not sent.
+   */
   async subscribe(topics: string[], options: SubscribeOptions = {}): Promise<Record<string, any>> {
     const opts: Record<string, unknown> = { ...options.extra };
     const hb = options.heartbeatMs ?? this.opts.heartbeatMs;
@@ -575,21 +791,34 @@ export class TickcastClient {
     const msg = this.subscribeMsg(topics, opts);
     if (options.since) msg.since = { ...options.since, ...(msg.since as object | undefined) };
     try {
+      if (this.mode === "sse") return await this.sseReopen();
       return await this.request(msg);
     } catch (e) {
-      if (e instanceof TickcastError) for (const t of fresh) this.topics.delete(t);
+      if (e instanceof TickcastError) {
+        for (const t of fresh) this.topics.delete(t);
+        if (this.mode === "sse" && this.state === "connected") void this.sseReopen().catch(() => {});
+      }
       throw e;
     }
   }
 
   /** Leaves topics; no tick of them follows the resolved promise. */
   async unsubscribe(topics: string[]): Promise<Record<string, any>> {
-    const reply = await this.request({ op: "unsubscribe", topics });
-    for (const t of topics) {
-      this.topics.delete(t);
-      this.books.get(t)?.stop();
-      this.books.delete(t);
+    const forget = () => {
+      for (const t of topics) {
+        this.topics.delete(t);
+        this.books.get(t)?.stop();
+        this.books.delete(t);
+      }
+    };
+    if (this.mode === "sse") {
+      if (this.state !== "connected") throw new Error("not connected");
+      forget(); // the old stream is closed before anything else is read
+      await this.sseReopen();
+      return { type: "unsubscribed", topics };
     }
+    const reply = await this.request({ op: "unsubscribe", topics });
+    forget();
     return reply;
   }
 
@@ -625,13 +854,19 @@ export class TickcastClient {
   private async freshSubscribe(topic: string): Promise<void> {
     const st = this.topics.get(topic);
     if (!st) return;
+    if (this.mode === "sse") {
+      st.seq = undefined; // resumes from 0 in the stream's id: the snapshot
+      await this.sseReopen();
+      return;
+    }
     await this.request({ op: "unsubscribe", topics: [topic] });
     st.seq = undefined; // the snapshot is a fresh start, not a gap
     await this.request({ op: "subscribe", topics: [topic], ...st.opts });
   }
 
-  /** Round trip; resolves with the pong. */
+  /** Round trip; resolves with the pong. Over SSE (no requests) it rejects with a TickcastError `not_supported`. */
   ping(): Promise<Record<string, any>> {
+    if (this.mode === "sse") return Promise.reject(new TickcastError("not_supported", "ping needs the WebSocket transport"));
     return this.request({ op: "ping" });
   }
 
@@ -704,7 +939,9 @@ export class TickcastClient {
           const rec = recovery[topic];
           if (rec) {
             if (!rec.recovered) st.seq = undefined; // the snapshot that follows is a fresh start, not a gap
-            this.emit("recovery", rec.recovered ? { topic, recovered: true } : { topic, recovered: false, reason: rec.reason });
+            // An SSE stream reopened for a topic change resumes every other topic: only a loss is news there.
+            if (!rec.recovered || !this.sseQuiet)
+              this.emit("recovery", rec.recovered ? { topic, recovered: true } : { topic, recovered: false, reason: rec.reason });
           } else if (st.epoch !== epoch) st.seq = undefined;
           st.epoch = epoch;
         }
@@ -720,6 +957,14 @@ export class TickcastClient {
   }
 
   private resolve(msg: any): void {
+    if (this.mode === "sse" && msg.type === "subscribed") {
+      // An SSE ack answers every change since the stream was reopened (they are all in its topic set).
+      for (const w of this.sseWaiters.splice(0)) {
+        clearTimeout(w.timer);
+        w.resolve(msg);
+      }
+      return;
+    }
     const p = typeof msg.id === "number" ? this.pending.get(msg.id) : undefined;
     if (!p && msg.type === "error")
       this.emit("error", { code: msg.code, message: msg.message, field: msg.field, id: msg.id });

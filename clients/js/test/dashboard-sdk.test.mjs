@@ -18,6 +18,10 @@ test("dashboards/web/sdk is the current build of src/ (run `npm run dashboard-sd
     for (const f of fresh) {
       assert.equal(readFileSync(join(DASHBOARD_SDK, f), "utf8"), readFileSync(join(dir, f), "utf8"), `${f} is stale`);
     }
+    // The server embeds each module by name (a new module the page imports but the server does not serve would
+    // only fail in a browser): every one must have its route.
+    const assets = readFileSync(new URL("../../../crates/gateway/src/http/assets.rs", import.meta.url), "utf8");
+    for (const f of fresh) assert.ok(assets.includes(`"/sdk/${f}"`), `crates/gateway/src/http/assets.rs serves /sdk/${f}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,5 +1,6 @@
 // The npm pack tarball as a user gets it: installed (with ws) into an empty folder, its README examples (the first
-// one, and the "Order books" one against a server whose synthetic feed publishes book.AAPL) run there.
+// one, and the "Order books" one against a server whose synthetic feed publishes book.AAPL) run there; and the first
+// one again once ws is uninstalled (Node 20 has no WebSocket of its own: the client goes on over SSE).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -35,5 +36,9 @@ test("npm pack tarball runs the README examples", { skip: binary ? false : "no t
     for (const l of lines.slice(0, 5)) assert.match(l, /^book\.AAPL \d+ \d+@\d+\.\d+ \d+@\d+\.\d+ spread \d+\.\d+$/);
     assert.match(lines[5], /^top 3 bids \d+@\S+ \d+@\S+ \d+@\S+$/);
     assert.equal(lines[6], "checksum ok true mismatches 0");
+    // Node 20 without `ws` (no WebSocket at all): the first example still runs, over SSE.
+    execFileSync("npm", ["uninstall", "--no-audit", "--no-fund", "--loglevel=error", "ws"], { cwd: dir });
+    const sseOut = execFileSync("node", ["example.mjs"], { cwd: dir, encoding: "utf8", timeout: 30000 });
+    assert.match(sseOut, /^ticker\.AAPL 1 /);
   } finally { await s.stop(); await market.stop(); rmSync(dir, { recursive: true, force: true }); }
 });

@@ -4,11 +4,16 @@
  * (server markers and any unannounced seq jump), heartbeats, stale feeds and server errors as typed values.
  * Market data: `trade` and `bar` events, and order books kept from `book.<SYM>` with every checksum verified
  * ({@link TickcastClient.book}, {@link OrderBook}).
+ * When the WebSocket cannot get through (a proxy that refuses upgrades) it falls back to the server's Server-Sent
+ * Events stream (`transport`, src/sse.ts); a refused credential fails fast with a `TickcastError` `unauthorized`.
  * Zero runtime dependencies in browsers; in Node without a global WebSocket it loads the `ws` package.
  * @packageDocumentation
  */
 import { OrderBook } from "./book.js";
 import { ClockSync } from "./clocksync.js";
+import { TickcastError, handshakeStatus, isAuthClose, refusal } from "./errors.js";
+import { openSse, probe, siblingUrl, sseResumeId, sseStreamUrl } from "./sse.js";
+export { TickcastError } from "./errors.js";
 export { OrderBook, CHECKSUM_LEVELS, MAX_SCALE, checksumDigits, crc32, decimalSub, parseDecimal, } from "./book.js";
 export { ClockWindow, bestSample, clockSample, correctedLatency, localNowUs, } from "./clock.js";
 /**
@@ -104,16 +109,6 @@ export class BookSubscription {
             .finally(() => (this.inFlight = false));
     }
 }
-/** A server `error` reply to one request, thrown from the call that sent it. */
-export class TickcastError extends Error {
-    constructor(code, message, field, id) {
-        super(`${code}: ${message}`);
-        this.name = "TickcastError";
-        this.code = code;
-        this.field = field;
-        this.id = id;
-    }
-}
 /** Full-jitter exponential backoff: a uniform share (rnd in [0,1)) of min(max, min * 2^attempt). */
 export function backoffDelay(attempt, minMs, maxMs, rnd) {
     return Math.max(0, rnd) * Math.min(maxMs, minMs * 2 ** Math.min(attempt, 32));
@@ -140,10 +135,20 @@ export class TickcastClient {
         this.attempt = 0;
         this.timer = null;
         this.openWaiters = [];
+        /** WebSocket attempts in a row that failed while the server answered HTTP (auto mode counts them to SSE). */
+        this.wsFailures = 0;
+        /** A refused credential was retried once with a fresh token since the last connection. */
+        this.authRetried = false;
+        this.sse = null;
+        /** Subscribes and unsubscribes over SSE, answered by the `subscribed` of the stream they reopened. */
+        this.sseWaiters = [];
+        /** The stream was reopened for a topic change, not after a cut: its recovered topics are not news. */
+        this.sseQuiet = false;
         this.clockSync = null;
         this.clock = null;
         this.url = url;
-        this.opts = { reconnectMinMs: 100, reconnectMaxMs: 10000, requestTimeoutMs: 10000, ...options };
+        this.opts = { reconnectMinMs: 100, reconnectMaxMs: 10000, requestTimeoutMs: 10000, transport: "auto", sseFallbackAfter: 3, ...options };
+        this.mode = this.opts.transport === "sse" ? "sse" : "websocket";
         if (options.clockSyncMs)
             this.clockSync = new ClockSync(options.clockSyncMs, {
                 ping: () => this.ping(),
@@ -169,7 +174,7 @@ export class TickcastClient {
     }
     /** Connects now if no socket is open or opening (skipping the backoff wait), e.g. when the browser comes online. */
     reconnectNow() {
-        if (this.closed || this.ws)
+        if (this.closed || this.ws || this.sse)
             return;
         if (this.timer)
             clearTimeout(this.timer);
@@ -184,6 +189,10 @@ export class TickcastClient {
             return false;
         this.ws.send(text);
         return true;
+    }
+    /** The transport in use (or being tried): "websocket", or "sse" once configured or fallen back to. */
+    get transport() {
+        return this.mode;
     }
     /** Adds a listener; returns a function that removes it. */
     on(event, fn) {
@@ -205,14 +214,19 @@ export class TickcastClient {
             this.clockSync?.stop();
         this.emit("state", ev);
     }
-    /** Opens the connection (and keeps reopening it until close()); resolves once connected. */
+    /**
+     * Opens the connection (and keeps reopening it until close()); resolves once connected. Rejects with a
+     * {@link TickcastError} `unauthorized` when the server refuses the credential (see {@link ClientOptions.token}).
+     */
     connect() {
+        if (this.closed)
+            this.authRetried = false; // a new start: a provider gets its fresh-token retry again
         this.closed = false;
-        const opened = new Promise((resolve) => this.openWaiters.push(resolve));
-        if (!this.ws && !this.timer)
-            void this.open();
-        else if (this.state === "connected")
+        if (this.state === "connected")
             return Promise.resolve();
+        const opened = new Promise((resolve, reject) => this.openWaiters.push({ resolve, reject }));
+        if (!this.ws && !this.sse && !this.timer && this.state !== "connecting")
+            void this.open();
         return opened;
     }
     /** Closes for good; pending calls reject, and no event but the final `state` follows (not even of messages
@@ -228,10 +242,21 @@ export class TickcastClient {
         for (const b of this.books.values())
             b.stop();
         this.failPending(new Error("client closed"));
+        if (this.mode === "sse" && this.state !== "disconnected") {
+            this.sse?.close();
+            this.sse = null;
+            this.setState({ state: "disconnected", reason: "client closed" });
+        }
     }
     /** Drops the current connection as a network failure would (the client reconnects); for tests and demos. */
     dropConnection() {
         this.ws?.close(4000, "dropped by the client");
+        const stream = this.sse;
+        if (stream) {
+            this.sse = null;
+            stream.close();
+            void this.sseEnded({ reason: "dropped by the client" }, "");
+        }
     }
     async webSocketClass() {
         if (this.opts.WebSocket)
@@ -243,11 +268,38 @@ export class TickcastClient {
     }
     async open() {
         this.setState({ state: "connecting" });
-        let ws;
+        let token;
         try {
-            const WS = await this.webSocketClass();
             const t = this.opts.token;
-            const token = typeof t === "function" ? await t() : t;
+            token = typeof t === "function" ? await t() : t;
+        }
+        catch (e) {
+            this.setState({ state: "disconnected", reason: String(e) });
+            this.scheduleReconnect();
+            return;
+        }
+        if (this.closed)
+            return this.setState({ state: "disconnected", reason: "client closed" }); // closed meanwhile
+        if (this.mode === "sse")
+            this.openSse(token);
+        else
+            await this.openWs(token);
+    }
+    async openWs(token) {
+        let ws;
+        let WS;
+        try {
+            WS = await this.webSocketClass();
+        }
+        catch (e) {
+            // No WebSocket in this runtime (Node 20 without the `ws` package): "auto" goes on over SSE at once.
+            if (this.opts.transport === "auto")
+                this.mode = "sse";
+            this.setState({ state: "disconnected", reason: String(e) });
+            this.scheduleReconnect();
+            return;
+        }
+        try {
             const nodeWs = isNode && WS !== globalThis.WebSocket;
             if (token && nodeWs)
                 ws = new WS(this.url, { headers: { Authorization: `Bearer ${token}` } });
@@ -263,25 +315,16 @@ export class TickcastClient {
         }
         this.ws = ws;
         let failure = "";
+        let opened = false;
         ws.onopen = () => {
-            this.attempt = 0;
-            this.setState({ state: "connected" });
-            for (const w of this.openWaiters.splice(0))
-                w();
+            opened = true;
+            this.wsFailures = 0;
+            this.connected();
             void this.resubscribeAll();
         };
         ws.onmessage = (ev) => {
-            if (typeof ev.data !== "string")
-                return;
-            let msg;
-            try {
-                msg = JSON.parse(ev.data);
-            }
-            catch {
-                return;
-            }
-            this.emit("message", msg);
-            this.handle(msg);
+            if (typeof ev.data === "string")
+                this.receive(ev.data);
         };
         ws.onerror = (ev) => {
             failure = String(ev?.message ?? ev?.error ?? "error");
@@ -289,9 +332,72 @@ export class TickcastClient {
         ws.onclose = (ev) => {
             this.ws = null;
             this.failPending(new Error("connection closed"));
-            this.setState({ state: "disconnected", code: ev.code, reason: ev.reason || failure });
-            this.scheduleReconnect();
+            const down = { state: "disconnected", code: ev.code, reason: ev.reason || failure };
+            if (!opened && !this.closed)
+                void this.handshakeFailed(token, failure, down);
+            else if (isAuthClose(ev.code, ev.reason) && !this.closed)
+                this.refused(new TickcastError("unauthorized", ev.reason), down);
+            else {
+                this.setState(down);
+                this.scheduleReconnect();
+            }
         };
+    }
+    /**
+     * A WebSocket that never opened: refused (401/403: stop), blocked while the server answers HTTP (auto mode counts
+     * it toward SSE), or the server is down. `ws` names the status in its error; browsers hide it, so the `/topics`
+     * endpoint next to `/ws` is asked with the same credential (it also gives the refusal's reason).
+     */
+    async handshakeFailed(token, failure, down) {
+        const known = handshakeStatus(failure);
+        const p = await probe(siblingUrl(this.url, "topics"), token);
+        if (this.closed)
+            return this.setState(down);
+        const status = known ?? p?.status;
+        const err = status === undefined ? undefined : refusal(status, p?.status === status ? p.body : "");
+        if (err?.code === "unauthorized")
+            return this.refused(err, down);
+        if (status !== undefined && this.opts.transport === "auto" && ++this.wsFailures >= this.opts.sseFallbackAfter) {
+            this.mode = "sse";
+            this.attempt = 0;
+        }
+        this.setState(down);
+        this.scheduleReconnect();
+    }
+    connected() {
+        this.attempt = 0;
+        this.authRetried = false;
+        this.setState({ state: "connected" });
+        for (const w of this.openWaiters.splice(0))
+            w.resolve();
+    }
+    /** A refused credential: once more with a fresh token from a provider, else stop and tell. */
+    refused(err, down) {
+        if (typeof this.opts.token === "function" && !this.authRetried) {
+            this.authRetried = true;
+            this.setState(down);
+            this.scheduleReconnect();
+            return;
+        }
+        this.closed = true; // connect() starts over
+        for (const b of this.books.values())
+            b.stop();
+        this.failPending(err);
+        this.setState({ ...down, reason: err.message });
+        for (const w of this.openWaiters.splice(0))
+            w.reject(err);
+        this.emit("error", err);
+    }
+    receive(text) {
+        let msg;
+        try {
+            msg = JSON.parse(text);
+        }
+        catch {
+            return;
+        }
+        this.emit("message", msg);
+        this.handle(msg);
     }
     scheduleReconnect() {
         if (this.closed)
@@ -303,11 +409,101 @@ export class TickcastClient {
         }, delay);
     }
     failPending(err) {
-        for (const p of this.pending.values()) {
+        for (const p of [...this.pending.values(), ...this.sseWaiters.splice(0)]) {
             clearTimeout(p.timer);
             p.reject(err);
         }
         this.pending.clear();
+    }
+    // --- SSE: one stream per topic set, reopened (resuming) on every subscribe and unsubscribe ---
+    openSse(token) {
+        this.sseToken = token;
+        this.sseQuiet = false;
+        // A stream needs topics: with none the client is ready, and the first subscribe opens it.
+        if (this.topics.size === 0)
+            this.connected();
+        else
+            this.startStream();
+    }
+    sseTopics() {
+        return [...this.topics].map(([topic, st]) => ({
+            topic,
+            throttleMs: st.opts.throttle_ms,
+            seq: this.resumable(topic, st) ? st.seq : undefined,
+            epoch: st.epoch,
+        }));
+    }
+    /** (Re)opens the stream for the current topic set, resuming each topic from what was processed. */
+    startStream() {
+        this.sse?.close();
+        const topics = this.sseTopics();
+        const hbs = [...this.topics.values()].map((st) => st.opts.heartbeat_ms).filter((h) => typeof h === "number");
+        const ES = this.opts.EventSource ?? globalThis.EventSource;
+        const base = this.opts.sseUrl ?? siblingUrl(this.url, "sse");
+        // EventSource cannot send headers: its token goes in the query, as the server allows.
+        const url = sseStreamUrl(base, topics, hbs.length ? Math.min(...hbs) : undefined, ES ? this.sseToken : undefined);
+        const stream = openSse(url, sseResumeId(topics), this.sseToken, ES, {
+            onOpen: () => {
+                if (this.state !== "connected")
+                    this.connected();
+            },
+            onMessage: (data) => this.receive(data),
+            onEnd: (end) => {
+                if (this.sse !== stream)
+                    return;
+                this.sse = null;
+                void this.sseEnded(end, url);
+            },
+        });
+        this.sse = stream;
+    }
+    /** A stream that ended: a refused query rejects the change that caused it, a refused credential stops, a cut
+     *  reconnects. EventSource hides the status: the same URL is asked again with fetch. */
+    async sseEnded(end, url) {
+        let err = end.status !== undefined ? refusal(end.status, end.body ?? "") : undefined;
+        if (end.refused) {
+            const p = await probe(url, undefined);
+            if (p)
+                err = refusal(p.status, p.body);
+        }
+        if (this.closed)
+            return;
+        const down = { state: "disconnected", code: end.status, reason: end.reason ?? err?.message ?? `HTTP ${end.status}` };
+        if (err?.code === "unauthorized")
+            return this.refused(err, down);
+        if (err && this.sseWaiters.length) {
+            for (const p of this.sseWaiters.splice(0)) {
+                clearTimeout(p.timer);
+                p.reject(err);
+            }
+            return; // the subscribe that caused it restores the previous topic set
+        }
+        this.failPending(new Error("connection closed"));
+        this.setState(down);
+        this.scheduleReconnect();
+    }
+    /** Reopens the stream with the current topics; resolves with its `subscribed`. */
+    sseReopen() {
+        if (this.state !== "connected")
+            return Promise.reject(new Error("not connected"));
+        this.sseQuiet = true;
+        if (this.topics.size === 0) {
+            this.sse?.close();
+            this.sse = null;
+            return Promise.resolve({ type: "subscribed", topics: [] });
+        }
+        return new Promise((resolve, reject) => {
+            const p = {
+                resolve,
+                reject,
+                timer: setTimeout(() => {
+                    this.sseWaiters = this.sseWaiters.filter((w) => w !== p);
+                    reject(new Error("no reply from the event stream"));
+                }, this.opts.requestTimeoutMs),
+            };
+            this.sseWaiters.push(p);
+            this.startStream();
+        });
     }
     request(msg) {
         if (!this.ws || this.state !== "connected")
@@ -331,12 +527,16 @@ export class TickcastClient {
             this.ws.send(JSON.stringify({ ...msg, id }));
         });
     }
+    /** Whether a topic resumes after its seq: a book not held (or not verified) gains nothing from the deltas after
+     *  it and takes the snapshot. */
+    resumable(topic, st) {
+        return !(this.books.has(topic) && !this.books.get(topic).book.valid);
+    }
     subscribeMsg(topics, opts) {
         const since = {};
         for (const t of topics) {
             const st = this.topics.get(t);
-            // A book not held (or not verified) gains nothing from the deltas after its seq: take the snapshot.
-            if (this.books.has(t) && !this.books.get(t).book.valid)
+            if (st && !this.resumable(t, st))
                 continue;
             if (st?.seq !== undefined && st.epoch !== undefined)
                 since[t] = { seq: st.seq, epoch: st.epoch };
@@ -346,7 +546,11 @@ export class TickcastClient {
             msg.since = since;
         return msg;
     }
-    /** Subscribes; resolves with the `subscribed` ack, rejects with a TickcastError. Ticks come as `tick` events. */
+    /**
+     * Subscribes; resolves with the `subscribed` ack, rejects with a TickcastError. Ticks come as `tick` events. Over
+     * SSE the stream is reopened with the new topic set (every topic resuming where it was) and the ack is the new
+     * stream's; `heartbeatMs` applies to the whole stream (the shortest asked), `extra` is not sent.
+     */
     async subscribe(topics, options = {}) {
         const opts = { ...options.extra };
         const hb = options.heartbeatMs ?? this.opts.heartbeatMs;
@@ -361,23 +565,38 @@ export class TickcastClient {
         if (options.since)
             msg.since = { ...options.since, ...msg.since };
         try {
+            if (this.mode === "sse")
+                return await this.sseReopen();
             return await this.request(msg);
         }
         catch (e) {
-            if (e instanceof TickcastError)
+            if (e instanceof TickcastError) {
                 for (const t of fresh)
                     this.topics.delete(t);
+                if (this.mode === "sse" && this.state === "connected")
+                    void this.sseReopen().catch(() => { });
+            }
             throw e;
         }
     }
     /** Leaves topics; no tick of them follows the resolved promise. */
     async unsubscribe(topics) {
-        const reply = await this.request({ op: "unsubscribe", topics });
-        for (const t of topics) {
-            this.topics.delete(t);
-            this.books.get(t)?.stop();
-            this.books.delete(t);
+        const forget = () => {
+            for (const t of topics) {
+                this.topics.delete(t);
+                this.books.get(t)?.stop();
+                this.books.delete(t);
+            }
+        };
+        if (this.mode === "sse") {
+            if (this.state !== "connected")
+                throw new Error("not connected");
+            forget(); // the old stream is closed before anything else is read
+            await this.sseReopen();
+            return { type: "unsubscribed", topics };
         }
+        const reply = await this.request({ op: "unsubscribe", topics });
+        forget();
         return reply;
     }
     /**
@@ -417,12 +636,19 @@ export class TickcastClient {
         const st = this.topics.get(topic);
         if (!st)
             return;
+        if (this.mode === "sse") {
+            st.seq = undefined; // resumes from 0 in the stream's id: the snapshot
+            await this.sseReopen();
+            return;
+        }
         await this.request({ op: "unsubscribe", topics: [topic] });
         st.seq = undefined; // the snapshot is a fresh start, not a gap
         await this.request({ op: "subscribe", topics: [topic], ...st.opts });
     }
-    /** Round trip; resolves with the pong. */
+    /** Round trip; resolves with the pong. Over SSE (no requests) it rejects with a TickcastError `not_supported`. */
     ping() {
+        if (this.mode === "sse")
+            return Promise.reject(new TickcastError("not_supported", "ping needs the WebSocket transport"));
         return this.request({ op: "ping" });
     }
     async resubscribeAll() {
@@ -504,7 +730,9 @@ export class TickcastClient {
                     if (rec) {
                         if (!rec.recovered)
                             st.seq = undefined; // the snapshot that follows is a fresh start, not a gap
-                        this.emit("recovery", rec.recovered ? { topic, recovered: true } : { topic, recovered: false, reason: rec.reason });
+                        // An SSE stream reopened for a topic change resumes every other topic: only a loss is news there.
+                        if (!rec.recovered || !this.sseQuiet)
+                            this.emit("recovery", rec.recovered ? { topic, recovered: true } : { topic, recovered: false, reason: rec.reason });
                     }
                     else if (st.epoch !== epoch)
                         st.seq = undefined;
@@ -521,6 +749,14 @@ export class TickcastClient {
         }
     }
     resolve(msg) {
+        if (this.mode === "sse" && msg.type === "subscribed") {
+            // An SSE ack answers every change since the stream was reopened (they are all in its topic set).
+            for (const w of this.sseWaiters.splice(0)) {
+                clearTimeout(w.timer);
+                w.resolve(msg);
+            }
+            return;
+        }
         const p = typeof msg.id === "number" ? this.pending.get(msg.id) : undefined;
         if (!p && msg.type === "error")
             this.emit("error", { code: msg.code, message: msg.message, field: msg.field, id: msg.id });

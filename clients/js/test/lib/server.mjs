@@ -1,6 +1,7 @@
 // Starts a real tickcast (binary: $TICKCAST_BIN, else target/{release,debug}/tickcast under $CARGO_TARGET_DIR or the
 // workspace) on free loopback ports, with a tcp feed the tests publish to. No binary: skip, or fail when CI is set.
 import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { existsSync, mkdtempSync, writeFileSync, openSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -9,6 +10,15 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
 export const API_KEY = "sdk-test-key-0123456789";
+/** The HS256 secret of servers started with `jwt: true`. */
+export const JWT_SECRET = "sdk-test-hs256-secret-0123456789abcdef";
+
+/** An HS256 JWT for JWT_SECRET granting `topics`, expiring `secs` from now. */
+export function jwt(topics, secs) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub: "sdk-test", exp: Math.floor(Date.now() / 1000) + secs, topics })}`;
+  return `${body}.${createHmac("sha256", JWT_SECRET).update(body).digest("base64url")}`;
+}
 
 export function findBinary() {
   if (process.env.TICKCAST_BIN) return process.env.TICKCAST_BIN;
@@ -37,16 +47,20 @@ export class Server {
   /**
    * auth: an API key (API_KEY) allowed `keyTopics`; marketRate: the synthetic feed's book changes per second over
    * all symbols (default 200); bookDepth: [market] book_depth (default 25);
-   * maxQueuedFrames: [backpressure] max_queued_frames (default 1024); symbols: the synthetic feed's.
+   * maxQueuedFrames: [backpressure] max_queued_frames (default 1024); policy: [backpressure] policy (conflate,
+   * drop_oldest, disconnect); sendBuffer: [server] socket_send_buffer_bytes (a small one makes a client that stops
+   * reading meet its queue's policy sooner); jwtAuth: HS256 JWTs too (JWT_SECRET, no clock leeway);
+   * symbols: the synthetic feed's.
    */
-  static async start(binary, { auth = false, keyTopics = ["ticker.*"], marketRate, bookDepth, maxQueuedFrames, symbols = "SYN1" } = {}) {
+  static async start(binary, { auth = false, jwtAuth = false, keyTopics = ["ticker.*"], marketRate, bookDepth, maxQueuedFrames, policy, sendBuffer, symbols = "SYN1" } = {}) {
     const s = new Server();
     s.binary = binary; s.symbols = symbols; s.port = await freePort(); s.feedPort = await freePort(); s.sent = 0; s.feed = null;
     s.dir = mkdtempSync(join(tmpdir(), "tickcast-js-"));
     let cfg = `[[feeds]]\nkind = "synthetic"\nname = "synthetic"\n${marketRate !== undefined ? `market_rate = ${marketRate}\n` : ""}\n[[feeds]]\nkind = "tcp"\nname = "pub"\nlisten = "127.0.0.1:${s.feedPort}"\nrequired = false\n`;
     if (bookDepth !== undefined) cfg += `\n[market]\nbook_depth = ${bookDepth}\n`;
-    if (maxQueuedFrames !== undefined) cfg += `\n[backpressure]\nmax_queued_frames = ${maxQueuedFrames}\n`;
-    if (auth) cfg += `\n[auth]\nenabled = true\n\n[[auth.api_keys]]\nkey = "${API_KEY}"\ntopics = ${JSON.stringify(keyTopics)}\n`;
+    if (maxQueuedFrames !== undefined || policy) cfg += `\n[backpressure]\n${maxQueuedFrames !== undefined ? `max_queued_frames = ${maxQueuedFrames}\n` : ""}${policy ? `policy = "${policy}"\n` : ""}`;
+    if (sendBuffer !== undefined) cfg += `\n[server]\nsocket_send_buffer_bytes = ${sendBuffer}\n`;
+    if (auth) cfg += `\n[auth]\nenabled = true\n${jwtAuth ? `hs256_secret = "${JWT_SECRET}"\nleeway_secs = 0\n` : ""}\n[[auth.api_keys]]\nkey = "${API_KEY}"\ntopics = ${JSON.stringify(keyTopics)}\n`;
     s.config = join(s.dir, "tickcast.toml");
     writeFileSync(s.config, cfg);
     await s.spawn();
@@ -73,6 +87,12 @@ export class Server {
     await exited; clearTimeout(t);
   }
   async restart() { await this.stop(); await this.spawn(); }
+  /** The value of one metric series, e.g. `tickcast_gap_markers_total{reason="conflated"}` (0 when absent). */
+  async metric(series) {
+    const text = await (await fetch(`http://127.0.0.1:${this.port}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(series + " "));
+    return line ? Number(line.slice(series.length + 1)) : 0;
+  }
   async publish(topic, n) {
     if (!this.feed) {
       for (let i = 0; ; i++) {

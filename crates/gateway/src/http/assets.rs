@@ -60,6 +60,14 @@ pub(crate) fn get(path: &str) -> Option<Asset> {
             include_bytes!("../../../../dashboards/web/sdk/clocksync.js"),
             "text/javascript; charset=utf-8",
         ),
+        "/sdk/errors.js" => (
+            include_bytes!("../../../../dashboards/web/sdk/errors.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/sdk/sse.js" => (
+            include_bytes!("../../../../dashboards/web/sdk/sse.js"),
+            "text/javascript; charset=utf-8",
+        ),
         "/style.css" => (
             include_bytes!("../../../../dashboards/web/style.css"),
             "text/css; charset=utf-8",
