@@ -646,7 +646,9 @@ function setToken(t) {
   else sessionStorage.removeItem(TOKEN_KEY);
   setConn('connecting', 'connecting…');
   client.dropConnection();
-  client.reconnectNow();
+  // connect(), not reconnectNow(): after a refused credential the SDK has stopped, and only connect() starts it
+  // again. Its rejection (refused again) is shown by the state and error handlers.
+  client.connect().catch(() => {});
 }
 
 el.authForm.addEventListener('submit', (ev) => {
@@ -751,8 +753,12 @@ client.on('reset', onReset);
 client.on('recovery', (ev) => (detail.owns(ev.topic) ? detail.onRecovery(ev) : onRecovery(ev)));
 client.on('trade', (m) => detail.onTrade(m));
 client.on('bar', (m) => detail.onBar(m));
-// An error answering none of our requests: to input sent with tickcast.sendRaw(), or unsolicited (rate_limited).
-client.on('error', (e) => toast('error', e.code || 'error', String(e.message || '') + (e.id != null ? ` (request ${e.id})` : '')));
+// An error answering none of our requests: to input sent with tickcast.sendRaw(), or unsolicited (rate_limited);
+// or the SDK stopping on a refused credential, which the sign-in form says better than a toast.
+client.on('error', (e) => {
+  if (e.code === 'unauthorized') return void checkRefusal();
+  toast('error', e.code || 'error', String(e.message || '') + (e.id != null ? ` (request ${e.id})` : ''));
+});
 
 /** The seq space of the topic restarted upstream in a new epoch: its next tick is a fresh baseline, not a reorder. */
 function onReset(ev) {
@@ -1105,7 +1111,7 @@ async function init() {
   for (const t of list) if (!rows.has(t)) addRow(t);
   updateCounts();
   subscribe([...rows.keys()]); // offline still: the SDK keeps them and subscribes them once connected
-  client.connect();
+  client.connect().catch(() => {}); // a refusal shows as the sign-in form (onState, checkRefusal)
 }
 
 init();
