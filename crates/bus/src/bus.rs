@@ -559,6 +559,15 @@ impl Bus {
         self.standby_discards.load(Ordering::Relaxed)
     }
 
+    /// Every topic feeds publish, unordered (walks every topic).
+    pub fn fed_topics(&self) -> Vec<Arc<TopicState>> {
+        self.topics
+            .iter()
+            .filter(|t| t.is_fed())
+            .map(|t| t.clone())
+            .collect()
+    }
+
     /// Installs `tap`, which then sees every accepted tick; `false` if a tap is already installed.
     pub fn set_tap(&self, tap: Arc<dyn BusTap>) -> bool {
         self.tap.set(tap).is_ok()

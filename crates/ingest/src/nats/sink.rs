@@ -331,7 +331,7 @@ impl ConnectedSink {
             .subscribe(leader_subject(&live_prefix(&config.subject_prefix)))
             .await
             .map_err(|e| err(config, &e))?;
-        let heard = last_heartbeat(&self.js, config).await?;
+        let (heard, beat_seq) = last_heartbeat(&self.js, config).await?;
         tracing::info!(node = %config.node, stream = %config.stream, "NATS sink ready; standby until this node holds the lease");
 
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
@@ -349,6 +349,7 @@ impl ConnectedSink {
         let task = tokio::spawn(
             Forwarder {
                 election: Election::new(heard),
+                beat_seq,
                 subjects: HashMap::new(),
                 pipeline: None,
                 beats,
@@ -469,7 +470,12 @@ async fn store_epoch(
 
 /// When the leader was last heard, from the heartbeat the stream holds: a lease that lapsed long
 /// ago (the tier was down) is taken over at once, a fresh one is waited out.
-async fn last_heartbeat(js: &Context, config: &NatsSinkConfig) -> Result<Instant, NatsError> {
+/// Also returns the heartbeat's stream sequence (0 if none): a clock-free way to tell later
+/// whether anyone renewed since.
+async fn last_heartbeat(
+    js: &Context,
+    config: &NatsSinkConfig,
+) -> Result<(Instant, u64), NatsError> {
     let now = Instant::now();
     let lapsed = now.checked_sub(config.lease.lease).unwrap_or(now);
     let stream = js
@@ -489,9 +495,12 @@ async fn last_heartbeat(js: &Context, config: &NatsSinkConfig) -> Result<Instant
             // The stored time is NATS's clock: a skew only delays or hastens one attempt, which
             // the conditional append keeps safe either way.
             let age = Duration::from_nanos((wall - stored).clamp(0, u64::MAX as i128) as u64);
-            Ok(now.checked_sub(age).unwrap_or(lapsed).max(lapsed))
+            Ok((
+                now.checked_sub(age).unwrap_or(lapsed).max(lapsed),
+                msg.sequence,
+            ))
         }
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(lapsed),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok((lapsed, 0)),
         Err(e) => Err(err(config, &e)),
     }
 }
@@ -613,6 +622,8 @@ struct Forwarder {
     subjects: HashMap<Topic, Subject>,
     /// Present while leading.
     pipeline: Option<Pipeline>,
+    /// Stream sequence of the newest heartbeat heard (or read at start).
+    beat_seq: u64,
     beats: Subscriber,
     rx: mpsc::Receiver<Forward>,
     tap: Arc<QueueTap>,
@@ -650,6 +661,7 @@ impl Forwarder {
                 },
                 Some(beat) = self.beats.next() => {
                     let term = beat_term(&beat);
+                    self.beat_seq = self.beat_seq.max(header_u64(&beat, "Nats-Sequence").unwrap_or(0));
                     if self.election.heard(term, Instant::now()) {
                         self.step_down("a newer leader's heartbeat");
                     }
@@ -781,6 +793,16 @@ impl Forwarder {
             .cached_info()
             .state
             .last_sequence;
+        // A leader whose heartbeats this node has not heard (it just started; they were late) may be
+        // alive: if the stream holds a heartbeat newer than the last one heard, leave it be (by
+        // stream sequence, not by time: no clock skew involved). Read after `last`, so a heartbeat
+        // appended before `last` is seen here and one appended after it makes the conditional
+        // append below fail: either way a live leader is not deposed.
+        let (_, beat_seq) = last_heartbeat(js, config).await?;
+        if beat_seq > self.beat_seq {
+            self.beat_seq = beat_seq;
+            return Ok(None);
+        }
         let topics = resume(js, config, &self.bus, &self.sink.stats).await?;
         let mut headers = HeaderMap::new();
         headers.insert(EPOCH_HEADER, self.sink.epoch.as_str());
@@ -803,11 +825,14 @@ impl Forwarder {
             None => return Ok(None),
         };
         pipeline.tail = term;
-        // Whatever the old leader lost between its last append and now: one unused seq per topic
-        // of the stream reaches every client as an `upstream` gap. (Only those: topics that do
-        // not cross NATS, books and trades, go on locally and must not skip.)
-        for topic in &topics {
-            topic.skip_seqs(1);
+        // Whatever was lost between the last append and now (the old leader's last reads, or this
+        // node's feed ticks discarded while NATS was away): one unused seq per topic that crosses
+        // NATS reaches every client as an `upstream` gap. Books and trades go on locally and must
+        // not skip.
+        for topic in self.bus.fed_topics() {
+            if crosses_nats(topic.topic()) && topic.last().is_some() {
+                topic.skip_seqs(1);
+            }
         }
         tracing::info!(
             topics = topics.len(),
@@ -859,15 +884,17 @@ fn beat_body(node: &str) -> Bytes {
 /// The term a heartbeat (as republished by the stream) belongs to: its header, or, on the first
 /// heartbeat of a term, its own stream sequence.
 fn beat_term(msg: &async_nats::Message) -> u64 {
-    let header = |name: &str| {
-        msg.headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .and_then(|v| v.as_str().parse::<u64>().ok())
-    };
-    header(TERM_HEADER)
-        .or_else(|| header("Nats-Sequence"))
+    header_u64(msg, TERM_HEADER)
+        .or_else(|| header_u64(msg, "Nats-Sequence"))
         .unwrap_or(0)
+}
+
+/// A numeric header of `msg` (the stream adds `Nats-Sequence` when it republishes).
+fn header_u64(msg: &async_nats::Message, name: &str) -> Option<u64> {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .and_then(|v| v.as_str().parse::<u64>().ok())
 }
 
 #[cfg(test)]
