@@ -181,6 +181,8 @@ try {
     assert(d.book.bids > 0 && d.book.asks > 0, `levels on both sides: ${JSON.stringify(d.book)}`);
     assert(d.book.bids <= 10 && d.book.asks <= 10, 'the ladder shows at most 10 a side');
     assert(await page.isHidden('#d-mismatch'), 'no mismatch badge');
+    // (drawn in the next frame: the state may be a few messages ahead of the badge)
+    await page.waitForFunction((min) => Number(/✓ (\d+) checksum/.exec(document.getElementById('d-verified').textContent)?.[1]) >= min, MIN_CHECKSUMS);
     const badge = (await page.textContent('#d-verified')).trim();
     const n = Number(/✓ (\d+) checksum/.exec(badge)?.[1]);
     assert(n >= MIN_CHECKSUMS, `the verified count is shown: ${badge}`);
@@ -349,6 +351,9 @@ try {
     assert(un.length === 1, `one unsubscribe of AAPL's three topics: ${JSON.stringify(un)}`);
     const d = await waitVerified('MSFT', MIN_CHECKSUMS);
     assert(d.book.mismatches === 0 && d.book.jumps === 0, `MSFT clean: ${JSON.stringify(d.book)}`);
+    // The view draws in animation frames (at most every 50 ms), so the state can be ahead of the page: wait for the
+    // head drawn for MSFT (AAPL's showed 1 mismatch), then its badge must be hidden.
+    await page.waitForFunction(() => document.getElementById('detail').dataset.mismatches === '0');
     assert(await page.isHidden('#d-mismatch'), 'a new symbol starts with no mismatch badge');
     assert(await page.evaluate(() => !document.querySelector('#rows [data-topic="ticker.AAPL"]').classList.contains('sel')
       && document.querySelector('#rows [data-topic="ticker.MSFT"]').classList.contains('sel')), 'the selection moved');
