@@ -747,7 +747,7 @@ export class TickcastClient {
    * after the last ack) cannot resume: it starts over from its snapshot.
    */
   private sseTopics(): SseTopic[] {
-    for (const st of this.matched.values()) if (st.epoch === undefined) st.seq = undefined;
+    for (const [topic, st] of this.matched) if (st.epoch === undefined) this.unresumable(topic, st);
     return [...this.topics, ...this.matched].map(([topic, st]) => ({
       topic,
       throttleMs: st.opts.throttle_ms as number | undefined,
@@ -1056,16 +1056,21 @@ export class TickcastClient {
     const resumed: string[] = [];
     for (const [topic, st] of this.matched) {
       if (!entries.includes(st.pattern!) || st.seq === undefined) continue;
-      if (st.epoch === undefined) {
-        st.seq = undefined;
-        this.emit("recovery", { topic, recovered: false, reason: "unknown_epoch" });
-      } else if (this.resumable(topic, st)) {
+      if (st.epoch === undefined) this.unresumable(topic, st);
+      else if (this.resumable(topic, st)) {
         since[topic] = { seq: st.seq, epoch: st.epoch };
         resumed.push(topic);
       }
     }
     if (resumed.length) msg.since = since;
     return resumed;
+  }
+
+  /** A wildcard topic whose epoch the client never learnt cannot resume: it starts over from its snapshot. */
+  private unresumable(topic: string, st: TopicState): void {
+    if (st.seq === undefined) return;
+    st.seq = undefined;
+    this.emit("recovery", { topic, recovered: false, reason: "unknown_epoch" });
   }
 
   /** Resumed wildcard topics the server no longer has (after a restart, before a feed publishes them again): the
