@@ -101,7 +101,11 @@ export interface HeartbeatEvent {
 export interface RecoveryEvent {
   topic: string;
   recovered: boolean;
-  /** too_old, epoch_changed or no_history when not recovered. */
+  /**
+   * too_old, epoch_changed or no_history when not recovered; for a topic a wildcard brought also unknown_epoch (it
+   * started after the pattern's ack and the connection went before its epoch was learnt), and no_history when the
+   * server no longer has it (after a restart: it starts over with its first tick).
+   */
   reason?: string;
 }
 
@@ -962,6 +966,7 @@ export class TickcastClient {
     const forget = () => {
       for (const t of topics) {
         this.topics.delete(t);
+        this.matched.delete(t); // a pattern's topic unsubscribed by name: the server ends it
         this.books.get(t)?.stop();
         this.books.delete(t);
       }
@@ -993,10 +998,12 @@ export class TickcastClient {
   async book(topic: string, options: BookOptions = {}): Promise<BookSubscription> {
     if (this.books.has(topic)) throw new Error(`a book of ${topic} is already kept`);
     const sub = new BookSubscription(topic, options, () => this.freshSubscribe(topic), () => this.unsubscribe([topic]));
-    const held = this.topics.has(topic); // subscribed already: only a new subscribe brings a snapshot
+    // Subscribed already (by name or a pattern): only a new subscribe brings a snapshot.
+    const held = this.topics.has(topic) || this.matched.has(topic);
     this.books.set(topic, sub);
     sub.inFlight = true;
     try {
+      if (this.matched.has(topic)) await this.subscribe([topic], { heartbeatMs: options.heartbeatMs }); // named now
       if (held) await this.freshSubscribe(topic);
       else await this.subscribe([topic], { heartbeatMs: options.heartbeatMs });
     } catch (e) {

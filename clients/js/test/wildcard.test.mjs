@@ -167,3 +167,24 @@ test("a partly forbidden subscribe keeps what the server subscribed and names wh
     assert.deepEqual(errors, []);
   } finally { c.close(); await s.stop(); }
 });
+
+test("a book kept of a topic a pattern brought takes a fresh snapshot and outlives the pattern", opts, async () => {
+  const s = await Server.start(binary, { marketRate: 2000 });
+  const c = new TickcastClient(s.url);
+  try {
+    const books = [];
+    c.on("book", (b) => books.push(b));
+    await c.connect();
+    await c.subscribe(["book.*"]);
+    await poll(() => books.length >= 20, "book messages through the pattern");
+    const invalid = [];
+    const sub = await c.book("book.SYN1", { onInvalid: (e) => invalid.push(e) });
+    await poll(() => sub.verified >= 100, "100 verified messages");
+    assert.deepEqual(c.matchedTopics("book.*"), [], "named now");
+    await c.unsubscribe(["book.*"]);
+    const v = sub.verified;
+    await poll(() => sub.verified >= v + 50, "the book goes on without the pattern");
+    assert.equal(sub.mismatches, 0);
+    assert.deepEqual(invalid, []);
+  } finally { c.close(); await s.stop(); }
+});

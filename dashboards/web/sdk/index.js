@@ -720,6 +720,7 @@ export class TickcastClient {
         const forget = () => {
             for (const t of topics) {
                 this.topics.delete(t);
+                this.matched.delete(t); // a pattern's topic unsubscribed by name: the server ends it
                 this.books.get(t)?.stop();
                 this.books.delete(t);
             }
@@ -753,10 +754,13 @@ export class TickcastClient {
         if (this.books.has(topic))
             throw new Error(`a book of ${topic} is already kept`);
         const sub = new BookSubscription(topic, options, () => this.freshSubscribe(topic), () => this.unsubscribe([topic]));
-        const held = this.topics.has(topic); // subscribed already: only a new subscribe brings a snapshot
+        // Subscribed already (by name or a pattern): only a new subscribe brings a snapshot.
+        const held = this.topics.has(topic) || this.matched.has(topic);
         this.books.set(topic, sub);
         sub.inFlight = true;
         try {
+            if (this.matched.has(topic))
+                await this.subscribe([topic], { heartbeatMs: options.heartbeatMs }); // named now
             if (held)
                 await this.freshSubscribe(topic);
             else
