@@ -665,6 +665,13 @@ function setToken(t) {
   setConn('connecting', 'connecting…');
   client.dropConnection();
   client.reconnectNow();
+  // A refused credential stops the SDK (it retries no further with the same provider): connect() starts it again.
+  connect();
+}
+
+/** Starts the SDK (again); a refusal is shown from its `state` and `error` events, not from this promise. */
+function connect() {
+  client.connect().catch(() => {});
 }
 
 el.authForm.addEventListener('submit', (ev) => {
@@ -1128,7 +1135,7 @@ async function init() {
   for (const t of list) if (!rows.has(t)) addRow(t);
   updateCounts();
   subscribe([...rows.keys()]); // offline still: the SDK keeps them and subscribes them once connected
-  client.connect();
+  connect();
 }
 
 init();
