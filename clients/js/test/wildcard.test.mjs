@@ -168,6 +168,21 @@ test("a partly forbidden subscribe keeps what the server subscribed and names wh
   } finally { c.close(); await s.stop(); }
 });
 
+test("over SSE the server refuses a partly forbidden stream whole: nothing new is kept, the old set goes on", opts, async () => {
+  const s = await Server.start(binary, { auth: true, keyTopics: ["ticker.*"] });
+  const c = new TickcastClient(s.url, { token: API_KEY, transport: "sse" });
+  try {
+    const ev = record(c);
+    await c.connect();
+    await c.subscribe(["ticker.FS"]);
+    await assert.rejects(c.subscribe(["ticker.FT", "book.FT"]),
+      (e) => e instanceof TickcastError && e.code === "forbidden" && e.status === 403 && e.topics === undefined);
+    assert.ok(c.position("ticker.FS") && !c.position("ticker.FT") && !c.position("book.FT"));
+    await s.publish("ticker.FS", 2);
+    await poll(() => ev.of("ticker.FS").length === 2, "the stream back on ticker.FS");
+  } finally { c.close(); await s.stop(); }
+});
+
 test("a book kept of a topic a pattern brought takes a fresh snapshot and outlives the pattern", opts, async () => {
   const s = await Server.start(binary, { marketRate: 2000 });
   const c = new TickcastClient(s.url);
