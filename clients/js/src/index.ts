@@ -472,7 +472,10 @@ export class TickcastClient {
     return this.clock;
   }
 
-  /** The last seq received of a subscribed topic and the epoch it belongs to (what a reconnect resumes from). */
+  /**
+   * The last seq received of a subscribed topic (named, or brought by a pattern) and the epoch it belongs to (what a
+   * reconnect resumes from).
+   */
   position(topic: string): { seq?: number; epoch?: string } | undefined {
     const st = this.topics.get(topic) ?? this.matched.get(topic);
     return st && { seq: st.seq, epoch: st.epoch };

@@ -71,6 +71,11 @@ test("a wildcard over WebSocket: matched and later topics tick, resume exactly a
       assert.deepEqual(ev.recovery.sort((a, b) => a.topic.localeCompare(b.topic)),
         [{ topic: "wc.A", recovered: true }, { topic: "wc.B", recovered: true }]);
       assert.deepEqual(ev.gap, []);
+      // A matched topic's seq is checked like a named one's: make the client's bookkeeping two behind.
+      c["matched"].get("wc.B").seq = 28;
+      await s.publish("wc.B", 1);
+      await poll(() => ev.gap.length === 1, "the unannounced jump");
+      assert.deepEqual(ev.gap, [{ topic: "wc.B", from: 29, to: 30, reason: "unannounced" }]);
 
       await c.unsubscribe(["wc.*"]);
       assert.deepEqual(c.matchedTopics("wc.*"), []);
@@ -80,7 +85,7 @@ test("a wildcard over WebSocket: matched and later topics tick, resume exactly a
       await s.publish("wc.C", 3);
       await s.ingested("wc.C");
       await c.ping();
-      assert.equal(ev.tick.filter((t) => t.topic.startsWith("wc.")).length, 56, "nothing after the unsubscribe");
+      assert.equal(ev.tick.filter((t) => t.topic.startsWith("wc.")).length, 57, "nothing after the unsubscribe");
     } finally { c.close(); await s.stop(); }
   });
 

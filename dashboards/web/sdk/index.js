@@ -195,7 +195,10 @@ export class TickcastClient {
     clockOffset() {
         return this.clock;
     }
-    /** The last seq received of a subscribed topic and the epoch it belongs to (what a reconnect resumes from). */
+    /**
+     * The last seq received of a subscribed topic (named, or brought by a pattern) and the epoch it belongs to (what a
+     * reconnect resumes from).
+     */
     position(topic) {
         const st = this.topics.get(topic) ?? this.matched.get(topic);
         return st && { seq: st.seq, epoch: st.epoch };
