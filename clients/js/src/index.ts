@@ -1048,13 +1048,29 @@ export class TickcastClient {
         const msg = this.subscribeMsg(chunk, opts);
         const resumed = this.resumeMatched(chunk, msg);
         try {
-          const ack = await this.request(msg);
-          this.matchedGone(resumed, ack);
-        } catch {
-          return; // the connection went away again: the next open resubscribes
+          const { ack, forbidden } = await this.subscribeRequest(msg);
+          if (ack) this.matchedGone(resumed, ack);
+          if (forbidden) this.lostOnResubscribe(TickcastError.refused(forbidden, refusedTopics(chunk, ack), ack));
+        } catch (e) {
+          if (!(e instanceof TickcastError)) return; // the connection went away again: the next open resubscribes
+          this.lostOnResubscribe(e);
         }
       }
     }
+  }
+
+  /**
+   * The server refused topics the client held on a resubscribe (e.g. a renewed token with fewer grants): those it
+   * names are forgotten (a refusal of a whole chunk, such as too_many_topics, keeps them for the next reconnect),
+   * the app is told with an `error` event, and the other chunks go on.
+   */
+  private lostOnResubscribe(err: TickcastError): void {
+    for (const t of err.topics ?? []) {
+      this.topics.delete(t);
+      this.books.get(t)?.stop();
+      this.books.delete(t);
+    }
+    this.emit("error", err);
   }
 
   /**

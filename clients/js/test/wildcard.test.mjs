@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { TickcastClient, TickcastError, matches, patternFor, refusedTopics } from "../dist/index.js";
-import { Server, findBinary, poll, API_KEY } from "./lib/server.mjs";
+import { Server, findBinary, poll, jwt, API_KEY } from "./lib/server.mjs";
 
 const binary = findBinary();
 const opts = { skip: binary ? false : "tickcast binary not found", timeout: 60000 };
@@ -207,5 +207,28 @@ test("a book kept of a topic a pattern brought takes a fresh snapshot and outliv
     await poll(() => sub.verified >= v + 50, "the book goes on without the pattern");
     assert.equal(sub.mismatches, 0);
     assert.deepEqual(invalid, []);
+  } finally { c.close(); await s.stop(); }
+});
+
+test("a resubscribe the server partly refuses (a renewed token with fewer grants) keeps the rest and says so", opts, async () => {
+  const s = await Server.start(binary, { auth: true, jwtAuth: true });
+  const grants = [["ticker.*", "trade.*"], ["ticker.*"]];
+  const c = new TickcastClient(s.url, { token: () => jwt(grants.length > 1 ? grants.shift() : grants[0], 60), reconnectMinMs: 20 });
+  try {
+    const ev = record(c);
+    const errors = [];
+    c.on("error", (e) => errors.push(e));
+    await c.connect();
+    await c.subscribe(["ticker.RG", "trade.RG"]);
+    await s.publish("ticker.RG", 2);
+    await poll(() => ev.of("ticker.RG").length === 2, "2 ticks");
+    c.dropConnection();
+    await poll(() => errors.length === 1, "the refusal of trade.RG");
+    assert.equal(errors[0].code, "forbidden");
+    assert.deepEqual(errors[0].topics, ["trade.RG"]);
+    assert.equal(c.position("trade.RG"), undefined);
+    await s.publish("ticker.RG", 2);
+    await poll(() => ev.of("ticker.RG").length === 4, "ticker.RG resumed");
+    assert.deepEqual(ev.of("ticker.RG"), seqs(1, 4));
   } finally { c.close(); await s.stop(); }
 });
