@@ -34,7 +34,7 @@ export class TickcastError extends Error {
   }
 
   /** A `forbidden` subscribe: `err` with the refused topics and the ack of the rest. */
-  static refused(err: TickcastError, topics: string[], ack: Record<string, any> | undefined): TickcastError {
+  static withTopics(err: TickcastError, topics: string[], ack: Record<string, any> | undefined): TickcastError {
     const e = new TickcastError(err.code, err.message.slice(err.code.length + 2), err.field, err.id, err.status);
     Object.assign(e, { topics, ack });
     return e;

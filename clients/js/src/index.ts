@@ -948,7 +948,7 @@ export class TickcastClient {
       // The server subscribed the rest: keep it, forget only what it refused, and name that in the error.
       const refused = refusedTopics(topics, ack);
       for (const t of refused) if (fresh.includes(t)) this.topics.delete(t);
-      throw TickcastError.refused(forbidden, refused, ack);
+      throw TickcastError.withTopics(forbidden, refused, ack);
     } catch (e) {
       if (e instanceof TickcastError && !e.topics) {
         for (const t of fresh) this.topics.delete(t);
@@ -1050,7 +1050,7 @@ export class TickcastClient {
         try {
           const { ack, forbidden } = await this.subscribeRequest(msg);
           if (ack) this.matchedGone(resumed, ack);
-          if (forbidden) this.lostOnResubscribe(TickcastError.refused(forbidden, refusedTopics(chunk, ack), ack));
+          if (forbidden) this.lostOnResubscribe(TickcastError.withTopics(forbidden, refusedTopics(chunk, ack), ack));
         } catch (e) {
           if (!(e instanceof TickcastError)) return; // the connection went away again: the next open resubscribes
           this.lostOnResubscribe(e);

@@ -14,7 +14,7 @@ export class TickcastError extends Error {
         this.status = status;
     }
     /** A `forbidden` subscribe: `err` with the refused topics and the ack of the rest. */
-    static refused(err, topics, ack) {
+    static withTopics(err, topics, ack) {
         const e = new TickcastError(err.code, err.message.slice(err.code.length + 2), err.field, err.id, err.status);
         Object.assign(e, { topics, ack });
         return e;

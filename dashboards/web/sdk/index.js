@@ -700,7 +700,7 @@ export class TickcastClient {
             for (const t of refused)
                 if (fresh.includes(t))
                     this.topics.delete(t);
-            throw TickcastError.refused(forbidden, refused, ack);
+            throw TickcastError.withTopics(forbidden, refused, ack);
         }
         catch (e) {
             if (e instanceof TickcastError && !e.topics) {
@@ -813,7 +813,7 @@ export class TickcastClient {
                     if (ack)
                         this.matchedGone(resumed, ack);
                     if (forbidden)
-                        this.lostOnResubscribe(TickcastError.refused(forbidden, refusedTopics(chunk, ack), ack));
+                        this.lostOnResubscribe(TickcastError.withTopics(forbidden, refusedTopics(chunk, ack), ack));
                 }
                 catch (e) {
                     if (!(e instanceof TickcastError))
