@@ -59,6 +59,9 @@ const RECONNECT_MAX_MS = 15000;
 // which the SDK drops and reconnects (close code 4000).
 const CLOCK_SYNC_MS = 5000;
 const REQUEST_TIMEOUT_MS = 10000;
+// A connect attempt that neither opens nor fails (a black-holed network, a hung proxy) is given up after this long
+// and retried with the backoff above; the failed attempt is logged with the SDK's reason ("connect timed out ...").
+const CONNECT_TIMEOUT_MS = 10000;
 const SUB_CHUNK = 100; // topics per subscribe request
 // heartbeat_ms of every subscribe: a topic with no tick for this long gets a heartbeat saying whether its feed is up.
 // It bounds how late the board notices a dead feed (a human glancing at a board tolerates a few seconds), while a
@@ -167,6 +170,7 @@ const client = new TickcastClient(wsUrl(), {
   reconnectMinMs: RECONNECT_MIN_MS,
   reconnectMaxMs: RECONNECT_MAX_MS,
   requestTimeoutMs: REQUEST_TIMEOUT_MS,
+  connectTimeoutMs: CONNECT_TIMEOUT_MS,
   clockSyncMs: CLOCK_SYNC_MS,
 });
 
@@ -605,8 +609,22 @@ function onState(ev) {
       checkRefusal();
     }
     opened = false;
-    if (connState !== 'refused') setConn('reconnecting', 'offline — reconnecting…');
+    if (connState !== 'refused') showRetry(ev.nextAttemptAt);
   }
+}
+
+let retryTimer = 0;
+/** "offline — retry in N s", counting down to the attempt the SDK scheduled (its `disconnected` event says when);
+ *  stops once the next attempt starts or the server refused us (the pill then says that). */
+function showRetry(at) {
+  clearInterval(retryTimer);
+  if (at === undefined) return setConn('reconnecting', 'offline');
+  const update = () => {
+    if (connState === 'refused' || client.state !== 'disconnected') return clearInterval(retryTimer);
+    setConn('reconnecting', `offline — retry in ${Math.max(0, Math.ceil((at - Date.now()) / 1000))} s`);
+  };
+  update();
+  retryTimer = setInterval(update, 250);
 }
 
 // ---------------------------------------------------------------- authentication
@@ -646,8 +664,13 @@ function setToken(t) {
   else sessionStorage.removeItem(TOKEN_KEY);
   setConn('connecting', 'connecting…');
   client.dropConnection();
-  // connect(), not reconnectNow(): after a refused credential the SDK has stopped, and only connect() starts it
-  // again. Its rejection (refused again) is shown by the state and error handlers.
+  client.reconnectNow();
+  // A refused credential stops the SDK (it retries no further with the same provider): connect() starts it again.
+  connect();
+}
+
+/** Starts the SDK (again); a refusal is shown from its `state` and `error` events, not from this promise. */
+function connect() {
   client.connect().catch(() => {});
 }
 
@@ -722,7 +745,8 @@ function errorText(e) {
 /** A request of ours the server refused: toast it, and mark the rows it was about that have no data. */
 function requestFailed(e, op, topics) {
   toast('error', e.code, `${errorText(e)} (request ${e.id} ${op})`);
-  for (const t of topics) {
+  if (e.ack) onAck(e.ack); // a partly refused subscribe: the server subscribed the rest
+  for (const t of e.topics ?? topics) {
     const r = rows.get(t);
     if (r && r.seq < 0) { r.errCode = e.code; markDirty(r); }
   }
@@ -747,6 +771,10 @@ client.on('message', (m) => {
   if (!KNOWN_TYPES.has(m && m.type)) log('warn', 'unknown message type: ' + String(m && m.type).slice(0, 40));
 });
 client.on('tick', onTick);
+// The server only sends JSON text: anything else (a proxy's, or a server bug) is worth a line in the log.
+client.on('invalidFrame', (f) => log('warn', f.reason === 'binary'
+  ? `unexpected binary frame (${f.size} bytes) ignored (#${f.total})`
+  : `unparsable message from server ignored (#${f.total}): ${f.sample}`));
 client.on('gap', (g) => (detail.owns(g.topic) ? detail.onGap(g) : onGap(g)));
 client.on('heartbeat', onHeartbeat);
 client.on('reset', onReset);
@@ -1065,7 +1093,7 @@ window.tickcast = Object.freeze({
   received: (topic) => received.get(topic) || 0,
   state: () => ({
     conn: connState, connects, attempt, topics: [...rows.keys()], totalMsgs, gaps: totalGaps, missed: totalMissed,
-    jumps: totalJumps, heartbeatMs,
+    jumps: totalJumps, heartbeatMs, invalidFrames: client.invalidFrames,
   }),
   /** one row's stream state: seq, epochs, gaps by reason, heartbeat state */
   row: (topic) => {
@@ -1111,7 +1139,7 @@ async function init() {
   for (const t of list) if (!rows.has(t)) addRow(t);
   updateCounts();
   subscribe([...rows.keys()]); // offline still: the SDK keeps them and subscribes them once connected
-  client.connect().catch(() => {}); // a refusal shows as the sign-in form (onState, checkRefusal)
+  connect();
 }
 
 init();

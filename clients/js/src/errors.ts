@@ -17,6 +17,13 @@ export class TickcastError extends Error {
   readonly id?: number;
   /** The HTTP status of a refused handshake or stream (401, 403, 400), when known. */
   readonly status?: number;
+  /**
+   * With `forbidden` from a subscribe over WebSocket: the topics the server refused (the rest of the request was
+   * subscribed, and `ack` is its `subscribed`, absent when nothing was).
+   */
+  readonly topics?: string[];
+  /** The `subscribed` for what the server did subscribe of a partly refused request. */
+  readonly ack?: Record<string, any>;
   constructor(code: string, message: string, field?: string, id?: number, status?: number) {
     super(`${code}: ${message}`);
     this.name = "TickcastError";
@@ -24,6 +31,13 @@ export class TickcastError extends Error {
     this.field = field;
     this.id = id;
     this.status = status;
+  }
+
+  /** A `forbidden` subscribe: `err` with the refused topics and the ack of the rest. */
+  static withTopics(err: TickcastError, topics: string[], ack: Record<string, any> | undefined): TickcastError {
+    const e = new TickcastError(err.code, err.message.slice(err.code.length + 2), err.field, err.id, err.status);
+    Object.assign(e, { topics, ack });
+    return e;
   }
 }
 

@@ -7,6 +7,8 @@
  * @internal
  */
 
+import { isPattern } from "./wildcard.js";
+
 /** One dispatched event: its data, and the last event id seen so far (ids persist across events, as in browsers). */
 export interface SseEvent {
   data: string;
@@ -71,10 +73,6 @@ export interface SseTopic {
   epoch?: string;
 }
 
-/** Whether a subscribe entry is a wildcard pattern (it has no place in the event id). */
-export function isPattern(topic: string): boolean {
-  return topic.endsWith(".*");
-}
 
 /**
  * The event id a stream of these topics resumes from, built from what the client processed (the same id the server

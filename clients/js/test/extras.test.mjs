@@ -36,6 +36,7 @@ test("subscribe with since replays from the history, once: reconnects resume fro
   try {
     await c.connect();
     await s.publish("ticker.BKF", 30);
+    await s.ingested("ticker.BKF", 30); // else the subscribe may come first and get the 30 ticks, not a snapshot
     const probe = await c.subscribe(["ticker.BKF"]); // the snapshot (seq 30) tells where the stream is
     await poll(() => seqs.length === 1, "the snapshot");
     await c.unsubscribe(["ticker.BKF"]);

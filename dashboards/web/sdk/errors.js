@@ -13,6 +13,12 @@ export class TickcastError extends Error {
         this.id = id;
         this.status = status;
     }
+    /** A `forbidden` subscribe: `err` with the refused topics and the ack of the rest. */
+    static withTopics(err, topics, ack) {
+        const e = new TickcastError(err.code, err.message.slice(err.code.length + 2), err.field, err.id, err.status);
+        Object.assign(e, { topics, ack });
+        return e;
+    }
 }
 /** The HTTP status in a `ws` handshake failure ("Unexpected server response: 401"), if it names one. */
 export function handshakeStatus(message) {

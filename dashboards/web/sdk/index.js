@@ -12,8 +12,12 @@
 import { OrderBook } from "./book.js";
 import { ClockSync } from "./clocksync.js";
 import { TickcastError, handshakeStatus, isAuthClose, refusal } from "./errors.js";
+import { parseFrame } from "./frames.js";
 import { openSse, probe, siblingUrl, sseResumeId, sseStreamUrl } from "./sse.js";
+import { isPattern, patternFor, refusedTopics } from "./wildcard.js";
 export { TickcastError } from "./errors.js";
+export { parseFrame } from "./frames.js";
+export { isPattern, matches, patternFor, refusedTopics } from "./wildcard.js";
 export { OrderBook, CHECKSUM_LEVELS, MAX_SCALE, checksumDigits, crc32, decimalSub, parseDecimal, } from "./book.js";
 export { ClockWindow, bestSample, clockSample, correctedLatency, localNowUs, } from "./clock.js";
 /**
@@ -119,16 +123,37 @@ export function unannouncedGap(lastSeq, seq) {
         return null;
     return [lastSeq + 1, seq - 1];
 }
+/** Topics grouped by the options they were subscribed with (one subscribe request each). */
+function byOptions(topics) {
+    const groups = new Map();
+    for (const [t, st] of topics) {
+        const g = groups.get(st.opts);
+        if (g)
+            g.push(t);
+        else
+            groups.set(st.opts, [t]);
+    }
+    return groups;
+}
+/** How long the client gathers wildcard topics of unknown epoch before it asks for their epochs in one subscribe. */
+const LEARN_BATCH_MS = 50;
 const isNode = typeof process !== "undefined" && !!process.versions?.node;
 /** A tickcast connection; see the package docs. */
 export class TickcastClient {
     constructor(url, options = {}) {
         /** The current connection state. */
         this.state = "disconnected";
+        /** Frames received that were not JSON messages (binary, unparsable): see the `invalidFrame` event. */
+        this.invalidFrames = 0;
         this.ws = null;
         this.nextId = 1;
         this.pending = new Map();
+        /** What the app subscribed: named topics and wildcard patterns. */
         this.topics = new Map();
+        /** Topics the patterns brought that the app did not name, with their seq and epoch. */
+        this.matched = new Map();
+        /** Matched topics whose epoch is unknown (they started after the pattern's ack): asked for in one subscribe. */
+        this.learning = new Set();
         this.books = new Map();
         this.listeners = new Map();
         this.closed = false;
@@ -147,7 +172,10 @@ export class TickcastClient {
         this.clockSync = null;
         this.clock = null;
         this.url = url;
-        this.opts = { reconnectMinMs: 100, reconnectMaxMs: 10000, requestTimeoutMs: 10000, transport: "auto", sseFallbackAfter: 3, ...options };
+        this.opts = {
+            reconnectMinMs: 100, reconnectMaxMs: 10000, requestTimeoutMs: 10000, connectTimeoutMs: 10000, transport: "auto",
+            sseFallbackAfter: 3, ...options,
+        };
         this.mode = this.opts.transport === "sse" ? "sse" : "websocket";
         if (options.clockSyncMs)
             this.clockSync = new ClockSync(options.clockSyncMs, {
@@ -167,10 +195,32 @@ export class TickcastClient {
     clockOffset() {
         return this.clock;
     }
-    /** The last seq received of a subscribed topic and the epoch it belongs to (what a reconnect resumes from). */
+    /**
+     * The last seq received of a subscribed topic (named, or brought by a pattern) and the epoch it belongs to (what a
+     * reconnect resumes from).
+     */
     position(topic) {
-        const st = this.topics.get(topic);
+        const st = this.topics.get(topic) ?? this.matched.get(topic);
         return st && { seq: st.seq, epoch: st.epoch };
+    }
+    /** The topics a wildcard pattern brought so far (that the app did not name itself), sorted. */
+    matchedTopics(pattern) {
+        return [...this.matched].filter(([, st]) => st.pattern === pattern).map(([t]) => t).sort();
+    }
+    /**
+     * A topic's state: named, or brought by a held pattern (a topic a pattern matches that the client has not seen
+     * yet, with `adopt`, is taken in: it started after the pattern's ack).
+     */
+    stateOf(topic, adopt) {
+        const st = this.topics.get(topic) ?? this.matched.get(topic);
+        if (st || !adopt)
+            return st;
+        const pattern = patternFor(this.topics.keys(), topic);
+        if (pattern === undefined)
+            return undefined;
+        const fresh = { stale: false, opts: this.topics.get(pattern).opts, pattern };
+        this.matched.set(topic, fresh);
+        return fresh;
     }
     /** Connects now if no socket is open or opening (skipping the backoff wait), e.g. when the browser comes online. */
     reconnectNow() {
@@ -274,8 +324,7 @@ export class TickcastClient {
             token = typeof t === "function" ? await t() : t;
         }
         catch (e) {
-            this.setState({ state: "disconnected", reason: String(e) });
-            this.scheduleReconnect();
+            this.retryLater({ state: "disconnected", reason: String(e) });
             return;
         }
         if (this.closed)
@@ -295,8 +344,7 @@ export class TickcastClient {
             // No WebSocket in this runtime (Node 20 without the `ws` package): "auto" goes on over SSE at once.
             if (this.opts.transport === "auto")
                 this.mode = "sse";
-            this.setState({ state: "disconnected", reason: String(e) });
-            this.scheduleReconnect();
+            this.retryLater({ state: "disconnected", reason: String(e) });
             return;
         }
         try {
@@ -309,27 +357,42 @@ export class TickcastClient {
                 ws = new WS(this.url);
         }
         catch (e) {
-            this.setState({ state: "disconnected", reason: String(e) });
-            this.scheduleReconnect();
+            this.retryLater({ state: "disconnected", reason: String(e) });
             return;
         }
         this.ws = ws;
+        ws.binaryType = "arraybuffer"; // a binary frame's size is then known at once (a browser's default is a Blob)
         let failure = "";
         let opened = false;
+        // A handshake can hang (a black-holed SYN, a proxy that never answers): neither open nor close would come.
+        const ms = this.opts.connectTimeoutMs;
+        const connectTimer = setTimeout(() => {
+            if (opened || this.ws !== ws)
+                return;
+            this.ws = null;
+            ws.onopen = ws.onmessage = ws.onclose = null;
+            ws.onerror = () => { }; // `ws` reports the abandoned handshake as an error event; nothing is left to tell
+            try {
+                ws.close();
+            }
+            catch {
+                // a runtime that refuses to close a connecting socket drops it anyway once unreferenced
+            }
+            this.retryLater({ state: "disconnected", reason: `connect timed out after ${ms} ms` });
+        }, ms);
         ws.onopen = () => {
+            clearTimeout(connectTimer);
             opened = true;
             this.wsFailures = 0;
             this.connected();
             void this.resubscribeAll();
         };
-        ws.onmessage = (ev) => {
-            if (typeof ev.data === "string")
-                this.receive(ev.data);
-        };
+        ws.onmessage = (ev) => this.receive(ev.data);
         ws.onerror = (ev) => {
             failure = String(ev?.message ?? ev?.error ?? "error");
         };
         ws.onclose = (ev) => {
+            clearTimeout(connectTimer);
             this.ws = null;
             this.failPending(new Error("connection closed"));
             const down = { state: "disconnected", code: ev.code, reason: ev.reason || failure };
@@ -338,8 +401,7 @@ export class TickcastClient {
             else if (isAuthClose(ev.code, ev.reason) && !this.closed)
                 this.refused(new TickcastError("unauthorized", ev.reason), down);
             else {
-                this.setState(down);
-                this.scheduleReconnect();
+                this.retryLater(down);
             }
         };
     }
@@ -361,8 +423,7 @@ export class TickcastClient {
             this.mode = "sse";
             this.attempt = 0;
         }
-        this.setState(down);
-        this.scheduleReconnect();
+        this.retryLater(down);
     }
     connected() {
         this.attempt = 0;
@@ -375,8 +436,7 @@ export class TickcastClient {
     refused(err, down) {
         if (typeof this.opts.token === "function" && !this.authRetried) {
             this.authRetried = true;
-            this.setState(down);
-            this.scheduleReconnect();
+            this.retryLater(down);
             return;
         }
         this.closed = true; // connect() starts over
@@ -388,25 +448,26 @@ export class TickcastClient {
             w.reject(err);
         this.emit("error", err);
     }
-    receive(text) {
-        let msg;
-        try {
-            msg = JSON.parse(text);
-        }
-        catch {
+    receive(data) {
+        const frame = parseFrame(data);
+        if ("invalid" in frame) {
+            this.emit("invalidFrame", { ...frame.invalid, total: ++this.invalidFrames });
             return;
         }
-        this.emit("message", msg);
-        this.handle(msg);
+        this.emit("message", frame.msg);
+        this.handle(frame.msg);
     }
-    scheduleReconnect() {
+    /** Disconnected: the next attempt is scheduled after the backoff wait, and the state event says when. */
+    retryLater(down) {
         if (this.closed)
-            return;
+            return this.setState(down);
         const delay = backoffDelay(this.attempt++, this.opts.reconnectMinMs, this.opts.reconnectMaxMs, Math.random());
+        // The timer is set before the event: a listener's reconnectNow() replaces it instead of opening twice.
         this.timer = setTimeout(() => {
             this.timer = null;
             void this.open();
         }, delay);
+        this.setState({ ...down, retryInMs: Math.round(delay), nextAttemptAt: Date.now() + Math.round(delay) });
     }
     failPending(err) {
         for (const p of [...this.pending.values(), ...this.sseWaiters.splice(0)]) {
@@ -425,8 +486,16 @@ export class TickcastClient {
         else
             this.startStream();
     }
+    /**
+     * The stream's topic set: what the app subscribed, then the topics its patterns brought, named so that the event
+     * id resumes them too (the server leaves wildcard topics out of it). One whose epoch is still unknown (it started
+     * after the last ack) cannot resume: it starts over from its snapshot.
+     */
     sseTopics() {
-        return [...this.topics].map(([topic, st]) => ({
+        for (const [topic, st] of this.matched)
+            if (st.epoch === undefined)
+                this.unresumable(topic, st);
+        return [...this.topics, ...this.matched].map(([topic, st]) => ({
             topic,
             throttleMs: st.opts.throttle_ms,
             seq: this.resumable(topic, st) ? st.seq : undefined,
@@ -442,13 +511,23 @@ export class TickcastClient {
         const base = this.opts.sseUrl ?? siblingUrl(this.url, "sse");
         // EventSource cannot send headers: its token goes in the query, as the server allows.
         const url = sseStreamUrl(base, topics, hbs.length ? Math.min(...hbs) : undefined, ES ? this.sseToken : undefined);
+        const ms = this.opts.connectTimeoutMs;
+        const connectTimer = setTimeout(() => {
+            if (this.sse !== stream)
+                return;
+            this.sse = null;
+            stream.close();
+            void this.sseEnded({ reason: `connect timed out after ${ms} ms` }, url);
+        }, ms);
         const stream = openSse(url, sseResumeId(topics), this.sseToken, ES, {
             onOpen: () => {
+                clearTimeout(connectTimer);
                 if (this.state !== "connected")
                     this.connected();
             },
             onMessage: (data) => this.receive(data),
             onEnd: (end) => {
+                clearTimeout(connectTimer);
                 if (this.sse !== stream)
                     return;
                 this.sse = null;
@@ -479,8 +558,7 @@ export class TickcastClient {
             return; // the subscribe that caused it restores the previous topic set
         }
         this.failPending(new Error("connection closed"));
-        this.setState(down);
-        this.scheduleReconnect();
+        this.retryLater(down);
     }
     /** Reopens the stream with the current topics; resolves with its `subscribed`. */
     sseReopen() {
@@ -506,25 +584,68 @@ export class TickcastClient {
         });
     }
     request(msg) {
-        if (!this.ws || this.state !== "connected")
-            return Promise.reject(new Error("not connected"));
-        const id = this.nextId++;
         return new Promise((resolve, reject) => {
-            const timer = setTimeout(() => {
-                this.pending.delete(id);
-                reject(new Error(`no reply to request ${id}`));
-            }, this.opts.requestTimeoutMs);
-            this.pending.set(id, {
-                timer,
-                reject,
-                resolve: (reply) => {
-                    if (reply.type === "error")
-                        reject(new TickcastError(reply.code, reply.message, reply.field, id));
-                    else
-                        resolve(reply);
-                },
+            this.send(msg, reject, (reply, id) => {
+                if (reply.type === "error")
+                    reject(new TickcastError(reply.code, reply.message, reply.field, id));
+                else
+                    resolve(reply);
+                return true;
             });
-            this.ws.send(JSON.stringify({ ...msg, id }));
+        });
+    }
+    /**
+     * Sends `msg` with the next id; `onReply` sees each reply with that id until it returns true (answered); `fail`
+     * gets a timeout or a lost connection. Returns the id.
+     */
+    send(msg, fail, onReply) {
+        const id = this.nextId++;
+        if (!this.ws || this.state !== "connected") {
+            fail(new Error("not connected"));
+            return id;
+        }
+        const entry = {
+            reject: fail,
+            resolve: (reply) => {
+                if (!onReply(reply, id))
+                    this.pending.set(id, entry); // more to come (its timeout is the caller's then)
+            },
+            timer: setTimeout(() => {
+                this.pending.delete(id);
+                fail(new Error(`no reply to request ${id}`));
+            }, this.opts.requestTimeoutMs),
+        };
+        this.pending.set(id, entry);
+        this.ws.send(JSON.stringify({ ...msg, id }));
+        return id;
+    }
+    /**
+     * Sends a subscribe: its `subscribed`, and the `forbidden` error when the server refused some topics. The server
+     * answers a partly refused request with `forbidden` and then a `subscribed` for the rest (same id), or with the
+     * error alone when it subscribed nothing; replies leave in request order, so the pong of a ping sent after the
+     * error comes after anything else the subscribe gets, and tells the two apart.
+     */
+    subscribeRequest(msg) {
+        return new Promise((resolve, reject) => {
+            let forbidden;
+            const id = this.send(msg, reject, (reply) => {
+                if (reply.type === "subscribed") {
+                    resolve({ ack: reply, forbidden });
+                    return true;
+                }
+                const err = new TickcastError(reply.code, reply.message, reply.field, id);
+                if (reply.code !== "forbidden" || forbidden) {
+                    reject(err); // a refusal of the whole request (e.g. too_many_topics after the forbidden ones)
+                    return true;
+                }
+                forbidden = err;
+                this.request({ op: "ping" }).then(() => {
+                    if (!this.pending.delete(id))
+                        return;
+                    resolve({ forbidden });
+                }, reject);
+                return false;
+            });
         });
     }
     /** Whether a topic resumes after its seq: a book not held (or not verified) gains nothing from the deltas after
@@ -559,18 +680,30 @@ export class TickcastClient {
         if (options.throttleMs !== undefined)
             opts.throttle_ms = options.throttleMs;
         const fresh = topics.filter((t) => !this.topics.has(t));
-        for (const t of fresh)
-            this.topics.set(t, { stale: false, opts });
+        for (const t of fresh) {
+            // A topic a pattern brought, now named: it goes on from its position (and no longer ends with the pattern).
+            const had = this.matched.get(t);
+            this.matched.delete(t);
+            this.topics.set(t, { stale: had?.stale ?? false, seq: had?.seq, epoch: had?.epoch, opts });
+        }
         const msg = this.subscribeMsg(topics, opts);
         if (options.since)
             msg.since = { ...options.since, ...msg.since };
         try {
             if (this.mode === "sse")
                 return await this.sseReopen();
-            return await this.request(msg);
+            const { ack, forbidden } = await this.subscribeRequest(msg);
+            if (!forbidden)
+                return ack;
+            // The server subscribed the rest: keep it, forget only what it refused, and name that in the error.
+            const refused = refusedTopics(topics, ack);
+            for (const t of refused)
+                if (fresh.includes(t))
+                    this.topics.delete(t);
+            throw TickcastError.withTopics(forbidden, refused, ack);
         }
         catch (e) {
-            if (e instanceof TickcastError) {
+            if (e instanceof TickcastError && !e.topics) {
                 for (const t of fresh)
                     this.topics.delete(t);
                 if (this.mode === "sse" && this.state === "connected")
@@ -581,11 +714,23 @@ export class TickcastClient {
     }
     /** Leaves topics; no tick of them follows the resolved promise. */
     async unsubscribe(topics) {
+        const patterns = topics.filter(isPattern);
+        const kept = [...this.topics.keys()].filter((e) => isPattern(e) && !patterns.includes(e));
+        const brought = [...this.matched].filter(([, st]) => patterns.includes(st.pattern));
+        // Topics the client named to learn their epoch stay on the server until named in an unsubscribe too, unless
+        // another pattern of the client matches them.
+        const named = brought.filter(([t, st]) => st.named && !patternFor(kept, t)).map(([t]) => t);
         const forget = () => {
             for (const t of topics) {
                 this.topics.delete(t);
+                this.matched.delete(t); // a pattern's topic unsubscribed by name: the server ends it
                 this.books.get(t)?.stop();
                 this.books.delete(t);
+            }
+            for (const [t, st] of brought) {
+                st.pattern = patternFor(kept, t); // still brought by another pattern, or gone with this one
+                if (st.pattern === undefined)
+                    this.matched.delete(t);
             }
         };
         if (this.mode === "sse") {
@@ -595,7 +740,7 @@ export class TickcastClient {
             await this.sseReopen();
             return { type: "unsubscribed", topics };
         }
-        const reply = await this.request({ op: "unsubscribe", topics });
+        const reply = await this.request({ op: "unsubscribe", topics: [...topics, ...named] });
         forget();
         return reply;
     }
@@ -612,10 +757,13 @@ export class TickcastClient {
         if (this.books.has(topic))
             throw new Error(`a book of ${topic} is already kept`);
         const sub = new BookSubscription(topic, options, () => this.freshSubscribe(topic), () => this.unsubscribe([topic]));
-        const held = this.topics.has(topic); // subscribed already: only a new subscribe brings a snapshot
+        // Subscribed already (by name or a pattern): only a new subscribe brings a snapshot.
+        const held = this.topics.has(topic) || this.matched.has(topic);
         this.books.set(topic, sub);
         sub.inFlight = true;
         try {
+            if (this.matched.has(topic))
+                await this.subscribe([topic], { heartbeatMs: options.heartbeatMs }); // named now
             if (held)
                 await this.freshSubscribe(topic);
             else
@@ -652,21 +800,80 @@ export class TickcastClient {
         return this.request({ op: "ping" });
     }
     async resubscribeAll() {
-        const groups = new Map();
-        for (const [t, st] of this.topics) {
-            const g = groups.get(st.opts) ?? [];
-            g.push(t);
-            groups.set(st.opts, g);
-        }
+        const groups = byOptions(this.topics);
+        for (const st of this.matched.values())
+            st.named = false; // a new session: nothing is named for an epoch yet
         for (const [opts, topics] of groups) {
             for (let i = 0; i < topics.length; i += 100) {
+                const chunk = topics.slice(i, i + 100);
+                const msg = this.subscribeMsg(chunk, opts);
+                const resumed = this.resumeMatched(chunk, msg);
                 try {
-                    await this.request(this.subscribeMsg(topics.slice(i, i + 100), opts));
+                    const { ack, forbidden } = await this.subscribeRequest(msg);
+                    if (ack)
+                        this.matchedGone(resumed, ack);
+                    if (forbidden)
+                        this.lostOnResubscribe(TickcastError.withTopics(forbidden, refusedTopics(chunk, ack), ack));
                 }
-                catch {
-                    return; // the connection went away again: the next open resubscribes
+                catch (e) {
+                    if (!(e instanceof TickcastError))
+                        return; // the connection went away again: the next open resubscribes
+                    this.lostOnResubscribe(e);
                 }
             }
+        }
+    }
+    /**
+     * The server refused topics the client held on a resubscribe (e.g. a renewed token with fewer grants): those it
+     * names are forgotten (a refusal of a whole chunk, such as too_many_topics, keeps them for the next reconnect),
+     * the app is told with an `error` event, and the other chunks go on.
+     */
+    lostOnResubscribe(err) {
+        for (const t of err.topics ?? []) {
+            this.topics.delete(t);
+            this.books.get(t)?.stop();
+            this.books.delete(t);
+        }
+        this.emit("error", err);
+    }
+    /**
+     * Names in `msg.since` the topics the patterns among `entries` brought, as the server lets a resumed wildcard do;
+     * one whose epoch the client never learned cannot resume: it starts over from its snapshot, and says so.
+     */
+    resumeMatched(entries, msg) {
+        const since = { ...msg.since };
+        const resumed = [];
+        for (const [topic, st] of this.matched) {
+            if (!entries.includes(st.pattern) || st.seq === undefined)
+                continue;
+            if (st.epoch === undefined)
+                this.unresumable(topic, st);
+            else if (this.resumable(topic, st)) {
+                since[topic] = { seq: st.seq, epoch: st.epoch };
+                resumed.push(topic);
+            }
+        }
+        if (resumed.length)
+            msg.since = since;
+        return resumed;
+    }
+    /** A wildcard topic whose epoch the client never learnt cannot resume: it starts over from its snapshot. */
+    unresumable(topic, st) {
+        if (st.seq === undefined)
+            return;
+        st.seq = undefined;
+        this.emit("recovery", { topic, recovered: false, reason: "unknown_epoch" });
+    }
+    /** Resumed wildcard topics the server no longer has (after a restart, before a feed publishes them again): the
+     *  ack names neither their epoch nor an outcome; they start over with their first tick. */
+    matchedGone(resumed, ack) {
+        for (const topic of resumed) {
+            const st = this.matched.get(topic);
+            if (!st || ack.epochs?.[topic] !== undefined || ack.recovery?.[topic] !== undefined)
+                continue;
+            st.seq = undefined;
+            st.epoch = undefined;
+            this.emit("recovery", { topic, recovered: false, reason: "no_history" });
         }
     }
     handle(msg) {
@@ -675,9 +882,11 @@ export class TickcastClient {
             case "trade":
             case "bar":
             case "book": {
-                const st = this.topics.get(msg.topic);
+                const st = this.stateOf(msg.topic, true);
                 if (!st)
                     return;
+                if (st.pattern !== undefined && st.epoch === undefined && !st.named)
+                    this.learnEpoch(msg.topic, st);
                 const gap = unannouncedGap(st.seq, msg.seq);
                 if (gap)
                     this.emit("gap", { topic: msg.topic, from: gap[0], to: gap[1], reason: "unannounced" });
@@ -689,7 +898,7 @@ export class TickcastClient {
                 return;
             }
             case "gap": {
-                const st = this.topics.get(msg.topic);
+                const st = this.stateOf(msg.topic, true);
                 if (!st)
                     return;
                 this.emit("gap", { topic: msg.topic, from: msg.from, to: msg.to, reason: msg.reason });
@@ -698,7 +907,7 @@ export class TickcastClient {
                 return;
             }
             case "reset": {
-                const st = this.topics.get(msg.topic);
+                const st = this.stateOf(msg.topic, true);
                 if (!st)
                     return;
                 st.epoch = msg.epoch;
@@ -708,7 +917,7 @@ export class TickcastClient {
                 return;
             }
             case "heartbeat": {
-                const st = this.topics.get(msg.topic);
+                const st = this.stateOf(msg.topic, true);
                 if (!st)
                     return;
                 this.emit("heartbeat", { topic: msg.topic, seq: msg.seq, ts: msg.ts, feed_up: msg.feed_up });
@@ -723,7 +932,7 @@ export class TickcastClient {
             case "subscribed": {
                 const recovery = msg.recovery ?? {};
                 for (const [topic, epoch] of Object.entries(msg.epochs ?? {})) {
-                    const st = this.topics.get(topic);
+                    const st = this.stateOf(topic, true); // with a pattern: the topics it matched so far
                     if (!st)
                         continue;
                     const rec = recovery[topic];
@@ -734,8 +943,8 @@ export class TickcastClient {
                         if (!rec.recovered || !this.sseQuiet)
                             this.emit("recovery", rec.recovered ? { topic, recovered: true } : { topic, recovered: false, reason: rec.reason });
                     }
-                    else if (st.epoch !== epoch)
-                        st.seq = undefined;
+                    else if (st.epoch !== undefined && st.epoch !== epoch)
+                        st.seq = undefined; // (unknown: learnt now)
                     st.epoch = epoch;
                 }
                 this.resolve(msg);
@@ -747,6 +956,25 @@ export class TickcastClient {
                 this.resolve(msg);
                 return;
         }
+    }
+    /**
+     * A topic a pattern brought after the pattern's ack: no message names its epoch, which a resume needs. Subscribing
+     * it by name does (the ack's `epochs`; no snapshot for a topic already streaming): one subscribe for every such
+     * topic of a burst. The server then holds it as named, so the pattern's unsubscribe names it too.
+     */
+    learnEpoch(topic, st) {
+        if (this.mode !== "websocket")
+            return; // an SSE stream's next ack names it (the stream names every topic)
+        st.named = true;
+        this.learning.add(topic);
+        if (this.learning.size > 1)
+            return;
+        setTimeout(() => {
+            const groups = byOptions([...this.learning].flatMap((t) => (this.matched.has(t) ? [[t, this.matched.get(t)]] : [])));
+            this.learning.clear();
+            for (const [opts, topics] of groups)
+                void this.request({ op: "subscribe", topics, ...opts }).catch(() => { });
+        }, LEARN_BATCH_MS);
     }
     resolve(msg) {
         if (this.mode === "sse" && msg.type === "subscribed") {

@@ -6,6 +6,7 @@
  * has none, so a small fetch()-based reader does the same job without a runtime dependency.
  * @internal
  */
+import { isPattern } from "./wildcard.js";
 /**
  * The `text/event-stream` line parser of the HTML standard, fed chunks of text as they arrive (a line or an event
  * may span chunks). `retry:` is ignored: the client keeps its own backoff.
@@ -61,10 +62,6 @@ export class SseParser {
         else if (field === "id" && !value.includes("\0"))
             this.lastEventId = value;
     }
-}
-/** Whether a subscribe entry is a wildcard pattern (it has no place in the event id). */
-export function isPattern(topic) {
-    return topic.endsWith(".*");
 }
 /**
  * The event id a stream of these topics resumes from, built from what the client processed (the same id the server

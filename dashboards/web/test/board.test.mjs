@@ -308,9 +308,9 @@ async function authScenario(key) {
   });
 
   await step('no console error except the refused WebSocket attempts (and /topics before sign-in)', async () => {
-    // With auth on, GET /topics needs the credential too: while refused (before sign-in, and after "Forget") the
-    // page's fetch is refused, and so is the SDK's probe of /topics, which is how it learns the 401 a browser
-    // hides from a failed WebSocket (then it stops retrying).
+    // With auth on, GET /topics needs the credential too: without one (before sign-in, and once forgotten) the
+    // page's fetch is refused, and so is the SDK's, which asks /topics why a WebSocket was refused (browsers hide
+    // the handshake's status).
     const topicsRefused = (p) => (p.phase === 'refused' || p.phase === 'forgotten')
       && (/^401 .*\/topics$/.test(p.text) || /status of 401 \(Unauthorized\)/.test(p.text));
     const unexpected = problems.filter((p) => !expectedWhileDown(p) && !topicsRefused(p));
@@ -623,6 +623,30 @@ try {
       }
     });
 
+    await step('a binary frame and an unparsable one are logged and counted, not dropped silently', async () => {
+      // This tab's relay slips a binary frame and a text that is not JSON in front of the server's first message.
+      let injected = false;
+      const tab = await relayedTab('frames', (m, toPage) => {
+        if (!injected) {
+          injected = true;
+          toPage(Buffer.from([1, 2, 3]));
+          toPage('garbage from a proxy');
+        }
+        toPage(m);
+      });
+      try {
+        await tab.goto(base + '/', { waitUntil: 'load' });
+        await tab.waitForFunction(() => window.tickcast.state().invalidFrames === 2);
+        const lt = await tab.$eval('#log', (l) => l.textContent);
+        assert(lt.includes('unexpected binary frame (3 bytes) ignored (#1)'), 'the binary frame is logged');
+        assert(lt.includes('unparsable message from server ignored (#2): garbage from a proxy'), 'the text is logged');
+        // and the connection goes on
+        await tab.waitForFunction((sel) => Number(document.querySelector(sel)?.dataset.seq) > 0, rowSel('ticker.AAPL'));
+      } finally {
+        await tab.close();
+      }
+    });
+
     await step('a `reset` (the seq space restarted upstream) makes the next tick a fresh baseline, not a reorder', async () => {
       // This tab's relay plays a scale-out epoch change for AAPL: after its 20th tick, a `reset` naming a new epoch,
       // then AAPL's ticks renumbered from 1, as the new seq space would number them.
@@ -672,6 +696,9 @@ try {
         process.stdout.write('RESTART_SERVER\n');
         // The page must notice the outage (the server is killed), then come back by itself.
         await page.waitForFunction(() => document.documentElement.dataset.conn !== 'open', null, { timeout: 30_000 });
+        // While it is down the status pill counts down to the SDK's next attempt.
+        await page.waitForFunction(() => /^offline — retry in \d+ s$/.test(document.getElementById('conn').textContent),
+          null, { timeout: 30_000 });
         const reply = await nextStdinLine(90_000);
         assert(reply === 'SERVER_RESTARTED', `driver answered ${JSON.stringify(reply)}`);
         await page.waitForFunction((c) => window.tickcast.state().connects > c

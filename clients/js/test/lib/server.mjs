@@ -93,6 +93,16 @@ export class Server {
     const line = text.split("\n").find((l) => l.startsWith(series + " "));
     return line ? Number(line.slice(series.length + 1)) : 0;
   }
+  /** Waits until the server's latest tick of `topic` has at least `seq` (a feed line is ingested a little after
+   *  `publish` wrote it); auth off only. */
+  async ingested(topic, seq = 1) {
+    for (let i = 0; i < 400; i++) {
+      const { topics } = await (await fetch(`http://127.0.0.1:${this.port}/topics`)).json();
+      if (topics.some((t) => t.topic === topic && t.seq >= seq)) return;
+      await sleep(50);
+    }
+    throw new Error(`timed out waiting for ${topic} seq ${seq} on the server`);
+  }
   async publish(topic, n) {
     if (!this.feed) {
       for (let i = 0; ; i++) {

@@ -68,6 +68,14 @@ pub(crate) fn get(path: &str) -> Option<Asset> {
             include_bytes!("../../../../dashboards/web/sdk/sse.js"),
             "text/javascript; charset=utf-8",
         ),
+        "/sdk/frames.js" => (
+            include_bytes!("../../../../dashboards/web/sdk/frames.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "/sdk/wildcard.js" => (
+            include_bytes!("../../../../dashboards/web/sdk/wildcard.js"),
+            "text/javascript; charset=utf-8",
+        ),
         "/style.css" => (
             include_bytes!("../../../../dashboards/web/style.css"),
             "text/css; charset=utf-8",
