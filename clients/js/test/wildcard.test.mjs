@@ -10,8 +10,9 @@ const opts = { skip: binary ? false : "tickcast binary not found", timeout: 6000
 const seqs = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 /**
- * Publishes n ticks of a topic no feed has published yet, its first one alone: a wildcard takes a topic in when a
- * feed starts it, and a burst that starts one reaches the pattern's subscribers from the burst's last tick.
+ * Publishes n ticks of a topic no feed has published yet, its first one alone, then waits for it: the tests then
+ * know the topic is in (and its epoch learnt) before the rest flows. (A burst reaches the pattern from its first
+ * tick too: the server replays it from the topic's history; see the router's unit test.)
  */
 async function start(s, ev, topic, n) {
   const had = ev.of(topic).length;

@@ -652,7 +652,7 @@ impl ShardRouter {
             return outcome;
         };
         for state in self.bus.matching(pattern) {
-            match self.match_topic(at, &state, now) {
+            match self.match_topic(at, &state, false, now) {
                 Matched::Subscribed => outcome.matched.push(state.topic().clone()),
                 Matched::Forbidden => outcome.forbidden.push(state.topic().clone()),
                 Matched::OverLimit => outcome.over_limit.push(state.topic().clone()),
@@ -663,8 +663,16 @@ impl ShardRouter {
     }
 
     /// Subscribes pattern subscription `at`'s subscriber to `state`, within its entitlements and
-    /// topic limit.
-    fn match_topic(&mut self, at: usize, state: &Arc<TopicState>, now: Instant) -> Matched {
+    /// topic limit. `from_first`: the topic is new (a feed just started it), so the subscriber gets
+    /// it from its first seq out of the topic's history, not from a snapshot of whatever it reached
+    /// before this shard took the notice (a burst's first trades would otherwise be lost unsaid).
+    fn match_topic(
+        &mut self,
+        at: usize,
+        state: &Arc<TopicState>,
+        from_first: bool,
+        now: Instant,
+    ) -> Matched {
         let p = &self.patterns[at];
         if p.sub
             .topics
@@ -700,7 +708,11 @@ impl ShardRouter {
             heartbeat: p.heartbeat,
             throttle: p.throttle,
         };
-        self.subscribe_one(&sub, state, None, &opts, false, now);
+        // A book opens with its snapshot whatever happened before (its deltas need one); other
+        // topics replay from seq 1 when the history still holds it, else open with the snapshot.
+        let epoch = state.epoch();
+        let from = (from_first && state.class() != TopicClass::Book).then_some((Seq(0), &epoch));
+        self.subscribe_one(&sub, state, from, &opts, false, now);
         self.stats.pattern_matches += 1;
         Matched::Subscribed
     }
@@ -711,7 +723,7 @@ impl ShardRouter {
         while let Some(state) = self.bus.patterns.take_notice(self.shard) {
             for at in 0..self.patterns.len() {
                 if self.patterns[at].pattern.matches(state.topic()) {
-                    self.match_topic(at, &state, now);
+                    self.match_topic(at, &state, true, now);
                 }
             }
             let idx = state.id().0 as usize;
@@ -2108,6 +2120,24 @@ mod tests {
         r.unsubscribe(&s, std::slice::from_ref(&topic));
         assert_eq!(r.stats().subscriptions, 0);
         assert_eq!(state.shard_mask.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_topic_a_pattern_takes_later_comes_from_its_first_tick_not_from_a_snapshot() {
+        let bus = Bus::new(&BusConfig::default());
+        let mut r = ShardRouter::new(bus.clone(), 0, QueueLimits::default());
+        let t = |s: &str| Topic::new(s).unwrap();
+        let s = Subscriber::new(SubscriberId(0));
+        let pattern = TopicPattern::new("trade.*").unwrap();
+        let now = Instant::now();
+        r.subscribe_pattern(&s, &pattern, &StreamOptions::default(), None, 16, now);
+        // A feed starts the topic with a burst: all of it is published before this shard takes the
+        // notice. Trades are events: the subscriber must get every one, not the last as a snapshot.
+        let new = bus.topic(&t("trade.NEW")).unwrap();
+        publish_and_route(&bus, &mut r, &new, 5);
+        assert_eq!(payloads(&s), vec!["a0", "a1", "a2", "a3", "a4"]);
+        publish_and_route(&bus, &mut r, &new, 1);
+        assert_eq!(payloads(&s), vec!["a0"], "then live, nothing twice");
     }
 
     #[test]
