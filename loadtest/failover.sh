@@ -38,7 +38,9 @@ until [ "$(leads 0)" = 1 ] || [ "$(leads 1)" = 1 ]; do sleep 0.05; done
 times=()
 for i in $(seq "$N"); do
   if [ "$(leads 0)" = 1 ]; then l=0; s=1; else l=1; s=0; fi
-  sleep 2 # ticks flowing, the standby has heard several heartbeats
+  # Ticks flowing, the standby has heard several heartbeats; the random part spreads the kill over the
+  # heartbeat period (else every kill would land at the same phase of it).
+  sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.3f", 2 + (r % 250) / 1000 }')"
   t0=$(now_ms); kill -9 "${PIDS[$l]}"; wait "${PIDS[$l]}" 2>/dev/null || true
   deadline=$((t0 + 10000))
   until [ "$(leads $s)" = 1 ]; do
