@@ -19,6 +19,10 @@ from .events import (
     Bar, BookInvalid, BookMessage, Data, Event, Gap, Heartbeat, Recovery, Reset, Stale, StateChange, Tick, Trade,
 )
 from .overflow import CLIENT_OVERFLOW, OverflowQueue
+from .wildcard import is_pattern, pattern_for
+
+#: How long the client gathers wildcard topics of unknown epoch before it asks for their epochs in one subscribe.
+LEARN_BATCH_S = 0.05
 
 #: A token, or a function (sync or async) called before every (re)connect that returns one.
 TokenSource = Union[str, Callable[[], Union[str, Awaitable[str]]], None]
@@ -45,11 +49,15 @@ def may_retry_refused(refusals: int, token_provider: bool) -> bool:
 
 @dataclass
 class _TopicState:
-    """What the client knows of one subscribed topic: its epoch and last processed seq."""
+    """What the client knows of one subscribed topic: its epoch and last processed seq; for a topic a wildcard
+    brought (the app did not name it), the pattern, and whether the client named it on this connection to learn its
+    epoch (the server then holds it as named: the pattern's unsubscribe must name it too)."""
 
     epoch: Optional[str] = None
     seq: Optional[int] = None
     stale: bool = False
+    pattern: Optional[str] = None
+    named: bool = False
 
 
 _END = object()
@@ -334,6 +342,9 @@ class Client:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._topics: dict[str, _TopicState] = {}
         self._subs: dict[str, Subscription] = {}
+        # Wildcard topics whose epoch is unknown (they started after the pattern's ack), asked for in one batch.
+        self._learning: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # requests nobody awaits, kept from the garbage collector
         self._connected = asyncio.Event()
         self._closed = False
         self._runner: Optional[asyncio.Task[None]] = None
@@ -522,14 +533,43 @@ class Client:
             if (st := self._topics.get(t)) is not None and st.seq is not None and st.epoch is not None
             and sub._since_ok(t)
         }
+        since.update(self._matched_since(sub))
         if since:
             msg["since"] = since
         return msg
 
+    def _matched_since(self, sub: Subscription) -> dict[str, dict[str, Any]]:
+        """`since` entries for the topics the patterns of sub brought, as the server lets a resumed wildcard name
+        them. One whose epoch the client never learnt cannot resume: it starts over from its snapshot, and says so."""
+        since: dict[str, dict[str, Any]] = {}
+        for t, st in self._topics.items():
+            if st.pattern is None or st.pattern not in sub.topics or st.seq is None:
+                continue
+            if st.epoch is None:
+                st.seq = None
+                self._emit(t, Recovery(t, False, "unknown_epoch"))
+            else:
+                since[t] = {"seq": st.seq, "epoch": st.epoch}
+        return since
+
+    def _matched_gone(self, msg: dict[str, Any], reply: dict[str, Any]) -> None:
+        """Resumed wildcard topics the server no longer has (after a restart, before a feed publishes them again):
+        the ack names neither their epoch nor an outcome; they start over with their first tick."""
+        epochs = reply.get("epochs") or {}
+        recovery = reply.get("recovery") or {}
+        for t in msg.get("since", {}):
+            st = self._topics.get(t)
+            if st is None or st.pattern is None or t in epochs or t in recovery:
+                continue
+            st.seq = None
+            st.epoch = None
+            self._emit(t, Recovery(t, False, "no_history"))
+
     async def _subscribe(self, sub: Subscription) -> None:
         for t in sub.topics:
             self._subs[t] = sub
-            self._topics.setdefault(t, _TopicState())
+            # A topic a pattern brought, now named: it goes on from its position and no longer ends with the pattern.
+            self._topics.setdefault(t, _TopicState()).pattern = None
         try:
             await self._request(self._subscribe_msg(sub))
         except ServerError:
@@ -583,11 +623,16 @@ class Client:
         await self._request({"op": "subscribe", "topics": list(sub.topics), **sub.options})
 
     async def _resubscribe_all(self) -> None:
+        # A new connection holds no topic the client named to learn an epoch: only the patterns bring them now.
+        self._learning.clear()
+        for st in self._topics.values():
+            st.named = False
         for sub in list(dict.fromkeys(self._subs.values())):
             if sub._started is None or not sub._started.done():
                 continue  # its first subscribe is still under way and sends itself
             try:
-                await self._request(self._subscribe_msg(sub))
+                msg = self._subscribe_msg(sub)
+                self._matched_gone(msg, await self._request(msg))
             except ServerError as e:
                 sub._push(e)
             except ConnectionLost:
@@ -596,18 +641,36 @@ class Client:
     async def _unsubscribe(self, sub: Subscription) -> None:
         mine = [t for t in sub.topics if self._subs.get(t) is sub]
         if mine:
-            await self._request({"op": "unsubscribe", "topics": mine})
-        for t in mine:
-            self._subs.pop(t, None)
-            self._topics.pop(t, None)
+            await self._leave(mine)
         sub._push(_END)
 
     async def unsubscribe(self, *topics: str) -> None:
-        """Leaves topics; no tick of them follows."""
-        await self._request({"op": "unsubscribe", "topics": list(topics)})
+        """Leaves topics; no tick of them follows. A pattern ends with every topic only it brought."""
+        await self._leave(list(topics))
+
+    async def _leave(self, topics: list[str]) -> None:
+        """Unsubscribes topics and patterns, and forgets them and what the patterns alone brought."""
+        patterns = [t for t in topics if is_pattern(t)]
+        kept = [e for e in self._subs if is_pattern(e) and e not in patterns]
+        brought = [(t, st) for t, st in self._topics.items() if st.pattern in patterns]
+        # Topics named to learn their epoch stay on the server until named in an unsubscribe too, unless another
+        # pattern of the client matches them.
+        named = [t for t, st in brought if st.named and pattern_for(kept, t) is None]
+        await self._request({"op": "unsubscribe", "topics": topics + named})
         for t in topics:
             self._subs.pop(t, None)
-            self._topics.pop(t, None)
+            self._topics.pop(t, None)  # a pattern's topic unsubscribed by name: the server ends it
+        for t, st in brought:
+            st.pattern = pattern_for(kept, t)  # still brought by another pattern, or gone with this one
+            if st.pattern is None:
+                self._subs.pop(t, None)
+                self._topics.pop(t, None)
+            else:
+                self._subs[t] = self._subs[st.pattern]
+
+    def matched_topics(self, pattern: str) -> list[str]:
+        """The topics a held wildcard pattern brought so far (that the app did not name itself), sorted."""
+        return sorted(t for t, st in self._topics.items() if st.pattern == pattern)
 
     async def ping(self) -> dict[str, Any]:
         """Round trip to the server; returns the pong."""
@@ -620,13 +683,57 @@ class Client:
         if sub is not None:
             sub._push(ev)
 
+    def _state_of(self, topic: str) -> Optional[_TopicState]:
+        """A topic's state: named, or brought by a held pattern (a matching topic the client has not seen yet is
+        taken in: the pattern's ack names it, or it started after that ack)."""
+        st = self._topics.get(topic)
+        if st is not None:
+            return st
+        pattern = pattern_for(self._subs, topic)
+        if pattern is None:
+            return None
+        self._subs[topic] = self._subs[pattern]
+        st = self._topics[topic] = _TopicState(pattern=pattern)
+        return st
+
+    def _learn_epoch(self, topic: str, st: _TopicState) -> None:
+        """A topic a pattern brought after the pattern's ack: no message names its epoch, which a resume needs.
+        Subscribing it by name does (the ack's `epochs`; no snapshot for a topic already streaming): one subscribe
+        for every such topic of a burst. The server then holds it as named, so the pattern's unsubscribe names it."""
+        st.named = True
+        self._learning.add(topic)
+        if len(self._learning) == 1:
+            asyncio.get_running_loop().call_later(LEARN_BATCH_S, self._send_learning)
+
+    def _send_learning(self) -> None:
+        by_sub: dict[int, tuple[Subscription, list[str]]] = {}
+        for t in self._learning:
+            st = self._topics.get(t)
+            sub = self._subs.get(t)
+            if st is not None and st.named and sub is not None:
+                by_sub.setdefault(id(sub), (sub, []))[1].append(t)
+        self._learning.clear()
+        if self._ws is None:
+            return  # the reconnect's resubscribe of the pattern names their epochs (or says they are unknown)
+        for sub, topics in by_sub.values():
+            task = asyncio.ensure_future(self._request({"op": "subscribe", "topics": sorted(topics), **sub.options}))
+            self._tasks.add(task)
+            task.add_done_callback(self._learnt)
+
+    def _learnt(self, task: "asyncio.Task[Any]") -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # a lost connection or a refusal leaves the epoch unknown: a reconnect says so
+
     def _handle(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
         if kind in ("tick", "trade", "bar", "book"):
             topic = msg.get("topic", "")
-            st = self._topics.get(topic)
+            st = self._state_of(topic)
             if st is None:
                 return
+            if st.pattern is not None and st.epoch is None and not st.named:
+                self._learn_epoch(topic, st)
             seq = int(msg.get("seq", 0))
             gap = unannounced_gap(st.seq, seq)
             if gap is not None:
@@ -646,7 +753,7 @@ class Client:
                 self._emit(topic, BookMessage.from_msg(msg))
         elif kind == "gap":
             topic = msg.get("topic", "")
-            st = self._topics.get(topic)
+            st = self._state_of(topic)
             if st is None:
                 return
             to = int(msg.get("to", 0))
@@ -659,7 +766,7 @@ class Client:
                 sub._on_gap(from_seq, to, reason)
         elif kind == "reset":
             topic = msg.get("topic", "")
-            st = self._topics.get(topic)
+            st = self._state_of(topic)
             if st is None:
                 return
             epoch = str(msg.get("epoch", ""))
@@ -671,7 +778,7 @@ class Client:
                 sub._on_reset(epoch)
         elif kind == "heartbeat":
             topic = msg.get("topic", "")
-            st = self._topics.get(topic)
+            st = self._state_of(topic)
             if st is None:
                 return
             feed_up = bool(msg.get("feed_up", True))
@@ -684,7 +791,7 @@ class Client:
         elif kind == "subscribed":
             recovery = msg.get("recovery") or {}
             for topic, epoch in (msg.get("epochs") or {}).items():
-                st = self._topics.get(topic)
+                st = self._state_of(topic)  # with a pattern: the topics it matched so far
                 if st is None:
                     continue
                 rec = recovery.get(topic)
@@ -693,8 +800,8 @@ class Client:
                     if not ok:
                         st.seq = None  # the snapshot that follows is a fresh start, not a gap
                     self._emit(topic, Recovery(topic, ok, None if ok else rec.get("reason")))
-                elif st.epoch != epoch:
-                    st.seq = None
+                elif st.epoch is not None and st.epoch != epoch:
+                    st.seq = None  # (unknown: learnt now)
                 st.epoch = epoch
             self._resolve(msg)
         elif kind in ("unsubscribed", "pong", "error"):
