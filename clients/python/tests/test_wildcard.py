@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from conftest import Server
 from test_client import collect, poll, run
 from tickcast import Client, Gap, Recovery, Tick
@@ -90,6 +92,29 @@ def test_dropped_connection_recovers_matched_topics_once(server: Server) -> None
             assert recs["ticker.WR"] == Recovery("ticker.WR", True, None)
             assert recs["ticker.WL"] == Recovery("ticker.WL", True, None)
             assert not [e for e in got if isinstance(e, Gap) and e.topic in ("ticker.WR", "ticker.WL")]
+    run(main())
+
+
+def test_reconnect_before_epoch_learnt_starts_over(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tickcast.client.LEARN_BATCH_S", 60.0)  # the connection drops before the epoch is learnt
+
+    async def main() -> None:
+        async with Client(server.url, reconnect_min=0.05, reconnect_max=0.2) as c:
+            sub = await c.subscribe("ticker.*")
+            events = sub.events()
+            server.publish("ticker.WK", 5)
+            got = await collect(events, reached("ticker.WK", 5))
+            assert c._topics["ticker.WK"].epoch is None
+            ws = c._ws
+            assert ws is not None
+            await ws.close()
+            # The pattern's new ack names its epoch; its snapshot (seq 5) comes before what is published next.
+            await poll(lambda: c._ws is not ws and c._topics["ticker.WK"].epoch is not None)
+            server.publish("ticker.WK", 5)
+            got += await collect(events, reached("ticker.WK", 10))
+            assert Recovery("ticker.WK", False, "unknown_epoch") in got
+            assert seqs(got, "ticker.WK") == list(range(1, 6)) + [5] + list(range(6, 11)), "its snapshot, then on"
+            assert not [e for e in got if isinstance(e, Gap) and e.topic == "ticker.WK"]
     run(main())
 
 

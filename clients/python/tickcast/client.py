@@ -607,10 +607,13 @@ class Client:
             return
         old = self._subs[sub.topic]
         self._subs[sub.topic] = sub
+        st = self._topics.setdefault(sub.topic, _TopicState())
+        pattern, st.pattern = st.pattern, None  # named now: a pattern's unsubscribe no longer ends it
         try:
             await self._fresh_subscribe(sub)
         except ServerError:
             self._subs[sub.topic] = old
+            st.pattern = pattern
             raise
 
     async def _fresh_subscribe(self, sub: Subscription) -> None:
