@@ -67,19 +67,6 @@ impl IngestNode {
     }
 }
 
-/// A gateway node fed by NATS, ready.
-async fn gateway(nats: &NatsServer) -> RunningServer {
-    let toml = format!(
-        "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.ticker.>\"]\n",
-        nats.url()
-    );
-    let feeds = feeds(&toml);
-    let g = start_server(|c| c.feeds = feeds).await;
-    let stats = feed_stats(&g, "nats");
-    wait_until("the gateway's NATS feed is connected", || stats.connected()).await;
-    g
-}
-
 /// A client on `g` subscribed to [`TOPICS`], with its ledger.
 async fn watcher(g: &RunningServer) -> (Client, SeqLedger) {
     let mut c = Client::connect(g).await;
@@ -115,7 +102,7 @@ async fn two_ingest_nodes_started_at_once_elect_exactly_one_leader() {
         a.leads().await || b.leads().await
     })
     .await;
-    let g = gateway(&nats).await;
+    let g = nats_gateway(&nats).await;
     let (mut c, mut ledger) = watcher(&g).await;
     // Over a few seconds of ticks, exactly one leads at every look, and it stays the same one.
     let a_leads = a.leads().await;
@@ -147,7 +134,7 @@ async fn killing_the_leader_hands_over_and_every_seq_continues_or_is_announced()
     let a = IngestNode::start(&nats).await;
     until_leads(&a, "the first node leads").await;
     let b = IngestNode::start(&nats).await;
-    let g = gateway(&nats).await;
+    let g = nats_gateway(&nats).await;
     let (mut c, mut ledger) = watcher(&g).await;
     read_ticks(&mut c, &mut ledger, 200).await;
     assert!(
@@ -179,7 +166,7 @@ async fn a_paused_leader_resumed_after_the_takeover_publishes_nothing_stale() {
     let mut a = IngestNode::start(&nats).await;
     until_leads(&a, "the first node leads").await;
     let b = IngestNode::start(&nats).await;
-    let g = gateway(&nats).await;
+    let g = nats_gateway(&nats).await;
     let (mut c, mut ledger) = watcher(&g).await;
     read_ticks(&mut c, &mut ledger, 200).await;
 

@@ -34,19 +34,6 @@ async fn ingest(nats: &NatsServer, symbols: &[&str], rate: f64) -> RunningServer
     .await
 }
 
-/// A gateway node fed by NATS; returns once its feed is connected and warmed (ready).
-async fn gateway(nats: &NatsServer) -> RunningServer {
-    let toml = format!(
-        "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.ticker.>\"]\n",
-        nats.url()
-    );
-    let feeds = feeds(&toml);
-    let g = start_server(|c| c.feeds = feeds).await;
-    let stats = feed_stats(&g, "nats");
-    wait_until("the gateway's NATS feed is connected", || stats.connected()).await;
-    g
-}
-
 /// (topic, seq) → (ts, last price) of the ticks a client received.
 type Seen = BTreeMap<(String, u64), (u64, f64)>;
 
@@ -91,8 +78,8 @@ fn shipped_gateway_config_parses() {
 async fn clients_on_two_gateways_receive_identical_streams() {
     let nats = NatsServer::start();
     let ingest = ingest(&nats, &["AAPL", "MSFT"], 400.0).await;
-    let g1 = gateway(&nats).await;
-    let g2 = gateway(&nats).await;
+    let g1 = nats_gateway(&nats).await;
+    let g2 = nats_gateway(&nats).await;
     let topics = ["ticker.AAPL", "ticker.MSFT"];
     let mut c1 = Client::connect(&g1).await;
     let mut c2 = Client::connect(&g2).await;
@@ -135,7 +122,7 @@ async fn a_late_gateway_serves_the_latest_tick_as_snapshot() {
     })
     .await;
     // An early gateway witnesses that the ticks went through NATS.
-    let early = gateway(&nats).await;
+    let early = nats_gateway(&nats).await;
     let mut publisher = tcp_publisher(&ingest, "tcp").await;
     for (i, price) in [10.5, 11.25, 12.125].into_iter().enumerate() {
         let line = tick_line(
@@ -149,7 +136,7 @@ async fn a_late_gateway_serves_the_latest_tick_as_snapshot() {
     }
     wait_for_seq(&early, "ticker.LATE", 3).await;
 
-    let late = gateway(&nats).await;
+    let late = nats_gateway(&nats).await;
     let mut c = Client::connect(&late).await;
     c.subscribe(&["ticker.LATE"], 1).await;
     let t = c.next_of_type("tick").await;
@@ -171,8 +158,8 @@ async fn a_late_gateway_serves_the_latest_tick_as_snapshot() {
 async fn gateways_recover_when_nats_restarts() {
     let mut nats = NatsServer::start();
     let ingest = ingest(&nats, &["AAPL"], 200.0).await;
-    let g1 = gateway(&nats).await;
-    let g2 = gateway(&nats).await;
+    let g1 = nats_gateway(&nats).await;
+    let g2 = nats_gateway(&nats).await;
     let mut clients = Vec::new();
     for g in [&g1, &g2] {
         let mut c = Client::connect(g).await;
@@ -224,8 +211,8 @@ async fn gateways_recover_when_nats_restarts() {
 async fn a_client_moves_to_the_other_gateway_without_seq_going_back() {
     let nats = NatsServer::start();
     let _ingest = ingest(&nats, &["AAPL"], 200.0).await;
-    let g1 = gateway(&nats).await;
-    let g2 = gateway(&nats).await;
+    let g1 = nats_gateway(&nats).await;
+    let g2 = nats_gateway(&nats).await;
     let mut c = Client::connect(&g1).await;
     c.subscribe(&["ticker.AAPL"], 1).await;
     let mut last = 0;
@@ -254,8 +241,8 @@ async fn a_client_moves_to_the_other_gateway_without_seq_going_back() {
 async fn a_client_recovers_what_it_missed_on_another_gateway_after_its_gateway_dies() {
     let nats = NatsServer::start();
     let ingest = ingest(&nats, &["AAPL"], 100.0).await;
-    let g1 = gateway(&nats).await;
-    let g2 = gateway(&nats).await;
+    let g1 = nats_gateway(&nats).await;
+    let g2 = nats_gateway(&nats).await;
     let topic = "ticker.AAPL";
     let epoch = ingest.running().state().bus.epoch().as_str().to_string();
     let mut c = Client::connect(&g1).await;
@@ -298,7 +285,7 @@ async fn an_ingest_node_that_lost_its_stream_starts_a_new_epoch_that_gateways_ad
     let topic = "ticker.AAPL";
     let first = ingest(&nats, &["AAPL"], 100.0).await;
     let old_epoch = first.running().state().bus.epoch().as_str().to_string();
-    let g = gateway(&nats).await;
+    let g = nats_gateway(&nats).await;
     let mut c = Client::connect(&g).await;
     let ack = c.subscribe(&[topic], 1).await;
     assert_eq!(ack["epochs"][topic], old_epoch.as_str(), "{ack}");

@@ -5,7 +5,10 @@ use std::net::TcpStream as StdTcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, wait_until_blocking, Reaped, TempDir};
+use super::{
+    feed_stats, feeds, free_port, start_server, wait_until, wait_until_blocking, Reaped,
+    RunningServer, TempDir,
+};
 
 /// A `nats-server -js` on a loopback port with its store in a temp dir; killed on drop.
 pub struct NatsServer {
@@ -73,4 +76,18 @@ impl NatsServer {
         std::fs::remove_dir_all(self.dir.path()).expect("remove the NATS store");
         std::fs::create_dir_all(self.dir.path()).expect("recreate the NATS store dir");
     }
+}
+
+/// A gateway node (in this process) fed by `nats`'s ingest tier on `tickcast.ticker.>`; returns once
+/// its NATS feed is connected and warmed (ready).
+pub async fn nats_gateway(nats: &NatsServer) -> RunningServer {
+    let toml = format!(
+        "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.ticker.>\"]\n",
+        nats.url()
+    );
+    let feeds = feeds(&toml);
+    let g = start_server(|c| c.feeds = feeds).await;
+    let stats = feed_stats(&g, "nats");
+    wait_until("the gateway's NATS feed is connected", || stats.connected()).await;
+    g
 }
