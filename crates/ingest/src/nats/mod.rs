@@ -7,10 +7,18 @@
 //! the last-value cache from the stream on every (re)connect, and publishes into the local bus with
 //! the ingest node's seq and ts unchanged, so a client that moves to another gateway sees one
 //! consistent sequence.
+//!
+//! Modules: [`sink`] (the ingest node's side: config, tap, connect), `forward` (its task: leadership
+//! and appends), [`election`] (when to take over, as a pure function), `stream` (what the stream
+//! holds: config, epoch, heartbeats, last ticks), [`feed`] (the gateway's side). Several ingest
+//! nodes may run at once; one leads (see [`election`]), and gateways read what the stream
+//! republishes, so only the leader's accepted appends reach them.
 
 pub mod election;
 pub mod feed;
+mod forward;
 pub mod sink;
+mod stream;
 
 use std::borrow::Cow;
 use std::time::Duration;

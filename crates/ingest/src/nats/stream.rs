@@ -1,0 +1,203 @@
+//! What the ingest tier keeps in its JetStream stream, read and written by the sink: the stream's
+//! config (one message per subject, republished under the live prefix), the epoch record, the
+//! leader's last heartbeat, and every topic's last tick (to resume seqs from).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage as Publish;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::stream::{Config as StreamConfig, Republish, StorageType};
+use async_nats::jetstream::Context;
+use bytes::Bytes;
+use tickcast_bus::{Bus, TopicState};
+use tickcast_core::{Epoch, Seq, Topic, TsMicros};
+
+use super::sink::{NatsSinkConfig, StreamStorage};
+use super::{
+    decode, epoch_subject, is_reserved_subject, leader_subject, live_prefix, LastPerSubject,
+    NatsError,
+};
+use crate::parse::TickParser;
+use crate::publisher::Publisher;
+use crate::stats::FeedStats;
+
+pub(super) fn err(config: &NatsSinkConfig, e: &dyn std::fmt::Display) -> NatsError {
+    NatsError::Stream {
+        stream: config.stream.clone(),
+        error: e.to_string(),
+    }
+}
+
+/// The stream's config: `<prefix>.>`, one message per subject, republished under the live prefix.
+pub(super) fn stream_config(config: &NatsSinkConfig) -> StreamConfig {
+    StreamConfig {
+        name: config.stream.clone(),
+        subjects: vec![format!("{}.>", config.subject_prefix)],
+        // Only the latest tick of each topic matters: older ones are superseded.
+        max_messages_per_subject: 1,
+        storage: match config.storage {
+            StreamStorage::File => StorageType::File,
+            StreamStorage::Memory => StorageType::Memory,
+        },
+        republish: Some(Republish {
+            source: format!("{}.>", config.subject_prefix),
+            destination: format!("{}.>", live_prefix(&config.subject_prefix)),
+            headers_only: false,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Creates the last-value stream, or keeps the one that exists (adding the republish to one made
+/// before it had one).
+pub(super) async fn ensure_stream(js: &Context, config: &NatsSinkConfig) -> Result<(), NatsError> {
+    let wanted = stream_config(config);
+    let mut stream = js
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|e| err(config, &e))?;
+    if stream.cached_info().config.republish != wanted.republish {
+        let mut updated = stream.cached_info().config.clone();
+        updated.republish = wanted.republish;
+        js.update_stream(updated)
+            .await
+            .map_err(|e| err(config, &e))?;
+        tracing::info!(stream = %config.stream, "stream now republishes what it stores (gateways read that)");
+    }
+    let _ = stream.info().await;
+    Ok(())
+}
+
+/// A new epoch: from the wall clock and the process id, so two starts differ.
+pub(super) fn fresh_epoch() -> Epoch {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    Epoch::from_seed(nanos ^ (u64::from(std::process::id()) << 40))
+}
+
+/// The epoch the stream holds (the last message of the reserved subject), if any.
+pub(super) async fn stored_epoch(
+    js: &Context,
+    config: &NatsSinkConfig,
+) -> Result<Option<Epoch>, NatsError> {
+    let stream = js
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| err(config, &e))?;
+    let subject = epoch_subject(&config.subject_prefix);
+    match stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(msg) => {
+            let text = std::str::from_utf8(&msg.payload).map_err(|e| err(config, &e))?;
+            Epoch::new(text.trim())
+                .map(Some)
+                .map_err(|e| err(config, &format_args!("{subject}: {e}")))
+        }
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(err(config, &e)),
+    }
+}
+
+/// Stores `epoch` as the first message of the reserved subject, waiting for JetStream's ack;
+/// `false` if the subject already had one (another node stored its epoch first).
+pub(super) async fn store_epoch(
+    js: &Context,
+    config: &NatsSinkConfig,
+    epoch: &Epoch,
+) -> Result<bool, NatsError> {
+    let body = Bytes::copy_from_slice(epoch.as_str().as_bytes());
+    let publish = Publish::build()
+        .payload(body)
+        .expected_last_subject_sequence(0);
+    let ack = js
+        .send_publish(epoch_subject(&config.subject_prefix), publish)
+        .await
+        .map_err(|e| err(config, &e))?
+        .await;
+    match ack {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+        Err(e) => Err(err(config, &e)),
+    }
+}
+
+/// When the leader was last heard, from the heartbeat the stream holds: a lease that lapsed long
+/// ago (the tier was down) is taken over at once, a fresh one is waited out.
+/// Also returns the heartbeat's stream sequence (0 if none): a clock-free way to tell later
+/// whether anyone renewed since.
+pub(super) async fn last_heartbeat(
+    js: &Context,
+    config: &NatsSinkConfig,
+) -> Result<(Instant, u64), NatsError> {
+    let now = Instant::now();
+    let lapsed = now.checked_sub(config.lease.lease).unwrap_or(now);
+    let stream = js
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| err(config, &e))?;
+    match stream
+        .get_last_raw_message_by_subject(&leader_subject(&config.subject_prefix))
+        .await
+    {
+        Ok(msg) => {
+            let stored = msg.time.unix_timestamp_nanos();
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as i128;
+            // The stored time is NATS's clock: a skew only delays or hastens one attempt, which
+            // the conditional append keeps safe either way.
+            let age = Duration::from_nanos((wall - stored).clamp(0, u64::MAX as i128) as u64);
+            Ok((
+                now.checked_sub(age).unwrap_or(lapsed).max(lapsed),
+                msg.sequence,
+            ))
+        }
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok((lapsed, 0)),
+        Err(e) => Err(err(config, &e)),
+    }
+}
+
+/// Loads the stream's last tick of every topic into `bus` (its cache and seq counter); returns the
+/// topics it found.
+pub(super) async fn resume(
+    js: &Context,
+    config: &NatsSinkConfig,
+    bus: &Arc<Bus>,
+    stats: &Arc<FeedStats>,
+) -> Result<Vec<Arc<TopicState>>, NatsError> {
+    let filter = format!("{}.>", config.subject_prefix);
+    let mut last = LastPerSubject::open(js, &config.stream, &filter).await?;
+    let mut publisher = Publisher::new(bus.clone(), stats.clone());
+    let mut parser = TickParser::default();
+    let mut scratch = Vec::new();
+    let mut found = Vec::new();
+    while let Some((subject, body, _)) = last.next().await.map_err(|e| err(config, &e))? {
+        if is_reserved_subject(&config.subject_prefix, &subject) {
+            continue;
+        }
+        scratch.clear();
+        scratch.extend_from_slice(&body);
+        let Ok(tick) = decode(&mut parser, &config.subject_prefix, &subject, &mut scratch) else {
+            continue;
+        };
+        let Ok(topic) = Topic::new(&tick.topic) else {
+            continue;
+        };
+        let Ok(state) = publisher.topic(&topic) else {
+            continue;
+        };
+        publisher.publish_assigned(
+            &mut bus.batch(),
+            &state,
+            Seq(tick.seq),
+            TsMicros(tick.ts),
+            tick.quote,
+        );
+        found.push(state);
+    }
+    Ok(found)
+}
