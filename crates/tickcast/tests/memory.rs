@@ -67,7 +67,7 @@ async fn memory_is_given_back_after_a_mass_disconnect() {
     // queued when it was read, so the storms are compared with the highest peak, not with each
     // other's. 5,000 clients (~20 MiB a storm) rather than 2,000 (5-8 MiB): with 2,000 the 1-3 MiB
     // that stays pinned was near half of a storm, and a clean-clone CI run failed all three storms
-    // (2026-12-05); with 5,000, 3 of 12 storms here kept more than half, no run failed.
+    // (2026-12-05); with 5,000, 2 of 12 storms here kept more than half, no run failed.
     let mut rounds = Vec::new();
     for round in 1..=STORMS {
         let clients = connect_subscribed(addr, CLIENTS).await;
