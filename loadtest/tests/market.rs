@@ -40,6 +40,27 @@ async fn market_server(
     .await
 }
 
+/// Waits (bounded, 10 s) until the synthetic feed has published a book for every one of the
+/// `symbols` (it starts books one by one as its changes reach them): the load generator's
+/// `--topics-from-server` reads the list once.
+async fn wait_for_books(server: &tickcast::test_support::RunningServer, symbols: usize) {
+    let bus = &server.running().state().bus;
+    let all = || {
+        (0..symbols).all(|i| {
+            bus.get(&format!("book.SYM{i:04}"))
+                .is_some_and(|t| t.last().is_some())
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !all() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the feed started all {symbols} books"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -49,6 +70,7 @@ async fn a_book_run_verifies_thousands_of_checksums_without_a_mismatch() {
     // 20 symbols, 4,000 changes/s: 200 deltas/s per book; 20 connections x 2 books get
     // ~8,000 book messages/s between them.
     let server = market_server(20, 4_000.0, false).await;
+    wait_for_books(&server, 20).await;
     let json = temp_path("book.json");
     let out = run_loadgen(args(&[
         "--url",
