@@ -10,8 +10,11 @@
 
 /** One `book` message as the server sends it. */
 export interface BookMessage {
+  /** Always `"book"`. */
   type: "book";
+  /** The topic, `<channel>.<symbol>` (e.g. `book.BTC-USD`). */
   topic: string;
+  /** Per-topic sequence number; deltas are +1 each, a jump without a `gap` marker drops the book. */
   seq: number;
   /** Ingest time, unix microseconds. */
   ts: number;
@@ -29,7 +32,9 @@ export interface BookMessage {
 
 /** One price level: the price and size exactly as the server last wrote them. */
 export interface BookLevel {
+  /** The level's price, an exact decimal string. */
   readonly price: string;
+  /** The quantity at that price, an exact decimal string (never "0": that removes the level). */
   readonly size: string;
 }
 
@@ -175,6 +180,7 @@ const view = (l: Level): BookLevel => ({ price: l.price, size: l.size });
 
 /** A local copy of one `book.<SYM>` topic; see the module docs. */
 export class OrderBook {
+  /** The book topic, `book.<SYM>`. */
   readonly topic: string;
   /** Seq of the last message applied (0 before the first snapshot). */
   seq = 0;
@@ -240,7 +246,12 @@ export class OrderBook {
   }
 
   /** Levels held on each side. */
-  get size(): { bids: number; asks: number } {
+  get size(): {
+    /** Bid levels held. */
+    bids: number;
+    /** Ask levels held. */
+    asks: number;
+  } {
     return { bids: this.bidSide.levels.length, asks: this.askSide.levels.length };
   }
 

@@ -58,7 +58,10 @@ export function correctedLatency(tsUs: number, receivedUs: number, clock: ClockS
 /** The last `size` samples (a fixed window, so an old lucky trip does not outlive a clock step or a route change). */
 export class ClockWindow {
   private readonly samples: ClockSample[] = [];
-  constructor(readonly size = 8) {}
+  constructor(
+    /** How many of the latest samples the window keeps. */
+    readonly size = 8,
+  ) {}
 
   /** Adds a sample, dropping the oldest beyond the window; returns the best estimate now. */
   add(s: ClockSample): ClockSample | null {

@@ -26,7 +26,13 @@ function binarySize(data: any): number {
 }
 
 /** Parses a frame's data: the message, or why it is not one. */
-export function parseFrame(data: unknown): { msg: Record<string, any> } | { invalid: InvalidFrame } {
+export function parseFrame(data: unknown): {
+  /** The parsed server message (an object with a string `type`). */
+  msg: Record<string, any>;
+} | {
+  /** Why the frame is not a message. */
+  invalid: InvalidFrame;
+} {
   if (typeof data !== "string") return { invalid: { reason: "binary", size: binarySize(data), sample: "" } };
   let msg: any;
   try {

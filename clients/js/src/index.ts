@@ -32,8 +32,11 @@ export {
 
 /** One tick as the server sent it (prices as JSON numbers with the feed's precision). */
 export interface Tick {
+  /** Always `"tick"`. */
   type: "tick";
+  /** The topic, `<channel>.<symbol>` (e.g. `ticker.AAPL`). */
   topic: string;
+  /** Per-topic sequence number; consecutive unless a `gap` event announced the missing ones. */
   seq: number;
   /** Ingest time, unix microseconds. */
   ts: number;
@@ -42,13 +45,17 @@ export interface Tick {
 
 /** One trade on `trade.<SYM>` (never conflated; a drop is announced by a `gap` with reason `dropped`). */
 export interface Trade {
+  /** Always `"trade"`. */
   type: "trade";
+  /** The topic, `<channel>.<symbol>` (e.g. `trade.BTC-USD`). */
   topic: string;
+  /** Per-topic sequence number; consecutive unless a `gap` event announced the missing ones. */
   seq: number;
   /** Execution time, unix microseconds. */
   ts: number;
   /** Exact decimal strings, as the feed wrote them. */
   price: string;
+  /** Traded quantity, an exact decimal string as the feed wrote it. */
   size: string;
   /** The taker's side. */
   side: "buy" | "sell";
@@ -58,16 +65,25 @@ export interface Trade {
 
 /** One candle on `bar.<interval>.<SYM>`: `closed:false` updates replace the bar with the same `start`. */
 export interface Bar {
+  /** Always `"bar"`. */
   type: "bar";
+  /** The topic, `<channel>.<symbol>` (e.g. `bar.1m.AAPL`). */
   topic: string;
+  /** Per-topic sequence number (every update of a bar takes the next one); consecutive unless a `gap` event announced the missing ones. */
   seq: number;
   /** Interval start, unix microseconds. */
   start: number;
+  /** Price of the interval's first trade, an exact decimal string. */
   open: string;
+  /** Highest trade price in the interval so far, an exact decimal string. */
   high: string;
+  /** Lowest trade price in the interval so far, an exact decimal string. */
   low: string;
+  /** Price of the latest trade in the interval (final once `closed`), an exact decimal string. */
   close: string;
+  /** Sum of the trades' sizes, an exact decimal string. */
   volume: string;
+  /** Volume-weighted average price, an exact decimal string rounded half away from zero to the finest price scale seen in the bar. */
   vwap: string;
   /** Trades in the bar. */
   trades: number;
@@ -77,29 +93,44 @@ export interface Bar {
 
 /** The topic's seq space started over upstream with this epoch (protocol v2 `reset`). */
 export interface ResetEvent {
+  /** The topic whose seq space restarted. */
   topic: string;
+  /** The new epoch (at most 16 characters); later seqs and `since` resumes belong to it. */
   epoch: string;
 }
 
 /** Seqs from..=to of topic will not arrive; `unannounced` when no server marker named them (a server bug). */
 export interface GapEvent {
+  /** The topic that skips seqs. */
   topic: string;
+  /** First missing seq (inclusive). */
   from: number;
+  /** Last missing seq (inclusive). */
   to: number;
+  /**
+   * conflated, dropped (the client was behind), upstream (the feed lost them), resync (books: a fresh snapshot
+   * follows), or unannounced (a seq jump with no server marker); other strings may come from newer servers.
+   */
   reason: "conflated" | "dropped" | "upstream" | "unannounced" | string;
 }
 
 /** The topic had no tick for heartbeat_ms; seq/ts are its last tick's. */
 export interface HeartbeatEvent {
+  /** The quiet topic. */
   topic: string;
+  /** The topic's last seq (0 before its first tick). */
   seq: number;
+  /** That tick's ingest time, unix microseconds (0 before its first tick). */
   ts: number;
+  /** false once the feed that published the topic disconnected or stopped (or none has published it yet). */
   feed_up: boolean;
 }
 
 /** Outcome of a resubscribe with `since` after a reconnect. */
 export interface RecoveryEvent {
+  /** The resubscribed topic. */
   topic: string;
+  /** true: exactly the missed messages follow; false: the latest tick follows as a snapshot, then live ones. */
   recovered: boolean;
   /**
    * too_old, epoch_changed or no_history when not recovered; for a topic a wildcard brought also unknown_epoch (it
@@ -111,7 +142,9 @@ export interface RecoveryEvent {
 
 /** A heartbeat said feed_up:false: the feed that published topic is gone. */
 export interface StaleEvent {
+  /** The topic whose feed is gone. */
   topic: string;
+  /** The topic's last seq, as the heartbeat reported it (0 if it never had a tick). */
   lastSeq: number;
 }
 
@@ -120,8 +153,11 @@ export interface StaleEvent {
  * `retryInMs`/`nextAttemptAt` when the next attempt is scheduled (absent when none will follow: closed or refused).
  */
 export interface StateEvent {
+  /** The new state. */
   state: "connecting" | "connected" | "disconnected";
+  /** The WebSocket close code (e.g. 1006, 1008) when a close ended the connection; absent otherwise. */
   code?: number;
+  /** The close frame's reason or the failure in words (e.g. "client closed") when disconnected; absent otherwise. */
   reason?: string;
   /** The backoff wait before the next connect attempt, in ms. */
   retryInMs?: number;
@@ -137,24 +173,37 @@ export interface InvalidFrameEvent extends InvalidFrame {
 
 /** A server `error` that answers no request of this client's (e.g. to malformed input, or a rate limit). */
 export interface ServerErrorEvent {
+  /** The error code, e.g. `invalid_field`, `rate_limited` (docs/protocol.md lists them). */
   code: string;
+  /** What went wrong, in plain words. */
   message: string;
+  /** The request field at fault, with `invalid_field`; absent otherwise. */
   field?: string;
+  /** The `id` of the request it answers, when the server could read one. */
   id?: unknown;
 }
 
 /** Events a client emits, by name. */
 export interface ClientEvents {
+  /** The connection state changed. */
   state: StateEvent;
+  /** A tick (live, a snapshot, or replayed by a recovery). */
   tick: Tick;
+  /** Seqs of a topic that will not arrive (a server marker, or an unannounced jump). */
   gap: GapEvent;
+  /** A quiet topic's heartbeat (with `heartbeatMs`). */
   heartbeat: HeartbeatEvent;
+  /** Whether a resubscribe with `since` after a reconnect got back what was missed. */
   recovery: RecoveryEvent;
+  /** A topic's feed went away (a heartbeat with `feed_up: false`). */
   stale: StaleEvent;
+  /** A trade on a `trade.<SYM>` topic. */
   trade: Trade;
+  /** A candle update on a `bar.<interval>.<SYM>` topic. */
   bar: Bar;
   /** Every `book` message as it came (a {@link TickcastClient.book} subscription keeps the book itself). */
   book: BookMessage;
+  /** A topic's seq space started over with a new epoch. */
   reset: ResetEvent;
   /** Every message the server sent, parsed, before the client handles it (counts, diagnostics, unknown types). */
   message: Record<string, any>;
@@ -220,18 +269,27 @@ export interface ClientOptions {
 
 /** Subscribe options; `extra` fields are sent as they are (wildcards and other server options). */
 export interface SubscribeOptions {
+  /** Heartbeat each topic after this many ms without a tick (`heartbeat_ms`); defaults to the client's `heartbeatMs`. */
   heartbeatMs?: number;
+  /** At most one tick (the latest) per topic per this many ms (`throttle_ms`); absent: every tick. */
   throttleMs?: number;
   /**
    * Resume these topics after the given positions, in this request only (e.g. to backfill from the server's history);
    * a topic the client already has a position for resumes from its own. Reconnects resume from what was received.
    */
-  since?: Record<string, { seq: number; epoch: string }>;
+  since?: Record<string, {
+    /** The last seq the caller has of the topic; the stream resumes after it. */
+    seq: number;
+    /** The epoch that seq belongs to. */
+    epoch: string;
+  }>;
+  /** More fields for the subscribe request, sent as they are. */
   extra?: Record<string, unknown>;
 }
 
 /** Why a {@link BookSubscription} dropped its book. */
 export interface BookInvalidEvent {
+  /** The book topic, `book.<SYM>`. */
   topic: string;
   /**
    * mismatch (checksum), jump (delta seq jump without a gap marker), malformed, gap (a server gap marker: the
@@ -265,6 +323,7 @@ export interface BookOptions {
  * dropped until the snapshot the server sends next. Created by {@link TickcastClient.book}.
  */
 export class BookSubscription {
+  /** The book topic, `book.<SYM>`. */
   readonly topic: string;
   /** The book (the same object for the subscription's life; read it in `onUpdate` or any time). */
   readonly book: OrderBook;
@@ -307,7 +366,7 @@ export class BookSubscription {
     await this.leave();
   }
 
-  /** @internal */
+  /** Cancels a pending resubscribe timer (the client calls it). @internal */
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -402,13 +461,15 @@ interface Pending {
   timer: ReturnType<typeof setTimeout>;
 }
 
-type Listener<T> = (ev: T) => void;
+/** A handler for one event type (see {@link TickcastClient.on}). */
+export type Listener<T> = (ev: T) => void;
 /** How long the client gathers wildcard topics of unknown epoch before it asks for their epochs in one subscribe. */
 const LEARN_BATCH_MS = 50;
 const isNode = typeof process !== "undefined" && !!(process as any).versions?.node;
 
 /** A tickcast connection; see the package docs. */
 export class TickcastClient {
+  /** The WebSocket URL given to the constructor (e.g. `ws://127.0.0.1:8080/ws`). */
   readonly url: string;
   /** The current connection state. */
   state: StateEvent["state"] = "disconnected";
@@ -476,7 +537,12 @@ export class TickcastClient {
    * The last seq received of a subscribed topic (named, or brought by a pattern) and the epoch it belongs to (what a
    * reconnect resumes from).
    */
-  position(topic: string): { seq?: number; epoch?: string } | undefined {
+  position(topic: string): {
+    /** Last seq received; absent before the first one. */
+    seq?: number;
+    /** The epoch it belongs to; absent until the server named it. */
+    epoch?: string;
+  } | undefined {
     const st = this.topics.get(topic) ?? this.matched.get(topic);
     return st && { seq: st.seq, epoch: st.epoch };
   }

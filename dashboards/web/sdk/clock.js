@@ -39,7 +39,9 @@ export function correctedLatency(tsUs, receivedUs, clock) {
 }
 /** The last `size` samples (a fixed window, so an old lucky trip does not outlive a clock step or a route change). */
 export class ClockWindow {
-    constructor(size = 8) {
+    constructor(
+    /** How many of the latest samples the window keeps. */
+    size = 8) {
         this.size = size;
         this.samples = [];
     }

@@ -57,7 +57,7 @@ export class BookSubscription {
         this.stop();
         await this.leave();
     }
-    /** @internal */
+    /** Cancels a pending resubscribe timer (the client calls it). @internal */
     stop() {
         if (this.timer)
             clearTimeout(this.timer);
