@@ -404,6 +404,11 @@ impl Bus {
         }
     }
 
+    /// How much history each topic keeps, as configured.
+    pub fn history_config(&self) -> &HistoryConfig {
+        &self.history
+    }
+
     /// Entries (ticks and upstream gap markers) held by every topic's history.
     pub fn history_entries(&self) -> u64 {
         self.history_entries.load(Ordering::Relaxed).max(0) as u64

@@ -280,6 +280,44 @@ async fn a_client_recovers_what_it_missed_on_another_gateway_after_its_gateway_d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_started_after_the_ticks_recovers_them_for_a_client_from_the_stream() {
+    let nats = NatsServer::start();
+    // Slow enough that the stream's 100 ticks per topic still hold the missed ones when the new
+    // gateway has started, however loaded the machine.
+    let ingest = ingest(&nats, &["AAPL"], 20.0).await;
+    let topic = "ticker.AAPL";
+    let epoch = ingest.running().state().bus.epoch().as_str().to_string();
+    let g1 = nats_gateway(&nats).await;
+    let mut c = Client::connect(&g1).await;
+    c.subscribe(&[topic], 1).await;
+    let mut last = 0;
+    for _ in 0..5 {
+        let s = c.next_of_type("tick").await["seq"].as_u64().unwrap();
+        assert!(s > last, "seq went from {last} to {s}");
+        last = s;
+    }
+    g1.shutdown().await;
+    c.expect_close().await;
+    wait_for_seq(&ingest, topic, last + 10).await;
+
+    // Gateway 2 did not exist while those ticks flowed: its history comes from JetStream.
+    let g2 = nats_gateway(&nats).await;
+    let mut c = Client::connect(&g2).await;
+    c.send(json!({"op":"subscribe","topics":[topic],"since":{topic:{"seq":last,"epoch":epoch}},"id":2}))
+        .await;
+    let ack = c.next_of_type("subscribed").await;
+    assert_eq!(ack["recovery"][topic]["recovered"], true, "{ack}");
+    let mut expect = last + 1;
+    while expect <= last + 15 {
+        let v = c.next_json().await;
+        assert_eq!(v["type"], "tick", "only ticks expected: {v}");
+        assert_eq!(v["seq"].as_u64(), Some(expect), "{v}");
+        expect += 1;
+    }
+    drop(ingest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingest_node_that_lost_its_stream_starts_a_new_epoch_that_gateways_adopt() {
     let mut nats = NatsServer::start();
     let topic = "ticker.AAPL";

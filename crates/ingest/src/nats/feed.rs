@@ -5,12 +5,17 @@
 //! ([`live_prefix`](super::live_prefix)): only appends the stream accepted, in its order, so the
 //! appends it refused from a deposed ingest leader never reach a client.
 //!
-//! On every (re)connect it reads JetStream's last message per subject while the live subscription
-//! already delivers, and only then reports itself connected, so `/readyz` turns ready with a warm
-//! cache. Both paths meet in the bus, which keeps the newest seq per topic and drops (and counts as
-//! stale) anything older, so their interleaving does not matter. A disconnect keeps every client:
-//! the feed is marked not connected (not ready), async-nats reconnects and resubscribes, the
-//! reconnect is counted, and the ticks missed meanwhile show up as upstream gaps.
+//! On every (re)connect it reads what JetStream retains of each topic (the ingest node's
+//! `stream_history` ticks, no older than this gateway's history keeps), oldest first, and only then
+//! reports itself connected, so `/readyz` turns ready with a warm cache and a history: a client that
+//! moves here from another gateway recovers what it missed even if this gateway was not running
+//! then. Live messages wait in the subscription (async-nats buffers `subscription_capacity` of
+//! them) until that read is done, so every topic's history fills in seq order; the bus keeps the
+//! newest seq per topic and drops (and counts as stale) the live messages the read already
+//! covered. A disconnect keeps every client: the feed is marked not connected (not ready),
+//! async-nats reconnects and resubscribes, the reconnect is counted, and the read that follows fills
+//! in the ticks missed meanwhile if the stream still has them; the rest show up as upstream gaps,
+//! as does anything the subscription dropped while full.
 //!
 //! Each message's `Tickcast-Epoch` header names the ingest tier's epoch; a topic takes it on its
 //! first message and again whenever it changes (the ingest node lost its stream and started a new
@@ -25,14 +30,15 @@ use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 
+use tickcast_bus::HistoryConfig;
 use tickcast_core::{Epoch, Seq, Topic, TsMicros};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
     decode, epoch_of, is_reserved_subject, live_prefix, validate_prefix, validate_stream,
-    LastPerSubject, NatsError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX,
-    DEFAULT_URL, MIN_CONNECT_TIMEOUT,
+    NatsError, ReadFrom, StreamReader, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM,
+    DEFAULT_SUBJECT_PREFIX, DEFAULT_URL, MIN_CONNECT_TIMEOUT,
 };
 use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::gaps::{GapTracker, SeqCheck};
@@ -365,6 +371,11 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
         epochs: HashMap::new(),
     };
     let bus = ingest.publisher.bus().clone();
+    let read_from = warm_read(bus.history_config());
+    // While a warm-up reads the stream, live messages wait in the subscription: histories fill in
+    // seq order. From the start and from a disconnect on, live data waits for the warm-up the
+    // (re)connect brings, or a live tick could overtake the history it follows.
+    let mut warming = config.stream.is_some();
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
@@ -384,10 +395,12 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
                                 t.abort();
                             }
                             warm_round += 1;
+                            warming = true;
                             warm_task = Some(tokio::spawn(warm_up(
                                 js.clone(),
                                 stream.clone(),
                                 config.subjects.clone(),
+                                read_from,
                                 warm_round,
                                 warm_tx.clone(),
                             )));
@@ -396,6 +409,7 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
                 }
                 Event::Disconnected => {
                     stats.set_connected(false);
+                    warming = config.stream.is_some();
                     tracing::warn!(feed = %name, url = %config.url, "NATS disconnected; clients kept, reconnecting");
                 }
                 Event::SlowConsumer(sid) => {
@@ -403,7 +417,7 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
                 }
                 other => tracing::info!(feed = %name, event = %other, "NATS event"),
             },
-            Some(msg) = live.next() => {
+            Some(msg) = live.next(), if !warming => {
                 let mut batch = bus.batch();
                 let mut n = u64::from(ingest.handle(&mut batch, true, msg.subject.as_str(), &msg.payload, epoch_of(msg.headers.as_ref())));
                 // Drain what is already buffered into the same batch: one shard wake-up per burst.
@@ -422,17 +436,27 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
                 Warm::Tick(subject, body, epoch) => {
                     let mut batch = bus.batch();
                     ingest.handle(&mut batch, false, &subject, &body, epoch.as_deref());
+                    // The rest of what the reader already sent goes in the same batch.
+                    for _ in 1..BATCH {
+                        match warm_rx.try_recv() {
+                            Ok((_, Warm::Tick(subject, body, epoch))) => {
+                                ingest.handle(&mut batch, false, &subject, &body, epoch.as_deref());
+                            }
+                            Ok((round, Warm::Done(result))) => {
+                                drop(batch);
+                                if round == warm_round {
+                                    warming = false;
+                                    warmed(&name, result, &client, &stats);
+                                }
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                 }
                 Warm::Done(result) if round == warm_round => {
-                    match result {
-                        Ok(n) => tracing::info!(feed = %name, topics = n, "cache warmed from JetStream"),
-                        // No stream yet (ingest not started) or JetStream trouble: live data still
-                        // flows, so the feed counts as connected.
-                        Err(e) => tracing::warn!(feed = %name, error = %e, "no JetStream warm-up; live data only"),
-                    }
-                    if client.connection_state() == async_nats::connection::State::Connected {
-                        stats.set_connected(true);
-                    }
+                    warming = false;
+                    warmed(&name, result, &client, &stats);
                 }
                 Warm::Done(_) => {}
             },
@@ -445,18 +469,56 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
     Ok(())
 }
 
-/// Reads the last message per subject of every filter and sends them, then `Done`.
+/// Where a warm-up starts reading: nothing older than the longest history this gateway keeps (a
+/// tick it would have expired already is no use), everything retained when some history has no
+/// age limit, only the latest tick per topic when no topic keeps history.
+fn warm_read(history: &HistoryConfig) -> ReadFrom {
+    let limits: Vec<_> = std::iter::once(history.default)
+        .chain(history.channels.iter().map(|(_, l)| *l))
+        .filter(|l| l.size > 0)
+        .collect();
+    if limits.is_empty() {
+        ReadFrom::LastPerSubject
+    } else if limits.iter().any(|l| l.ttl.is_zero()) {
+        ReadFrom::Retained
+    } else {
+        ReadFrom::Within(limits.iter().map(|l| l.ttl).max().unwrap_or_default())
+    }
+}
+
+/// A warm-up ended: logs how, and marks the feed connected if NATS still is.
+fn warmed(
+    name: &str,
+    result: Result<u64, NatsError>,
+    client: &async_nats::Client,
+    stats: &crate::stats::FeedStats,
+) {
+    match result {
+        Ok(n) => {
+            tracing::info!(feed = %name, messages = n, "cache and history warmed from JetStream")
+        }
+        // No stream yet (ingest not started) or JetStream trouble: live data still flows, so the
+        // feed counts as connected.
+        Err(e) => tracing::warn!(feed = %name, error = %e, "no JetStream warm-up; live data only"),
+    }
+    if client.connection_state() == async_nats::connection::State::Connected {
+        stats.set_connected(true);
+    }
+}
+
+/// Reads every filter's messages from `from` on and sends them, then `Done`.
 async fn warm_up(
     js: async_nats::jetstream::Context,
     stream: String,
     filters: Vec<String>,
+    from: ReadFrom,
     round: u64,
     tx: mpsc::Sender<(u64, Warm)>,
 ) {
     let mut n = 0;
     let mut result = Ok(());
     for filter in &filters {
-        let mut last = match LastPerSubject::open(&js, &stream, filter).await {
+        let mut last = match StreamReader::open(&js, &stream, filter, from).await {
             Ok(l) => l,
             Err(e) => {
                 result = Err(e);
@@ -518,6 +580,29 @@ mod tests {
         assert!(problem(&|c| c.max_message_bytes = 63).contains("max_message_bytes is 63"));
         assert!(problem(&|c| c.connect_timeout = Duration::from_millis(99))
             .contains("connect_timeout_ms is 99, must be >= 100"));
+    }
+
+    #[test]
+    fn a_warm_up_reads_no_further_back_than_the_longest_history_kept() {
+        use tickcast_bus::HistoryLimits;
+        let limits = |size, secs| HistoryLimits {
+            size,
+            ttl: Duration::from_secs(secs),
+        };
+        let mut h = HistoryConfig {
+            default: limits(100, 60),
+            channels: vec![
+                ("trade".into(), limits(1000, 300)),
+                ("bar".into(), limits(0, 900)),
+            ],
+        };
+        // A channel without history (bar) does not widen the read.
+        assert_eq!(warm_read(&h), ReadFrom::Within(Duration::from_secs(300)));
+        h.channels[0].1.ttl = Duration::ZERO;
+        assert_eq!(warm_read(&h), ReadFrom::Retained);
+        h.default.size = 0;
+        h.channels[0].1.size = 0;
+        assert_eq!(warm_read(&h), ReadFrom::LastPerSubject);
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
 pub const DEFAULT_SUBJECT_PREFIX: &str = "tickcast";
 /// JetStream stream holding the last tick per subject when none is configured.
 pub const DEFAULT_STREAM: &str = "TICKCAST";
-/// Longest wait for one message while reading the last-per-subject snapshot; a stalled read gives
+/// Longest wait for one message while reading a stream's snapshot; a stalled read gives
 /// up (live data keeps flowing) rather than holding readiness back forever.
 const WARM_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -212,18 +212,53 @@ pub fn validate_names(subject_prefix: &str, stream: &str) -> Result<(), String> 
     validate_stream(stream).map_err(|e| format!("stream {e}"))
 }
 
-/// The last message of every subject matching a filter in a JetStream stream, read once: the
-/// snapshot size is taken when the consumer is created and reading stops there, so a busy stream
-/// cannot keep the reader going forever (newer messages arrive live anyway).
-pub(crate) struct LastPerSubject {
+/// Where a [`StreamReader`] starts in a JetStream stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadFrom {
+    /// Only the last message of each subject (an ingest node resuming its seqs).
+    LastPerSubject,
+    /// Every message the stream retains, oldest first (a gateway filling its history).
+    Retained,
+    /// Every retained message stored at most this long ago, oldest first.
+    Within(Duration),
+}
+
+impl ReadFrom {
+    fn policy(self) -> DeliverPolicy {
+        match self {
+            ReadFrom::LastPerSubject => DeliverPolicy::LastPerSubject,
+            ReadFrom::Retained => DeliverPolicy::All,
+            ReadFrom::Within(window) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let start = now.saturating_sub(window).as_nanos() as i128;
+                match time::OffsetDateTime::from_unix_timestamp_nanos(start) {
+                    Ok(start_time) => DeliverPolicy::ByStartTime { start_time },
+                    Err(_) => DeliverPolicy::All,
+                }
+            }
+        }
+    }
+}
+
+/// Messages of a JetStream stream matching a filter, read once in stream order: the snapshot size
+/// is taken when the consumer is created and reading stops there, so a busy stream cannot keep the
+/// reader going forever (newer messages arrive live anyway).
+pub(crate) struct StreamReader {
     messages: Ordered,
     remaining: u64,
 }
 
-impl LastPerSubject {
-    /// Opens an ordered (ephemeral, unacknowledged) consumer delivering the last message per
-    /// subject of `filter` in `stream`.
-    pub(crate) async fn open(js: &Context, stream: &str, filter: &str) -> Result<Self, NatsError> {
+impl StreamReader {
+    /// Opens an ordered (ephemeral, unacknowledged) consumer on `filter` in `stream`, starting
+    /// where `from` says.
+    pub(crate) async fn open(
+        js: &Context,
+        stream: &str,
+        filter: &str,
+        from: ReadFrom,
+    ) -> Result<Self, NatsError> {
         let err = |e: &dyn std::fmt::Display| NatsError::Stream {
             stream: stream.to_string(),
             error: e.to_string(),
@@ -232,7 +267,7 @@ impl LastPerSubject {
         let consumer = s
             .create_consumer(OrderedConfig {
                 filter_subject: filter.to_string(),
-                deliver_policy: DeliverPolicy::LastPerSubject,
+                deliver_policy: from.policy(),
                 ..Default::default()
             })
             .await

@@ -61,6 +61,9 @@ pub struct NatsSinkConfig {
     pub stream: String,
     /// Where that stream lives.
     pub storage: StreamStorage,
+    /// Ticks the stream keeps per topic (at least 1, the latest): what a gateway that starts or
+    /// reconnects late fills its history from.
+    pub stream_history: u64,
     /// Ticks queued between the bus and the NATS client; beyond this, ticks are dropped and counted.
     pub queue_capacity: usize,
     /// Time allowed to connect at startup (a NATS that cannot be reached fails startup).
@@ -70,6 +73,11 @@ pub struct NatsSinkConfig {
     /// This node's name in the leader's heartbeats and logs.
     pub node: String,
 }
+
+/// Default of [`NatsSinkConfig::stream_history`]: the gateway's default history per topic.
+pub const DEFAULT_STREAM_HISTORY: u64 = 100;
+/// Largest [`NatsSinkConfig::stream_history`] accepted (the gateway's history limit).
+pub const MAX_STREAM_HISTORY: u64 = 100_000;
 
 /// Default of [`NatsSinkConfig::queue_capacity`].
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
@@ -81,6 +89,7 @@ impl Default for NatsSinkConfig {
             subject_prefix: super::DEFAULT_SUBJECT_PREFIX.into(),
             stream: super::DEFAULT_STREAM.into(),
             storage: StreamStorage::File,
+            stream_history: DEFAULT_STREAM_HISTORY,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             connect_timeout: super::DEFAULT_CONNECT_TIMEOUT,
             lease: LeaseTiming::default(),

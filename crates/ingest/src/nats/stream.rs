@@ -1,6 +1,6 @@
 //! What the ingest tier keeps in its JetStream stream, read and written by the sink: the stream's
-//! config (one message per subject, republished under the live prefix), the epoch record, the
-//! leader's last heartbeat, and every topic's last tick (to resume seqs from).
+//! config (the last `stream_history` messages per subject, republished under the live prefix), the
+//! epoch record, the leader's last heartbeat, and every topic's last tick (to resume seqs from).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +16,8 @@ use tickcast_core::{Epoch, Seq, Topic, TsMicros};
 
 use super::sink::{NatsSinkConfig, StreamStorage};
 use super::{
-    decode, epoch_subject, is_reserved_subject, leader_subject, live_prefix, LastPerSubject,
-    NatsError,
+    decode, epoch_subject, is_reserved_subject, leader_subject, live_prefix, NatsError, ReadFrom,
+    StreamReader,
 };
 use crate::parse::TickParser;
 use crate::publisher::Publisher;
@@ -30,13 +30,16 @@ pub(super) fn err(config: &NatsSinkConfig, e: &dyn std::fmt::Display) -> NatsErr
     }
 }
 
-/// The stream's config: `<prefix>.>`, one message per subject, republished under the live prefix.
+/// The stream's config: `<prefix>.>`, the last `stream_history` messages per subject, republished
+/// under the live prefix.
 pub(super) fn stream_config(config: &NatsSinkConfig) -> StreamConfig {
     StreamConfig {
         name: config.stream.clone(),
         subjects: vec![format!("{}.>", config.subject_prefix)],
-        // Only the latest tick of each topic matters: older ones are superseded.
-        max_messages_per_subject: 1,
+        // The latest tick of a topic is its snapshot and where a new leader resumes its seq; the
+        // ones before it are what a gateway that was not there fills its history with, so a client
+        // moving to it can still recover.
+        max_messages_per_subject: i64::try_from(config.stream_history).unwrap_or(i64::MAX),
         storage: match config.storage {
             StreamStorage::File => StorageType::File,
             StreamStorage::Memory => StorageType::Memory,
@@ -50,21 +53,25 @@ pub(super) fn stream_config(config: &NatsSinkConfig) -> StreamConfig {
     }
 }
 
-/// Creates the last-value stream, or keeps the one that exists (adding the republish to one made
-/// before it had one).
+/// Creates the stream, or keeps the one that exists (adding the republish to one made before it
+/// had one, and setting how many ticks per topic it keeps to what is configured now).
 pub(super) async fn ensure_stream(js: &Context, config: &NatsSinkConfig) -> Result<(), NatsError> {
     let wanted = stream_config(config);
     let mut stream = js
         .get_or_create_stream(wanted.clone())
         .await
         .map_err(|e| err(config, &e))?;
-    if stream.cached_info().config.republish != wanted.republish {
-        let mut updated = stream.cached_info().config.clone();
+    let current = &stream.cached_info().config;
+    if current.republish != wanted.republish
+        || current.max_messages_per_subject != wanted.max_messages_per_subject
+    {
+        let mut updated = current.clone();
         updated.republish = wanted.republish;
+        updated.max_messages_per_subject = wanted.max_messages_per_subject;
         js.update_stream(updated)
             .await
             .map_err(|e| err(config, &e))?;
-        tracing::info!(stream = %config.stream, "stream now republishes what it stores (gateways read that)");
+        tracing::info!(stream = %config.stream, per_topic = config.stream_history, "stream updated: republishes what it stores (gateways read that), keeps the configured ticks per topic");
     }
     let _ = stream.info().await;
     Ok(())
@@ -170,7 +177,8 @@ pub(super) async fn resume(
     stats: &Arc<FeedStats>,
 ) -> Result<Vec<Arc<TopicState>>, NatsError> {
     let filter = format!("{}.>", config.subject_prefix);
-    let mut last = LastPerSubject::open(js, &config.stream, &filter).await?;
+    let mut last =
+        StreamReader::open(js, &config.stream, &filter, ReadFrom::LastPerSubject).await?;
     let mut publisher = Publisher::new(bus.clone(), stats.clone());
     let mut parser = TickParser::default();
     let mut scratch = Vec::new();

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tickcast_ingest::nats::election::LeaseTiming;
-use tickcast_ingest::nats::sink::{default_node_name, NatsSinkConfig, StreamStorage};
+use tickcast_ingest::nats::sink::{
+    default_node_name, NatsSinkConfig, StreamStorage, MAX_STREAM_HISTORY,
+};
 
 use super::{millis, ConfigError};
 
@@ -31,6 +33,8 @@ pub struct NatsSection {
     pub stream: String,
     /// `file` or `memory`.
     pub stream_storage: StorageSpec,
+    /// Ticks the stream keeps per topic (1 ..= 100000): a late gateway's history comes from them.
+    pub stream_history: u64,
     /// Ticks queued for NATS before new ones are dropped (and counted).
     pub queue_capacity: usize,
     /// Time allowed to connect at startup, in milliseconds.
@@ -54,6 +58,7 @@ impl Default for NatsSection {
                 StreamStorage::File => StorageSpec::File,
                 StreamStorage::Memory => StorageSpec::Memory,
             },
+            stream_history: s.stream_history,
             queue_capacity: s.queue_capacity,
             connect_timeout_ms: millis(s.connect_timeout),
             renew_ms: millis(s.lease.renew),
@@ -77,6 +82,12 @@ impl NatsSection {
         if self.queue_capacity == 0 || self.connect_timeout_ms < min_connect {
             return Err(ConfigError::Invalid(format!(
                 "nats.queue_capacity must be >= 1 and connect_timeout_ms >= {min_connect}"
+            )));
+        }
+        if !(1..=MAX_STREAM_HISTORY).contains(&self.stream_history) {
+            return Err(ConfigError::Invalid(format!(
+                "nats.stream_history is {}, must be 1 ..= {MAX_STREAM_HISTORY}",
+                self.stream_history
             )));
         }
         self.lease()
@@ -104,6 +115,7 @@ impl NatsSection {
                 StorageSpec::File => StreamStorage::File,
                 StorageSpec::Memory => StreamStorage::Memory,
             },
+            stream_history: self.stream_history,
             queue_capacity: self.queue_capacity,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             lease,
@@ -142,11 +154,18 @@ mod tests {
             Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.url must be set"), "{m}"),
             other => panic!("{other:?}"),
         }
-        let sink = resolve(&format!("{ingest}[nats]\nstream_storage = \"memory\""))
-            .unwrap()
-            .nats_sink
-            .expect("ingest role");
+        match resolve(&format!("{ingest}[nats]\nstream_history = 0")) {
+            Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.stream_history is 0"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let sink = resolve(&format!(
+            "{ingest}[nats]\nstream_storage = \"memory\"\nstream_history = 500"
+        ))
+        .unwrap()
+        .nats_sink
+        .expect("ingest role");
         assert_eq!(sink.storage, StreamStorage::Memory);
+        assert_eq!(sink.stream_history, 500);
         assert_eq!(sink.url, tickcast_ingest::nats::DEFAULT_URL);
         assert_eq!(sink.connect_timeout, Duration::from_millis(5000));
     }
