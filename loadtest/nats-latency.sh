@@ -6,14 +6,14 @@
 # ingest node and the load generator on CPU 1. CPU per process is read from /proc over the window.
 #
 #   cargo build --release -p tickcast -p tickcast-loadgen && loadtest/nats-latency.sh
-#   REPEAT=3 STORE=memory RATE=20000 CONNS=20 loadtest/nats-latency.sh
+#   REPEAT=3 STORE=memory HISTORY_MS=60000 RATE=20000 CONNS=20 loadtest/nats-latency.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/tickcast}
 LOADGEN=${LOADGEN:-target/release/tickcast-loadgen}
 REPEAT=${REPEAT:-2}; RATE=${RATE:-20000}; SYMBOLS=${SYMBOLS:-100}
 CONNS=${CONNS:-20}; PER_CONN=${PER_CONN:-10}; DURATION=${DURATION:-10}; WARMUP=${WARMUP:-3}
-STORE=${STORE:-file}
+STORE=${STORE:-file}; HISTORY_MS=${HISTORY_MS:-0}
 NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DIR=$(mktemp -d); PIDS=()
@@ -53,14 +53,14 @@ scaled() {
   rm -rf "$DIR/nats"
   taskset -c 1 "$NATS" -js -a 127.0.0.1 -p "$np" -sd "$DIR/nats" >/dev/null 2>&1 & PIDS+=($!)
   until (exec 3<>/dev/tcp/127.0.0.1/"$np") 2>/dev/null; do sleep 0.05; done
-  printf '[nats]\nstream_storage = "%s"\n' "$STORE" >"$DIR/ingest.toml"
+  printf '[nats]\nstream_storage = "%s"\nhistory_ms = %s\n' "$STORE" "$HISTORY_MS" >"$DIR/ingest.toml"
   taskset -c 1 "$BIN" --config "$DIR/ingest.toml" --listen 127.0.0.1:"$ip" --workers 1 --role ingest \
     --nats-url nats://127.0.0.1:"$np" --symbols "$SYMBOLS" --rate "$RATE" --log warn & PIDS+=($!)
   wait_http "$ip"
   printf '[[feeds]]\nkind = "nats"\nurl = "nats://127.0.0.1:%s"\nsubjects = ["tickcast.>"]\n' "$np" >"$DIR/gateway.toml"
   taskset -c 0 "$BIN" --config "$DIR/gateway.toml" --listen 127.0.0.1:"$gp" --workers 1 --log warn & PIDS+=($!)
   until curl -sf "127.0.0.1:$gp/readyz" >/dev/null; do sleep 0.05; done
-  echo "== ingest -> NATS ($STORE stream) -> gateway"
+  echo "== ingest -> NATS ($STORE stream, history_ms $HISTORY_MS) -> gateway"
   measure "$gp" "${PIDS[2]}" "${PIDS[1]}" "${PIDS[0]}"
   stop_all
 }

@@ -3,7 +3,9 @@
 // ticks, gets a typed error, recovers after a dropped connection, and keeps an order book whose checksums all verify
 // (BigInt decimals and the CRC-32 table in a browser). A second page sits behind a proxy that refuses WebSockets: the
 // client falls back to the browser's own EventSource, resumes exactly after a cut and after a server restart, and a
-// refused credential fails fast. Missing prerequisites skip, or fail under CI.
+// refused credential fails fast. A third page, on another origin than the server, reads /sse cross-origin (the
+// server's CORS headers) and learns a refused token's 401 through a preflighted probe. Missing prerequisites skip,
+// or fail under CI.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
@@ -171,6 +173,57 @@ test("in Chromium behind a proxy that refuses WebSockets: EventSource fallback, 
     } finally {
       await browser.close();
       await proxy.close();
+      await s.stop();
+    }
+  });
+
+test("in Chromium on a page of another origin: EventSource reads /sse cross-origin, and a refused token fails fast",
+  { skip, timeout: 90000 }, async () => {
+    const { chromium } = createRequire(import.meta.url)(PW);
+    const s = await Server.start(binary, { auth: true });
+    const page_ = await startProxy(s.port, servePage); // the page's origin; the streams go straight to the server
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${page_.port}/`);
+      assert.notEqual(new URL(s.url).port, String(page_.port), "the server is another origin than the page");
+      await page.evaluate(async ({ url, key }) => {
+        const { TickcastClient } = await import("/index.js");
+        const c = new TickcastClient(url, { token: key, transport: "sse", reconnectMinMs: 50, reconnectMaxMs: 300 });
+        window.seen = { ticks: [], gaps: [] };
+        c.on("tick", (t) => window.seen.ticks.push(t.seq));
+        c.on("gap", (g) => window.seen.gaps.push(g));
+        await c.connect();
+        await c.subscribe(["ticker.XOR"]);
+        window.client = c;
+      }, { url: s.url, key: API_KEY });
+      await s.publish("ticker.XOR", 15);
+      await page.waitForFunction(() => window.seen.ticks.length >= 15, null, { timeout: 20000 });
+      const seen = await page.evaluate(() => window.seen);
+      assert.deepEqual(seen.ticks, Array.from({ length: 15 }, (_, i) => i + 1));
+      assert.deepEqual(seen.gaps, []);
+
+      const refused = await page.evaluate(async ({ url }) => {
+        const { TickcastClient } = await import("/index.js");
+        const c = new TickcastClient(url, { token: "wrong", transport: "sse", reconnectMinMs: 10, reconnectMaxMs: 20 });
+        let attempts = 0;
+        c.on("state", (st) => { if (st.state === "connecting") attempts++; });
+        try {
+          await c.connect();
+          await c.subscribe(["ticker.XOR"]);
+          return { error: null };
+        } catch (e) {
+          await new Promise((r) => setTimeout(r, 200));
+          return { name: e.name, code: e.code, status: e.status, attempts };
+        } finally {
+          c.close();
+        }
+      }, { url: s.url });
+      assert.deepEqual(refused, { name: "TickcastError", code: "unauthorized", status: 401, attempts: 1 });
+      await page.evaluate(() => window.client.close());
+    } finally {
+      await browser.close();
+      await page_.close();
       await s.stop();
     }
   });

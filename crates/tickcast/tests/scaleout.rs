@@ -282,9 +282,15 @@ async fn a_client_recovers_what_it_missed_on_another_gateway_after_its_gateway_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_started_after_the_ticks_recovers_them_for_a_client_from_the_stream() {
     let nats = NatsServer::start();
-    // Slow enough that the stream's 100 ticks per topic still hold the missed ones when the new
-    // gateway has started, however loaded the machine.
-    let ingest = ingest(&nats, &["AAPL"], 20.0).await;
+    let url = nats.url();
+    // With the history stream: every tick kept for a minute.
+    let ingest = start_server(|c| {
+        feed(c, &["AAPL"], 20.0);
+        c.server.role = Role::Ingest;
+        c.nats.url = url;
+        c.nats.history_ms = 60_000;
+    })
+    .await;
     let topic = "ticker.AAPL";
     let epoch = ingest.running().state().bus.epoch().as_str().to_string();
     let g1 = nats_gateway(&nats).await;

@@ -1,12 +1,13 @@
 //! The HTTP surface of a connection: WebSocket upgrade at `/ws` ([`upgrade`]), the event stream
 //! at `/sse` ([`sse`]), both admitted by [`admit`], `POST /publish` when
 //! a publish handler is set ([`publish`]), health, readiness, topics and metrics ([`status`]), and
-//! the embedded dashboard ([`assets`]).
+//! the embedded dashboard ([`assets`]); what a page of another origin may read of them ([`cors`]).
 //!
 //! Builds on the session layer (an upgrade starts a session) and never on the shard above it.
 
 mod admit;
 mod assets;
+mod cors;
 mod publish;
 mod sse;
 mod status;
@@ -69,6 +70,19 @@ where
 }
 
 fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>, peer: Option<IpAddr>) -> Resp {
+    let allowed = &ctx.state.config.allowed_origins;
+    if req.method() == Method::OPTIONS {
+        return cors::preflight(allowed, req.uri().path(), req.headers());
+    }
+    let cross_origin = cors::allowed_origin(allowed, req.uri().path(), req.headers());
+    let mut r = route_get(ctx, req, peer);
+    if let Some(origin) = cross_origin {
+        cors::expose(&mut r, origin);
+    }
+    r
+}
+
+fn route_get(ctx: &Rc<ShardCtx>, req: Request<Incoming>, peer: Option<IpAddr>) -> Resp {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
     }

@@ -5,17 +5,19 @@
 //! ([`live_prefix`](super::live_prefix)): only appends the stream accepted, in its order, so the
 //! appends it refused from a deposed ingest leader never reach a client.
 //!
-//! On every (re)connect it reads what JetStream retains of each topic (the ingest node's
-//! `stream_history` ticks, no older than this gateway's history keeps), oldest first, and only then
-//! reports itself connected, so `/readyz` turns ready with a warm cache and a history: a client that
-//! moves here from another gateway recovers what it missed even if this gateway was not running
-//! then. Live messages wait in the subscription (async-nats buffers `subscription_capacity` of
-//! them) until that read is done, so every topic's history fills in seq order; the bus keeps the
-//! newest seq per topic and drops (and counts as stale) the live messages the read already
-//! covered. A disconnect keeps every client: the feed is marked not connected (not ready),
-//! async-nats reconnects and resubscribes, the reconnect is counted, and the read that follows fills
-//! in the ticks missed meanwhile if the stream still has them; the rest show up as upstream gaps,
-//! as does anything the subscription dropped while full.
+//! On every (re)connect it reads the ingest tier's history stream if it keeps one (every tick
+//! accepted in the last `[nats] history_ms`, oldest first, nothing older and no more than this
+//! gateway's history keeps), then the
+//! stream's last message per subject, and only then reports itself connected, so `/readyz` turns
+//! ready with a warm cache and a history: a client that moves here from another gateway recovers
+//! what it missed even if this gateway was not running then. Live messages wait in the
+//! subscription (async-nats buffers `subscription_capacity` of them) until those reads are done, so
+//! every topic's history fills in seq order; the bus keeps the newest seq per topic and drops (and
+//! counts as stale) the live messages the reads already covered. A disconnect keeps every client:
+//! the feed is marked not connected (not ready), async-nats reconnects and resubscribes, the
+//! reconnect is counted, and the reads that follow fill in the ticks missed meanwhile if the
+//! history stream still has them; the rest show up as upstream gaps, as does anything the
+//! subscription dropped while full.
 //!
 //! Each message's `Tickcast-Epoch` header names the ingest tier's epoch; a topic takes it on its
 //! first message and again whenever it changes (the ingest node lost its stream and started a new
@@ -36,8 +38,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    decode, epoch_of, is_reserved_subject, live_prefix, validate_prefix, validate_stream,
-    NatsError, ReadFrom, StreamReader, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM,
+    decode, epoch_of, history_stream, is_reserved_subject, live_prefix, validate_prefix,
+    validate_stream, NatsError, ReadFrom, StreamReader, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM,
     DEFAULT_SUBJECT_PREFIX, DEFAULT_URL, MIN_CONNECT_TIMEOUT,
 };
 use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
@@ -181,7 +183,13 @@ impl Feed for NatsFeed {
 
 /// From the warm-up reader to the feed loop.
 enum Warm {
-    Tick(String, Bytes, Option<String>),
+    /// A message read, `live` when its subject is under the live prefix (the history stream's).
+    Tick {
+        live: bool,
+        subject: String,
+        body: Bytes,
+        epoch: Option<String>,
+    },
     Done(Result<u64, NatsError>),
 }
 
@@ -371,7 +379,7 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
         epochs: HashMap::new(),
     };
     let bus = ingest.publisher.bus().clone();
-    let read_from = warm_read(bus.history_config());
+    let history_from = history_read(bus.history_config());
     // While a warm-up reads the stream, live messages wait in the subscription: histories fill in
     // seq order. From the start and from a disconnect on, live data waits for the warm-up the
     // (re)connect brings, or a live tick could overtake the history it follows.
@@ -396,11 +404,15 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
                             }
                             warm_round += 1;
                             warming = true;
+                            let plan = WarmPlan {
+                                stream: stream.clone(),
+                                history: history_from,
+                                prefix: config.subject_prefix.clone(),
+                                filters: config.subjects.clone(),
+                            };
                             warm_task = Some(tokio::spawn(warm_up(
                                 js.clone(),
-                                stream.clone(),
-                                config.subjects.clone(),
-                                read_from,
+                                plan,
                                 warm_round,
                                 warm_tx.clone(),
                             )));
@@ -433,14 +445,14 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
                 }
             }
             Some((round, warm)) = warm_rx.recv() => match warm {
-                Warm::Tick(subject, body, epoch) => {
+                Warm::Tick { live, subject, body, epoch } => {
                     let mut batch = bus.batch();
-                    ingest.handle(&mut batch, false, &subject, &body, epoch.as_deref());
+                    ingest.handle(&mut batch, live, &subject, &body, epoch.as_deref());
                     // The rest of what the reader already sent goes in the same batch.
                     for _ in 1..BATCH {
                         match warm_rx.try_recv() {
-                            Ok((_, Warm::Tick(subject, body, epoch))) => {
-                                ingest.handle(&mut batch, false, &subject, &body, epoch.as_deref());
+                            Ok((_, Warm::Tick { live, subject, body, epoch })) => {
+                                ingest.handle(&mut batch, live, &subject, &body, epoch.as_deref());
                             }
                             Ok((round, Warm::Done(result))) => {
                                 drop(batch);
@@ -469,21 +481,25 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
     Ok(())
 }
 
-/// Where a warm-up starts reading: nothing older than the longest history this gateway keeps (a
-/// tick it would have expired already is no use), everything retained when some history has no
-/// age limit, only the latest tick per topic when no topic keeps history.
-fn warm_read(history: &HistoryConfig) -> ReadFrom {
+/// Where a warm-up starts reading the history stream: nothing older than the longest history this
+/// gateway keeps (a tick it would have expired already is no use; no age limit when some history
+/// has none), no more than its largest history per topic times the topics, not at all when no
+/// topic keeps history.
+fn history_read(history: &HistoryConfig) -> Option<ReadFrom> {
     let limits: Vec<_> = std::iter::once(history.default)
         .chain(history.channels.iter().map(|(_, l)| *l))
         .filter(|l| l.size > 0)
         .collect();
-    if limits.is_empty() {
-        ReadFrom::LastPerSubject
-    } else if limits.iter().any(|l| l.ttl.is_zero()) {
-        ReadFrom::Retained
+    let per_subject = limits.iter().map(|l| l.size as u64).max()?;
+    let within = if limits.iter().any(|l| l.ttl.is_zero()) {
+        None
     } else {
-        ReadFrom::Within(limits.iter().map(|l| l.ttl).max().unwrap_or_default())
-    }
+        limits.iter().map(|l| l.ttl).max()
+    };
+    Some(ReadFrom::Recent {
+        within,
+        per_subject,
+    })
 }
 
 /// A warm-up ended: logs how, and marks the feed connected if NATS still is.
@@ -506,52 +522,102 @@ fn warmed(
     }
 }
 
-/// Reads every filter's messages from `from` on and sends them, then `Done`.
+/// What a warm-up reads: the history stream from `history` on (when this gateway keeps history),
+/// then the stream's last message per subject, for every filter.
+#[derive(Debug, Clone)]
+struct WarmPlan {
+    stream: String,
+    history: Option<ReadFrom>,
+    prefix: String,
+    filters: Vec<String>,
+}
+
+/// Reads what `plan` says and sends it, then `Done` with the message count. The history goes
+/// first, oldest first, so every topic's history fills in seq order; the last ticks then add the
+/// topics that were quiet for longer than the history keeps (the rest are stale by then). A missing
+/// history stream (an ingest tier that keeps none) only costs the history.
 async fn warm_up(
     js: async_nats::jetstream::Context,
-    stream: String,
-    filters: Vec<String>,
-    from: ReadFrom,
+    plan: WarmPlan,
     round: u64,
     tx: mpsc::Sender<(u64, Warm)>,
 ) {
     let mut n = 0;
-    let mut result = Ok(());
-    for filter in &filters {
-        let mut last = match StreamReader::open(&js, &stream, filter, from).await {
-            Ok(l) => l,
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        };
-        loop {
-            match last.next().await {
-                Ok(Some((subject, body, epoch))) => {
-                    n += 1;
-                    if tx
-                        .send((round, Warm::Tick(subject, body, epoch)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    result = Err(NatsError::Stream {
-                        stream: stream.clone(),
-                        error,
-                    });
+    let live = live_prefix(&plan.prefix);
+    if let Some(from) = plan.history {
+        let history = history_stream(&plan.stream);
+        for filter in &plan.filters {
+            let live_filter = format!("{live}{}", &filter[plan.prefix.len()..]);
+            match read(&js, &history, &live_filter, from, true, round, &tx).await {
+                Ok(Some(k)) => n += k,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::info!(stream = %history, error = %e, "no history from JetStream; the latest tick per topic only");
                     break;
                 }
             }
         }
-        if result.is_err() {
-            break;
+    }
+    let mut result = Ok(());
+    for filter in &plan.filters {
+        match read(
+            &js,
+            &plan.stream,
+            filter,
+            ReadFrom::LastPerSubject,
+            false,
+            round,
+            &tx,
+        )
+        .await
+        {
+            Ok(Some(k)) => n += k,
+            Ok(None) => return,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
         }
     }
     let _ = tx.send((round, Warm::Done(result.map(|()| n)))).await;
+}
+
+/// Sends the messages of `filter` in `stream` from `from` on; the count sent, or `None` when the
+/// feed loop is gone.
+async fn read(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    filter: &str,
+    from: ReadFrom,
+    live: bool,
+    round: u64,
+    tx: &mpsc::Sender<(u64, Warm)>,
+) -> Result<Option<u64>, NatsError> {
+    let mut reader = StreamReader::open(js, stream, filter, from).await?;
+    let mut n = 0;
+    loop {
+        match reader.next().await {
+            Ok(Some((subject, body, epoch))) => {
+                n += 1;
+                let tick = Warm::Tick {
+                    live,
+                    subject,
+                    body,
+                    epoch,
+                };
+                if tx.send((round, tick)).await.is_err() {
+                    return Ok(None);
+                }
+            }
+            Ok(None) => return Ok(Some(n)),
+            Err(error) => {
+                return Err(NatsError::Stream {
+                    stream: stream.to_string(),
+                    error,
+                })
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -597,12 +663,21 @@ mod tests {
             ],
         };
         // A channel without history (bar) does not widen the read.
-        assert_eq!(warm_read(&h), ReadFrom::Within(Duration::from_secs(300)));
+        let recent = |within, per_subject| {
+            Some(ReadFrom::Recent {
+                within,
+                per_subject,
+            })
+        };
+        assert_eq!(
+            history_read(&h),
+            recent(Some(Duration::from_secs(300)), 1000)
+        );
         h.channels[0].1.ttl = Duration::ZERO;
-        assert_eq!(warm_read(&h), ReadFrom::Retained);
+        assert_eq!(history_read(&h), recent(None, 1000));
         h.default.size = 0;
         h.channels[0].1.size = 0;
-        assert_eq!(warm_read(&h), ReadFrom::LastPerSubject);
+        assert_eq!(history_read(&h), None);
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! An ingest node runs its feeds as usual and the [`sink`]: every tick its bus accepts is published
 //! to the NATS subject `<prefix>.<topic>` with the encoded tick JSON as the body (seq and ts
 //! included), and a JetStream stream capturing `<prefix>.>` with one message per subject keeps the
-//! latest tick of every topic. Gateway nodes run the [`feed`]: it subscribes to those subjects, warms
-//! the last-value cache from the stream on every (re)connect, and publishes into the local bus with
+//! latest tick of every topic; an optional second stream keeps every tick for a while (the history). Gateway
+//! nodes run the [`feed`]: it subscribes to those subjects, fills its history and last-value cache
+//! from the two streams on every (re)connect, and publishes into the local bus with
 //! the ingest node's seq and ts unchanged, so a client that moves to another gateway sees one
 //! consistent sequence.
 //!
 //! Modules: [`sink`] (the ingest node's side: config, tap, connect), `forward` (its task: leadership
-//! and appends), [`election`] (when to take over, as a pure function), `stream` (what the stream
-//! holds: config, epoch, heartbeats, last ticks), [`feed`] (the gateway's side). Several ingest
+//! and appends), [`election`] (when to take over, as a pure function), `stream` (what the streams
+//! hold: config, epoch, heartbeats, last ticks), [`feed`] (the gateway's side). Several ingest
 //! nodes may run at once; one leads (see [`election`]), and gateways read what the stream
 //! republishes, so only the leader's accepted appends reach them.
 
@@ -140,6 +141,11 @@ pub fn live_prefix(prefix: &str) -> String {
     format!("{prefix}_live")
 }
 
+/// The history stream kept beside `stream`: every tick the stream republished, for a while.
+pub fn history_stream(stream: &str) -> String {
+    format!("{stream}_HISTORY")
+}
+
 /// Whether `subject` is the reserved epoch subject under `prefix` (never a topic).
 pub(crate) fn is_epoch_subject(prefix: &str, subject: &str) -> bool {
     reserved_token(prefix, subject) == Some(EPOCH_TOKEN)
@@ -217,18 +223,24 @@ pub fn validate_names(subject_prefix: &str, stream: &str) -> Result<(), String> 
 pub(crate) enum ReadFrom {
     /// Only the last message of each subject (an ingest node resuming its seqs).
     LastPerSubject,
-    /// Every message the stream retains, oldest first (a gateway filling its history).
-    Retained,
-    /// Every retained message stored at most this long ago, oldest first.
-    Within(Duration),
+    /// The recent messages, oldest first: none stored longer ago than `within` (`None` = no age
+    /// limit), and no more than `per_subject` times the stream's subject count, the most a reader
+    /// keeping `per_subject` per subject can use (a gateway filling its history).
+    Recent {
+        within: Option<Duration>,
+        per_subject: u64,
+    },
 }
 
 impl ReadFrom {
     fn policy(self) -> DeliverPolicy {
         match self {
             ReadFrom::LastPerSubject => DeliverPolicy::LastPerSubject,
-            ReadFrom::Retained => DeliverPolicy::All,
-            ReadFrom::Within(window) => {
+            ReadFrom::Recent { within: None, .. } => DeliverPolicy::All,
+            ReadFrom::Recent {
+                within: Some(window),
+                ..
+            } => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
@@ -240,6 +252,11 @@ impl ReadFrom {
             }
         }
     }
+}
+
+/// The first sequence of the last `cap` messages of a stream whose last is `last`.
+fn last_n_start(last: u64, cap: u64) -> u64 {
+    last.saturating_sub(cap.saturating_sub(1)).max(1)
 }
 
 /// Messages of a JetStream stream matching a filter, read once in stream order: the snapshot size
@@ -263,17 +280,33 @@ impl StreamReader {
             stream: stream.to_string(),
             error: e.to_string(),
         };
-        let s = js.get_stream(stream).await.map_err(|e| err(&e))?;
-        let consumer = s
-            .create_consumer(OrderedConfig {
-                filter_subject: filter.to_string(),
-                deliver_policy: from.policy(),
-                ..Default::default()
-            })
+        let mut s = js.get_stream(stream).await.map_err(|e| err(&e))?;
+        let consumer = |policy| OrderedConfig {
+            filter_subject: filter.to_string(),
+            deliver_policy: policy,
+            ..Default::default()
+        };
+        let mut reader = s
+            .create_consumer(consumer(from.policy()))
             .await
             .map_err(|e| err(&e))?;
-        let remaining = consumer.cached_info().num_pending;
-        let messages = consumer.messages().await.map_err(|e| err(&e))?;
+        let mut remaining = reader.cached_info().num_pending;
+        if let ReadFrom::Recent { per_subject, .. } = from {
+            // A busy stream holds far more than a reader keeping `per_subject` per subject can
+            // use: start at the last `cap` messages instead, so the read (and the live messages
+            // waiting for it) stays bounded by what is kept.
+            let state = s.info().await.map_err(|e| err(&e))?.state.clone();
+            let cap = state.subjects_count.max(1).saturating_mul(per_subject);
+            if remaining > cap {
+                let start_sequence = last_n_start(state.last_sequence, cap);
+                reader = s
+                    .create_consumer(consumer(DeliverPolicy::ByStartSequence { start_sequence }))
+                    .await
+                    .map_err(|e| err(&e))?;
+                remaining = reader.cached_info().num_pending.min(cap);
+            }
+        }
+        let messages = reader.messages().await.map_err(|e| err(&e))?;
         Ok(Self {
             messages,
             remaining,
@@ -312,6 +345,13 @@ impl StreamReader {
 mod tests {
     use super::*;
     use tickcast_core::Topic;
+
+    #[test]
+    fn the_last_n_messages_start_within_the_stream() {
+        assert_eq!(last_n_start(1000, 100), 901);
+        assert_eq!(last_n_start(50, 100), 1);
+        assert_eq!(last_n_start(1000, 0), 1000);
+    }
 
     #[test]
     fn decode_checks_seq_ts_and_subject() {

@@ -61,9 +61,11 @@ pub struct NatsSinkConfig {
     pub stream: String,
     /// Where that stream lives.
     pub storage: StreamStorage,
-    /// Ticks the stream keeps per topic (at least 1, the latest): what a gateway that starts or
-    /// reconnects late fills its history from.
-    pub stream_history: u64,
+    /// How long the history stream keeps every tick (what a gateway that starts or reconnects late
+    /// fills its history from); zero = no history stream.
+    pub history_age: Duration,
+    /// Most bytes the history stream holds; the oldest ticks go first beyond it.
+    pub history_max_bytes: u64,
     /// Ticks queued between the bus and the NATS client; beyond this, ticks are dropped and counted.
     pub queue_capacity: usize,
     /// Time allowed to connect at startup (a NATS that cannot be reached fails startup).
@@ -74,10 +76,14 @@ pub struct NatsSinkConfig {
     pub node: String,
 }
 
-/// Default of [`NatsSinkConfig::stream_history`]: the gateway's default history per topic.
-pub const DEFAULT_STREAM_HISTORY: u64 = 100;
-/// Largest [`NatsSinkConfig::stream_history`] accepted (the gateway's history limit).
-pub const MAX_STREAM_HISTORY: u64 = 100_000;
+/// Default of [`NatsSinkConfig::history_age`]: none. Storing every tick a second time costs
+/// nats-server a fifth to a half more CPU and lengthens the live path's tail (docs/scaling-out.md),
+/// so it is asked for.
+pub const DEFAULT_HISTORY_AGE: Duration = Duration::ZERO;
+/// Default of [`NatsSinkConfig::history_max_bytes`]: 256 MiB.
+pub const DEFAULT_HISTORY_MAX_BYTES: u64 = 256 << 20;
+/// Smallest non-zero [`NatsSinkConfig::history_age`] (JetStream's own minimum is 100 ms).
+pub const MIN_HISTORY_AGE: Duration = Duration::from_secs(1);
 
 /// Default of [`NatsSinkConfig::queue_capacity`].
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
@@ -89,7 +95,8 @@ impl Default for NatsSinkConfig {
             subject_prefix: super::DEFAULT_SUBJECT_PREFIX.into(),
             stream: super::DEFAULT_STREAM.into(),
             storage: StreamStorage::File,
-            stream_history: DEFAULT_STREAM_HISTORY,
+            history_age: DEFAULT_HISTORY_AGE,
+            history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             connect_timeout: super::DEFAULT_CONNECT_TIMEOUT,
             lease: LeaseTiming::default(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tickcast_ingest::nats::election::LeaseTiming;
 use tickcast_ingest::nats::sink::{
-    default_node_name, NatsSinkConfig, StreamStorage, MAX_STREAM_HISTORY,
+    default_node_name, NatsSinkConfig, StreamStorage, MIN_HISTORY_AGE,
 };
 
 use super::{millis, ConfigError};
@@ -33,8 +33,11 @@ pub struct NatsSection {
     pub stream: String,
     /// `file` or `memory`.
     pub stream_storage: StorageSpec,
-    /// Ticks the stream keeps per topic (1 ..= 100000): a late gateway's history comes from them.
-    pub stream_history: u64,
+    /// How long the history stream keeps every tick, in milliseconds (0 = no history stream): a
+    /// gateway that starts or reconnects late fills its history from it.
+    pub history_ms: u64,
+    /// Most bytes the history stream holds (oldest ticks dropped first).
+    pub history_max_bytes: u64,
     /// Ticks queued for NATS before new ones are dropped (and counted).
     pub queue_capacity: usize,
     /// Time allowed to connect at startup, in milliseconds.
@@ -58,7 +61,8 @@ impl Default for NatsSection {
                 StreamStorage::File => StorageSpec::File,
                 StreamStorage::Memory => StorageSpec::Memory,
             },
-            stream_history: s.stream_history,
+            history_ms: millis(s.history_age),
+            history_max_bytes: s.history_max_bytes,
             queue_capacity: s.queue_capacity,
             connect_timeout_ms: millis(s.connect_timeout),
             renew_ms: millis(s.lease.renew),
@@ -84,10 +88,17 @@ impl NatsSection {
                 "nats.queue_capacity must be >= 1 and connect_timeout_ms >= {min_connect}"
             )));
         }
-        if !(1..=MAX_STREAM_HISTORY).contains(&self.stream_history) {
+        let min_history = millis(MIN_HISTORY_AGE);
+        if self.history_ms != 0 && self.history_ms < min_history {
             return Err(ConfigError::Invalid(format!(
-                "nats.stream_history is {}, must be 1 ..= {MAX_STREAM_HISTORY}",
-                self.stream_history
+                "nats.history_ms is {}, must be 0 (no history stream) or >= {min_history}",
+                self.history_ms
+            )));
+        }
+        if self.history_max_bytes < 1 << 20 {
+            return Err(ConfigError::Invalid(format!(
+                "nats.history_max_bytes is {}, must be >= 1048576",
+                self.history_max_bytes
             )));
         }
         self.lease()
@@ -115,7 +126,8 @@ impl NatsSection {
                 StorageSpec::File => StreamStorage::File,
                 StorageSpec::Memory => StreamStorage::Memory,
             },
-            stream_history: self.stream_history,
+            history_age: Duration::from_millis(self.history_ms),
+            history_max_bytes: self.history_max_bytes,
             queue_capacity: self.queue_capacity,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             lease,
@@ -154,18 +166,23 @@ mod tests {
             Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.url must be set"), "{m}"),
             other => panic!("{other:?}"),
         }
-        match resolve(&format!("{ingest}[nats]\nstream_history = 0")) {
-            Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.stream_history is 0"), "{m}"),
+        match resolve(&format!("{ingest}[nats]\nhistory_ms = 10")) {
+            Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.history_ms is 10"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match resolve(&format!("{ingest}[nats]\nhistory_max_bytes = 10")) {
+            Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.history_max_bytes"), "{m}"),
             other => panic!("{other:?}"),
         }
         let sink = resolve(&format!(
-            "{ingest}[nats]\nstream_storage = \"memory\"\nstream_history = 500"
+            "{ingest}[nats]\nstream_storage = \"memory\"\nhistory_ms = 60000"
         ))
         .unwrap()
         .nats_sink
         .expect("ingest role");
         assert_eq!(sink.storage, StreamStorage::Memory);
-        assert_eq!(sink.stream_history, 500);
+        assert_eq!(sink.history_age, Duration::from_secs(60));
+        assert_eq!(sink.history_max_bytes, 256 << 20);
         assert_eq!(sink.url, tickcast_ingest::nats::DEFAULT_URL);
         assert_eq!(sink.connect_timeout, Duration::from_millis(5000));
     }
