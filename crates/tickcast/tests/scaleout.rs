@@ -324,6 +324,39 @@ async fn a_gateway_started_after_the_ticks_recovers_them_for_a_client_from_the_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_gateway_reads_only_as_much_of_a_long_history_stream_as_its_history_keeps() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let topic = "ticker.AAPL";
+    let ingest = start_server(|c| {
+        feed(c, &["AAPL"], 10.0);
+        c.server.role = Role::Ingest;
+        c.nats.url = url;
+        c.nats.history_ms = 60_000;
+    })
+    .await;
+    let epoch = ingest.running().state().bus.epoch().as_str().to_string();
+    // The history stream then holds more than 10 per subject it has (ticks and heartbeats): the
+    // gateway starts its read at the last 10 x subjects messages, not at the first.
+    wait_for_seq(&ingest, topic, 40).await;
+    let g = nats_gateway_with(&nats, |c| c.history.size = 10).await;
+    let last = last_seq(&g, topic);
+    assert!(last >= 40, "warmed up to {last}");
+    let since = last - 3;
+    let mut c = Client::connect(&g).await;
+    c.send(json!({"op":"subscribe","topics":[topic],"since":{topic:{"seq":since,"epoch":epoch}},"id":1}))
+        .await;
+    let ack = c.next_of_type("subscribed").await;
+    assert_eq!(ack["recovery"][topic]["recovered"], true, "{ack}");
+    for expect in since + 1..=since + 6 {
+        let v = c.next_json().await;
+        assert_eq!(v["type"], "tick", "only ticks expected: {v}");
+        assert_eq!(v["seq"].as_u64(), Some(expect), "{v}");
+    }
+    drop(ingest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingest_node_that_lost_its_stream_starts_a_new_epoch_that_gateways_adopt() {
     let mut nats = NatsServer::start();
     let topic = "ticker.AAPL";

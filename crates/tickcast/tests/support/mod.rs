@@ -43,7 +43,7 @@ pub use ledger::SeqLedger;
 pub use metrics::{
     metric, metric_at, metrics, metrics_at, wait_for_metric, wait_for_open, Metrics,
 };
-pub use nats::{nats_gateway, NatsServer};
+pub use nats::{nats_gateway, nats_gateway_with, NatsServer};
 pub use raw::{upgrade_over, RawClient};
 pub use sse::{sse_open, sse_open_with, SseEvent, SseOpen, SseStream};
 pub use tickcast::test_support::{start_server, RunningServer};

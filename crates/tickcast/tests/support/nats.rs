@@ -81,12 +81,24 @@ impl NatsServer {
 /// A gateway node (in this process) fed by `nats`'s ingest tier on `tickcast.ticker.>`; returns once
 /// its NATS feed is connected and warmed (ready).
 pub async fn nats_gateway(nats: &NatsServer) -> RunningServer {
+    nats_gateway_with(nats, |_| {}).await
+}
+
+/// [`nats_gateway`] with more settings of its config.
+pub async fn nats_gateway_with(
+    nats: &NatsServer,
+    settings: impl FnOnce(&mut tickcast::Config),
+) -> RunningServer {
     let toml = format!(
         "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.ticker.>\"]\n",
         nats.url()
     );
     let feeds = feeds(&toml);
-    let g = start_server(|c| c.feeds = feeds).await;
+    let g = start_server(|c| {
+        c.feeds = feeds;
+        settings(c);
+    })
+    .await;
     let stats = feed_stats(&g, "nats");
     wait_until("the gateway's NATS feed is connected", || stats.connected()).await;
     g
