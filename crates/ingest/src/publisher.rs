@@ -125,14 +125,21 @@ impl Publisher {
     }
 
     /// Publishes `trade` on `topic` (a `trade.*` topic) under its next seq, and folds it into the
-    /// candles of the topic's symbol. An empty `trade_id` is replaced by the seq.
+    /// candles of the topic's symbol. An empty `trade_id` is replaced by the seq. On a standby
+    /// ingest node trades cross NATS like quotes, so the trade is discarded (and counted) before it
+    /// takes a seq; the candles, which stay local, still take it in.
     pub fn publish_trade(
         &mut self,
         batch: &mut PublishBatch<'_>,
         topic: &TopicState,
         trade: &Trade,
         now: TsMicros,
-    ) -> Seq {
+    ) -> Option<Seq> {
+        if self.bus.standby() {
+            self.bus.record_standby_discard();
+            self.fold_trade(batch, topic, trade, now);
+            return None;
+        }
         let seq = topic.next_seq();
         self.scratch.clear();
         if trade.trade_id.is_empty() {
@@ -146,6 +153,17 @@ impl Publisher {
         }
         // The bus gets the ingest time (latency, heartbeats); the message keeps the execution time.
         batch.publish(topic, seq, now, Frame::text(&self.scratch));
+        self.fold_trade(batch, topic, trade, now);
+        Some(seq)
+    }
+
+    fn fold_trade(
+        &mut self,
+        batch: &mut PublishBatch<'_>,
+        topic: &TopicState,
+        trade: &Trade,
+        now: TsMicros,
+    ) {
         self.bars.on_trade(
             &self.bus,
             batch,
@@ -155,7 +173,6 @@ impl Publisher {
             trade.size,
             now,
         );
-        seq
     }
 
     /// Stops building candles from this feed's quotes (see [`Bars::ignore_quotes`]).
@@ -193,5 +210,34 @@ impl Publisher {
         };
         let frame = self.encoder.encode(&tick);
         batch.publish(topic, seq, ts, frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickcast_bus::BusConfig;
+    use tickcast_core::market::{Decimal, Side};
+
+    #[test]
+    fn a_standby_counts_a_trade_without_taking_a_seq() {
+        let bus = Bus::new(&BusConfig::default());
+        let mut p = Publisher::new(bus.clone(), FeedStats::new("t", "tcp"));
+        let topic = p.topic(&Topic::new("trade.A").unwrap()).unwrap();
+        let trade = Trade {
+            price: Decimal::parse("1.5").unwrap(),
+            size: Decimal::parse("2").unwrap(),
+            side: Side::Buy,
+            trade_id: String::new(),
+            ts: TsMicros(1),
+        };
+        let mut publish = |at| p.publish_trade(&mut bus.batch(), &topic, &trade, TsMicros(at));
+        assert_eq!(publish(1), Some(Seq(1)));
+        bus.set_standby(true);
+        assert_eq!(publish(2), None);
+        assert_eq!(bus.standby_discards(), 1);
+        bus.set_standby(false);
+        // The leader numbers trades: this node goes on from its own last one.
+        assert_eq!(publish(3), Some(Seq(2)));
     }
 }

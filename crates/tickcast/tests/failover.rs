@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use support::*;
 
 const TOPICS: [&str; 2] = ["ticker.AAPL", "ticker.MSFT"];
+/// The trade topics of the same feed (its default `market_rate`).
+const TRADES: [&str; 2] = ["trade.AAPL", "trade.MSFT"];
 
 /// An ingest node as a child process: synthetic feed over AAPL and MSFT, every tick to NATS.
 struct IngestNode {
@@ -128,32 +130,71 @@ async fn two_ingest_nodes_started_at_once_elect_exactly_one_leader() {
     assert_eq!(ledger.markers(), 0, "{:?}", ledger.gaps);
 }
 
+/// Reads messages into `ledger` until `done` says so (bounded: at most `limit` messages, each
+/// within the client's timeout).
+async fn read_until(
+    c: &mut Client,
+    ledger: &mut SeqLedger,
+    limit: u64,
+    what: &str,
+    done: impl Fn(&SeqLedger) -> bool,
+) {
+    let mut n = 0;
+    while !done(ledger) {
+        let v = c.next_json().await;
+        if let Err(e) = ledger.observe(&v) {
+            panic!("{e}");
+        }
+        n += 1;
+        assert!(n < limit, "{what}: not after {limit} messages");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_hands_over_and_every_seq_continues_or_is_announced() {
     let nats = NatsServer::start();
     let a = IngestNode::start(&nats).await;
     until_leads(&a, "the first node leads").await;
     let b = IngestNode::start(&nats).await;
-    let g = nats_gateway(&nats).await;
-    let (mut c, mut ledger) = watcher(&g).await;
+    // Quotes and trades: both cross NATS, both must continue.
+    let all = format!(
+        "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.>\"]\n",
+        nats.url()
+    );
+    let g = nats_gateway_with(&nats, |c| c.feeds = feeds(&all)).await;
+    let topics: Vec<&str> = TOPICS.iter().chain(&TRADES).copied().collect();
+    let mut c = Client::connect(&g).await;
+    c.subscribe(&topics, 1).await;
+    let mut ledger = SeqLedger::default();
     read_ticks(&mut c, &mut ledger, 200).await;
+    read_until(
+        &mut c,
+        &mut ledger,
+        100_000,
+        "a trade of each symbol",
+        |l| TRADES.iter().all(|t| l.last(t).is_some()),
+    )
+    .await;
     assert!(
         !b.leads().await,
         "the second node is a standby while the first leads"
     );
-    let before: Vec<u64> = TOPICS.iter().map(|t| ledger.last(t).unwrap_or(0)).collect();
+    let before: Vec<u64> = topics.iter().map(|t| ledger.last(t).unwrap_or(0)).collect();
 
     a.kill();
     let took = until_leads(&b, "the standby takes over").await;
     eprintln!("takeover {} ms after the kill", took.as_millis());
-    read_ticks(&mut c, &mut ledger, 400).await;
-    // Every topic went on past where it was, and what the dead leader may have lost was
+    // Every topic goes on past where it was, and what the dead leader may have lost is
     // announced: at least one `upstream` gap per topic, each checked by the ledger.
-    for (t, b4) in TOPICS.iter().zip(before) {
-        assert!(ledger.last(t).unwrap_or(0) > b4 + 1, "{t} did not continue");
-    }
+    read_until(&mut c, &mut ledger, 100_000, "every topic continues", |l| {
+        topics
+            .iter()
+            .zip(&before)
+            .all(|(t, b4)| l.last(t).unwrap_or(0) > b4 + 1)
+    })
+    .await;
     assert!(
-        ledger.gaps.get("upstream").copied().unwrap_or(0) >= TOPICS.len() as u64,
+        ledger.gaps.get("upstream").copied().unwrap_or(0) >= topics.len() as u64,
         "{:?}",
         ledger.gaps
     );

@@ -356,6 +356,53 @@ async fn a_late_gateway_reads_only_as_much_of_a_long_history_stream_as_its_histo
     drop(ingest);
 }
 
+/// The next `n` trades `client` gets, by seq; checks each seq follows the one before.
+async fn trades(client: &mut Client, n: usize) -> BTreeMap<u64, Value> {
+    let mut got = BTreeMap::new();
+    while got.len() < n {
+        let t = client.next_of_type("trade").await;
+        let seq = t["seq"].as_u64().expect("seq");
+        if let Some((last, _)) = got.last_key_value() {
+            assert_eq!(seq, last + 1, "trade seq jumped: {t}");
+        }
+        got.insert(seq, t);
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trades_reach_gateway_clients_with_the_ingest_nodes_seq_and_body() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let ingest = start_server(|c| {
+        c.feeds = feeds(
+            "[[feeds]]\nkind = \"synthetic\"\nname = \"market\"\nsymbols = [\"AAPL\"]\nrate = 10\nmarket_rate = 1000\n",
+        );
+        c.server.role = Role::Ingest;
+        c.nats.url = url;
+    })
+    .await;
+    let all = format!(
+        "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.>\"]\n",
+        nats.url()
+    );
+    let g = nats_gateway_with(&nats, |c| c.feeds = feeds(&all)).await;
+    let topic = "trade.AAPL";
+    let mut at_source = Client::connect(&ingest).await;
+    at_source.subscribe(&[topic], 1).await;
+    let mut at_gateway = Client::connect(&g).await;
+    at_gateway.subscribe(&[topic], 1).await;
+    let source = trades(&mut at_source, 30).await;
+    let served = trades(&mut at_gateway, 20).await;
+    // The same trades under the same seqs, byte for byte the message the ingest node made.
+    let common: Vec<_> = served.keys().filter(|s| source.contains_key(s)).collect();
+    assert!(common.len() >= 10, "{} trades in common", common.len());
+    for seq in common {
+        assert_eq!(served[seq], source[seq]);
+    }
+    drop(ingest);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingest_node_that_lost_its_stream_starts_a_new_epoch_that_gateways_adopt() {
     let mut nats = NatsServer::start();

@@ -32,15 +32,18 @@ use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 
+use std::sync::Arc;
 use tickcast_bus::HistoryConfig;
-use tickcast_core::{Epoch, Seq, Topic, TsMicros};
+use tickcast_bus::TopicState;
+use tickcast_core::{Epoch, Frame, Seq, Topic, TsMicros};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    decode, epoch_of, history_stream, is_reserved_subject, live_prefix, validate_prefix,
-    validate_stream, NatsError, ReadFrom, StreamReader, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM,
-    DEFAULT_SUBJECT_PREFIX, DEFAULT_URL, MIN_CONNECT_TIMEOUT,
+    carries_quotes, decode, decode_event, epoch_of, history_stream, is_reserved_subject,
+    live_prefix, topic_of_subject, validate_prefix, validate_stream, NatsError, ReadFrom,
+    StreamReader, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, DEFAULT_URL,
+    MIN_CONNECT_TIMEOUT,
 };
 use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::gaps::{GapTracker, SeqCheck};
@@ -253,48 +256,67 @@ impl Ingest {
         } else {
             &self.prefix
         };
-        let tick = decode(&mut self.parser, prefix, subject, &mut self.scratch)?;
-        let topic = match self.publisher.cached(&tick.topic) {
-            Some(t) => t.clone(),
-            None => {
-                validate_topic(&tick.topic)?;
-                let name = Topic::new(&tick.topic).map_err(|e| Reject::BadTopic(e.to_string()))?;
-                self.publisher
-                    .topic(&name)
-                    .map_err(|e| Reject::TopicLimit(e.to_string()))?
-            }
-        };
+        let name = topic_of_subject(prefix, subject)
+            .ok_or_else(|| Reject::BadTopic(format!("subject {subject:?} has no topic")))?;
+        if carries_quotes(name) {
+            let tick = decode(&mut self.parser, prefix, subject, &mut self.scratch)?;
+            let topic = resolve(&mut self.publisher, &tick.topic)?;
+            let (seq, ts, quote) = (tick.seq, tick.ts, tick.quote);
+            self.sequence(&topic, seq, epoch)?;
+            // Older or duplicate seqs (warm-up racing live data, overlapping subjects) go to the
+            // bus anyway: it keeps the newest per topic and counts the rest as stale.
+            self.publisher
+                .publish_assigned(batch, &topic, Seq(seq), TsMicros(ts), quote);
+        } else {
+            // Trades and candles: the body is what clients get; only its seq and ts are read.
+            let meta = decode_event(prefix, subject, &mut self.scratch)?;
+            let topic = resolve(&mut self.publisher, name)?;
+            self.sequence(&topic, meta.seq, epoch)?;
+            topic.observe_seq(Seq(meta.seq));
+            let ts = meta.ts.map_or(TsMicros::UNMEASURED, TsMicros);
+            batch.publish(&topic, Seq(meta.seq), ts, Frame::text(body));
+        }
+        Ok(())
+    }
+
+    /// Takes the message's epoch for `topic` and checks its seq against the last one seen: a
+    /// jump is an upstream gap, counted and logged here (the bus announces it to clients).
+    fn sequence(
+        &mut self,
+        topic: &Arc<TopicState>,
+        seq: u64,
+        epoch: Option<&str>,
+    ) -> Result<(), Reject> {
         let key = u64::from(topic.id().0);
         if let Some(epoch) = epoch {
             adopt(
                 &mut self.epochs,
                 &mut self.gaps,
                 self.publisher.bus(),
-                &topic,
+                topic,
                 epoch,
             )?;
         }
-        if let SeqCheck::Gap { missed } = self.gaps.check_forward(key, tick.seq) {
+        if let SeqCheck::Gap { missed } = self.gaps.check_forward(key, seq) {
             self.publisher.stats().record_upstream_gap(
                 topic.topic().as_str(),
-                format_args!(
-                    "seq {} follows {}: {missed} missed",
-                    tick.seq,
-                    tick.seq - missed - 1
-                ),
+                format_args!("seq {seq} follows {}: {missed} missed", seq - missed - 1),
             );
         }
-        // Older or duplicate seqs (warm-up racing live data, overlapping subjects) go to the bus
-        // anyway: it keeps the newest per topic and counts the rest as stale.
-        self.publisher.publish_assigned(
-            batch,
-            &topic,
-            Seq(tick.seq),
-            TsMicros(tick.ts),
-            tick.quote,
-        );
         Ok(())
     }
+}
+
+/// The bus topic named `name`, created on its first message (within the topic limit).
+fn resolve(publisher: &mut Publisher, name: &str) -> Result<Arc<TopicState>, Reject> {
+    if let Some(t) = publisher.cached(name) {
+        return Ok(t.clone());
+    }
+    validate_topic(name)?;
+    let topic = Topic::new(name).map_err(|e| Reject::BadTopic(e.to_string()))?;
+    publisher
+        .topic(&topic)
+        .map_err(|e| Reject::TopicLimit(e.to_string()))
 }
 
 /// Moves `topic` to the ingest tier's epoch `epoch` (named by the message) when it is in

@@ -29,6 +29,8 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::Context;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use simd_json::prelude::*;
+use tickcast_core::TopicClass;
 
 use crate::parse::TickParser;
 use crate::publisher::Quote;
@@ -81,6 +83,28 @@ pub(crate) struct Assigned<'a> {
     pub quote: Quote,
 }
 
+/// The topic a subject under `prefix` carries (`tickcast.ticker.A` → `ticker.A`).
+pub(crate) fn topic_of_subject<'s>(prefix: &str, subject: &'s str) -> Option<&'s str> {
+    subject
+        .strip_prefix(prefix)
+        .and_then(|s| s.strip_prefix('.'))
+}
+
+fn wrong_topic(subject: &str, topic: &str) -> Reject {
+    Reject::BadTopic(format!(
+        "subject {:?} does not carry topic {:?}",
+        subject.chars().take(80).collect::<String>(),
+        topic
+    ))
+}
+
+/// Whether messages of `topic` are quotes (decoded and re-encoded by the gateway) rather than
+/// events passed through as they are (trades). Books and candles do not cross NATS.
+pub(crate) fn carries_quotes(topic: &str) -> bool {
+    let channel = topic.split_once('.').map_or(topic, |(c, _)| c);
+    TopicClass::of_channel(channel) == TopicClass::Latest && channel != "bar"
+}
+
 /// Parses a NATS message body (an encoded tick) and checks it against its `subject`: the subject
 /// is the routing key, so a body naming another topic is refused rather than filed elsewhere.
 pub(crate) fn decode<'a>(
@@ -95,15 +119,8 @@ pub(crate) fn decode<'a>(
         return Err(Reject::BadNumber("seq"));
     }
     let ts = line.ts.ok_or(Reject::MissingField("ts"))?;
-    let topic_of_subject = subject
-        .strip_prefix(prefix)
-        .and_then(|s| s.strip_prefix('.'));
-    if topic_of_subject != Some(&*line.topic) {
-        return Err(Reject::BadTopic(format!(
-            "subject {:?} does not carry topic {:?}",
-            subject.chars().take(80).collect::<String>(),
-            line.topic
-        )));
+    if topic_of_subject(prefix, subject) != Some(&*line.topic) {
+        return Err(wrong_topic(subject, &line.topic));
     }
     Ok(Assigned {
         topic: line.topic,
@@ -111,6 +128,43 @@ pub(crate) fn decode<'a>(
         ts,
         quote: line.quote,
     })
+}
+
+/// The seq and ts of a message that is not a quote (a trade), as the ingest node encoded it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct EventMeta {
+    pub seq: u64,
+    /// Optional (a candle would carry `start` instead).
+    pub ts: Option<u64>,
+}
+
+/// Reads the seq (and ts, if any) of an event message (a trade) and checks its topic against
+/// `subject`; the body itself goes on to clients untouched. `payload` is a scratch copy (parsing
+/// rewrites it).
+pub(crate) fn decode_event(
+    prefix: &str,
+    subject: &str,
+    payload: &mut [u8],
+) -> Result<EventMeta, Reject> {
+    let v = simd_json::to_borrowed_value(payload).map_err(|e| Reject::BadJson(e.to_string()))?;
+    let topic = v
+        .get("topic")
+        .and_then(|t| t.as_str())
+        .ok_or(Reject::MissingField("topic"))?;
+    if topic_of_subject(prefix, subject) != Some(topic) {
+        return Err(wrong_topic(subject, topic));
+    }
+    let seq = v
+        .get("seq")
+        .ok_or(Reject::MissingField("seq"))?
+        .as_u64()
+        .filter(|s| *s > 0)
+        .ok_or(Reject::BadNumber("seq"))?;
+    let ts = match v.get("ts") {
+        None => None,
+        Some(t) => Some(t.as_u64().ok_or(Reject::BadNumber("ts"))?),
+    };
+    Ok(EventMeta { seq, ts })
 }
 
 /// The NATS header naming the epoch of the seq a message carries.
@@ -162,9 +216,7 @@ pub(crate) fn is_reserved_subject(prefix: &str, subject: &str) -> bool {
 }
 
 fn reserved_token<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
-    subject
-        .strip_prefix(prefix)
-        .and_then(|s| s.strip_prefix('.'))
+    topic_of_subject(prefix, subject)
 }
 
 /// The `Tickcast-Epoch` header of a message, if it has one.
@@ -345,6 +397,38 @@ impl StreamReader {
 mod tests {
     use super::*;
     use tickcast_core::Topic;
+
+    #[test]
+    fn events_keep_their_body_and_give_their_seq_and_ts() {
+        let trade = br#"{"type":"trade","topic":"trade.A","seq":9,"ts":17,"price":"1.5","size":"2","side":"buy","trade_id":"x"}"#;
+        let meta = decode_event("tc", "tc.trade.A", &mut trade.to_vec()).expect("valid");
+        assert_eq!(
+            meta,
+            EventMeta {
+                seq: 9,
+                ts: Some(17)
+            }
+        );
+        let bar = br#"{"type":"bar","topic":"bar.1m.A","seq":3,"start":60000000,"open":"1","closed":false}"#;
+        let meta = decode_event("tc", "tc.bar.1m.A", &mut bar.to_vec()).expect("valid");
+        assert_eq!(meta, EventMeta { seq: 3, ts: None });
+        assert!(matches!(
+            decode_event("tc", "tc.trade.B", &mut trade.to_vec()),
+            Err(Reject::BadTopic(_))
+        ));
+        let no_seq = br#"{"type":"trade","topic":"trade.A","ts":1}"#;
+        assert!(matches!(
+            decode_event("tc", "tc.trade.A", &mut no_seq.to_vec()),
+            Err(Reject::MissingField("seq"))
+        ));
+        assert!(matches!(
+            decode_event("tc", "tc.trade.A", &mut b"{oops".to_vec()),
+            Err(Reject::BadJson(_))
+        ));
+        assert!(carries_quotes("ticker.A") && carries_quotes("quote.A"));
+        assert!(!carries_quotes("trade.A") && !carries_quotes("bar.1m.A"));
+        assert!(!carries_quotes("book.A"));
+    }
 
     #[test]
     fn the_last_n_messages_start_within_the_stream() {

@@ -209,11 +209,15 @@ impl BusTap for QueueTap {
     }
 }
 
-/// Whether `topic`'s messages go to NATS: quotes only, the one message gateways decode. Books,
-/// trades and candles are built by each ingest node and do not cross NATS yet; sending them would
-/// only load the stream and be refused by every gateway.
+/// Whether `topic`'s messages go to NATS: quotes and trades (gateways pass trades through as they
+/// are). Order books do not cross yet (a gateway would have to keep each book to give a new
+/// subscriber its snapshot), nor candles (a new leader could not continue a half-built candle).
 pub(super) fn crosses_nats(topic: &Topic) -> bool {
-    topic.class() == TopicClass::Latest && topic.channel() != "bar"
+    match topic.class() {
+        TopicClass::Latest => topic.channel() != "bar",
+        TopicClass::Event => true,
+        TopicClass::Book => false,
+    }
 }
 
 /// A sink connected to NATS, its stream ready and its epoch known, not forwarding yet: build the
@@ -373,11 +377,11 @@ mod tests {
     use tickcast_bus::BusConfig;
 
     #[test]
-    fn only_quotes_cross_nats() {
+    fn quotes_and_trades_cross_nats_books_and_candles_do_not() {
         let t = |s: &str| Topic::new(s).expect("topic");
         assert!(crosses_nats(&t("ticker.AAPL")) && crosses_nats(&t("fx.EURUSD")));
-        assert!(!crosses_nats(&t("book.AAPL")) && !crosses_nats(&t("trade.AAPL")));
-        assert!(!crosses_nats(&t("bar.1m.AAPL")));
+        assert!(crosses_nats(&t("trade.AAPL")));
+        assert!(!crosses_nats(&t("book.AAPL")) && !crosses_nats(&t("bar.1m.AAPL")));
     }
 
     #[test]

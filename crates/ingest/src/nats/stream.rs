@@ -15,12 +15,12 @@ use async_nats::jetstream::stream::{
 use async_nats::jetstream::Context;
 use bytes::Bytes;
 use tickcast_bus::{Bus, TopicState};
-use tickcast_core::{Epoch, Seq, Topic, TsMicros};
+use tickcast_core::{Epoch, Frame, Seq, Topic, TsMicros};
 
 use super::sink::{NatsSinkConfig, StreamStorage};
 use super::{
-    decode, epoch_subject, history_stream, is_reserved_subject, leader_subject, live_prefix,
-    NatsError, ReadFrom, StreamReader,
+    carries_quotes, decode, decode_event, epoch_subject, history_stream, is_reserved_subject,
+    leader_subject, live_prefix, topic_of_subject, NatsError, ReadFrom, StreamReader,
 };
 use crate::parse::TickParser;
 use crate::publisher::Publisher;
@@ -202,8 +202,8 @@ pub(super) async fn last_heartbeat(
     }
 }
 
-/// Loads the stream's last tick of every topic into `bus` (its cache and seq counter); returns the
-/// topics it found.
+/// Loads the stream's last message of every topic (quote or trade) into `bus` (its cache and seq
+/// counter); returns the topics it found.
 pub(super) async fn resume(
     js: &Context,
     config: &NatsSinkConfig,
@@ -221,24 +221,40 @@ pub(super) async fn resume(
         if is_reserved_subject(&config.subject_prefix, &subject) {
             continue;
         }
-        scratch.clear();
-        scratch.extend_from_slice(&body);
-        let Ok(tick) = decode(&mut parser, &config.subject_prefix, &subject, &mut scratch) else {
+        let Some(name) = topic_of_subject(&config.subject_prefix, &subject) else {
             continue;
         };
-        let Ok(topic) = Topic::new(&tick.topic) else {
+        let Ok(topic) = Topic::new(name) else {
             continue;
         };
         let Ok(state) = publisher.topic(&topic) else {
             continue;
         };
-        publisher.publish_assigned(
-            &mut bus.batch(),
-            &state,
-            Seq(tick.seq),
-            TsMicros(tick.ts),
-            tick.quote,
-        );
+        scratch.clear();
+        scratch.extend_from_slice(&body);
+        if carries_quotes(name) {
+            let Ok(tick) = decode(&mut parser, &config.subject_prefix, &subject, &mut scratch)
+            else {
+                continue;
+            };
+            publisher.publish_assigned(
+                &mut bus.batch(),
+                &state,
+                Seq(tick.seq),
+                TsMicros(tick.ts),
+                tick.quote,
+            );
+        } else {
+            // A trade: its seq is where this node's trades go on; the message itself is the
+            // topic's latest, as on the old leader.
+            let Ok(meta) = decode_event(&config.subject_prefix, &subject, &mut scratch) else {
+                continue;
+            };
+            state.observe_seq(Seq(meta.seq));
+            let ts = meta.ts.map_or(TsMicros::UNMEASURED, TsMicros);
+            bus.batch()
+                .publish(&state, Seq(meta.seq), ts, Frame::text(&body));
+        }
         found.push(state);
     }
     Ok(found)
