@@ -7,17 +7,19 @@
 //!
 //! On every (re)connect it reads the ingest tier's history stream if it keeps one (every tick
 //! accepted in the last `[nats] history_ms`, oldest first, nothing older and no more than this
-//! gateway's history keeps), then the
-//! stream's last message per subject, and only then reports itself connected, so `/readyz` turns
-//! ready with a warm cache and a history: a client that moves here from another gateway recovers
-//! what it missed even if this gateway was not running then. Live messages wait in the
-//! subscription (async-nats buffers `subscription_capacity` of them) until those reads are done, so
-//! every topic's history fills in seq order; the bus keeps the newest seq per topic and drops (and
-//! counts as stale) the live messages the reads already covered. A disconnect keeps every client:
-//! the feed is marked not connected (not ready), async-nats reconnects and resubscribes, the
-//! reconnect is counted, and the reads that follow fill in the ticks missed meanwhile if the
-//! history stream still has them; the rest show up as upstream gaps, as does anything the
-//! subscription dropped while full.
+//! gateway's history keeps), then the stream's last message per subject, and only then reports
+//! itself connected, so `/readyz` turns ready with a warm cache and a history: a client that moves
+//! here from another gateway recovers what it missed even if this gateway was not running then.
+//! Live messages wait in the subscription (async-nats buffers `subscription_capacity` of them)
+//! until those reads are done, so every topic's history fills in seq order; the bus keeps the
+//! newest seq per topic and drops (and counts as stale) the live messages the reads already
+//! covered. A disconnect keeps every client: the feed is marked not connected (not ready),
+//! async-nats reconnects and resubscribes, the reconnect is counted, and the reads that follow fill
+//! in the ticks missed meanwhile if the history stream still has them; the rest show up as
+//! upstream gaps, as does anything the subscription dropped while full.
+//!
+//! Quotes are decoded and re-encoded; trades pass through as the ingest node encoded them (only
+//! their topic, seq and ts are read).
 //!
 //! Each message's `Tickcast-Epoch` header names the ingest tier's epoch; a topic takes it on its
 //! first message and again whenever it changes (the ingest node lost its stream and started a new
@@ -268,7 +270,7 @@ impl Ingest {
             self.publisher
                 .publish_assigned(batch, &topic, Seq(seq), TsMicros(ts), quote);
         } else {
-            // Trades and candles: the body is what clients get; only its seq and ts are read.
+            // A trade: the body is what clients get; only its topic, seq and ts are read.
             let meta = decode_event(prefix, subject, &mut self.scratch)?;
             let topic = resolve(&mut self.publisher, name)?;
             self.sequence(&topic, meta.seq, epoch)?;
