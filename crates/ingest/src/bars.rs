@@ -88,7 +88,7 @@ impl Bars {
             return;
         }
         self.symbol(bus, symbol).traded = true;
-        self.fold(symbol, ts, price, size, now, batch);
+        self.fold(symbol, ts, price, size, now, batch, bus.standby());
     }
 
     /// Counts a quote of `symbol` as a trade at `now` when its last trade (`last`, `size`) is new
@@ -117,7 +117,7 @@ impl Bars {
         let (Some(price), Some(size)) = (shortest(last), shortest(size)) else {
             return; // exponent notation: a value no candle needs
         };
-        self.fold(symbol, now, price, size, now, batch);
+        self.fold(symbol, now, price, size, now, batch, bus.standby());
     }
 
     /// The state of `symbol`, made (with its candle topics) on first use.
@@ -139,7 +139,9 @@ impl Bars {
             .expect("the symbol was inserted above")
     }
 
-    /// Folds one trade into every interval's candle of `symbol` and publishes what is due.
+    /// Folds one trade into every interval's candle of `symbol` and publishes what is due (on a
+    /// standby, nothing: see [`publish`]).
+    #[allow(clippy::too_many_arguments)]
     fn fold(
         &mut self,
         symbol: &str,
@@ -148,6 +150,7 @@ impl Bars {
         size: Decimal,
         now: TsMicros,
         batch: &mut PublishBatch<'_>,
+        standby: bool,
     ) {
         let Some(s) = self.symbols.get_mut(symbol) else {
             return;
@@ -156,16 +159,31 @@ impl Bars {
             if c.builder.on_trade(ts, price, size, now, &mut self.ready) == TradeOutcome::Rejected {
                 self.late += 1;
             }
-            publish(batch, &c.topic, &mut self.ready, &mut self.scratch, now);
+            publish(
+                batch,
+                &c.topic,
+                &mut self.ready,
+                &mut self.scratch,
+                now,
+                standby,
+            );
         }
     }
 
     /// Closes the candles whose interval has ended and sends open ones that changed and are due.
-    pub fn on_clock(&mut self, batch: &mut PublishBatch<'_>, now: TsMicros) {
+    pub fn on_clock(&mut self, bus: &Bus, batch: &mut PublishBatch<'_>, now: TsMicros) {
+        let standby = bus.standby();
         for s in self.symbols.values_mut() {
             for c in s.candles.iter_mut() {
                 c.builder.on_clock(now, &mut self.ready);
-                publish(batch, &c.topic, &mut self.ready, &mut self.scratch, now);
+                publish(
+                    batch,
+                    &c.topic,
+                    &mut self.ready,
+                    &mut self.scratch,
+                    now,
+                    standby,
+                );
             }
         }
     }
@@ -200,14 +218,21 @@ fn shortest(v: f64) -> Option<Decimal> {
     Decimal::parse(s.strip_suffix(".0").unwrap_or(s)).ok()
 }
 
-/// Publishes the candles in `ready` (in order) on `topic`, each under the topic's next seq.
+/// Publishes the candles in `ready` (in order) on `topic`, each under the topic's next seq. A
+/// standby ingest node publishes none: candles cross NATS and the leader numbers them. It still
+/// builds them from the same feeds, so after a takeover its candles go on whole.
 fn publish(
     batch: &mut PublishBatch<'_>,
     topic: &TopicState,
     ready: &mut Vec<Bar>,
     scratch: &mut Vec<u8>,
     now: TsMicros,
+    standby: bool,
 ) {
+    if standby {
+        ready.clear();
+        return;
+    }
     for bar in ready.drain(..) {
         let seq = topic.next_seq();
         scratch.clear();

@@ -88,6 +88,15 @@ impl Publisher {
     ) {
         if self.bus.standby() {
             self.bus.record_standby_discard();
+            // Candles are still built (not published): a takeover continues them whole.
+            self.bars.on_quote(
+                &self.bus,
+                batch,
+                topic.topic().symbol(),
+                quote.last.0,
+                quote.size.0,
+                ts,
+            );
             return;
         }
         let tick = Tick {
@@ -127,7 +136,7 @@ impl Publisher {
     /// Publishes `trade` on `topic` (a `trade.*` topic) under its next seq, and folds it into the
     /// candles of the topic's symbol. An empty `trade_id` is replaced by the seq. On a standby
     /// ingest node trades cross NATS like quotes, so the trade is discarded (and counted) before it
-    /// takes a seq; the candles, which stay local, still take it in.
+    /// takes a seq; its candles still take it in (and are not published either).
     pub fn publish_trade(
         &mut self,
         batch: &mut PublishBatch<'_>,
@@ -183,7 +192,7 @@ impl Publisher {
     /// Advances this feed's candles to `now`: closes those whose interval ended and sends open
     /// ones that changed. Feeds that publish trades call it a few times a second.
     pub fn tick_bars(&mut self, batch: &mut PublishBatch<'_>, now: TsMicros) {
-        self.bars.on_clock(batch, now);
+        self.bars.on_clock(&self.bus, batch, now);
     }
 
     /// Publishes `quote` on `topic` with a `seq` and `ts` assigned upstream (by the ingest node of a
@@ -239,5 +248,52 @@ mod tests {
         bus.set_standby(false);
         // The leader numbers trades: this node goes on from its own last one.
         assert_eq!(publish(3), Some(Seq(2)));
+    }
+
+    #[test]
+    fn a_standby_builds_candles_without_publishing_them_and_they_go_on_whole_when_it_leads() {
+        let bus = Bus::new(&BusConfig::default());
+        let mut p = Publisher::new(bus.clone(), FeedStats::new("t", "tcp"));
+        let topic = p.topic(&Topic::new("trade.A").unwrap()).unwrap();
+        let minute = 1_700_000_040_000_000; // a whole minute, in µs
+        let mut trade = |p: &mut Publisher, price: &str, at: u64| {
+            let t = Trade {
+                price: Decimal::parse(price).unwrap(),
+                size: Decimal::parse("1").unwrap(),
+                side: Side::Buy,
+                trade_id: String::new(),
+                ts: TsMicros(at),
+            };
+            p.publish_trade(&mut bus.batch(), &topic, &t, TsMicros(at))
+        };
+        bus.set_standby(true);
+        assert_eq!(trade(&mut p, "10", minute + 1_000), None);
+        assert_eq!(trade(&mut p, "12", minute + 2_000), None);
+        let candle = bus
+            .get("bar.1m.A")
+            .expect("candle topic made on the first trade");
+        assert!(candle.last().is_none(), "a standby publishes no candle");
+        bus.set_standby(false);
+        assert_eq!(trade(&mut p, "11", minute + 600_000), Some(Seq(1)));
+        let last = candle.last().expect("the leader publishes the candle");
+        let bar: serde_json::Value = serde_json::from_slice(last.frame.payload()).unwrap();
+        // The trades seen while standby are in it.
+        assert_eq!(
+            (
+                &bar["open"],
+                &bar["high"],
+                &bar["low"],
+                &bar["close"],
+                &bar["trades"]
+            ),
+            (
+                &"10".into(),
+                &"12".into(),
+                &"10".into(),
+                &"11".into(),
+                &3.into()
+            ),
+            "{bar}"
+        );
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use support::*;
 
 const TOPICS: [&str; 2] = ["ticker.AAPL", "ticker.MSFT"];
-/// The trade topics of the same feed (its default `market_rate`).
-const TRADES: [&str; 2] = ["trade.AAPL", "trade.MSFT"];
+/// The trade topics of the same feed (its default `market_rate`), and a candle topic: all cross NATS.
+const TRADES: [&str; 3] = ["trade.AAPL", "trade.MSFT", "bar.1s.AAPL"];
 
 /// An ingest node as a child process: synthetic feed over AAPL and MSFT, every tick to NATS.
 struct IngestNode {
@@ -156,7 +156,7 @@ async fn killing_the_leader_hands_over_and_every_seq_continues_or_is_announced()
     let a = IngestNode::start(&nats).await;
     until_leads(&a, "the first node leads").await;
     let b = IngestNode::start(&nats).await;
-    // Quotes and trades: both cross NATS, both must continue.
+    // Quotes, trades and candles: all cross NATS, all must continue.
     let all = format!(
         "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.>\"]\n",
         nats.url()
@@ -171,7 +171,7 @@ async fn killing_the_leader_hands_over_and_every_seq_continues_or_is_announced()
         &mut c,
         &mut ledger,
         100_000,
-        "a trade of each symbol",
+        "a trade of each symbol and a candle",
         |l| TRADES.iter().all(|t| l.last(t).is_some()),
     )
     .await;

@@ -356,14 +356,15 @@ async fn a_late_gateway_reads_only_as_much_of_a_long_history_stream_as_its_histo
     drop(ingest);
 }
 
-/// The next `n` trades `client` gets, by seq; checks each seq follows the one before.
-async fn trades(client: &mut Client, n: usize) -> BTreeMap<u64, Value> {
+/// The next `n` messages of `kind` (`trade`, `bar`) `client` gets, by seq; checks each seq follows
+/// the one before.
+async fn series(client: &mut Client, kind: &str, n: usize) -> BTreeMap<u64, Value> {
     let mut got = BTreeMap::new();
     while got.len() < n {
-        let t = client.next_of_type("trade").await;
+        let t = client.next_of_type(kind).await;
         let seq = t["seq"].as_u64().expect("seq");
         if let Some((last, _)) = got.last_key_value() {
-            assert_eq!(seq, last + 1, "trade seq jumped: {t}");
+            assert_eq!(seq, last + 1, "{kind} seq jumped: {t}");
         }
         got.insert(seq, t);
     }
@@ -371,7 +372,7 @@ async fn trades(client: &mut Client, n: usize) -> BTreeMap<u64, Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trades_reach_gateway_clients_with_the_ingest_nodes_seq_and_body() {
+async fn trades_and_candles_reach_gateway_clients_with_the_ingest_nodes_seq_and_body() {
     let nats = NatsServer::start();
     let url = nats.url();
     let ingest = start_server(|c| {
@@ -387,18 +388,19 @@ async fn trades_reach_gateway_clients_with_the_ingest_nodes_seq_and_body() {
         nats.url()
     );
     let g = nats_gateway_with(&nats, |c| c.feeds = feeds(&all)).await;
-    let topic = "trade.AAPL";
-    let mut at_source = Client::connect(&ingest).await;
-    at_source.subscribe(&[topic], 1).await;
-    let mut at_gateway = Client::connect(&g).await;
-    at_gateway.subscribe(&[topic], 1).await;
-    let source = trades(&mut at_source, 30).await;
-    let served = trades(&mut at_gateway, 20).await;
-    // The same trades under the same seqs, byte for byte the message the ingest node made.
-    let common: Vec<_> = served.keys().filter(|s| source.contains_key(s)).collect();
-    assert!(common.len() >= 10, "{} trades in common", common.len());
-    for seq in common {
-        assert_eq!(served[seq], source[seq]);
+    for (topic, kind, n) in [("trade.AAPL", "trade", 20), ("bar.1s.AAPL", "bar", 4)] {
+        let mut at_source = Client::connect(&ingest).await;
+        at_source.subscribe(&[topic], 1).await;
+        let mut at_gateway = Client::connect(&g).await;
+        at_gateway.subscribe(&[topic], 1).await;
+        let source = series(&mut at_source, kind, n + n / 2).await;
+        let served = series(&mut at_gateway, kind, n).await;
+        // The same messages under the same seqs, as the ingest node made them.
+        let common: Vec<_> = served.keys().filter(|s| source.contains_key(s)).collect();
+        assert!(common.len() >= n / 2, "{topic}: {} in common", common.len());
+        for seq in common {
+            assert_eq!(served[seq], source[seq]);
+        }
     }
     drop(ingest);
 }

@@ -18,8 +18,8 @@
 //! in the ticks missed meanwhile if the history stream still has them; the rest show up as
 //! upstream gaps, as does anything the subscription dropped while full.
 //!
-//! Quotes are decoded and re-encoded; trades pass through as the ingest node encoded them (only
-//! their topic, seq and ts are read).
+//! Quotes are decoded and re-encoded; trades and candles pass through as the ingest node encoded
+//! them (only their topic, seq and ts are read).
 //!
 //! Each message's `Tickcast-Epoch` header names the ingest tier's epoch; a topic takes it on its
 //! first message and again whenever it changes (the ingest node lost its stream and started a new
@@ -270,7 +270,7 @@ impl Ingest {
             self.publisher
                 .publish_assigned(batch, &topic, Seq(seq), TsMicros(ts), quote);
         } else {
-            // A trade: the body is what clients get; only its topic, seq and ts are read.
+            // A trade or candle: the body is what clients get; only its topic, seq and ts are read.
             let meta = decode_event(prefix, subject, &mut self.scratch)?;
             let topic = resolve(&mut self.publisher, name)?;
             self.sequence(&topic, meta.seq, epoch)?;

@@ -344,8 +344,8 @@ impl Forwarder {
         pipeline.tail = term;
         // Whatever was lost between the last append and now (the old leader's last reads, or this
         // node's feed ticks discarded while NATS was away): one unused seq per topic that crosses
-        // NATS (quotes and trades) reaches every client as an `upstream` gap. Books and candles go
-        // on locally and must not skip.
+        // NATS (all but books) reaches every client as an `upstream` gap. Books go on locally and
+        // must not skip.
         for topic in self.bus.fed_topics() {
             if crosses_nats(topic.topic()) && topic.last().is_some() {
                 topic.skip_seqs(1);

@@ -99,7 +99,7 @@ fn wrong_topic(subject: &str, topic: &str) -> Reject {
 }
 
 /// Whether messages of `topic` are quotes (decoded and re-encoded by the gateway) rather than
-/// events passed through as they are (trades). Books and candles do not cross NATS.
+/// messages passed through as they are (trades, candles). Books do not cross NATS.
 pub(crate) fn carries_quotes(topic: &str) -> bool {
     let channel = topic.split_once('.').map_or(topic, |(c, _)| c);
     TopicClass::of_channel(channel) == TopicClass::Latest && channel != "bar"
@@ -130,15 +130,16 @@ pub(crate) fn decode<'a>(
     })
 }
 
-/// The seq and ts of a message that is not a quote (a trade), as the ingest node encoded it.
+/// The seq and ts of a message that is not a quote (a trade, a candle), as the ingest node
+/// encoded it.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct EventMeta {
     pub seq: u64,
-    /// Optional (a candle would carry `start` instead).
+    /// Absent from candles (they carry `start`).
     pub ts: Option<u64>,
 }
 
-/// Reads the seq (and ts, if any) of an event message (a trade) and checks its topic against
+/// Reads the seq (and ts, if any) of a trade or candle message and checks its topic against
 /// `subject`; the body itself goes on to clients untouched. `payload` is a scratch copy (parsing
 /// rewrites it).
 pub(crate) fn decode_event(

@@ -209,15 +209,11 @@ impl BusTap for QueueTap {
     }
 }
 
-/// Whether `topic`'s messages go to NATS: quotes and trades (gateways pass trades through as they
-/// are). Order books do not cross yet (a gateway would have to keep each book to give a new
-/// subscriber its snapshot), nor candles (a new leader could not continue a half-built candle).
+/// Whether `topic`'s messages go to NATS: quotes, trades and candles (gateways pass the last two
+/// through as they are). Order books do not cross yet: a gateway would have to keep each book to
+/// give a new subscriber its snapshot.
 pub(super) fn crosses_nats(topic: &Topic) -> bool {
-    match topic.class() {
-        TopicClass::Latest => topic.channel() != "bar",
-        TopicClass::Event => true,
-        TopicClass::Book => false,
-    }
+    topic.class() != TopicClass::Book
 }
 
 /// A sink connected to NATS, its stream ready and its epoch known, not forwarding yet: build the
@@ -377,11 +373,11 @@ mod tests {
     use tickcast_bus::BusConfig;
 
     #[test]
-    fn quotes_and_trades_cross_nats_books_and_candles_do_not() {
+    fn everything_but_books_crosses_nats() {
         let t = |s: &str| Topic::new(s).expect("topic");
         assert!(crosses_nats(&t("ticker.AAPL")) && crosses_nats(&t("fx.EURUSD")));
-        assert!(crosses_nats(&t("trade.AAPL")));
-        assert!(!crosses_nats(&t("book.AAPL")) && !crosses_nats(&t("bar.1m.AAPL")));
+        assert!(crosses_nats(&t("trade.AAPL")) && crosses_nats(&t("bar.1m.AAPL")));
+        assert!(!crosses_nats(&t("book.AAPL")));
     }
 
     #[test]
