@@ -37,9 +37,8 @@ struct Symbol {
 pub struct Bars {
     config: BarsConfig,
     symbols: HashMap<String, Symbol>,
-    /// Scratch, reused.
-    ready: Vec<Bar>,
-    scratch: Vec<u8>,
+    /// Candles ready to send, and the encoding buffer (reused).
+    out: Outbox,
     /// Trades a builder refused (older than the last closed candle).
     late: u64,
 }
@@ -54,8 +53,7 @@ impl Bars {
         Self {
             config,
             symbols: HashMap::new(),
-            ready: Vec::new(),
-            scratch: Vec::new(),
+            out: Outbox::default(),
             late: 0,
         }
     }
@@ -156,17 +154,13 @@ impl Bars {
             return;
         };
         for c in s.candles.iter_mut() {
-            if c.builder.on_trade(ts, price, size, now, &mut self.ready) == TradeOutcome::Rejected {
+            if c.builder
+                .on_trade(ts, price, size, now, &mut self.out.ready)
+                == TradeOutcome::Rejected
+            {
                 self.late += 1;
             }
-            publish(
-                batch,
-                &c.topic,
-                &mut self.ready,
-                &mut self.scratch,
-                now,
-                standby,
-            );
+            self.out.send(batch, &c.topic, now, standby);
         }
     }
 
@@ -175,15 +169,8 @@ impl Bars {
         let standby = bus.standby();
         for s in self.symbols.values_mut() {
             for c in s.candles.iter_mut() {
-                c.builder.on_clock(now, &mut self.ready);
-                publish(
-                    batch,
-                    &c.topic,
-                    &mut self.ready,
-                    &mut self.scratch,
-                    now,
-                    standby,
-                );
+                c.builder.on_clock(now, &mut self.out.ready);
+                self.out.send(batch, &c.topic, now, standby);
             }
         }
     }
@@ -218,25 +205,33 @@ fn shortest(v: f64) -> Option<Decimal> {
     Decimal::parse(s.strip_suffix(".0").unwrap_or(s)).ok()
 }
 
-/// Publishes the candles in `ready` (in order) on `topic`, each under the topic's next seq. A
-/// standby ingest node publishes none: candles cross NATS and the leader numbers them. It still
-/// builds them from the same feeds, so after a takeover its candles go on whole.
-fn publish(
-    batch: &mut PublishBatch<'_>,
-    topic: &TopicState,
-    ready: &mut Vec<Bar>,
-    scratch: &mut Vec<u8>,
-    now: TsMicros,
-    standby: bool,
-) {
-    if standby {
-        ready.clear();
-        return;
-    }
-    for bar in ready.drain(..) {
-        let seq = topic.next_seq();
-        scratch.clear();
-        encode_bar(scratch, topic.topic(), seq, &bar);
-        batch.publish(topic, seq, now, Frame::text(scratch));
+/// Candles a builder made ready, waiting to be sent, and the buffer they are encoded in.
+#[derive(Default)]
+struct Outbox {
+    ready: Vec<Bar>,
+    scratch: Vec<u8>,
+}
+
+impl Outbox {
+    /// Publishes the ready candles (in order) on `topic`, each under the topic's next seq. A
+    /// standby ingest node publishes none: candles cross NATS and the leader numbers them. It
+    /// still builds them from the same feeds, so after a takeover its candles go on whole.
+    fn send(
+        &mut self,
+        batch: &mut PublishBatch<'_>,
+        topic: &TopicState,
+        now: TsMicros,
+        standby: bool,
+    ) {
+        if standby {
+            self.ready.clear();
+            return;
+        }
+        for bar in self.ready.drain(..) {
+            let seq = topic.next_seq();
+            self.scratch.clear();
+            encode_bar(&mut self.scratch, topic.topic(), seq, &bar);
+            batch.publish(topic, seq, now, Frame::text(&self.scratch));
+        }
     }
 }

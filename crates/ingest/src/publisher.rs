@@ -87,29 +87,21 @@ impl Publisher {
         ts: TsMicros,
     ) {
         if self.bus.standby() {
+            // Its candles are still built (not published): a takeover continues them whole.
             self.bus.record_standby_discard();
-            // Candles are still built (not published): a takeover continues them whole.
-            self.bars.on_quote(
-                &self.bus,
-                batch,
-                topic.topic().symbol(),
-                quote.last.0,
-                quote.size.0,
+        } else {
+            let tick = Tick {
+                topic: topic.topic().clone(),
+                seq: topic.next_seq(),
                 ts,
-            );
-            return;
+                bid: quote.bid,
+                ask: quote.ask,
+                last: quote.last,
+                size: quote.size,
+            };
+            let frame = self.encoder.encode(&tick);
+            batch.publish(topic, tick.seq, tick.ts, frame);
         }
-        let tick = Tick {
-            topic: topic.topic().clone(),
-            seq: topic.next_seq(),
-            ts,
-            bid: quote.bid,
-            ask: quote.ask,
-            last: quote.last,
-            size: quote.size,
-        };
-        let frame = self.encoder.encode(&tick);
-        batch.publish(topic, tick.seq, tick.ts, frame);
         self.bars.on_quote(
             &self.bus,
             batch,
@@ -256,7 +248,7 @@ mod tests {
         let mut p = Publisher::new(bus.clone(), FeedStats::new("t", "tcp"));
         let topic = p.topic(&Topic::new("trade.A").unwrap()).unwrap();
         let minute = 1_700_000_040_000_000; // a whole minute, in µs
-        let mut trade = |p: &mut Publisher, price: &str, at: u64| {
+        let trade = |p: &mut Publisher, price: &str, at: u64| {
             let t = Trade {
                 price: Decimal::parse(price).unwrap(),
                 size: Decimal::parse("1").unwrap(),
