@@ -90,17 +90,7 @@ impl Publisher {
             // Its candles are still built (not published): a takeover continues them whole.
             self.bus.record_standby_discard();
         } else {
-            let tick = Tick {
-                topic: topic.topic().clone(),
-                seq: topic.next_seq(),
-                ts,
-                bid: quote.bid,
-                ask: quote.ask,
-                last: quote.last,
-                size: quote.size,
-            };
-            let frame = self.encoder.encode(&tick);
-            batch.publish(topic, tick.seq, tick.ts, frame);
+            self.encode_quote(batch, topic, topic.next_seq(), ts, quote);
         }
         self.bars.on_quote(
             &self.bus,
@@ -200,6 +190,19 @@ impl Publisher {
         quote: Quote,
     ) {
         topic.observe_seq(seq);
+        self.encode_quote(batch, topic, seq, ts, quote);
+    }
+
+    /// Encodes `quote` as tick `seq` of `topic`, once, and publishes it.
+    #[inline]
+    fn encode_quote(
+        &mut self,
+        batch: &mut PublishBatch<'_>,
+        topic: &TopicState,
+        seq: Seq,
+        ts: TsMicros,
+        quote: Quote,
+    ) {
         let tick = Tick {
             topic: topic.topic().clone(),
             seq,

@@ -34,6 +34,34 @@ async fn ingest(nats: &NatsServer, symbols: &[&str], rate: f64) -> RunningServer
     .await
 }
 
+/// An ingest node like [`ingest`] that also keeps the history stream (every tick for a minute).
+async fn ingest_with_history(nats: &NatsServer, symbols: &[&str], rate: f64) -> RunningServer {
+    let url = nats.url();
+    start_server(|c| {
+        feed(c, symbols, rate);
+        c.server.role = Role::Ingest;
+        c.nats.url = url;
+        c.nats.history_ms = 60_000;
+    })
+    .await
+}
+
+/// Connects to `g`, subscribes to `topic` resuming after `since` in `epoch`, checks the ack says
+/// recovered, and that exactly the next `n` seqs follow, each once and in order, ticks only.
+async fn resume_exactly(g: &RunningServer, topic: &str, since: u64, epoch: &str, n: u64) -> Value {
+    let mut c = Client::connect(g).await;
+    c.send(json!({"op":"subscribe","topics":[topic],"since":{topic:{"seq":since,"epoch":epoch}},"id":2}))
+        .await;
+    let ack = c.next_of_type("subscribed").await;
+    assert_eq!(ack["recovery"][topic]["recovered"], true, "{ack}");
+    for expect in since + 1..=since + n {
+        let v = c.next_json().await;
+        assert_eq!(v["type"], "tick", "only ticks expected: {v}");
+        assert_eq!(v["seq"].as_u64(), Some(expect), "{v}");
+    }
+    ack
+}
+
 /// (topic, seq) → (ts, last price) of the ticks a client received.
 type Seen = BTreeMap<(String, u64), (u64, f64)>;
 
@@ -262,35 +290,16 @@ async fn a_client_recovers_what_it_missed_on_another_gateway_after_its_gateway_d
     c.expect_close().await;
     wait_for_seq(&g2, topic, last + 30).await;
 
-    let mut c = Client::connect(&g2).await;
-    c.send(json!({"op":"subscribe","topics":[topic],"since":{topic:{"seq":last,"epoch":epoch}},"id":2}))
-        .await;
-    let ack = c.next_of_type("subscribed").await;
-    assert_eq!(ack["recovery"][topic]["recovered"], true, "{ack}");
-    assert_eq!(ack["epochs"][topic], epoch.as_str(), "{ack}");
     // Exactly the ticks after `last`, each once and in order, then live ones.
-    let mut expect = last + 1;
-    while expect <= last + 40 {
-        let v = c.next_json().await;
-        assert_eq!(v["type"], "tick", "only ticks expected: {v}");
-        assert_eq!(v["seq"].as_u64(), Some(expect), "{v}");
-        expect += 1;
-    }
+    let ack = resume_exactly(&g2, topic, last, &epoch, 40).await;
+    assert_eq!(ack["epochs"][topic], epoch.as_str(), "{ack}");
     drop(ingest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_started_after_the_ticks_recovers_them_for_a_client_from_the_stream() {
     let nats = NatsServer::start();
-    let url = nats.url();
-    // With the history stream: every tick kept for a minute.
-    let ingest = start_server(|c| {
-        feed(c, &["AAPL"], 20.0);
-        c.server.role = Role::Ingest;
-        c.nats.url = url;
-        c.nats.history_ms = 60_000;
-    })
-    .await;
+    let ingest = ingest_with_history(&nats, &["AAPL"], 20.0).await;
     let topic = "ticker.AAPL";
     let epoch = ingest.running().state().bus.epoch().as_str().to_string();
     let g1 = nats_gateway(&nats).await;
@@ -308,33 +317,15 @@ async fn a_gateway_started_after_the_ticks_recovers_them_for_a_client_from_the_s
 
     // Gateway 2 did not exist while those ticks flowed: its history comes from JetStream.
     let g2 = nats_gateway(&nats).await;
-    let mut c = Client::connect(&g2).await;
-    c.send(json!({"op":"subscribe","topics":[topic],"since":{topic:{"seq":last,"epoch":epoch}},"id":2}))
-        .await;
-    let ack = c.next_of_type("subscribed").await;
-    assert_eq!(ack["recovery"][topic]["recovered"], true, "{ack}");
-    let mut expect = last + 1;
-    while expect <= last + 15 {
-        let v = c.next_json().await;
-        assert_eq!(v["type"], "tick", "only ticks expected: {v}");
-        assert_eq!(v["seq"].as_u64(), Some(expect), "{v}");
-        expect += 1;
-    }
+    resume_exactly(&g2, topic, last, &epoch, 15).await;
     drop(ingest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_gateway_reads_only_as_much_of_a_long_history_stream_as_its_history_keeps() {
     let nats = NatsServer::start();
-    let url = nats.url();
     let topic = "ticker.AAPL";
-    let ingest = start_server(|c| {
-        feed(c, &["AAPL"], 10.0);
-        c.server.role = Role::Ingest;
-        c.nats.url = url;
-        c.nats.history_ms = 60_000;
-    })
-    .await;
+    let ingest = ingest_with_history(&nats, &["AAPL"], 10.0).await;
     let epoch = ingest.running().state().bus.epoch().as_str().to_string();
     // The history stream then holds more than 10 per subject it has (ticks and heartbeats): the
     // gateway starts its read at the last 10 x subjects messages, not at the first.
@@ -342,17 +333,7 @@ async fn a_late_gateway_reads_only_as_much_of_a_long_history_stream_as_its_histo
     let g = nats_gateway_with(&nats, |c| c.history.size = 10).await;
     let last = last_seq(&g, topic);
     assert!(last >= 40, "warmed up to {last}");
-    let since = last - 3;
-    let mut c = Client::connect(&g).await;
-    c.send(json!({"op":"subscribe","topics":[topic],"since":{topic:{"seq":since,"epoch":epoch}},"id":1}))
-        .await;
-    let ack = c.next_of_type("subscribed").await;
-    assert_eq!(ack["recovery"][topic]["recovered"], true, "{ack}");
-    for expect in since + 1..=since + 6 {
-        let v = c.next_json().await;
-        assert_eq!(v["type"], "tick", "only ticks expected: {v}");
-        assert_eq!(v["seq"].as_u64(), Some(expect), "{v}");
-    }
+    resume_exactly(&g, topic, last - 3, &epoch, 6).await;
     drop(ingest);
 }
 

@@ -37,13 +37,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tickcast_bus::HistoryConfig;
 use tickcast_bus::TopicState;
-use tickcast_core::{Epoch, Frame, Seq, Topic, TsMicros};
+use tickcast_core::{Epoch, Topic, TsMicros};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    carries_quotes, decode, decode_event, epoch_of, history_stream, is_reserved_subject,
-    live_prefix, topic_of_subject, validate_prefix, validate_stream, NatsError, ReadFrom,
+    decode, epoch_of, history_stream, is_reserved_subject, live_prefix, live_subject,
+    publish_decoded, topic_of_subject, validate_prefix, validate_stream, NatsError, ReadFrom,
     StreamReader, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, DEFAULT_URL,
     MIN_CONNECT_TIMEOUT,
 };
@@ -260,24 +260,12 @@ impl Ingest {
         };
         let name = topic_of_subject(prefix, subject)
             .ok_or_else(|| Reject::BadTopic(format!("subject {subject:?} has no topic")))?;
-        if carries_quotes(name) {
-            let tick = decode(&mut self.parser, prefix, subject, &mut self.scratch)?;
-            let topic = resolve(&mut self.publisher, &tick.topic)?;
-            let (seq, ts, quote) = (tick.seq, tick.ts, tick.quote);
-            self.sequence(&topic, seq, epoch)?;
-            // Older or duplicate seqs (warm-up racing live data, overlapping subjects) go to the
-            // bus anyway: it keeps the newest per topic and counts the rest as stale.
-            self.publisher
-                .publish_assigned(batch, &topic, Seq(seq), TsMicros(ts), quote);
-        } else {
-            // A trade or candle: the body is what clients get; only its topic, seq and ts are read.
-            let meta = decode_event(prefix, subject, &mut self.scratch)?;
-            let topic = resolve(&mut self.publisher, name)?;
-            self.sequence(&topic, meta.seq, epoch)?;
-            topic.observe_seq(Seq(meta.seq));
-            let ts = meta.ts.map_or(TsMicros::UNMEASURED, TsMicros);
-            batch.publish(&topic, Seq(meta.seq), ts, Frame::text(body));
-        }
+        let msg = decode(&mut self.parser, subject, name, &mut self.scratch)?;
+        let topic = resolve(&mut self.publisher, name)?;
+        self.sequence(&topic, msg.seq.0, epoch)?;
+        // Older or duplicate seqs (warm-up racing live data, overlapping subjects) go to the bus
+        // anyway: it keeps the newest per topic and counts the rest as stale.
+        publish_decoded(&mut self.publisher, batch, &topic, msg, body);
         Ok(())
     }
 
@@ -374,7 +362,7 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
     let live_prefix = live_prefix(&config.subject_prefix);
     let mut subs = Vec::new();
     for subject in &config.subjects {
-        let live_subject = format!("{live_prefix}{}", &subject[config.subject_prefix.len()..]);
+        let live_subject = live_subject(&config.subject_prefix, subject);
         let sub = client
             .subscribe(live_subject)
             .await
@@ -567,11 +555,10 @@ async fn warm_up(
     tx: mpsc::Sender<(u64, Warm)>,
 ) {
     let mut n = 0;
-    let live = live_prefix(&plan.prefix);
     if let Some(from) = plan.history {
         let history = history_stream(&plan.stream);
         for filter in &plan.filters {
-            let live_filter = format!("{live}{}", &filter[plan.prefix.len()..]);
+            let live_filter = live_subject(&plan.prefix, filter);
             match read(&js, &history, &live_filter, from, true, round, &tx).await {
                 Ok(Some(k)) => n += k,
                 Ok(None) => return,

@@ -21,7 +21,6 @@ mod forward;
 pub mod sink;
 mod stream;
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
@@ -30,10 +29,11 @@ use async_nats::jetstream::Context;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use simd_json::prelude::*;
-use tickcast_core::TopicClass;
+use tickcast_bus::{PublishBatch, TopicState};
+use tickcast_core::{Frame, Seq, TopicClass, TsMicros};
 
 use crate::parse::TickParser;
-use crate::publisher::Quote;
+use crate::publisher::{Publisher, Quote};
 use crate::reject::Reject;
 
 /// NATS server when none is configured.
@@ -74,13 +74,14 @@ pub enum NatsError {
     TapInUse,
 }
 
-/// A tick as the ingest node stamped it.
-#[derive(Debug)]
-pub(crate) struct Assigned<'a> {
-    pub topic: Cow<'a, str>,
-    pub seq: u64,
-    pub ts: u64,
-    pub quote: Quote,
+/// What a receiver needs of one of the ingest tier's messages: its seq and ts, and the quote when
+/// it is one (a quote is re-encoded; anything else passes on as the body it came in).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Decoded {
+    pub seq: Seq,
+    /// [`TsMicros::UNMEASURED`] for a message without one (a candle carries `start`).
+    pub ts: TsMicros,
+    pub quote: Option<Quote>,
 }
 
 /// The topic a subject under `prefix` carries (`tickcast.ticker.A` → `ticker.A`).
@@ -90,70 +91,53 @@ pub(crate) fn topic_of_subject<'s>(prefix: &str, subject: &'s str) -> Option<&'s
         .and_then(|s| s.strip_prefix('.'))
 }
 
-fn wrong_topic(subject: &str, topic: &str) -> Reject {
-    Reject::BadTopic(format!(
-        "subject {:?} does not carry topic {:?}",
-        subject.chars().take(80).collect::<String>(),
-        topic
-    ))
-}
-
-/// Whether messages of `topic` are quotes (decoded and re-encoded by the gateway) rather than
+/// Whether messages of `topic` are quotes (decoded and re-encoded by the receiver) rather than
 /// messages passed through as they are (trades, candles). Books do not cross NATS.
 pub(crate) fn carries_quotes(topic: &str) -> bool {
     let channel = topic.split_once('.').map_or(topic, |(c, _)| c);
     TopicClass::of_channel(channel) == TopicClass::Latest && channel != "bar"
 }
 
-/// Parses a NATS message body (an encoded tick) and checks it against its `subject`: the subject
-/// is the routing key, so a body naming another topic is refused rather than filed elsewhere.
-pub(crate) fn decode<'a>(
+/// Decodes a NATS message body of `subject`, whose topic is `topic`, and checks that the body
+/// names the same topic: the subject is the routing key, so a body naming another topic is refused
+/// rather than filed elsewhere. `payload` is a scratch copy of the body (parsing rewrites it).
+pub(crate) fn decode(
     parser: &mut TickParser,
-    prefix: &str,
     subject: &str,
-    payload: &'a mut [u8],
-) -> Result<Assigned<'a>, Reject> {
-    let line = parser.parse(payload)?;
-    let seq = line.seq.ok_or(Reject::MissingField("seq"))?;
-    if seq == 0 {
-        return Err(Reject::BadNumber("seq"));
-    }
-    let ts = line.ts.ok_or(Reject::MissingField("ts"))?;
-    if topic_of_subject(prefix, subject) != Some(&*line.topic) {
-        return Err(wrong_topic(subject, &line.topic));
-    }
-    Ok(Assigned {
-        topic: line.topic,
-        seq,
-        ts,
-        quote: line.quote,
-    })
-}
-
-/// The seq and ts of a message that is not a quote (a trade, a candle), as the ingest node
-/// encoded it.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct EventMeta {
-    pub seq: u64,
-    /// Absent from candles (they carry `start`).
-    pub ts: Option<u64>,
-}
-
-/// Reads the seq (and ts, if any) of a trade or candle message and checks its topic against
-/// `subject`; the body itself goes on to clients untouched. `payload` is a scratch copy (parsing
-/// rewrites it).
-pub(crate) fn decode_event(
-    prefix: &str,
-    subject: &str,
+    topic: &str,
     payload: &mut [u8],
-) -> Result<EventMeta, Reject> {
+) -> Result<Decoded, Reject> {
+    let wrong_topic = |named: &str| {
+        Reject::BadTopic(format!(
+            "subject {:?} does not carry topic {:?}",
+            subject.chars().take(80).collect::<String>(),
+            named
+        ))
+    };
+    if carries_quotes(topic) {
+        let line = parser.parse(payload)?;
+        let seq = line.seq.ok_or(Reject::MissingField("seq"))?;
+        if seq == 0 {
+            return Err(Reject::BadNumber("seq"));
+        }
+        let ts = line.ts.ok_or(Reject::MissingField("ts"))?;
+        if line.topic != topic {
+            return Err(wrong_topic(&line.topic));
+        }
+        return Ok(Decoded {
+            seq: Seq(seq),
+            ts: TsMicros(ts),
+            quote: Some(line.quote),
+        });
+    }
+    // A trade or candle: only its topic, seq and ts are read.
     let v = simd_json::to_borrowed_value(payload).map_err(|e| Reject::BadJson(e.to_string()))?;
-    let topic = v
+    let named = v
         .get("topic")
         .and_then(|t| t.as_str())
         .ok_or(Reject::MissingField("topic"))?;
-    if topic_of_subject(prefix, subject) != Some(topic) {
-        return Err(wrong_topic(subject, topic));
+    if named != topic {
+        return Err(wrong_topic(named));
     }
     let seq = v
         .get("seq")
@@ -162,10 +146,32 @@ pub(crate) fn decode_event(
         .filter(|s| *s > 0)
         .ok_or(Reject::BadNumber("seq"))?;
     let ts = match v.get("ts") {
-        None => None,
-        Some(t) => Some(t.as_u64().ok_or(Reject::BadNumber("ts"))?),
+        None => TsMicros::UNMEASURED,
+        Some(t) => TsMicros(t.as_u64().ok_or(Reject::BadNumber("ts"))?),
     };
-    Ok(EventMeta { seq, ts })
+    Ok(Decoded {
+        seq: Seq(seq),
+        ts,
+        quote: None,
+    })
+}
+
+/// Publishes a decoded message on `topic` under its upstream seq: a quote re-encoded, anything else
+/// as `body`, the bytes the ingest node encoded.
+pub(crate) fn publish_decoded(
+    publisher: &mut Publisher,
+    batch: &mut PublishBatch<'_>,
+    topic: &TopicState,
+    msg: Decoded,
+    body: &[u8],
+) {
+    match msg.quote {
+        Some(quote) => publisher.publish_assigned(batch, topic, msg.seq, msg.ts, quote),
+        None => {
+            topic.observe_seq(msg.seq);
+            batch.publish(topic, msg.seq, msg.ts, Frame::text(body));
+        }
+    }
 }
 
 /// The NATS header naming the epoch of the seq a message carries.
@@ -194,6 +200,16 @@ pub(crate) fn leader_subject(prefix: &str) -> String {
 /// what the stream accepted, in its order: a deposed leader's refused appends never reach them.
 pub fn live_prefix(prefix: &str) -> String {
     format!("{prefix}_live")
+}
+
+/// `subject` (under `prefix`) as the stream republishes it: `tickcast.ticker.>` →
+/// `tickcast_live.ticker.>`. `subject` must start with `prefix` (feed configs are checked for it).
+pub(crate) fn live_subject(prefix: &str, subject: &str) -> String {
+    format!(
+        "{}{}",
+        live_prefix(prefix),
+        subject.get(prefix.len()..).unwrap_or_default()
+    )
 }
 
 /// The history stream kept beside `stream`: every tick the stream republished, for a while.
@@ -400,35 +416,37 @@ mod tests {
     use tickcast_core::Topic;
 
     #[test]
-    fn events_keep_their_body_and_give_their_seq_and_ts() {
+    fn trades_and_candles_give_their_seq_and_ts_and_keep_their_body() {
+        let mut p = TickParser::default();
         let trade = br#"{"type":"trade","topic":"trade.A","seq":9,"ts":17,"price":"1.5","size":"2","side":"buy","trade_id":"x"}"#;
-        let meta = decode_event("tc", "tc.trade.A", &mut trade.to_vec()).expect("valid");
-        assert_eq!(
-            meta,
-            EventMeta {
-                seq: 9,
-                ts: Some(17)
-            }
-        );
+        let meta = decode(&mut p, "tc.trade.A", "trade.A", &mut trade.to_vec()).expect("valid");
+        let passed = |seq, ts| Decoded {
+            seq: Seq(seq),
+            ts: TsMicros(ts),
+            quote: None,
+        };
+        assert_eq!(meta, passed(9, 17));
         let bar = br#"{"type":"bar","topic":"bar.1m.A","seq":3,"start":60000000,"open":"1","closed":false}"#;
-        let meta = decode_event("tc", "tc.bar.1m.A", &mut bar.to_vec()).expect("valid");
-        assert_eq!(meta, EventMeta { seq: 3, ts: None });
+        let meta = decode(&mut p, "tc.bar.1m.A", "bar.1m.A", &mut bar.to_vec()).expect("valid");
+        assert_eq!(meta, passed(3, 0), "a candle has no ts: unmeasured");
         assert!(matches!(
-            decode_event("tc", "tc.trade.B", &mut trade.to_vec()),
+            decode(&mut p, "tc.trade.B", "trade.B", &mut trade.to_vec()),
             Err(Reject::BadTopic(_))
         ));
         let no_seq = br#"{"type":"trade","topic":"trade.A","ts":1}"#;
         assert!(matches!(
-            decode_event("tc", "tc.trade.A", &mut no_seq.to_vec()),
+            decode(&mut p, "tc.trade.A", "trade.A", &mut no_seq.to_vec()),
             Err(Reject::MissingField("seq"))
         ));
         assert!(matches!(
-            decode_event("tc", "tc.trade.A", &mut b"{oops".to_vec()),
+            decode(&mut p, "tc.trade.A", "trade.A", &mut b"{oops".to_vec()),
             Err(Reject::BadJson(_))
         ));
         assert!(carries_quotes("ticker.A") && carries_quotes("quote.A"));
         assert!(!carries_quotes("trade.A") && !carries_quotes("bar.1m.A"));
         assert!(!carries_quotes("book.A"));
+        assert_eq!(topic_of_subject("tc", "tc.bar.1m.A"), Some("bar.1m.A"));
+        assert_eq!(topic_of_subject("tc", "other.bar.1m.A"), None);
     }
 
     #[test]
@@ -443,13 +461,14 @@ mod tests {
         let mut p = TickParser::default();
         let body = r#"{"type":"tick","topic":"ticker.A","seq":7,"ts":1763700000000000,"bid":1.5,"ask":2,"last":1.75,"size":10}"#;
         let mut buf = body.as_bytes().to_vec();
-        let t = decode(&mut p, "tickcast", "tickcast.ticker.A", &mut buf).expect("valid");
-        assert_eq!((&*t.topic, t.seq, t.ts), ("ticker.A", 7, 1763700000000000));
+        let t = decode(&mut p, "tickcast.ticker.A", "ticker.A", &mut buf).expect("valid");
+        assert_eq!((t.seq, t.ts), (Seq(7), TsMicros(1763700000000000)));
+        assert_eq!(t.quote.map(|q| q.last.0), Some(1.75));
         assert!(matches!(
             decode(
                 &mut p,
-                "tickcast",
                 "tickcast.ticker.B",
+                "ticker.B",
                 &mut body.as_bytes().to_vec()
             ),
             Err(Reject::BadTopic(_))
@@ -458,8 +477,8 @@ mod tests {
         assert!(matches!(
             decode(
                 &mut p,
-                "tickcast",
                 "tickcast.ticker.A",
+                "ticker.A",
                 &mut no_seq.as_bytes().to_vec()
             ),
             Err(Reject::MissingField("seq"))
@@ -476,6 +495,7 @@ mod tests {
         assert!(!is_reserved_subject("a.b", "a.b.ticker.X"));
         assert!(Topic::new("_leader").is_err());
         assert_eq!(live_prefix("a.b"), "a.b_live");
+        assert_eq!(live_subject("a.b", "a.b.ticker.>"), "a.b_live.ticker.>");
         assert!(Topic::new("_epoch").is_err());
         assert!(validate_prefix("a.>").is_err() && validate_prefix("a b").is_err());
         assert!(validate_stream("TICKCAST").is_ok() && validate_stream("A.B").is_err());

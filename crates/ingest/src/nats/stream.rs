@@ -15,12 +15,12 @@ use async_nats::jetstream::stream::{
 use async_nats::jetstream::Context;
 use bytes::Bytes;
 use tickcast_bus::{Bus, TopicState};
-use tickcast_core::{Epoch, Frame, Seq, Topic, TsMicros};
+use tickcast_core::{Epoch, Topic};
 
 use super::sink::{NatsSinkConfig, StreamStorage};
 use super::{
-    carries_quotes, decode, decode_event, epoch_subject, history_stream, is_reserved_subject,
-    leader_subject, live_prefix, topic_of_subject, NatsError, ReadFrom, StreamReader,
+    decode, epoch_subject, history_stream, is_reserved_subject, leader_subject, live_prefix,
+    publish_decoded, topic_of_subject, NatsError, ReadFrom, StreamReader,
 };
 use crate::parse::TickParser;
 use crate::publisher::Publisher;
@@ -224,37 +224,17 @@ pub(super) async fn resume(
         let Some(name) = topic_of_subject(&config.subject_prefix, &subject) else {
             continue;
         };
-        let Ok(topic) = Topic::new(name) else {
-            continue;
-        };
-        let Ok(state) = publisher.topic(&topic) else {
-            continue;
-        };
         scratch.clear();
         scratch.extend_from_slice(&body);
-        if carries_quotes(name) {
-            let Ok(tick) = decode(&mut parser, &config.subject_prefix, &subject, &mut scratch)
-            else {
-                continue;
-            };
-            publisher.publish_assigned(
-                &mut bus.batch(),
-                &state,
-                Seq(tick.seq),
-                TsMicros(tick.ts),
-                tick.quote,
-            );
-        } else {
-            // A trade: its seq is where this node's trades go on; the message itself is the
-            // topic's latest, as on the old leader.
-            let Ok(meta) = decode_event(&config.subject_prefix, &subject, &mut scratch) else {
-                continue;
-            };
-            state.observe_seq(Seq(meta.seq));
-            let ts = meta.ts.map_or(TsMicros::UNMEASURED, TsMicros);
-            bus.batch()
-                .publish(&state, Seq(meta.seq), ts, Frame::text(&body));
-        }
+        // A quote, trade or candle: its seq is where this node's seqs go on, and the message is
+        // the topic's latest, as on the old leader.
+        let Ok(msg) = decode(&mut parser, &subject, name, &mut scratch) else {
+            continue;
+        };
+        let Some(state) = Topic::new(name).ok().and_then(|t| publisher.topic(&t).ok()) else {
+            continue;
+        };
+        publish_decoded(&mut publisher, &mut bus.batch(), &state, msg, &body);
         found.push(state);
     }
     Ok(found)
