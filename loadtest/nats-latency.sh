@@ -14,7 +14,7 @@ LOADGEN=${LOADGEN:-target/release/tickcast-loadgen}
 REPEAT=${REPEAT:-2}; RATE=${RATE:-20000}; SYMBOLS=${SYMBOLS:-100}
 CONNS=${CONNS:-20}; PER_CONN=${PER_CONN:-10}; DURATION=${DURATION:-10}; WARMUP=${WARMUP:-3}
 STORE=${STORE:-file}; HISTORY_MS=${HISTORY_MS:-0}
-NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
+NATS=${NATS:-$(command -v nats-server || echo /usr/sbin/nats-server)}
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DIR=$(mktemp -d); PIDS=()
 stop_all() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; PIDS=(); }

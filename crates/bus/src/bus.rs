@@ -13,7 +13,7 @@ use crate::history::{HistoryLimits, Stored};
 use crate::inbox::{Published, ShardInbox};
 use crate::patterns::PatternRegistry;
 use crate::tap::BusTap;
-use crate::topic::{BookUpdate, Store, TopicId, TopicState};
+use crate::topic::{BookAt, BookUpdate, Store, TopicId, TopicState, Upstream};
 
 /// How much history each topic keeps: a default, and overrides per channel (the part of the topic
 /// before the first `.`), e.g. little for `ticker`, more for `trade`.
@@ -207,6 +207,8 @@ pub struct Bus {
     book_depth: usize,
     /// Book updates refused as corrupting.
     book_refusals: AtomicU64,
+    /// Books that lost sync with their upstream node and took its snapshot.
+    book_resyncs: AtomicU64,
     bars: BarsConfig,
 }
 
@@ -241,6 +243,7 @@ impl Bus {
             created: Instant::now(),
             book_depth: config.book_depth.clamp(1, MAX_BOOK_DEPTH),
             book_refusals: AtomicU64::new(0),
+            book_resyncs: AtomicU64::new(0),
             bars: config.bars.clone(),
         })
     }
@@ -605,6 +608,12 @@ impl Bus {
         self.book_refusals.load(Ordering::Relaxed)
     }
 
+    /// Books that lost sync with their upstream node (a gateway's, behind an ingest node) and
+    /// took its snapshot.
+    pub fn book_resyncs(&self) -> u64 {
+        self.book_resyncs.load(Ordering::Relaxed)
+    }
+
     /// Ticks accepted by the bus.
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
@@ -661,6 +670,37 @@ impl PublishBatch<'_> {
                 self.fan_out(topic, seq, ts, frame, stored);
                 Ok(seq)
             }
+            Err(e) => {
+                self.bus.book_refusals.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies a book update numbered upstream (see [`TopicState::store_book_at`]) and publishes
+    /// the message it makes under that seq. A refused update is counted, as is a resync taken.
+    pub fn publish_book_at(
+        &mut self,
+        topic: &TopicState,
+        update: BookUpdate<'_>,
+        upstream: Upstream,
+        ts: TsMicros,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), BookError> {
+        let now = *self.now.get_or_insert_with(Instant::now);
+        match topic.store_book_at(update, upstream, self.bus.book_depth, ts, now, scratch) {
+            Ok(BookAt::Stored(frame, stored)) => {
+                if upstream.resync {
+                    self.bus.book_resyncs.fetch_add(1, Ordering::Relaxed);
+                }
+                self.fan_out(topic, upstream.seq, ts, frame, stored);
+                Ok(())
+            }
+            Ok(BookAt::Stale) => {
+                self.bus.stale.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(BookAt::InSync) => Ok(()),
             Err(e) => {
                 self.bus.book_refusals.fetch_add(1, Ordering::Relaxed);
                 Err(e)

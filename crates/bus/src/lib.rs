@@ -39,4 +39,4 @@ pub use router::{
     TopicFilter,
 };
 pub use tap::BusTap;
-pub use topic::{BookSnapshot, BookUpdate, LastTick, Opening, TopicId, TopicState};
+pub use topic::{BookSnapshot, BookUpdate, LastTick, Opening, TopicId, TopicState, Upstream};

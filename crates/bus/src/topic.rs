@@ -56,6 +56,85 @@ struct BookLog {
     encodings: u64,
 }
 
+impl BookLog {
+    fn new(depth: usize) -> BookLog {
+        BookLog {
+            book: Book::new(depth),
+            trusted: true,
+            snapshot: None,
+            encodings: 0,
+        }
+    }
+
+    /// Applies `update` to the book; a refused one leaves it unchanged. Trusted again after it.
+    fn apply(&mut self, update: &BookUpdate<'_>) -> Result<(), BookError> {
+        if update.snapshot {
+            self.book.apply_snapshot(update.bids, update.asks)?;
+        } else {
+            self.book.apply_delta(update.bids, update.asks)?;
+        }
+        self.trusted = true;
+        Ok(())
+    }
+
+    /// The book may differ from its source's: not served until the next snapshot.
+    fn distrust(&mut self) {
+        self.trusted = false;
+        self.snapshot = None;
+    }
+
+    /// The message `update` (just applied) makes at `seq`: a snapshot of the whole book, which is
+    /// then this version's snapshot (no second encoding), or the changed levels with the checksum
+    /// of the book after them.
+    fn encode(
+        &mut self,
+        topic: &Topic,
+        update: &BookUpdate<'_>,
+        seq: Seq,
+        ts: TsMicros,
+        out: &mut Vec<u8>,
+    ) -> Frame {
+        use tickcast_core::market::encode::encode_book_delta;
+        out.clear();
+        if update.snapshot {
+            encode_book_snapshot(out, topic, seq, ts, &self.book);
+            let frame = Frame::text(out);
+            self.snapshot = Some(frame.clone());
+            frame
+        } else {
+            let checksum = self.book.checksum();
+            encode_book_delta(out, topic, seq, ts, update.bids, update.asks, checksum);
+            self.snapshot = None;
+            Frame::text(out)
+        }
+    }
+}
+
+/// What [`TopicState::store_book_at`] did with an update.
+#[derive(Debug)]
+pub(crate) enum BookAt {
+    /// Applied and stored (or found stale by the store).
+    Stored(Frame, Store),
+    /// Not newer than the latest seq: dropped.
+    Stale,
+    /// A resync for a book already in sync: not needed.
+    InSync,
+}
+
+/// What an upstream node says of a book update it numbered (see [`TopicState::store_book_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upstream {
+    /// The update's seq in the upstream node's seq space.
+    pub seq: Seq,
+    /// The upstream book's checksum after the update, when it sent one.
+    pub checksum: Option<u32>,
+    /// The depth the upstream node keeps (from its snapshots), so both books trim alike.
+    pub depth: Option<usize>,
+    /// A copy of the upstream book sent beside the stream (not a message of it): taken only
+    /// by a book that lost sync.
+    pub resync: bool,
+}
+
 /// A book snapshot for one subscriber: the book at `seq`, as one shared message.
 #[derive(Debug, Clone)]
 pub struct BookSnapshot {
@@ -279,8 +358,7 @@ impl TopicState {
             return false;
         };
         if book.trusted && published {
-            book.trusted = false;
-            book.snapshot = None;
+            book.distrust();
             self.untrusted.store(true, Ordering::Relaxed);
             self.skip_seqs(1);
         }
@@ -369,7 +447,6 @@ impl TopicState {
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<(Seq, Frame, Store), BookError> {
-        use tickcast_core::market::encode::encode_book_delta;
         let mut log = self.log();
         match &log.book {
             None if !update.snapshot => return Err(BookError::NoSnapshot),
@@ -381,20 +458,10 @@ impl TopicState {
             _ => {}
         }
         let published = log.last.is_some();
-        let slot = log.book.get_or_insert_with(|| BookLog {
-            book: Book::new(depth),
-            trusted: true,
-            snapshot: None,
-            encodings: 0,
-        });
-        let applied = if update.snapshot {
-            slot.book.apply_snapshot(update.bids, update.asks)
-        } else {
-            slot.book.apply_delta(update.bids, update.asks)
-        };
-        if let Err(e) = applied {
+        let slot = log.book.get_or_insert_with(|| BookLog::new(depth));
+        if let Err(e) = slot.apply(&update) {
             if published {
-                slot.trusted = false;
+                slot.distrust();
                 self.untrusted.store(true, Ordering::Relaxed);
                 self.skip_seqs(1);
             } else {
@@ -402,32 +469,71 @@ impl TopicState {
             }
             return Err(e);
         }
-        slot.trusted = true;
         self.untrusted.store(false, Ordering::Relaxed);
         let seq = self.next_seq();
-        out.clear();
-        let frame = if update.snapshot {
-            encode_book_snapshot(out, &self.topic, seq, ts, &slot.book);
-            let frame = Frame::text(out);
-            // The feed's snapshot is the snapshot of this version: no second encoding for it.
-            slot.snapshot = Some(frame.clone());
-            frame
-        } else {
-            let checksum = slot.book.checksum();
-            encode_book_delta(
-                out,
-                &self.topic,
-                seq,
-                ts,
-                update.bids,
-                update.asks,
-                checksum,
-            );
-            slot.snapshot = None;
-            Frame::text(out)
-        };
+        let frame = slot.encode(&self.topic, &update, seq, ts, out);
         let stored = self.store_locked(&mut log, seq, ts, &frame, now);
         Ok((seq, frame, stored))
+    }
+
+    /// Applies a book update numbered upstream (a gateway behind an ingest node): `upstream.seq`
+    /// is the ingest node's seq and `upstream.checksum` its book's checksum after the update. A
+    /// delta applies only to a trusted book at exactly the previous seq and must reproduce that
+    /// checksum; otherwise the book turns untrusted (no snapshot served, deltas refused) until a
+    /// snapshot comes, and the seqs skipped meanwhile reach subscribers as an `upstream` gap before
+    /// it. A `resync` snapshot (the ingest node's periodic copy of its book, outside the message
+    /// stream) is taken only by an untrusted or missing book: a trusted one follows its deltas.
+    pub(crate) fn store_book_at(
+        &self,
+        update: BookUpdate<'_>,
+        upstream: Upstream,
+        depth: usize,
+        ts: TsMicros,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<BookAt, BookError> {
+        let mut log = self.log();
+        let seq = upstream.seq;
+        if log.last.as_ref().is_some_and(|l| l.seq >= seq) {
+            return Ok(BookAt::Stale);
+        }
+        let trusted = log.book.as_ref().is_some_and(|b| b.trusted);
+        if upstream.resync && trusted {
+            return Ok(BookAt::InSync);
+        }
+        if !update.snapshot {
+            let follows = log.last.as_ref().is_some_and(|l| l.seq.next() == seq);
+            if !(trusted && follows) {
+                let e = match log.book.as_mut() {
+                    None => BookError::NoSnapshot,
+                    Some(b) => {
+                        b.distrust();
+                        BookError::AwaitingSnapshot
+                    }
+                };
+                self.untrusted.store(log.book.is_some(), Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        let depth = upstream.depth.unwrap_or(depth);
+        if update.snapshot && log.book.as_ref().is_some_and(|b| b.book.depth() != depth) {
+            log.book = None; // the ingest node's depth, so that both books trim alike
+        }
+        let slot = log.book.get_or_insert_with(|| BookLog::new(depth));
+        let applied = slot.apply(&update).and_then(|()| match upstream.checksum {
+            Some(c) if slot.book.checksum() != c => Err(BookError::ChecksumMismatch),
+            _ => Ok(()),
+        });
+        if let Err(e) = applied {
+            slot.distrust();
+            self.untrusted.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        self.untrusted.store(false, Ordering::Relaxed);
+        self.observe_seq(seq);
+        let frame = slot.encode(&self.topic, &update, seq, ts, out);
+        let stored = self.store_locked(&mut log, seq, ts, &frame, now);
+        Ok(BookAt::Stored(frame, stored))
     }
 
     /// How a new subscriber's stream starts: from the history after `since` (when given, its
@@ -503,5 +609,97 @@ impl TopicState {
     /// Whether any shard has a subscriber.
     pub fn has_subscribers(&self) -> bool {
         self.shard_mask.load(Ordering::Relaxed) != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::{Bus, BusConfig};
+    use tickcast_core::market::Decimal;
+
+    /// A gateway's copy of a book numbered upstream: deltas chain only on a trusted book at the
+    /// previous seq with the source's checksum; a jump or another checksum distrusts it until a
+    /// snapshot, and the periodic resync snapshot is taken only then.
+    #[test]
+    fn a_book_numbered_upstream_follows_in_order_deltas_and_resyncs_only_when_out_of_sync() {
+        let bus = Bus::new(&BusConfig::default());
+        let t = bus
+            .topic(&Topic::new("book.X").expect("topic"))
+            .expect("state");
+        let lv = |p: i128, s: i128| (Decimal::new(p, 0), Decimal::new(s, 0));
+        let (now, ts, mut out) = (Instant::now(), TsMicros(1), Vec::new());
+        let up = |seq: u64, checksum: Option<u32>, resync: bool| Upstream {
+            seq: Seq(seq),
+            checksum,
+            depth: None,
+            resync,
+        };
+        let snap = |bid| BookUpdate {
+            snapshot: true,
+            bids: std::slice::from_ref(bid),
+            asks: &[],
+        };
+        let (b10, b11, a20) = ([lv(10, 1)], [lv(11, 2)], [lv(20, 1)]);
+        let delta = BookUpdate {
+            snapshot: false,
+            bids: &b11,
+            asks: &a20,
+        };
+        // The source's checksum after the delta, from a book of its own.
+        let mut source = Book::new(10);
+        source.apply_snapshot(&b10, &[]).expect("snapshot");
+        source.apply_delta(&b11, &a20).expect("delta");
+        let sum = source.checksum();
+
+        let mut at =
+            |u: BookUpdate<'_>, upstream| t.store_book_at(u, upstream, 10, ts, now, &mut out);
+        // No book yet: a delta is refused, the stream's snapshot starts it.
+        assert!(matches!(
+            at(delta, up(4, Some(sum), false)),
+            Err(BookError::NoSnapshot)
+        ));
+        assert!(matches!(
+            at(snap(&b10[0]), up(5, None, false)),
+            Ok(BookAt::Stored(..))
+        ));
+        assert!(matches!(
+            at(snap(&b10[0]), up(5, None, true)),
+            Ok(BookAt::Stale)
+        ));
+        assert!(matches!(
+            at(snap(&b10[0]), up(6, None, true)),
+            Ok(BookAt::InSync)
+        ));
+        // In order with the source's checksum: applied.
+        assert!(matches!(
+            at(delta, up(6, Some(sum), false)),
+            Ok(BookAt::Stored(..))
+        ));
+        assert_eq!(t.book().map(|b| b.checksum()), Some(sum));
+        // A delta after a missed one: the copy is distrusted, even in-order deltas after it wait.
+        assert!(matches!(
+            at(delta, up(8, Some(sum), false)),
+            Err(BookError::AwaitingSnapshot)
+        ));
+        assert!(t.is_untrusted() && t.book_snapshot().is_some_and(|s| s.frame.is_empty()));
+        assert!(matches!(
+            at(delta, up(9, Some(sum), false)),
+            Err(BookError::AwaitingSnapshot)
+        ));
+        // The resync snapshot is taken now; the seqs between reach subscribers as a gap.
+        match at(snap(&b11[0]), up(9, None, true)) {
+            Ok(BookAt::Stored(_, Store::Stored { gap, .. })) => {
+                assert_eq!(gap.map(|(from, _)| from), Some(Seq(7)))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!t.is_untrusted());
+        // A delta whose checksum the copy does not reproduce distrusts it too.
+        assert!(matches!(
+            at(delta, up(10, Some(sum.wrapping_add(1)), false)),
+            Err(BookError::ChecksumMismatch)
+        ));
+        assert!(t.is_untrusted());
     }
 }

@@ -158,6 +158,8 @@ pub struct Metrics {
     pub epoch_resets: IntCounter,
     /// Book updates refused (crossed, negative size, delta before a snapshot or while untrusted).
     pub book_refusals: IntCounter,
+    /// Books that lost sync with their ingest node and took its periodic snapshot (a gateway).
+    pub book_resyncs: IntCounter,
     /// Books that refused an update and await a snapshot; not served meanwhile.
     pub books_untrusted: IntGauge,
     /// `reset` frames queued to clients.
@@ -343,6 +345,10 @@ impl Metrics {
             book_refusals: counter(
                 "tickcast_book_refusals_total",
                 "Book updates refused as corrupting (crossed, negative size, delta with no trusted book).",
+            ),
+            book_resyncs: counter(
+                "tickcast_book_resyncs_total",
+                "Books a gateway resynced from its ingest node's periodic snapshot after losing sync.",
             ),
             books_untrusted: gauge(
                 "tickcast_books_untrusted",
@@ -546,6 +552,7 @@ impl Metrics {
         sync_counter(&self.upstream_gaps, bus.upstream_gaps());
         sync_counter(&self.epoch_resets, bus.epoch_resets());
         sync_counter(&self.book_refusals, bus.book_refusals());
+        sync_counter(&self.book_resyncs, bus.book_resyncs());
         self.books_untrusted.set(bus.untrusted_books().len() as i64);
         self.history_entries.set(bus.history_entries() as i64);
         self.history_bytes.set(bus.history_bytes() as i64);

@@ -37,6 +37,20 @@ pub struct BookLine<'a> {
     pub asks: Vec<Level>,
     /// Source time, unix µs.
     pub ts: Option<u64>,
+    /// What an ingest node's own `book` messages carry besides (read by a gateway behind it; a
+    /// feed line's are ignored: the server numbers and checks its books itself).
+    pub upstream: UpstreamBook,
+}
+
+/// The `seq`, `checksum` and `depth` of a `book` message as tickcast encodes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamBook {
+    /// The message's seq.
+    pub seq: Option<u64>,
+    /// The checksum of the sender's book after the update.
+    pub checksum: Option<u32>,
+    /// Levels each side the sender keeps (on snapshots).
+    pub depth: Option<usize>,
 }
 
 /// A validated trade line.
@@ -131,8 +145,18 @@ fn topic<'a>(
 /// Reads a `"type":"book"` object off the tape.
 pub(crate) fn book_from_tape<'a>(obj: &Object<'_, 'a>) -> Result<BookLine<'a>, Reject> {
     let (mut t, mut snapshot, mut bids, mut asks, mut when) = (None, false, None, None, None);
+    let mut upstream = UpstreamBook::default();
     for (key, v) in obj.iter() {
         match key {
+            // Read leniently: a feed line may carry fields of these names in its own format.
+            "seq" => upstream.seq = v.as_u64().filter(|s| *s > 0),
+            "checksum" => upstream.checksum = v.as_u64().and_then(|c| u32::try_from(c).ok()),
+            "depth" => {
+                upstream.depth = v
+                    .as_u64()
+                    .and_then(|d| usize::try_from(d).ok())
+                    .filter(|d| *d > 0)
+            }
             "topic" => t = Some(v),
             "snapshot" => {
                 snapshot = v
@@ -156,6 +180,7 @@ pub(crate) fn book_from_tape<'a>(obj: &Object<'_, 'a>) -> Result<BookLine<'a>, R
         bids,
         asks,
         ts: when,
+        upstream,
     })
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tickcast_bus::{BookUpdate, Bus, BusError, PublishBatch, TopicState};
+use tickcast_bus::{BookUpdate, Bus, BusError, PublishBatch, TopicState, Upstream};
 use tickcast_core::frame::TickEncoder;
 use tickcast_core::market::encode::encode_trade;
 use tickcast_core::market::{BookError, Trade};
@@ -113,6 +113,19 @@ impl Publisher {
         ts: TsMicros,
     ) -> Result<Seq, BookError> {
         batch.publish_book(topic, update, ts, &mut self.scratch)
+    }
+
+    /// Applies a book update an ingest node numbered (a gateway's NATS feed) under that node's
+    /// seq (see [`PublishBatch::publish_book_at`]).
+    pub fn publish_book_at(
+        &mut self,
+        batch: &mut PublishBatch<'_>,
+        topic: &TopicState,
+        update: BookUpdate<'_>,
+        upstream: Upstream,
+        ts: TsMicros,
+    ) -> Result<(), BookError> {
+        batch.publish_book_at(topic, update, upstream, ts, &mut self.scratch)
     }
 
     /// Publishes `trade` on `topic` (a `trade.*` topic) under its next seq, and folds it into the

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use support::*;
 
 const TOPICS: [&str; 2] = ["ticker.AAPL", "ticker.MSFT"];
-/// The trade topics of the same feed (its default `market_rate`), and a candle topic: all cross NATS.
-const TRADES: [&str; 3] = ["trade.AAPL", "trade.MSFT", "bar.1s.AAPL"];
+/// The trade topics of the same feed (its default `market_rate`), a candle topic and a book: all
+/// cross NATS.
+const TRADES: [&str; 4] = ["trade.AAPL", "trade.MSFT", "bar.1s.AAPL", "book.AAPL"];
 
 /// An ingest node as a child process: synthetic feed over AAPL and MSFT, every tick to NATS.
 struct IngestNode {
@@ -131,10 +132,11 @@ async fn two_ingest_nodes_started_at_once_elect_exactly_one_leader() {
 }
 
 /// Reads messages into `ledger` until `done` says so (bounded: at most `limit` messages, each
-/// within the client's timeout).
+/// within the client's timeout); `book` messages also go into `book`, which checks each checksum.
 async fn read_until(
     c: &mut Client,
     ledger: &mut SeqLedger,
+    book: &mut BookBuilder,
     limit: u64,
     what: &str,
     done: impl Fn(&SeqLedger) -> bool,
@@ -144,6 +146,9 @@ async fn read_until(
         let v = c.next_json().await;
         if let Err(e) = ledger.observe(&v) {
             panic!("{e}");
+        }
+        if v["type"] == "book" {
+            book.apply(&v).unwrap_or_else(|e| panic!("{e}"));
         }
         n += 1;
         assert!(n < limit, "{what}: not after {limit} messages");
@@ -156,7 +161,7 @@ async fn killing_the_leader_hands_over_and_every_seq_continues_or_is_announced()
     let a = IngestNode::start(&nats).await;
     until_leads(&a, "the first node leads").await;
     let b = IngestNode::start(&nats).await;
-    // Quotes, trades and candles: all cross NATS, all must continue.
+    // Quotes, trades, candles and books: all cross NATS, all must continue.
     let all = format!(
         "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.>\"]\n",
         nats.url()
@@ -166,10 +171,12 @@ async fn killing_the_leader_hands_over_and_every_seq_continues_or_is_announced()
     let mut c = Client::connect(&g).await;
     c.subscribe(&topics, 1).await;
     let mut ledger = SeqLedger::default();
+    let mut book = BookBuilder::default();
     read_ticks(&mut c, &mut ledger, 200).await;
     read_until(
         &mut c,
         &mut ledger,
+        &mut book,
         100_000,
         "a trade of each symbol and a candle",
         |l| TRADES.iter().all(|t| l.last(t).is_some()),
@@ -186,12 +193,20 @@ async fn killing_the_leader_hands_over_and_every_seq_continues_or_is_announced()
     eprintln!("takeover {} ms after the kill", took.as_millis());
     // Every topic goes on past where it was, and what the dead leader may have lost is
     // announced: at least one `upstream` gap per topic, each checked by the ledger.
-    read_until(&mut c, &mut ledger, 100_000, "every topic continues", |l| {
-        topics
-            .iter()
-            .zip(&before)
-            .all(|(t, b4)| l.last(t).unwrap_or(0) > b4 + 1)
-    })
+    let snapshots = book.snapshots;
+    read_until(
+        &mut c,
+        &mut ledger,
+        &mut book,
+        100_000,
+        "every topic continues",
+        |l| {
+            topics
+                .iter()
+                .zip(&before)
+                .all(|(t, b4)| l.last(t).unwrap_or(0) > b4 + 1)
+        },
+    )
     .await;
     assert!(
         ledger.gaps.get("upstream").copied().unwrap_or(0) >= topics.len() as u64,
@@ -199,6 +214,8 @@ async fn killing_the_leader_hands_over_and_every_seq_continues_or_is_announced()
         ledger.gaps
     );
     assert_eq!(b.metric("tickcast_ingest_takeovers_total").await, 1.0);
+    // The book went on from the new leader's snapshot, every checksum matching on either side.
+    assert!(book.snapshots > snapshots, "no snapshot after the takeover");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

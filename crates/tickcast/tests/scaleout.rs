@@ -337,6 +337,34 @@ async fn a_late_gateway_reads_only_as_much_of_a_long_history_stream_as_its_histo
     drop(ingest);
 }
 
+/// An ingest node whose synthetic feed makes quotes and `market_rate` book changes per second (and
+/// trades, candles) for AAPL.
+async fn market_ingest(
+    nats: &NatsServer,
+    market_rate: f64,
+    settings: impl FnOnce(&mut tickcast::Config),
+) -> RunningServer {
+    let url = nats.url();
+    start_server(|c| {
+        c.feeds = feeds(&format!(
+            "[[feeds]]\nkind = \"synthetic\"\nname = \"market\"\nsymbols = [\"AAPL\"]\nrate = 10\nmarket_rate = {market_rate}\n"
+        ));
+        c.server.role = Role::Ingest;
+        c.nats.url = url;
+        settings(c);
+    })
+    .await
+}
+
+/// A gateway of every subject of the ingest tier (not only quotes).
+async fn gateway_of_everything(nats: &NatsServer) -> RunningServer {
+    let all = format!(
+        "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.>\"]\n",
+        nats.url()
+    );
+    nats_gateway_with(nats, |c| c.feeds = feeds(&all)).await
+}
+
 /// The next `n` messages of `kind` (`trade`, `bar`) `client` gets, by seq; checks each seq follows
 /// the one before.
 async fn series(client: &mut Client, kind: &str, n: usize) -> BTreeMap<u64, Value> {
@@ -355,20 +383,8 @@ async fn series(client: &mut Client, kind: &str, n: usize) -> BTreeMap<u64, Valu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trades_and_candles_reach_gateway_clients_with_the_ingest_nodes_seq_and_body() {
     let nats = NatsServer::start();
-    let url = nats.url();
-    let ingest = start_server(|c| {
-        c.feeds = feeds(
-            "[[feeds]]\nkind = \"synthetic\"\nname = \"market\"\nsymbols = [\"AAPL\"]\nrate = 10\nmarket_rate = 1000\n",
-        );
-        c.server.role = Role::Ingest;
-        c.nats.url = url;
-    })
-    .await;
-    let all = format!(
-        "[[feeds]]\nkind = \"nats\"\nurl = \"{}\"\nsubjects = [\"tickcast.>\"]\n",
-        nats.url()
-    );
-    let g = nats_gateway_with(&nats, |c| c.feeds = feeds(&all)).await;
+    let ingest = market_ingest(&nats, 1000.0, |_| {}).await;
+    let g = gateway_of_everything(&nats).await;
     for (topic, kind, n) in [("trade.AAPL", "trade", 20), ("bar.1s.AAPL", "bar", 4)] {
         let mut at_source = Client::connect(&ingest).await;
         at_source.subscribe(&[topic], 1).await;
@@ -383,6 +399,70 @@ async fn trades_and_candles_reach_gateway_clients_with_the_ingest_nodes_seq_and_
             assert_eq!(served[seq], source[seq]);
         }
     }
+    drop(ingest);
+}
+
+/// Reads `n` book messages (after a snapshot, every seq following the one before), each applied
+/// to the test's own book and its checksum checked.
+async fn checked_book(client: &mut Client, n: usize) -> BTreeMap<u64, Value> {
+    let got = series(client, "book", n).await;
+    let mut book = BookBuilder::default();
+    for m in got.values() {
+        book.apply(m).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(book.verified, n as u64);
+    got
+}
+
+/// Checks that the deltas both have under one seq are the same message; returns how many.
+fn deltas_in_common(source: &BTreeMap<u64, Value>, served: &BTreeMap<u64, Value>) -> usize {
+    let delta = |m: &Value| m["snapshot"] == false;
+    let mut n = 0;
+    for (seq, m) in served {
+        if let Some(o) = source.get(seq).filter(|o| delta(o) && delta(m)) {
+            assert_eq!(m, o, "seq {seq}");
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Books cross NATS: a gateway keeps its own copy of each book from the ingest node's messages,
+/// so its clients get a snapshot and then the ingest node's deltas under the same seqs, every
+/// checksum matching. A gateway started while the book was long under way serves it from the
+/// leader's periodic snapshot (`[nats] book_snapshot_ms`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn books_reach_gateway_clients_with_the_ingest_nodes_seqs_and_a_late_gateway_resyncs() {
+    let nats = NatsServer::start();
+    let ingest = market_ingest(&nats, 200.0, |c| c.nats.book_snapshot_ms = 200).await;
+    let topic = "book.AAPL";
+    let early = gateway_of_everything(&nats).await;
+    let mut at_source = Client::connect(&ingest).await;
+    at_source.subscribe(&[topic], 1).await;
+    let mut at_early = Client::connect(&early).await;
+    at_early.subscribe(&[topic], 1).await;
+    let source = checked_book(&mut at_source, 150).await;
+    let served = checked_book(&mut at_early, 100).await;
+    assert!(
+        deltas_in_common(&source, &served) >= 50,
+        "too few deltas in common"
+    );
+
+    // A gateway that starts now, the book hundreds of deltas on: its client gets a snapshot (the
+    // leader's latest, read from the stream, or the next one) and then the deltas.
+    let late = gateway_of_everything(&nats).await;
+    let mut at_source = Client::connect(&ingest).await;
+    at_source.subscribe(&[topic], 1).await;
+    let mut at_late = Client::connect(&late).await;
+    at_late.subscribe(&[topic], 1).await;
+    let source = checked_book(&mut at_source, 150).await;
+    let served = checked_book(&mut at_late, 100).await;
+    assert!(
+        deltas_in_common(&source, &served) >= 50,
+        "too few deltas in common"
+    );
+    let resyncs = late.running().state().bus.book_resyncs();
+    assert!(resyncs >= 1, "the late gateway took no snapshot: {resyncs}");
     drop(ingest);
 }
 

@@ -58,6 +58,10 @@ pub enum BookError {
     /// so only a snapshot is accepted until one comes.
     #[error("delta for a book awaiting a snapshot after a refused update")]
     AwaitingSnapshot,
+    /// The book after the update has another checksum than its source's after the same update:
+    /// a copy that lost sync (it missed an update), so it waits for a snapshot.
+    #[error("checksum differs from the source's after the update")]
+    ChecksumMismatch,
 }
 
 /// A book with bids and asks keyed by exact price and at most `depth` levels a side.

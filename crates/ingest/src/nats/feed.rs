@@ -19,7 +19,9 @@
 //! upstream gaps, as does anything the subscription dropped while full.
 //!
 //! Quotes are decoded and re-encoded; trades and candles pass through as the ingest node encoded
-//! them (only their topic, seq and ts are read).
+//! them (only their topic, seq and ts are read); book messages are applied to this gateway's own
+//! copy of each book (checked against the checksum each carries), and the leader's periodic book
+//! snapshots (`<prefix>._snap.<topic>`, also subscribed to) resync a copy that lost sync.
 //!
 //! Each message's `Tickcast-Epoch` header names the ingest tier's epoch; a topic takes it on its
 //! first message and again whenever it changes (the ingest node lost its stream and started a new
@@ -36,16 +38,16 @@ use std::collections::HashMap;
 
 use std::sync::Arc;
 use tickcast_bus::HistoryConfig;
-use tickcast_bus::TopicState;
+use tickcast_bus::{BookUpdate, TopicState};
 use tickcast_core::{Epoch, Topic, TsMicros};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    decode, epoch_of, history_stream, is_reserved_subject, live_prefix, live_subject,
-    publish_decoded, topic_of_subject, validate_prefix, validate_stream, NatsError, ReadFrom,
-    StreamReader, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, DEFAULT_URL,
-    MIN_CONNECT_TIMEOUT,
+    carries_books, decode, decode_book, epoch_of, history_stream, is_reserved_subject, live_prefix,
+    live_subject, publish_decoded, resync_topic, snapshot_subject, topic_of_subject,
+    validate_prefix, validate_stream, NatsError, ReadFrom, StreamReader, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, DEFAULT_URL, MIN_CONNECT_TIMEOUT,
 };
 use crate::feed::{Feed, FeedContext, FeedError, FeedFuture};
 use crate::gaps::{GapTracker, SeqCheck};
@@ -260,6 +262,16 @@ impl Ingest {
         };
         let name = topic_of_subject(prefix, subject)
             .ok_or_else(|| Reject::BadTopic(format!("subject {subject:?} has no topic")))?;
+        let (name, resync) = match resync_topic(name) {
+            Some(book) => (book, true),
+            None => (name, false),
+        };
+        if resync || carries_books(name) {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let result = self.book(batch, subject, name, resync, &mut scratch, epoch);
+            self.scratch = scratch;
+            return result;
+        }
         let msg = decode(&mut self.parser, subject, name, &mut self.scratch)?;
         let topic = resolve(&mut self.publisher, name)?;
         self.sequence(&topic, msg.seq.0, epoch)?;
@@ -267,6 +279,55 @@ impl Ingest {
         // anyway: it keeps the newest per topic and counts the rest as stale.
         publish_decoded(&mut self.publisher, batch, &topic, msg, body);
         Ok(())
+    }
+
+    /// Applies a `book` message to this gateway's copy of the book (see
+    /// [`Publisher::publish_book_at`]): a copy that lost sync (a missed delta, a checksum that
+    /// differs) is not served until the leader's next snapshot of the book, the `resync` ones.
+    fn book(
+        &mut self,
+        batch: &mut tickcast_bus::PublishBatch<'_>,
+        subject: &str,
+        name: &str,
+        resync: bool,
+        scratch: &mut [u8],
+        epoch: Option<&str>,
+    ) -> Result<(), Reject> {
+        let msg = decode_book(&mut self.parser, subject, name, resync, scratch)?;
+        let topic = resolve(&mut self.publisher, name)?;
+        if resync {
+            // Beside the stream of deltas, so its seq says nothing of gaps in them.
+            self.adopt_epoch(&topic, epoch)?;
+        } else {
+            self.sequence(&topic, msg.upstream.seq.0, epoch)?;
+        }
+        let update = BookUpdate {
+            snapshot: msg.line.snapshot,
+            bids: &msg.line.bids,
+            asks: &msg.line.asks,
+        };
+        if let Err(e) = self
+            .publisher
+            .publish_book_at(batch, &topic, update, msg.upstream, msg.ts)
+        {
+            // Counted by the bus (tickcast_book_refusals_total); the book waits for a snapshot.
+            tracing::debug!(topic = name, seq = msg.upstream.seq.0, error = %e, "book update not applied");
+        }
+        Ok(())
+    }
+
+    /// Takes the message's epoch for `topic` when it names one.
+    fn adopt_epoch(&mut self, topic: &Arc<TopicState>, epoch: Option<&str>) -> Result<(), Reject> {
+        match epoch {
+            Some(epoch) => adopt(
+                &mut self.epochs,
+                &mut self.gaps,
+                self.publisher.bus(),
+                topic,
+                epoch,
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Takes the message's epoch for `topic` and checks its seq against the last one seen: a
@@ -278,15 +339,7 @@ impl Ingest {
         epoch: Option<&str>,
     ) -> Result<(), Reject> {
         let key = u64::from(topic.id().0);
-        if let Some(epoch) = epoch {
-            adopt(
-                &mut self.epochs,
-                &mut self.gaps,
-                self.publisher.bus(),
-                topic,
-                epoch,
-            )?;
-        }
+        self.adopt_epoch(topic, epoch)?;
         if let SeqCheck::Gap { missed } = self.gaps.check_forward(key, seq) {
             self.publisher.stats().record_upstream_gap(
                 topic.topic().as_str(),
@@ -295,6 +348,19 @@ impl Ingest {
         }
         Ok(())
     }
+}
+
+/// The configured subjects and, for each that does not already cover them, the subjects of the
+/// leader's book snapshots of the same topics (`tickcast.book.>` → also `tickcast._snap.book.>`).
+fn with_resync_subjects(prefix: &str, subjects: &[String]) -> Vec<String> {
+    let mut all = subjects.to_vec();
+    for s in subjects {
+        let rest = s.get(prefix.len() + 1..).unwrap_or_default();
+        if !rest.is_empty() && rest != ">" {
+            all.push(snapshot_subject(prefix, rest));
+        }
+    }
+    all
 }
 
 /// The bus topic named `name`, created on its first message (within the topic limit).
@@ -360,8 +426,9 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
         })?;
     // Live data is what the stream stored, as it republishes it: never an append it refused.
     let live_prefix = live_prefix(&config.subject_prefix);
+    let subjects = with_resync_subjects(&config.subject_prefix, &config.subjects);
     let mut subs = Vec::new();
-    for subject in &config.subjects {
+    for subject in &subjects {
         let live_subject = live_subject(&config.subject_prefix, subject);
         let sub = client
             .subscribe(live_subject)
@@ -420,7 +487,7 @@ async fn run(config: NatsFeedConfig, ctx: FeedContext) -> Result<(), FeedError> 
                                 stream: stream.clone(),
                                 history: history_from,
                                 prefix: config.subject_prefix.clone(),
-                                filters: config.subjects.clone(),
+                                filters: subjects.clone(),
                             };
                             warm_task = Some(tokio::spawn(warm_up(
                                 js.clone(),
@@ -689,6 +756,24 @@ mod tests {
         h.default.size = 0;
         h.channels[0].1.size = 0;
         assert_eq!(history_read(&h), None);
+    }
+
+    #[test]
+    fn book_snapshot_subjects_are_added_unless_covered() {
+        let subjects = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            with_resync_subjects("tickcast", &subjects(&["tickcast.>"])),
+            subjects(&["tickcast.>"])
+        );
+        assert_eq!(
+            with_resync_subjects("a.b", &subjects(&["a.b.book.>", "a.b.ticker.AAPL"])),
+            subjects(&[
+                "a.b.book.>",
+                "a.b.ticker.AAPL",
+                "a.b._snap.book.>",
+                "a.b._snap.ticker.AAPL"
+            ])
+        );
     }
 
     #[test]

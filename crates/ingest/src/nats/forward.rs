@@ -16,15 +16,17 @@ use async_nats::{Client, Event, HeaderMap, Subject, Subscriber};
 use bytes::Bytes;
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
-use tickcast_bus::Bus;
-use tickcast_core::{Topic, TsMicros};
+use tickcast_bus::{BookUpdate, Bus};
+use tickcast_core::market::Level;
+use tickcast_core::{Topic, TopicClass, TsMicros};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::election::{Action, Election, Role};
-use super::sink::{crosses_nats, ConnectedSink, Forward, LeaderStats, QueueTap};
+use super::sink::{body_of, ConnectedSink, Forward, LeaderStats, QueueTap};
+use super::snapshots::SnapshotSchedule;
 use super::stream::{ensure_stream, err, last_heartbeat, resume, store_epoch, stored_epoch};
-use super::{leader_subject, subject_of, NatsError, EPOCH_HEADER, TERM_HEADER};
+use super::{leader_subject, snapshot_subject, subject_of, NatsError, EPOCH_HEADER, TERM_HEADER};
 
 /// Most messages handed to the NATS client per wake-up of the forwarding task.
 const FORWARD_BATCH: usize = 256;
@@ -108,6 +110,10 @@ pub(super) struct Forwarder {
     election: Election,
     /// Subject per topic, built once: bounded by the bus's max_topics.
     subjects: HashMap<Topic, Subject>,
+    /// When each book's next snapshot goes to its snapshot subject.
+    snapshots: SnapshotSchedule,
+    /// Books updated in the batch being forwarded that are due a snapshot (reused).
+    due: Vec<Topic>,
     /// Present while leading.
     pipeline: Option<Pipeline>,
     /// Stream sequence of the newest heartbeat heard (or read at start).
@@ -139,6 +145,8 @@ impl Forwarder {
             election: Election::new(parts.heard),
             beat_seq: parts.beat_seq,
             subjects: HashMap::new(),
+            snapshots: SnapshotSchedule::new(parts.sink.config.book_snapshot_every),
+            due: Vec::new(),
             pipeline: None,
             beats: parts.beats,
             rx: parts.rx,
@@ -214,9 +222,13 @@ impl Forwarder {
             return;
         };
         let mut failed = None;
+        let now = Instant::now();
         for (topic, body) in buf.drain(..) {
             if failed.is_some() {
                 continue;
+            }
+            if topic.class() == TopicClass::Book && self.snapshots.due(&topic, now) {
+                self.due.push(topic.clone());
             }
             let subject = self
                 .subjects
@@ -224,6 +236,24 @@ impl Forwarder {
                 .or_insert_with_key(|t| Subject::from(subject_of(prefix, t.as_str())))
                 .clone();
             if let Err(e) = p.append_tick(subject, body).await {
+                failed = Some(e);
+            }
+        }
+        // After the deltas, so a snapshot is never older than the last delta sent before it (a
+        // gateway in sync ignores it; one that is not takes it and drops the deltas it covers).
+        for topic in self.due.drain(..) {
+            if failed.is_some() {
+                break;
+            }
+            let Some(snapshot) = self.bus.get(topic.as_str()).and_then(|t| t.book_snapshot())
+            else {
+                continue;
+            };
+            if snapshot.frame.is_empty() {
+                continue; // the book refused an update and awaits its feed's snapshot
+            }
+            let subject = Subject::from(snapshot_subject(prefix, topic.as_str()));
+            if let Err(e) = p.append_tick(subject, body_of(&snapshot.frame)).await {
                 failed = Some(e);
             }
         }
@@ -264,6 +294,7 @@ impl Forwarder {
                     self.leader.leader.store(true, Ordering::Relaxed);
                     self.tap.active.store(true, Ordering::Release);
                     self.bus.set_standby(false);
+                    self.republish_books();
                     tracing::info!(node = %self.sink.config.node, term, "this node leads: its feeds publish");
                 }
                 Ok(None) => {
@@ -343,11 +374,11 @@ impl Forwarder {
         };
         pipeline.tail = term;
         // Whatever was lost between the last append and now (the old leader's last reads, or this
-        // node's feed ticks discarded while NATS was away): one unused seq per topic that crosses
-        // NATS (all but books) reaches every client as an `upstream` gap. Books go on locally and
-        // must not skip.
+        // node's feed ticks discarded while NATS was away): one unused seq per topic reaches every
+        // client as an `upstream` gap (a book's is followed by its snapshot, see
+        // `republish_books`).
         for topic in self.bus.fed_topics() {
-            if crosses_nats(topic.topic()) && topic.last().is_some() {
+            if topic.last().is_some() {
                 topic.skip_seqs(1);
             }
         }
@@ -358,6 +389,34 @@ impl Forwarder {
         );
         self.pipeline = Some(pipeline);
         Ok(Some(term))
+    }
+
+    /// Publishes every book this node keeps as a snapshot under its next seq, now that it leads:
+    /// this node built its books from its own feeds while the old leader numbered theirs, so a
+    /// book goes on from a snapshot (after the `upstream` gap of the takeover), on this node and
+    /// on every gateway. A book awaiting its feed's snapshot is left to it.
+    fn republish_books(&mut self) {
+        self.snapshots.reset();
+        let mut batch = self.bus.batch();
+        let (mut bids, mut asks, mut scratch) = (Vec::<Level>::new(), Vec::new(), Vec::new());
+        for topic in self.bus.fed_topics() {
+            if topic.class() != TopicClass::Book || topic.is_untrusted() {
+                continue;
+            }
+            let Some(book) = topic.book() else { continue };
+            bids.clear();
+            bids.extend(book.bids());
+            asks.clear();
+            asks.extend(book.asks());
+            let update = BookUpdate {
+                snapshot: true,
+                bids: &bids,
+                asks: &asks,
+            };
+            if let Err(e) = batch.publish_book(&topic, update, TsMicros::now(), &mut scratch) {
+                tracing::warn!(topic = %topic.topic(), error = %e, "book not republished at takeover");
+            }
+        }
     }
 
     /// An append failed: refused by the stream (someone else appended) or lost by NATS.

@@ -3,14 +3,15 @@
 //! An ingest node runs its feeds as usual and the [`sink`]: every tick its bus accepts is published
 //! to the NATS subject `<prefix>.<topic>` with the encoded tick JSON as the body (seq and ts
 //! included), and a JetStream stream capturing `<prefix>.>` with one message per subject keeps the
-//! latest tick of every topic; an optional second stream keeps every tick for a while (the history). Gateway
+//! latest tick of every topic (and, beside each book's deltas, the leader's latest snapshot of that
+//! book); an optional second stream keeps every tick for a while (the history). Gateway
 //! nodes run the [`feed`]: it subscribes to those subjects, fills its history and last-value cache
 //! from the two streams on every (re)connect, and publishes into the local bus with
 //! the ingest node's seq and ts unchanged, so a client that moves to another gateway sees one
 //! consistent sequence.
 //!
 //! Modules: [`sink`] (the ingest node's side: config, tap, connect), `forward` (its task: leadership
-//! and appends), [`election`] (when to take over, as a pure function), `stream` (what the streams
+//! and appends), `snapshots` (when it appends a book's snapshot beside its deltas), [`election`] (when to take over, as a pure function), `stream` (what the streams
 //! hold: config, epoch, heartbeats, last ticks), [`feed`] (the gateway's side). Several ingest
 //! nodes may run at once; one leads (see [`election`]), and gateways read what the stream
 //! republishes, so only the leader's accepted appends reach them.
@@ -19,6 +20,7 @@ pub mod election;
 pub mod feed;
 mod forward;
 pub mod sink;
+mod snapshots;
 mod stream;
 
 use std::time::Duration;
@@ -29,10 +31,11 @@ use async_nats::jetstream::Context;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use simd_json::prelude::*;
-use tickcast_bus::{PublishBatch, TopicState};
+use tickcast_bus::{PublishBatch, TopicState, Upstream};
 use tickcast_core::{Frame, Seq, TopicClass, TsMicros};
 
-use crate::parse::TickParser;
+use crate::market_line::BookLine;
+use crate::parse::{Line, TickParser};
 use crate::publisher::{Publisher, Quote};
 use crate::reject::Reject;
 
@@ -92,10 +95,65 @@ pub(crate) fn topic_of_subject<'s>(prefix: &str, subject: &'s str) -> Option<&'s
 }
 
 /// Whether messages of `topic` are quotes (decoded and re-encoded by the receiver) rather than
-/// messages passed through as they are (trades, candles). Books do not cross NATS.
+/// book messages (applied to the receiver's copy of the book) or messages passed through as they
+/// are (trades, candles).
 pub(crate) fn carries_quotes(topic: &str) -> bool {
-    let channel = topic.split_once('.').map_or(topic, |(c, _)| c);
+    let channel = channel_of(topic);
     TopicClass::of_channel(channel) == TopicClass::Latest && channel != "bar"
+}
+
+/// Whether `topic` is an order book's.
+pub(crate) fn carries_books(topic: &str) -> bool {
+    TopicClass::of_channel(channel_of(topic)) == TopicClass::Book
+}
+
+fn channel_of(topic: &str) -> &str {
+    topic.split_once('.').map_or(topic, |(c, _)| c)
+}
+
+/// A `book` message of the ingest node, as a gateway applies it to its own copy of the book.
+pub(crate) struct DecodedBook<'a> {
+    pub line: BookLine<'a>,
+    pub upstream: Upstream,
+    /// [`TsMicros::UNMEASURED`] when the message has none.
+    pub ts: TsMicros,
+}
+
+/// Decodes a `book` message of `topic` (a snapshot or delta under the `book.*` subject, or, with
+/// `resync`, the periodic snapshot under the [`snapshot_subject`]).
+pub(crate) fn decode_book<'a>(
+    parser: &mut TickParser,
+    subject: &str,
+    topic: &str,
+    resync: bool,
+    payload: &'a mut [u8],
+) -> Result<DecodedBook<'a>, Reject> {
+    let Line::Book(line) = parser.parse_line(payload)? else {
+        return Err(Reject::Unsupported(
+            "a book subject carries book messages only",
+        ));
+    };
+    if line.topic != topic {
+        return Err(Reject::BadTopic(format!(
+            "subject {:?} does not carry topic {:?}",
+            subject.chars().take(80).collect::<String>(),
+            line.topic
+        )));
+    }
+    if resync && !line.snapshot {
+        return Err(Reject::Unsupported(
+            "a resync subject carries snapshots only",
+        ));
+    }
+    let seq = line.upstream.seq.ok_or(Reject::MissingField("seq"))?;
+    let upstream = Upstream {
+        seq: Seq(seq),
+        checksum: line.upstream.checksum,
+        depth: line.upstream.depth,
+        resync,
+    };
+    let ts = line.ts.map_or(TsMicros::UNMEASURED, TsMicros);
+    Ok(DecodedBook { line, upstream, ts })
 }
 
 /// Decodes a NATS message body of `subject`, whose topic is `topic`, and checks that the body
@@ -180,6 +238,10 @@ pub const EPOCH_HEADER: &str = "Tickcast-Epoch";
 /// topic always has a `.`, so its subject has at least two tokens after the prefix).
 const EPOCH_TOKEN: &str = "_epoch";
 
+/// First token after the prefix of the subjects the leader's periodic book snapshots go to:
+/// `<prefix>._snap.book.AAPL` (reserved: no topic starts with `_`).
+const SNAPSHOT_TOKEN: &str = "_snap";
+
 /// Last token of the reserved subject the leader's heartbeats (its lease) go to.
 const LEADER_TOKEN: &str = "_leader";
 /// The NATS header naming the leader's term on its heartbeats (see [`election`]).
@@ -234,6 +296,18 @@ pub(crate) fn is_reserved_subject(prefix: &str, subject: &str) -> bool {
 
 fn reserved_token<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
     topic_of_subject(prefix, subject)
+}
+
+/// The subject of the leader's periodic snapshots of the book of `topic`: a gateway whose copy
+/// lost sync (or that has none yet) takes one; the stream keeps the latest per book.
+pub(crate) fn snapshot_subject(prefix: &str, topic: &str) -> String {
+    format!("{prefix}.{SNAPSHOT_TOKEN}.{topic}")
+}
+
+/// The book topic a topic-like name under the prefix resyncs (`_snap.book.AAPL` → `book.AAPL`),
+/// if it is a snapshot subject's.
+pub(crate) fn resync_topic(name: &str) -> Option<&str> {
+    name.strip_prefix(SNAPSHOT_TOKEN)?.strip_prefix('.')
 }
 
 /// The `Tickcast-Epoch` header of a message, if it has one.

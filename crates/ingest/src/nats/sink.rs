@@ -29,7 +29,7 @@ use async_nats::jetstream::Context;
 use async_nats::{Client, ConnectOptions, Event};
 use bytes::Bytes;
 use tickcast_bus::{Bus, BusTap, TopicState};
-use tickcast_core::{Epoch, Frame, Seq, Topic, TopicClass, TsMicros};
+use tickcast_core::{Epoch, Frame, Seq, Topic, TsMicros};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +70,10 @@ pub struct NatsSinkConfig {
     pub queue_capacity: usize,
     /// Time allowed to connect at startup (a NATS that cannot be reached fails startup).
     pub connect_timeout: Duration,
+    /// How often the leader appends a snapshot of each book it updated to the book's snapshot
+    /// subject: how long a gateway's copy of a book that lost sync (a gateway that started late,
+    /// a missed delta) goes unserved at most.
+    pub book_snapshot_every: Duration,
     /// How the leader's lease is renewed and when a standby takes over.
     pub lease: LeaseTiming,
     /// This node's name in the leader's heartbeats and logs.
@@ -85,6 +89,12 @@ pub const DEFAULT_HISTORY_MAX_BYTES: u64 = 256 << 20;
 /// Smallest non-zero [`NatsSinkConfig::history_age`] (JetStream's own minimum is 100 ms).
 pub const MIN_HISTORY_AGE: Duration = Duration::from_secs(1);
 
+/// Default of [`NatsSinkConfig::book_snapshot_every`]: a second.
+pub const DEFAULT_BOOK_SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+/// Bounds of [`NatsSinkConfig::book_snapshot_every`].
+pub const BOOK_SNAPSHOT_EVERY_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(60));
+
 /// Default of [`NatsSinkConfig::queue_capacity`].
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
 
@@ -99,6 +109,7 @@ impl Default for NatsSinkConfig {
             history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             connect_timeout: super::DEFAULT_CONNECT_TIMEOUT,
+            book_snapshot_every: DEFAULT_BOOK_SNAPSHOT_EVERY,
             lease: LeaseTiming::default(),
             node: default_node_name(),
         }
@@ -191,13 +202,14 @@ pub(super) struct QueueTap {
 
 impl BusTap for QueueTap {
     fn published(&self, topic: &TopicState, _seq: Seq, _ts: TsMicros, frame: &Frame) {
-        if !self.active.load(Ordering::Acquire) || !crosses_nats(topic.topic()) {
+        if !self.active.load(Ordering::Acquire) {
             return;
         }
-        // The body is the frame's payload: a slice of the same bytes, no copy, no re-encoding.
-        let header = frame.len() - frame.payload().len();
-        let body = frame.bytes().slice(header..);
-        if self.tx.try_send((topic.topic().clone(), body)).is_err() {
+        if self
+            .tx
+            .try_send((topic.topic().clone(), body_of(frame)))
+            .is_err()
+        {
             self.stats.record_dropped();
             if let Some(suppressed) = self.drop_log.admit() {
                 tracing::warn!(
@@ -209,11 +221,11 @@ impl BusTap for QueueTap {
     }
 }
 
-/// Whether `topic`'s messages go to NATS: quotes, trades and candles (gateways pass the last two
-/// through as they are). Order books do not cross yet: a gateway would have to keep each book to
-/// give a new subscriber its snapshot.
-pub(super) fn crosses_nats(topic: &Topic) -> bool {
-    topic.class() != TopicClass::Book
+/// The body a frame's message goes to NATS with: its payload, a slice of the same bytes (no copy,
+/// no re-encoding).
+pub(super) fn body_of(frame: &Frame) -> Bytes {
+    let header = frame.len() - frame.payload().len();
+    frame.bytes().slice(header..)
 }
 
 /// A sink connected to NATS, its stream ready and its epoch known, not forwarding yet: build the
@@ -371,14 +383,6 @@ impl ConnectedSink {
 mod tests {
     use super::*;
     use tickcast_bus::BusConfig;
-
-    #[test]
-    fn everything_but_books_crosses_nats() {
-        let t = |s: &str| Topic::new(s).expect("topic");
-        assert!(crosses_nats(&t("ticker.AAPL")) && crosses_nats(&t("fx.EURUSD")));
-        assert!(crosses_nats(&t("trade.AAPL")) && crosses_nats(&t("bar.1m.AAPL")));
-        assert!(!crosses_nats(&t("book.AAPL")));
-    }
 
     #[test]
     fn a_full_queue_drops_ticks_and_counts_them_in_the_sink_stats() {

@@ -19,8 +19,9 @@ use tickcast_core::{Epoch, Topic};
 
 use super::sink::{NatsSinkConfig, StreamStorage};
 use super::{
-    decode, epoch_subject, history_stream, is_reserved_subject, leader_subject, live_prefix,
-    publish_decoded, topic_of_subject, NatsError, ReadFrom, StreamReader,
+    carries_books, decode, epoch_subject, history_stream, is_reserved_subject, leader_subject,
+    live_prefix, publish_decoded, resync_topic, topic_of_subject, NatsError, ReadFrom,
+    StreamReader,
 };
 use crate::parse::TickParser;
 use crate::publisher::Publisher;
@@ -224,17 +225,26 @@ pub(super) async fn resume(
         let Some(name) = topic_of_subject(&config.subject_prefix, &subject) else {
             continue;
         };
+        if resync_topic(name).is_some() {
+            continue; // a book's snapshot: its seq is its book's, already read from the book's subject
+        }
         scratch.clear();
         scratch.extend_from_slice(&body);
-        // A quote, trade or candle: its seq is where this node's seqs go on, and the message is
-        // the topic's latest, as on the old leader.
         let Ok(msg) = decode(&mut parser, &subject, name, &mut scratch) else {
             continue;
         };
         let Some(state) = Topic::new(name).ok().and_then(|t| publisher.topic(&t).ok()) else {
             continue;
         };
-        publish_decoded(&mut publisher, &mut bus.batch(), &state, msg, &body);
+        if carries_books(name) {
+            // This node's book is its own (built from its feeds): only the seq goes on from the
+            // old leader's, and the book from the snapshot it publishes once it leads.
+            state.observe_seq(msg.seq);
+        } else {
+            // A quote, trade or candle: its seq is where this node's seqs go on, and the message
+            // is the topic's latest, as on the old leader.
+            publish_decoded(&mut publisher, &mut bus.batch(), &state, msg, &body);
+        }
         found.push(state);
     }
     Ok(found)

@@ -518,6 +518,7 @@ impl<'c> MarketSession<'c> {
                     bids,
                     asks,
                     ts: (ts != TsMicros::UNMEASURED).then_some(ts.0),
+                    upstream: Default::default(),
                 }),
                 MarketEvent::Trade { symbol, trade } => Line::Trade(TradeLine {
                     topic: Cow::Owned(format!("trade.{symbol}")),
@@ -1006,6 +1007,7 @@ mod tests {
                 bids: vec![lv("21900", "1")],
                 asks: vec![lv("21921.0", "1")],
                 ts: None,
+                upstream: Default::default(),
             });
             let bus = feed.bus.clone();
             let mut batch = bus.batch();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tickcast_ingest::nats::election::LeaseTiming;
 use tickcast_ingest::nats::sink::{
-    default_node_name, NatsSinkConfig, StreamStorage, MIN_HISTORY_AGE,
+    default_node_name, NatsSinkConfig, StreamStorage, BOOK_SNAPSHOT_EVERY_RANGE, MIN_HISTORY_AGE,
 };
 
 use super::{millis, ConfigError};
@@ -42,6 +42,9 @@ pub struct NatsSection {
     pub queue_capacity: usize,
     /// Time allowed to connect at startup, in milliseconds.
     pub connect_timeout_ms: u64,
+    /// How often the leader appends a snapshot of each book it updated, in milliseconds: the
+    /// longest a gateway's copy of a book that lost sync goes unserved.
+    pub book_snapshot_ms: u64,
     /// How often the leading ingest node appends its heartbeat (its lease), in milliseconds.
     pub renew_ms: u64,
     /// Silence after which a standby ingest node takes over, in milliseconds (>= 3 x renew_ms).
@@ -65,6 +68,7 @@ impl Default for NatsSection {
             history_max_bytes: s.history_max_bytes,
             queue_capacity: s.queue_capacity,
             connect_timeout_ms: millis(s.connect_timeout),
+            book_snapshot_ms: millis(s.book_snapshot_every),
             renew_ms: millis(s.lease.renew),
             lease_ms: millis(s.lease.lease),
             node: String::new(),
@@ -101,6 +105,15 @@ impl NatsSection {
                 self.history_max_bytes
             )));
         }
+        let (lo, hi) = BOOK_SNAPSHOT_EVERY_RANGE;
+        if !(millis(lo)..=millis(hi)).contains(&self.book_snapshot_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "nats.book_snapshot_ms is {}, must be {}..={}",
+                self.book_snapshot_ms,
+                millis(lo),
+                millis(hi)
+            )));
+        }
         self.lease()
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("nats.{e}")))?;
@@ -130,6 +143,7 @@ impl NatsSection {
             history_max_bytes: self.history_max_bytes,
             queue_capacity: self.queue_capacity,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            book_snapshot_every: Duration::from_millis(self.book_snapshot_ms),
             lease,
             node: if self.node.trim().is_empty() {
                 default_node_name()
@@ -168,6 +182,10 @@ mod tests {
         }
         match resolve(&format!("{ingest}[nats]\nhistory_ms = 10")) {
             Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.history_ms is 10"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match resolve(&format!("{ingest}[nats]\nbook_snapshot_ms = 10")) {
+            Err(ConfigError::Invalid(m)) => assert!(m.contains("nats.book_snapshot_ms"), "{m}"),
             other => panic!("{other:?}"),
         }
         match resolve(&format!("{ingest}[nats]\nhistory_max_bytes = 10")) {

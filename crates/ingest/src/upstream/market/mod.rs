@@ -294,6 +294,9 @@ impl From<BookError> for MarketError {
             BookError::AwaitingSnapshot => {
                 MarketError::Unsupported("delta while the book awaits a snapshot")
             }
+            BookError::ChecksumMismatch => {
+                MarketError::Unsupported("delta that does not reproduce the source's checksum")
+            }
         }
     }
 }
