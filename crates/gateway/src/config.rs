@@ -26,6 +26,9 @@ pub struct GatewayConfig {
     /// so that under load each connection's frames gather into fewer writes; idle, passes take
     /// microseconds and nothing waits. Zero: every pass right after routing.
     pub adaptive_flush_max: Duration,
+    /// Hand the write pass's sends to the kernel in batches through io_uring (Linux) instead of
+    /// one `send(2)` each; where io_uring is unavailable the shard keeps `send(2)`.
+    pub io_uring: bool,
     /// Most simultaneous WebSocket sessions; further upgrades get HTTP 503.
     pub max_connections: usize,
     /// Most simultaneous sessions from one source IP (0 = no limit); further upgrades get HTTP 429.
@@ -88,6 +91,7 @@ impl Default for GatewayConfig {
             socket_send_buffer: None,
             flush_interval: Duration::ZERO,
             adaptive_flush_max: Duration::ZERO,
+            io_uring: true,
             max_connections: 100_000,
             max_connections_per_ip: 0,
             rate_limit: RateLimit::default(),

@@ -14,7 +14,26 @@ use tickcast_bus::{RouterStats, Sealed, ShardRouter, Subscriber, SubscriberId};
 use tickcast_core::TsMicros;
 use tokio::sync::Notify;
 
+use tickcast_uring::SendRing;
+
 use crate::state::ServerState;
+
+/// The shard's send ring when the config asks for it and the kernel allows it.
+fn open_ring(shard: usize, state: &ServerState) -> Option<SendRing> {
+    if !state.config.io_uring {
+        return None;
+    }
+    match SendRing::new() {
+        Ok(ring) => {
+            state.metrics.io_uring_shards.inc();
+            Some(ring)
+        }
+        Err(e) => {
+            tracing::warn!(shard, error = %e, "io_uring unavailable: this shard writes with send(2)");
+            None
+        }
+    }
+}
 
 /// Capacity of a shard's cork buffer: the most bytes gathered into one write. A frame larger than
 /// this is written straight from its own buffer.
@@ -139,8 +158,12 @@ pub(crate) struct Local<S: Listed> {
     next_id: Cell<u64>,
     /// Live sessions, for the write pass, the sweep and shutdown.
     pub sessions: RefCell<Vec<Rc<S>>>,
-    /// Reused buffer into which a connection's queued frames are gathered for one write.
+    /// Reused buffer into which a connection's queued frames are gathered for one write (or the
+    /// frames of a batch of connections, one after the other, for the ring).
     pub cork: RefCell<Vec<u8>>,
+    /// This shard's io_uring for batched sends; `None`: one `send(2)` per connection (turned off,
+    /// unavailable, or failed once).
+    pub ring: RefCell<Option<SendRing>>,
     /// Closed connections still lingering on this shard (see [`Local::lingering`]).
     lingering: Cell<usize>,
     /// Notified when the last session or lingering connection leaves (shutdown waits on it).
@@ -153,6 +176,7 @@ pub(crate) struct Local<S: Listed> {
 impl<S: Listed> Local<S> {
     /// The state of shard `index`.
     pub(crate) fn new(index: usize, state: Arc<ServerState>) -> Self {
+        let ring = open_ring(index, &state);
         Self {
             index,
             router: RefCell::new(ShardRouter::new(
@@ -166,6 +190,7 @@ impl<S: Listed> Local<S> {
             next_id: Cell::new(0),
             sessions: RefCell::new(Vec::new()),
             cork: RefCell::new(Vec::with_capacity(CORK_BYTES)),
+            ring: RefCell::new(ring),
             lingering: Cell::new(0),
             idle: Notify::new(),
             heartbeats_asked: Notify::new(),

@@ -162,6 +162,8 @@ pub struct Metrics {
     pub book_resyncs: IntCounter,
     /// Books that refused an update and await a snapshot; not served meanwhile.
     pub books_untrusted: IntGauge,
+    /// Shards whose write pass batches its sends through io_uring.
+    pub io_uring_shards: IntGauge,
     /// `reset` frames queued to clients.
     pub resets_sent: IntCounter,
     /// Heartbeat frames encoded (one per topic, interval and shard when it was quiet).
@@ -349,6 +351,10 @@ impl Metrics {
             book_resyncs: counter(
                 "tickcast_book_resyncs_total",
                 "Books a gateway resynced from its ingest node's periodic snapshot after losing sync.",
+            ),
+            io_uring_shards: gauge(
+                "tickcast_io_uring_shards",
+                "Shards whose write pass batches its sends through io_uring (the others use send(2)).",
             ),
             books_untrusted: gauge(
                 "tickcast_books_untrusted",

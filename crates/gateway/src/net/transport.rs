@@ -119,6 +119,13 @@ impl Transport {
         }
     }
 
+    /// The socket of a plain TCP connection (for batched sends); `None` for TLS, whose bytes go
+    /// through rustls.
+    pub(crate) fn plain_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.tls.is_none().then(|| self.tcp.as_raw_fd())
+    }
+
     /// Whether this is plain TCP (no TLS records held back between writes).
     pub(crate) fn is_plain(&self) -> bool {
         self.tls.is_none()

@@ -8,12 +8,15 @@
 //! `vfs_writev` were ~10% of server CPU with writev). It never waits while holding the queue.
 
 use std::io;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use tickcast_bus::Sealed;
 use tickcast_core::{CloseCode, Frame, TsMicros};
 
 use super::{Session, ShardCtx};
+use tickcast_uring::{BatchSend, MAX_BATCH, NOT_SENT};
+
 use crate::local::CORK_BYTES;
 use crate::metrics::CloseReason;
 use crate::net::transport::Transport;
@@ -129,13 +132,8 @@ fn write_some(
     socket: &Transport,
     now: TsMicros,
 ) -> io::Result<bool> {
-    // Markers for what backpressure took away are encoded now, once per write at most, not per
-    // replaced tick.
-    let sealed = session.sub.seal_gaps();
-    if sealed != Sealed::default() {
-        ctx.counters.record_gaps(sealed);
-    }
-    let mut q = session.sub.queue.borrow_mut();
+    seal_gaps(ctx, session);
+    let q = session.sub.queue.borrow();
     let mut cork = ctx.cork.borrow_mut();
     cork.clear();
     q.gather(&mut cork, CORK_BYTES);
@@ -149,17 +147,124 @@ fn write_some(
         return Ok(false);
     };
     drop(cork);
+    drop(q);
+    let emptied = wrote(ctx, session, written, now);
+    // Plain TCP holds nothing back once the queue is empty; TLS takes one more turn to push records.
+    Ok(!emptied || !socket.is_plain())
+}
+
+/// Most bytes gathered for one batch of sends: the cork keeps its capacity, so this bounds what a
+/// shard holds for batching (a few large queues go through `write_queued` instead).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Markers for what backpressure took away are encoded now, once per write at most, not per
+/// replaced tick.
+fn seal_gaps(ctx: &ShardCtx, session: &Session) {
+    let sealed = session.sub.seal_gaps();
+    if sealed != Sealed::default() {
+        ctx.counters.record_gaps(sealed);
+    }
+}
+
+/// Takes `written` bytes off the front of `session`'s queue after a write, counts the write, and
+/// lets the reader go on if the control frames it queued went out; returns whether the queue is
+/// now empty.
+fn wrote(ctx: &ShardCtx, session: &Session, written: usize, now: TsMicros) -> bool {
+    let mut q = session.sub.queue.borrow_mut();
     let queued = q.data_len();
     session.unstalled();
     let done = q.advance(written);
     let control_left = q.control_len();
-    // Plain TCP holds nothing back once the queue is empty; TLS takes one more turn to push records.
-    let again = !q.is_empty() || !socket.is_plain();
+    let emptied = q.is_empty();
     drop(q);
     ctx.counters
         .record_write(done.frames, written, queued, done.oldest_ts, now);
     if control_left < MAX_PENDING_CONTROL {
         session.wake_reader();
     }
-    Ok(again)
+    emptied
+}
+
+/// Writes what each session of `batch` (indexes into `sessions`, at most [`MAX_BATCH`]) has queued with one submission to the
+/// shard's ring: plain TCP sessions whose queued frames fit the cork, gathered one after another
+/// into it. Everything else, and whatever a send leaves (part of the queue, a full socket, an
+/// error), goes through [`write_queued`], as does the whole batch if the ring fails (which then
+/// is dropped: the shard goes on with `send(2)`).
+pub(crate) fn write_batch(
+    ctx: &ShardCtx,
+    sessions: &[Rc<Session>],
+    batch: &[usize],
+    now: TsMicros,
+) {
+    debug_assert!(batch.len() <= MAX_BATCH);
+    let mut sends: [BatchSend; MAX_BATCH] = std::array::from_fn(|_| BatchSend {
+        fd: -1,
+        range: 0..0,
+    });
+    // Which session each send is for, and the sessions left to `write_queued`.
+    let (mut owner, mut n) = ([0u8; MAX_BATCH], 0);
+    let (mut later, mut n_later) = ([0u8; MAX_BATCH], 0);
+    let mut results = [NOT_SENT; MAX_BATCH];
+    {
+        let mut cork = ctx.cork.borrow_mut();
+        cork.clear();
+        for (i, &slot) in batch.iter().enumerate() {
+            let session = &sessions[slot];
+            let Some(fd) = session.stream.plain_fd() else {
+                later[n_later] = i as u8;
+                n_later += 1;
+                continue;
+            };
+            let start = cork.len();
+            if start >= BATCH_BYTES {
+                later[n_later] = i as u8;
+                n_later += 1;
+                continue;
+            }
+            seal_gaps(ctx, session);
+            session
+                .sub
+                .queue
+                .borrow()
+                .gather(&mut cork, start + CORK_BYTES);
+            if cork.len() == start {
+                // Nothing queued, or one frame larger than the cork: the usual path handles both.
+                later[n_later] = i as u8;
+                n_later += 1;
+                continue;
+            }
+            sends[n] = BatchSend {
+                fd,
+                range: start..cork.len(),
+            };
+            owner[n] = i as u8;
+            n += 1;
+        }
+        let failed = match ctx.ring.borrow_mut().as_mut() {
+            Some(ring) => ring.send_all(&cork, &sends[..n], &mut results).err(),
+            None => Some(io::Error::other("no ring")),
+        };
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "io_uring send failed: this shard writes with send(2) from now on");
+            *ctx.ring.borrow_mut() = None;
+        }
+    }
+    for k in 0..n {
+        let session = &sessions[batch[owner[k] as usize]];
+        match results[k] {
+            r if r >= 0 => {
+                if !wrote(ctx, session, r as usize, now) {
+                    write_queued(ctx, session, now); // the rest of a longer queue
+                } else if is_done(&session.sub, &session.stream) {
+                    session.sub.wake(); // the close frame went out: its task ends the session
+                }
+            }
+            // Full (tokio must learn it, which send(2) arranges) or never sent.
+            r if r == -libc::EAGAIN || r == NOT_SENT => write_queued(ctx, session, now),
+            _ => session.sub.wake(), // an error: the session's task meets it and reports it
+        }
+    }
+    for &i in &later[..n_later] {
+        write_queued(ctx, &sessions[batch[i as usize]], now);
+    }
 }

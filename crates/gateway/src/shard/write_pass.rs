@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tickcast_bus::{Dirty, Subscriber};
 use tickcast_core::prefetch::prefetch;
 use tickcast_core::TsMicros;
+use tickcast_uring::MAX_BATCH;
 
 use crate::net::transport::Transport;
 use crate::session::writer;
@@ -19,7 +20,8 @@ const DISPATCH_BUDGET: usize = 1024;
 /// Longest the dispatcher writes before it lets the shard's other tasks run (accepts, handshakes,
 /// client requests): about a hundred writes here.
 const WRITE_SLICE: Duration = Duration::from_millis(1);
-/// Connections written between two looks at the clock.
+/// Connections written between two looks at the clock, one `send(2)` each (with the shard's
+/// io_uring: [`MAX_BATCH`], in one submission).
 const WRITE_CHUNK: usize = 16;
 
 /// Writes every subscriber that got ticks since the last pass, yielding every [`WRITE_SLICE`].
@@ -31,23 +33,35 @@ const WRITE_CHUNK: usize = 16;
 async fn write_dirty(ctx: &ShardCtx, buffer: &mut Vec<Rc<Subscriber>>) {
     let mut dirty = ctx.router.borrow_mut().take_dirty(std::mem::take(buffer));
     let mut turn = Instant::now();
+    let mut batch = [0usize; MAX_BATCH];
     while dirty.remaining() > 0 {
         {
             // Writing never adds or removes sessions (a failed write only wakes the session's
             // task), so the list stays borrowed for this chunk.
             let sessions = ctx.sessions.borrow();
             let now = TsMicros::now();
-            for _ in 0..WRITE_CHUNK {
+            // With the ring, a chunk is one submission of sends; without, one send(2) each.
+            let batching = ctx.ring.borrow().is_some();
+            let chunk = if batching { MAX_BATCH } else { WRITE_CHUNK };
+            let mut n = 0;
+            for _ in 0..chunk {
                 prefetch_ahead(&sessions, &dirty);
                 let Some(sub) = dirty.take_next() else { break };
                 match sessions
                     .get(sub.owner())
                     .filter(|s| Rc::ptr_eq(&s.sub, sub))
                 {
+                    Some(_) if batching => {
+                        batch[n] = sub.owner();
+                        n += 1;
+                    }
                     Some(session) => writer::write_queued(ctx, session, now),
                     // Ended during a yield (or not registered yet): its own task takes over.
                     None => sub.wake(),
                 }
+            }
+            if n > 0 {
+                writer::write_batch(ctx, &sessions, &batch[..n], now);
             }
         }
         if dirty.remaining() > 0 {

@@ -33,6 +33,9 @@ pub struct ServerSection {
     /// With `flush_interval_ms = 0`: longest a write pass waits behind the previous one, which it
     /// waits as long as that one took; 0 = no waiting.
     pub adaptive_flush_max_ms: u64,
+    /// Batch the write pass's sends through io_uring (Linux; falls back to send(2) where it is
+    /// unavailable).
+    pub io_uring: bool,
     /// Time given to flush queued frames at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
 }
@@ -49,6 +52,7 @@ impl Default for ServerSection {
             socket_send_buffer_bytes: g.socket_send_buffer.unwrap_or(0),
             flush_interval_ms: millis(g.flush_interval),
             adaptive_flush_max_ms: millis(g.adaptive_flush_max),
+            io_uring: g.io_uring,
             shutdown_grace_ms: millis(g.shutdown_grace),
         }
     }
@@ -103,6 +107,7 @@ impl ServerSection {
             (self.socket_send_buffer_bytes > 0).then_some(self.socket_send_buffer_bytes);
         g.flush_interval = ms(self.flush_interval_ms);
         g.adaptive_flush_max = ms(self.adaptive_flush_max_ms);
+        g.io_uring = self.io_uring;
         g.shutdown_grace = ms(self.shutdown_grace_ms);
     }
 }
