@@ -173,16 +173,26 @@ async fn a_restarted_server_has_a_new_epoch_and_says_epoch_changed() {
 }
 
 /// A client that stops reading under `policy` is told, before its next tick of a topic, which
-/// seqs it will not get.
-async fn stalled_client_is_told_what_it_missed(policy: &str, counter: &str) {
+/// seqs it will not get; with the write pass's sends batched through io_uring or one `send(2)`
+/// each (`io_uring`), which must not differ in what a client gets.
+async fn stalled_client_is_told_what_it_missed(policy: &str, counter: &str, io_uring: bool) {
     let policy_value = policy.to_string();
     let server = start_server(|c| {
         feed(c, &["AAPL", "MSFT"], 2000.0);
         c.backpressure.policy = serde_json::from_value(json!(policy_value)).expect("a policy name");
         c.backpressure.max_queued_frames = 32;
         c.server.socket_send_buffer_bytes = 4096;
+        c.server.io_uring = io_uring;
     })
     .await;
+    let batching = metric(&server, "tickcast_io_uring_shards").await;
+    let available = tickcast_uring::SendRing::new().is_ok();
+    let shards = server.running().state().bus.shard_count() as f64;
+    assert_eq!(
+        batching,
+        Some(if io_uring && available { shards } else { 0.0 }),
+        "io_uring {io_uring}, available {available}"
+    );
     let mut slow = RawClient::connect_with(&server, Some(4096)).await;
     slow.send_text(r#"{"op":"subscribe","topics":["ticker.AAPL","ticker.MSFT"],"id":1}"#)
         .await;
@@ -240,7 +250,14 @@ async fn stalled_client_is_told_what_it_missed(policy: &str, counter: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflated_client_gets_a_gap_marker_before_its_next_tick() {
-    stalled_client_is_told_what_it_missed("conflate", "tickcast_messages_conflated_total").await;
+    stalled_client_is_told_what_it_missed("conflate", "tickcast_messages_conflated_total", true)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflated_client_gets_a_gap_marker_before_its_next_tick_with_send_per_connection() {
+    stalled_client_is_told_what_it_missed("conflate", "tickcast_messages_conflated_total", false)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,6 +265,7 @@ async fn a_client_whose_ticks_were_dropped_gets_a_gap_marker_before_its_next_tic
     stalled_client_is_told_what_it_missed(
         "drop_oldest",
         "tickcast_messages_dropped_total{reason=\"drop_oldest\"}",
+        true,
     )
     .await;
 }
