@@ -246,7 +246,9 @@ pub(crate) fn write_batch(
         };
         if let Some(e) = failed {
             tracing::warn!(error = %e, "io_uring send failed: this shard writes with send(2) from now on");
-            *ctx.ring.borrow_mut() = None;
+            if ctx.ring.borrow_mut().take().is_some() {
+                ctx.state.metrics.io_uring_shards.dec();
+            }
         }
     }
     for k in 0..n {
