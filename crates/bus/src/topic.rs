@@ -515,9 +515,12 @@ impl TopicState {
                 return Err(e);
             }
         }
-        let depth = upstream.depth.unwrap_or(depth);
+        // The upstream node's depth (bounded as a local one is), so that both books trim alike.
+        let depth = upstream
+            .depth
+            .map_or(depth, |d| d.clamp(1, crate::bus::MAX_BOOK_DEPTH));
         if update.snapshot && log.book.as_ref().is_some_and(|b| b.book.depth() != depth) {
-            log.book = None; // the ingest node's depth, so that both books trim alike
+            log.book = None; // rebuilt at that depth
         }
         let slot = log.book.get_or_insert_with(|| BookLog::new(depth));
         let applied = slot.apply(&update).and_then(|()| match upstream.checksum {
