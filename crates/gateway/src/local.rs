@@ -29,7 +29,11 @@ fn open_ring(shard: usize, state: &ServerState) -> Option<SendRing> {
             Some(ring)
         }
         Err(e) => {
-            tracing::warn!(shard, error = %e, "io_uring unavailable: this shard writes with send(2)");
+            // Once per process: every shard meets the same kernel (or the same seccomp profile).
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(shard, error = %e, "io_uring unavailable: writes use send(2) (tickcast_io_uring_shards 0)");
+            }
             None
         }
     }
