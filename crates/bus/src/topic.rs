@@ -113,7 +113,7 @@ impl BookLog {
 /// What [`TopicState::store_book_at`] did with an update.
 #[derive(Debug)]
 pub(crate) enum BookAt {
-    /// Applied and stored (or found stale by the store).
+    /// Applied and stored: the message it made, and what storing it did (its gap marker).
     Stored(Frame, Store),
     /// Not newer than the latest seq: dropped.
     Stale,

@@ -472,6 +472,22 @@ fn deltas_in_common(source: &BTreeMap<u64, Value>, served: &BTreeMap<u64, Value>
     n
 }
 
+/// Clients of `book.AAPL` on the ingest node and on `gateway` each keep a checked book, and the
+/// deltas both got under one seq are the same message (at least 50 of them).
+async fn same_book_at_both(ingest: &RunningServer, gateway: &RunningServer) {
+    let topic = "book.AAPL";
+    let mut at_source = Client::connect(ingest).await;
+    at_source.subscribe(&[topic], 1).await;
+    let mut at_gateway = Client::connect(gateway).await;
+    at_gateway.subscribe(&[topic], 1).await;
+    let source = checked_book(&mut at_source, 150).await;
+    let served = checked_book(&mut at_gateway, 100).await;
+    assert!(
+        deltas_in_common(&source, &served) >= 50,
+        "too few deltas in common"
+    );
+}
+
 /// Books cross NATS: a gateway keeps its own copy of each book from the ingest node's messages,
 /// so its clients get a snapshot and then the ingest node's deltas under the same seqs, every
 /// checksum matching. A gateway started while the book was long under way serves it from the
@@ -480,32 +496,13 @@ fn deltas_in_common(source: &BTreeMap<u64, Value>, served: &BTreeMap<u64, Value>
 async fn books_reach_gateway_clients_with_the_ingest_nodes_seqs_and_a_late_gateway_resyncs() {
     let nats = NatsServer::start();
     let ingest = market_ingest(&nats, 200.0, |c| c.nats.book_snapshot_ms = 200).await;
-    let topic = "book.AAPL";
     let early = gateway_of_everything(&nats).await;
-    let mut at_source = Client::connect(&ingest).await;
-    at_source.subscribe(&[topic], 1).await;
-    let mut at_early = Client::connect(&early).await;
-    at_early.subscribe(&[topic], 1).await;
-    let source = checked_book(&mut at_source, 150).await;
-    let served = checked_book(&mut at_early, 100).await;
-    assert!(
-        deltas_in_common(&source, &served) >= 50,
-        "too few deltas in common"
-    );
+    same_book_at_both(&ingest, &early).await;
 
     // A gateway that starts now, the book hundreds of deltas on: its client gets a snapshot (the
     // leader's latest, read from the stream, or the next one) and then the deltas.
     let late = gateway_of_everything(&nats).await;
-    let mut at_source = Client::connect(&ingest).await;
-    at_source.subscribe(&[topic], 1).await;
-    let mut at_late = Client::connect(&late).await;
-    at_late.subscribe(&[topic], 1).await;
-    let source = checked_book(&mut at_source, 150).await;
-    let served = checked_book(&mut at_late, 100).await;
-    assert!(
-        deltas_in_common(&source, &served) >= 50,
-        "too few deltas in common"
-    );
+    same_book_at_both(&ingest, &late).await;
     let resyncs = late.running().state().bus.book_resyncs();
     assert!(resyncs >= 1, "the late gateway took no snapshot: {resyncs}");
     drop(ingest);

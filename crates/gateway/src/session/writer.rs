@@ -242,7 +242,9 @@ pub(crate) fn write_batch(
         }
         let failed = match ctx.ring.borrow_mut().as_mut() {
             Some(ring) => ring.send_all(&cork, &sends[..n], &mut results).err(),
-            None => Some(io::Error::other("no ring")),
+            // No ring (the caller found one; kept for safety): every send stays NOT_SENT and goes
+            // the send(2) way below.
+            None => None,
         };
         if let Some(e) = failed {
             tracing::warn!(error = %e, "io_uring send failed: this shard writes with send(2) from now on");
