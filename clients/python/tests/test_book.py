@@ -138,7 +138,8 @@ def test_corrupted_book_is_detected_and_rebuilt_by_resubscribe(binary: str) -> N
             # A seq jump without a marker: dropped and resubscribed too.
             await asyncio.sleep(0.5)
             sub.book.seq -= 1
-            got = await collect(events, lambda g: sub.book.jumps == 1 and sub.checksum_ok)
+            # Stop on a book handed to the consumer (see the resync test): the reader's state may run ahead of it.
+            got = await collect(events, lambda g: isinstance(g[-1], OrderBook) and sub.book.jumps == 1)
             assert [e.reason for e in got if isinstance(e, BookInvalid)] == ["jump"]
             assert sub.resubscribes == 2 and sub.book.snapshots == 3 and sub.mismatches == 1
     try:
