@@ -187,9 +187,9 @@ fn wrote(ctx: &ShardCtx, session: &Session, written: usize, now: TsMicros) -> bo
 
 /// Writes what each session of `batch` (indexes into `sessions`, at most [`MAX_BATCH`]) has
 /// queued with one submission to the shard's ring: plain TCP sessions whose queued frames fit the
-/// cork, gathered one after another into it. Everything else, and whatever a send leaves (part of the queue, a full socket, an
-/// error), goes through [`write_queued`], as does the whole batch if the ring fails (which then
-/// is dropped: the shard goes on with `send(2)`).
+/// cork, gathered one after another into it. Everything else, and whatever a send leaves (part of
+/// the queue, a full socket, an error), goes through [`write_queued`], as does the whole batch if
+/// the ring fails (which then is dropped: the shard goes on with `send(2)`).
 pub(crate) fn write_batch(
     ctx: &ShardCtx,
     sessions: &[Rc<Session>],
